@@ -1,0 +1,276 @@
+"""The on-disk model format: one directory per model version and variant.
+
+::
+
+    <dir>/manifest.json   name, version, task, variant, kind, created, classes, library
+                          versions, metrics, extra (guard verdict, drift reference, ...),
+                          and every payload file with its sha256 and size
+    <dir>/model.skops     kind "skops": an original scikit-learn model (ZIP_DEFLATED)
+    <dir>/arrays.npz ...  kind "compact": whatever the compact model's ``save_payload`` wrote
+
+Loading never unpickles. A skops payload is opened only after every type it references that
+skops does not already trust is found on :data:`ALLOWED_TYPES`, an allow-list that lives here,
+in leanml's code (the file's own list of types is never trusted). Every payload's sha256 is
+checked against the manifest before it is parsed. Each failure has its own error:
+
+* manifest or payload file missing -> :class:`~leanml.errors.ArtifactMissingError`
+* sha256 mismatch (tampered or truncated file) -> :class:`~leanml.errors.ChecksumMismatchError`
+* a type outside the allow-list -> :class:`~leanml.errors.UntrustedTypeError`
+* a format version this leanml cannot read -> :class:`~leanml.errors.UnsupportedFormatError`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from leanml.errors import (
+    ArtifactError,
+    ArtifactMissingError,
+    ChecksumMismatchError,
+    UnsupportedFormatError,
+    UntrustedTypeError,
+)
+
+__all__ = [
+    "ALLOWED_TYPES",
+    "FORMAT_VERSION",
+    "Manifest",
+    "load_model",
+    "read_manifest",
+    "save_model",
+    "sha256_file",
+    "verify_artifact",
+]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SKOPS_FILE = "model.skops"
+
+#: Types a skops payload may hold beyond those skops itself trusts by default. Every entry is a
+#: scikit-learn building block leanml trains or compresses; nothing that can run arbitrary code.
+ALLOWED_TYPES: frozenset[str] = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.ensemble._gb.GradientBoostingClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._gb_losses.MultinomialDeviance",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss._loss.CyHalfMultinomialLoss",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn.dummy.DummyClassifier",
+        "sklearn.linear_model._sgd_fast.Hinge",
+        "sklearn.linear_model._sgd_fast.Log",
+        "sklearn.linear_model._sgd_fast.ModifiedHuber",
+        "sklearn.utils._bunch.Bunch",
+        "numpy.dtype",
+        "numpy.float32",
+        "numpy.float64",
+        "numpy.int64",
+        "collections.defaultdict",
+        "collections.OrderedDict",
+        "builtins.int",
+        "builtins.float",
+        "builtins.list",
+        "builtins.str",
+    }
+)
+
+
+@dataclasses.dataclass
+class Manifest:
+    """What ``manifest.json`` holds. ``payload`` maps file name -> {"sha256", "size"}."""
+
+    name: str
+    version: int
+    task: str
+    variant: str
+    kind: str
+    created: str
+    classes: list[Any]
+    library_versions: dict[str, str]
+    metrics: dict[str, Any]
+    payload: dict[str, dict[str, Any]]
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def payload_bytes(self) -> int:
+        """Total size of the payload files on disk."""
+        return sum(int(entry["size"]) for entry in self.payload.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Path) -> Manifest:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise UnsupportedFormatError(
+                f"{where / MANIFEST} has format_version {version!r}; this leanml reads "
+                f"format_version {FORMAT_VERSION} only."
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(n for n in names if n not in data and n != "extra")
+        if missing:
+            raise ArtifactError(f"{where / MANIFEST} lacks the keys {missing}.")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("leanml", "scikit-learn", "numpy", "scipy", "skops"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            versions[dist] = "unknown"
+    return versions
+
+
+def save_model(
+    model: Any,
+    directory: str | os.PathLike[str],
+    *,
+    name: str,
+    version: int,
+    task: str,
+    variant: str = "original",
+    metrics: dict[str, Any] | None = None,
+    classes: list[Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``model`` and its manifest to ``directory`` atomically (replacing what was there).
+
+    A model with ``leanml_format == "compact"`` writes its own arrays through
+    ``save_payload(dir)``; anything else is written with skops, ZIP_DEFLATED.
+    """
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        if getattr(model, "leanml_format", None) == "compact":
+            kind = "compact"
+            files = list(model.save_payload(staging))
+        else:
+            import skops.io as sio
+
+            kind = "skops"
+            sio.dump(model, staging / SKOPS_FILE, compression=zipfile.ZIP_DEFLATED)
+            files = [SKOPS_FILE]
+        if classes is None and hasattr(model, "classes_"):
+            classes = [_plain(c) for c in model.classes_]
+        manifest = Manifest(
+            name=name,
+            version=int(version),
+            task=task,
+            variant=variant,
+            kind=kind,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            classes=list(classes or []),
+            library_versions=library_versions(),
+            metrics=dict(metrics or {}),
+            payload={
+                f: {"sha256": sha256_file(staging / f), "size": (staging / f).stat().st_size}
+                for f in files
+            },
+            extra=dict(extra or {}),
+        )
+        (staging / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+    where = Path(directory)
+    path = where / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactMissingError(f"No manifest at {path}.") from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} must hold a JSON object.")
+    return Manifest.from_dict(data, where)
+
+
+def verify_artifact(directory: str | os.PathLike[str]) -> Manifest:
+    """Read the manifest and check every payload file's presence and sha256."""
+    where = Path(directory)
+    manifest = read_manifest(where)
+    for file, entry in manifest.payload.items():
+        path = where / file
+        if Path(file).is_absolute() or ".." in Path(file).parts:
+            raise ArtifactError(f"{where / MANIFEST} names a payload outside its folder: {file!r}.")
+        if not path.is_file():
+            raise ArtifactMissingError(f"Payload file {path} named in the manifest is missing.")
+        actual = sha256_file(path)
+        if actual != entry.get("sha256"):
+            raise ChecksumMismatchError(
+                f"Payload file {path} has sha256 {actual}, but the manifest says "
+                f"{entry.get('sha256')}: the file was changed or truncated after it was saved."
+            )
+    return manifest
+
+
+def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
+    """Verify and load the model in ``directory``; never unpickles."""
+    where = Path(directory)
+    manifest = verify_artifact(where)
+    if manifest.kind == "skops":
+        return _load_skops(where / SKOPS_FILE), manifest
+    if manifest.kind == "compact":
+        from leanml.compress.compact import CompactModel
+
+        return CompactModel.load_payload(where), manifest
+    raise UnsupportedFormatError(f"{where / MANIFEST} has unknown kind {manifest.kind!r}.")
+
+
+def _load_skops(path: Path) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # a corrupt zip or schema: say which file
+        raise ArtifactError(f"{path} is not a readable skops file: {exc}") from exc
+    refused = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
+    if refused:
+        raise UntrustedTypeError(
+            f"{path} references types outside leanml's allow-list: {', '.join(refused)}. "
+            "Refusing to load it."
+        )
+    return sio.load(path, trusted=untrusted)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars, for JSON."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,62 @@
+"""The demo datasets: email categorization, intent recognition and sentiment analysis.
+
+>>> from leanml.datasets import load_dataset
+>>> ds = load_dataset("email")      # SpamAssassin, bundled
+>>> ds.X_train[:1], ds.y_train[:1]
+
+Each loader returns stratified (or official) train / validation / test splits with a fixed seed,
+and the source, licence and citation to show the user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leanml.config import Settings
+from leanml.datasets._base import Dataset
+from leanml.datasets.email import load_email
+from leanml.datasets.intent import (
+    fetch_clinc150,
+    find_clinc150,
+    load_clinc150,
+    load_email_intents,
+    load_intent,
+)
+from leanml.datasets.sentiment import load_sentiment
+from leanml.errors import ParameterError
+
+__all__ = [
+    "TASKS",
+    "Dataset",
+    "fetch_clinc150",
+    "find_clinc150",
+    "load_clinc150",
+    "load_dataset",
+    "load_email",
+    "load_email_intents",
+    "load_intent",
+    "load_sentiment",
+]
+
+#: task name -> what it classifies
+TASKS = {
+    "email": "email categorization (ham / hard_ham / spam)",
+    "intent": "intent recognition (CLINC150, 150 intents; bundled email intents offline)",
+    "sentiment": "sentiment analysis (negative / neutral / positive tweets)",
+}
+
+
+def load_dataset(
+    task: str, path: str | Path | None = None, *, settings: Settings | None = None
+) -> Dataset:
+    """The dataset of one of the three demo tasks (see :data:`TASKS`)."""
+    if task == "email":
+        return load_email(path, settings=settings)
+    if task == "intent":
+        return load_intent(path, settings=settings)
+    if task == "sentiment":
+        return load_sentiment(path)
+    raise ParameterError(
+        "The 'task' parameter of load_dataset must be one of "
+        f"{', '.join(repr(t) for t in TASKS)}, got {task!r} instead."
+    )

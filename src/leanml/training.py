@@ -1,0 +1,169 @@
+"""The demo pipelines: TF-IDF word 1-2-grams and a classifier, trained on the demo datasets.
+
+``train_model(task, estimator)`` fits a pipeline on the training split and measures accuracy,
+macro-F1 and per-class precision / recall / F1 on the validation and test splits. It also keeps
+the validation predictions' class counts, a sample of their confidences and of the input
+lengths, and the out-of-vocabulary rate: the *reference* that drift monitoring compares live
+traffic against, stored in the model's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.decomposition import TruncatedSVD
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from leanml._predict import predict_with_confidence
+from leanml.config import Settings
+from leanml.datasets import Dataset, load_dataset
+from leanml.errors import ParameterError
+
+__all__ = [
+    "ESTIMATORS",
+    "TrainedModel",
+    "build_pipeline",
+    "evaluate",
+    "make_reference",
+    "oov_rate",
+    "train_model",
+]
+
+REFERENCE_SAMPLE = 2000
+
+# Regularisation chosen on the validation splits: LogisticRegression C=10 is within 0.3 points of
+# the best of C in {1, 3, 10, 30} on all three tasks, and 0.7-2 points above the default C=1 on
+# email and intent (validation accuracy 0.975 email, 0.903 intent, 0.747 sentiment).
+ESTIMATORS: dict[str, Callable[[], Any]] = {
+    "logreg": lambda: LogisticRegression(C=10.0, max_iter=2000),
+    "linearsvc": lambda: LinearSVC(C=0.5),
+    "complementnb": lambda: ComplementNB(alpha=0.3),
+    "sgd": lambda: SGDClassifier(loss="modified_huber", alpha=2e-5, random_state=0),
+    "randomforest": lambda: RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=0),
+}
+
+
+def build_pipeline(estimator: str = "logreg") -> Pipeline:
+    """TF-IDF (word 1-2-grams, min_df=2, sublinear tf) followed by ``estimator``.
+
+    ``randomforest`` inserts TruncatedSVD(100) first: forests do poorly on sparse n-grams.
+    """
+    if estimator not in ESTIMATORS:
+        raise ParameterError(
+            "The 'estimator' parameter of build_pipeline must be one of "
+            f"{', '.join(repr(e) for e in ESTIMATORS)}, got {estimator!r} instead."
+        )
+    steps: list[tuple[str, Any]] = [
+        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
+    ]
+    if estimator == "randomforest":
+        steps.append(("svd", TruncatedSVD(n_components=100, random_state=0)))
+    steps.append(("clf", ESTIMATORS[estimator]()))
+    return Pipeline(steps)
+
+
+def evaluate(model: Any, X: Sequence[str], y: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision / recall / F1 / support."""
+    predicted = model.predict(X)
+    labels = sorted(set(np.asarray(y).tolist()) | set(np.asarray(predicted).tolist()))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, predicted, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+        "n": len(y),
+        "per_class": {
+            label: {
+                "precision": round(float(p), 4),
+                "recall": round(float(r), 4),
+                "f1": round(float(f), 4),
+                "support": int(s),
+            }
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+    }
+
+
+def _vectorizer(model: Any) -> TfidfVectorizer | None:
+    steps = getattr(model, "steps", [])
+    return next((step for _, step in steps if isinstance(step, TfidfVectorizer)), None)
+
+
+def oov_rate(model: Any, texts: Sequence[str]) -> float | None:
+    """Mean fraction of a text's word tokens that are not in the vectorizer's vocabulary."""
+    vec = _vectorizer(model)
+    if vec is None:
+        return None
+    preprocess, tokenize = vec.build_preprocessor(), vec.build_tokenizer()
+    vocabulary = vec.vocabulary_
+    rates = []
+    for text in texts:
+        tokens = tokenize(preprocess(text))
+        if tokens:
+            rates.append(sum(t not in vocabulary for t in tokens) / len(tokens))
+    return float(np.mean(rates)) if rates else 0.0
+
+
+def make_reference(model: Any, X_val: Sequence[str], *, seed: int = 0) -> dict[str, Any]:
+    """The drift reference: the validation predictions' class mix and confidence sample."""
+    labels, confidences, _ = predict_with_confidence(model, X_val)
+    values, counts = np.unique(labels, return_counts=True)
+    rng = np.random.default_rng(seed)
+    take = rng.permutation(len(X_val))[:REFERENCE_SAMPLE]
+    return {
+        "n": len(X_val),
+        "class_counts": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
+        "confidences": [round(float(confidences[i]), 5) for i in take],
+        "input_lengths": [len(X_val[i]) for i in take],
+        "oov_rate": oov_rate(model, X_val),
+    }
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    task: str
+    estimator: str
+    pipeline: Pipeline
+    dataset: Dataset
+    metrics: dict[str, Any]
+    reference: dict[str, Any]
+
+
+def train_model(
+    task: str,
+    estimator: str = "logreg",
+    *,
+    dataset: Dataset | None = None,
+    settings: Settings | None = None,
+) -> TrainedModel:
+    """Fit the demo pipeline for ``task`` and measure it on validation and test."""
+    dataset = dataset or load_dataset(task, settings=settings)
+    pipeline = build_pipeline(estimator)
+    started = time.perf_counter()
+    pipeline.fit(dataset.X_train, dataset.y_train)
+    train_seconds = time.perf_counter() - started
+    metrics = {
+        "val": evaluate(pipeline, dataset.X_val, dataset.y_val),
+        "test": evaluate(pipeline, dataset.X_test, dataset.y_test),
+        "train_seconds": round(train_seconds, 3),
+        "dataset": dataset.name,
+    }
+    return TrainedModel(
+        task=task,
+        estimator=estimator,
+        pipeline=pipeline,
+        dataset=dataset,
+        metrics=metrics,
+        reference=make_reference(pipeline, dataset.X_val),
+    )
