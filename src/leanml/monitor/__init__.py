@@ -1,0 +1,63 @@
+"""leanml.monitor: in-process monitoring of scikit-learn text models.
+
+``ModelMonitor.record`` costs a few hundred nanoseconds (a bounded deque append); a background
+flusher turns buffered records into per-window counters and mergeable latency sketches, joins
+ground truth by prediction id, estimates accuracy from confidences, scores drift against the
+model's reference, evaluates alerts, samples resources and writes a SQLite/PostgreSQL store that
+readers merge across processes.
+"""
+
+from __future__ import annotations
+
+from leanml.monitor.alerts import (
+    AlertEvent,
+    AlertManager,
+    AlertRule,
+    CallbackSink,
+    LogSink,
+    WebhookSink,
+    default_rules,
+)
+from leanml.monitor.config import MonitorConfig
+from leanml.monitor.drift import DriftDetector, Reference, oov_rate, psi
+from leanml.monitor.ids import IdGenerator, is_sampled, sample_hash
+from leanml.monitor.join import PendingJoin
+from leanml.monitor.monitor import ModelMonitor
+from leanml.monitor.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from leanml.monitor.prometheus import render as render_prometheus
+from leanml.monitor.resources import IdleCollector, ResourceSampler, freeze_after_load
+from leanml.monitor.sketch import LogSketch, QuantileSketch, ReqSketch, merge_sketches
+from leanml.monitor.store import MonitorStore
+from leanml.monitor.wrapper import MonitoredEstimator, monitored
+
+__all__ = [
+    "PROMETHEUS_CONTENT_TYPE",
+    "AlertEvent",
+    "AlertManager",
+    "AlertRule",
+    "CallbackSink",
+    "DriftDetector",
+    "IdGenerator",
+    "IdleCollector",
+    "LogSink",
+    "LogSketch",
+    "ModelMonitor",
+    "MonitorConfig",
+    "MonitorStore",
+    "MonitoredEstimator",
+    "PendingJoin",
+    "QuantileSketch",
+    "Reference",
+    "ReqSketch",
+    "ResourceSampler",
+    "WebhookSink",
+    "default_rules",
+    "freeze_after_load",
+    "is_sampled",
+    "merge_sketches",
+    "monitored",
+    "oov_rate",
+    "psi",
+    "render_prometheus",
+    "sample_hash",
+]

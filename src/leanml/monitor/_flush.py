@@ -1,0 +1,592 @@
+"""The flusher's work for a ModelMonitor: everything that must stay off the prediction path.
+
+Split from monitor.py to keep each module small; these functions run under the monitor's lock
+(``step`` takes it) and touch its private state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from leanml.monitor.drift import oov_rates
+from leanml.monitor.ids import sample_hashes
+from leanml.monitor.sketch import LogSketch
+from leanml.monitor.window import Window
+
+if TYPE_CHECKING:
+    from leanml.monitor.monitor import ModelMonitor
+
+logger = logging.getLogger("leanml.monitor")
+_QS = (0.5, 0.95, 0.99, 0.999)
+_QNAMES = ("p50", "p95", "p99", "p999")
+_TWO32 = 4294967296.0
+
+
+def step(m: ModelMonitor, force: bool) -> None:
+    with m._io_lock:
+        with m._lock:
+            now = m._clock()
+            busy = _drain(m, now)
+            cfg = m.config
+            if force or now >= m._due.get("expire", 0.0):
+                m.pending.expire(now)
+                m.time_window.expire(now)
+                m._due["expire"] = now + 1.0
+            _score_closed_windows(m, now)
+            if force or now >= m._due["alerts"]:
+                _evaluate_alerts(m, now)
+                m._due["alerts"] = now + cfg.alert_interval_s
+            if force or now >= m._due["resources"]:
+                s = m.resources.sample(now)
+                m._resource_rows.append(s)
+                del m._resource_rows[: -cfg.resource_history]
+                m._due["resources"] = now + cfg.resource_interval_s
+            rows = None
+            if m.store is not None and (force or now >= m._due["store"]):
+                rows = _collect_rows(m, now)
+                m._due["store"] = now + cfg.store_interval_s
+            _evict_windows(m)
+            m.counters["flushes"] += 1
+        if rows is not None:
+            _write(m, rows)
+        if m.store is not None and now >= m._due["retention"]:
+            m._due["retention"] = now + cfg.retention_interval_s
+            if cfg.retention_max_age_s is not None or cfg.retention_max_rows is not None:
+                try:
+                    m.last_retention = m.store.apply_retention(
+                        now,
+                        max_age_s=cfg.retention_max_age_s,
+                        max_rows=cfg.retention_max_rows,
+                        reclaim=cfg.retention_reclaim,
+                    )
+                    m.counters["retention_runs"] += 1
+                except Exception:
+                    m.counters["store_errors"] += 1
+                    logger.exception("monitor %s: retention failed", m.name)
+        if m.gc is not None:
+            if busy:
+                m.gc.activity(now)
+            else:
+                m.gc.maybe_collect(now)
+
+
+# ---------------------------------------------------------------------------- ingest
+def _drain(m: ModelMonitor, now: float) -> bool:
+    busy = False
+    buf, bbuf = m._buf, m._bbuf
+    if buf or bbuf:
+        busy = True
+        pop = buf.popleft
+        singles = [pop() for _ in range(len(buf))]
+        bpop = bbuf.popleft
+        batches = [bpop() for _ in range(len(bbuf))]
+        try:
+            _ingest_records(m, singles, batches)
+        except (TypeError, ValueError) as exc:
+            m.counters["invalid_batches"] += 1
+            logger.error("monitor %s: dropped an invalid record chunk: %s", m.name, exc)
+    if m._err:
+        epop = m._err.popleft
+        for _ in range(len(m._err)):
+            ts, n = epop()
+            m.errors += n
+            _window(m, ts).errors += n
+    if m._gt:
+        busy = True
+        gpop = m._gt.popleft
+        _ingest_ground_truth(m, [gpop() for _ in range(len(m._gt))])
+    return busy
+
+
+def _ingest_records(m: ModelMonitor, singles: list[tuple], batches: list[tuple]) -> None:
+    ids: list[Any] = []
+    labels: list[Any] = []
+    confs: list[np.ndarray] = []
+    lats: list[np.ndarray] = []
+    tss: list[np.ndarray] = []
+    inputs: list[Any] = []
+    has_inputs = False
+    if singles:
+        ids = [r[0] for r in singles]
+        labels = [r[1] for r in singles]
+        confs.append(np.fromiter([r[2] for r in singles], np.float64, len(singles)))
+        lats.append(np.fromiter([r[3] for r in singles], np.float64, len(singles)))
+        tss.append(np.fromiter([r[5] for r in singles], np.float64, len(singles)))
+        inputs = [r[4] for r in singles]
+        has_inputs = inputs.count(None) != len(inputs)
+    for i, lab, c, lat, inp, ts in batches:
+        n = len(i)
+        ids.extend(i)
+        labels.extend(lab)
+        confs.append(np.asarray(c, dtype=np.float64).reshape(n))
+        lats.append(np.broadcast_to(np.asarray(lat, dtype=np.float64), (n,)))
+        tss.append(np.full(n, ts, dtype=np.float64))
+        if inp is None:
+            inputs.extend([None] * n)
+        else:
+            inputs.extend(inp)
+            has_inputs = True
+    if not ids:
+        return
+    _ingest(
+        m,
+        ids,
+        _label_indices(m, labels),
+        np.concatenate(confs),
+        np.concatenate(lats),
+        inputs if has_inputs else None,
+        np.concatenate(tss),
+    )
+
+
+def _label_indices(m: ModelMonitor, labels: Sequence[Any]) -> np.ndarray:
+    index = m._label_index
+    idx = list(map(index.get, labels))
+    if None in idx:
+        for lab in labels:
+            if lab not in index:
+                key = lab.item() if isinstance(lab, np.generic) else lab
+                index[key] = len(m._labels)
+                m._labels.append(key)
+        idx = list(map(index.get, labels))
+    return np.asarray(idx, dtype=np.int32)
+
+
+def _window(m: ModelMonitor, ts: float) -> Window:
+    width = m.config.window_s
+    start = math.floor(ts / width) * width
+    w = m._windows.get(start)
+    if w is None:
+        w = Window(start, width, m.config.relative_accuracy, m.config.recent_window_n)
+        m._windows[start] = w
+    return w
+
+
+def _ingest(
+    m: ModelMonitor,
+    ids: list[Any],
+    lab: np.ndarray,
+    conf: np.ndarray,
+    lat: np.ndarray,
+    inputs: list[Any] | None,
+    ts: np.ndarray,
+) -> None:
+    cfg = m.config
+    n = len(ids)
+    k = len(m._labels)
+    m.total += n
+    counts = np.bincount(lab, minlength=k)
+    if counts.size > m._label_totals.size:
+        grown = np.zeros(counts.size, dtype=np.int64)
+        grown[: m._label_totals.size] = m._label_totals
+        m._label_totals = grown
+    m._label_totals[: counts.size] += counts
+    lengths = oov = None
+    if inputs is not None:
+        lengths = np.fromiter((math.nan if x is None else len(x) for x in inputs), np.float64, n)
+    # sampling, deterministic in the id
+    rate = cfg.sampling_rate
+    if rate >= 1.0:
+        sampled = np.ones(n, dtype=bool)
+    elif rate <= 0.0:
+        sampled = np.zeros(n, dtype=bool)
+    else:
+        sampled = sample_hashes(ids) < rate * _TWO32
+    if cfg.sample_below_confidence is not None:
+        low = conf < cfg.sample_below_confidence
+        reason_low = low & ~sampled
+        sampled |= low
+    else:
+        reason_low = None
+    picked = np.flatnonzero(sampled)
+    if inputs is not None and m.analyzer is not None and m.vocabulary is not None:
+        oov = np.full(n, math.nan)
+        cand = [i for i in picked if inputs[i] is not None][: cfg.max_oov_per_flush]
+        if cand:
+            oov[cand] = oov_rates([inputs[i] for i in cand], m.analyzer, m.vocabulary)
+    # per-window counters, sketches and drift inputs
+    starts = np.floor(ts / cfg.window_s) * cfg.window_s
+    lo, hi = float(starts.min()), float(starts.max())
+    groups: list[tuple[float, Any]] = (
+        [(lo, slice(None))] if lo == hi else [(float(s), starts == s) for s in np.unique(starts)]
+    )
+    for start, sel in groups:
+        w = _window(m, start)
+        w.add(lab[sel], conf[sel], lat[sel], k)
+        if lengths is not None:
+            ln = lengths[sel]
+            w.lengths.push(ln[~np.isnan(ln)])
+        if oov is not None:
+            o = oov[sel]
+            w.oov.push(o[~np.isnan(o)])
+    secs = ts.astype(np.int64)
+    u, c = np.unique(secs, return_counts=True)
+    sec = m._seconds
+    for s_, c_ in zip(u.tolist(), c.tolist(), strict=True):
+        sec[s_] = sec.get(s_, 0) + c_
+    if len(sec) > 180:
+        for old in sorted(sec)[:-120]:
+            del sec[old]
+    m.confidence.update(conf)
+    m._recent_labels.push(lab)
+    if lengths is not None:
+        m._recent_lengths.push(lengths[~np.isnan(lengths)])
+    if oov is not None:
+        m._recent_oov.push(oov[~np.isnan(oov)])
+    m.pending.insert(ids, lab, conf, ts)
+    if picked.size:
+        _keep_details(m, ids, lab, conf, lat, inputs, ts, picked, reason_low)
+
+
+def _keep_details(
+    m: ModelMonitor,
+    ids: list[Any],
+    lab: np.ndarray,
+    conf: np.ndarray,
+    lat: np.ndarray,
+    inputs: list[Any] | None,
+    ts: np.ndarray,
+    picked: np.ndarray,
+    reason_low: np.ndarray | None,
+) -> None:
+    from leanml.monitor.monitor import input_hash
+
+    cfg = m.config
+    details = m._details
+    room = cfg.detail_buffer_size - len(details)
+    m.sampled += int(picked.size)
+    if picked.size > room:
+        m.drops["detail_buffer"] += int(picked.size - max(room, 0))
+        picked = picked[: max(room, 0)]
+    names = m._labels
+    mode = cfg.store_inputs
+    base = {"model": m.name, "version": m.version, "variant": m.variant}
+    labs, cs, ls, tss = (
+        lab[picked].tolist(),
+        conf[picked].tolist(),
+        lat[picked].tolist(),
+        ts[picked].tolist(),
+    )
+    for j, i in enumerate(picked.tolist()):
+        text = inputs[i] if inputs is not None else None
+        details.append(
+            {
+                **base,
+                "prediction_id": str(ids[i]),
+                "ts": tss[j],
+                "label": str(names[labs[j]]),
+                "confidence": cs[j],
+                "latency_s": ls[j],
+                "input_text": text if mode == "text" else None,
+                "input_hash": input_hash(text) if text is not None and mode != "none" else None,
+                "reason": "low_confidence" if reason_low is not None and reason_low[i] else "rate",
+            }
+        )
+
+
+def _ingest_ground_truth(m: ModelMonitor, items: list[tuple]) -> None:
+    ids: list[Any] = []
+    labels: list[Any] = []
+    tss: list[np.ndarray] = []
+    for i, lab, ts in items:
+        ids.extend(i)
+        labels.extend(lab)
+        tss.append(np.broadcast_to(np.asarray(ts, dtype=np.float64), (len(i),)))
+    res = m.pending.join(ids, labels, np.concatenate(tss) if tss else np.zeros(0))
+    if not len(res):
+        return
+    true = _label_indices(m, res.true_labels)
+    correct = true == res.predicted
+    m.count_window.update(true, res.predicted)
+    m.time_window.update(true, res.predicted, res.ts)
+    m.calibration.update(res.confidences, correct)
+    starts = np.floor(res.ts / m.config.window_s) * m.config.window_s
+    for s in np.unique(starts):
+        sel = starts == s
+        w = _window(m, float(s))
+        w.joined += int(sel.sum())
+        w.correct += int(correct[sel].sum())
+        w.dirty = True
+    if m.store is not None:
+        room = m.config.detail_buffer_size - len(m._label_rows)
+        if len(res) > room:
+            m.drops["labels_buffer"] += len(res) - max(room, 0)
+        names = m._labels
+        for j in range(min(len(res), max(room, 0))):
+            m._label_rows.append(
+                {
+                    "prediction_id": str(res.ids[j]),
+                    "ts": float(res.ts[j]),
+                    "pred_ts": float(res.pred_ts[j]),
+                    "model": m.name,
+                    "variant": m.variant,
+                    "true_label": str(names[true[j]]),
+                    "predicted_label": str(names[res.predicted[j]]),
+                    "confidence": float(res.confidences[j]),
+                }
+            )
+
+
+# ---------------------------------------------------------------------------- windows
+def _score_closed_windows(m: ModelMonitor, now: float) -> None:
+    if m.drift_detector is None:
+        return
+    for w in m._windows.values():
+        if w.drift is None and w.start + w.width <= now and w.count:
+            w.drift = _drift(m, w.label_counts, w.conf.values(), w.lengths.values(), w.oov.values())
+            w.dirty = True
+
+
+def _evict_windows(m: ModelMonitor) -> None:
+    extra = len(m._windows) - m.config.windows_kept
+    if extra <= 0:
+        return
+    for start in sorted(m._windows)[:extra]:
+        w = m._windows[start]
+        if w.dirty and m.store is not None:
+            continue  # written at the next store flush, then evicted
+        m._retired.merge(w.sketch)
+        del m._windows[start]
+        m.drops["windows_evicted"] += 1
+
+
+def _drift(
+    m: ModelMonitor,
+    label_counts: np.ndarray,
+    conf: np.ndarray,
+    lengths: np.ndarray,
+    oov: np.ndarray,
+) -> dict[str, Any] | None:
+    if m.drift_detector is None:
+        return None
+    names = m._labels
+    counts = {names[i]: int(c) for i, c in enumerate(label_counts) if c}
+    return m.drift_detector.score(
+        counts, conf, lengths if lengths.size else None, oov if oov.size else None
+    )
+
+
+def rolling_drift(m: ModelMonitor) -> dict[str, Any] | None:
+    lab = m._recent_labels.values()
+    return _drift(
+        m,
+        np.bincount(lab, minlength=len(m._labels)),
+        m.confidence.values(),
+        m._recent_lengths.values(),
+        m._recent_oov.values(),
+    )
+
+
+# ---------------------------------------------------------------------------- read side
+def _latency(sk: LogSketch) -> dict[str, Any]:
+    if sk.count == 0:
+        return {"count": 0, "avg": None, "min": None, "max": None, **dict.fromkeys(_QNAMES)}
+    qs = sk.quantiles(_QS)
+    return {
+        "count": sk.count,
+        "avg": sk.mean,
+        "min": sk.min,
+        "max": sk.max,
+        **{k: float(v) for k, v in zip(_QNAMES, qs, strict=True)},
+        "relative_accuracy": sk.relative_accuracy,
+    }
+
+
+def _recent(m: ModelMonitor, now: float) -> tuple[LogSketch, int, int]:
+    sk = LogSketch(m.config.relative_accuracy)
+    count = errors = 0
+    for w in m._stats_windows(now):
+        sk.merge(w.sketch)
+        count += w.count
+        errors += w.errors
+    return sk, count, errors
+
+
+def _throughput(m: ModelMonitor, now: float) -> dict[str, Any]:
+    sec = int(now)
+    last_s = m._seconds.get(sec - 1, 0)
+    last_min = sum(c for s, c in m._seconds.items() if sec - 60 <= s < sec)
+    width = m.config.window_s
+    cur = math.floor(now / width) * width
+    prev = [m._windows[cur - width].count] if (cur - width) in m._windows else [0]
+    base = []
+    for i in range(2, 12):
+        start = cur - i * width
+        if start < math.floor(m.started / width) * width:
+            break
+        w = m._windows.get(start)
+        base.append(w.count if w else 0)
+    drop = None
+    if base and sum(base) > 0 and m.started <= cur - width:
+        drop = max(0.0, 1.0 - prev[0] / (sum(base) / len(base)))
+    return {
+        "per_s": last_s,
+        "per_min": last_min,
+        "last_window": prev[0],
+        "baseline_window_mean": (sum(base) / len(base)) if base else None,
+        "drop": drop,
+        "baseline_windows": len(base),
+    }
+
+
+def metric_table(m: ModelMonitor, now: float) -> dict[str, tuple[float | None, int]]:
+    sk, count, errors = _recent(m, now)
+    cw = m.count_window.get(m._labels)
+    tw = m.time_window.get(m._labels)
+    est = m.confidence.get()
+    cal = m.calibration.get()
+    qs = sk.quantiles([0.95, 0.99]) if sk.count else [None, None]
+    tp = _throughput(m, now)
+    out: dict[str, tuple[float | None, int]] = {
+        "realized_accuracy": (cw["accuracy"], cw["n"]),
+        "realized_macro_f1": (cw["macro_f1"], cw["n"]),
+        "realized_accuracy_time": (tw["accuracy"], tw["n"]),
+        "estimated_accuracy": (est["estimated_accuracy"], est["n"]),
+        "calibration_gap": (cal["calibration_gap"], cal["n_labeled"]),
+        "latency_p95_s": (None if qs[0] is None else float(qs[0]), sk.count),
+        "latency_p99_s": (None if qs[1] is None else float(qs[1]), sk.count),
+        "error_rate": (errors / (count + errors) if count + errors else None, count + errors),
+        "throughput_drop": (tp["drop"], tp["baseline_windows"]),
+    }
+    d = m._drift_cache
+    n = int(d.get("n", 0) or 0)
+    for key in ("class_psi", "class_chi2", "confidence_ks", "input_length_ks", "oov_delta"):
+        out[f"drift_{key}"] = (d.get(key), n)
+    return out
+
+
+def _evaluate_alerts(m: ModelMonitor, now: float) -> None:
+    m._drift_cache = rolling_drift(m) or {}
+    events = m.alerts.evaluate(metric_table(m, now), now)
+    for e in events:
+        m._alert_rows.append(
+            {
+                "ts": e.ts,
+                "model": e.model,
+                "variant": e.variant,
+                "rule": e.rule,
+                "previous": e.previous,
+                "level": e.level,
+                "value": e.value,
+                "n": e.n,
+                "reason": e.reason,
+            }
+        )
+    del m._alert_rows[: -m.config.max_events]
+
+
+def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[dict[str, Any]]]:
+    import json
+
+    snaps = []
+    for w in m._windows.values():
+        if w.dirty:
+            snaps.append(w.row(m.name, m.version, m.variant, m._labels, now))
+            w.dirty = False
+    details = [m._details.popleft() for _ in range(len(m._details))]
+    labels = [m._label_rows.popleft() for _ in range(len(m._label_rows))]
+    res = [
+        {
+            "ts": r["ts"],
+            "rss_bytes": r["rss_bytes"],
+            "cpu_percent": r["cpu_percent"],
+            "disk_bytes": r["disk_bytes"],
+            "gc": json.dumps({"counts": r["gc_counts"], "collections": r["gc_collections"]}),
+        }
+        for r in m._resource_rows
+    ]
+    m._resource_rows = []
+    alerts, m._alert_rows = m._alert_rows, []
+    return {
+        "snapshots": snaps,
+        "predictions": details,
+        "labels": labels,
+        "resources": res,
+        "alerts": alerts,
+    }
+
+
+def _write(m: ModelMonitor, rows: dict[str, list[dict[str, Any]]]) -> None:
+    assert m.store is not None
+    try:
+        m.store.write(**rows)
+        m.counters["store_writes"] += 1
+    except Exception:
+        m.counters["store_errors"] += 1
+        lost = sum(len(v) for k, v in rows.items() if k != "snapshots")
+        m.drops["store_rows"] += lost
+        with m._lock:  # windows are upserted: mark them for the next attempt
+            for r in rows["snapshots"]:
+                w = m._windows.get(r["window_start"])
+                if w is not None:
+                    w.dirty = True
+        logger.exception("monitor %s: store write failed (%d rows lost)", m.name, lost)
+
+
+def stats(m: ModelMonitor, now: float) -> dict[str, Any]:
+    sk, count, errors = _recent(m, now)
+    life = m.latency_sketch()
+    names = m._labels
+    drops = dict(m.drops)
+    pj = m.pending.stats()
+    drops["pending_evicted_capacity"] = pj["evicted_capacity"]
+    drops["pending_evicted_age"] = pj["evicted_age"]
+    drops["late_ids_forgotten"] = pj["late_forgotten"]
+    drops["time_window_evicted"] = m.time_window.evicted
+    drops["resource_samples_evicted"] = m.resources.evicted
+    drops["alert_events_evicted"] = m.alerts.events_evicted
+    dropped_predictions = drops["record_buffer"] + drops["batch_buffer"]
+    est = m.confidence.get()
+    return {
+        "model": m.name,
+        "version": m.version,
+        "variant": m.variant,
+        "process": m.process_id,
+        "ts": now,
+        "uptime_s": now - m.started,
+        "counts": {
+            "predictions": m.total + dropped_predictions,
+            "recorded": m.total,
+            "errors": m.errors,
+            "by_label": {str(names[i]): int(c) for i, c in enumerate(m._label_totals) if c},
+            "sampled": m.sampled,
+            "buffered": len(m._buf) + sum(len(b[0]) for b in list(m._bbuf)),
+        },
+        "throughput": _throughput(m, now),
+        "latency": {**_latency(sk), "window_s": m.config.stats_window_s},
+        "latency_lifetime": _latency(life),
+        "error_rate": errors / (count + errors) if count + errors else None,
+        "accuracy": {
+            "realized": m.count_window.get(names),
+            "realized_time": m.time_window.get(names),
+            "window_n": m.config.metrics_window_n,
+            "window_s": m.config.metrics_window_s,
+            "estimated": est["estimated_accuracy"],
+            "estimated_n": est["n"],
+            "calibration": m.calibration.get(),
+        },
+        "ground_truth": pj,
+        "drift": rolling_drift(m),
+        "drift_windows": [
+            {"window_start": w.start, **w.drift}
+            for w in sorted(m._windows.values(), key=lambda w: w.start)
+            if w.drift is not None
+        ][-10:],
+        "alerts": {
+            "levels": m.alerts.levels(),
+            "active": m.alerts.active(),
+            "events": [e.to_dict() for e in m.alerts.events[-20:]],
+            "sink_errors": m.alerts.sink_errors,
+        },
+        "health": m.alerts.health(),
+        "drops": drops,
+        "resources": m.resources.latest(),
+        "retention": m.last_retention,
+        "counters": dict(m.counters),
+        "store": m.store.url if m.store is not None else None,
+    }

@@ -1,0 +1,397 @@
+"""Alert rules with minimum sample sizes and hysteresis, states, health and sinks.
+
+A rule watches one metric of the monitor's flat metric table (``monitor.metrics()``: name ->
+(value, sample size)) and has a warning and/or critical threshold, a direction (``"above"`` or
+``"below"``), ``min_samples`` below which it holds its state (never fires on thin data),
+``hysteresis`` (an absolute margin the value must recover past the threshold before the level
+drops) and ``for_evaluations`` / ``clear_evaluations`` (consecutive evaluations needed to raise /
+lower the level). Together they keep an alert from flapping around its threshold.
+
+States are ``ok`` < ``warning`` < ``critical``; each transition is one :class:`AlertEvent` with a
+human-readable reason, handed to every sink. Health: ``unhealthy`` if any rule is critical,
+``degraded`` if any is warning, else ``healthy``.
+
+Sinks: :class:`LogSink` (logging), :class:`CallbackSink` (a Python callable) and
+:class:`WebhookSink` (HTTP POST of the event as JSON from its own thread, with a timeout, retries
+with exponential backoff, and a bounded queue whose drops are counted). A sink that raises is
+counted in ``sink_errors`` and never breaks the monitor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from leanml._validation import check_choice, check_number, param_error
+
+__all__ = [
+    "AlertEvent",
+    "AlertManager",
+    "AlertRule",
+    "AlertSink",
+    "CallbackSink",
+    "LogSink",
+    "WebhookSink",
+    "default_rules",
+    "health_from_levels",
+]
+
+LEVELS = ("ok", "warning", "critical")
+_RANK = {name: i for i, name in enumerate(LEVELS)}
+logger = logging.getLogger("leanml.monitor.alerts")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One threshold rule on a monitor metric (see module docstring)."""
+
+    name: str
+    metric: str
+    direction: str = "above"
+    warning: float | None = None
+    critical: float | None = None
+    min_samples: int = 1
+    hysteresis: float = 0.0
+    for_evaluations: int = 1
+    clear_evaluations: int = 1
+
+    def __post_init__(self) -> None:
+        owner = "AlertRule"
+        if not isinstance(self.name, str) or not self.name:
+            raise param_error("name", owner, "a non-empty str", self.name)
+        if not isinstance(self.metric, str) or not self.metric:
+            raise param_error("metric", owner, "a non-empty str", self.metric)
+        check_choice(self.direction, "direction", owner, ("above", "below"))
+        if self.warning is None and self.critical is None:
+            raise param_error("warning", owner, "set (or 'critical' set)", self.warning)
+        for key in ("warning", "critical"):
+            v = getattr(self, key)
+            if v is not None:
+                check_number(v, key, owner)
+        if self.warning is not None and self.critical is not None:
+            worse = (
+                self.critical >= self.warning
+                if self.direction == "above"
+                else self.critical <= self.warning
+            )
+            if not worse:
+                raise param_error(
+                    "critical",
+                    owner,
+                    f"at least as severe as warning={self.warning}",
+                    self.critical,
+                )
+        check_number(self.min_samples, "min_samples", owner, low=0, integer=True)
+        check_number(self.hysteresis, "hysteresis", owner, low=0)
+        check_number(self.for_evaluations, "for_evaluations", owner, low=1, integer=True)
+        check_number(self.clear_evaluations, "clear_evaluations", owner, low=1, integer=True)
+
+    def breaches(self, value: float, threshold: float, margin: float = 0.0) -> bool:
+        if self.direction == "above":
+            return value > threshold - margin
+        return value < threshold + margin
+
+    def level_for(self, value: float, current: str) -> str:
+        """The level ``value`` asks for, given the current level (hysteresis applied)."""
+        for level in ("critical", "warning"):
+            thr = getattr(self, level)
+            if thr is None:
+                continue
+            margin = self.hysteresis if _RANK[current] >= _RANK[level] else 0.0
+            if self.breaches(value, thr, margin):
+                return level
+        return "ok"
+
+
+def default_rules() -> tuple[AlertRule, ...]:
+    """Generic rules every model gets unless configured otherwise."""
+    return (
+        AlertRule("realized_accuracy", "realized_accuracy", "below", 0.85, 0.7, 200, 0.02, 2, 2),
+        AlertRule("estimated_accuracy", "estimated_accuracy", "below", 0.85, 0.7, 200, 0.02, 2, 2),
+        AlertRule("latency_p95", "latency_p95_s", "above", 0.1, 0.5, 100, 0.01, 2, 2),
+        AlertRule("latency_p99", "latency_p99_s", "above", 0.25, 1.0, 100, 0.02, 2, 2),
+        AlertRule("error_rate", "error_rate", "above", 0.01, 0.05, 100, 0.005, 2, 2),
+        AlertRule("class_drift", "drift_class_psi", "above", 0.1, 0.25, 200, 0.02, 2, 2),
+        AlertRule("confidence_drift", "drift_confidence_ks", "above", 0.1, 0.2, 200, 0.02, 2, 2),
+        AlertRule("throughput_drop", "throughput_drop", "above", 0.5, 0.8, 1, 0.1, 2, 2),
+    )
+
+
+def health_from_levels(levels: Iterable[str]) -> str:
+    worst = max((_RANK[level] for level in levels), default=0)
+    return ("healthy", "degraded", "unhealthy")[worst]
+
+
+@dataclass
+class AlertEvent:
+    """A change of a rule's level."""
+
+    model: str
+    variant: str
+    rule: str
+    metric: str
+    previous: str
+    level: str
+    value: float | None
+    n: int
+    ts: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AlertSink(Protocol):
+    def emit(self, event: AlertEvent) -> None: ...
+
+
+class LogSink:
+    """Log each transition (warning/critical at WARNING/ERROR, recovery at INFO)."""
+
+    def __init__(self, log: logging.Logger | None = None) -> None:
+        self.log = log or logger
+
+    def emit(self, event: AlertEvent) -> None:
+        lvl = {"ok": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
+        self.log.log(lvl[event.level], "alert %s/%s %s", event.model, event.rule, event.reason)
+
+
+class CallbackSink:
+    """Call ``fn(event)`` for each transition."""
+
+    def __init__(self, fn: Callable[[AlertEvent], Any]) -> None:
+        self.fn = fn
+
+    def emit(self, event: AlertEvent) -> None:
+        self.fn(event)
+
+
+class WebhookSink:
+    """POST each event as JSON to ``url`` from a background thread.
+
+    ``timeout_s`` bounds each attempt; failed attempts (connection errors, 5xx, 429) are retried
+    ``retries`` times with exponential backoff from ``backoff_s``. The queue holds at most
+    ``max_queue`` events; the rest are counted in ``dropped``. ``sent`` and ``failed`` count the
+    outcomes. ``close()`` drains the queue (bounded by ``timeout_s`` per remaining attempt).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 2.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        max_queue: int = 1000,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        check_number(timeout_s, "timeout_s", "WebhookSink", low=0, low_open=True)
+        check_number(retries, "retries", "WebhookSink", low=0, integer=True)
+        check_number(backoff_s, "backoff_s", "WebhookSink", low=0)
+        check_number(max_queue, "max_queue", "WebhookSink", low=1, integer=True)
+        self.url = url
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.sent = 0
+        self.failed = 0
+        self.dropped = 0
+        self.attempts = 0
+        self._q: queue.Queue[AlertEvent | None] = queue.Queue(max_queue)
+        self._client = httpx.Client(
+            timeout=timeout_s, headers=dict(headers or {}), transport=transport
+        )
+        self._thread = threading.Thread(target=self._run, name="leanml-webhook", daemon=True)
+        self._thread.start()
+
+    def emit(self, event: AlertEvent) -> None:
+        try:
+            self._q.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            event = self._q.get()
+            try:
+                if event is None:
+                    return
+                self._post(event)
+            finally:
+                self._q.task_done()
+
+    def _post(self, event: AlertEvent) -> None:
+        body = json.dumps(event.to_dict(), default=str)
+        for attempt in range(self.retries + 1):
+            self.attempts += 1
+            try:
+                r = self._client.post(
+                    self.url, content=body, headers={"content-type": "application/json"}
+                )
+                if r.status_code < 400 or (400 <= r.status_code < 500 and r.status_code != 429):
+                    if r.status_code < 400:
+                        self.sent += 1
+                    else:
+                        self.failed += 1
+                        logger.warning("webhook %s rejected alert: %s", self.url, r.status_code)
+                    return
+            except httpx.HTTPError as exc:
+                logger.debug("webhook attempt %d failed: %s", attempt + 1, exc)
+            if attempt < self.retries:
+                time.sleep(self.backoff_s * (2**attempt))
+        self.failed += 1
+        logger.warning("webhook %s failed after %d attempts", self.url, self.retries + 1)
+
+    def flush(self) -> None:
+        """Wait until every queued event has been sent or has failed."""
+        self._q.join()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        self._client.close()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class _RuleState:
+    level: str = "ok"
+    candidate: str = "ok"
+    streak: int = 0
+    value: float | None = None
+    n: int = 0
+    reason: str = ""
+    since: float = 0.0
+    history: list[str] = field(default_factory=list)
+
+
+class AlertManager:
+    """Evaluate rules against a metric table and notify sinks of transitions."""
+
+    def __init__(
+        self,
+        rules: Iterable[AlertRule],
+        sinks: Iterable[AlertSink] = (),
+        *,
+        model: str = "",
+        variant: str = "",
+        max_events: int = 1000,
+    ) -> None:
+        self.model = model
+        self.variant = variant
+        self.sinks = list(sinks)
+        self.sink_errors = 0
+        self.max_events = max_events
+        self.events: list[AlertEvent] = []
+        self.events_evicted = 0
+        self._state: dict[str, _RuleState] = {}
+        self.set_rules(rules)
+
+    def set_rules(self, rules: Iterable[AlertRule]) -> None:
+        rules = tuple(rules)
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise param_error("rules", "AlertManager", "rules with unique names", names)
+        self.rules = rules
+        self._state = {r.name: self._state.get(r.name, _RuleState()) for r in rules}
+
+    def evaluate(
+        self, metrics: Mapping[str, tuple[float | None, int]], now: float
+    ) -> list[AlertEvent]:
+        out = []
+        for rule in self.rules:
+            st = self._state[rule.name]
+            value, n = metrics.get(rule.metric, (None, 0))
+            st.value, st.n = value, n
+            if value is None or value != value or n < rule.min_samples:
+                st.streak = 0
+                continue  # hold: not enough data to change anything
+            target = rule.level_for(value, st.level)
+            if target == st.level:
+                st.streak = 0
+                st.candidate = target
+                continue
+            if target != st.candidate:
+                st.candidate, st.streak = target, 0
+            st.streak += 1
+            need = (
+                rule.for_evaluations if _RANK[target] > _RANK[st.level] else rule.clear_evaluations
+            )
+            if st.streak < need:
+                continue
+            thr = getattr(rule, target) if target != "ok" else getattr(rule, st.level)
+            op = ">" if rule.direction == "above" else "<"
+            if target == "ok":
+                reason = f"{rule.metric}={value:.6g} recovered past {thr} (n={n})"
+            else:
+                reason = f"{rule.metric}={value:.6g} {op} {thr} ({target}, n={n})"
+            event = AlertEvent(
+                self.model,
+                self.variant,
+                rule.name,
+                rule.metric,
+                st.level,
+                target,
+                value,
+                n,
+                now,
+                reason,
+            )
+            st.level, st.streak, st.reason, st.since = target, 0, reason, now
+            out.append(event)
+            self._notify(event)
+        return out
+
+    def _notify(self, event: AlertEvent) -> None:
+        self.events.append(event)
+        if len(self.events) > self.max_events:
+            del self.events[0]
+            self.events_evicted += 1
+        for sink in self.sinks:
+            try:
+                sink.emit(event)
+            except Exception:  # a broken sink must not break monitoring
+                self.sink_errors += 1
+                logger.exception("alert sink %r failed", sink)
+
+    def levels(self) -> dict[str, str]:
+        return {name: st.level for name, st in self._state.items()}
+
+    def health(self) -> str:
+        return health_from_levels(self.levels().values())
+
+    def active(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "rule": name,
+                "level": st.level,
+                "value": st.value,
+                "n": st.n,
+                "reason": st.reason,
+                "since": st.since,
+            }
+            for name, st in self._state.items()
+            if st.level != "ok"
+        ]
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()

@@ -1,0 +1,209 @@
+"""Drift of live predictions against the reference stored with the model.
+
+The reference (written by training into the model manifest) is a dict::
+
+    {"n": int, "class_counts": {label: int}, "confidences": [float, ...],
+     "input_lengths": [int, ...], "oov_rate": float}
+
+Scores, each computed over one window of live predictions:
+
+* ``class_psi``: population stability index of the predicted-class distribution (both
+  distributions smoothed with ``eps`` = 1e-4 so empty classes stay finite). Rule of thumb:
+  < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant.
+* ``class_chi2`` / ``class_chi2_p``: chi-square goodness of fit of the live class counts against
+  the reference proportions (classes unseen in the reference are pooled into one cell with a
+  tiny expected count).
+* ``confidence_ks`` / ``confidence_ks_p``: two-sample Kolmogorov-Smirnov statistic of the
+  top-class confidences.
+* ``input_length_ks`` / ``input_length_ks_p``: the same for input lengths in characters.
+* ``oov_rate`` and ``oov_delta``: mean fraction of tokens outside the vocabulary, and its change
+  from the reference.
+
+Costs: O(k) for classes, O(n log n) for KS over at most a few thousand values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from leanml.errors import ParameterError
+
+__all__ = ["DriftDetector", "Reference", "oov_rate", "oov_rates", "psi"]
+
+_EPS = 1e-4
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = _EPS) -> float:
+    """Population stability index between two count (or proportion) vectors."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.sum() <= 0 or a.sum() <= 0:
+        return math.nan
+    e = e / e.sum() + eps
+    a = a / a.sum() + eps
+    e /= e.sum()
+    a /= a.sum()
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def oov_rates(
+    texts: Iterable[str], analyzer: Callable[[str], Sequence[str]], vocabulary: Mapping[str, Any]
+) -> np.ndarray:
+    """Per text, the fraction of analyzer tokens not in ``vocabulary`` (NaN for no tokens)."""
+    out = []
+    for text in texts:
+        toks = analyzer(text)
+        if not toks:
+            out.append(math.nan)
+            continue
+        missing = sum(1 for t in toks if t not in vocabulary)
+        out.append(missing / len(toks))
+    return np.asarray(out, dtype=np.float64)
+
+
+def oov_rate(
+    texts: Iterable[str], analyzer: Callable[[str], Sequence[str]], vocabulary: Mapping[str, Any]
+) -> float:
+    """Mean OOV fraction over ``texts`` (texts without tokens are skipped)."""
+    r = oov_rates(texts, analyzer, vocabulary)
+    r = r[~np.isnan(r)]
+    return float(r.mean()) if r.size else math.nan
+
+
+@dataclass
+class Reference:
+    """What live traffic is compared against (see module docstring for the dict form)."""
+
+    n: int = 0
+    class_counts: dict[Any, int] = field(default_factory=dict)
+    confidences: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    input_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    oov_rate: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Reference:
+        if not isinstance(d, Mapping):
+            raise ParameterError(f"a drift reference must be a dict, got {type(d).__name__}")
+        try:
+            counts = {k: int(v) for k, v in dict(d.get("class_counts", {})).items()}
+            conf = np.asarray(d.get("confidences", []), dtype=np.float64)
+            lengths = np.asarray(d.get("input_lengths", []), dtype=np.float64)
+            oov = d.get("oov_rate")
+            n = int(d.get("n", sum(counts.values())))
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"invalid drift reference: {exc}") from exc
+        return cls(n, counts, conf, lengths, None if oov is None else float(oov))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "class_counts": dict(self.class_counts),
+            "confidences": [float(x) for x in self.confidences],
+            "input_lengths": [int(x) for x in self.input_lengths],
+            "oov_rate": self.oov_rate,
+        }
+
+    @classmethod
+    def build(
+        cls,
+        predicted: Sequence[Any],
+        confidences: Sequence[float],
+        texts: Sequence[str] | None = None,
+        *,
+        analyzer: Callable[[str], Sequence[str]] | None = None,
+        vocabulary: Mapping[str, Any] | None = None,
+        max_values: int = 2000,
+        seed: int = 0,
+    ) -> Reference:
+        """Build a reference from validation predictions (what training stores)."""
+        labels, counts = np.unique(np.asarray(predicted, dtype=object), return_counts=True)
+        conf = np.asarray(confidences, dtype=np.float64)
+        rng = np.random.default_rng(seed)
+        keep = np.arange(conf.size)
+        if conf.size > max_values:
+            keep = np.sort(rng.choice(conf.size, max_values, replace=False))
+        lengths = np.zeros(0)
+        oov = None
+        if texts is not None:
+            lengths = np.asarray([len(texts[i]) for i in keep], dtype=np.float64)
+            if analyzer is not None and vocabulary is not None:
+                oov = oov_rate(texts, analyzer, vocabulary)
+        return cls(
+            int(conf.size),
+            {_plain(lab): int(c) for lab, c in zip(labels, counts, strict=True)},
+            conf[keep],
+            lengths,
+            oov,
+        )
+
+
+def _plain(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x
+
+
+class DriftDetector:
+    """Compute drift scores of one window of live data against a :class:`Reference`."""
+
+    def __init__(self, reference: Reference | Mapping[str, Any]) -> None:
+        self.reference = (
+            reference if isinstance(reference, Reference) else Reference.from_dict(reference)
+        )
+
+    def score(
+        self,
+        class_counts: Mapping[Any, int],
+        confidences: np.ndarray | None = None,
+        input_lengths: np.ndarray | None = None,
+        oov: np.ndarray | None = None,
+        min_samples: int = 1,
+    ) -> dict[str, Any]:
+        ref = self.reference
+        out: dict[str, Any] = {"n": int(sum(class_counts.values()))}
+        out.update(self._classes(class_counts))
+        for name, live, base in (
+            ("confidence", confidences, ref.confidences),
+            ("input_length", input_lengths, ref.input_lengths),
+        ):
+            ks, p = None, None
+            if live is not None and live.size >= min_samples and base.size:
+                res = stats.ks_2samp(live, base)
+                ks, p = float(res.statistic), float(res.pvalue)
+            out[f"{name}_ks"] = ks
+            out[f"{name}_ks_p"] = p
+            out[f"{name}_n"] = 0 if live is None else int(live.size)
+        rate = None
+        if oov is not None:
+            o = oov[~np.isnan(oov)]
+            rate = float(o.mean()) if o.size else None
+        out["oov_rate"] = rate
+        out["oov_rate_reference"] = ref.oov_rate
+        out["oov_delta"] = (
+            rate - ref.oov_rate if rate is not None and ref.oov_rate is not None else None
+        )
+        return out
+
+    def _classes(self, class_counts: Mapping[Any, int]) -> dict[str, Any]:
+        # JSON turns labels into strings: compare by their string form
+        ref = {str(k): v for k, v in self.reference.class_counts.items()}
+        class_counts = {str(k): v for k, v in class_counts.items()}
+        total = sum(class_counts.values())
+        if not ref or total == 0:
+            return {"class_psi": None, "class_chi2": None, "class_chi2_p": None}
+        keys = list(ref)
+        keys += [k for k in class_counts if k not in ref]
+        exp = np.asarray([ref.get(k, 0) for k in keys], dtype=np.float64)
+        act = np.asarray([class_counts.get(k, 0) for k in keys], dtype=np.float64)
+        expected = (exp / exp.sum() + _EPS) / (1 + _EPS * len(keys)) * total
+        chi = float(((act - expected) ** 2 / expected).sum())
+        dof = max(len(keys) - 1, 1)
+        return {
+            "class_psi": psi(exp, act),
+            "class_chi2": chi,
+            "class_chi2_p": float(stats.chi2.sf(chi, dof)),
+        }

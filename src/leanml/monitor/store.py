@@ -1,0 +1,411 @@
+"""Persistent monitoring store: SQLAlchemy Core on SQLite (WAL, the default) or PostgreSQL.
+
+Tables (all names prefixed by ``table_prefix`` so several stores can share one database):
+
+* ``snapshots``: one row per (model, variant, process, time window): counts, per-label counts,
+  errors, joined/correct label counts, confidence sums, drift scores and the serialized latency
+  :class:`~leanml.monitor.sketch.LogSketch`. A process only ever writes its own rows (upsert on
+  each store flush), so processes never contend for a row.
+* ``predictions``: sampled predictions in detail (id, time, model, version, variant, label,
+  confidence, latency, input text or its hash, why it was sampled).
+* ``labels``: joined ground truth (id, true and predicted label, confidence, both times).
+* ``resources`` and ``alerts``: time series of process resources and alert transitions.
+
+Readers merge across processes and hosts: :meth:`MonitorStore.merged` sums the counters and merges
+the sketches of every process's rows, so the p99 of 4 worker processes is the p99 of all their
+predictions, within the sketch's relative-error contract.
+
+Retention (:meth:`MonitorStore.apply_retention`) deletes rows older than ``max_age_s`` and detail
+rows beyond the newest ``max_rows``, then reclaims space (SQLite: WAL checkpoint + ``VACUUM``;
+PostgreSQL: ``VACUUM FULL`` of the touched tables, which locks each table briefly, or plain
+``VACUUM`` which makes space reusable without returning it) and reports the bytes freed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from leanml._validation import check_choice
+from leanml.errors import ConfigError, MonitorError
+from leanml.monitor.sketch import LogSketch
+
+__all__ = ["MonitorStore", "default_process_id"]
+
+QUANTILES = (0.5, 0.95, 0.99, 0.999)
+
+
+def default_process_id() -> str:
+    """``host:pid:random`` - unique per process start, stable for its lifetime."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class MonitorStore:
+    """SQLite/PostgreSQL persistence of monitor snapshots and records (see module docstring)."""
+
+    def __init__(
+        self,
+        url: str = "sqlite:///leanml-monitor.db",
+        *,
+        table_prefix: str = "leanml_",
+        process_id: str | None = None,
+        create: bool = True,
+        engine: sa.engine.Engine | None = None,
+    ) -> None:
+        if not table_prefix.replace("_", "").isalnum():
+            raise ConfigError(f"table_prefix must be alphanumeric/underscore, got {table_prefix!r}")
+        self.process_id = process_id or default_process_id()
+        self.prefix = table_prefix
+        try:
+            self.engine = engine or _make_engine(url)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise ConfigError(f"cannot open monitor store {url!r}: {exc}") from exc
+        self.url = self.engine.url.render_as_string(hide_password=True)
+        self.dialect = self.engine.dialect.name
+        self._md = sa.MetaData()
+        p = table_prefix
+        self.snapshots = sa.Table(
+            f"{p}snapshots",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("version", sa.String(100), nullable=False),
+            sa.Column("variant", sa.String(100), nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),
+            sa.Column("window_start", sa.Float, nullable=False),
+            sa.Column("window_s", sa.Float, nullable=False),
+            sa.Column("count", sa.BigInteger, nullable=False),
+            sa.Column("errors", sa.BigInteger, nullable=False),
+            sa.Column("joined", sa.BigInteger, nullable=False),
+            sa.Column("correct", sa.BigInteger, nullable=False),
+            sa.Column("confidence_sum", sa.Float, nullable=False),
+            sa.Column("label_counts", sa.Text, nullable=False),
+            sa.Column("drift", sa.Text, nullable=True),
+            sa.Column("sketch", sa.LargeBinary, nullable=True),
+            sa.Column("updated_at", sa.Float, nullable=False),
+            sa.UniqueConstraint("model", "variant", "process", "window_start"),
+            sa.Index(f"{p}snapshots_mw", "model", "window_start"),
+        )
+        self.predictions = sa.Table(
+            f"{p}predictions",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("prediction_id", sa.String(200), nullable=False),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("version", sa.String(100), nullable=False),
+            sa.Column("variant", sa.String(100), nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),
+            sa.Column("label", sa.String(200), nullable=True),
+            sa.Column("confidence", sa.Float, nullable=True),
+            sa.Column("latency_s", sa.Float, nullable=True),
+            sa.Column("input_text", sa.Text, nullable=True),
+            sa.Column("input_hash", sa.String(64), nullable=True),
+            sa.Column("reason", sa.String(20), nullable=False),
+            sa.Index(f"{p}predictions_ts", "ts"),
+            sa.Index(f"{p}predictions_pid", "prediction_id"),
+        )
+        self.labels = sa.Table(
+            f"{p}labels",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("prediction_id", sa.String(200), nullable=False),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("pred_ts", sa.Float, nullable=False),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("variant", sa.String(100), nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),
+            sa.Column("true_label", sa.String(200), nullable=True),
+            sa.Column("predicted_label", sa.String(200), nullable=True),
+            sa.Column("confidence", sa.Float, nullable=True),
+            sa.Index(f"{p}labels_ts", "ts"),
+        )
+        self.resources = sa.Table(
+            f"{p}resources",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),
+            sa.Column("rss_bytes", sa.BigInteger, nullable=False),
+            sa.Column("cpu_percent", sa.Float, nullable=False),
+            sa.Column("disk_bytes", sa.BigInteger, nullable=True),
+            sa.Column("gc", sa.Text, nullable=False),
+            sa.Index(f"{p}resources_ts", "ts"),
+        )
+        self.alerts = sa.Table(
+            f"{p}alerts",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("variant", sa.String(100), nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),
+            sa.Column("rule", sa.String(100), nullable=False),
+            sa.Column("previous", sa.String(20), nullable=False),
+            sa.Column("level", sa.String(20), nullable=False),
+            sa.Column("value", sa.Float, nullable=True),
+            sa.Column("n", sa.BigInteger, nullable=False),
+            sa.Column("reason", sa.Text, nullable=False),
+            sa.Index(f"{p}alerts_ts", "ts"),
+        )
+        if create:
+            self.create()
+
+    # -- schema --------------------------------------------------------------------------------
+    def create(self) -> None:
+        for attempt in range(3):  # two processes may race to create the same tables
+            try:
+                self._md.create_all(self.engine, checkfirst=True)
+                return
+            except SQLAlchemyError:
+                if attempt == 2:
+                    raise
+
+    def drop_all(self) -> None:
+        self._md.drop_all(self.engine, checkfirst=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes --------------------------------------------------------------------------------
+    def write(
+        self,
+        snapshots: Sequence[Mapping[str, Any]] = (),
+        predictions: Sequence[Mapping[str, Any]] = (),
+        labels: Sequence[Mapping[str, Any]] = (),
+        resources: Sequence[Mapping[str, Any]] = (),
+        alerts: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Write one flush's worth of rows in a single transaction."""
+        proc = self.process_id
+        try:
+            with self.engine.begin() as conn:
+                for row in snapshots:
+                    self._upsert_snapshot(conn, {**row, "process": proc})
+                for table, rows in (
+                    (self.predictions, predictions),
+                    (self.labels, labels),
+                    (self.resources, resources),
+                    (self.alerts, alerts),
+                ):
+                    if rows:
+                        conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
+        except SQLAlchemyError as exc:
+            raise MonitorError(f"monitor store write failed: {exc}") from exc
+
+    def _upsert_snapshot(self, conn: sa.Connection, row: dict[str, Any]) -> None:
+        t = self.snapshots
+        key = (
+            (t.c.model == row["model"])
+            & (t.c.variant == row["variant"])
+            & (t.c.process == row["process"])
+            & (t.c.window_start == row["window_start"])
+        )
+        res = conn.execute(t.update().where(key).values(**row))
+        if res.rowcount == 0:
+            conn.execute(t.insert().values(**row))
+
+    # -- reads ---------------------------------------------------------------------------------
+    def read_snapshots(
+        self,
+        model: str | None = None,
+        variant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        t = self.snapshots
+        q = sa.select(t).order_by(t.c.window_start, t.c.process)
+        if model is not None:
+            q = q.where(t.c.model == model)
+        if variant is not None:
+            q = q.where(t.c.variant == variant)
+        if since is not None:
+            q = q.where(t.c.window_start + t.c.window_s > since)
+        if until is not None:
+            q = q.where(t.c.window_start < until)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def merged(
+        self,
+        model: str | None = None,
+        variant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        quantiles: Iterable[float] = QUANTILES,
+    ) -> dict[str, Any]:
+        """Counters summed and latency sketches merged over every process and window."""
+        rows = self.read_snapshots(model, variant, since, until)
+        sketch: LogSketch | None = None
+        labels: dict[str, int] = {}
+        out: dict[str, Any] = {
+            "model": model,
+            "variant": variant,
+            "windows": len({r["window_start"] for r in rows}),
+            "processes": sorted({r["process"] for r in rows}),
+            "count": 0,
+            "errors": 0,
+            "joined": 0,
+            "correct": 0,
+        }
+        conf_sum = 0.0
+        for r in rows:
+            for key in ("count", "errors", "joined", "correct"):
+                out[key] += int(r[key])
+            conf_sum += float(r["confidence_sum"])
+            for lab, c in json.loads(r["label_counts"]).items():
+                labels[lab] = labels.get(lab, 0) + int(c)
+            if r["sketch"]:
+                sk = LogSketch.from_bytes(bytes(r["sketch"]))
+                if sketch is None:
+                    sketch = sk
+                else:
+                    sketch.merge(sk)
+        out["label_counts"] = labels
+        out["realized_accuracy"] = out["correct"] / out["joined"] if out["joined"] else None
+        out["estimated_accuracy"] = conf_sum / out["count"] if out["count"] else None
+        qs = list(quantiles)
+        if sketch is not None and sketch.count:
+            vals = sketch.quantiles(qs)
+            out["latency"] = {
+                "count": sketch.count,
+                "avg": sketch.mean,
+                "min": sketch.min,
+                "max": sketch.max,
+                **{_qname(q): float(v) for q, v in zip(qs, vals, strict=True)},
+            }
+        else:
+            out["latency"] = {"count": 0}
+        out["sketch"] = sketch
+        return out
+
+    def read_table(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        check_choice(
+            name,
+            "name",
+            "MonitorStore.read_table",
+            ("snapshots", "predictions", "labels", "resources", "alerts"),
+        )
+        t: sa.Table = getattr(self, name)
+        q = sa.select(t).order_by(t.c.id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def count_rows(self, name: str) -> int:
+        t: sa.Table = getattr(self, name)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+    # -- retention -----------------------------------------------------------------------------
+    def disk_usage(self) -> int | None:
+        """Bytes on disk: SQLite file + WAL + SHM, or the PostgreSQL tables with indexes."""
+        if self.dialect == "sqlite":
+            path = self.engine.url.database
+            if not path or path == ":memory:":
+                return None
+            return sum(
+                os.path.getsize(p)
+                for p in (path, path + "-wal", path + "-shm")
+                if os.path.exists(p)
+            )
+        if self.dialect == "postgresql":
+            names = [t.name for t in self._md.sorted_tables]
+            q = sa.text(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "WHERE c.relname = ANY(:names) AND c.relkind = 'r'"
+            )
+            with self.engine.connect() as conn:
+                return int(conn.execute(q, {"names": names}).scalar_one())
+        return None
+
+    def apply_retention(
+        self,
+        now: float,
+        *,
+        max_age_s: float | None = None,
+        max_rows: int | None = None,
+        reclaim: str = "full",
+    ) -> dict[str, Any]:
+        """Delete old rows, reclaim disk space, report rows deleted and bytes freed."""
+        check_choice(reclaim, "reclaim", "MonitorStore.apply_retention", ("full", "plain", "none"))
+        before = self.disk_usage()
+        deleted: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            if max_age_s is not None:
+                cutoff = now - max_age_s
+                for t in (self.predictions, self.labels, self.resources, self.alerts):
+                    deleted[t.name] = conn.execute(t.delete().where(t.c.ts < cutoff)).rowcount
+                s = self.snapshots
+                deleted[s.name] = conn.execute(
+                    s.delete().where(s.c.window_start + s.c.window_s < cutoff)
+                ).rowcount
+            if max_rows is not None:
+                for t in (self.predictions, self.labels, self.resources, self.alerts):
+                    edge = conn.execute(
+                        sa.select(t.c.id).order_by(t.c.id.desc()).offset(max_rows).limit(1)
+                    ).scalar()
+                    if edge is not None:
+                        n = conn.execute(t.delete().where(t.c.id <= edge)).rowcount
+                        deleted[t.name] = deleted.get(t.name, 0) + n
+        if reclaim != "none" and sum(deleted.values()) > 0:
+            self._reclaim(reclaim)
+        after = self.disk_usage()
+        freed = before - after if before is not None and after is not None else None
+        return {
+            "deleted": deleted,
+            "bytes_before": before,
+            "bytes_after": after,
+            "bytes_freed": freed,
+        }
+
+    def _reclaim(self, mode: str) -> None:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                if mode == "full":
+                    conn.exec_driver_sql("VACUUM")
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            elif self.dialect == "postgresql":
+                kw = "VACUUM FULL" if mode == "full" else "VACUUM"
+                for t in self._md.sorted_tables:
+                    conn.exec_driver_sql(f'{kw} "{t.name}"')
+
+
+def _qname(q: float) -> str:
+    return "p" + f"{q * 100:g}".replace(".", "")
+
+
+def _make_engine(url: str) -> sa.engine.Engine:
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return sa.create_engine(u, pool_pre_ping=True, future=True)
+    memory = not u.database or u.database == ":memory:"
+    if memory:
+        engine = sa.create_engine(
+            u, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(u.database)), exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine
