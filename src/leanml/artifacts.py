@@ -46,6 +46,7 @@ __all__ = [
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "Manifest",
+    "library_versions",
     "load_model",
     "read_manifest",
     "save_model",
@@ -171,6 +172,7 @@ def save_model(
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is as readable as its parent
     try:
         if getattr(model, "leanml_format", None) == "compact":
             kind = "compact"

@@ -1,0 +1,100 @@
+"""The ``leanml`` command line. Each area adds its commands in a module of this package.
+
+Every :class:`~leanml.errors.LeanMLError` becomes one line on stderr and its ``exit_code``
+(2 for bad parameters or settings, 1 otherwise); usage errors exit with 2 as in click.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leanml.cli import _common, datasets, models
+from leanml.errors import LeanMLError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="leanml",
+    help="Serve, monitor and compress scikit-learn models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML settings file (else $LEANML_CONFIG).", dir_okay=False),
+    ] = None,
+) -> None:
+    ctx.obj = _common.load_settings(config)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    models_dir: _common.ModelsDirOption = None,
+    requests: Annotated[
+        int, typer.Option(min=10, help="Single-text predictions per model in the load.")
+    ] = 2000,
+    retrain: Annotated[bool, typer.Option(help="Retrain even when a model exists.")] = False,
+) -> None:
+    """Train (or reuse) the three demo models, load-test them and print one table."""
+    from leanml.demo import run_demo
+
+    run_demo(
+        settings=ctx.obj,
+        models_dir=models_dir,
+        n_requests=requests,
+        retrain=retrain,
+        json_path=json_path,
+        console=_common.console,
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print leanml's version."""
+    from leanml import __version__
+
+    typer.echo(__version__)
+
+
+models.register(app)
+datasets.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``leanml`` script; returns the exit code."""
+    try:
+        app(args=argv, prog_name="leanml", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        _common.err_console.print("aborted")
+        return 130
+    except typer.TyperException as exc:  # usage errors and bad parameters, shown as click does
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:  # pragma: no cover - every typer exception we raise has show()
+            _common.err_console.print(f"error: {exc}")
+        return int(getattr(exc, "exit_code", 2))
+    except LeanMLError as exc:
+        _common.err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

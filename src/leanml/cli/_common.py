@@ -1,0 +1,35 @@
+"""What the CLI modules share: consoles, the settings, common options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from leanml.config import Settings
+from leanml.registry import ModelRegistry
+
+# Tables stay readable when the output is a pipe or a CI log (rich would assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 132)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 132)
+
+ModelsDirOption = Annotated[
+    Path | None,
+    typer.Option("--models-dir", help="Registry folder (default: settings models_dir)."),
+]
+
+
+def load_settings(config: Path | None) -> Settings:
+    return Settings.load(config)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    return root.obj if isinstance(root.obj, Settings) else Settings.load()
+
+
+def registry_of(ctx: typer.Context, models_dir: Path | None) -> ModelRegistry:
+    return ModelRegistry(models_dir or settings_of(ctx).models_dir)
