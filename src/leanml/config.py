@@ -34,7 +34,8 @@ def _default_cache_dir() -> Path:
 class Settings:
     """leanml's settings. Paths are resolved relative to the working directory."""
 
-    #: Folder holding the demo datasets (``spamassassin/``, ``clinc150/``), e.g. ``../shared/datasets``.
+    #: Folder holding the demo datasets (``spamassassin/``, ``clinc150/``),
+    #: e.g. ``../shared/datasets``.
     data_dir: Path | None = None
     #: Where downloaded datasets are cached.
     cache_dir: Path = dataclasses.field(default_factory=_default_cache_dir)

@@ -8,6 +8,7 @@ allow-list), runs a single-text in-process load through it and prints one table.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def run_demo(
                 loaded.model.predict,
                 dataset.X_test,
                 n_requests,
-                on_progress=lambda k, bar=bar: progress.advance(bar, k),
+                on_progress=functools.partial(progress.advance, bar),
             )
             summary = load.summary()
             results[name] = {
@@ -131,8 +132,16 @@ def run_demo(
 
 def _table(results: dict[str, Any]) -> Table:
     table = Table(title="leanml demo: three email-product models")
-    for column in ("model", "dataset", "test acc", "artifact", "p50 ms", "p95 ms", "p99 ms",
-                   "pred/s"):
+    for column in (
+        "model",
+        "dataset",
+        "test acc",
+        "artifact",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "pred/s",
+    ):
         table.add_column(column, justify="left" if column in ("model", "dataset") else "right")
     for name, r in results.items():
         table.add_row(

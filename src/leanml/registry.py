@@ -187,12 +187,16 @@ class ModelRegistry:
         except FileNotFoundError:
             return {}
         except json.JSONDecodeError as exc:
-            raise RegistryError(f"{self.root / name / 'state.json'} is not valid JSON: {exc}")
+            raise RegistryError(
+                f"{self.root / name / 'state.json'} is not valid JSON: {exc}"
+            ) from exc
         return data if isinstance(data, dict) else {}
 
     # -- reading ------------------------------------------------------------------------
 
-    def manifest(self, name: str, version: int | None = None, variant: str = "original") -> Manifest:
+    def manifest(
+        self, name: str, version: int | None = None, variant: str = "original"
+    ) -> Manifest:
         version = self._resolve_version(name, version)
         try:
             return read_manifest(self.path(name, version, variant))
@@ -244,7 +248,9 @@ class ModelRegistry:
         return LoadedModel(name, version, variant, requested, model, manifest, elapsed)
 
     def _record_fallback(self, name: str, version: int, reason: str) -> None:
-        log.warning("model %s v%s: serving the original instead of compact: %s", name, version, reason)
+        log.warning(
+            "model %s v%s: serving the original instead of compact: %s", name, version, reason
+        )
         with self._lock:
             self._fallbacks.append(
                 {"name": name, "version": version, "reason": reason, "at": time.time()}

