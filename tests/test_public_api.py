@@ -4,8 +4,16 @@ import importlib
 
 import pytest
 
-MODULES = ["leanml", "leanml.errors", "leanml.config", "leanml.artifacts", "leanml.registry",
-           "leanml.datasets", "leanml.training", "leanml.bench"]
+MODULES = [
+    "leanml",
+    "leanml.errors",
+    "leanml.config",
+    "leanml.artifacts",
+    "leanml.registry",
+    "leanml.datasets",
+    "leanml.training",
+    "leanml.bench",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

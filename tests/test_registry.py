@@ -71,7 +71,10 @@ def test_compact_that_failed_its_guard_falls_back(registry):
 
 def test_corrupt_compact_falls_back(registry, tmp_path):
     registry.register(
-        "email", _FakeCompact(["ham", "spam"]), task="email", variant="compact",
+        "email",
+        _FakeCompact(["ham", "spam"]),
+        task="email",
+        variant="compact",
         extra={"guard": {"passed": True}},
     )
     spec = registry.path("email", 1, "compact") / "spec.json"

@@ -47,4 +47,9 @@ def test_evaluate_per_class_matches_counts():
 
     metrics = evaluate(Echo(), ["a", "a", "b"], np.array(["a", "b", "b"]))
     assert metrics["accuracy"] == pytest.approx(2 / 3)
-    assert metrics["per_class"]["a"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667, "support": 1}
+    assert metrics["per_class"]["a"] == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": 0.6667,
+        "support": 1,
+    }

@@ -28,7 +28,9 @@ def deep_sizeof(obj: Any) -> int:
             continue
         total += sys.getsizeof(item)
         if sp.issparse(item):
-            stack.extend(getattr(item, a) for a in ("data", "indices", "indptr") if hasattr(item, a))
+            stack.extend(
+                getattr(item, a) for a in ("data", "indices", "indptr") if hasattr(item, a)
+            )
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())

@@ -1,6 +1,6 @@
 """Parameter checks with one message shape, in the style of scikit-learn:
 
-    The 'x' parameter of Y must be <constraint>, got <value> instead.
+The 'x' parameter of Y must be <constraint>, got <value> instead.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from leanml.bench.inprocess import latency_summary, run_single_text_load
 
 def test_every_call_is_timed_and_texts_cycle():
     seen = []
-    result = run_single_text_load(lambda batch: seen.append(batch[0]), ["a", "b", "c"], 10, warmup=0)
+    result = run_single_text_load(
+        lambda batch: seen.append(batch[0]), ["a", "b", "c"], 10, warmup=0
+    )
     assert seen == ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"]
     assert result.n == 10 and result.latencies_ns.shape == (10,)
     assert np.all(result.latencies_ns > 0)

@@ -51,16 +51,36 @@ def test_train_list_show_switch(isolated_env, capsys, monkeypatch):
 def test_demo_runs_three_models_and_writes_json(isolated_env, data_dir, monkeypatch):
     """The main job, end to end, through the installed console script."""
     out = isolated_env / "demo.json"
-    env = {"LEANML_DATA_DIR": str(data_dir), "LEANML_CACHE_DIR": str(isolated_env / "cache"),
-           "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "leanml.cli", "demo", "--requests", "50",
-           "--models-dir", str(isolated_env / "models"), "--json", str(out)]
+    env = {
+        "LEANML_DATA_DIR": str(data_dir),
+        "LEANML_CACHE_DIR": str(isolated_env / "cache"),
+        "PATH": "/usr/bin:/bin",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "leanml.cli",
+        "demo",
+        "--requests",
+        "50",
+        "--models-dir",
+        str(isolated_env / "models"),
+        "--json",
+        str(out),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())["models"]
     assert set(results) == {"email", "intent", "sentiment"}
-    for key in ("accuracy", "artifact_bytes", "p50_ms", "p95_ms", "p99_ms",
-                "predictions_per_s", "dataset"):
+    for key in (
+        "accuracy",
+        "artifact_bytes",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "predictions_per_s",
+        "dataset",
+    ):
         assert all(key in r for r in results.values())
     assert results["email"]["accuracy"] >= 0.95
     assert results["intent"]["dataset"] == "clinc150" and results["intent"]["accuracy"] >= 0.88

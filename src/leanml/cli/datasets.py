@@ -9,8 +9,9 @@ from rich.table import Table
 
 from leanml.cli._common import console, settings_of
 
-datasets_app = typer.Typer(help="The demo datasets: where they are and what they are.",
-                           no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="The demo datasets: where they are and what they are.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +40,9 @@ def list_datasets(ctx: typer.Context) -> None:
 
 
 @datasets_app.command("info")
-def info(ctx: typer.Context, task: Annotated[str, typer.Argument(help="email, intent or sentiment.")]) -> None:
+def info(
+    ctx: typer.Context, task: Annotated[str, typer.Argument(help="email, intent or sentiment.")]
+) -> None:
     """A dataset's splits, classes, source, licence and citation."""
     from leanml.datasets import load_dataset
 

@@ -45,7 +45,11 @@ def train(
         trained.pipeline,
         task=task,
         metrics=trained.metrics,
-        extra={"estimator": estimator, "reference": trained.reference, "dataset": dataset.summary()},
+        extra={
+            "estimator": estimator,
+            "reference": trained.reference,
+            "dataset": dataset.summary(),
+        },
     )
     test, val = trained.metrics["test"], trained.metrics["val"]
     console.print(

