@@ -102,7 +102,9 @@ class PendingJoin:
         if max_entries == self.max_entries:
             return
         live = np.flatnonzero(self._used)
-        order = live[np.argsort(self._ts[live], kind="stable")][-max_entries:]
+        order = live[np.argsort(self._ts[live], kind="stable")]
+        gone = [self._ids[i] for i in order[:-max_entries] if self._live[i]]
+        order = order[-max_entries:]
         ids = [self._ids[i] for i in order]
         pred, conf, ts, unl = (
             self._pred[order],
@@ -116,7 +118,7 @@ class PendingJoin:
         self.__init__(max_entries, max_age_s, late_memory)  # type: ignore[misc]
         self.insert(ids, pred, conf, ts)
         self._live[: len(ids)] = unl
-        self._remember_late(late_ids)
+        self._remember_late(late_ids + gone)
         counters["evicted_capacity"] += dropped
         self.counters = counters
 
@@ -191,11 +193,13 @@ class PendingJoin:
         self._ts[a:b] = ts
         self._live[a:b] = True
         self._used[a:b] = True
-        if dup:  # an older slot of a reused id no longer owns it
-            for i in range(a, b):
-                if slot.get(self._ids[i]) != i:
+        if dup:  # the older slot of a reused id no longer owns it (rare misuse: O(n) scan)
+            ids_ring = self._ids
+            for i in np.flatnonzero(self._used):
+                if slot.get(ids_ring[i]) != i:
                     self._live[i] = False
                     self._used[i] = False
+                    ids_ring[i] = None
 
     def expire(self, now: float) -> int:
         """Evict unlabeled predictions older than ``max_age_s``; return how many."""

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from leanml.errors import ParameterError
+from leanml.monitor.drift import DriftDetector, Reference, oov_rate, oov_rates, psi
+
+REF = {
+    "n": 1000,
+    "class_counts": {"ham": 600, "spam": 300, "hard_ham": 100},
+    "confidences": np.random.default_rng(0).uniform(0.6, 1.0, 2000).tolist(),
+    "input_lengths": np.random.default_rng(1).integers(100, 2000, 2000).tolist(),
+    "oov_rate": 0.05,
+}
+
+
+def test_psi_by_hand() -> None:
+    e = np.array([50, 50])
+    a = np.array([80, 20])
+    pe, pa = np.array([0.5, 0.5]), np.array([0.8, 0.2])
+    assert psi(e, a, eps=0) == pytest.approx(float(np.sum((pa - pe) * np.log(pa / pe))))
+    assert psi(e, e) == pytest.approx(0.0)
+    assert np.isfinite(psi(np.array([1, 0]), np.array([0, 1])))
+    assert np.isnan(psi(np.array([0, 0]), np.array([1, 1])))
+
+
+def test_reference_roundtrip_through_json() -> None:
+    ref = Reference.from_dict(json.loads(json.dumps(REF)))
+    assert ref.n == 1000 and ref.oov_rate == 0.05
+    assert ref.confidences.size == 2000
+    again = Reference.from_dict(ref.to_dict())
+    assert again.class_counts == ref.class_counts
+    with pytest.raises(ParameterError):
+        Reference.from_dict([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ParameterError):
+        Reference.from_dict({"class_counts": {"a": "x"}})
+
+
+def test_no_drift_on_same_distribution_and_drift_when_shifted() -> None:
+    det = DriftDetector(REF)
+    rng = np.random.default_rng(5)
+    same = det.score(
+        {"ham": 598, "spam": 305, "hard_ham": 97},
+        rng.uniform(0.6, 1.0, 1000),
+        rng.integers(100, 2000, 1000).astype(float),
+    )
+    assert same["class_psi"] < 0.01
+    assert same["class_chi2_p"] > 0.05
+    assert same["confidence_ks"] < 0.1
+    assert same["input_length_ks"] < 0.1
+    shifted_conf = rng.uniform(0.4, 0.8, 1000)
+    shifted = det.score(
+        {"ham": 200, "spam": 750, "hard_ham": 50, "new": 20},
+        shifted_conf,
+        rng.integers(10, 200, 1000).astype(float),
+        np.full(100, 0.3),
+    )
+    assert shifted["class_psi"] > 0.25
+    assert shifted["class_chi2_p"] < 1e-6
+    ks = stats.ks_2samp(shifted_conf, np.asarray(REF["confidences"]))
+    assert shifted["confidence_ks"] == pytest.approx(ks.statistic)
+    assert shifted["confidence_ks_p"] == pytest.approx(ks.pvalue)
+    assert shifted["input_length_ks"] > 0.8
+    assert shifted["oov_rate"] == pytest.approx(0.3)
+    assert shifted["oov_delta"] == pytest.approx(0.25)
+
+
+def test_chi_square_matches_scipy() -> None:
+    det = DriftDetector({"class_counts": {"a": 500, "b": 500}})
+    got = det.score({"a": 60, "b": 40})
+    exp = stats.chisquare([60, 40], [50, 50])
+    assert got["class_chi2"] == pytest.approx(exp.statistic, rel=1e-3)
+    assert got["class_chi2_p"] == pytest.approx(exp.pvalue, rel=1e-2)
+    # integer labels live, string keys in a JSON reference
+    det2 = DriftDetector({"class_counts": {"0": 10, "1": 10}})
+    assert det2.score({0: 10, 1: 10})["class_psi"] == pytest.approx(0.0)
+    assert DriftDetector({}).score({"a": 1})["class_psi"] is None
+
+
+def test_oov_with_a_vectorizer_and_reference_build() -> None:
+    train = ["cheap meds now", "meeting at noon", "cheap flights at noon"]
+    vec = TfidfVectorizer().fit(train)
+    analyzer = vec.build_analyzer()
+    assert oov_rate(["cheap meds"], analyzer, vec.vocabulary_) == 0.0
+    assert oov_rates(["cheap unknownword", ""], analyzer, vec.vocabulary_)[0] == 0.5
+    assert np.isnan(oov_rates([""], analyzer, vec.vocabulary_)[0])
+    ref = Reference.build(
+        ["a", "b", "a"],
+        [0.9, 0.8, 0.7],
+        ["x" * 10, "y" * 5, "zz"],
+        analyzer=analyzer,
+        vocabulary=vec.vocabulary_,
+    )
+    assert ref.class_counts == {"a": 2, "b": 1}
+    assert sorted(ref.input_lengths.tolist()) == [2, 5, 10]
+    assert ref.oov_rate == 1.0
+    big = Reference.build(["a"] * 5000, np.linspace(0, 1, 5000), max_values=2000)
+    assert big.confidences.size == 2000 and big.n == 5000

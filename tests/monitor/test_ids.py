@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from leanml.monitor.ids import IdGenerator, is_sampled, sample_hash, sample_hashes
+
+
+def test_ids_are_unique_and_prefixed() -> None:
+    a, b = IdGenerator(), IdGenerator()
+    ids = a.take(1000) + [a() for _ in range(10)] + b.take(1000)
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith(a.prefix + "-") for i in ids[:1010])
+    assert IdGenerator("web1")() == "web1-0"
+
+
+def test_sampling_rate_and_determinism() -> None:
+    ids = IdGenerator("p").take(50_000)
+    h = sample_hashes(ids)
+    assert h.max() < 2**32
+    for rate in (0.01, 0.2, 0.5):
+        frac = float((h < rate * 2**32).mean())
+        assert abs(frac - rate) < 0.01
+    assert all(is_sampled(i, 0.2) == bool(h[k] < 0.2 * 2**32) for k, i in enumerate(ids[:500]))
+    # raising the rate keeps every id sampled before
+    low = {i for i in ids if is_sampled(i, 0.1)}
+    high = {i for i in ids if is_sampled(i, 0.3)}
+    assert low <= high
+    ints = sample_hashes(list(range(20_000)))
+    assert abs(float((ints < 0.2 * 2**32).mean()) - 0.2) < 0.015
+    assert sample_hash(7) == int(ints[7])
+    mixed = sample_hashes(["a", 3, b"x"])
+    assert mixed.shape == (3,) and int(mixed[0]) == sample_hash("a")
+
+
+def test_sampling_is_the_same_in_another_process() -> None:
+    ids = ["abc-1", "abc-2", "zz-99", "x"]
+    code = f"from leanml.monitor.ids import sample_hash;print([sample_hash(i) for i in {ids!r}])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
+    assert out.stdout.strip() == str([sample_hash(i) for i in ids])
+    assert np.all(sample_hashes(ids) == np.array([sample_hash(i) for i in ids]))

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leanml.errors import ConfigError
+from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
+
+    url, prefix, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    rng = np.random.default_rng(seed)
+    lat = rng.lognormal(-7 + 0.3 * seed, 0.8, 30_000)
+    np.save(out, lat)
+    store = MonitorStore(url, table_prefix=prefix, process_id=f"worker{seed}")
+    cfg = MonitorConfig(store_interval_s=0.05, flush_interval_s=0.01, sampling_rate=0.01)
+    with ModelMonitor("email", store=store, config=cfg, sinks=[]) as m:
+        for i in range(0, lat.size, 100):
+            ids = [f"w{seed}-{j}" for j in range(i, i + 100)]
+            m.record_batch(ids, ["ham"] * 100, np.full(100, 0.9), lat[i : i + 100])
+    store.close()
+    """
+)
+
+
+def _two_processes(url: str, prefix: str, tmp_path: Path) -> np.ndarray:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), url, prefix, str(seed), str(tmp_path / f"lat{seed}.npy")]
+        )
+        for seed in (1, 2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    return np.concatenate([np.load(tmp_path / f"lat{s}.npy") for s in (1, 2)])
+
+
+def _check_merged(store: MonitorStore, exact: np.ndarray) -> None:
+    merged = store.merged("email")
+    assert merged["count"] == exact.size == merged["latency"]["count"]
+    assert merged["processes"] == ["worker1", "worker2"]
+    assert merged["label_counts"] == {"ham": exact.size}
+    xs = np.sort(exact)
+    for q, key in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
+        rank_value = xs[int(np.floor(q * (xs.size - 1)))]
+        got = merged["latency"][key]
+        assert abs(got - rank_value) <= 0.005 * rank_value  # the sketch contract
+        assert abs(got - np.quantile(exact, q)) <= 0.01 * np.quantile(exact, q)
+    assert merged["latency"]["max"] == exact.max()
+    assert store.count_rows("predictions") > 0
+
+
+def test_two_processes_sqlite_merged_p99(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mon.db'}"
+    exact = _two_processes(url, "lm_", tmp_path)
+    store = MonitorStore(url, table_prefix="lm_")
+    _check_merged(store, exact)
+    store.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_postgres_merged_p99(tmp_path: Path, pg_url: str, table_prefix: str) -> None:
+    store = MonitorStore(pg_url, table_prefix=table_prefix)
+    try:
+        exact = _two_processes(pg_url, table_prefix, tmp_path)
+        _check_merged(store, exact)
+        assert store.disk_usage() > 0
+        res = store.apply_retention(2e9, max_rows=10)
+        assert res["deleted"][f"{table_prefix}predictions"] > 0
+        assert store.count_rows("predictions") == 10
+        assert res["bytes_freed"] is not None and res["bytes_freed"] > 0
+    finally:
+        store.drop_all()
+        store.close()
+
+
+def test_retention_deletes_and_frees_space(tmp_path: Path, clock) -> None:
+    db = tmp_path / "ret.db"
+    store = MonitorStore(f"sqlite:///{db}")
+    cfg = MonitorConfig(
+        sampling_rate=1.0, store_inputs="text", retention_max_age_s=None, retention_max_rows=None
+    )
+    m = ModelMonitor("m", store=store, config=cfg, clock=clock, start=False, sinks=[])
+    text = "lorem ipsum " * 40
+    for day in range(4):
+        for i in range(500):
+            m.record(f"d{day}-{i}", "a", 0.9, 0.001, text)
+        m.flush()
+        clock.advance(86_400)
+    assert store.count_rows("predictions") == 2000
+    res = store.apply_retention(clock(), max_age_s=1.5 * 86_400)
+    assert res["deleted"]["leanml_predictions"] == 1500
+    assert store.count_rows("predictions") == 500
+    assert res["bytes_freed"] > 0
+    assert res["bytes_after"] < res["bytes_before"]
+    print(f"retention freed {res['bytes_freed']} bytes")  # noqa: T201 - reported by -s
+    res = store.apply_retention(clock(), max_rows=100)
+    assert store.count_rows("predictions") == 100
+    m.close()
+    store.close()
+
+
+def test_retention_runs_on_schedule_inside_the_monitor(tmp_path: Path, clock) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path / 's.db'}")
+    cfg = MonitorConfig(
+        sampling_rate=1.0,
+        retention_max_rows=50,
+        retention_max_age_s=None,
+        retention_interval_s=60.0,
+    )
+    with ModelMonitor("m", store=store, config=cfg, clock=clock, start=False, sinks=[]) as m:
+        for i in range(300):
+            m.record(f"i{i}", "a", 0.9, 0.001)
+        m.flush()
+        assert store.count_rows("predictions") == 300
+        clock.advance(61)
+        m.flush()
+        assert store.count_rows("predictions") == 50
+        assert m.stats()["retention"]["deleted"]["leanml_predictions"] == 250
+        assert m.stats()["counters"]["retention_runs"] == 1
+
+
+def test_store_tables_and_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        MonitorStore("sqlite:///x.db", table_prefix="bad;drop")
+    with pytest.raises(ConfigError):
+        MonitorStore("nosuchdialect://x")
+    mem = MonitorStore("sqlite://")
+    assert mem.disk_usage() is None
+    assert mem.merged("none")["latency"] == {"count": 0}
+    mem.write(
+        alerts=[
+            {
+                "ts": 1.0,
+                "model": "m",
+                "variant": "v",
+                "rule": "r",
+                "previous": "ok",
+                "level": "warning",
+                "value": 1.0,
+                "n": 3,
+                "reason": "x",
+            }
+        ]
+    )
+    assert mem.read_table("alerts")[0]["process"] == mem.process_id
+    mem.drop_all()
+    mem.close()
