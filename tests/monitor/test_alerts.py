@@ -136,7 +136,7 @@ class _Hook(BaseHTTPRequestHandler):
     fail_first = 0
     bodies: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         cls = type(self)
         if cls.fail_first > 0:

@@ -104,7 +104,7 @@ def test_retention_deletes_and_frees_space(tmp_path: Path, clock) -> None:
     assert store.count_rows("predictions") == 500
     assert res["bytes_freed"] > 0
     assert res["bytes_after"] < res["bytes_before"]
-    print(f"retention freed {res['bytes_freed']} bytes")  # noqa: T201 - reported by -s
+    print(f"retention freed {res['bytes_freed']} bytes")
     res = store.apply_retention(clock(), max_rows=100)
     assert store.count_rows("predictions") == 100
     m.close()

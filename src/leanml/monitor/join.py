@@ -202,28 +202,28 @@ class PendingJoin:
                     ids_ring[i] = None
 
     def expire(self, now: float) -> int:
-        """Evict unlabeled predictions older than ``max_age_s``; return how many."""
+        """Evict unlabeled predictions older than ``max_age_s``; return how many.
+
+        Joined entries stay (to recognise duplicate labels) until their slot is reused.
+        """
         cutoff = now - self.max_age_s
-        old = np.flatnonzero(self._used & (self._ts < cutoff))
+        old = np.flatnonzero(self._live & (self._ts < cutoff))
         if old.size == 0:
             return 0
-        live = self._live[old]
-        n_live = int(live.sum())
         ids = self._ids
         slot = self._slot
         late = []
-        for i in old:
+        for i in old.tolist():
             k = ids[i]
             if slot.get(k) == i:
                 del slot[k]
-            if self._live[i]:
-                late.append(k)
+            late.append(k)
             ids[i] = None
         self._live[old] = False
         self._used[old] = False
-        self.counters["evicted_age"] += n_live
+        self.counters["evicted_age"] += int(old.size)
         self._remember_late(late)
-        return n_live
+        return int(old.size)
 
     def _remember_late(self, ids: list[Any]) -> None:
         if self.late_memory == 0 or not ids:

@@ -44,7 +44,7 @@ from leanml.monitor.sketch import LogSketch
 from leanml.monitor.store import MonitorStore, default_process_id
 from leanml.monitor.window import Window
 
-__all__ = ["ModelMonitor"]
+__all__ = ["ModelMonitor", "input_hash"]
 
 logger = logging.getLogger("leanml.monitor")
 _QS = (0.5, 0.95, 0.99, 0.999)

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+import pytest
+
+from leanml.errors import ConfigError, MonitorError, ParameterError
+from leanml.monitor import (
+    AlertRule,
+    CallbackSink,
+    IdGenerator,
+    ModelMonitor,
+    MonitorConfig,
+    MonitorStore,
+    is_sampled,
+)
+
+REF = {
+    "n": 1000,
+    "class_counts": {"ham": 700, "spam": 300},
+    "confidences": np.random.default_rng(0).uniform(0.7, 1.0, 1000).tolist(),
+    "input_lengths": [50] * 1000,
+    "oov_rate": 0.0,
+}
+
+
+def _mon(clock, **cfg) -> ModelMonitor:
+    return ModelMonitor(
+        "email", version="1", config=MonitorConfig(**cfg), clock=clock, start=False, sinks=[]
+    )
+
+
+def test_counts_latency_and_throughput(clock) -> None:
+    m = _mon(clock)
+    lat = np.random.default_rng(1).lognormal(-7, 0.5, 3000)
+    for i in range(1000):
+        m.record(f"a{i}", "ham" if i % 4 else "spam", 0.9, float(lat[i]))
+    clock.advance(1.0)
+    m.record_batch(
+        [f"b{i}" for i in range(2000)], np.array(["ham"] * 2000), np.full(2000, 0.8), lat[1000:]
+    )
+    m.record_error(3)
+    clock.advance(1.0)
+    m.flush()
+    s = m.stats()
+    assert s["counts"]["predictions"] == 3000 and s["counts"]["recorded"] == 3000
+    assert s["counts"]["by_label"] == {"ham": 2750, "spam": 250}
+    assert s["counts"]["errors"] == 3
+    assert s["error_rate"] == pytest.approx(3 / 3003)
+    xs = np.sort(lat)
+    for q, key in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"), (0.999, "p999")):
+        exact = xs[int(np.floor(q * (xs.size - 1)))]
+        assert abs(s["latency"][key] - exact) <= 0.005 * exact
+    assert s["latency"]["min"] == lat.min() and s["latency"]["max"] == lat.max()
+    assert s["latency"]["avg"] == pytest.approx(lat.mean())
+    assert s["throughput"]["per_s"] == 2000  # the last full second
+    assert s["throughput"]["per_min"] == 3000
+    assert s["accuracy"]["estimated"] == pytest.approx(0.8)  # the last 2000 (recent window)
+    assert s["health"] == "healthy"
+    assert s["drops"]["record_buffer"] == 0
+    m.close()
+
+
+def test_ground_truth_stream_every_count(clock) -> None:
+    m = _mon(clock, pending_max_entries=100, pending_max_age_s=60.0)
+    ids = IdGenerator("t").take(150)
+    for i, pid in enumerate(ids):
+        m.record(pid, "spam" if i % 3 == 0 else "ham", 0.8, 0.001)
+    m.flush()  # ids[0:50] evicted by capacity, unlabeled
+    truth = {
+        pid: ("spam" if i % 3 == 0 else "ham") if i % 5 else "spam" for i, pid in enumerate(ids)
+    }
+    order = list(reversed(ids[100:]))  # out of order
+    for pid in order[:25]:
+        m.record_ground_truth(pid, truth[pid])
+    m.record_ground_truth(ids[149], "ham")  # duplicate
+    m.record_ground_truth("never-predicted", "ham")  # unknown
+    m.record_ground_truth(ids[10], "ham")  # late: evicted before its label
+    m.record_ground_truth_batch(order[25:], [truth[p] for p in order[25:]])
+    clock.advance(120)
+    m.flush()  # the remaining 50 (ids 50..99) expire by age
+    m.record_ground_truth(ids[60], "ham")  # late (evicted by age)
+    m.record_ground_truth(ids[120], "ham")  # duplicate
+    m.flush()
+    gt = m.stats()["ground_truth"]
+    assert (gt["joined"], gt["duplicate"], gt["unknown"], gt["late"]) == (50, 2, 1, 2)
+    assert gt["evicted_capacity"] == 50 and gt["evicted_age"] == 50
+    acc = m.stats()["accuracy"]["realized"]
+    labeled = ids[100:]
+    pred = ["spam" if i % 3 == 0 else "ham" for i in range(100, 150)]
+    true = [truth[p] for p in labeled]
+    assert acc["n"] == 50
+    assert acc["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(pred, true)]))
+    cal = m.stats()["accuracy"]["calibration"]
+    assert cal["estimated_accuracy_labeled"] == pytest.approx(0.8)
+    assert cal["realized_accuracy_labeled"] == pytest.approx(acc["accuracy"])
+    m.close()
+
+
+def test_sampling_details_text_hash_and_low_confidence(clock) -> None:
+    m = _mon(clock, sampling_rate=0.3, sample_below_confidence=0.5, store_inputs="hash")
+    ids = IdGenerator("s").take(1000)
+    for i, pid in enumerate(ids):
+        m.record(pid, "ham", 0.4 if i % 10 == 0 else 0.9, 0.001, f"text {i}")
+    m.flush()
+    recs = {r["prediction_id"]: r for r in m.sampled_records()}
+    want = {pid for i, pid in enumerate(ids) if is_sampled(pid, 0.3) or i % 10 == 0}
+    assert set(recs) == want
+    assert m.stats()["counts"]["sampled"] == len(want)
+    r = recs[ids[0]]
+    assert r["input_text"] is None
+    assert r["input_hash"] == hashlib.sha256(b"text 0").hexdigest()
+    assert r["model"] == "email" and r["version"] == "1" and r["variant"] == "default"
+    reasons = {recs[p]["reason"] for p in want if not is_sampled(p, 0.3)}
+    assert reasons == {"low_confidence"}
+    m.configure(store_inputs="text", sampling_rate=1.0, sample_below_confidence=None)
+    m.record("x1", "ham", 0.9, 0.001, "raw")
+    m.flush()
+    assert m.sampled_records()[-1]["input_text"] == "raw"
+    m.close()
+
+
+def test_buffers_are_bounded_and_count_drops(clock) -> None:
+    m = _mon(
+        clock,
+        buffer_size=10,
+        batch_buffer_size=2,
+        ground_truth_buffer_size=3,
+        detail_buffer_size=5,
+        sampling_rate=1.0,
+    )
+    for i in range(15):
+        m.record(i, "a", 0.9, 0.001)
+    for _ in range(3):
+        m.record_batch([1, 2], ["a", "a"], [0.9, 0.9], 0.001)
+    for i in range(5):
+        m.record_ground_truth(i, "a")
+    s = m.stats()
+    assert s["drops"]["record_buffer"] == 5
+    assert s["drops"]["batch_buffer"] == 2
+    assert s["drops"]["ground_truth_buffer"] == 2
+    m.flush()
+    s = m.stats()
+    assert s["counts"]["predictions"] == 21 and s["counts"]["recorded"] == 14
+    assert s["drops"]["detail_buffer"] == 14 - 5
+    assert s["counts"]["buffered"] == 0
+    m.close()
+
+
+def test_close_flushes_and_later_records_raise(clock, tmp_path) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path / 'c.db'}")
+    m = ModelMonitor(
+        "email",
+        store=store,
+        clock=clock,
+        sinks=[],
+        config=MonitorConfig(store_interval_s=3600, flush_interval_s=3600),
+    )
+    m.record("p1", "ham", 0.9, 0.002)
+    m.record_batch(["p2", "p3"], ["ham", "spam"], [0.7, 0.6], [0.001, 0.003])
+    m.close()
+    assert store.merged("email")["count"] == 3
+    with pytest.raises(MonitorError, match="closed"):
+        m.record("p4", "ham", 0.9, 0.001)
+    with pytest.raises(MonitorError):
+        m.record_ground_truth("p1", "ham")
+    m.close()  # idempotent
+    with ModelMonitor("ctx", store=f"sqlite:///{tmp_path / 'd.db'}", sinks=[]) as m2:
+        m2.record("a", 1, 0.9, 0.001)
+    assert MonitorStore(f"sqlite:///{tmp_path / 'd.db'}").merged("ctx")["count"] == 1
+
+
+def test_background_flusher_and_threads() -> None:
+    m = ModelMonitor("t", config=MonitorConfig(flush_interval_s=0.01), sinks=[])
+
+    def work(k: int) -> None:
+        for i in range(5000):
+            m.record(f"{k}-{i}", "a", 0.9, 0.001)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m.close()
+    s = m.stats()
+    assert s["counts"]["predictions"] == 20_000
+    assert s["counts"]["recorded"] + s["drops"]["record_buffer"] == 20_000
+    assert s["counters"]["flusher_errors"] == 0
+
+
+def test_windows_drift_and_alerts_end_to_end(clock) -> None:
+    events = []
+    rules = (
+        AlertRule(
+            "acc", "realized_accuracy", "below", warning=0.9, min_samples=20, hysteresis=0.02
+        ),
+        AlertRule("drift", "drift_class_psi", "above", warning=0.1, critical=0.25, min_samples=50),
+    )
+    m = ModelMonitor(
+        "email",
+        config=MonitorConfig(alert_rules=rules, window_s=60),
+        reference=REF,
+        clock=clock,
+        start=False,
+        sinks=[CallbackSink(events.append)],
+    )
+    rng = np.random.default_rng(2)
+    n = 0
+    for minute in range(3):
+        for _ in range(200):
+            lab = "ham" if rng.random() < 0.7 else "spam"
+            m.record(f"p{n}", lab, float(rng.uniform(0.7, 1.0)), 0.001)
+            m.record_ground_truth(f"p{n}", lab)  # all correct
+            n += 1
+        clock.advance(60)
+        m.flush()
+    s = m.stats()
+    assert s["health"] == "healthy"
+    assert s["drift"]["class_psi"] < 0.05
+    assert len(s["drift_windows"]) == 3
+    # traffic shifts to spam and labels say the model is wrong half the time
+    for _ in range(300):
+        m.record(f"p{n}", "spam", float(rng.uniform(0.5, 0.7)), 0.001)
+        m.record_ground_truth(f"p{n}", "spam" if n % 2 else "ham")
+        n += 1
+    clock.advance(1)
+    m.flush()
+    s = m.stats()
+    assert s["alerts"]["levels"] == {"acc": "warning", "drift": "critical"}
+    assert s["health"] == "unhealthy"
+    assert {e.rule for e in events} == {"acc", "drift"}
+    metrics = m.metrics()
+    assert metrics["realized_accuracy"][1] == 900 or metrics["realized_accuracy"][1] == 1000
+    assert metrics["drift_class_psi"][0] > 0.25
+
+
+def test_configure_at_run_time_and_validation(clock) -> None:
+    m = _mon(clock)
+    with pytest.raises(ParameterError, match="'sampling_rate' parameter of MonitorConfig"):
+        m.configure(sampling_rate=2.0)
+    with pytest.raises(ConfigError):
+        m.configure(relative_accuracy=0.01)
+    m.configure(buffer_size=2, pending_max_entries=5, metrics_window_n=10, recent_window_n=50)
+    for i in range(4):
+        m.record(i, "a", 0.9, 0.001)
+    assert m.stats()["drops"]["record_buffer"] == 2
+    assert m.config.buffer_size == 2
+    with pytest.raises(ParameterError):
+        ModelMonitor("")
+    with pytest.raises(ParameterError):
+        m.record_batch([1, 2], ["a"], [0.9, 0.8], 0.001)
+    m.close()
+
+
+def test_invalid_records_are_counted_not_fatal(clock) -> None:
+    m = _mon(clock)
+    m.record("a", "x", "not-a-number", 0.001)  # type: ignore[arg-type]
+    m.flush()
+    assert m.stats()["counters"]["invalid_batches"] == 1
+    m.record("b", "x", 0.9, 0.001)
+    m.flush()
+    assert m.stats()["counts"]["recorded"] == 1

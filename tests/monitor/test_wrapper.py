@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
+
+from leanml.monitor import ModelMonitor, MonitorConfig, MonitoredEstimator, monitored
+
+TEXTS = [
+    "cheap meds now",
+    "win money fast",
+    "meeting at noon",
+    "lunch tomorrow?",
+    "free money offer",
+    "project status update",
+] * 5
+LABELS = ["spam", "spam", "ham", "ham", "spam", "ham"] * 5
+
+
+@pytest.fixture
+def model():
+    return make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(TEXTS, LABELS)
+
+
+def test_predict_is_transparent_and_recorded(model, clock) -> None:
+    cfg = MonitorConfig(sampling_rate=1.0, store_inputs="text")
+    m = monitored(model, name="email", config=cfg, clock=clock, start=False, sinks=[])
+    assert isinstance(m, MonitoredEstimator)
+    X = ["free money", "status meeting", "cheap offer"]
+    np.testing.assert_array_equal(m.predict(X), model.predict(X))
+    ids = m.last_prediction_ids
+    assert len(ids) == 3 and len(set(ids)) == 3
+    np.testing.assert_allclose(m.predict_proba(X[:1]), model.predict_proba(X[:1]))
+    labels, ids2 = m.predict_with_ids(["lunch"])
+    assert labels.tolist() == model.predict(["lunch"]).tolist() and len(ids2) == 1
+    assert m.classes_.tolist() == ["ham", "spam"]  # delegated attribute
+    m.record_ground_truth(ids[0], "spam")
+    m.monitor.flush()
+    s = m.monitor.stats()
+    assert s["counts"]["recorded"] == 5
+    assert s["ground_truth"]["joined"] == 1
+    assert s["latency"]["count"] == 5 and s["latency"]["max"] >= 0
+    texts = {r["input_text"] for r in m.monitor.sampled_records()}
+    assert {"free money", "lunch"} <= texts
+    m.close()
+
+
+def test_errors_are_counted_and_reraised(model, clock) -> None:
+    mon = ModelMonitor("email", clock=clock, start=False, sinks=[])
+    m = monitored(model, name="email", monitor=mon)
+    with pytest.raises(AttributeError):  # the vectorizer cannot lower-case an array
+        m.predict(np.zeros((2, 3, 4)))
+    mon.flush()
+    assert mon.stats()["counts"]["errors"] >= 1
+    mon.close()
+
+
+def test_models_without_predict_proba(clock) -> None:
+    svc = make_pipeline(TfidfVectorizer(), LinearSVC()).fit(TEXTS, LABELS)
+    with monitored(svc, name="svc", clock=clock, start=False, sinks=[]) as m:
+        np.testing.assert_array_equal(m.predict(TEXTS[:4]), svc.predict(TEXTS[:4]))
+        m.monitor.flush()
+        assert m.monitor.stats()["counts"]["recorded"] == 4
