@@ -92,7 +92,9 @@ def test_ground_truth_stream_every_count(clock) -> None:
     pred = ["spam" if i % 3 == 0 else "ham" for i in range(100, 150)]
     true = [truth[p] for p in labeled]
     assert acc["n"] == 50
-    assert acc["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(pred, true)]))
+    assert acc["accuracy"] == pytest.approx(
+        np.mean([a == b for a, b in zip(pred, true, strict=True)])
+    )
     cal = m.stats()["accuracy"]["calibration"]
     assert cal["estimated_accuracy_labeled"] == pytest.approx(0.8)
     assert cal["realized_accuracy_labeled"] == pytest.approx(acc["accuracy"])
@@ -209,7 +211,7 @@ def test_windows_drift_and_alerts_end_to_end(clock) -> None:
     )
     rng = np.random.default_rng(2)
     n = 0
-    for minute in range(3):
+    for _minute in range(3):
         for _ in range(200):
             lab = "ham" if rng.random() < 0.7 else "spam"
             m.record(f"p{n}", lab, float(rng.uniform(0.7, 1.0)), 0.001)

@@ -68,7 +68,7 @@ class MonitorConfig:
     buffer_size: int = 65_536
     batch_buffer_size: int = 4_096
     ground_truth_buffer_size: int = 65_536
-    detail_buffer_size: int = 50_000
+    detail_buffer_size: int = 10_000
     window_s: float = 60.0
     windows_kept: int = 60
     stats_window_s: float = 300.0

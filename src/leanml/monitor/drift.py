@@ -131,7 +131,7 @@ class Reference:
         lengths = np.zeros(0)
         oov = None
         if texts is not None:
-            lengths = np.asarray([len(texts[i]) for i in keep], dtype=np.float64)
+            lengths = np.asarray([len(texts[int(i)]) for i in keep], dtype=np.float64)
             if analyzer is not None and vocabulary is not None:
                 oov = oov_rate(texts, analyzer, vocabulary)
         return cls(

@@ -49,7 +49,7 @@ def sample_hashes(ids: Sequence[Hashable]) -> np.ndarray:
     """32-bit sampling hashes of many ids (uint64 array with values < 2**32)."""
     if ids and all(type(i) is str for i in ids[:1]):
         try:
-            raw = np.fromiter(map(zlib.crc32, map(str.encode, ids)), np.uint64, len(ids))
+            raw = np.fromiter((zlib.crc32(i.encode()) for i in ids), np.uint64, len(ids))  # type: ignore[attr-defined]
         except TypeError:  # mixed types
             raw = np.fromiter(map(_raw, ids), np.uint64, len(ids))
     else:

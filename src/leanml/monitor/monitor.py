@@ -184,9 +184,9 @@ class ModelMonitor:
     def record_batch(
         self,
         ids: Sequence[Hashable],
-        labels: Sequence[Any],
-        confidences: Sequence[float],
-        latencies: Sequence[float] | float,
+        labels: Sequence[Any] | np.ndarray,
+        confidences: Sequence[float] | np.ndarray,
+        latencies: Sequence[float] | np.ndarray | float,
         inputs: Sequence[str | None] | None = None,
     ) -> None:
         """Record a batch (arrays aligned by position; ``latencies`` may be one float)."""

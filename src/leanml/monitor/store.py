@@ -396,7 +396,7 @@ def _make_engine(url: str) -> sa.engine.Engine:
             u, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        os.makedirs(os.path.dirname(os.path.abspath(u.database)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(str(u.database))), exist_ok=True)
         engine = sa.create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
