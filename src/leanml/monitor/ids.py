@@ -17,6 +17,7 @@ import itertools
 import secrets
 import zlib
 from collections.abc import Hashable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def sample_hashes(ids: Sequence[Hashable]) -> np.ndarray:
     """32-bit sampling hashes of many ids (uint64 array with values < 2**32)."""
     if ids and all(type(i) is str for i in ids[:1]):
         try:
-            raw = np.fromiter((zlib.crc32(i.encode()) for i in ids), np.uint64, len(ids))  # type: ignore[attr-defined]
+            strs = cast(Sequence[str], ids)
+            raw = np.fromiter(map(zlib.crc32, map(str.encode, strs)), np.uint64, len(ids))
         except TypeError:  # mixed types
             raw = np.fromiter(map(_raw, ids), np.uint64, len(ids))
     else:

@@ -76,7 +76,7 @@ class PendingJoin:
         self._slot: dict[Any, int] = {}
         self._head = 0
         self._late: set[Any] = set()
-        self._late_ring: deque[Any] = deque()
+        self._late_ring: list[Any] = []
         self._dup_predictions = 0
         self.counters = {
             "inserted": 0,
@@ -172,11 +172,14 @@ class PendingJoin:
             n_live = int(live.sum())
             if n_live:
                 self.counters["evicted_capacity"] += n_live
-                self._remember_late([old_ids[i] for i in np.flatnonzero(live)])
-            used = np.flatnonzero(self._used[a:b])
+                if n_live == b - a:
+                    self._remember_late(old_ids)
+                else:
+                    self._remember_late([old_ids[i] for i in np.flatnonzero(live).tolist()])
+            used = np.flatnonzero(self._used[a:b]).tolist()
             if self._dup_predictions == 0:
-                for i in used:
-                    del slot[old_ids[i]]
+                keys = old_ids if len(used) == b - a else [old_ids[i] for i in used]
+                deque(map(slot.__delitem__, keys), maxlen=0)  # C-speed deletes
             else:
                 for i in used:
                     if slot.get(old_ids[i]) == a + i:
@@ -236,12 +239,11 @@ class PendingJoin:
 
     def _trim_late(self) -> None:
         ring = self._late_ring
-        late = self._late
         extra = len(ring) - self.late_memory
         if extra > 0:
             self.counters["late_forgotten"] += extra
-            for _ in range(extra):
-                late.discard(ring.popleft())
+            self._late.difference_update(ring[:extra])
+            del ring[:extra]
 
     # -- ground truth --------------------------------------------------------------------------
     def join(
