@@ -1,0 +1,198 @@
+"""Precisions, magnitude pruning and the compact encoding of weight matrices.
+
+Error contracts (per stored value ``w``, decoded value ``w'``):
+
+* ``fp32``: ``|w - w'| <= 2**-24 * |w|`` (rounding of a float64 to float32).
+* ``fp16``: ``|w - w'| <= 2**-11 * |w|`` for ``|w|`` in fp16's normal range (6.1e-5 .. 65504);
+  values beyond 65504 are refused (``CompressionError``), smaller ones lose relative precision.
+* ``int8``: symmetric, one scale per row ``s_r = max_j |w_rj| / 127``;
+  ``|w_rj - w'_rj| <= s_r / 2``.
+
+Pruned values decode to exactly 0. A matrix is stored dense or as a bit mask of its non-zeros
+plus the non-zero values, whichever is smaller; both decode to the same array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from leanml.errors import CompressionError
+
+__all__ = [
+    "PRECISIONS",
+    "decode_matrix",
+    "decode_vector",
+    "encode_matrix",
+    "encode_vector",
+    "floor_float",
+    "magnitude_threshold",
+    "smallest_uint",
+]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+_FP16_MAX = 65504.0
+
+
+def smallest_uint(max_value: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned integer dtype that holds ``max_value``."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
+def floor_float(values: np.ndarray, dtype: type[np.floating[Any]]) -> np.ndarray:
+    """Round float64 ``values`` down (towards -inf) to ``dtype``.
+
+    For a float32 ``x``, ``x <= t`` holds exactly when ``x <= floor_float(t, float32)``, which
+    keeps tree splits identical after thresholds are stored in float32.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = values.astype(dtype)
+    too_big = out.astype(np.float64) > values
+    if np.any(too_big):
+        out[too_big] = np.nextafter(out[too_big], dtype(-np.inf))
+    return out
+
+
+def magnitude_threshold(importance: np.ndarray, sparsity: float) -> float:
+    """The magnitude below which ``sparsity`` (0..1) of the non-zero ``importance`` values lie."""
+    flat = np.abs(np.asarray(importance, dtype=np.float64)).ravel()
+    flat = flat[flat > 0]
+    if sparsity <= 0 or flat.size == 0:
+        return 0.0
+    k = min(int(sparsity * flat.size), flat.size - 1)
+    if k <= 0:
+        return 0.0
+    return float(np.partition(flat, k)[k])
+
+
+def _check_fp16(values: np.ndarray, what: str) -> None:
+    if values.size and float(np.max(np.abs(values))) > _FP16_MAX:
+        raise CompressionError(f"{what} has values beyond the fp16 range (|x| > {_FP16_MAX}).")
+
+
+def encode_vector(values: np.ndarray, precision: str, name: str) -> tuple[dict, dict]:
+    """Encode a float vector as fp32 or fp16 (int8 is for matrices; it maps to fp16 here)."""
+    values = np.asarray(values, dtype=np.float64)
+    if precision == "fp32":
+        return {"dtype": "fp32"}, {name: values.astype(np.float32)}
+    _check_fp16(values, name)
+    return {"dtype": "fp16"}, {name: values.astype(np.float16)}
+
+
+def decode_vector(spec: dict, arrays: dict, name: str) -> np.ndarray:
+    return np.asarray(arrays[name], dtype=np.float32)
+
+
+def encode_matrix(matrix: np.ndarray, precision: str, name: str) -> tuple[dict, dict]:
+    """Encode a 2-D float matrix (rows = output units) in ``precision``.
+
+    Returns ``(spec, arrays)``; array names are prefixed with ``name``. Zeros are kept exactly.
+    """
+    if precision not in PRECISIONS:
+        raise CompressionError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise CompressionError(f"{name} must be 2-D, got shape {m.shape}.")
+    spec: dict[str, Any] = {"shape": list(m.shape), "precision": precision}
+    arrays: dict[str, np.ndarray] = {}
+    if precision == "int8":
+        peak = np.max(np.abs(m), axis=1) if m.size else np.zeros(m.shape[0])
+        scale = np.where(peak > 0, peak / 127.0, 1.0)
+        q = np.rint(m / scale[:, None]).astype(np.int8)
+        arrays[name + ".scale"] = scale.astype(np.float32)
+        stored: np.ndarray = q
+    elif precision == "fp16":
+        _check_fp16(m, name)
+        stored = m.astype(np.float16)
+    else:
+        stored = m.astype(np.float32)
+    nonzero = stored != 0
+    nnz = int(nonzero.sum())
+    dense_bytes = stored.nbytes
+    sparse_bytes = (m.size + 7) // 8 + nnz * stored.itemsize
+    if sparse_bytes < dense_bytes:
+        spec["layout"] = "mask"
+        arrays[name + ".mask"] = np.packbits(nonzero.ravel())
+        arrays[name + ".values"] = stored[nonzero]
+    else:
+        spec["layout"] = "dense"
+        arrays[name + ".values"] = stored
+    return spec, arrays
+
+
+def decode_matrix(spec: dict, arrays: dict, name: str) -> np.ndarray:
+    """Decode what :func:`encode_matrix` wrote into a float32 matrix."""
+    shape = tuple(int(s) for s in spec["shape"])
+    values = np.asarray(arrays[name + ".values"])
+    if spec["layout"] == "mask":
+        size = int(np.prod(shape))
+        mask = np.unpackbits(np.asarray(arrays[name + ".mask"]), count=size).astype(bool)
+        out = np.zeros(size, dtype=np.float32)
+        out[mask] = values.astype(np.float32)
+        out = out.reshape(shape)
+    else:
+        out = values.astype(np.float32).reshape(shape)
+    if spec["precision"] == "int8":
+        out *= np.asarray(arrays[name + ".scale"], dtype=np.float32)[:, None]
+    return out
+
+
+def pack_uints(values: np.ndarray, *, delta: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+    """Non-negative integers as byte planes of the smallest unsigned type (deflates well).
+
+    With ``delta`` the array must be non-decreasing and its differences are stored. Exact.
+    """
+    arr = np.asarray(values, dtype=np.int64)
+    if delta and arr.size:
+        arr = np.diff(arr, prepend=0)
+    if arr.size and int(arr.min()) < 0:
+        raise CompressionError("pack_uints needs non-negative (or non-decreasing) integers.")
+    dtype = smallest_uint(int(arr.max()) if arr.size else 0)
+    planes = arr.astype(dtype).astype(np.dtype(dtype).newbyteorder("<")).view(np.uint8)
+    planes = planes.reshape(-1, np.dtype(dtype).itemsize).T.copy().ravel()
+    return {"dtype": np.dtype(dtype).name, "n": int(arr.size), "delta": delta}, planes
+
+
+def unpack_uints(spec: dict[str, Any], planes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_uints`, as int64."""
+    dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+    n = int(spec["n"])
+    raw = np.asarray(planes, dtype=np.uint8).reshape(dtype.itemsize, n).T.copy()
+    out = raw.view(dtype).ravel().astype(np.int64)
+    return np.cumsum(out) if spec["delta"] else out
+
+
+def encode_idf(idf: np.ndarray, precision: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Store idf exactly as integer document frequencies when it has scikit-learn's form.
+
+    scikit-learn computes ``idf = ln(c / k) + 1`` with integers ``c`` (n or n+1) and ``k``
+    (df or df+1). When such integers reproduce ``idf`` to 1e-9 they are stored (a few bits per
+    term, exact); otherwise idf is stored in ``precision`` (fp32 or fp16).
+    """
+    idf = np.asarray(idf, dtype=np.float64)
+    if idf.size and np.all(np.isfinite(idf)):
+        ratio = np.exp(1.0 - idf)
+        top = float(ratio.min())
+        for a in range(1, 200):
+            c = a / top
+            if abs(c - round(c)) > 1e-6 * max(c, 1.0):
+                continue
+            c = float(round(c))
+            k = np.rint(c * ratio)
+            if k.min() < 1 or np.max(np.abs(np.log(c / k) + 1.0 - idf)) > 1e-9:
+                continue
+            spec, planes = pack_uints(k.astype(np.int64))
+            return {"kind": "df", "c": c, "k": spec}, {"idf.k": planes}
+    spec, arrays = encode_vector(idf, "fp16" if precision == "int8" else precision, "idf")
+    return {"kind": "float", **spec}, arrays
+
+
+def decode_idf(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    if spec["kind"] == "df":
+        k = unpack_uints(spec["k"], arrays["idf.k"]).astype(np.float64)
+        return (np.log(float(spec["c"]) / k) + 1.0).astype(np.float32)
+    return np.asarray(arrays["idf"], dtype=np.float32)

@@ -1,0 +1,445 @@
+"""ModelQuantizer: build candidate compact models, score them, and let the accuracy guard choose.
+
+Guard contract. Every candidate is saved exactly as it would be stored (``save_payload``),
+loaded back from those files, and scored on the validation data. The guard accepts a candidate
+only if
+
+* its serialized size is strictly smaller than the original's serialized size,
+* ``accuracy(original) - accuracy(candidate) <= tolerance``,
+* ``agreement(candidate, original) >= min_agreement`` (share of identical predictions),
+
+and among accepted candidates returns the one with the fewest bytes. When none is accepted,
+the result holds the original model and a ``fallback_reason``. Candidates are scored in order
+of increasing size, so the first accepted one is the smallest; larger ones are recorded as not
+evaluated. The original's size is that of its skops artifact (ZIP_DEFLATED), the format the
+registry stores originals in, unless the caller passes ``original_bytes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import statistics
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+
+from leanml._validation import check_number, param_error
+from leanml.compress._base import Recipe
+from leanml.compress._quant import PRECISIONS
+from leanml.compress.compact import CompactModel
+from leanml.compress.composition import to_compact
+from leanml.errors import CompressionError, LeanMLError
+
+__all__ = [
+    "AUTO_SPARSITIES",
+    "CandidateReport",
+    "CompressionResult",
+    "ModelQuantizer",
+    "candidate_recipes",
+    "check_candidate",
+    "choose_candidate",
+    "compress",
+    "compress_many",
+    "serialized_size",
+]
+
+AUTO_SPARSITIES = (0.0, 0.5, 0.75, 0.9, 0.95, 0.98)
+_AUTO_PRECISIONS = (("fp32", "fp32"), ("fp16", "fp16"), ("int8", "fp16"), ("int8", "fp32"))
+_AUTO_PRUNED_PRECISIONS = (("int8", "fp16"), ("int8", "fp32"))
+_OWNER = "ModelQuantizer.compress"
+
+
+@dataclasses.dataclass
+class CandidateReport:
+    """One candidate recipe and what the guard made of it."""
+
+    recipe: dict[str, Any]
+    label: str
+    bytes: int | None = None
+    accuracy: float | None = None
+    agreement: float | None = None
+    max_proba_error: float | None = None
+    accepted: bool = False
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class CompressionResult:
+    """What :meth:`ModelQuantizer.compress` returns; ``model`` is compact or the original."""
+
+    model: Any
+    compressed: bool
+    recipe: dict[str, Any] | None
+    original_bytes: int
+    compact_bytes: int
+    accuracy_before: float
+    accuracy_after: float
+    agreement: float
+    max_proba_error: float | None
+    fallback_reason: str | None
+    candidates: list[CandidateReport]
+    passthrough: list[tuple[str, str]]
+    single_us_before: float | None = None
+    single_us_after: float | None = None
+    batch_per_s_before: float | None = None
+    batch_per_s_after: float | None = None
+    tolerance: float = 0.005
+    min_agreement: float = 0.99
+
+    @property
+    def ratio(self) -> float:
+        """Original bytes / result bytes (1.0 on fallback)."""
+        return self.original_bytes / max(self.compact_bytes, 1)
+
+    @property
+    def rejected(self) -> list[CandidateReport]:
+        return [c for c in self.candidates if not c.accepted]
+
+    def guard_verdict(self) -> dict[str, Any]:
+        """The verdict stored in the manifest (``extra={"guard": ...}``)."""
+        return {
+            "passed": self.compressed,
+            "reason": (
+                f"accepted {self.recipe_label}: accuracy drop "
+                f"{self.accuracy_before - self.accuracy_after:+.4f} <= {self.tolerance}, "
+                f"agreement {self.agreement:.4f} >= {self.min_agreement}"
+                if self.compressed
+                else (self.fallback_reason or "")
+            ),
+            "recipe": self.recipe,
+            "tolerance": self.tolerance,
+            "min_agreement": self.min_agreement,
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": self.accuracy_after,
+            "agreement": self.agreement,
+            "max_proba_error": self.max_proba_error,
+            "original_bytes": self.original_bytes,
+            "compact_bytes": self.compact_bytes,
+            "passthrough": [list(p) for p in self.passthrough],
+        }
+
+    @property
+    def recipe_label(self) -> str:
+        return Recipe(**self.recipe).label() if self.recipe else "original"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "model"}
+        out["ratio"] = self.ratio
+        out["recipe_label"] = self.recipe_label
+        return out
+
+
+def serialized_size(model: Any) -> int:
+    """Bytes of a model's stored artifact: compact payload files, or a deflated skops file."""
+    if isinstance(model, CompactModel):
+        with tempfile.TemporaryDirectory() as tmp:
+            names = model.save_payload(Path(tmp))
+            return sum((Path(tmp) / n).stat().st_size for n in names)
+    buf = io.BytesIO(sio.dumps(model, compression=zipfile.ZIP_DEFLATED))
+    return len(buf.getvalue())
+
+
+def candidate_recipes(precision: Any = "auto", prune: Any = "auto") -> list[Recipe]:
+    """The recipes tried for a ``precision`` / ``prune`` setting.
+
+    ``precision="auto"``: without pruning fp32, fp16 and int8 (aux fp16 and fp32); with pruning
+    int8 (aux fp16 and fp32). Every pruned recipe comes with and without dropping the features
+    whose weights are all pruned (``Recipe.drop_features``); unpruned recipes keep them all
+    (exact). ``prune``: "auto" (sparsities 0.5 .. 0.98 and none), "none", a sparsity in [0, 1),
+    a list of sparsities, or ``{"threshold": t}``.
+    """
+    if precision == "auto":
+        precisions = list(_AUTO_PRECISIONS)
+        pruned_precisions = list(_AUTO_PRUNED_PRECISIONS)
+    else:
+        chosen = [precision] if isinstance(precision, str) else list(precision)
+        for p in chosen:
+            if p not in PRECISIONS:
+                raise param_error("precision", _OWNER, f"'auto' or one of {PRECISIONS}", precision)
+        precisions = [(p, "fp32" if p == "fp32" else "fp16") for p in chosen]
+        pruned_precisions = precisions
+    thresholds: list[float | None] = [None]
+    if prune == "auto":
+        sparsities: list[float] = list(AUTO_SPARSITIES)
+    elif prune is None or prune == "none" or prune is False:
+        sparsities = [0.0]
+    elif isinstance(prune, Mapping) and set(prune) == {"threshold"}:
+        check_number(prune["threshold"], "prune['threshold']", _OWNER, low=0.0)
+        sparsities, thresholds = [0.0], [float(prune["threshold"])]
+    elif isinstance(prune, int | float) and not isinstance(prune, bool):
+        check_number(prune, "prune", _OWNER, low=0.0, high=1.0, high_open=True)
+        sparsities = [float(prune)]
+    elif isinstance(prune, Sequence) and not isinstance(prune, str):
+        sparsities = [
+            float(check_number(p, "prune", _OWNER, low=0.0, high=1.0, high_open=True))
+            for p in prune
+        ]
+    else:
+        raise param_error(
+            "prune",
+            _OWNER,
+            "'auto', 'none', a sparsity in [0, 1), a list of them or {'threshold': t}",
+            prune,
+        )
+    recipes = []
+    for s in sparsities:
+        for t in thresholds:
+            pruning = s > 0 or t is not None
+            for p, a in pruned_precisions if pruning else precisions:
+                for drop in (False, True) if pruning else (False,):
+                    recipes.append(
+                        Recipe(precision=p, aux_precision=a, sparsity=s, threshold=t,
+                               drop_features=drop)
+                    )  # fmt: skip
+    return recipes
+
+
+def check_candidate(
+    report: CandidateReport,
+    *,
+    original_bytes: int,
+    accuracy_before: float,
+    tolerance: float,
+    min_agreement: float,
+) -> str | None:
+    """The reason the guard rejects ``report``, or ``None`` when it passes."""
+    if report.bytes is None or report.accuracy is None or report.agreement is None:
+        return report.reason or "not evaluated"
+    if report.bytes >= original_bytes:
+        return f"not smaller than the original ({report.bytes} >= {original_bytes} bytes)"
+    drop = accuracy_before - report.accuracy
+    if drop > tolerance + 1e-12:
+        return f"accuracy drop {drop:.4f} > tolerance {tolerance}"
+    if report.agreement < min_agreement:
+        return f"agreement {report.agreement:.4f} < min_agreement {min_agreement}"
+    return None
+
+
+def choose_candidate(
+    reports: Iterable[CandidateReport],
+    *,
+    original_bytes: int,
+    accuracy_before: float,
+    tolerance: float,
+    min_agreement: float,
+) -> CandidateReport | None:
+    """The smallest candidate the guard accepts (pure function over evaluated reports)."""
+    passing = [
+        r
+        for r in reports
+        if check_candidate(
+            r,
+            original_bytes=original_bytes,
+            accuracy_before=accuracy_before,
+            tolerance=tolerance,
+            min_agreement=min_agreement,
+        )
+        is None
+    ]
+    return min(passing, key=lambda r: r.bytes or 0) if passing else None
+
+
+def _proba(model: Any, X: Any) -> np.ndarray | None:
+    if not hasattr(model, "predict_proba"):
+        return None
+    try:
+        return np.asarray(model.predict_proba(X), dtype=np.float64)
+    except AttributeError:
+        return None
+
+
+def _single_us(model: Any, docs: Sequence[Any], calls: int) -> float:
+    times = []
+    for i in range(calls):
+        doc = [docs[i % len(docs)]]
+        t0 = time.perf_counter()
+        model.predict(doc)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def _batch_per_s(model: Any, docs: Sequence[Any]) -> float:
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        model.predict(docs)
+        best = min(best, time.perf_counter() - t0)
+    return len(docs) / best
+
+
+class ModelQuantizer:
+    """Compresses fitted scikit-learn classifiers behind an accuracy guard.
+
+    ``latency_calls`` single-document predictions (0 disables latency measurement) and one
+    batch of up to ``batch_size`` validation documents are timed for the original and the
+    chosen model.
+    """
+
+    def __init__(self, *, latency_calls: int = 200, batch_size: int = 1000) -> None:
+        self.latency_calls = check_number(
+            latency_calls, "latency_calls", "ModelQuantizer", low=0, integer=True
+        )
+        self.batch_size = check_number(
+            batch_size, "batch_size", "ModelQuantizer", low=1, integer=True
+        )
+
+    def compress(
+        self,
+        model: Any,
+        X_val: Any,
+        y_val: Any,
+        *,
+        tolerance: float = 0.005,
+        min_agreement: float = 0.99,
+        precision: Any = "auto",
+        prune: Any = "auto",
+        original_bytes: int | None = None,
+    ) -> CompressionResult:
+        """Compress ``model`` against ``(X_val, y_val)``; see the module docstring."""
+        check_number(tolerance, "tolerance", _OWNER, low=0.0, high=1.0)
+        check_number(min_agreement, "min_agreement", _OWNER, low=0.0, high=1.0)
+        recipes = candidate_recipes(precision, prune)
+        y_val = np.asarray(y_val)
+        if len(y_val) == 0 or len(X_val) != len(y_val):
+            raise param_error(
+                "X_val", _OWNER, "non-empty and as long as y_val", f"{len(X_val)} rows"
+            )
+        y_orig = np.asarray(model.predict(X_val))
+        p_orig = _proba(model, X_val)
+        acc_before = float(np.mean(y_orig == y_val))
+        if original_bytes is None:
+            original_bytes = serialized_size(model)
+        reports: list[CandidateReport] = []
+        passthrough: list[tuple[str, str]] = []
+        chosen: tuple[CandidateReport, CompactModel] | None = None
+        with tempfile.TemporaryDirectory() as tmp:
+            built: list[tuple[CandidateReport, Path]] = []
+            for i, recipe in enumerate(recipes):
+                report = CandidateReport(recipe.to_json(), recipe.label())
+                reports.append(report)
+                try:
+                    compact, passthrough = to_compact(model, recipe)
+                    folder = Path(tmp) / f"c{i}"
+                    names = compact.save_payload(folder)
+                    report.bytes = sum((folder / n).stat().st_size for n in names)
+                    built.append((report, folder))
+                except LeanMLError as exc:
+                    report.reason = f"failed to build: {exc}"
+            built.sort(key=lambda item: item[0].bytes or 0)
+            for report, folder in built:
+                if chosen is not None:
+                    report.reason = f"not evaluated: smaller candidate {chosen[0].label} passed"
+                    continue
+                if (report.bytes or 0) >= original_bytes:
+                    report.reason = (
+                        check_candidate(
+                            report,
+                            original_bytes=original_bytes,
+                            accuracy_before=acc_before,
+                            tolerance=tolerance,
+                            min_agreement=min_agreement,
+                        )
+                        or f"not smaller than the original ({report.bytes} >= {original_bytes})"
+                    )
+                    continue
+                loaded = CompactModel.load_payload(folder)
+                y_c = np.asarray(loaded.predict(X_val))
+                report.accuracy = float(np.mean(y_c == y_val))
+                report.agreement = float(np.mean(y_c == y_orig))
+                p_c = _proba(loaded, X_val)
+                if p_orig is not None and p_c is not None and p_c.shape == p_orig.shape:
+                    report.max_proba_error = float(np.max(np.abs(p_c - p_orig)))
+                reason = check_candidate(
+                    report,
+                    original_bytes=original_bytes,
+                    accuracy_before=acc_before,
+                    tolerance=tolerance,
+                    min_agreement=min_agreement,
+                )
+                if reason is None:
+                    report.accepted, report.reason = True, "accepted: smallest passing candidate"
+                    chosen = (report, loaded)
+                else:
+                    report.reason = reason
+        return self._result(
+            model, X_val, chosen, reports, passthrough, original_bytes, acc_before,
+            tolerance, min_agreement,
+        )  # fmt: skip
+
+    def _result(
+        self,
+        model: Any,
+        X_val: Any,
+        chosen: tuple[CandidateReport, CompactModel] | None,
+        reports: list[CandidateReport],
+        passthrough: list[tuple[str, str]],
+        original_bytes: int,
+        acc_before: float,
+        tolerance: float,
+        min_agreement: float,
+    ) -> CompressionResult:
+        if chosen is None:
+            reasons = sorted({r.reason for r in reports if r.reason})
+            fallback = "no candidate passed the guard: " + "; ".join(reasons[:6])
+            result = CompressionResult(
+                model, False, None, original_bytes, original_bytes, acc_before, acc_before,
+                1.0, 0.0, fallback, reports, passthrough,
+                tolerance=tolerance, min_agreement=min_agreement,
+            )  # fmt: skip
+        else:
+            report, compact = chosen
+            result = CompressionResult(
+                compact, True, report.recipe, original_bytes, int(report.bytes or 0),
+                acc_before, float(report.accuracy or 0.0), float(report.agreement or 0.0),
+                report.max_proba_error, None, reports, passthrough,
+                tolerance=tolerance, min_agreement=min_agreement,
+            )  # fmt: skip
+        if self.latency_calls:
+            docs = list(X_val[: self.batch_size]) if not hasattr(X_val, "iloc") else X_val
+            result.single_us_before = _single_us(model, docs, self.latency_calls)
+            result.batch_per_s_before = _batch_per_s(model, docs)
+            result.single_us_after = _single_us(result.model, docs, self.latency_calls)
+            result.batch_per_s_after = _batch_per_s(result.model, docs)
+        return result
+
+    def compress_many(
+        self,
+        models: Mapping[str, tuple[Any, Any, Any]],
+        **options: Any,
+    ) -> dict[str, CompressionResult]:
+        """Compress several models: ``{name: (model, X_val, y_val)}`` -> ``{name: result}``.
+
+        ``options`` are those of :meth:`compress`. A model that cannot be compressed at all
+        (a ``CompressionError``) is reported as a fallback instead of stopping the batch.
+        """
+        results: dict[str, CompressionResult] = {}
+        for name, (model, X_val, y_val) in models.items():
+            try:
+                results[name] = self.compress(model, X_val, y_val, **options)
+            except CompressionError as exc:
+                acc = float(np.mean(np.asarray(model.predict(X_val)) == np.asarray(y_val)))
+                size = serialized_size(model)
+                results[name] = CompressionResult(
+                    model, False, None, size, size, acc, acc, 1.0, 0.0,
+                    f"compression failed: {exc}", [], [],
+                )  # fmt: skip
+        return results
+
+
+def compress(model: Any, X_val: Any, y_val: Any, **options: Any) -> CompressionResult:
+    """Shorthand for ``ModelQuantizer().compress(model, X_val, y_val, **options)``."""
+    return ModelQuantizer().compress(model, X_val, y_val, **options)
+
+
+def compress_many(
+    models: Mapping[str, tuple[Any, Any, Any]], **options: Any
+) -> dict[str, CompressionResult]:
+    """Shorthand for ``ModelQuantizer().compress_many(models, **options)``."""
+    return ModelQuantizer().compress_many(models, **options)

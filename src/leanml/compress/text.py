@@ -1,0 +1,484 @@
+"""Text vectorizers: CountVectorizer, TfidfVectorizer, TfidfTransformer, HashingVectorizer.
+
+The compact vectorizer keeps only what ``transform`` needs: the analyzer's settings, the terms
+(sorted, stored as one UTF-8 blob; looked up through a dict built at load), and idf in fp32 or
+fp16. ``stop_words_`` (the terms dropped at fit time) is not stored. The analyzer is a
+re-implementation of scikit-learn's ``word``, ``char`` and ``char_wb`` analyzers (same
+``token_pattern``, lowercasing, accent stripping, stop words and n-grams) and produces the same
+features; custom ``analyzer``/``tokenizer``/``preprocessor`` callables are not converted (the step
+passes through).
+
+Error contract: term counts are exact; tf-idf values are computed in float32 (relative error
+<= 1e-6) with idf in ``aux_precision`` (fp16: relative error <= 2**-11). When pruning removes
+terms from the vocabulary, the row norm (``norm='l2'``/``'l1'``) is taken over the remaining
+terms only; the accuracy guard measures the effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import (
+    CountVectorizer,
+    HashingVectorizer,
+    TfidfTransformer,
+    TfidfVectorizer,
+)
+
+from leanml.compress._base import (
+    ConvertContext,
+    SparseRow,
+    Stage,
+    Unsupported,
+    register_node,
+    register_strategy,
+)
+from leanml.compress._quant import decode_idf, encode_idf, pack_uints, unpack_uints
+from leanml.compress._textops import (
+    build_analyzer,
+    decode_terms,
+    encode_terms,
+    weigh_csr,
+    weigh_row,
+)
+from leanml.errors import CompressionError
+
+__all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
+
+
+def _analyzer_config(vec: Any) -> dict[str, Any]:
+    if vec.input != "content":
+        raise Unsupported(f"input={vec.input!r} (only 'content' is converted)")
+    for attr in ("preprocessor", "tokenizer"):
+        if getattr(vec, attr) is not None:
+            raise Unsupported(f"a custom {attr} cannot be stored without pickle")
+    if callable(vec.analyzer) or vec.analyzer not in ("word", "char", "char_wb"):
+        raise Unsupported("a custom analyzer cannot be stored without pickle")
+    if vec.strip_accents not in (None, "ascii", "unicode"):
+        raise Unsupported("a custom strip_accents callable cannot be stored without pickle")
+    stop = vec.get_stop_words() if vec.analyzer == "word" else None
+    return {
+        "analyzer": vec.analyzer,
+        "lowercase": bool(vec.lowercase),
+        "strip_accents": vec.strip_accents,
+        "token_pattern": vec.token_pattern,
+        "ngram_range": [int(vec.ngram_range[0]), int(vec.ngram_range[1])],
+        "stop_words": sorted(stop) if stop is not None else None,
+        "encoding": vec.encoding,
+        "decode_error": vec.decode_error,
+    }
+
+
+@register_node
+class TextStage(Stage):
+    """CountVectorizer / TfidfVectorizer with a compact vocabulary; output float32 CSR.
+
+    Two layouts. *terms*: the terms themselves (column order of the original), looked up as
+    strings. *tokens* (word analyzer, n <= 3): a sorted table of the distinct tokens, and each
+    n-gram feature as the tuple of its token ids; features are ordered unigrams, bigrams,
+    trigrams, each sorted by their id tuples. A document is tokenized, each token looked up
+    once, and its n-grams found by vectorised binary search: no n-gram strings are built.
+    :func:`leanml.compress.composition.to_compact` switches to *tokens* when the consumer of
+    the features can permute its input columns.
+    """
+
+    kind = "text"
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        terms: list[str] | None,
+        *,
+        idf: np.ndarray | None,
+        binary: bool,
+        sublinear_tf: bool,
+        norm: str | None,
+        aux_precision: str = "fp32",
+        tokens: list[str] | None = None,
+        grams: list[np.ndarray] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.terms = terms
+        self.tokens, self.grams = tokens, grams
+        self.idf = None if idf is None else np.asarray(idf, dtype=np.float32)
+        self.binary, self.sublinear_tf, self.norm = binary, sublinear_tf, norm
+        self.aux_precision = aux_precision
+        self._analyze = build_analyzer(cfg)
+        self._tokenize = build_analyzer({**cfg, "ngram_range": [1, 1]})
+        self._build_index()
+
+    # -- lookup structures ------------------------------------------------------------------
+    def _build_index(self) -> None:
+        if self.tokens is None:
+            terms = self.terms or []
+            self.index: dict[str, int] = dict(zip(terms, range(len(terms)), strict=True))
+            self._get = self.index.get
+            return
+        self.index = dict(zip(self.tokens, range(len(self.tokens)), strict=True))
+        self._get = self.index.get
+        grams = self.grams or []
+        self._T = max(len(self.tokens), 1)
+        self._tok2feat = np.full(self._T + 1, -1, dtype=np.int64)  # last slot: unknown token
+        self._tables: list[tuple[int, np.ndarray, int]] = []
+        offset = 0
+        min_n = self.cfg["ngram_range"][0]
+        for n, codes in enumerate(grams, start=min_n):
+            if n == 1:
+                self._tok2feat[codes] = np.arange(len(codes))
+            else:
+                self._tables.append((n, codes, offset))
+            offset += len(codes)
+        self._n_features = offset
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features if self.tokens is not None else len(self.terms or [])
+
+    def token_mode_possible(self) -> bool:
+        min_n, max_n = self.cfg["ngram_range"]
+        if self.tokens is not None:
+            return True
+        if self.cfg["analyzer"] != "word" or max_n > 3 or self.terms is None:
+            return False
+        pieces = [t.split(" ") for t in self.terms]
+        if any(len(p) < min_n or len(p) > max_n or "" in p for p in pieces):
+            return False  # a token containing a space: keep the string layout
+        n_tokens = len({w for p in pieces for w in p})
+        return (n_tokens + 1) ** max_n < 2**62
+
+    def to_token_mode(self) -> np.ndarray:
+        """Switch to the *tokens* layout; return ``perm`` (new column i = old column perm[i])."""
+        terms = self.terms or []
+        pieces = [t.split(" ") for t in terms]
+        tokens = sorted({w for p in pieces for w in p})
+        tid = {t: i for i, t in enumerate(tokens)}
+        T = max(len(tokens), 1)
+        min_n, max_n = self.cfg["ngram_range"]
+        perm_parts, grams = [], []
+        lengths = np.array([len(p) for p in pieces])
+        for n in range(min_n, max_n + 1):
+            cols = np.flatnonzero(lengths == n)
+            codes = np.zeros(len(cols), dtype=np.int64)
+            for j in range(n):
+                codes = codes * T + np.array([tid[pieces[c][j]] for c in cols], dtype=np.int64)
+            order = np.argsort(codes, kind="stable")
+            perm_parts.append(cols[order])
+            grams.append(codes[order])
+        perm = np.concatenate(perm_parts) if perm_parts else np.zeros(0, dtype=np.int64)
+        if self.idf is not None:
+            self.idf = self.idf[perm]
+        self.tokens, self.grams, self.terms = tokens, grams, None
+        self._build_index()
+        return perm
+
+    def _weigh(self) -> dict[str, Any]:
+        return {
+            "binary": self.binary,
+            "sublinear": self.sublinear_tf,
+            "idf": self.idf,
+            "norm": self.norm,
+        }
+
+    # -- counting ---------------------------------------------------------------------------
+    def _ngram_features(self, ids: np.ndarray, doc_of: np.ndarray | None) -> tuple[Any, Any]:
+        """Feature ids (and their row ids) of the n-grams in a token-id sequence."""
+        feats, rows = [], []
+        T = self._T
+        if self.cfg["ngram_range"][0] == 1:
+            f = self._tok2feat[ids]
+            hit = f >= 0
+            feats.append(f[hit])
+            if doc_of is not None:
+                rows.append(doc_of[hit])
+        known = ids < T
+        L = len(ids)
+        for n, codes, offset in self._tables:
+            m = L - n + 1
+            if m <= 0 or not len(codes):
+                continue
+            code = ids[:m].copy()
+            valid = known[:m].copy()
+            for j in range(1, n):
+                code *= T
+                code += ids[j : j + m]
+                valid &= known[j : j + m]
+                if doc_of is not None:
+                    valid &= doc_of[:m] == doc_of[j : j + m]
+            code = code[valid]
+            pos = np.searchsorted(codes, code)
+            np.minimum(pos, len(codes) - 1, out=pos)
+            hit = codes[pos] == code
+            feats.append(pos[hit] + offset)
+            if doc_of is not None:
+                rows.append(doc_of[:m][valid][hit])
+        return feats, rows
+
+    def counts(self, docs: Iterable[Any]) -> sp.csr_matrix:
+        """Raw term counts (float32 CSR), identical to scikit-learn's ``CountVectorizer``."""
+        if self.tokens is not None:
+            return self._counts_tokens(docs)
+        analyze, get = self._analyze, self._get
+        ids: list[int] = []
+        extend = ids.extend
+        indptr = [0]
+        append = indptr.append
+        for doc in docs:
+            extend(map(get, analyze(doc), repeat(-1)))
+            append(len(ids))
+        cols = np.array(ids, dtype=np.int32)
+        keep = cols >= 0
+        kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        new_indptr = kept_before[np.asarray(indptr, dtype=np.int64)]
+        cols = cols[keep]
+        X = sp.csr_matrix(
+            (np.ones(cols.size, dtype=np.float32), cols, new_indptr),
+            shape=(len(indptr) - 1, self.n_features),
+        )
+        X.sum_duplicates()
+        return X
+
+    def _counts_tokens(self, docs: Iterable[Any]) -> sp.csr_matrix:
+        tokenize, get, unknown = self._tokenize, self._get, self._T
+        ids: list[int] = []
+        extend = ids.extend
+        lengths: list[int] = []
+        append = lengths.append
+        for doc in docs:
+            toks = tokenize(doc)
+            extend(map(get, toks, repeat(unknown)))
+            append(len(toks))
+        n_docs = len(lengths)
+        id_arr = np.array(ids, dtype=np.int64)
+        doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        feats, rows = self._ngram_features(id_arr, doc_of)
+        f = np.concatenate(feats) if feats else np.zeros(0, dtype=np.int64)
+        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        X = sp.csr_matrix(
+            (np.ones(f.size, dtype=np.float32), (r, f)), shape=(n_docs, self.n_features)
+        )
+        X.sum_duplicates()
+        return X
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        if isinstance(X, str):
+            raise CompressionError("Expected an iterable of documents, got a single string.")
+        return weigh_csr(self.counts(X), **self._weigh())
+
+    def transform_one(self, x: Any) -> SparseRow:
+        if self.tokens is not None:
+            toks = self._tokenize(x)
+            ids = np.fromiter(map(self._get, toks, repeat(self._T)), np.int64, len(toks))
+            feats, _ = self._ngram_features(ids, None)
+            found = np.concatenate(feats) if len(feats) > 1 else feats[0]
+        else:
+            found = np.fromiter(map(self._get, self._analyze(x), repeat(-1)), dtype=np.int64)
+            found = found[found >= 0]
+        idx, counts = np.unique(found, return_counts=True)
+        values = weigh_row(counts.astype(np.float32), idx, **self._weigh())
+        return SparseRow(idx, values, self.n_features)
+
+    # -- pruning cooperation ------------------------------------------------------------------
+    def can_select_outputs(self) -> bool:
+        return self.tokens is None
+
+    def select_outputs(self, mask: np.ndarray) -> None:
+        keep = np.flatnonzero(mask)
+        terms = self.terms or []
+        self.terms = [terms[i] for i in keep]
+        if self.idf is not None:
+            self.idf = self.idf[keep]
+        self._build_index()
+
+    def output_scale(self) -> np.ndarray | None:
+        return self.idf
+
+    # -- persistence --------------------------------------------------------------------------
+    def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        spec: dict[str, Any] = {
+            "cfg": self.cfg,
+            "binary": self.binary,
+            "sublinear_tf": self.sublinear_tf,
+            "norm": self.norm,
+            "idf": None,
+        }
+        if self.tokens is not None:
+            spec["layout"] = "tokens"
+            spec["tokens"], arrays = encode_terms(self.tokens)
+            spec["grams"] = []
+            T = max(len(self.tokens), 1)
+            for g, codes in enumerate(self.grams or []):
+                n = self.cfg["ngram_range"][0] + g
+                parts = [(codes // T ** (n - 1 - j)) % T for j in range(n)]
+                gspec = []
+                for j, part in enumerate(parts):
+                    pspec, planes = pack_uints(part, delta=(j == 0))
+                    arrays[f"g{g}.{j}"] = planes
+                    gspec.append(pspec)
+                spec["grams"].append(gspec)
+        else:
+            terms = self.terms or []
+            spec["layout"] = "terms"
+            spec["terms"], arrays = encode_terms(terms)
+        if self.idf is not None:
+            spec["idf"], idf_arrays = encode_idf(self.idf, self.aux_precision)
+            arrays.update(idf_arrays)
+        return spec, arrays
+
+    @classmethod
+    def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> TextStage:
+        idf = None if spec["idf"] is None else decode_idf(spec["idf"], arrays)
+        common: dict[str, Any] = {
+            "idf": idf,
+            "binary": spec["binary"],
+            "sublinear_tf": spec["sublinear_tf"],
+            "norm": spec["norm"],
+        }
+        if spec["layout"] == "tokens":
+            tokens = decode_terms(spec["tokens"], arrays)
+            T = max(len(tokens), 1)
+            grams = []
+            for g, gspec in enumerate(spec["grams"]):
+                code = np.zeros(int(gspec[0]["n"]), dtype=np.int64)
+                for j, pspec in enumerate(gspec):
+                    code = code * T + unpack_uints(pspec, arrays[f"g{g}.{j}"])
+                grams.append(code)
+            return cls(spec["cfg"], None, tokens=tokens, grams=grams, **common)
+        return cls(spec["cfg"], decode_terms(spec["terms"], arrays), **common)
+
+    def size_components(self) -> dict[str, str]:
+        return {"terms": "vocabulary", "g": "vocabulary", "idf": "idf"}
+
+
+@register_node
+class TfidfStage(Stage):
+    """TfidfTransformer: tf transforms, idf and row norm on a count matrix (elementwise)."""
+
+    kind = "tfidf"
+    elementwise = True
+
+    def __init__(
+        self,
+        idf: np.ndarray | None,
+        *,
+        sublinear_tf: bool,
+        norm: str | None,
+        aux_precision: str = "fp32",
+    ) -> None:
+        self.idf = None if idf is None else np.asarray(idf, dtype=np.float32)
+        self.sublinear_tf, self.norm, self.aux_precision = sublinear_tf, norm, aux_precision
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        X.sum_duplicates()
+        return weigh_csr(X, binary=False, sublinear=self.sublinear_tf, idf=self.idf, norm=self.norm)
+
+    def transform_one(self, x: Any) -> Any:
+        if not isinstance(x, SparseRow):
+            return super().transform_one(x)
+        values = weigh_row(
+            x.values, x.indices, binary=False, sublinear=self.sublinear_tf, idf=self.idf,
+            norm=self.norm,
+        )  # fmt: skip
+        return SparseRow(x.indices, values, x.size)
+
+    def select_inputs(self, mask: np.ndarray) -> None:
+        if self.idf is not None:
+            self.idf = self.idf[mask]
+
+    def can_permute_inputs(self) -> bool:
+        return True
+
+    def permute_inputs(self, perm: np.ndarray) -> None:
+        if self.idf is not None:
+            self.idf = self.idf[perm]
+
+    def output_scale(self) -> np.ndarray | None:
+        return self.idf
+
+    def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        spec: dict[str, Any] = {"sublinear_tf": self.sublinear_tf, "norm": self.norm, "idf": None}
+        arrays: dict[str, np.ndarray] = {}
+        if self.idf is not None:
+            spec["idf"], arrays = encode_idf(self.idf, self.aux_precision)
+        return spec, arrays
+
+    @classmethod
+    def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> TfidfStage:
+        idf = None if spec["idf"] is None else decode_idf(spec["idf"], arrays)
+        return cls(idf, sublinear_tf=spec["sublinear_tf"], norm=spec["norm"])
+
+    def size_components(self) -> dict[str, str]:
+        return {"idf": "idf"}
+
+
+_HASHING_PARAMS = ("n_features", "binary", "norm", "alternate_sign", "dtype")
+
+
+@register_node
+class HashingStage(Stage):
+    """HashingVectorizer: stateless, stored as its parameters (no vocabulary at all)."""
+
+    kind = "hashing"
+
+    def __init__(self, cfg: dict[str, Any], params: dict[str, Any]) -> None:
+        self.cfg, self.params = cfg, params
+        kwargs = {k: v for k, v in cfg.items()}
+        kwargs["ngram_range"] = tuple(kwargs["ngram_range"])
+        self._vec = HashingVectorizer(**kwargs, **{**params, "dtype": np.float32})
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        return sp.csr_matrix(self._vec.transform(X), dtype=np.float32)
+
+    def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"cfg": self.cfg, "params": self.params}, {}
+
+    @classmethod
+    def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> HashingStage:
+        return cls(spec["cfg"], spec["params"])
+
+
+@register_strategy(CountVectorizer)
+def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
+    """Count/Tfidf vectorizer -> :class:`TextStage` (terms in column order, sorted when fitted)."""
+    cfg = _analyzer_config(vec)
+    vocab = vec.vocabulary_
+    terms = [""] * len(vocab)
+    for term, j in vocab.items():
+        terms[j] = term
+    idf = None
+    sublinear, norm = False, None
+    if isinstance(vec, TfidfVectorizer):
+        sublinear, norm = bool(vec.sublinear_tf), vec.norm
+        idf = np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else None
+    return TextStage(
+        cfg,
+        terms,
+        idf=idf,
+        binary=bool(vec.binary),
+        sublinear_tf=sublinear,
+        norm=norm,
+        aux_precision=ctx.recipe.aux_precision,
+    )
+
+
+@register_strategy(TfidfTransformer)
+def convert_tfidf_transformer(tf: Any, ctx: ConvertContext) -> TfidfStage:
+    idf = np.asarray(tf.idf_, dtype=np.float64) if tf.use_idf else None
+    return TfidfStage(
+        idf,
+        sublinear_tf=bool(tf.sublinear_tf),
+        norm=tf.norm,
+        aux_precision=ctx.recipe.aux_precision,
+    )
+
+
+@register_strategy(HashingVectorizer)
+def convert_hashing(vec: Any, ctx: ConvertContext) -> HashingStage:
+    cfg = _analyzer_config(vec)
+    params = {k: getattr(vec, k) for k in _HASHING_PARAMS if k != "dtype"}
+    params["n_features"] = int(params["n_features"])
+    return HashingStage(cfg, params)
