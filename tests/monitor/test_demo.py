@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from leanml.monitor.demo import monitoring_demo
+
+
+def test_monitoring_demo_counts_every_label() -> None:
+    rng = np.random.default_rng(0)
+    words = {
+        "spam": ["cheap", "win", "money", "offer", "free"],
+        "ham": ["meeting", "lunch", "project", "notes", "team"],
+    }
+    y = ["spam" if rng.random() < 0.4 else "ham" for _ in range(600)]
+    # 15% of texts use the other class's words: the model is right about 85% of the time
+    X = [
+        " ".join(
+            rng.choice(
+                words[lab if rng.random() > 0.15 else ("ham" if lab == "spam" else "spam")], 4
+            )
+        )
+        for lab in y
+    ]
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X[:300], y[:300])
+    out = monitoring_demo(
+        model,
+        X[300:],
+        y[300:],
+        name="email",
+        missing_rate=0.3,
+        mean_delay_s=900,
+        pending_max_age_s=1800,
+        overhead_texts=20,
+        overhead_rounds=1,
+    )
+    gt = out["ground_truth"]
+    assert gt["joined"] + gt["duplicate"] + gt["late"] + gt["unknown"] == out["labels_sent"]
+    assert gt["unknown"] == 5
+    assert gt["late"] > 0 and gt["evicted_age"] >= gt["late"]
+    assert 150 < gt["joined"] < 210
+    assert abs(out["joined_accuracy"] - out["true_accuracy"]) < 0.08
+    assert 0 < out["estimated_accuracy"] <= 1
+    assert out["overhead"]["predict_us"] > 0
