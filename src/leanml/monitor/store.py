@@ -309,14 +309,15 @@ class MonitorStore:
 
     # -- retention -----------------------------------------------------------------------------
     def disk_usage(self) -> int | None:
-        """Bytes on disk: SQLite file + WAL + SHM, or the PostgreSQL tables with indexes."""
+        """Bytes on disk: SQLite file + WAL (not the fixed 32 KB shared-memory index), or the
+        PostgreSQL tables with their indexes and TOAST."""
         if self.dialect == "sqlite":
             path = self.engine.url.database
             if not path or path == ":memory:":
                 return None
             return sum(
                 os.path.getsize(p)
-                for p in (path, path + "-wal", path + "-shm")
+                for p in (path, path + "-wal")
                 if os.path.exists(p)
             )
         if self.dialect == "postgresql":

@@ -1,0 +1,93 @@
+"""``leanml monitor stats|retention|series``: read and maintain a monitoring store."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+monitor_app = typer.Typer(
+    help="Read a monitoring store (merged across processes) and apply retention.",
+    no_args_is_help=True,
+)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store", help="SQLAlchemy URL of the store (sqlite:///path or postgresql+psycopg://...)."
+    ),
+]
+PrefixOption = Annotated[str, typer.Option("--table-prefix", help="Table name prefix.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")
+
+
+@monitor_app.command("stats")
+def stats(
+    store: StoreOption,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name (all if omitted).")
+    ] = None,
+    variant: Annotated[str | None, typer.Option("--variant")] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Only the last N minutes.")
+    ] = None,
+    table_prefix: PrefixOption = "leanml_",
+) -> None:
+    """Counts, accuracy and latency quantiles merged over every process (JSON)."""
+    from leanml.monitor import MonitorStore
+
+    st = MonitorStore(store, table_prefix=table_prefix, create=False)
+    try:
+        since = time.time() - minutes * 60 if minutes is not None else None
+        merged = st.merged(model, variant, since=since)
+        merged.pop("sketch", None)
+        typer.echo(json.dumps(merged, indent=2, default=str))
+    finally:
+        st.close()
+
+
+@monitor_app.command("retention")
+def retention(
+    store: StoreOption,
+    max_age_days: Annotated[float | None, typer.Option("--max-age-days")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows")] = None,
+    reclaim: Annotated[str, typer.Option("--reclaim", help="full, plain or none.")] = "full",
+    table_prefix: PrefixOption = "leanml_",
+) -> None:
+    """Delete old rows, reclaim the space and print rows deleted and bytes freed (JSON)."""
+    from leanml.monitor import MonitorStore
+
+    st = MonitorStore(store, table_prefix=table_prefix, create=False)
+    try:
+        res = st.apply_retention(
+            time.time(),
+            max_age_s=max_age_days * 86_400 if max_age_days is not None else None,
+            max_rows=max_rows,
+            reclaim=reclaim,
+        )
+        typer.echo(json.dumps(res, indent=2))
+    finally:
+        st.close()
+
+
+@monitor_app.command("series")
+def series(
+    store: StoreOption,
+    table: Annotated[str, typer.Argument(help="predictions, labels, resources or alerts.")],
+    limit: Annotated[int, typer.Option("--limit")] = 20,
+    table_prefix: PrefixOption = "leanml_",
+) -> None:
+    """The first rows of one store table (JSON lines)."""
+    from leanml.monitor import MonitorStore
+
+    st = MonitorStore(store, table_prefix=table_prefix, create=False)
+    try:
+        for row in st.read_table(table, limit=limit):
+            typer.echo(json.dumps(row, default=str))
+    finally:
+        st.close()
