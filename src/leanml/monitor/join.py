@@ -198,7 +198,7 @@ class PendingJoin:
         self._used[a:b] = True
         if dup:  # the older slot of a reused id no longer owns it (rare misuse: O(n) scan)
             ids_ring = self._ids
-            for i in np.flatnonzero(self._used):
+            for i in np.flatnonzero(self._used).tolist():
                 if slot.get(ids_ring[i]) != i:
                     self._live[i] = False
                     self._used[i] = False
