@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from leanml.cli import _common, datasets, models
+from leanml.cli import report
 from leanml.errors import LeanMLError
 
 __all__ = ["app", "main"]
@@ -72,6 +73,7 @@ def version() -> None:
 
 models.register(app)
 datasets.register(app)
+report.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

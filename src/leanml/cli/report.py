@@ -1,0 +1,174 @@
+"""``leanml report``: the HTML performance report with its PNG charts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
+from leanml.errors import ParameterError
+
+__all__ = ["parse_duration", "parse_size", "register"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_SIZES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)
+
+
+def parse_duration(text: str, name: str = "since") -> float:
+    """``90s``, ``15m``, ``1h``, ``2d``, ``1w`` (or a bare number of seconds) -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ParameterError(
+            f"The {name!r} parameter of leanml report must be a duration such as 30m, 1h or 2d, "
+            f"got {text!r} instead."
+        )
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _parse_time(text: str, now: float, name: str) -> float:
+    """A duration ago (``1h``) or an ISO time (``2026-11-28T10:00``, UTC unless it says)."""
+    try:
+        return now - parse_duration(text, name)
+    except ParameterError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ParameterError(
+            f"The {name!r} parameter of leanml report must be a duration (1h) or an ISO time, "
+            f"got {text!r} instead."
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.timestamp()
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)\s*", text.lower())
+    if not m or m.group(2) not in _SIZES:
+        raise ParameterError(
+            "The 'store_budget' parameter of leanml report must be a size such as 500MB or 2GiB, "
+            f"got {text!r} instead."
+        )
+    return int(float(m.group(1)) * _SIZES[m.group(2)])
+
+
+def _check_exists(url: str) -> None:
+    """A mistyped SQLite path would otherwise create an empty database file."""
+    import sqlalchemy as sa
+
+    from leanml.errors import MonitorError
+
+    try:
+        u = sa.engine.make_url(url)
+    except Exception as exc:
+        raise ParameterError(f"cannot parse the store URL {url!r}: {exc}") from exc
+    db = u.database
+    if u.get_backend_name() == "sqlite" and db and db != ":memory:" and not Path(db).exists():
+        raise MonitorError(f"no monitor store at {db} (from {url!r})")
+
+
+def _fetch_serving(url: str, names: list[str]) -> dict[str, Any]:
+    """Per model, the live stats of a running ``leanml serve`` (cache, batching figures)."""
+    import httpx
+
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=url.rstrip("/"), timeout=5.0) as client:
+        for name in names:
+            try:
+                r = client.get(f"/v1/models/{name}/stats")
+            except httpx.HTTPError as exc:
+                raise ParameterError(f"cannot read serving stats from {url}: {exc}") from exc
+            if r.status_code == 200:
+                out[name] = r.json()
+    return out
+
+
+def report(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option(help="Start of the range: a duration ago (30m, 1h, 2d) or ISO time.")
+    ] = "1h",
+    until: Annotated[
+        str | None, typer.Option(help="End of the range (default: now); same forms as --since.")
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--models", help="Models to include (repeat or comma-separate; default all)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for report.html and the PNG charts.")
+    ] = Path("leanml-report"),
+    store: Annotated[
+        str | None, typer.Option("--store", help="Monitor store URL (default: settings store_url).")
+    ] = None,
+    models_dir: ModelsDirOption = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Base URL of a running leanml serve: adds its cache and batch figures."),
+    ] = None,
+    bench: Annotated[
+        list[Path] | None,
+        typer.Option(help="JSON from benchmarks/*.py --json for the standard-vs-optimized table."),
+    ] = None,
+    store_budget: Annotated[
+        str | None, typer.Option(help="Disk budget of the store (e.g. 2GB) for the retention rule.")
+    ] = None,
+    retention_days: Annotated[
+        float, typer.Option(min=0.0, help="The store's retention (retention_max_age_s) in days.")
+    ] = 30.0,
+) -> None:
+    """Write the performance report (HTML + PNG charts) from the monitor store."""
+    from leanml.dashboard.report import build_report, load_benchmarks
+    from leanml.monitor.store import MonitorStore
+
+    settings = settings_of(ctx)
+    now = time.time()
+    start = _parse_time(since, now, "since")
+    end = _parse_time(until, now, "until") if until else now
+    if end <= start:
+        raise ParameterError(
+            f"The 'until' parameter of leanml report must be after --since, got {until!r} instead."
+        )
+    names = [n.strip() for item in models or [] for n in item.split(",") if n.strip()] or None
+    registry = registry_of(ctx, models_dir)
+    url = store or settings.store_url
+    _check_exists(url)
+    st = MonitorStore(url, create=False)
+    try:
+        serving = _fetch_serving(server, names or registry.list_models()) if server else None
+        with console.status("reading the store and drawing the charts"):
+            result = build_report(
+                st,
+                out,
+                registry=registry if registry.root.is_dir() else None,
+                since=start,
+                until=end,
+                models=names,
+                serving=serving,
+                benchmarks=load_benchmarks(bench or []),
+                sampling_rate=settings.sampling_rate,
+                retention_max_age_s=retention_days * 86_400 if retention_days else None,
+                store_budget_bytes=parse_size(store_budget) if store_budget else None,
+            )
+    finally:
+        st.close()
+    data = result.data
+    if not data.models:
+        console.print(f"[yellow]no monitored predictions in {url} for this range[/]")
+    for name, md in data.models.items():
+        console.print(f"{name}: {md.health}, {md.count:,} predictions")
+    console.print(
+        f"{len(result.insights)} insight(s), {len(result.suggestions)} suggestion(s), "
+        f"{len(result.charts)} chart(s)"
+    )
+    console.print(f"report written to {result.html_path}", highlight=False)

@@ -1,0 +1,368 @@
+"""What a report shows, read from the monitor store (merged across processes) and the registry.
+
+:func:`collect` turns the store's per-process window snapshots into one series per model (counters
+summed, latency sketches merged per window, so a window's p99 is the p99 of every process's
+predictions in it), reads joined ground truth (realized accuracy per window of *prediction* time
+and the confusion matrix), the alert history (replayed to the current level of every rule and
+process), the sampled predictions (duplicate-input rate), process resources, and per model the
+registry's variants, guard verdict and drift reference.
+
+Everything here is plain data (dataclasses of floats, lists and dicts); the charts, insights,
+suggestions and the HTML are computed from it, so each of them can be tested on constructed data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from leanml.errors import MonitorError
+from leanml.monitor.alerts import AlertRule, default_rules, health_from_levels
+from leanml.monitor.drift import psi
+from leanml.monitor.sketch import LogSketch
+from leanml.monitor.store import MonitorStore
+
+__all__ = ["ModelData", "ReportData", "WindowPoint", "collect", "wilson_interval"]
+
+_DRIFT_KEYS = ("class_psi", "class_chi2", "confidence_ks", "input_length_ks", "oov_rate")
+
+
+@dataclasses.dataclass
+class WindowPoint:
+    """One time window of one model, merged over every process that served it."""
+
+    start: float
+    width: float
+    count: int = 0
+    errors: int = 0
+    confidence_sum: float = 0.0
+    p50: float | None = None  # seconds
+    p95: float | None = None
+    p99: float | None = None
+    labeled: int = 0  # predictions made in this window whose label has arrived
+    labeled_correct: int = 0
+    drift: dict[str, float] = dataclasses.field(default_factory=dict)
+    label_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        """Predictions per second over the window."""
+        return self.count / self.width if self.width else 0.0
+
+    @property
+    def estimated_accuracy(self) -> float | None:
+        return self.confidence_sum / self.count if self.count else None
+
+    @property
+    def realized_accuracy(self) -> float | None:
+        return self.labeled_correct / self.labeled if self.labeled else None
+
+
+@dataclasses.dataclass
+class ModelData:
+    """Everything the report knows about one model."""
+
+    name: str
+    windows: list[WindowPoint] = dataclasses.field(default_factory=list)
+    count: int = 0
+    errors: int = 0
+    latency: dict[str, Any] = dataclasses.field(default_factory=dict)  # seconds
+    label_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    reference_counts: dict[str, int] | None = None
+    joined: int = 0
+    correct: int = 0
+    confusion_labels: list[str] = dataclasses.field(default_factory=list)
+    confusion: list[list[int]] = dataclasses.field(default_factory=list)  # rows true, cols pred
+    estimated_accuracy: float | None = None
+    alert_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    levels: dict[str, str] = dataclasses.field(default_factory=dict)  # rule -> worst level now
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    health: str = "healthy"
+    processes: list[str] = dataclasses.field(default_factory=list)
+    variants_seen: list[str] = dataclasses.field(default_factory=list)
+    sampled: int = 0
+    sampled_unique_inputs: int = 0
+    low_confidence_sampled: int = 0
+    registry: dict[str, Any] | None = None  # ModelRegistry.report(name)
+    compression: dict[str, Any] | None = None  # compact manifest: guard + details
+    payload_sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    serving: dict[str, Any] | None = None  # live figures from leanml serve (cache, batching)
+
+    @property
+    def realized_accuracy(self) -> float | None:
+        return self.correct / self.joined if self.joined else None
+
+    @property
+    def duplicate_rate(self) -> float | None:
+        """Share of sampled predictions whose input was seen before in the sample."""
+        if self.sampled < 1:
+            return None
+        return 1.0 - self.sampled_unique_inputs / self.sampled
+
+    @property
+    def label_coverage(self) -> float | None:
+        return self.joined / self.count if self.count else None
+
+
+@dataclasses.dataclass
+class ReportData:
+    since: float
+    until: float
+    models: dict[str, ModelData]
+    resources: list[dict[str, Any]]  # ts, process, rss_bytes, cpu_percent, disk_bytes, gc
+    store_url: str = ""
+    rules: tuple[AlertRule, ...] = dataclasses.field(default_factory=default_rules)
+    benchmarks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    retention_max_age_s: float | None = 30 * 86_400.0
+    store_budget_bytes: int | None = None
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion (None without data)."""
+    if n <= 0:
+        return None
+    p = correct / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def collect(
+    store: MonitorStore,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    models: Sequence[str] | None = None,
+    registry: Any | None = None,
+    rules: Iterable[AlertRule] | None = None,
+    serving: Mapping[str, Mapping[str, Any]] | None = None,
+    benchmarks: Mapping[str, Any] | None = None,
+    max_detail_rows: int = 200_000,
+) -> ReportData:
+    """Read the store (and optionally a registry) into a :class:`ReportData`."""
+    until = time.time() if until is None else until
+    since = until - 3600.0 if since is None else since
+    if not sa.inspect(store.engine).has_table(store.snapshots.name):
+        raise MonitorError(f"{store.url} holds no leanml monitor data (no {store.snapshots.name})")
+    snaps = store.read_snapshots(since=since, until=until)
+    names = sorted({r["model"] for r in snaps})
+    if registry is not None:
+        names = sorted(set(names) | set(registry.list_models()))
+    if models:
+        names = [n for n in names if n in set(models)]
+    out: dict[str, ModelData] = {}
+    for name in names:
+        md = ModelData(name)
+        rows = [r for r in snaps if r["model"] == name]
+        _fill_windows(md, rows)
+        if registry is not None and name in registry.list_models():
+            _fill_registry(md, registry)
+        _fill_labels(md, store, since, until, max_detail_rows)
+        _fill_samples(md, store, since, until, max_detail_rows)
+        _fill_alerts(md, store, until)
+        if md.reference_counts:
+            for w in md.windows:
+                if w.label_counts:
+                    w.drift["class_psi"] = _psi(md.reference_counts, w.label_counts)
+        if serving and name in serving:
+            md.serving = dict(serving[name])
+        out[name] = md
+    return ReportData(
+        since=since,
+        until=until,
+        models=out,
+        resources=_resources(store, since, until),
+        store_url=store.url,
+        rules=tuple(rules) if rules is not None else default_rules(),
+        benchmarks=dict(benchmarks or {}),
+    )
+
+
+def _psi(reference: Mapping[str, int], live: Mapping[str, int]) -> float:
+    keys = list(reference) + [k for k in live if k not in reference]
+    exp = np.asarray([reference.get(k, 0) for k in keys], dtype=np.float64)
+    act = np.asarray([live.get(k, 0) for k in keys], dtype=np.float64)
+    return psi(exp, act)
+
+
+def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
+    by_start: dict[float, list[dict[str, Any]]] = defaultdict(list)
+    total = None
+    for r in rows:
+        by_start[float(r["window_start"])].append(r)
+    for start in sorted(by_start):
+        group = by_start[start]
+        w = WindowPoint(start, float(group[0]["window_s"]))
+        sketch: LogSketch | None = None
+        drift_sum: dict[str, float] = defaultdict(float)
+        drift_n: dict[str, int] = defaultdict(int)
+        for r in group:
+            w.count += int(r["count"])
+            w.errors += int(r["errors"])
+            w.confidence_sum += float(r["confidence_sum"])
+            md.joined += int(r["joined"])
+            md.correct += int(r["correct"])
+            for lab, c in json.loads(r["label_counts"]).items():
+                w.label_counts[lab] = w.label_counts.get(lab, 0) + int(c)
+            if r["sketch"]:
+                sk = LogSketch.from_bytes(bytes(r["sketch"]))
+                if sketch is None:
+                    sketch = sk
+                else:
+                    sketch.merge(sk)
+            if r["drift"]:
+                d = json.loads(r["drift"])
+                for key in _DRIFT_KEYS:  # weighted by the process's predictions in the window
+                    if d.get(key) is not None and math.isfinite(d[key]):
+                        drift_sum[key] += float(d[key]) * int(r["count"])
+                        drift_n[key] += int(r["count"])
+            if r["process"] not in md.processes:
+                md.processes.append(r["process"])
+            if r["variant"] not in md.variants_seen:
+                md.variants_seen.append(r["variant"])
+        if sketch is not None and sketch.count:
+            w.p50, w.p95, w.p99 = (float(v) for v in sketch.quantiles([0.5, 0.95, 0.99]))
+            if total is None:
+                total = LogSketch.from_bytes(sketch.to_bytes())
+            else:
+                total.merge(sketch)
+        w.drift = {k: drift_sum[k] / drift_n[k] for k in drift_sum if drift_n[k]}
+        md.windows.append(w)
+        md.count += w.count
+        md.errors += w.errors
+        for lab, c in w.label_counts.items():
+            md.label_counts[lab] = md.label_counts.get(lab, 0) + c
+    conf = sum(w.confidence_sum for w in md.windows)
+    md.estimated_accuracy = conf / md.count if md.count else None
+    if total is not None and total.count:
+        qs = total.quantiles([0.5, 0.95, 0.99, 0.999])
+        md.latency = {
+            "count": total.count,
+            "avg": total.mean,
+            "max": total.max,
+            **{k: float(v) for k, v in zip(("p50", "p95", "p99", "p999"), qs, strict=True)},
+        }
+
+
+def _fill_registry(md: ModelData, registry: Any) -> None:
+    try:
+        md.registry = registry.report(md.name)
+        original = registry.manifest(md.name, variant="original")
+    except Exception as exc:  # a broken artifact must not break the report
+        md.registry = {"error": str(exc)}
+        return
+    ref = original.extra.get("reference") or {}
+    if ref.get("class_counts"):
+        md.reference_counts = {str(k): int(v) for k, v in ref["class_counts"].items()}
+    md.payload_sizes["original"] = {k: int(v["size"]) for k, v in original.payload.items()}
+    if "compact" in (md.registry or {}).get("variants", {}):
+        try:
+            compact = registry.manifest(md.name, variant="compact")
+        except Exception:
+            return
+        md.payload_sizes["compact"] = {k: int(v["size"]) for k, v in compact.payload.items()}
+        md.compression = {
+            k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
+        }
+        md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
+
+
+def _fill_labels(md: ModelData, store: MonitorStore, since: float, until: float, cap: int) -> None:
+    t = store.labels
+    q = (
+        sa.select(t.c.pred_ts, t.c.true_label, t.c.predicted_label)
+        .where(t.c.model == md.name, t.c.pred_ts >= since, t.c.pred_ts < until)
+        .order_by(t.c.id.desc())
+        .limit(cap)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    if not rows:
+        return
+    index = {w.start: w for w in md.windows}
+    width = md.windows[0].width if md.windows else 60.0
+    pairs: dict[tuple[str, str], int] = defaultdict(int)
+    for pred_ts, true, pred in rows:
+        start = math.floor(pred_ts / width) * width
+        w = index.get(start)
+        if w is not None:
+            w.labeled += 1
+            w.labeled_correct += int(true == pred)
+        pairs[(str(true), str(pred))] += 1
+    # realized accuracy over the range: predictions made in it whose labels arrived
+    md.joined = len(rows)
+    md.correct = sum(c for (a, b), c in pairs.items() if a == b)
+    labels = sorted({a for a, _ in pairs} | {b for _, b in pairs})
+    pos = {lab: i for i, lab in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for (a, b), c in pairs.items():
+        matrix[pos[a]][pos[b]] += c
+    md.confusion_labels, md.confusion = labels, matrix
+
+
+def _fill_samples(md: ModelData, store: MonitorStore, since: float, until: float, cap: int) -> None:
+    t = store.predictions
+    q = (
+        sa.select(t.c.input_hash, t.c.input_text, t.c.reason)
+        .where(t.c.model == md.name, t.c.ts >= since, t.c.ts < until)
+        .order_by(t.c.id.desc())
+        .limit(cap)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    keys = [h or x for h, x, _ in rows if (h or x)]
+    md.sampled = len(keys)
+    md.sampled_unique_inputs = len(set(keys))
+    md.low_confidence_sampled = sum(1 for *_, r in rows if r == "low_confidence")
+
+
+def _fill_alerts(md: ModelData, store: MonitorStore, until: float) -> None:
+    t = store.alerts
+    q = sa.select(t).where(t.c.model == md.name, t.c.ts < until).order_by(t.c.ts, t.c.id)
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    current: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        current[(r["variant"], r["process"], r["rule"])] = r
+    worst: dict[str, dict[str, Any]] = {}
+    rank = {"ok": 0, "warning": 1, "critical": 2}
+    for (_, _, rule), r in current.items():
+        if rule not in worst or rank[r["level"]] > rank[worst[rule]["level"]]:
+            worst[rule] = r
+    md.levels = {rule: r["level"] for rule, r in sorted(worst.items())}
+    md.health = health_from_levels(md.levels.values())
+    md.reasons = [
+        f"{rule}: {r['level']} - {r['reason']}"
+        for rule, r in sorted(worst.items(), key=lambda kv: -rank[kv[1]["level"]])
+        if r["level"] != "ok"
+    ]
+    md.alert_history = rows[-200:]
+
+
+def _resources(store: MonitorStore, since: float, until: float) -> list[dict[str, Any]]:
+    t = store.resources
+    q = sa.select(t).where(t.c.ts >= since, t.c.ts < until).order_by(t.c.ts)
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for r in rows:  # several monitors of one process sample the same process: keep one per second
+        key = (r["process"], int(r["ts"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            r["gc"] = json.loads(r["gc"]) if r["gc"] else {}
+        except ValueError:
+            r["gc"] = {}
+        out.append(r)
+    return out
