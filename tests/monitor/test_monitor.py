@@ -265,3 +265,54 @@ def test_invalid_records_are_counted_not_fatal(clock) -> None:
     m.record("b", "x", 0.9, 0.001)
     m.flush()
     assert m.stats()["counts"]["recorded"] == 1
+
+
+def test_throughput_drop_metric_and_alert(clock) -> None:
+    rule = AlertRule("tp", "throughput_drop", "above", warning=0.5, critical=0.8, min_samples=3)
+    clock.t = 1_700_000_040.0  # start of a minute
+    m = ModelMonitor(
+        "t",
+        config=MonitorConfig(alert_rules=(rule,), window_s=60),
+        clock=clock,
+        start=False,
+        sinks=[],
+    )
+    n = 0
+    for _minute in range(6):
+        for _ in range(100):
+            m.record(n, "a", 0.9, 0.001)
+            n += 1
+        clock.advance(60)
+        m.flush()
+    value, baselines = m.metrics()["throughput_drop"]
+    assert value == pytest.approx(0.0) and baselines >= 3
+    for _ in range(10):  # traffic collapses to 10 a minute
+        m.record(n, "a", 0.9, 0.001)
+        n += 1
+    clock.advance(60)
+    m.flush()
+    value, _ = m.metrics()["throughput_drop"]
+    assert value == pytest.approx(0.9)
+    assert m.stats()["alerts"]["levels"] == {"tp": "critical"}
+
+
+def test_store_failure_is_counted_and_retried(clock, tmp_path) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path / 'f.db'}")
+    m = ModelMonitor(
+        "f",
+        store=store,
+        clock=clock,
+        start=False,
+        sinks=[],
+        config=MonitorConfig(sampling_rate=1.0),
+    )
+    m.record("a", "x", 0.9, 0.001)
+    store.drop_all()
+    m.flush()
+    s = m.stats()
+    assert s["counters"]["store_errors"] >= 1
+    assert s["drops"]["store_rows"] >= 1  # the sampled record could not be written
+    store.create()
+    m.flush()  # the window is upserted again on the next write
+    assert store.merged("f")["count"] == 1
+    m.close()

@@ -267,12 +267,13 @@ class ModelMonitor:
         """Flush everything, stop the flusher, close sinks (and the store if opened by URL)."""
         if self._closed:
             return
+        # stop intake first: records racing with close are counted as dropped, later ones raise
+        self._cap = self._bcap = self._gtcap = 0
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.flush()
         self._closed = True
-        self._cap = self._bcap = self._gtcap = 0  # every later record raises MonitorError
         self.alerts.close()
         if self.gc is not None:
             self.gc.close()

@@ -315,11 +315,7 @@ class MonitorStore:
             path = self.engine.url.database
             if not path or path == ":memory:":
                 return None
-            return sum(
-                os.path.getsize(p)
-                for p in (path, path + "-wal")
-                if os.path.exists(p)
-            )
+            return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
         if self.dialect == "postgresql":
             names = [t.name for t in self._md.sorted_tables]
             q = sa.text(
