@@ -1,0 +1,33 @@
+"""leanml.serving: the HTTP service (``leanml serve``).
+
+Core (no web imports): :class:`ModelHandle` (model + cache + batcher + monitors + id space),
+:class:`PredictionCache`, :class:`MicroBatcher`, :class:`FeedbackLog`, :class:`Service`.
+Adapter: :func:`create_app` (a raw ASGI fast path in front of a FastAPI app with the OpenAPI
+docs, admin, the Open Inference Protocol, /metrics and /health); :func:`run` starts uvicorn.
+"""
+
+from __future__ import annotations
+
+from leanml.serving.app import ServeApp, create_app
+from leanml.serving.batching import MicroBatcher
+from leanml.serving.cache import PredictionCache
+from leanml.serving.config import ServingConfig
+from leanml.serving.feedback import FeedbackLog
+from leanml.serving.handle import IdSpace, ModelHandle, parse_id
+from leanml.serving.server import run
+from leanml.serving.service import FeedbackOutcome, Service
+
+__all__ = [
+    "FeedbackLog",
+    "FeedbackOutcome",
+    "IdSpace",
+    "MicroBatcher",
+    "ModelHandle",
+    "PredictionCache",
+    "ServeApp",
+    "Service",
+    "ServingConfig",
+    "create_app",
+    "parse_id",
+    "run",
+]

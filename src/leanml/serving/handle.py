@@ -1,0 +1,370 @@
+"""ModelHandle: one served model in one process (no web code).
+
+It owns the loaded model (the registry's :class:`~leanml.registry.LoadedModel`), a
+:class:`~leanml.serving.cache.PredictionCache`, a :class:`~leanml.serving.batching.MicroBatcher`,
+one :class:`~leanml.monitor.ModelMonitor` per (version, variant) it has served, and an
+:class:`IdSpace` that issues prediction ids and remembers enough about each to answer feedback.
+
+Threading: every method except :meth:`ModelHandle.load` runs on the event-loop thread; ``load``
+reads the artifact (slow) anywhere and :meth:`ModelHandle.install` swaps it in on the loop thread,
+so a batch never sees half a switch. A batch predicted by the old model is answered (and
+monitored) as the old model's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from leanml._predict import predict_with_confidence
+from leanml.errors import ServingError
+from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
+from leanml.registry import LoadedModel, ModelRegistry
+from leanml.serving.batching import MicroBatcher
+from leanml.serving.cache import PredictionCache
+from leanml.serving.config import ServingConfig
+
+__all__ = ["IdSpace", "ModelHandle", "ServedState", "parse_id"]
+
+PENDING, LABELED = 1, 2
+
+
+def parse_id(prediction_id: Any) -> tuple[str, int] | None:
+    """``"<prefix>-<hex counter>"`` -> (prefix, counter), or None when malformed."""
+    if not isinstance(prediction_id, str) or len(prediction_id) > 64:
+        return None
+    prefix, sep, tail = prediction_id.rpartition("-")
+    if not sep or not prefix or not tail:
+        return None
+    try:
+        return prefix, int(tail, 16)
+    except ValueError:
+        return None
+
+
+class IdSpace:
+    """Prediction ids ``<prefix>-<hex counter>`` and the fate of the last ``capacity`` of them.
+
+    Mirrors the monitor's pending-join bounds (entries and age), so it can say why a feedback id
+    cannot be joined: ``never_seen`` (not issued here), ``evicted`` (more than ``capacity``
+    newer predictions since), ``expired`` (older than ``max_age_s``) or ``duplicate``
+    (already labeled). Costs one slice assignment per issued batch.
+    """
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        capacity: int = 100_000,
+        max_age_s: float = 86_400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.prefix = prefix or secrets.token_hex(4)
+        self.capacity = int(capacity)
+        self.max_age_s = float(max_age_s)
+        self._clock = clock
+        self.issued = 0
+        self._ts = np.zeros(self.capacity, dtype=np.float64)
+        self._state = np.zeros(self.capacity, dtype=np.int8)
+        self._code = np.zeros(self.capacity, dtype=np.int16)
+        self._fmt = (self.prefix + "-%x").__mod__
+
+    def issue(self, n: int, code: int) -> list[str]:
+        start = self.issued
+        self.issued = start + n
+        cap = self.capacity
+        now = self._clock()
+        if n == 1:
+            i = start % cap
+            self._ts[i] = now
+            self._state[i] = PENDING
+            self._code[i] = code
+            return [self._fmt(start)]
+        for a in range(start, start + n, cap):
+            b = min(start + n, a + cap)
+            i, j = a % cap, (b - 1) % cap + 1
+            if j <= i:  # wraps around the ring
+                self._mark(i, cap, now, code)
+                self._mark(0, j, now, code)
+            else:
+                self._mark(i, j, now, code)
+        fmt = self._fmt
+        return [fmt(c) for c in range(start, start + n)]
+
+    def _mark(self, i: int, j: int, now: float, code: int) -> None:
+        self._ts[i:j] = now
+        self._state[i:j] = PENDING
+        self._code[i:j] = code
+
+    def status(self, counter: int) -> tuple[str, int]:
+        """(status, monitor code) of an id's counter; status ``pending`` means joinable."""
+        if counter < 0 or counter >= self.issued:
+            return "never_seen", -1
+        if counter < self.issued - self.capacity:
+            return "evicted", -1
+        i = counter % self.capacity
+        if self._clock() - self._ts[i] > self.max_age_s:
+            return "expired", -1
+        if self._state[i] == LABELED:
+            return "duplicate", int(self._code[i])
+        return "pending", int(self._code[i])
+
+    def mark_labeled(self, counter: int) -> None:
+        self._state[counter % self.capacity] = LABELED
+
+
+@dataclasses.dataclass(eq=False)
+class ServedState:
+    """What is served right now: the model, its monitor and its monitor code."""
+
+    loaded: LoadedModel
+    monitor: ModelMonitor | None
+    code: int
+    classes: list[Any]
+    generation: int
+
+    @property
+    def version(self) -> int:
+        return self.loaded.version
+
+    @property
+    def variant(self) -> str:
+        return self.loaded.variant
+
+
+class ModelHandle:
+    """One served model (see module docstring)."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        name: str,
+        *,
+        config: ServingConfig,
+        monitor_config: MonitorConfig | None = None,
+        store: MonitorStore | None = None,
+        id_prefix: str | None = None,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.config = config
+        self.monitor_config = monitor_config or MonitorConfig()
+        self.store = store
+        mc = self.monitor_config
+        self.ids = IdSpace(id_prefix, mc.pending_max_entries, mc.pending_max_age_s)
+        self.cache = PredictionCache(
+            config.cache_max_entries,
+            config.cache_max_bytes,
+            config.cache_ttl_s,
+            config.cache_normalize,
+        )
+        self.batcher = MicroBatcher(
+            self._predict_batch,
+            max_batch_size=config.max_batch_size,
+            max_wait_ms=config.max_wait_ms,
+        )
+        self.monitors: list[ModelMonitor | None] = []
+        self.state: ServedState | None = None
+        self.cached_predictions = 0
+        self.predictions = 0
+        self.errors = 0
+        self.loaded_at = 0.0
+
+    # ------------------------------------------------------------------ loading
+    def load(self, variant: str | None = None, version: int | None = None) -> LoadedModel:
+        """Read the model from the registry (slow; may run in a worker thread)."""
+        return self.registry.load(self.name, version=version, variant=variant)
+
+    def default_variant(self) -> str:
+        if self.config.variant != "auto":
+            return self.config.variant
+        if (self.registry.root / self.name / "state.json").is_file():
+            return self.registry.active_variant(self.name)
+        return "compact" if "compact" in self.registry.variants(self.name) else "original"
+
+    def install(self, loaded: LoadedModel) -> ServedState:
+        """Serve ``loaded`` from now on (loop thread); invalidates the cache."""
+        old = self.state
+        if old is not None and (old.version, old.variant) == (loaded.version, loaded.variant):
+            monitor, code = old.monitor, old.code
+        else:
+            monitor = self._make_monitor(loaded)
+            self.monitors.append(monitor)
+            code = len(self.monitors) - 1
+        self.cache.invalidate()
+        self.state = ServedState(
+            loaded,
+            monitor,
+            code,
+            list(np.asarray(loaded.model.classes_).tolist()),
+            self.cache.generation,
+        )
+        self.loaded_at = time.time()
+        return self.state
+
+    def _make_monitor(self, loaded: LoadedModel) -> ModelMonitor | None:
+        if not self.config.monitoring:
+            return None
+        reference = loaded.manifest.extra.get("reference")
+        return ModelMonitor(
+            self.name,
+            version=str(loaded.version),
+            variant=loaded.variant,
+            config=self.monitor_config,
+            store=self.store,
+            reference=reference,
+        )
+
+    def warmup(self) -> None:
+        texts = ["warm up the model", "hello world, this is a test message"]
+        for _ in range(max(1, self.config.warmup // 2)):
+            self._predict_batch(texts[:1])
+            self._predict_batch(texts)
+
+    # ------------------------------------------------------------------ predicting
+    def _predict_batch(self, texts: list[str]) -> tuple[ServedState, Any, Any, Any]:
+        state = self.state
+        if state is None:
+            raise ServingError(f"model {self.name!r} is not loaded yet")
+        labels, confidences, proba = predict_with_confidence(state.loaded.model, texts)
+        return state, labels.tolist(), confidences.tolist(), proba
+
+    async def predict(
+        self, texts: Sequence[str], want_proba: bool, t0: float
+    ) -> tuple[ServedState, list[dict[str, Any]]]:
+        """Predict ``texts`` through the cache and the batcher; monitor every prediction.
+
+        ``t0`` is the request's ``perf_counter()`` at arrival (latency is measured from it).
+        """
+        cache = self.cache
+        use_cache = cache.enabled
+        n = len(texts)
+        hits: list[Any] = [None] * n
+        keys: list[bytes] = []
+        miss_idx: list[int] = []
+        if use_cache:
+            get = cache.get
+            key = cache.key
+            for i, t in enumerate(texts):
+                k = key(t)
+                keys.append(k)
+                e = get(k)
+                if e is None:
+                    miss_idx.append(i)
+                else:
+                    hits[i] = e
+        else:
+            miss_idx = list(range(n))
+        state = self.state
+        if state is None:
+            raise ServingError(f"model {self.name!r} is not loaded yet")
+        out: list[dict[str, Any]] = [{} for _ in range(n)]
+        if miss_idx:
+            miss_texts = [texts[i] for i in miss_idx] if len(miss_idx) < n else list(texts)
+            try:
+                result, a, b, _wait = await self.batcher.submit(miss_texts)
+            except Exception:
+                self.errors += len(miss_idx)
+                if state.monitor is not None:
+                    state.monitor.record_error(len(miss_idx))
+                raise
+            state, labels, confs, proba = result
+            labels, confs = labels[a:b], confs[a:b]
+            rows = proba[a:b]
+            latency = time.perf_counter() - t0
+            ids = self.ids.issue(len(miss_idx), state.code)
+            mon = state.monitor
+            if mon is not None:
+                if len(miss_idx) == 1:
+                    mon.record(ids[0], labels[0], confs[0], latency, miss_texts[0])
+                else:
+                    mon.record_batch(ids, labels, confs, latency, miss_texts)
+            put = cache.put if use_cache and state.generation == cache.generation else None
+            classes = state.classes
+            for j, i in enumerate(miss_idx):
+                item: dict[str, Any] = {"id": ids[j], "label": labels[j], "confidence": confs[j]}
+                if want_proba:
+                    item["probabilities"] = dict(zip(classes, rows[j].tolist(), strict=True))
+                out[i] = item
+                if put is not None:
+                    put(keys[i], labels[j], confs[j], rows[j].copy())
+        if len(miss_idx) < n:
+            hit_idx = [i for i in range(n) if hits[i] is not None]
+            ids = self.ids.issue(len(hit_idx), state.code)
+            latency = time.perf_counter() - t0
+            mon = state.monitor
+            classes = state.classes
+            for j, i in enumerate(hit_idx):
+                label, conf, row, _, _ = hits[i]
+                if mon is not None:
+                    mon.record(ids[j], label, conf, latency, texts[i])
+                item = {"id": ids[j], "label": label, "confidence": conf, "cached": True}
+                if want_proba:
+                    item["probabilities"] = dict(zip(classes, row.tolist(), strict=True))
+                out[i] = item
+            self.cached_predictions += len(hit_idx)
+        self.predictions += n
+        return state, out
+
+    # ------------------------------------------------------------------ feedback
+    def feedback_status(self, prediction_id: Any) -> tuple[str, int]:
+        """(status, monitor code) for an id this process issued; ``foreign`` otherwise."""
+        parsed = parse_id(prediction_id)
+        if parsed is None:
+            return "never_seen", -1
+        prefix, counter = parsed
+        if prefix != self.ids.prefix:
+            return "foreign", -1
+        return self.ids.status(counter)
+
+    def record_feedback(self, items: Sequence[tuple[str, Any, int]]) -> None:
+        """Join ``(id, true label, monitor code)`` items this process issued (loop thread)."""
+        by_code: dict[int, tuple[list[str], list[Any]]] = {}
+        for pid, label, code in items:
+            parsed = parse_id(pid)
+            if parsed is None:
+                continue
+            self.ids.mark_labeled(parsed[1])
+            ids, labels = by_code.setdefault(code, ([], []))
+            ids.append(pid)
+            labels.append(label)
+        for code, (ids, labels) in by_code.items():
+            mon = self.monitors[code] if 0 <= code < len(self.monitors) else None
+            if mon is not None:
+                mon.record_ground_truth_batch(ids, labels)
+
+    # ------------------------------------------------------------------ reading
+    def info(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "name": self.name,
+            "version": st.version if st else None,
+            "variant": st.variant if st else None,
+            "requested_variant": st.loaded.requested_variant if st else None,
+            "fallback_reason": st.loaded.fallback_reason if st else None,
+            "classes": st.classes if st else [],
+            "load_seconds": round(st.loaded.load_seconds, 4) if st else None,
+            "task": st.loaded.manifest.task if st else None,
+            "id_prefix": self.ids.prefix,
+        }
+
+    def monitor_list(self) -> list[ModelMonitor]:
+        return [m for m in self.monitors if m is not None]
+
+    def health(self) -> str:
+        st = self.state
+        if st is None:
+            return "loading"
+        return st.monitor.health() if st.monitor is not None else "healthy"
+
+    def flush(self) -> None:
+        for m in self.monitor_list():
+            m.flush()
+
+    def close(self) -> None:
+        for m in self.monitor_list():
+            m.close()

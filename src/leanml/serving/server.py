@@ -1,0 +1,107 @@
+"""Run the service under uvicorn (httptools + uvloop when installed), one or several workers.
+
+Workers are separate processes (uvicorn's supervisor); each builds its own app from the spec
+passed in ``LEANML_SERVE_SPEC`` (JSON), loads the models, and shares the monitor store and the
+registry with the others. SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests,
+then the lifespan shutdown flushes feedback and monitors (see :class:`Service`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from leanml.config import Settings
+from leanml.errors import ConfigError
+from leanml.monitor import MonitorConfig
+from leanml.serving.app import ServeApp, create_app
+from leanml.serving.config import ServingConfig, read_config_file
+
+__all__ = ["app_from_env", "build", "run"]
+
+SPEC_ENV = "LEANML_SERVE_SPEC"
+
+
+def build(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+    store_url: str | None = None,
+    serving: dict[str, Any] | None = None,
+) -> tuple[Settings, ServingConfig, MonitorConfig]:
+    tables = read_config_file(config_file) if config_file else {"leanml": {}, "monitor": {}}
+    settings = (
+        Settings.load(config_file)
+        if config_file and "leanml" in _raw_tables(config_file)
+        else Settings.load()
+    )
+    changes: dict[str, Any] = {}
+    if models_dir is not None:
+        changes["models_dir"] = str(models_dir)
+    if store_url is not None:
+        changes["store_url"] = store_url
+    if changes:
+        settings = settings.replace(**changes)
+    config = ServingConfig.load(config_file, **(serving or {}))
+    try:
+        monitor = MonitorConfig(
+            **{
+                "sampling_rate": settings.sampling_rate,
+                "store_interval_s": 1.0,
+                **tables.get("monitor", {}),
+            }
+        )
+    except TypeError as exc:
+        raise ConfigError(f"bad [monitor] table in {config_file}: {exc}") from None
+    return settings, config, monitor
+
+
+def _raw_tables(path: str | os.PathLike[str]) -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def app_from_env() -> ServeApp:
+    """uvicorn factory: the app described by ``$LEANML_SERVE_SPEC``."""
+    spec = json.loads(os.environ.get(SPEC_ENV, "{}"))
+    settings, config, monitor = build(**spec)
+    return create_app(settings, config, monitor)
+
+
+def run(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    config_file: str | None = None,
+    models_dir: str | None = None,
+    store_url: str | None = None,
+    serving: dict[str, Any] | None = None,
+    log_level: str = "info",
+) -> None:
+    import uvicorn
+
+    spec = {
+        "config_file": config_file,
+        "models_dir": models_dir,
+        "store_url": store_url,
+        "serving": serving or {},
+    }
+    build(**spec)  # fail fast on bad settings, before any worker starts
+    os.environ[SPEC_ENV] = json.dumps(spec)
+    uvicorn.run(
+        "leanml.serving.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,339 @@
+"""Service: the served models of one process and everything around them (no web code).
+
+Lifecycle (:meth:`Service.start`): open the monitor store, load every model (the compact variant
+when its guard passed, see :attr:`ServingConfig.variant`), warm each up, register its id space,
+start the feedback poller and the registry watcher, then ``gc.freeze()`` the loaded state and
+report ready. :meth:`Service.stop` joins feedback still forwarded to this process, commits every
+queued feedback write and closes each monitor (which flushes its buffers to the store), so no
+acknowledged feedback is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from leanml.config import Settings
+from leanml.errors import ModelNotFoundError, ParameterError, ServingError
+from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
+from leanml.registry import ModelRegistry
+from leanml.serving.config import ServingConfig
+from leanml.serving.feedback import FeedbackLog
+from leanml.serving.handle import ModelHandle, parse_id
+
+__all__ = ["FeedbackOutcome", "Service"]
+
+log = logging.getLogger("leanml.serving")
+
+_REASONS = {
+    "never_seen": "no prediction with this id was ever made by a process sharing this store",
+    "expired": "the prediction is older than the monitor's pending-join age limit",
+    "evicted": "the prediction was evicted from the bounded pending-join table "
+    "(too many newer predictions)",
+    "owner_gone": "the process that made this prediction has stopped; its pending predictions "
+    "are gone",
+}
+_OK = {"joined", "duplicate", "stored"}
+
+
+@dataclasses.dataclass
+class FeedbackOutcome:
+    id: str
+    status: str
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in _OK
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Service:
+    """The models served by one process (see module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ServingConfig,
+        monitor_config: MonitorConfig | None = None,
+        *,
+        admin_token: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.monitor_config = monitor_config or MonitorConfig(
+            sampling_rate=settings.sampling_rate, store_interval_s=1.0
+        )
+        self.admin_token = admin_token or None
+        self.registry = ModelRegistry(settings.models_dir)
+        self.handles: dict[str, ModelHandle] = {}
+        self.store: MonitorStore | None = None
+        self.feedback_log: FeedbackLog | None = None
+        self.ready = False
+        self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_stats_flush = 0.0
+        self.http_counts: dict[tuple[str, int], int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        store = await asyncio.to_thread(MonitorStore, self.settings.store_url)
+        self.store = store
+        self.feedback_log = FeedbackLog(
+            store.engine,
+            store.process_id,
+            poll_interval_s=self.config.poll_interval_s,
+            heartbeat_s=self.config.heartbeat_s,
+        )
+        names = list(self.config.models) or self.registry.list_models()
+        for name in names:
+            handle = ModelHandle(
+                self.registry,
+                name,
+                config=self.config,
+                monitor_config=self.monitor_config,
+                store=store if self.config.monitoring else None,
+            )
+            loaded = await asyncio.to_thread(handle.load, handle.default_variant())
+            handle.install(loaded)
+            handle.warmup()
+            await asyncio.to_thread(self.feedback_log.register_space, handle.ids.prefix, name)
+            self.handles[name] = handle
+            log.info(
+                "serving %s v%s (%s%s)",
+                name,
+                loaded.version,
+                loaded.variant,
+                f", fell back: {loaded.fallback_reason}" if loaded.fallback_reason else "",
+            )
+        self.feedback_log.start(self._resolve_threadsafe)
+        self._tasks.append(asyncio.create_task(self._watch_registry()))
+        freeze_after_load()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.feedback_log is not None:
+            await asyncio.to_thread(self.feedback_log.close, self._resolve_threadsafe)
+        for h in self.handles.values():
+            await asyncio.to_thread(h.close)
+        if self.store is not None:
+            self.store.close()
+
+    def handle(self, name: str) -> ModelHandle:
+        h = self.handles.get(name)
+        if h is None:
+            raise ModelNotFoundError(
+                f"No served model named {name!r} (served: {', '.join(self.handles) or 'none'})."
+            )
+        return h
+
+    # ------------------------------------------------------------------ admin
+    async def switch_variant(self, name: str, variant: str) -> dict[str, Any]:
+        h = self.handle(name)
+        await asyncio.to_thread(self.registry.set_active_variant, name, variant)
+        loaded = await asyncio.to_thread(h.load, variant)
+        h.install(loaded)
+        return h.info()
+
+    async def reload(self, name: str) -> dict[str, Any]:
+        h = self.handle(name)
+        loaded = await asyncio.to_thread(h.load, h.default_variant())
+        h.install(loaded)
+        return h.info()
+
+    def configure_monitoring(self, changes: dict[str, Any]) -> dict[str, Any]:
+        allowed = {f.name for f in dataclasses.fields(MonitorConfig)} - {
+            "alert_rules",
+            "relative_accuracy",
+        }
+        for key in changes:
+            if key not in allowed:
+                raise ParameterError(
+                    f"The {key!r} field of the monitoring config is unknown or not changeable "
+                    f"at run time; changeable: {', '.join(sorted(allowed))}."
+                )
+        cfg = dataclasses.replace(self.monitor_config, **changes)  # validates
+        self.monitor_config = cfg
+        for h in self.handles.values():
+            h.monitor_config = cfg
+            for m in h.monitor_list():
+                m.configure(**changes)
+        return cfg.to_dict()
+
+    async def _watch_registry(self) -> None:
+        """Follow variant switches and new versions made by other workers or hosts."""
+        while True:
+            await asyncio.sleep(self.config.registry_watch_s)
+            for name, h in list(self.handles.items()):
+                st = h.state
+                if st is None:
+                    continue
+                try:
+                    want_variant = await asyncio.to_thread(h.default_variant)
+                    latest = await asyncio.to_thread(self.registry.latest_version, name)
+                    if (latest, want_variant) != (st.version, st.loaded.requested_variant):
+                        log.info("%s: registry changed, reloading", name)
+                        h.install(await asyncio.to_thread(h.load, want_variant))
+                except Exception:
+                    log.exception("registry watch of %s failed", name)
+
+    # ------------------------------------------------------------------ feedback
+    async def feedback(self, name: str, items: list[tuple[str, str]]) -> list[FeedbackOutcome]:
+        """Store ground truth durably, join it (here or at its owner), report each outcome."""
+        h = self.handle(name)
+        fl = self.feedback_log
+        if fl is None:
+            raise ServingError("the service is not started")
+        outcomes: list[FeedbackOutcome | None] = [None] * len(items)
+        local: list[tuple[int, str, str, int]] = []
+        foreign: list[tuple[int, str, str, str]] = []
+        for i, (pid, label) in enumerate(items):
+            status, code = h.feedback_status(pid)
+            if status == "pending":
+                local.append((i, pid, label, code))
+            elif status == "foreign":
+                prefix = parse_id(pid)[0]  # type: ignore[index]
+                row = await asyncio.to_thread(fl.owner, prefix)
+                if row is None or row["model"] != name:
+                    outcomes[i] = FeedbackOutcome(pid, "never_seen", _REASONS["never_seen"])
+                elif not fl.owner_alive(row):
+                    outcomes[i] = FeedbackOutcome(pid, "expired", _REASONS["owner_gone"])
+                else:
+                    foreign.append((i, pid, label, prefix))
+            elif status == "duplicate":
+                outcomes[i] = FeedbackOutcome(pid, "duplicate", "already labeled (kept the first)")
+            else:
+                outcomes[i] = FeedbackOutcome(pid, status, _REASONS[status])
+        rows = [
+            {
+                "prediction_id": pid,
+                "model": name,
+                "label": lab,
+                "owner": h.ids.prefix,
+                "status": "joined",
+            }
+            for _, pid, lab, _ in local
+        ] + [
+            {"prediction_id": pid, "model": name, "label": lab, "owner": pre, "status": "forwarded"}
+            for _, pid, lab, pre in foreign
+        ]
+        row_ids = await asyncio.wrap_future(fl.write(rows)) if rows else []
+        if local:
+            # re-check: another request may have labeled the same id while we were writing
+            fresh = [(pid, lab, code) for _, pid, lab, code in local]
+            h.record_feedback(fresh)
+            for i, pid, _, _ in local:
+                outcomes[i] = FeedbackOutcome(pid, "joined")
+        if foreign:
+            waiting = dict(zip(row_ids[len(local) :], foreign, strict=True))
+            deadline = time.monotonic() + self.config.feedback_timeout_s
+            while waiting and time.monotonic() < deadline:
+                await asyncio.sleep(self.config.poll_interval_s)
+                st = await asyncio.to_thread(fl.statuses, list(waiting))
+                for rid, s in st.items():
+                    if s != "forwarded" and rid in waiting:
+                        i, pid, _, _ = waiting.pop(rid)
+                        outcomes[i] = FeedbackOutcome(pid, s, _REASONS.get(s))
+            for i, pid, _, _ in waiting.values():
+                outcomes[i] = FeedbackOutcome(
+                    pid, "stored", "stored durably; its owner process will join it"
+                )
+        return [o for o in outcomes if o is not None]
+
+    def _resolve_on_loop(self, rows: list[tuple[int, str, str, str]]) -> list[str]:
+        out: list[str] = []
+        for _, pid, model, label in rows:
+            h = self.handles.get(model)
+            if h is None:
+                out.append("never_seen")
+                continue
+            status, code = h.feedback_status(pid)
+            if status == "pending":
+                h.record_feedback([(pid, label, code)])
+                out.append("joined")
+            else:
+                out.append("never_seen" if status == "foreign" else status)
+        return out
+
+    def _resolve_threadsafe(self, rows: list[tuple[int, str, str, str]]) -> list[str]:
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return self._resolve_on_loop(rows)
+
+        async def run() -> list[str]:
+            return self._resolve_on_loop(rows)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)
+
+    # ------------------------------------------------------------------ reading
+    def model_info(self, name: str) -> dict[str, Any]:
+        h = self.handle(name)
+        report = self.registry.report(name)
+        return {
+            **h.info(),
+            "versions": report["versions"],
+            "active_variant": report["active_variant"],
+            "variants": report["variants"],
+            "guard": (report["variants"].get("compact") or {}).get("guard"),
+            "health": h.health(),
+        }
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """Local monitor stats, the store's merged view across processes, cache and batching."""
+        h = self.handle(name)
+        st = h.state
+        now = time.monotonic()
+        if now - self._last_stats_flush >= self.config.stats_flush_s:
+            self._last_stats_flush = now
+            h.flush()
+        local = st.monitor.stats() if st is not None and st.monitor is not None else None
+        merged = None
+        if self.store is not None and self.config.monitoring:
+            merged = self.store.merged(model=name)
+            merged.pop("sketch", None)
+        out: dict[str, Any] = {
+            "model": name,
+            "version": st.version if st else None,
+            "variant": st.variant if st else None,
+            "process": self.store.process_id if self.store else None,
+            "health": h.health(),
+            "serving": {
+                "predictions": h.predictions,
+                "cached_predictions": h.cached_predictions,
+                "errors": h.errors,
+            },
+            "cache": h.cache.stats(),
+            "batching": h.batcher.stats(),
+            "merged": merged,
+            "local": local,
+        }
+        if local is not None:
+            out["throughput"] = local["throughput"]
+            out["latency"] = (merged or {}).get("latency") or local["latency"]
+            out["accuracy"] = {
+                "realized": (merged or {}).get("realized_accuracy"),
+                "realized_joined": (merged or {}).get("joined"),
+                "realized_window": local["accuracy"]["realized"],
+                "estimated": local["accuracy"]["estimated"],
+            }
+            out["drift"] = local["drift"]
+            out["alerts"] = local["alerts"]["active"]
+        return out

@@ -1,0 +1,275 @@
+"""The Open Inference Protocol (KServe V2) REST endpoints, so existing V2 clients work unchanged.
+
+``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}]``,
+``.../ready`` and ``POST .../infer``. A model takes one BYTES input tensor (any name, shape
+``[n]`` or ``[n, 1]``) of UTF-8 texts and answers the outputs ``label`` (BYTES), ``confidence``
+(FP32), ``id`` (BYTES, the prediction ids for feedback) and, when asked for,
+``probabilities`` (FP32 ``[n, classes]``). Tensors travel as JSON or with the binary tensor data
+extension (``Inference-Header-Content-Length``), which is what ``tritonclient.http`` sends by
+default. Predictions go through the same cache, batcher and monitor as ``/v1``.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from leanml import __version__
+from leanml.serving._http import dumps
+from leanml.serving.schemas import BadRequest
+
+__all__ = ["decode_bytes_tensor", "encode_bytes_tensor", "router"]
+
+HEADER = "inference-header-content-length"
+
+
+def decode_bytes_tensor(raw: bytes) -> list[str]:
+    out: list[str] = []
+    i, n = 0, len(raw)
+    while i < n:
+        if i + 4 > n:
+            raise BadRequest(400, "inputs", "truncated BYTES tensor")
+        (size,) = struct.unpack_from("<I", raw, i)
+        i += 4
+        if i + size > n:
+            raise BadRequest(400, "inputs", "truncated BYTES tensor element")
+        try:
+            out.append(raw[i : i + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(422, "inputs", "BYTES elements must be UTF-8 text") from None
+        i += size
+    return out
+
+
+def encode_bytes_tensor(values: list[str]) -> bytes:
+    parts = []
+    for v in values:
+        b = str(v).encode("utf-8")
+        parts.append(struct.pack("<I", len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def router(service: Any) -> APIRouter:
+    r = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"])
+
+    def err(status: int, message: str) -> Response:
+        return Response(
+            dumps({"error": message}), status_code=status, media_type="application/json"
+        )
+
+    def handle(name: str, version: str | None) -> Any:
+        h = service.handles.get(name)
+        if h is None or h.state is None:
+            raise BadRequest(404, "model_name", f"unknown model {name!r}")
+        if version not in (None, "", str(h.state.version)):
+            raise BadRequest(
+                404,
+                "model_version",
+                f"model {name!r} serves version {h.state.version}, not {version}",
+            )
+        return h
+
+    @r.get("")
+    async def server_metadata() -> Response:
+        return Response(
+            dumps({"name": "leanml", "version": __version__, "extensions": []}),
+            media_type="application/json",
+        )
+
+    @r.get("/health/live")
+    async def live() -> Response:
+        return Response(b"", status_code=200)
+
+    @r.get("/health/ready")
+    async def ready() -> Response:
+        return Response(b"", status_code=200 if service.ready else 503)
+
+    def metadata(h: Any) -> dict[str, Any]:
+        st = h.state
+        return {
+            "name": h.name,
+            "versions": [str(st.version)],
+            "platform": "sklearn",
+            "parameters": {"variant": st.variant},
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "confidence", "datatype": "FP32", "shape": [-1]},
+                {"name": "id", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(st.classes)]},
+            ],
+        }
+
+    @r.get("/models/{name}")
+    async def model_metadata(name: str) -> Response:
+        try:
+            return Response(dumps(metadata(handle(name, None))), media_type="application/json")
+        except BadRequest as e:
+            return err(e.status, e.message)
+
+    @r.get("/models/{name}/versions/{version}")
+    async def model_version_metadata(name: str, version: str) -> Response:
+        try:
+            return Response(dumps(metadata(handle(name, version))), media_type="application/json")
+        except BadRequest as e:
+            return err(e.status, e.message)
+
+    @r.get("/models/{name}/ready")
+    async def model_ready(name: str) -> Response:
+        ok = name in service.handles and service.handles[name].state is not None
+        return Response(b"", status_code=200 if ok and service.ready else 400 if ok else 404)
+
+    @r.get("/models/{name}/versions/{version}/ready")
+    async def model_version_ready(name: str, version: str) -> Response:
+        try:
+            handle(name, version)
+        except BadRequest as e:
+            return Response(b"", status_code=e.status)
+        return Response(b"", status_code=200 if service.ready else 400)
+
+    @r.post("/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Response:
+        return await _infer(name, None, request)
+
+    @r.post("/models/{name}/versions/{version}/infer")
+    async def infer_version(name: str, version: str, request: Request) -> Response:
+        return await _infer(name, version, request)
+
+    async def _infer(name: str, version: str | None, request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            h = handle(name, version)
+            raw = await request.body()
+            hlen = request.headers.get(HEADER)
+            if hlen is not None:
+                try:
+                    k = int(hlen)
+                except ValueError:
+                    raise BadRequest(400, HEADER, f"invalid {HEADER} header") from None
+                head, binary = raw[:k], raw[k:]
+            else:
+                head, binary = raw, b""
+            try:
+                req = orjson.loads(head)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
+            texts = _texts(req, binary, service.config.max_inputs, service.config.max_text_chars)
+            wanted, binary_out = _outputs(req)
+            state, preds = await h.predict(texts, "probabilities" in wanted, t0)
+        except BadRequest as e:
+            return err(e.status, e.message)
+        n = len(preds)
+        values: dict[str, tuple[str, list[int], Any]] = {
+            "label": ("BYTES", [n], [str(p["label"]) for p in preds]),
+            "confidence": ("FP32", [n], [p["confidence"] for p in preds]),
+            "id": ("BYTES", [n], [p["id"] for p in preds]),
+        }
+        if "probabilities" in wanted:
+            k = len(state.classes)
+            rows = [[p["probabilities"][c] for c in state.classes] for p in preds]
+            values["probabilities"] = ("FP32", [n, k], rows)
+        outputs = []
+        blobs: list[bytes] = []
+        for out_name in wanted:
+            dtype, shape, data = values[out_name]
+            entry: dict[str, Any] = {"name": out_name, "datatype": dtype, "shape": shape}
+            if binary_out.get(out_name):
+                blob = (
+                    encode_bytes_tensor(data)
+                    if dtype == "BYTES"
+                    else np.asarray(data, dtype="<f4").tobytes()
+                )
+                entry["parameters"] = {"binary_data_size": len(blob)}
+                blobs.append(blob)
+            else:
+                entry["data"] = (
+                    np.asarray(data, dtype=np.float32).ravel().tolist() if dtype == "FP32" else data
+                )
+            outputs.append(entry)
+        body: dict[str, Any] = {
+            "model_name": name,
+            "model_version": str(state.version),
+            "outputs": outputs,
+            "parameters": {"variant": state.variant},
+        }
+        if "id" in req and isinstance(req["id"], str):
+            body["id"] = req["id"]
+        head_bytes = dumps(body)
+        if blobs:
+            return Response(
+                head_bytes + b"".join(blobs),
+                media_type="application/octet-stream",
+                headers={HEADER: str(len(head_bytes))},
+            )
+        return Response(head_bytes, media_type="application/json")
+
+    return r
+
+
+def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str]:
+    if not isinstance(req, dict):
+        raise BadRequest(422, "body", "the inference request must be a JSON object")
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise BadRequest(422, "inputs", "send exactly one input tensor (BYTES texts)")
+    t = inputs[0]
+    if t.get("datatype") != "BYTES":
+        raise BadRequest(
+            422, "inputs[0].datatype", f"the input tensor must be BYTES, got {t.get('datatype')!r}"
+        )
+    params = t.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or size > len(binary):
+            raise BadRequest(
+                400,
+                "inputs[0].parameters.binary_data_size",
+                "binary_data_size does not match the binary payload",
+            )
+        texts = decode_bytes_tensor(binary[:size])
+    else:
+        data = t.get("data")
+        if not isinstance(data, list):
+            raise BadRequest(422, "inputs[0].data", "'data' must be a list of strings")
+        flat = [x for row in data for x in row] if data and isinstance(data[0], list) else data
+        if not all(type(x) is str for x in flat):
+            raise BadRequest(422, "inputs[0].data", "every element of 'data' must be a string")
+        texts = flat
+    if not texts:
+        raise BadRequest(422, "inputs[0].data", "the input tensor is empty")
+    if len(texts) > max_inputs:
+        raise BadRequest(413, "inputs[0].shape", f"{len(texts)} texts; at most {max_inputs}")
+    for i, x in enumerate(texts):
+        if len(x) > max_chars:
+            raise BadRequest(413, f"inputs[0].data[{i}]", f"text {i} exceeds {max_chars} chars")
+    return texts
+
+
+def _outputs(req: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
+    known = ("label", "confidence", "id", "probabilities")
+    params = req.get("parameters") or {}
+    all_binary = bool(isinstance(params, dict) and params.get("binary_data_output"))
+    outs = req.get("outputs")
+    if not outs:
+        names = ["label", "confidence", "id"]
+        return names, dict.fromkeys(names, all_binary)
+    if not isinstance(outs, list):
+        raise BadRequest(422, "outputs", "'outputs' must be a list")
+    names, binary = [], {}
+    for i, o in enumerate(outs):
+        nm = o.get("name") if isinstance(o, dict) else None
+        if nm not in known:
+            raise BadRequest(
+                422, f"outputs[{i}].name", f"unknown output {nm!r}; known: {', '.join(known)}"
+            )
+        p = o.get("parameters") or {}
+        names.append(nm)
+        binary[nm] = bool(p.get("binary_data", all_binary)) if isinstance(p, dict) else False
+    return names, binary
