@@ -316,3 +316,16 @@ def test_store_failure_is_counted_and_retried(clock, tmp_path) -> None:
     m.flush()  # the window is upserted again on the next write
     assert store.merged("f")["count"] == 1
     m.close()
+
+
+def test_flush_batch_size_rounds(clock) -> None:
+    m = _mon(clock, flush_batch_size=100, buffer_size=10_000)
+    for i in range(1050):
+        m.record(i, "a", 0.9, 0.001)
+    m.record_batch(list(range(2000, 2500)), ["b"] * 500, [0.9] * 500, 0.001)
+    assert m._step(force=False) is True  # one round of 100, a backlog remains
+    assert m.stats()["counts"]["recorded"] == 100
+    m.flush()
+    assert m.stats()["counts"]["recorded"] == 1550
+    assert m._step(force=False) is False
+    m.close()

@@ -21,6 +21,8 @@ MODULES = ["leanml.monitor"] + [
         "monitor",
         "window",
         "wrapper",
+        "hub",
+        "demo",
     )
 ]
 

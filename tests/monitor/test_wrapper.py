@@ -64,3 +64,16 @@ def test_models_without_predict_proba(clock) -> None:
         np.testing.assert_array_equal(m.predict(TEXTS[:4]), svc.predict(TEXTS[:4]))
         m.monitor.flush()
         assert m.monitor.stats()["counts"]["recorded"] == 4
+
+
+def test_oov_is_measured_from_the_pipeline_vectorizer(model, clock) -> None:
+    ref = {"class_counts": {"ham": 1, "spam": 1}, "confidences": [0.6, 0.7], "oov_rate": 0.0}
+    cfg = MonitorConfig(sampling_rate=1.0)
+    with monitored(
+        model, name="e", config=cfg, clock=clock, start=False, sinks=[], reference=ref
+    ) as m:
+        m.predict(["cheap money zzzunknown qqqunknown"])
+        m.monitor.flush()
+        drift = m.monitor.stats()["drift"]
+        assert drift["oov_rate"] == pytest.approx(0.5)
+        assert drift["oov_delta"] == pytest.approx(0.5)

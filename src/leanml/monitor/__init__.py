@@ -20,6 +20,7 @@ from leanml.monitor.alerts import (
 )
 from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import DriftDetector, Reference, oov_rate, psi
+from leanml.monitor.hub import MonitorHub
 from leanml.monitor.ids import IdGenerator, is_sampled, sample_hash
 from leanml.monitor.join import PendingJoin
 from leanml.monitor.monitor import ModelMonitor
@@ -43,6 +44,7 @@ __all__ = [
     "LogSketch",
     "ModelMonitor",
     "MonitorConfig",
+    "MonitorHub",
     "MonitorStore",
     "MonitoredEstimator",
     "PendingJoin",

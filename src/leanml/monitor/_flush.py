@@ -27,11 +27,17 @@ _QNAMES = ("p50", "p95", "p99", "p999")
 _TWO32 = 4294967296.0
 
 
-def step(m: ModelMonitor, force: bool) -> None:
+def step(m: ModelMonitor, force: bool) -> bool:
+    """One flusher step; returns whether buffered records remain (backlog)."""
     with m._io_lock:
         with m._lock:
             now = m._clock()
-            busy = _drain(m, now)
+            # at most flush_batch_size records per round; flush() drains the backlog it sees
+            backlog = len(m._buf) + sum(len(b[0]) for b in list(m._bbuf)) + len(m._gt)
+            rounds = 1 + backlog // m.config.flush_batch_size
+            busy = False
+            for _ in range(rounds if force else 1):
+                busy = _drain(m, now) or busy
             cfg = m.config
             if force or now >= m._due.get("expire", 0.0):
                 m.pending.expire(now)
@@ -73,18 +79,25 @@ def step(m: ModelMonitor, force: bool) -> None:
                 m.gc.activity(now)
             else:
                 m.gc.maybe_collect(now)
+    return bool(m._buf or m._bbuf or m._gt)
 
 
 # ---------------------------------------------------------------------------- ingest
 def _drain(m: ModelMonitor, now: float) -> bool:
     busy = False
     buf, bbuf = m._buf, m._bbuf
+    limit = m.config.flush_batch_size
     if buf or bbuf:
         busy = True
         pop = buf.popleft
-        singles = [pop() for _ in range(len(buf))]
+        singles = [pop() for _ in range(min(len(buf), limit))]
         bpop = bbuf.popleft
-        batches = [bpop() for _ in range(len(bbuf))]
+        batches = []
+        taken = len(singles)
+        while bbuf and taken < limit:
+            b = bpop()
+            batches.append(b)
+            taken += len(b[0])
         try:
             _ingest_records(m, singles, batches)
         except (TypeError, ValueError) as exc:
@@ -99,7 +112,7 @@ def _drain(m: ModelMonitor, now: float) -> bool:
     if m._gt:
         busy = True
         gpop = m._gt.popleft
-        _ingest_ground_truth(m, [gpop() for _ in range(len(m._gt))])
+        _ingest_ground_truth(m, [gpop() for _ in range(min(len(m._gt), limit))])
     return busy
 
 

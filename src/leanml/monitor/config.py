@@ -49,7 +49,9 @@ class MonitorConfig:
     Sampling: ``sampling_rate`` of predictions (deterministic in the id) are kept in detail,
     plus every prediction with confidence below ``sample_below_confidence`` when set;
     ``store_inputs`` is ``"text"``, ``"hash"`` (sha256 only, the default: no raw text at rest)
-    or ``"none"``. Buffers (each counts its drops): ``buffer_size`` single records,
+    or ``"none"``. The flusher wakes every ``flush_interval_s`` and moves at most
+    ``flush_batch_size`` records per round (rounds follow each other while a backlog remains).
+    Buffers (each counts its drops): ``buffer_size`` single records,
     ``batch_buffer_size`` record_batch calls, ``ground_truth_buffer_size`` labels,
     ``detail_buffer_size`` sampled records awaiting the store. Windows: ``window_s`` per
     sketch/counter window, ``windows_kept`` in memory, ``stats_window_s`` for the reported
@@ -64,7 +66,7 @@ class MonitorConfig:
     sample_below_confidence: float | None = None
     store_inputs: str = "hash"
     flush_interval_s: float = 0.2
-    flush_batch_size: int = 65_536
+    flush_batch_size: int = 16_384
     buffer_size: int = 65_536
     batch_buffer_size: int = 4_096
     ground_truth_buffer_size: int = 65_536

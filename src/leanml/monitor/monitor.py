@@ -252,10 +252,12 @@ class ModelMonitor:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.config.flush_interval_s):
+        more = False
+        while not (self._stop.is_set() if more else self._stop.wait(self.config.flush_interval_s)):
             try:
-                self._step(force=False)
+                more = self._step(force=False)  # a backlog beyond flush_batch_size: go on
             except Exception:  # keep monitoring alive; count and log
+                more = False
                 self.counters["flusher_errors"] += 1
                 logger.exception("monitor %s: flusher step failed", self.name)
 
@@ -328,10 +330,10 @@ class ModelMonitor:
             self.drift_detector = DriftDetector(reference) if reference is not None else None
 
     # ------------------------------------------------------------------ flusher
-    def _step(self, force: bool) -> None:
+    def _step(self, force: bool) -> bool:
         from leanml.monitor import _flush
 
-        _flush.step(self, force)
+        return _flush.step(self, force)
 
     # ------------------------------------------------------------------ reading
     def label_of(self, index: int) -> Any:

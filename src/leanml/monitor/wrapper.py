@@ -117,6 +117,17 @@ def _is_texts(X: Any) -> bool:
     )
 
 
+def _text_vocabulary(estimator: Any) -> dict[str, Any]:
+    """analyzer + vocabulary of a fitted text vectorizer at the head of a Pipeline (for OOV)."""
+    steps = getattr(estimator, "steps", None)
+    head = steps[0][1] if steps else estimator
+    vocab = getattr(head, "vocabulary_", None)
+    build = getattr(head, "build_analyzer", None)
+    if vocab is None or build is None:
+        return {}
+    return {"analyzer": build(), "vocabulary": vocab}
+
+
 def monitored(
     estimator: Any,
     name: str,
@@ -129,8 +140,11 @@ def monitored(
     """Wrap ``estimator`` so every predict / predict_proba is timed and recorded.
 
     ``monitor`` is used as given, else a :class:`ModelMonitor` is built from ``name`` and
-    ``monitor_kwargs`` (config, store, reference, clock, ...).
+    ``monitor_kwargs`` (config, store, reference, clock, ...); when the estimator is a Pipeline
+    starting with a fitted text vectorizer, its analyzer and vocabulary feed the OOV drift score.
     """
     if monitor is None:
+        if "analyzer" not in monitor_kwargs and "vocabulary" not in monitor_kwargs:
+            monitor_kwargs.update(_text_vocabulary(estimator))
         monitor = ModelMonitor(name, **monitor_kwargs)
     return MonitoredEstimator(estimator, monitor, ids, record_inputs)
