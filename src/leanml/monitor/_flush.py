@@ -276,29 +276,34 @@ def _keep_details(
     if picked.size > room:
         m.drops["detail_buffer"] += int(picked.size - max(room, 0))
         picked = picked[: max(room, 0)]
-    names = m._labels
+    names = [str(x) for x in m._labels]
     mode = cfg.store_inputs
-    base = {"model": m.name, "version": m.version, "variant": m.variant}
+    model, version, variant, proc = m.name, m.version, m.variant, m.process_id
     labs, cs, ls, tss = (
         lab[picked].tolist(),
         conf[picked].tolist(),
         lat[picked].tolist(),
         ts[picked].tolist(),
     )
+    low = reason_low.tolist() if reason_low is not None else None
+    append = details.append
     for j, i in enumerate(picked.tolist()):
         text = inputs[i] if inputs is not None else None
-        details.append(
-            {
-                **base,
-                "prediction_id": str(ids[i]),
-                "ts": tss[j],
-                "label": str(names[labs[j]]),
-                "confidence": cs[j],
-                "latency_s": ls[j],
-                "input_text": text if mode == "text" else None,
-                "input_hash": input_hash(text) if text is not None and mode != "none" else None,
-                "reason": "low_confidence" if reason_low is not None and reason_low[i] else "rate",
-            }
+        append(
+            (  # the order of store.PREDICTION_COLUMNS
+                str(ids[i]),
+                tss[j],
+                model,
+                version,
+                variant,
+                proc,
+                names[labs[j]],
+                cs[j],
+                ls[j],
+                text if mode == "text" else None,
+                input_hash(text) if text is not None and mode != "none" else None,
+                "low_confidence" if low is not None and low[i] else "rate",
+            )
         )
 
 

@@ -41,7 +41,7 @@ from leanml.monitor.join import PendingJoin
 from leanml.monitor.metrics import CountWindow, TimeWindow
 from leanml.monitor.resources import IdleCollector, ResourceSampler
 from leanml.monitor.sketch import LogSketch
-from leanml.monitor.store import MonitorStore, default_process_id
+from leanml.monitor.store import PREDICTION_COLUMNS, MonitorStore, default_process_id
 from leanml.monitor.window import Window
 
 __all__ = ["ModelMonitor", "input_hash"]
@@ -127,7 +127,7 @@ class ModelMonitor:
         self._recent_labels = _Ring(cfg.recent_window_n, np.int32)
         self._recent_lengths = _Ring(cfg.recent_window_n, np.float64)
         self._recent_oov = _Ring(cfg.recent_window_n, np.float64)
-        self._details: deque[dict[str, Any]] = deque()
+        self._details: deque[tuple] = deque()  # rows in store.PREDICTION_COLUMNS order
         self._label_rows: deque[dict[str, Any]] = deque()
         self._alert_rows: list[dict[str, Any]] = []
         self._resource_rows: list[dict[str, Any]] = []
@@ -381,7 +381,7 @@ class ModelMonitor:
     def sampled_records(self) -> list[dict[str, Any]]:
         """Sampled detail records not yet written (all of them when there is no store)."""
         with self._lock:
-            return list(self._details)
+            return [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self._details]
 
 
 def input_hash(text: str) -> str:

@@ -39,9 +39,24 @@ from leanml._validation import check_choice
 from leanml.errors import ConfigError, MonitorError
 from leanml.monitor.sketch import LogSketch
 
-__all__ = ["MonitorStore", "default_process_id"]
+__all__ = ["PREDICTION_COLUMNS", "MonitorStore", "default_process_id"]
 
 QUANTILES = (0.5, 0.95, 0.99, 0.999)
+#: column order of the tuples :meth:`MonitorStore.write` accepts for sampled predictions
+PREDICTION_COLUMNS = (
+    "prediction_id",
+    "ts",
+    "model",
+    "version",
+    "variant",
+    "process",
+    "label",
+    "confidence",
+    "latency_s",
+    "input_text",
+    "input_hash",
+    "reason",
+)
 
 
 def default_process_id() -> str:
@@ -157,6 +172,11 @@ class MonitorStore:
             sa.Column("reason", sa.Text, nullable=False),
             sa.Index(f"{p}alerts_ts", "ts"),
         )
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self._pred_sql = (
+            f"INSERT INTO {self.predictions.name} ({', '.join(PREDICTION_COLUMNS)}) "
+            f"VALUES ({', '.join([ph] * len(PREDICTION_COLUMNS))})"
+        )
         if create:
             self.create()
 
@@ -180,19 +200,28 @@ class MonitorStore:
     def write(
         self,
         snapshots: Sequence[Mapping[str, Any]] = (),
-        predictions: Sequence[Mapping[str, Any]] = (),
+        predictions: Sequence[Mapping[str, Any] | tuple] = (),
         labels: Sequence[Mapping[str, Any]] = (),
         resources: Sequence[Mapping[str, Any]] = (),
         alerts: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Write one flush's worth of rows in a single transaction."""
+        """Write one flush's worth of rows in a single transaction.
+
+        ``predictions`` may be tuples in :data:`PREDICTION_COLUMNS` order (their ``process`` is
+        written as given): those go through the driver's executemany, several times faster than
+        dict rows for the thousands of sampled records a busy process writes per flush.
+        """
         proc = self.process_id
+        tuples = [r for r in predictions if isinstance(r, tuple)]
+        dicts = [r for r in predictions if not isinstance(r, tuple)]
         try:
             with self.engine.begin() as conn:
                 for row in snapshots:
                     self._upsert_snapshot(conn, {**row, "process": proc})
+                if tuples:
+                    self._insert_tuples(conn, tuples)
                 for table, rows in (
-                    (self.predictions, predictions),
+                    (self.predictions, dicts),
                     (self.labels, labels),
                     (self.resources, resources),
                     (self.alerts, alerts),
@@ -201,6 +230,19 @@ class MonitorStore:
                         conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
         except SQLAlchemyError as exc:
             raise MonitorError(f"monitor store write failed: {exc}") from exc
+
+    def _insert_tuples(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        raw = conn.connection.dbapi_connection
+        if self.dialect == "postgresql" and hasattr(raw, "cursor"):
+            cur = raw.cursor()
+            copy = getattr(cur, "copy", None)
+            if copy is not None:  # psycopg 3: COPY is ~5x faster than executemany
+                cols = ", ".join(PREDICTION_COLUMNS)
+                with copy(f"COPY {self.predictions.name} ({cols}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r)
+                return
+        conn.exec_driver_sql(self._pred_sql, rows)
 
     def _upsert_snapshot(self, conn: sa.Connection, row: dict[str, Any]) -> None:
         t = self.snapshots
