@@ -498,7 +498,7 @@ def _evaluate_alerts(m: ModelMonitor, now: float) -> None:
     del m._alert_rows[: -m.config.max_events]
 
 
-def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[dict[str, Any]]]:
+def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[Any]]:
     import json
 
     snaps = []
@@ -529,7 +529,7 @@ def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[dict[str, Any]]
     }
 
 
-def _write(m: ModelMonitor, rows: dict[str, list[dict[str, Any]]]) -> None:
+def _write(m: ModelMonitor, rows: dict[str, list[Any]]) -> None:
     assert m.store is not None
     try:
         m.store.write(**rows)

@@ -233,7 +233,7 @@ class MonitorStore:
 
     def _insert_tuples(self, conn: sa.Connection, rows: list[tuple]) -> None:
         raw = conn.connection.dbapi_connection
-        if self.dialect == "postgresql" and hasattr(raw, "cursor"):
+        if self.dialect == "postgresql" and raw is not None and hasattr(raw, "cursor"):
             cur = raw.cursor()
             copy = getattr(cur, "copy", None)
             if copy is not None:  # psycopg 3: COPY is ~5x faster than executemany
