@@ -77,3 +77,33 @@ def test_oov_is_measured_from_the_pipeline_vectorizer(model, clock) -> None:
         drift = m.monitor.stats()["drift"]
         assert drift["oov_rate"] == pytest.approx(0.5)
         assert drift["oov_delta"] == pytest.approx(0.5)
+
+
+class _LabelsOnly:
+    """A model with predict only (no scores)."""
+
+    def predict(self, X):
+        return np.array([float(len(x)) for x in X])
+
+
+def test_models_without_scores_and_label_bound(clock) -> None:
+    from leanml.monitor import MonitorStore
+
+    store = MonitorStore("sqlite://")
+    cfg = MonitorConfig(max_labels=3)
+    with monitored(
+        _LabelsOnly(), name="reg", config=cfg, clock=clock, start=False, sinks=[], store=store
+    ) as m:
+        out = m.predict(["a", "bb", "ccc", "dddd", "eeeee"])
+        assert out.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+        with pytest.raises(AttributeError):
+            m.predict_proba(["a"])
+        m.monitor.flush()
+        s = m.monitor.stats()
+        assert s["counts"]["by_label"] == {"1.0": 1, "2.0": 1, "3.0": 1, "__other__": 2}
+        assert s["drops"]["labels_overflow"] == 2
+        assert s["accuracy"]["estimated"] is None  # no confidences: no estimate
+        m.record_ground_truth(m.last_prediction_ids[0], 1.0)
+        m.monitor.flush()
+        assert m.monitor.stats()["accuracy"]["realized"]["accuracy"] == 1.0
+        assert store.merged("reg")["estimated_accuracy"] is None

@@ -50,7 +50,10 @@ def step(m: ModelMonitor, force: bool) -> bool:
             if force or now >= m._due["resources"]:
                 s = m.resources.sample(now)
                 m._resource_rows.append(s)
-                del m._resource_rows[: -cfg.resource_history]
+                extra = len(m._resource_rows) - cfg.resource_history
+                if extra > 0:  # the store is down or slow: keep the newest
+                    m.drops["resource_rows"] += extra
+                    del m._resource_rows[:extra]
                 m._due["resources"] = now + cfg.resource_interval_s
             rows = None
             if m.store is not None and (force or now >= m._due["store"]):
@@ -135,7 +138,7 @@ def _ingest_records(m: ModelMonitor, singles: list[tuple], batches: list[tuple])
     for i, lab, c, lat, inp, ts in batches:
         n = len(i)
         ids.extend(i)
-        labels.extend(lab)
+        labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.append(np.asarray(c, dtype=np.float64).reshape(n))
         lats.append(np.broadcast_to(np.asarray(lat, dtype=np.float64), (n,)))
         tss.append(np.full(n, ts, dtype=np.float64))
@@ -157,16 +160,36 @@ def _ingest_records(m: ModelMonitor, singles: list[tuple], batches: list[tuple])
     )
 
 
+OTHER = "__other__"
+
+
 def _label_indices(m: ModelMonitor, labels: Sequence[Any]) -> np.ndarray:
+    """Small integer per label; beyond ``max_labels`` distinct labels, one shared ``__other__``
+    index (counted in ``drops.labels_overflow``) so that a caller passing ids or floats as labels
+    cannot grow memory without bound."""
     index = m._label_index
     idx = list(map(index.get, labels))
     if None in idx:
-        for lab in labels:
-            if lab not in index:
-                key = lab.item() if isinstance(lab, np.generic) else lab
-                index[key] = len(m._labels)
-                m._labels.append(key)
-        idx = list(map(index.get, labels))
+        cap = m.config.max_labels
+        other = None
+        for pos, lab in enumerate(labels):
+            if idx[pos] is not None:
+                continue
+            got = index.get(lab)
+            if got is None:
+                if len(m._labels) < cap:
+                    key = lab.item() if isinstance(lab, np.generic) else lab
+                    got = index[key] = len(m._labels)
+                    m._labels.append(key)
+                else:
+                    if other is None:
+                        other = index.get(OTHER)
+                        if other is None:
+                            other = index[OTHER] = len(m._labels)
+                            m._labels.append(OTHER)
+                    got = other
+                    m.drops["labels_overflow"] += 1
+            idx[pos] = got
     return np.asarray(idx, dtype=np.int32)
 
 
@@ -245,7 +268,7 @@ def _ingest(
     if len(sec) > 180:
         for old in sorted(sec)[:-120]:
             del sec[old]
-    m.confidence.update(conf)
+    m.confidence.update(conf[np.isfinite(conf)])
     m._recent_labels.push(lab)
     if lengths is not None:
         m._recent_lengths.push(lengths[~np.isnan(lengths)])
@@ -322,7 +345,8 @@ def _ingest_ground_truth(m: ModelMonitor, items: list[tuple]) -> None:
     correct = true == res.predicted
     m.count_window.update(true, res.predicted)
     m.time_window.update(true, res.predicted, res.ts)
-    m.calibration.update(res.confidences, correct)
+    scored = np.isfinite(res.confidences)
+    m.calibration.update(res.confidences[scored], correct[scored])
     starts = np.floor(res.ts / m.config.window_s) * m.config.window_s
     for s in np.unique(starts):
         sel = starts == s
@@ -495,7 +519,10 @@ def _evaluate_alerts(m: ModelMonitor, now: float) -> None:
                 "reason": e.reason,
             }
         )
-    del m._alert_rows[: -m.config.max_events]
+    extra = len(m._alert_rows) - m.config.max_events
+    if extra > 0:
+        m.drops["alert_rows"] += extra
+        del m._alert_rows[:extra]
 
 
 def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[Any]]:

@@ -27,6 +27,7 @@ _POS_INT = {
     "resource_history",
     "max_oov_per_flush",
     "max_events",
+    "max_labels",
 }
 _POS_FLOAT = {
     "flush_interval_s",
@@ -95,6 +96,7 @@ class MonitorConfig:
     gc_idle_s: float = 2.0
     relative_accuracy: float = 0.005
     max_oov_per_flush: int = 256
+    max_labels: int = 1_000
 
     def __post_init__(self) -> None:
         owner = "MonitorConfig"

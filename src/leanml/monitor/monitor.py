@@ -105,6 +105,9 @@ class ModelMonitor:
             "detail_buffer": 0,
             "windows_evicted": 0,
             "store_rows": 0,
+            "labels_overflow": 0,
+            "resource_rows": 0,
+            "alert_rows": 0,
             "labels_buffer": 0,
         }
         # flusher-owned state

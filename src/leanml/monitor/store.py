@@ -103,6 +103,7 @@ class MonitorStore:
             sa.Column("joined", sa.BigInteger, nullable=False),
             sa.Column("correct", sa.BigInteger, nullable=False),
             sa.Column("confidence_sum", sa.Float, nullable=False),
+            sa.Column("confidence_count", sa.BigInteger, nullable=False),
             sa.Column("label_counts", sa.Text, nullable=False),
             sa.Column("drift", sa.Text, nullable=True),
             sa.Column("sketch", sa.LargeBinary, nullable=True),
@@ -300,10 +301,12 @@ class MonitorStore:
             "correct": 0,
         }
         conf_sum = 0.0
+        conf_n = 0
         for r in rows:
             for key in ("count", "errors", "joined", "correct"):
                 out[key] += int(r[key])
             conf_sum += float(r["confidence_sum"])
+            conf_n += int(r["confidence_count"])
             for lab, c in json.loads(r["label_counts"]).items():
                 labels[lab] = labels.get(lab, 0) + int(c)
             if r["sketch"]:
@@ -314,7 +317,7 @@ class MonitorStore:
                     sketch.merge(sk)
         out["label_counts"] = labels
         out["realized_accuracy"] = out["correct"] / out["joined"] if out["joined"] else None
-        out["estimated_accuracy"] = conf_sum / out["count"] if out["count"] else None
+        out["estimated_accuracy"] = conf_sum / conf_n if conf_n else None
         qs = list(quantiles)
         if sketch is not None and sketch.count:
             vals = sketch.quantiles(qs)

@@ -23,6 +23,7 @@ class Window:
     """Accumulator for one time window (see module docstring)."""
 
     __slots__ = (
+        "confidence_n",
         "confidence_sum",
         "conf",
         "correct",
@@ -47,6 +48,7 @@ class Window:
         self.joined = 0
         self.correct = 0
         self.confidence_sum = 0.0
+        self.confidence_n = 0
         self.label_counts = np.zeros(0, dtype=np.int64)
         self.sketch = LogSketch(relative_accuracy)
         self.conf = _Ring(sample_n, np.float64)
@@ -63,9 +65,11 @@ class Window:
             grown[: self.label_counts.size] = self.label_counts
             self.label_counts = grown
         self.label_counts[: counts.size] += counts
-        self.confidence_sum += float(conf.sum())
+        finite = conf[np.isfinite(conf)]  # models without scores record NaN confidences
+        self.confidence_sum += float(finite.sum())
+        self.confidence_n += int(finite.size)
         self.sketch.add_many(lat)
-        self.conf.push(conf)
+        self.conf.push(finite)
         self.dirty = True
 
     def label_dict(self, names: list[Any]) -> dict[str, int]:
@@ -85,6 +89,7 @@ class Window:
             "joined": self.joined,
             "correct": self.correct,
             "confidence_sum": self.confidence_sum,
+            "confidence_count": self.confidence_n,
             "label_counts": json.dumps(self.label_dict(names)),
             "drift": json.dumps(self.drift) if self.drift is not None else None,
             "sketch": self.sketch.to_bytes() if self.sketch.count else None,

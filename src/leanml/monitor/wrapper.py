@@ -50,10 +50,16 @@ class MonitoredEstimator:
     def last_prediction_ids(self) -> list[str]:
         return getattr(self._local, "ids", [])
 
-    def _run(self, X: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _run(self, X: Any) -> tuple[np.ndarray, Any, list[str]]:
         t0 = time.perf_counter()
+        est = self.estimator
         try:
-            labels, conf, proba = predict_with_confidence(self.estimator, X)
+            if hasattr(est, "predict_proba") or hasattr(est, "decision_function"):
+                labels, conf, proba = predict_with_confidence(est, X)
+            else:  # no scores (e.g. a regressor): labels only, confidence unknown (NaN)
+                labels = np.asarray(est.predict(X))
+                conf = np.full(len(labels), np.nan)
+                proba = None
         except Exception:
             self.monitor.record_error(_len(X))
             raise
@@ -82,6 +88,8 @@ class MonitoredEstimator:
         return self._run(X)[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
+        if not hasattr(self.estimator, "predict_proba"):
+            raise AttributeError(f"{type(self.estimator).__name__} has no predict_proba")
         return self._run(X)[1]
 
     def predict_with_ids(self, X: Any) -> tuple[np.ndarray, list[str]]:
