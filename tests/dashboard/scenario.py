@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from leanml.compress import compress
-from leanml.datasets import load_email_intents
+from leanml.datasets import load_dataset, load_email_intents
 from leanml.monitor import AlertRule, ModelMonitor, MonitorConfig, MonitorStore, monitored
 from leanml.registry import ModelRegistry
 from leanml.training import train_model
@@ -69,13 +69,14 @@ def build_registry(root: Path, names: Sequence[str] = ("intent",)) -> dict[str, 
     """Train and register each model (original + guarded compact variant)."""
     registry = ModelRegistry(root)
     out = {}
-    ds = load_email_intents()
     for name in names:
-        trained = train_model("intent", dataset=ds)
+        task = name if name in ("email", "sentiment") else "intent"
+        ds = load_dataset(task) if task != "intent" else load_email_intents()
+        trained = train_model(task, dataset=ds)
         registry.register(
             name,
             trained.pipeline,
-            task="intent",
+            task=task,
             metrics=trained.metrics,
             extra={"estimator": "logreg", "reference": trained.reference},
         )
@@ -84,7 +85,7 @@ def build_registry(root: Path, names: Sequence[str] = ("intent",)) -> dict[str, 
             registry.register(
                 name,
                 result.model,
-                task="intent",
+                task=task,
                 variant="compact",
                 metrics={"test": {"accuracy": _accuracy(result.model, ds.X_test, ds.y_test)}},
                 extra={"guard": result.guard_verdict(), "compression": _summary(result)},

@@ -188,6 +188,9 @@ def label_coverage(md: ModelData, low: float = 0.05, min_count: int = 500) -> In
     text = (
         f"{md.name}: only {100 * cov:.1f}% of {md.count} predictions received ground truth "
         f"({md.joined} labels), so realized accuracy is uncertain; rely on the estimate meanwhile."
+        if md.joined
+        else f"{md.name}: none of {md.count} predictions received ground truth, so accuracy is "
+        "only estimated; send labels to POST /v1/models/{name}/feedback.".replace("{name}", md.name)
     )
     return Insight(
         "label_coverage",

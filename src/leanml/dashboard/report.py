@@ -363,16 +363,18 @@ def _bytes(n: float | None) -> str:
 def _comparison_section(data: ReportData) -> str:
     ref, b = REFERENCE_FIGURES, data.benchmarks
     rows: list[tuple[str, str, str, str]] = []
-    for md in data.models.values():
+    sizes: dict[str, float] = ref["size_change_pct"]  # type: ignore[assignment]
+    for name in dict.fromkeys([*data.models, *sizes]):
+        md = data.models.get(name) or ModelData(name)
         variants = (md.registry or {}).get("variants", {})
         ob = variants.get("original", {}).get("artifact_bytes")
         cb = variants.get("compact", {}).get("artifact_bytes")
         ours = (
             f"{_bytes(ob)} &rarr; {_bytes(cb)} ({100 * (cb / ob - 1):+.1f}%)"
             if ob and cb
-            else (f"{_bytes(ob)}, no compact variant" if ob else "-")
+            else (f"{_bytes(ob)}, no compact variant" if ob else "not in this report")
         )
-        theirs = ref["size_change_pct"].get(md.name)  # type: ignore[attr-defined]
+        theirs = sizes.get(md.name)
         rows.append(
             (
                 f"model size, {_e(md.name)}: original vs compact",

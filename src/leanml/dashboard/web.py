@@ -1,0 +1,394 @@
+"""The live admin dashboard: a Starlette app to mount at ``/dashboard``.
+
+::
+
+    from starlette.routing import Mount
+    from leanml.dashboard.web import MonitorProvider, dashboard_app
+
+    provider = MonitorProvider(monitors, registry=registry, extras=serving_figures,
+                               switch=switch_variant)
+    app.router.routes.append(Mount("/dashboard", app=dashboard_app(provider, admin_token=token)))
+
+Routes (relative to the mount point): ``/`` the page, ``/data.json`` what it polls,
+``/dashboard.js`` and ``/dashboard.css`` (served from the package: no CDN, works offline), and
+``POST /variant`` (``{"model", "variant"}``) which calls the provider's switch behind the bearer
+token (401 without a token, 403 when wrong or when no token is configured; compared in constant
+time). Charts are drawn in the browser as SVG by the page's own ~60-line script from the JSON
+series, so the serving process spends no CPU on rendering. The page sends a strict
+Content-Security-Policy (scripts only from this server, no inline script) and the script writes
+every value with ``textContent``: model names and labels cannot inject markup.
+
+The data comes from any object implementing :class:`DashboardProvider`; :class:`MonitorProvider`
+builds it from :class:`~leanml.monitor.ModelMonitor` objects, a registry and the serving layer's
+cache/batching figures. The app keeps the last ``history_s`` seconds of live points per model
+(one per poll at most every ``sample_every_s``), seeded from the provider's ``history`` when it
+has one (e.g. the store's merged windows).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from html import escape
+from typing import Any, Protocol, runtime_checkable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from leanml.dashboard import _assets
+
+__all__ = ["DashboardProvider", "MonitorProvider", "dashboard_app", "model_entry"]
+
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_SERIES_KEYS = ("rps", "p50", "p95", "p99", "estimated", "realized", "hit_rate")
+
+
+@runtime_checkable
+class DashboardProvider(Protocol):
+    """What the dashboard reads. ``snapshot()`` returns::
+
+        {"models": {name: stats}, "resources": {...} | None}
+
+    where ``stats`` has the shape of :meth:`ModelMonitor.stats` (missing keys are shown as
+    "-") plus, when the serving layer has them: ``variants`` (list), ``active_variant``,
+    ``cache`` ({"hits", "misses", "evictions", "entries", "max_entries", "enabled"}) and
+    ``batching`` ({"batch_sizes": {size: count}, "mean_batch_size", "queue_wait_p99_s",
+    "max_wait_ms", "max_batch_size"}). ``resources`` has the shape of
+    :meth:`ResourceSampler.latest`. ``switch_variant`` is the admin action (raise
+    ``KeyError`` for an unknown model, ``ValueError`` for a bad variant).
+    An optional ``history(since) -> {name: [{"ts", "rps", "p50", ...}]}`` seeds the charts.
+    """
+
+    def snapshot(self) -> Mapping[str, Any]: ...
+
+    def switch_variant(self, name: str, variant: str) -> Mapping[str, Any]: ...
+
+
+class MonitorProvider:
+    """A :class:`DashboardProvider` over live monitors (and optionally registry and store).
+
+    ``monitors``: name -> ModelMonitor, or a callable returning that mapping (so models loaded
+    later appear). ``extras(name)`` adds serving figures (``cache``, ``batching``,
+    ``variants``, ``active_variant``) to a model's stats. ``switch(name, variant)`` performs the
+    admin switch; without it the registry's ``set_active_variant`` is used. ``store`` (a
+    :class:`~leanml.monitor.MonitorStore`) seeds the charts with the last hour of windows merged
+    across every process.
+    """
+
+    def __init__(
+        self,
+        monitors: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        *,
+        registry: Any | None = None,
+        store: Any | None = None,
+        extras: Callable[[str], Mapping[str, Any] | None] | None = None,
+        switch: Callable[[str, str], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._monitors = monitors
+        self.registry = registry
+        self.store = store
+        self.extras = extras
+        self.switch = switch
+
+    def monitors(self) -> Mapping[str, Any]:
+        return self._monitors() if callable(self._monitors) else self._monitors
+
+    def snapshot(self) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        resources = None
+        for name, mon in self.monitors().items():
+            st = dict(mon.stats())
+            resources = resources or st.get("resources")
+            if self.registry is not None and name in self.registry.list_models():
+                st.setdefault("variants", self.registry.variants(name))
+                st.setdefault("active_variant", self.registry.active_variant(name))
+            if self.extras is not None:
+                st.update(self.extras(name) or {})
+            models[name] = st
+        return {"models": models, "resources": resources}
+
+    def switch_variant(self, name: str, variant: str) -> dict[str, Any]:
+        if name not in self.monitors():
+            raise KeyError(name)
+        if self.switch is not None:
+            return dict(self.switch(name, variant))
+        if self.registry is None:
+            raise ValueError("no registry to switch variants in")
+        self.registry.set_active_variant(name, variant)
+        return {"model": name, "variant": variant}
+
+    def history(self, since: float) -> dict[str, list[dict[str, Any]]]:
+        if self.store is None:
+            return {}
+        from leanml.dashboard.data import ModelData, _fill_windows
+
+        out: dict[str, list[dict[str, Any]]] = {}
+        rows = self.store.read_snapshots(since=since)
+        for name in sorted({r["model"] for r in rows}):
+            md = ModelData(name)
+            _fill_windows(md, [r for r in rows if r["model"] == name])
+            out[name] = [
+                {
+                    "ts": w.start + w.width / 2,
+                    "rps": w.throughput,
+                    "p50": w.p50,
+                    "p95": w.p95,
+                    "p99": w.p99,
+                    "estimated": w.estimated_accuracy,
+                    "realized": None,
+                }
+                for w in md.windows
+                if w.start + w.width <= time.time()  # closed windows only: complete counts
+            ]
+        return out
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _rate(tp: Mapping[str, Any], uptime: Any) -> float | None:
+    """Predictions per second over the last minute (or the uptime when shorter)."""
+    per_min, up = _num(tp.get("per_min")), _num(uptime)
+    if per_min is None:
+        return _num(tp.get("per_s"))
+    return per_min / max(1.0, min(60.0, up if up is not None else 60.0))
+
+
+def model_entry(name: str, st: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one model's stats into what the page shows (numbers or None, strings)."""
+    lat = st.get("latency") or {}
+    tp = st.get("throughput") or {}
+    acc = st.get("accuracy") or {}
+    real = acc.get("realized") or {}
+    drift = st.get("drift") or {}
+    cache = st.get("cache") or {}
+    batching = st.get("batching") or {}
+    hits, misses = _num(cache.get("hits")), _num(cache.get("misses"))
+    hit_rate = _num(cache.get("hit_rate"))
+    if hit_rate is None and hits is not None and misses is not None and hits + misses:
+        hit_rate = hits / (hits + misses)
+    mean_batch = _num(batching.get("mean_batch_size"))
+    sizes = batching.get("batch_sizes") or {}
+    if mean_batch is None and sizes:
+        n = sum(int(c) for c in sizes.values())
+        mean_batch = sum(int(k) * int(c) for k, c in sizes.items()) / n if n else None
+    alerts = (st.get("alerts") or {}).get("active") or []
+    variants = st.get("variants") or []
+    return {
+        "name": str(name),
+        "health": str(st.get("health") or "unknown"),
+        "reasons": [f"{a.get('rule')}: {a.get('level')} - {a.get('reason')}" for a in alerts],
+        "version": str(st.get("version") or ""),
+        "variant": str(st.get("active_variant") or st.get("variant") or ""),
+        "variants": [str(v) for v in variants],
+        "predictions": _num((st.get("counts") or {}).get("predictions")),
+        "per_s": _num(tp.get("per_s")),
+        "rps": _rate(tp, st.get("uptime_s")),
+        "per_min": _num(tp.get("per_min")),
+        "p50": _num(lat.get("p50")),
+        "p95": _num(lat.get("p95")),
+        "p99": _num(lat.get("p99")),
+        "realized": _num(real.get("accuracy")),
+        "realized_n": int(real.get("n") or 0),
+        "estimated": _num(acc.get("estimated")),
+        "class_psi": _num(drift.get("class_psi")),
+        "confidence_ks": _num(drift.get("confidence_ks")),
+        "error_rate": _num(st.get("error_rate")),
+        "cache_hit_rate": hit_rate,
+        "cache_entries": _num(cache.get("entries")),
+        "batch_mean": mean_batch,
+        "queue_wait_p99": _num(batching.get("queue_wait_p99_s")),
+        "dropped": int(sum(v for v in (st.get("drops") or {}).values() if isinstance(v, int))),
+    }
+
+
+class _Series:
+    """The last ``history_s`` seconds of points per model, bounded in entries."""
+
+    def __init__(self, history_s: float, sample_every_s: float) -> None:
+        self.history_s = history_s
+        self.every = sample_every_s
+        self.max_points = int(history_s / sample_every_s) + 120
+        self.points: dict[str, deque[tuple[float, dict[str, float | None]]]] = {}
+        self.last = 0.0
+
+    def add(self, ts: float, name: str, point: Mapping[str, float | None]) -> None:
+        d = self.points.setdefault(name, deque(maxlen=self.max_points))
+        if d and ts <= d[-1][0]:
+            return
+        d.append((ts, {k: point.get(k) for k in _SERIES_KEYS}))
+
+    def trim(self, now: float) -> None:
+        lo = now - self.history_s
+        for d in self.points.values():
+            while d and d[0][0] < lo:
+                d.popleft()
+
+    def as_json(self, names: list[str]) -> dict[str, dict[str, list[Any]]]:
+        out = {}
+        for name in names:
+            pts = list(self.points.get(name, ()))
+            out[name] = {"t": [p[0] for p in pts]}
+            for k in _SERIES_KEYS:
+                out[name][k] = [p[1][k] for p in pts]
+        return out
+
+
+def _page(root: str, title: str, refresh_s: float) -> str:
+    r = escape(root, quote=True)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{r}/dashboard.css">
+</head>
+<body data-base="{r}" data-refresh="{refresh_s:g}">
+<header><h1>{escape(title)}</h1><span id="status">loading…</span>
+<form id="admin-box" hidden><label>admin token
+<input id="token" type="password" autocomplete="off" size="18"></label></form></header>
+<main>
+<h2>Models</h2><div id="models" class="grid"></div>
+<h2>Active alerts</h2>
+<div class="card"><table><thead><tr><th>model</th><th>rule</th><th>level</th><th>value</th>
+<th>reason</th></tr></thead><tbody id="alerts"></tbody></table></div>
+<h2>Live charts (last hour)</h2><div id="charts"></div>
+<h2>Process resources</h2><div class="card"><table><tbody id="resources"></tbody></table></div>
+</main>
+<script src="{r}/dashboard.js"></script>
+</body></html>
+"""
+
+
+def dashboard_app(
+    provider: DashboardProvider,
+    *,
+    admin_token: str | Callable[[], str | None] | None = None,
+    title: str = "leanml dashboard",
+    refresh_s: float = 2.0,
+    history_s: float = 3600.0,
+    sample_every_s: float = 1.0,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """The dashboard as an ASGI app (mount it at ``/dashboard``); see the module docstring."""
+    series = _Series(history_s, sample_every_s)
+    seeded = False
+
+    def token() -> str | None:
+        return admin_token() if callable(admin_token) else admin_token
+
+    def collect() -> dict[str, Any]:
+        nonlocal seeded
+        now = clock()
+        if not seeded:
+            seeded = True
+            hist = getattr(provider, "history", None)
+            if callable(hist):
+                for name, pts in hist(now - history_s).items():
+                    for p in pts:
+                        series.add(float(p["ts"]), name, p)
+        snap = provider.snapshot()
+        models = [model_entry(n, st) for n, st in (snap.get("models") or {}).items()]
+        alerts = [
+            {"model": n, **{k: a.get(k) for k in ("rule", "level", "value", "reason")}}
+            for n, st in (snap.get("models") or {}).items()
+            for a in ((st.get("alerts") or {}).get("active") or [])
+        ]
+        for a in alerts:
+            a["value"] = _num(a["value"])
+        if now - series.last >= sample_every_s:
+            series.last = now
+            for m in models:
+                series.add(
+                    now,
+                    m["name"],
+                    {
+                        "rps": m["rps"],
+                        "p50": m["p50"],
+                        "p95": m["p95"],
+                        "p99": m["p99"],
+                        "estimated": m["estimated"],
+                        "realized": m["realized"],
+                        "hit_rate": m["cache_hit_rate"],
+                    },
+                )
+            series.trim(now)
+        res = snap.get("resources") or {}
+        return {
+            "ts": now,
+            "admin": bool(token()),
+            "models": models,
+            "alerts": alerts,
+            "series": series.as_json([m["name"] for m in models]),
+            "resources": {
+                k: res.get(k)
+                for k in ("rss_bytes", "cpu_percent", "threads", "gc_collections", "disk_bytes")
+            },
+        }
+
+    async def page(request: Request) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return HTMLResponse(
+            _page(root, title, refresh_s),
+            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store"},
+        )
+
+    async def data(request: Request) -> Response:
+        body = await run_in_threadpool(collect)
+        return Response(
+            json.dumps(body, allow_nan=False, default=str),
+            media_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def script(request: Request) -> Response:
+        return Response(_assets.JS, media_type="text/javascript; charset=utf-8")
+
+    async def style(request: Request) -> Response:
+        return Response(_assets.CSS, media_type="text/css; charset=utf-8")
+
+    async def switch(request: Request) -> Response:
+        expected = token()
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            return JSONResponse(
+                {"detail": "missing bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        given = auth[7:].strip().encode()
+        if not expected or not hmac.compare_digest(given, expected.encode()):
+            return JSONResponse({"detail": "invalid token or admin disabled"}, 403)
+        try:
+            payload = await request.json()
+            name, variant = str(payload["model"]), str(payload["variant"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"detail": "expected JSON {'model': ..., 'variant': ...}"}, 422)
+        try:
+            result = await run_in_threadpool(provider.switch_variant, name, variant)
+        except KeyError:
+            return JSONResponse({"detail": f"unknown model {name!r}"}, 404)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, 422)
+        return JSONResponse({"model": name, "variant": variant, **dict(result or {})})
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/data.json", data),
+            Route("/dashboard.js", script),
+            Route("/dashboard.css", style),
+            Route("/variant", switch, methods=["POST"]),
+        ]
+    )
