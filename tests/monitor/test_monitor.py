@@ -329,3 +329,36 @@ def test_flush_batch_size_rounds(clock) -> None:
     assert m.stats()["counts"]["recorded"] == 1550
     assert m._step(force=False) is False
     m.close()
+
+
+def test_forked_child_starts_fresh_and_writes_as_its_own_process(tmp_path) -> None:
+    import os
+
+    store = MonitorStore(f"sqlite:///{tmp_path / 'fork.db'}")
+    m = ModelMonitor(
+        "fork",
+        store=store,
+        sinks=[],
+        config=MonitorConfig(flush_interval_s=0.01, store_interval_s=0.05),
+    )
+    for i in range(10):
+        m.record(f"parent-{i}", "a", 0.9, 0.001)
+    m.flush()
+    pid = os.fork()
+    if pid == 0:  # child: empty state, a new process id, a running flusher
+        code = 1
+        try:
+            ok = m.stats()["counts"]["predictions"] == 0 and m._thread is not None
+            for i in range(5):
+                m.record(f"child-{i}", "b", 0.8, 0.002)
+            m.close()
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    m.close()
+    merged = store.merged("fork")
+    assert merged["count"] == 15
+    assert len(merged["processes"]) == 2
+    assert merged["label_counts"] == {"a": 10, "b": 5}

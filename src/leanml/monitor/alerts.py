@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -205,10 +207,20 @@ class WebhookSink:
         self.failed = 0
         self.dropped = 0
         self.attempts = 0
-        self._q: queue.Queue[AlertEvent | None] = queue.Queue(max_queue)
-        self._client = httpx.Client(
-            timeout=timeout_s, headers=dict(headers or {}), transport=transport
-        )
+        self._client_args = {
+            "timeout": timeout_s,
+            "headers": dict(headers or {}),
+            "transport": transport,
+        }
+        self._max_queue = max_queue
+        self._start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart(ref))
+
+    def _start(self) -> None:
+        """(Re)create the queue, client and sender thread (also in a forked child)."""
+        self._q: queue.Queue[AlertEvent | None] = queue.Queue(self._max_queue)
+        self._client = httpx.Client(**self._client_args)  # type: ignore[arg-type]
         self._thread = threading.Thread(target=self._run, name="leanml-webhook", daemon=True)
         self._thread.start()
 
@@ -267,6 +279,12 @@ class WebhookSink:
             "dropped": self.dropped,
             "attempts": self.attempts,
         }
+
+
+def _restart(ref: weakref.ReferenceType[WebhookSink]) -> None:
+    sink = ref()
+    if sink is not None:
+        sink._start()
 
 
 @dataclass

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
@@ -85,6 +87,23 @@ class ModelMonitor:
         )
         self.drift_detector = DriftDetector(reference) if reference is not None else None
         self.analyzer, self.vocabulary = analyzer, vocabulary
+        self.alerts = AlertManager(
+            cfg.alert_rules,
+            [LogSink()] if sinks is None else sinks,
+            model=name,
+            variant=variant,
+            max_events=cfg.max_events,
+        )
+        self._init_state()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        if start:
+            self.start()
+
+    def _init_state(self) -> None:
+        """Buffers, counters, windows and threads of this process (fresh after a fork)."""
+        cfg = self.config
+        clock = self._clock
         # hot-path state: bound methods and bounds read on every call
         self._buf: deque[tuple] = deque()
         self._append = self._buf.append
@@ -134,13 +153,6 @@ class ModelMonitor:
         self._label_rows: deque[dict[str, Any]] = deque()
         self._alert_rows: list[dict[str, Any]] = []
         self._resource_rows: list[dict[str, Any]] = []
-        self.alerts = AlertManager(
-            cfg.alert_rules,
-            [LogSink()] if sinks is None else sinks,
-            model=name,
-            variant=variant,
-            max_events=cfg.max_events,
-        )
         self.resources = ResourceSampler(
             cfg.resource_history, disk_usage=self.store.disk_usage if self.store else None
         )
@@ -166,8 +178,6 @@ class ModelMonitor:
         self._closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if start:
-            self.start()
 
     # ------------------------------------------------------------------ hot path
     def record(
@@ -385,6 +395,19 @@ class ModelMonitor:
         """Sampled detail records not yet written (all of them when there is no store)."""
         with self._lock:
             return [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self._details]
+
+
+def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
+    """In a forked child (e.g. gunicorn --preload): start over with empty state, a new process
+    id and a flusher thread, so the parent's counts are not written twice."""
+    m = ref()
+    if m is None or m._closed:
+        return
+    running = m._thread is not None
+    m.process_id = m.store.process_id if m.store is not None else default_process_id()
+    m._init_state()
+    if running:
+        m.start()
 
 
 def input_hash(text: str) -> str:

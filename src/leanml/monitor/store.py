@@ -27,6 +27,7 @@ import json
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -180,6 +181,8 @@ class MonitorStore:
         )
         if create:
             self.create()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _store_after_fork(ref))
 
     # -- schema --------------------------------------------------------------------------------
     def create(self) -> None:
@@ -422,6 +425,14 @@ class MonitorStore:
                 kw = "VACUUM FULL" if mode == "full" else "VACUUM"
                 for t in self._md.sorted_tables:
                     conn.exec_driver_sql(f'{kw} "{t.name}"')
+
+
+def _store_after_fork(ref: weakref.ReferenceType[MonitorStore]) -> None:
+    """A forked child gets its own process id and never reuses the parent's connections."""
+    st = ref()
+    if st is not None:
+        st.process_id = default_process_id()
+        st.engine.dispose(close=False)
 
 
 def _qname(q: float) -> str:
