@@ -87,22 +87,29 @@ def decode_vector(spec: dict, arrays: dict, name: str) -> np.ndarray:
     return np.asarray(arrays[name], dtype=np.float32)
 
 
-def encode_matrix(matrix: np.ndarray, precision: str, name: str) -> tuple[dict, dict]:
-    """Encode a 2-D float matrix (rows = output units) in ``precision``.
+def encode_matrix(
+    matrix: np.ndarray, precision: str, name: str, *, per: str = "row"
+) -> tuple[dict, dict]:
+    """Encode a 2-D float matrix in ``precision``; int8 scales are per row or per column.
 
     Returns ``(spec, arrays)``; array names are prefixed with ``name``. Zeros are kept exactly.
+    The layout is the smallest of: dense, a bit mask of the non-zeros plus their values, or the
+    delta-coded flat positions of the non-zeros plus their values (very sparse matrices; also
+    the fastest to load).
     """
     if precision not in PRECISIONS:
         raise CompressionError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
     m = np.asarray(matrix, dtype=np.float64)
     if m.ndim != 2:
         raise CompressionError(f"{name} must be 2-D, got shape {m.shape}.")
-    spec: dict[str, Any] = {"shape": list(m.shape), "precision": precision}
+    spec: dict[str, Any] = {"shape": list(m.shape), "precision": precision, "per": per}
     arrays: dict[str, np.ndarray] = {}
     if precision == "int8":
-        peak = np.max(np.abs(m), axis=1) if m.size else np.zeros(m.shape[0])
+        axis = 1 if per == "row" else 0
+        peak = np.max(np.abs(m), axis=axis) if m.size else np.zeros(m.shape[1 - axis])
         scale = np.where(peak > 0, peak / 127.0, 1.0)
-        q = np.rint(m / scale[:, None]).astype(np.int8)
+        scale_b = scale[:, None] if per == "row" else scale[None, :]
+        q = np.rint(m / scale_b).astype(np.int8)
         arrays[name + ".scale"] = scale.astype(np.float32)
         stored: np.ndarray = q
     elif precision == "fp16":
@@ -110,14 +117,22 @@ def encode_matrix(matrix: np.ndarray, precision: str, name: str) -> tuple[dict, 
         stored = m.astype(np.float16)
     else:
         stored = m.astype(np.float32)
-    nonzero = stored != 0
-    nnz = int(nonzero.sum())
+    flat = stored.ravel()
+    positions = np.flatnonzero(flat)
+    nnz = int(positions.size)
     dense_bytes = stored.nbytes
-    sparse_bytes = (m.size + 7) // 8 + nnz * stored.itemsize
-    if sparse_bytes < dense_bytes:
+    mask_bytes = (m.size + 7) // 8 + nnz * stored.itemsize
+    gaps = np.diff(positions, prepend=0) if nnz else positions
+    pos_bytes = nnz * (np.dtype(smallest_uint(int(gaps.max()) if nnz else 0)).itemsize)
+    pos_bytes += nnz * stored.itemsize
+    if pos_bytes <= min(mask_bytes, dense_bytes):
+        spec["layout"] = "positions"
+        spec["positions"], arrays[name + ".positions"] = pack_uints(positions, delta=True)
+        arrays[name + ".values"] = flat[positions]
+    elif mask_bytes < dense_bytes:
         spec["layout"] = "mask"
-        arrays[name + ".mask"] = np.packbits(nonzero.ravel())
-        arrays[name + ".values"] = stored[nonzero]
+        arrays[name + ".mask"] = np.packbits(flat != 0)
+        arrays[name + ".values"] = flat[positions]
     else:
         spec["layout"] = "dense"
         arrays[name + ".values"] = stored
@@ -125,19 +140,28 @@ def encode_matrix(matrix: np.ndarray, precision: str, name: str) -> tuple[dict, 
 
 
 def decode_matrix(spec: dict, arrays: dict, name: str) -> np.ndarray:
-    """Decode what :func:`encode_matrix` wrote into a float32 matrix."""
+    """Decode what :func:`encode_matrix` wrote into a float32 matrix (C order)."""
     shape = tuple(int(s) for s in spec["shape"])
     values = np.asarray(arrays[name + ".values"])
+    int8 = spec["precision"] == "int8"
+    scale = np.asarray(arrays[name + ".scale"], dtype=np.float32) if int8 else None
+    per_row = spec.get("per", "row") == "row"
+    if spec["layout"] == "dense":
+        out = values.astype(np.float32).reshape(shape)
+        if scale is not None:
+            out *= scale[:, None] if per_row else scale[None, :]
+        return out
     if spec["layout"] == "mask":
         size = int(np.prod(shape))
         mask = np.unpackbits(np.asarray(arrays[name + ".mask"]), count=size).astype(bool)
-        out = np.zeros(size, dtype=np.float32)
-        out[mask] = values.astype(np.float32)
-        out = out.reshape(shape)
+        positions = np.flatnonzero(mask)
     else:
-        out = values.astype(np.float32).reshape(shape)
-    if spec["precision"] == "int8":
-        out *= np.asarray(arrays[name + ".scale"], dtype=np.float32)[:, None]
+        positions = unpack_uints(spec["positions"], arrays[name + ".positions"])
+    vals = values.astype(np.float32)
+    if scale is not None:
+        vals *= scale[positions // shape[1]] if per_row else scale[positions % shape[1]]
+    out = np.zeros(shape, dtype=np.float32)
+    out.ravel()[positions] = vals
     return out
 
 

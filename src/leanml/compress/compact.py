@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import zipfile
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -40,6 +41,46 @@ def _has_proba(self: CompactModel) -> bool:
 
 def _has_decision(self: CompactModel) -> bool:
     return self.head is not None and self.head.has_decision
+
+
+_BLOB = "blob"
+_ALIGN = 16
+
+
+def _write_npz(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    """Write every array into one deflated ``.npy`` member (one stream, one header to parse).
+
+    Returns the index ``{name: [offset, dtype, shape]}`` that goes into the spec.
+    """
+    index: dict[str, list[Any]] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        data = arr.tobytes()
+        index[name] = [offset, arr.dtype.str, list(arr.shape)]
+        pad = (-len(data)) % _ALIGN
+        chunks.append(data + b"\0" * pad)
+        offset += len(data) + pad
+    blob = np.frombuffer(b"".join(chunks), dtype=np.uint8)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        with zf.open(_BLOB + ".npy", "w") as fh:
+            np.lib.format.write_array(fh, blob, allow_pickle=False)
+    return index
+
+
+def _unpack(blob: np.ndarray, index: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    """Zero-copy views of the arrays in ``blob`` (read-only)."""
+    buffer = blob.data
+    out: dict[str, np.ndarray] = {}
+    for name, (offset, dtype_str, shape) in index.items():
+        dtype = np.dtype(dtype_str)
+        if dtype.kind == "O":
+            raise ArtifactError(f"Array {name!r} has dtype object; refusing (it needs pickle).")
+        count = int(np.prod(shape)) if shape else 1
+        arr = np.frombuffer(buffer, dtype=dtype, count=count, offset=int(offset))
+        out[name] = arr.reshape(shape)
+    return out
 
 
 class CompactModel(ClassifierMixin, BaseEstimator):
@@ -154,8 +195,7 @@ class CompactModel(ClassifierMixin, BaseEstimator):
             "recipe": self.recipe,
             "nodes": specs,
         }
-        with open(directory / ARRAYS_FILE, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        spec["arrays"] = _write_npz(directory / ARRAYS_FILE, arrays)
         (directory / SPEC_FILE).write_text(json.dumps(spec, sort_keys=True), encoding="utf-8")
         return [ARRAYS_FILE, SPEC_FILE]
 
@@ -179,8 +219,9 @@ class CompactModel(ClassifierMixin, BaseEstimator):
             )
         try:
             with np.load(directory / ARRAYS_FILE, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError) as exc:
+                blob = npz[_BLOB]
+            arrays = _unpack(blob, spec["arrays"])
+        except (ValueError, OSError, KeyError, TypeError) as exc:
             raise ArtifactError(f"Cannot read {ARRAYS_FILE}: {exc}") from None
         nodes = chain_from_payload(spec["nodes"], arrays)
         head = nodes[-1]

@@ -40,12 +40,16 @@ class SVDStage(Stage):
     kind = "svd"
 
     def __init__(self, components: np.ndarray, precision: str = "fp32") -> None:
-        self.components = np.asarray(components, dtype=np.float32)
+        self._ct = np.ascontiguousarray(np.asarray(components, dtype=np.float32).T)
         self.precision = precision
-        self._refresh()
+
+    @property
+    def components(self) -> np.ndarray:
+        """Components x inputs, a view of the stored inputs x components matrix."""
+        return self._ct.T
 
     def _refresh(self) -> None:
-        self._ct = np.ascontiguousarray(self.components.T)
+        self._ct = np.ascontiguousarray(self._ct)
 
     def transform(self, X: Any) -> np.ndarray:
         return np.asarray(X @ self._ct, dtype=np.float32)
@@ -59,23 +63,23 @@ class SVDStage(Stage):
         return np.asarray(np.any(self.components != 0, axis=0))
 
     def select_inputs(self, mask: np.ndarray) -> None:
-        self.components = self.components[:, mask]
+        self._ct = self._ct[mask]
         self._refresh()
 
     def can_permute_inputs(self) -> bool:
         return True
 
     def permute_inputs(self, perm: np.ndarray) -> None:
-        self.components = self.components[:, perm]
+        self._ct = self._ct[perm]
         self._refresh()
 
     def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        spec, arrays = encode_matrix(self.components, self.precision, "C")
+        spec, arrays = encode_matrix(self._ct, self.precision, "C", per="column")
         return {"C": spec}, arrays
 
     @classmethod
     def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> SVDStage:
-        return cls(decode_matrix(spec["C"], arrays, "C"), spec["C"]["precision"])
+        return cls(decode_matrix(spec["C"], arrays, "C").T, spec["C"]["precision"])
 
     def size_components(self) -> dict[str, str]:
         return {"C": "components"}

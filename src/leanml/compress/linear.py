@@ -107,16 +107,21 @@ class LinearHead(Head):
     ) -> None:
         if link not in LINKS:
             raise Unsupported(f"unknown link {link!r}")
-        self.W = np.asarray(W, dtype=np.float32)
+        self.WT = np.ascontiguousarray(np.asarray(W, dtype=np.float32).T)
         self.b = np.asarray(b, dtype=np.float32).ravel()
         self.link, self.precision, self.binarize = link, precision, binarize
         self.has_proba = link != "none"
         self.has_decision = has_decision
         self._refresh()
 
+    @property
+    def W(self) -> np.ndarray:
+        """Weights (classes x inputs), a view of the stored ``WT`` (inputs x classes)."""
+        return self.WT.T
+
     def _refresh(self) -> None:
-        self.WT = np.ascontiguousarray(self.W.T)
-        self.binary_margin = self.W.shape[0] == 1
+        self.WT = np.ascontiguousarray(self.WT)
+        self.binary_margin = self.WT.shape[1] == 1
 
     def _prepare(self, X: Any) -> Any:
         if self.binarize is None:
@@ -185,18 +190,18 @@ class LinearHead(Head):
         return np.asarray(np.any(self.W != 0, axis=0))
 
     def select_inputs(self, mask: np.ndarray) -> None:
-        self.W = self.W[:, mask]
+        self.WT = self.WT[mask]
         self._refresh()
 
     def can_permute_inputs(self) -> bool:
         return True
 
     def permute_inputs(self, perm: np.ndarray) -> None:
-        self.W = self.W[:, perm]
+        self.WT = self.WT[perm]
         self._refresh()
 
     def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        wspec, arrays = encode_matrix(self.W, self.precision, "W")
+        wspec, arrays = encode_matrix(self.WT, self.precision, "W", per="column")
         arrays["b"] = self.b.astype(np.float32)
         spec = {
             "W": wspec,
@@ -208,8 +213,8 @@ class LinearHead(Head):
 
     @classmethod
     def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearHead:
-        return cls(
-            decode_matrix(spec["W"], arrays, "W"),
+        return cls(  # decode gives WT in C order; its .T view transposes back without a copy
+            decode_matrix(spec["W"], arrays, "W").T,
             arrays["b"],
             link=spec["link"],
             precision=spec["W"]["precision"],

@@ -53,14 +53,16 @@ class MLPHead(Head):
         precision: str = "fp32",
         dynamic_activations: bool = False,
     ) -> None:
-        self.weights = [np.asarray(w, dtype=np.float32) for w in weights]  # (out, in)
+        # stored transposed, (in, out), the layout the forward pass multiplies with
+        self._wt = [np.ascontiguousarray(np.asarray(w, dtype=np.float32).T) for w in weights]
         self.biases = [np.asarray(b, dtype=np.float32) for b in biases]
         self.activation, self.out_activation = activation, out_activation
         self.precision, self.dynamic_activations = precision, dynamic_activations
-        self._refresh()
 
-    def _refresh(self) -> None:
-        self._wt = [np.ascontiguousarray(w.T) for w in self.weights]
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Per layer (out, in) views of the stored matrices."""
+        return [w.T for w in self._wt]
 
     def _forward(self, first: np.ndarray) -> np.ndarray:
         z = first
@@ -100,21 +102,19 @@ class MLPHead(Head):
         return np.asarray(np.any(self.weights[0] != 0, axis=0))
 
     def select_inputs(self, mask: np.ndarray) -> None:
-        self.weights[0] = self.weights[0][:, mask]
-        self._refresh()
+        self._wt[0] = np.ascontiguousarray(self._wt[0][mask])
 
     def can_permute_inputs(self) -> bool:
         return True
 
     def permute_inputs(self, perm: np.ndarray) -> None:
-        self.weights[0] = self.weights[0][:, perm]
-        self._refresh()
+        self._wt[0] = np.ascontiguousarray(self._wt[0][perm])
 
     def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays: dict[str, np.ndarray] = {}
         layers = []
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            spec, arr = encode_matrix(w, self.precision, f"W{i}")
+        for i, (w, b) in enumerate(zip(self._wt, self.biases, strict=True)):
+            spec, arr = encode_matrix(w, self.precision, f"W{i}", per="column")
             arrays.update(arr)
             arrays[f"b{i}"] = b
             layers.append(spec)
@@ -127,7 +127,7 @@ class MLPHead(Head):
 
     @classmethod
     def from_payload(cls, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLPHead:
-        weights = [decode_matrix(s, arrays, f"W{i}") for i, s in enumerate(spec["layers"])]
+        weights = [decode_matrix(s, arrays, f"W{i}").T for i, s in enumerate(spec["layers"])]
         biases = [arrays[f"b{i}"] for i in range(len(weights))]
         return cls(
             weights, biases, activation=spec["activation"],

@@ -100,9 +100,12 @@ class TextStage(Stage):
         aux_precision: str = "fp32",
         tokens: list[str] | None = None,
         grams: list[np.ndarray] | None = None,
+        decomposition: tuple[list[str], np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.cfg = cfg
         self.terms = terms
+        #: (sorted tokens, per-term code in base len(tokens), per-term n) aligned with terms
+        self.decomposition = decomposition
         self.tokens, self.grams = tokens, grams
         self.idf = None if idf is None else np.asarray(idf, dtype=np.float32)
         self.binary, self.sublinear_tf, self.norm = binary, sublinear_tf, norm
@@ -113,13 +116,9 @@ class TextStage(Stage):
 
     # -- lookup structures ------------------------------------------------------------------
     def _build_index(self) -> None:
+        self._index: dict[str, int] | None = None
         if self.tokens is None:
-            terms = self.terms or []
-            self.index: dict[str, int] = dict(zip(terms, range(len(terms)), strict=True))
-            self._get = self.index.get
             return
-        self.index = dict(zip(self.tokens, range(len(self.tokens)), strict=True))
-        self._get = self.index.get
         grams = self.grams or []
         self._T = max(len(self.tokens), 1)
         self._tok2feat = np.full(self._T + 1, -1, dtype=np.int64)  # last slot: unknown token
@@ -133,45 +132,60 @@ class TextStage(Stage):
                 self._tables.append((n, codes, offset))
             offset += len(codes)
         self._n_features = offset
+        self._lookup()
+
+    def _lookup(self) -> Any:
+        """``dict.get`` of the term (or token) -> id index, built on first use."""
+        if self._index is None:
+            keys = self.tokens if self.tokens is not None else (self.terms or [])
+            self._index = dict(zip(keys, range(len(keys)), strict=True))
+            self._get = self._index.get
+        return self._get
 
     @property
     def n_features(self) -> int:
         return self._n_features if self.tokens is not None else len(self.terms or [])
 
     def token_mode_possible(self) -> bool:
-        min_n, max_n = self.cfg["ngram_range"]
         if self.tokens is not None:
             return True
-        if self.cfg["analyzer"] != "word" or max_n > 3 or self.terms is None:
+        if self.decomposition is None:
             return False
-        pieces = [t.split(" ") for t in self.terms]
-        if any(len(p) < min_n or len(p) > max_n or "" in p for p in pieces):
-            return False  # a token containing a space: keep the string layout
-        n_tokens = len({w for p in pieces for w in p})
-        return (n_tokens + 1) ** max_n < 2**62
+        max_n = self.cfg["ngram_range"][1]
+        return (len(self.decomposition[0]) + 1) ** max_n < 2**62
 
     def to_token_mode(self) -> np.ndarray:
         """Switch to the *tokens* layout; return ``perm`` (new column i = old column perm[i])."""
-        terms = self.terms or []
-        pieces = [t.split(" ") for t in terms]
-        tokens = sorted({w for p in pieces for w in p})
-        tid = {t: i for i, t in enumerate(tokens)}
-        T = max(len(tokens), 1)
+        if self.decomposition is None:
+            raise CompressionError("This vectorizer cannot use the token layout.")
+        tokens_all, codes, lengths = self.decomposition
+        Ta = max(len(tokens_all), 1)
         min_n, max_n = self.cfg["ngram_range"]
-        perm_parts, grams = [], []
-        lengths = np.array([len(p) for p in pieces])
+        digits: dict[int, list[np.ndarray]] = {}
+        cols_of: dict[int, np.ndarray] = {}
+        used = np.zeros(Ta, dtype=bool)
         for n in range(min_n, max_n + 1):
             cols = np.flatnonzero(lengths == n)
-            codes = np.zeros(len(cols), dtype=np.int64)
-            for j in range(n):
-                codes = codes * T + np.array([tid[pieces[c][j]] for c in cols], dtype=np.int64)
-            order = np.argsort(codes, kind="stable")
-            perm_parts.append(cols[order])
-            grams.append(codes[order])
+            c = codes[cols]
+            digits[n] = [(c // Ta ** (n - 1 - j)) % Ta for j in range(n)]
+            for d in digits[n]:
+                used[d] = True
+            cols_of[n] = cols
+        new_id = np.cumsum(used) - 1
+        tokens = [tokens_all[i] for i in np.flatnonzero(used)]
+        T = max(len(tokens), 1)
+        perm_parts, grams = [], []
+        for n in range(min_n, max_n + 1):
+            code = np.zeros(len(cols_of[n]), dtype=np.int64)
+            for d in digits[n]:
+                code = code * T + new_id[d]
+            order = np.argsort(code, kind="stable")
+            perm_parts.append(cols_of[n][order])
+            grams.append(code[order])
         perm = np.concatenate(perm_parts) if perm_parts else np.zeros(0, dtype=np.int64)
         if self.idf is not None:
             self.idf = self.idf[perm]
-        self.tokens, self.grams, self.terms = tokens, grams, None
+        self.tokens, self.grams, self.terms, self.decomposition = tokens, grams, None, None
         self._build_index()
         return perm
 
@@ -221,7 +235,7 @@ class TextStage(Stage):
         """Raw term counts (float32 CSR), identical to scikit-learn's ``CountVectorizer``."""
         if self.tokens is not None:
             return self._counts_tokens(docs)
-        analyze, get = self._analyze, self._get
+        analyze, get = self._analyze, self._lookup()
         ids: list[int] = []
         extend = ids.extend
         indptr = [0]
@@ -242,7 +256,7 @@ class TextStage(Stage):
         return X
 
     def _counts_tokens(self, docs: Iterable[Any]) -> sp.csr_matrix:
-        tokenize, get, unknown = self._tokenize, self._get, self._T
+        tokenize, get, unknown = self._tokenize, self._lookup(), self._T
         ids: list[int] = []
         extend = ids.extend
         lengths: list[int] = []
@@ -271,11 +285,11 @@ class TextStage(Stage):
     def transform_one(self, x: Any) -> SparseRow:
         if self.tokens is not None:
             toks = self._tokenize(x)
-            ids = np.fromiter(map(self._get, toks, repeat(self._T)), np.int64, len(toks))
+            ids = np.fromiter(map(self._lookup(), toks, repeat(self._T)), np.int64, len(toks))
             feats, _ = self._ngram_features(ids, None)
             found = np.concatenate(feats) if len(feats) > 1 else feats[0]
         else:
-            found = np.fromiter(map(self._get, self._analyze(x), repeat(-1)), dtype=np.int64)
+            found = np.fromiter(map(self._lookup(), self._analyze(x), repeat(-1)), np.int64)
             found = found[found >= 0]
         idx, counts = np.unique(found, return_counts=True)
         values = weigh_row(counts.astype(np.float32), idx, **self._weigh())
@@ -291,6 +305,9 @@ class TextStage(Stage):
         self.terms = [terms[i] for i in keep]
         if self.idf is not None:
             self.idf = self.idf[keep]
+        if self.decomposition is not None:
+            tokens, codes, lengths = self.decomposition
+            self.decomposition = (tokens, codes[keep], lengths[keep])
         self._build_index()
 
     def output_scale(self) -> np.ndarray | None:
@@ -441,14 +458,56 @@ class HashingStage(Stage):
         return cls(spec["cfg"], spec["params"])
 
 
+_TERMS_CACHE: dict[int, tuple[Any, list[str], Any]] = {}
+
+
+def _decompose(terms: list[str], ngram_range: list[int]) -> Any:
+    """(sorted tokens, code per term, n per term), or None when a term does not split cleanly."""
+    min_n, max_n = ngram_range
+    if max_n > 3:
+        return None
+    pieces = [t.split(" ") for t in terms]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    if len(pieces) and (lengths.min() < min_n or lengths.max() > max_n):
+        return None
+    if any("" in p for p in pieces):
+        return None  # a token containing a space
+    tokens = sorted({w for p in pieces for w in p})
+    tid = {t: i for i, t in enumerate(tokens)}
+    T = max(len(tokens), 1)
+    if (T + 1) ** max_n >= 2**62:
+        return None
+    codes = np.zeros(len(pieces), dtype=np.int64)
+    for n in range(min_n, max_n + 1):
+        cols = np.flatnonzero(lengths == n)
+        code = np.zeros(len(cols), dtype=np.int64)
+        for j in range(n):
+            code = code * T + np.array([tid[pieces[c][j]] for c in cols], dtype=np.int64)
+        codes[cols] = code
+    return tokens, codes, lengths
+
+
+def _terms_of(vec: Any, cfg: dict[str, Any]) -> tuple[list[str], Any]:
+    """Terms in column order and their decomposition, cached per fitted vocabulary."""
+    vocab = vec.vocabulary_
+    cached = _TERMS_CACHE.get(id(vec))
+    if cached is not None and cached[0] is vocab:
+        return cached[1], cached[2]
+    terms = [""] * len(vocab)
+    for term, j in vocab.items():
+        terms[j] = term
+    decomp = _decompose(terms, cfg["ngram_range"]) if cfg["analyzer"] == "word" else None
+    if len(_TERMS_CACHE) >= 4:
+        _TERMS_CACHE.pop(next(iter(_TERMS_CACHE)))
+    _TERMS_CACHE[id(vec)] = (vocab, terms, decomp)
+    return terms, decomp
+
+
 @register_strategy(CountVectorizer)
 def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
     """Count/Tfidf vectorizer -> :class:`TextStage` (terms in column order, sorted when fitted)."""
     cfg = _analyzer_config(vec)
-    vocab = vec.vocabulary_
-    terms = [""] * len(vocab)
-    for term, j in vocab.items():
-        terms[j] = term
+    terms, decomp = _terms_of(vec, cfg)
     idf = None
     sublinear, norm = False, None
     if isinstance(vec, TfidfVectorizer):
@@ -456,12 +515,13 @@ def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
         idf = np.asarray(vec.idf_, dtype=np.float64) if vec.use_idf else None
     return TextStage(
         cfg,
-        terms,
+        list(terms),
         idf=idf,
         binary=bool(vec.binary),
         sublinear_tf=sublinear,
         norm=norm,
         aux_precision=ctx.recipe.aux_precision,
+        decomposition=decomp,
     )
 
 
