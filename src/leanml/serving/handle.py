@@ -14,6 +14,7 @@ monitored) as the old model's.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from leanml.serving.config import ServingConfig
 __all__ = ["IdSpace", "ModelHandle", "ServedState", "parse_id"]
 
 PENDING, LABELED = 1, 2
+log = logging.getLogger("leanml.serving")
 
 
 def parse_id(prediction_id: Any) -> tuple[str, int] | None:
@@ -176,8 +178,33 @@ class ModelHandle:
 
     # ------------------------------------------------------------------ loading
     def load(self, variant: str | None = None, version: int | None = None) -> LoadedModel:
-        """Read the model from the registry (slow; may run in a worker thread)."""
-        return self.registry.load(self.name, version=version, variant=variant)
+        """Read the model from the registry and check it predicts (slow; any thread).
+
+        A compact variant that loads but fails a warm-up prediction (single row and batch) is
+        not served: the original is loaded instead and the reason recorded, as the registry
+        does for a missing or corrupt compact variant.
+        """
+        loaded = self.registry.load(self.name, version=version, variant=variant)
+        try:
+            self._check(loaded)
+        except Exception as exc:
+            if loaded.variant != "compact":
+                raise ServingError(f"model {self.name!r} cannot predict: {exc!r}") from exc
+            reason = f"compact variant failed its warm-up prediction: {exc!r}"
+            log.warning("model %s: serving the original: %s", self.name, reason)
+            loaded = self.registry.load(self.name, version=loaded.version, variant="original")
+            loaded.requested_variant = "compact"
+            loaded.fallback_reason = reason
+            self._check(loaded)
+        return loaded
+
+    def _check(self, loaded: LoadedModel) -> None:
+        texts = ["warm up the model", "hello world, this is a test message"]
+        for _ in range(max(1, self.config.warmup // 2)):
+            for batch in (texts[:1], texts):
+                _, conf, proba = predict_with_confidence(loaded.model, batch)
+                if proba.shape != (len(batch), len(loaded.model.classes_)):
+                    raise ServingError(f"predict_proba returned shape {proba.shape}")
 
     def default_variant(self) -> str:
         if self.config.variant != "auto":
@@ -218,12 +245,6 @@ class ModelHandle:
             store=self.store,
             reference=reference,
         )
-
-    def warmup(self) -> None:
-        texts = ["warm up the model", "hello world, this is a test message"]
-        for _ in range(max(1, self.config.warmup // 2)):
-            self._predict_batch(texts[:1])
-            self._predict_batch(texts)
 
     # ------------------------------------------------------------------ predicting
     def _predict_batch(self, texts: list[str]) -> tuple[ServedState, Any, Any, Any]:

@@ -106,7 +106,6 @@ class Service:
             )
             loaded = await asyncio.to_thread(handle.load, handle.default_variant())
             handle.install(loaded)
-            handle.warmup()
             await asyncio.to_thread(self.feedback_log.register_space, handle.ids.prefix, name)
             self.handles[name] = handle
             log.info(

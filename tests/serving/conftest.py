@@ -1,0 +1,155 @@
+"""Real servers for the serving tests: ``leanml serve`` in a subprocess on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leanml.datasets import load_email_intents
+from leanml.registry import ModelRegistry
+from leanml.training import train_model
+
+ADMIN_TOKEN = "s3cret-token"
+
+CONFIG = """
+[serving]
+max_body_bytes = 65536
+max_inputs = 16
+max_text_chars = 2000
+max_feedback_items = 20
+poll_interval_s = 0.05
+heartbeat_s = 0.5
+registry_watch_s = 0.5
+stats_flush_s = 0
+
+[monitor]
+flush_interval_s = 0.05
+store_interval_s = 0.2
+sampling_rate = 0.5
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    store: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def start_server(
+    models: Path,
+    store: str,
+    tmp: Path,
+    *,
+    workers: int = 1,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Server:
+    port = free_port()
+    cfg = tmp / f"serve-{port}.toml"
+    cfg.write_text(CONFIG)
+    log = tmp / f"serve-{port}.log"
+    cmd = [sys.executable, "-m", "leanml.cli", "serve", str(models), "--port", str(port),
+           "--store", store, "--config", str(cfg), "--workers", str(workers),
+           "--log-level", "warning", *(extra or [])]
+    full_env = {**os.environ, "LEANML_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
+    server = Server(proc, port, log, store)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return server
+        time.sleep(0.1)
+    server.stop(signal.SIGKILL)
+    raise RuntimeError(f"server not ready:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def running(*args: object, **kw: object) -> Iterator[Server]:
+    server = start_server(*args, **kw)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with ``intent``: a logistic-regression original and, as its "compact"
+    variant, a ComplementNB pipeline (a different model, so a switch is observable)."""
+    root = tmp_path_factory.mktemp("registry")
+    reg = ModelRegistry(root)
+    ds = load_email_intents()
+    lr = train_model("intent", "logreg", dataset=ds)
+    nb = train_model("intent", "complementnb", dataset=ds)
+    reg.register("intent", lr.pipeline, task="intent", metrics=lr.metrics,
+                 extra={"reference": lr.reference})
+    reg.register("intent", nb.pipeline, task="intent", variant="compact", metrics=nb.metrics,
+                 extra={"reference": nb.reference, "guard": {"passed": True, "reason": "test"}})
+    reg.set_active_variant("intent", "original")
+    return root
+
+
+@pytest.fixture(scope="session")
+def intent_texts() -> list[str]:
+    return [str(t) for t in list(load_email_intents().X_test)[:60]]
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("server")
+    with running(models_dir, f"sqlite:///{tmp / 'monitor.db'}", tmp) as s:
+        yield s
+
+
+def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for(fn, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll ``fn`` until it returns a truthy value (behaviour, not timing, is asserted)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last

@@ -1,0 +1,215 @@
+"""predict, feedback, stats, /metrics, admin auth, cache and variant switch on a real server."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import ADMIN_TOKEN, Server, admin_headers, wait_for
+
+
+def predict(c, texts, **kw):  # type: ignore[no-untyped-def]
+    r = c.post("/v1/models/intent/predict", json={"inputs": texts, **kw})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def metrics(c) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def]
+    r = c.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    out = {}
+    for fam in text_string_to_metric_families(r.text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(m: dict, name: str, **labels: str) -> float:
+    return sum(
+        v for (n, lab), v in m.items()
+        if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
+    )
+
+
+def test_predict_returns_ids_labels_and_probabilities(server: Server, intent_texts) -> None:
+    with server.client() as c:
+        models = c.get("/v1/models").json()["models"]
+        classes = models[0]["classes"]
+        body = predict(c, intent_texts[:5], return_probabilities=True)
+    assert body["model"] == "intent" and body["version"] == 1
+    assert body["variant"] in ("original", "compact")
+    preds = body["predictions"]
+    assert len(preds) == 5
+    assert len({p["id"] for p in preds}) == 5
+    for p in preds:
+        assert p["label"] in classes
+        assert 0.0 <= p["confidence"] <= 1.0
+        assert set(p["probabilities"]) == set(classes)
+        assert math.isclose(sum(p["probabilities"].values()), 1.0, rel_tol=1e-6)
+        assert math.isclose(max(p["probabilities"].values()), p["confidence"], rel_tol=1e-9)
+
+
+def test_model_info_and_health(server: Server) -> None:
+    with server.client() as c:
+        info = c.get("/v1/models/intent").json()
+        health = c.get("/health").json()
+        docs = c.get("/openapi.json").json()
+    assert info["versions"] == [1]
+    assert set(info["variants"]) == {"original", "compact"}
+    assert info["active_variant"] in ("original", "compact")
+    assert info["guard"]["passed"] is True
+    assert health["ready"] is True and health["models"]["intent"]["health"] == "healthy"
+    assert "/v1/models/{name}/predict" in docs["paths"]
+    assert "/v2/models/{name}/infer" in docs["paths"]
+
+
+def test_feedback_is_joined_and_counted_in_stats(server: Server, intent_texts) -> None:
+    with server.client() as c:
+        preds = predict(c, intent_texts[10:14])["predictions"]
+        before = c.get("/v1/models/intent/stats").json()["merged"]["joined"]
+        r = c.post("/v1/models/intent/feedback", json={"id": preds[0]["id"], "label": "reply"})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "joined"
+        again = c.post("/v1/models/intent/feedback", json={"id": preds[0]["id"], "label": "reply"})
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        items = [{"id": p["id"], "label": p["label"]} for p in preds[1:]]
+        r = c.post("/v1/models/intent/feedback", json={"items": items})
+        assert r.status_code == 200, r.text
+        assert [i["status"] for i in r.json()["items"]] == ["joined"] * 3
+        stats = wait_for(
+            lambda: (s := c.get("/v1/models/intent/stats").json())["merged"]["joined"]
+            >= before + 4 and s
+        )
+    assert stats["merged"]["joined"] == before + 4
+    assert stats["accuracy"]["realized"] is not None
+    assert stats["accuracy"]["estimated"] is not None
+    assert stats["health"] in ("healthy", "degraded", "unhealthy")
+    assert stats["throughput"] is not None and "p99" in stats["latency"]
+    assert set(stats["cache"]) >= {"hits", "misses", "evictions", "entries"}
+    assert stats["batching"]["items"] >= 4
+    assert isinstance(stats["alerts"], list)
+
+
+def test_feedback_for_unknown_ids_gets_404_with_reason(server: Server, intent_texts) -> None:
+    with server.client() as c:
+        pid = predict(c, intent_texts[:1])["predictions"][0]["id"]
+        prefix, _, counter = pid.rpartition("-")
+        future = f"{prefix}-{int(counter, 16) + 10_000:x}"
+        for bad in (future, "ffffffff-1", "not-an-id", "x"):
+            r = c.post("/v1/models/intent/feedback", json={"id": bad, "label": "reply"})
+            assert r.status_code == 404, (bad, r.text)
+            body = r.json()
+            assert body["status"] == "never_seen" and body["field"] == "id" and body["detail"]
+        r = c.post("/v1/models/intent/feedback",
+                   json={"items": [{"id": pid, "label": "reply"}, {"id": future, "label": "x"}]})
+    assert r.status_code == 404
+    assert [i["status"] for i in r.json()["items"]] == ["joined", "never_seen"]
+    assert r.json()["accepted"] == 1
+
+
+def test_metrics_parse_and_count(server: Server, intent_texts) -> None:
+    with server.client() as c:
+        m0 = metrics(c)
+        predict(c, intent_texts[20:23])
+        m1 = wait_for(
+            lambda: (m := metrics(c))
+            and total(m, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 3
+            and m
+        )
+    assert total(m1, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 3
+    for name in (
+        "leanml_cache_hits_total", "leanml_cache_misses_total", "leanml_cache_evictions_total",
+        "leanml_batch_size_count", "leanml_batch_queue_wait_seconds_count",
+        "leanml_prediction_latency_seconds_count", "leanml_merged_predictions_total",
+        "leanml_http_responses_total",
+    ):
+        assert any(n == name for n, _ in m1), name
+    assert total(m1, "leanml_batch_size_count", model="intent") >= 1
+
+
+def test_cache_hits_are_monitored_predictions_with_their_own_ids(server: Server) -> None:
+    text = "please archive the thread about the quarterly budget (cache test)"
+    with server.client() as c:
+        m0 = metrics(c)
+        first = predict(c, [text])["predictions"][0]
+        second = predict(c, [text])["predictions"][0]
+        assert "cached" not in first and second["cached"] is True
+        assert second["id"] != first["id"]
+        assert (second["label"], second["confidence"]) == (first["label"], first["confidence"])
+        r = c.post("/v1/models/intent/feedback", json={"id": second["id"], "label": "archive"})
+        assert r.status_code == 200 and r.json()["status"] == "joined"
+        m1 = wait_for(
+            lambda: (m := metrics(c))
+            and total(m, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 2
+            and m
+        )
+    assert total(m1, "leanml_cache_hits_total") >= total(m0, "leanml_cache_hits_total") + 1
+    assert total(m1, "leanml_cached_predictions_total") >= 1
+
+
+def test_admin_auth(server: Server) -> None:
+    with server.client() as c:
+        for method, path, body in (
+            ("PUT", "/v1/models/intent/variant", {"variant": "original"}),
+            ("POST", "/v1/models/intent/reload", None),
+            ("PATCH", "/v1/monitoring/config", {"sampling_rate": 0.5}),
+        ):
+            r = c.request(method, path, json=body)
+            assert r.status_code == 401 and r.json()["field"] == "authorization"
+            assert r.headers["www-authenticate"] == "Bearer"
+            r = c.request(method, path, json=body, headers={"Authorization": "Basic abc"})
+            assert r.status_code == 401
+            r = c.request(method, path, json=body, headers=admin_headers("wrong"))
+            assert r.status_code == 403 and "wrong" in r.json()["detail"]
+            r = c.request(method, path, json=body, headers=admin_headers(ADMIN_TOKEN + "x"))
+            assert r.status_code == 403
+            r = c.request(method, path, json=body, headers=admin_headers())
+            assert r.status_code == 200, r.text
+
+
+def test_monitoring_config_validation(server: Server) -> None:
+    with server.client() as c:
+        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.25},
+                    headers=admin_headers())
+        assert r.status_code == 200 and r.json()["monitoring"]["sampling_rate"] == 0.25
+        r = c.patch("/v1/monitoring/config", json={"no_such_knob": 1}, headers=admin_headers())
+        assert r.status_code == 422 and r.json()["field"] == "no_such_knob"
+        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 7}, headers=admin_headers())
+        assert r.status_code == 422 and r.json()["field"] == "sampling_rate"
+        r = c.patch("/v1/monitoring/config", content=b"{", headers=admin_headers())
+        assert r.status_code == 400
+        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5},
+                    headers=admin_headers())
+        assert r.status_code == 200
+
+
+def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> None:
+    text = "schedule a meeting with the design team next tuesday (switch test)"
+    with server.client() as c:
+        r = c.put("/v1/models/intent/variant", json={"variant": "original"},
+                  headers=admin_headers())
+        assert r.status_code == 200 and r.json()["variant"] == "original"
+        a = predict(c, [text], return_probabilities=True)
+        assert predict(c, [text])["predictions"][0]["cached"] is True
+        r = c.put("/v1/models/intent/variant", json={"variant": "compact"},
+                  headers=admin_headers())
+        assert r.status_code == 200 and r.json()["variant"] == "compact"
+        b = predict(c, [text], return_probabilities=True)
+        assert b["variant"] == "compact"
+        assert "cached" not in b["predictions"][0]
+        assert b["predictions"][0]["probabilities"] != a["predictions"][0]["probabilities"]
+        # feedback for a prediction made before the switch still joins (its monitor is kept)
+        r = c.post("/v1/models/intent/feedback",
+                   json={"id": a["predictions"][0]["id"], "label": "schedule_meeting"})
+        assert r.status_code == 200 and r.json()["status"] == "joined"
+        assert c.get("/v1/models/intent").json()["active_variant"] == "compact"
+        r = c.put("/v1/models/intent/variant", json={"variant": "tiny"}, headers=admin_headers())
+        assert r.status_code == 422 and r.json()["field"] == "variant"
+        r = c.post("/v1/models/intent/reload", headers=admin_headers())
+        assert r.status_code == 200 and r.json()["variant"] == "compact"
+        assert "cached" not in predict(c, [text])["predictions"][0]
+        r = c.put("/v1/models/intent/variant", json={"variant": "original"},
+                  headers=admin_headers())
+        assert r.status_code == 200
