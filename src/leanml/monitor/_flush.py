@@ -49,11 +49,12 @@ def step(m: ModelMonitor, force: bool) -> bool:
                 m._due["alerts"] = now + cfg.alert_interval_s
             if force or now >= m._due["resources"]:
                 s = m.resources.sample(now)
-                m._resource_rows.append(s)
-                extra = len(m._resource_rows) - cfg.resource_history
-                if extra > 0:  # the store is down or slow: keep the newest
-                    m.drops["resource_rows"] += extra
-                    del m._resource_rows[:extra]
+                if m.store is not None:  # rows waiting for the store (the series is in memory)
+                    m._resource_rows.append(s)
+                    extra = len(m._resource_rows) - cfg.resource_history
+                    if extra > 0:  # the store is down or slow: keep the newest
+                        m.drops["resource_rows"] += extra
+                        del m._resource_rows[:extra]
                 m._due["resources"] = now + cfg.resource_interval_s
             rows = None
             if m.store is not None and (force or now >= m._due["store"]):
@@ -505,7 +506,7 @@ def metric_table(m: ModelMonitor, now: float) -> dict[str, tuple[float | None, i
 def _evaluate_alerts(m: ModelMonitor, now: float) -> None:
     m._drift_cache = rolling_drift(m) or {}
     events = m.alerts.evaluate(metric_table(m, now), now)
-    for e in events:
+    for e in events if m.store is not None else ():
         m._alert_rows.append(
             {
                 "ts": e.ts,
