@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
 
-from leanml.dashboard.data import ModelData, ReportData
+from leanml.dashboard.data import ModelData, ReportData, batch_figures
 from leanml.monitor.alerts import AlertRule
 
 __all__ = [
@@ -296,18 +296,17 @@ def cache_chart(md: ModelData) -> bytes | None:
 
 
 def batch_chart(md: ModelData) -> bytes | None:
-    batching = (md.serving or {}).get("batching") or {}
-    sizes: Mapping[Any, Any] = batching.get("batch_sizes") or {}
+    fig_data = batch_figures((md.serving or {}).get("batching"))
+    sizes: dict[str, int] = fig_data["sizes"]
     if not sizes:
         return None
-    xs = sorted(int(k) for k in sizes)
-    counts = [int(sizes.get(x, sizes.get(str(x), 0))) for x in xs]
     fig = _fig(2.8)
     ax = fig.add_subplot()
-    ax.bar([str(x) for x in xs], counts, color="#2b7bba")
+    ax.bar(list(sizes), list(sizes.values()), color="#2b7bba")
     ax.set_xlabel("texts per vectorized predict (micro-batch size)")
     ax.set_ylabel("batches")
-    ax.set_title(f"{md.name}: micro-batch sizes")
+    mean = fig_data["mean"]
+    ax.set_title(f"{md.name}: micro-batch sizes" + (f" (mean {mean:.1f})" if mean else ""))
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

@@ -366,3 +366,48 @@ def _resources(store: MonitorStore, since: float, until: float) -> list[dict[str
             r["gc"] = {}
         out.append(r)
     return out
+
+
+def batch_figures(batching: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Micro-batch sizes ``{label: count}``, mean size and queue-wait p99 (seconds) from the
+    serving layer's batcher stats: either ``batch_sizes`` ({size: count}) or leanml serve's
+    histogram (``size_buckets`` [(upper bound, count)], ``size_counts`` with an overflow
+    bucket, ``wait_counts`` over ``WAIT_BUCKETS``); ``queue_wait_p99_s`` wins when given."""
+    b = batching or {}
+    sizes: dict[str, int] = {}
+    if b.get("batch_sizes"):
+        sizes = {
+            str(k): int(v) for k, v in sorted(b["batch_sizes"].items(), key=lambda kv: int(kv[0]))
+        }
+    elif b.get("size_buckets"):
+        lo = 1
+        for upper, count in b["size_buckets"]:
+            label = str(upper) if upper == lo else f"{lo}-{upper}"
+            if count:
+                sizes[label] = int(count)
+            lo = int(upper) + 1
+        counts = b.get("size_counts") or []
+        if len(counts) > len(b["size_buckets"]) and counts[-1]:
+            sizes[f">{lo - 1}"] = int(counts[-1])
+    mean = b.get("mean_batch_size")
+    if mean is None and b.get("batch_sizes"):
+        n = sum(int(c) for c in b["batch_sizes"].values())
+        mean = sum(int(k) * int(c) for k, c in b["batch_sizes"].items()) / n if n else None
+    wait = b.get("queue_wait_p99_s")
+    if wait is None and b.get("wait_counts"):
+        bounds = b.get("wait_buckets")
+        if bounds is None:
+            try:
+                from leanml.serving.batching import WAIT_BUCKETS as bounds
+            except ImportError:  # pragma: no cover - serving is part of leanml
+                bounds = None
+        counts = list(b["wait_counts"])
+        total = sum(counts)
+        if bounds and total:
+            seen = 0
+            for i, c in enumerate(counts):
+                seen += c
+                if seen >= 0.99 * total:
+                    wait = float(bounds[min(i, len(bounds) - 1)])  # bucket upper bound
+                    break
+    return {"sizes": sizes, "mean": mean, "queue_wait_p99_s": wait}

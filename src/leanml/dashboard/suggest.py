@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from leanml.dashboard.data import ModelData, ReportData, wilson_interval
+from leanml.dashboard.data import ModelData, ReportData, batch_figures, wilson_interval
 from leanml.monitor.alerts import AlertRule, default_rules
 
 __all__ = [
@@ -31,8 +31,10 @@ __all__ = [
 
 #: Where serving settings live (``leanml serve --config FILE``, TOML) and the admin API.
 SERVE_SETTINGS = {
-    "cache_entries": "[serving.cache] max_entries",
-    "max_wait_ms": "[serving.batching] max_wait_ms",
+    "cache_entries": "[serving] cache_max_entries",
+    "cache_entries_env": "LEANML_SERVE_CACHE_MAX_ENTRIES",
+    "max_wait_ms": "[serving] max_wait_ms",
+    "max_wait_ms_env": "LEANML_SERVE_MAX_WAIT_MS",
     "monitoring_api": "PATCH /v1/monitoring/config",
     "variant_api": "PUT /v1/models/{name}/variant",
 }
@@ -66,13 +68,14 @@ def suggest_cache(md: ModelData, min_dup: float = 0.2, min_sampled: int = 100) -
     )
     key = SERVE_SETTINGS["cache_entries"]
     entries = int(cache.get("max_entries") or 0)
-    if not cache or not cache.get("enabled", entries > 0):
+    if not cache or not cache.get("enabled", True) or cache.get("max_entries") == 0:
         return Suggestion(
             "cache",
             md.name,
             f"Enable the prediction cache for {md.name}",
             ev + "; the cache is off.",
-            f"{key} = 10000  (or LEANML_CACHE_MAX_ENTRIES=10000), then restart leanml serve",
+            f"{key} = 10000 in the --config file (or {SERVE_SETTINGS['cache_entries_env']}=10000), "
+            "then restart leanml serve",
             {"duplicate_rate": dup},
         )
     hits, misses = int(cache.get("hits", 0)), int(cache.get("misses", 0))
@@ -86,7 +89,7 @@ def suggest_cache(md: ModelData, min_dup: float = 0.2, min_sampled: int = 100) -
             f"Grow the prediction cache of {md.name}",
             f"{ev}; the hit rate is only {100 * hit:.0f}% and {evictions} entries were evicted "
             f"at {entries} entries.",
-            f"{key} = {new}",
+            f"{key} = {new} (or {SERVE_SETTINGS['cache_entries_env']}={new})",
             {"duplicate_rate": dup, "hit_rate": hit, "evictions": evictions, "new": new},
         )
     return None
@@ -144,7 +147,7 @@ def suggest_sampling_rate(
 def suggest_max_wait(md: ModelData, share: float = 0.5) -> Suggestion | None:
     """Queue wait is at least ``share`` of p99: the batcher waits too long for company."""
     batching = (md.serving or {}).get("batching") or {}
-    wait, p99 = batching.get("queue_wait_p99_s"), md.latency.get("p99")
+    wait, p99 = batch_figures(batching)["queue_wait_p99_s"], md.latency.get("p99")
     max_wait = batching.get("max_wait_ms")
     if wait is None or not p99 or max_wait is None or wait < share * p99 or max_wait <= 0.5:
         return None
@@ -155,7 +158,8 @@ def suggest_max_wait(md: ModelData, share: float = 0.5) -> Suggestion | None:
         f"Lower the micro-batching wait of {md.name}",
         f"queue wait p99 {wait * 1000:.2f} ms is {100 * wait / p99:.0f}% of the latency p99 "
         f"{p99 * 1000:.2f} ms (max_wait_ms = {max_wait:g}).",
-        f"{SERVE_SETTINGS['max_wait_ms']} = {new:g}",
+        f"{SERVE_SETTINGS['max_wait_ms']} = {new:g} "
+        f"(or {SERVE_SETTINGS['max_wait_ms_env']}={new:g})",
         {"queue_wait_p99_s": wait, "p99_s": p99, "new": new},
     )
 

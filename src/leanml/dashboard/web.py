@@ -28,11 +28,12 @@ has one (e.g. the store's merged windows).
 from __future__ import annotations
 
 import hmac
+import inspect
 import json
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from html import escape
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,6 +44,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leanml.dashboard import _assets
+from leanml.dashboard.data import ModelData, _fill_windows, batch_figures
+from leanml.errors import LeanMLError
 
 __all__ = ["DashboardProvider", "MonitorProvider", "dashboard_app", "model_entry"]
 
@@ -71,7 +74,9 @@ class DashboardProvider(Protocol):
 
     def snapshot(self) -> Mapping[str, Any]: ...
 
-    def switch_variant(self, name: str, variant: str) -> Mapping[str, Any]: ...
+    def switch_variant(
+        self, name: str, variant: str
+    ) -> Mapping[str, Any] | Awaitable[Mapping[str, Any]]: ...
 
 
 class MonitorProvider:
@@ -130,7 +135,6 @@ class MonitorProvider:
     def history(self, since: float) -> dict[str, list[dict[str, Any]]]:
         if self.store is None:
             return {}
-        from leanml.dashboard.data import ModelData, _fill_windows
 
         out: dict[str, list[dict[str, Any]]] = {}
         rows = self.store.read_snapshots(since=since)
@@ -167,8 +171,27 @@ def _rate(tp: Mapping[str, Any], uptime: Any) -> float | None:
     return per_min / max(1.0, min(60.0, up if up is not None else 60.0))
 
 
-def model_entry(name: str, st: Mapping[str, Any]) -> dict[str, Any]:
+def _normalize(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept both ModelMonitor.stats() and leanml serve's /stats shape (local + merged)."""
+    st: dict[str, Any] = dict(stats.get("local") or {})
+    st.update({k: v for k, v in stats.items() if k != "local" and v is not None})
+    if isinstance(st.get("alerts"), list):
+        st["alerts"] = {"active": st["alerts"]}
+    acc = st.get("accuracy")
+    if isinstance(acc, Mapping) and not isinstance(acc.get("realized"), Mapping | type(None)):
+        st["accuracy"] = {
+            **acc,
+            "realized": {"accuracy": acc["realized"], "n": acc.get("realized_joined") or 0},
+        }
+    merged = stats.get("merged") or {}
+    if merged.get("count") is not None:
+        st["counts"] = {**(st.get("counts") or {}), "predictions": merged["count"]}
+    return st
+
+
+def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten one model's stats into what the page shows (numbers or None, strings)."""
+    st = _normalize(stats)
     lat = st.get("latency") or {}
     tp = st.get("throughput") or {}
     acc = st.get("accuracy") or {}
@@ -180,19 +203,16 @@ def model_entry(name: str, st: Mapping[str, Any]) -> dict[str, Any]:
     hit_rate = _num(cache.get("hit_rate"))
     if hit_rate is None and hits is not None and misses is not None and hits + misses:
         hit_rate = hits / (hits + misses)
-    mean_batch = _num(batching.get("mean_batch_size"))
-    sizes = batching.get("batch_sizes") or {}
-    if mean_batch is None and sizes:
-        n = sum(int(c) for c in sizes.values())
-        mean_batch = sum(int(k) * int(c) for k, c in sizes.items()) / n if n else None
+    batch = batch_figures(batching)
     alerts = (st.get("alerts") or {}).get("active") or []
     variants = st.get("variants") or []
+    served, active = st.get("variant"), st.get("active_variant")
     return {
         "name": str(name),
         "health": str(st.get("health") or "unknown"),
         "reasons": [f"{a.get('rule')}: {a.get('level')} - {a.get('reason')}" for a in alerts],
         "version": str(st.get("version") or ""),
-        "variant": str(st.get("active_variant") or st.get("variant") or ""),
+        "variant": str(served if served not in (None, "", "default") else active or ""),
         "variants": [str(v) for v in variants],
         "predictions": _num((st.get("counts") or {}).get("predictions")),
         "per_s": _num(tp.get("per_s")),
@@ -209,8 +229,8 @@ def model_entry(name: str, st: Mapping[str, Any]) -> dict[str, Any]:
         "error_rate": _num(st.get("error_rate")),
         "cache_hit_rate": hit_rate,
         "cache_entries": _num(cache.get("entries")),
-        "batch_mean": mean_batch,
-        "queue_wait_p99": _num(batching.get("queue_wait_p99_s")),
+        "batch_mean": _num(batch["mean"]),
+        "queue_wait_p99": _num(batch["queue_wait_p99_s"]),
         "dropped": int(sum(v for v in (st.get("drops") or {}).values() if isinstance(v, int))),
     }
 
@@ -238,7 +258,7 @@ class _Series:
                 d.popleft()
 
     def as_json(self, names: list[str]) -> dict[str, dict[str, list[Any]]]:
-        out = {}
+        out: dict[str, dict[str, list[Any]]] = {}
         for name in names:
             pts = list(self.points.get(name, ()))
             out[name] = {"t": [p[0] for p in pts]}
@@ -376,11 +396,15 @@ def dashboard_app(
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"detail": "expected JSON {'model': ..., 'variant': ...}"}, 422)
         try:
-            result = await run_in_threadpool(provider.switch_variant, name, variant)
+            result = provider.switch_variant(name, variant)  # may be a coroutine
+            if inspect.isawaitable(result):
+                result = await result
         except KeyError:
             return JSONResponse({"detail": f"unknown model {name!r}"}, 404)
         except ValueError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
+        except LeanMLError as exc:  # e.g. the model is not served
+            return JSONResponse({"detail": str(exc)}, 404 if "No " in str(exc) else 422)
         return JSONResponse({"model": name, "variant": variant, **dict(result or {})})
 
     return Starlette(
