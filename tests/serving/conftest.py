@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -111,20 +112,30 @@ def running(*args: object, **kw: object) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with ``intent``: a logistic-regression original and, as its "compact"
-    variant, a ComplementNB pipeline (a different model, so a switch is observable)."""
-    root = tmp_path_factory.mktemp("registry")
-    reg = ModelRegistry(root)
+def intent_models() -> tuple[Any, Any]:
+    """Two intent models: logistic regression and ComplementNB (trained once per session)."""
     ds = load_email_intents()
-    lr = train_model("intent", "logreg", dataset=ds)
-    nb = train_model("intent", "complementnb", dataset=ds)
-    reg.register("intent", lr.pipeline, task="intent", metrics=lr.metrics,
+    return train_model("intent", "logreg", dataset=ds), train_model(
+        "intent", "complementnb", dataset=ds
+    )
+
+
+def make_registry(root: Path, models: tuple[Any, Any], name: str = "intent") -> Path:
+    """A registry with ``name``: the logistic regression as original and, as its "compact"
+    variant, the ComplementNB pipeline (a different model, so a switch is observable)."""
+    reg = ModelRegistry(root)
+    lr, nb = models
+    reg.register(name, lr.pipeline, task="intent", metrics=lr.metrics,
                  extra={"reference": lr.reference})
-    reg.register("intent", nb.pipeline, task="intent", variant="compact", metrics=nb.metrics,
+    reg.register(name, nb.pipeline, task="intent", variant="compact", metrics=nb.metrics,
                  extra={"reference": nb.reference, "guard": {"passed": True, "reason": "test"}})
-    reg.set_active_variant("intent", "original")
+    reg.set_active_variant(name, "original")
     return root
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, intent_models) -> Path:  # type: ignore[no-untyped-def]
+    return make_registry(tmp_path_factory.mktemp("registry"), intent_models)
 
 
 @pytest.fixture(scope="session")

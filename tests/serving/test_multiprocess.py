@@ -1,0 +1,137 @@
+"""Several processes share one store: merged stats, feedback joined across processes, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from leanml.monitor import MonitorStore
+
+from .conftest import make_registry, running, start_server, wait_for
+
+# uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM
+GRACEFUL = (0, -signal.SIGTERM)
+
+
+def _store_url(backend: str, tmp: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'shared.db'}"
+    url = os.environ.get("LEANML_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LEANML_TEST_POSTGRES_URL is not set (e.g. postgresql+psycopg://...)")
+    return url
+
+
+def _predict(url: str, name: str, texts: list[str]) -> tuple[str, list[dict]]:
+    with httpx.Client(timeout=30) as c:  # a fresh connection per call
+        r = c.post(f"{url}/v1/models/{name}/predict", json={"inputs": texts})
+        assert r.status_code == 200, r.text
+        return r.headers["x-leanml-worker"], r.json()["predictions"]
+
+
+def _feedback(url: str, name: str, pid: str, label: str) -> httpx.Response:
+    with httpx.Client(timeout=30) as c:
+        return c.post(f"{url}/v1/models/{name}/feedback", json={"id": pid, "label": label})
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_two_servers_share_a_store(backend, tmp_path, intent_models, intent_texts) -> None:  # type: ignore[no-untyped-def]
+    name = f"intent_{uuid.uuid4().hex[:8]}"  # fresh rows even in a shared PostgreSQL database
+    models = make_registry(tmp_path / "reg", intent_models, name)
+    store = _store_url(backend, tmp_path)
+    with running(models, store, tmp_path) as a, running(models, store, tmp_path) as b:
+        _, pa = _predict(a.url, name, intent_texts[:5])
+        _, pb = _predict(b.url, name, intent_texts[5:8])
+        # feedback reaching the other process is joined by the process that predicted
+        for p in pa[:3]:
+            r = _feedback(b.url, name, p["id"], p["label"])
+            assert r.status_code == 200 and r.json()["status"] == "joined", r.text
+        for p in pb[:2]:
+            r = _feedback(a.url, name, p["id"], "reply")
+            assert r.status_code == 200 and r.json()["status"] == "joined", r.text
+        r = _feedback(a.url, name, pa[0]["id"], pa[0]["label"])
+        assert r.status_code == 200 and r.json()["status"] == "duplicate"
+
+        def merged(server):  # type: ignore[no-untyped-def]
+            m = httpx.get(f"{server.url}/v1/models/{name}/stats", timeout=30).json()["merged"]
+            return m if (m["count"], m["joined"], len(m["processes"])) == (8, 5, 2) else None
+
+        for server in (a, b):
+            m = wait_for(lambda s=server: merged(s))
+            assert m is not None, httpx.get(f"{server.url}/v1/models/{name}/stats").text
+            assert m["correct"] >= 3  # a's three were labeled with the predicted label
+        text = httpx.get(f"{b.url}/metrics").text
+        assert f'leanml_merged_predictions_total{{model="{name}"}} 8' in text
+        # once a process has stopped, its pending predictions cannot be joined any more
+        assert a.stop() in GRACEFUL
+        r = _feedback(b.url, name, pa[4]["id"], "reply")
+        assert r.status_code == 404 and r.json()["status"] == "expired", r.text
+
+
+def test_two_workers_merge_stats_and_join_feedback_across_workers(  # type: ignore[no-untyped-def]
+    tmp_path, models_dir, intent_texts
+) -> None:
+    store = f"sqlite:///{tmp_path / 'workers.db'}"
+    with running(models_dir, store, tmp_path, workers=2) as s:
+        by_worker: dict[str, list[dict]] = defaultdict(list)
+        total = 0
+        for i in range(300):
+            worker, preds = _predict(s.url, "intent", [intent_texts[i % 50] + f" #{i}"])
+            by_worker[worker] += preds
+            total += 1
+            if len(by_worker) == 2 and min(len(v) for v in by_worker.values()) >= 8:
+                break
+        assert len(by_worker) == 2, "both workers should have answered"
+        owner = {p["id"]: w for w, ps in by_worker.items() for p in ps}
+        crossed = 0
+        for pid, w in owner.items():
+            r = _feedback(s.url, "intent", pid, "reply")
+            assert r.status_code == 200 and r.json()["status"] == "joined", r.text
+            crossed += r.headers["x-leanml-worker"] != w
+        assert crossed >= 1, "some feedback should have reached the other worker"
+
+        def merged():  # type: ignore[no-untyped-def]
+            m = httpx.get(f"{s.url}/v1/models/intent/stats", timeout=30).json()["merged"]
+            return m if (m["count"], m["joined"]) == (total, len(owner)) else None
+
+        m = wait_for(merged)
+        assert m is not None and len(m["processes"]) == 2
+
+
+def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_texts) -> None:  # type: ignore[no-untyped-def]
+    store = f"sqlite:///{tmp_path / 'shutdown.db'}"
+    server = start_server(models_dir, store, tmp_path)
+    acked = []
+    try:
+        with server.client() as c:
+            for i in range(4):
+                preds = c.post("/v1/models/intent/predict",
+                               json={"inputs": intent_texts[i * 10:(i + 1) * 10]}).json()
+                items = [{"id": p["id"], "label": p["label"]} for p in preds["predictions"]]
+                r = c.post("/v1/models/intent/feedback", json={"items": items})
+                assert r.status_code == 200
+                acked += [i["id"] for i in r.json()["items"] if i["status"] == "joined"]
+    finally:
+        assert server.stop(signal.SIGTERM) in GRACEFUL
+    assert len(acked) == 40
+    st = MonitorStore(store)
+    try:
+        merged = st.merged(model="intent")
+        assert merged["joined"] == 40 and merged["correct"] == 40
+        labels = {r["prediction_id"] for r in st.read_table("labels")}
+        assert labels == set(acked)
+        with st.engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT prediction_id, status FROM leanml_serving_feedback")).all()
+        assert {r[0] for r in rows} == set(acked) and {r[1] for r in rows} == {"joined"}
+    finally:
+        st.close()
