@@ -362,3 +362,40 @@ def test_forked_child_starts_fresh_and_writes_as_its_own_process(tmp_path) -> No
     assert merged["count"] == 15
     assert len(merged["processes"]) == 2
     assert merged["label_counts"] == {"a": 10, "b": 5}
+
+
+def test_ground_truth_reaches_the_process_that_made_the_prediction(clock, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'workers.db'}"
+    a = ModelMonitor(
+        "email", store=MonitorStore(url, process_id="w1"), clock=clock, start=False, sinks=[]
+    )
+    b = ModelMonitor(
+        "email", store=MonitorStore(url, process_id="w2"), clock=clock, start=False, sinks=[]
+    )
+    for i in range(10):
+        a.record(f"a{i}", "ham", 0.9, 0.001)
+        b.record(i, "spam", 0.8, 0.001)  # int ids survive the trip through the store
+    a.flush()
+    b.flush()
+    for i in range(5):
+        b.record_ground_truth(f"a{i}", "ham" if i else "spam")  # a's predictions, sent to b
+    b.record_ground_truth("ghost", "ham")  # nobody predicted it
+    a.record_ground_truth(3, "spam")
+    a.record_ground_truth(3, "spam")  # a duplicate, also forwarded
+    b.flush()  # forwards 6 labels
+    a.flush()  # claims its 5, forwards 2
+    b.flush()  # claims its 2
+    ga, gb = a.stats()["ground_truth"], b.stats()["ground_truth"]
+    assert (ga["joined"], ga["forwarded"], ga["claimed_from_other_processes"]) == (5, 2, 5)
+    assert (gb["joined"], gb["duplicate"], gb["forwarded"], gb["unknown"]) == (1, 1, 6, 0)
+    assert a.stats()["accuracy"]["realized"]["accuracy"] == pytest.approx(0.8)
+    assert b.stats()["accuracy"]["realized"]["accuracy"] == 1.0
+    clock.advance(61)  # the ghost's TTL passes: the forwarder counts it unknown
+    b.flush()
+    gb = b.stats()["ground_truth"]
+    assert gb["unknown"] == 1
+    total = sum(g[k] for g in (ga, gb) for k in ("joined", "duplicate", "late", "unknown"))
+    assert total == 8  # every label sent is counted exactly once across the two workers
+    a.close()
+    b.close()
+    assert MonitorStore(url).merged("email")["joined"] == 6

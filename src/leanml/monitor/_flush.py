@@ -64,6 +64,11 @@ def step(m: ModelMonitor, force: bool) -> bool:
             m.counters["flushes"] += 1
         if rows is not None:
             _write(m, rows)
+            try:
+                claim_forwarded(m, now)
+            except Exception:
+                m.counters["store_errors"] += 1
+                logger.exception("monitor %s: claiming forwarded ground truth failed", m.name)
         if m.store is not None and now >= m._due["retention"]:
             m._due["retention"] = now + cfg.retention_interval_s
             if cfg.retention_max_age_s is not None or cfg.retention_max_rows is not None:
@@ -331,7 +336,11 @@ def _keep_details(
         )
 
 
-def _ingest_ground_truth(m: ModelMonitor, items: list[tuple]) -> None:
+def _ingest_ground_truth(
+    m: ModelMonitor, items: list[tuple], from_inbox: bool = False
+) -> list[int]:
+    """Join labels; unknown ids are forwarded to the store for other processes (see config).
+    Returns the input positions that were not unknown (for inbox rows: the ones to claim)."""
     ids: list[Any] = []
     labels: list[Any] = []
     tss: list[np.ndarray] = []
@@ -339,9 +348,30 @@ def _ingest_ground_truth(m: ModelMonitor, items: list[tuple]) -> None:
         ids.extend(i)
         labels.extend(lab)
         tss.append(np.broadcast_to(np.asarray(ts, dtype=np.float64), (len(i),)))
-    res = m.pending.join(ids, labels, np.concatenate(tss) if tss else np.zeros(0))
+    ts_all = np.concatenate(tss) if tss else np.zeros(0)
+    forward = m.store is not None and m.config.forward_unknown_ground_truth
+    res = m.pending.join(ids, labels, ts_all, count_unknown=not (forward or from_inbox))
+    if forward and not from_inbox and res.unknown:
+        room = m.config.ground_truth_buffer_size - len(m._forward_rows)
+        n = len(res.unknown)
+        if n > room:  # cannot forward: these count as unknown here and now
+            m.drops["forward_buffer"] += n - max(room, 0)
+            m.pending.counters["unknown"] += n - max(room, 0)
+        for pos in res.unknown[: max(room, 0)]:
+            m._forward_rows.append(
+                {
+                    "model": m.name,
+                    "variant": m.variant,
+                    "prediction_id": _json_label(ids[pos]),
+                    "true_label": _json_label(labels[pos]),
+                    "ts": float(ts_all[pos]),
+                }
+            )
+        m.pending.counters["forwarded"] += min(n, max(room, 0))
+    unknown = set(res.unknown)
+    found = [p for p in range(len(ids)) if p not in unknown]
     if not len(res):
-        return
+        return found
     true = _label_indices(m, res.true_labels)
     correct = true == res.predicted
     m.count_window.update(true, res.predicted)
@@ -373,6 +403,43 @@ def _ingest_ground_truth(m: ModelMonitor, items: list[tuple]) -> None:
                     "confidence": float(res.confidences[j]),
                 }
             )
+    return found
+
+
+def _json_label(label: Any) -> str:
+    import json
+
+    if isinstance(label, np.generic):
+        label = label.item()
+    try:
+        return json.dumps(label)
+    except TypeError:
+        return json.dumps(str(label))
+
+
+def claim_forwarded(m: ModelMonitor, now: float) -> None:
+    """Join ground truth other processes forwarded (store I/O outside the monitor lock)."""
+    import json
+
+    store = m.store
+    if store is None or not m.config.forward_unknown_ground_truth:
+        return
+    rows = store.inbox(m.name, m.variant, limit=m.config.ground_truth_buffer_size)
+    if rows:
+        item = (
+            [json.loads(r["prediction_id"]) for r in rows],
+            [json.loads(r["true_label"]) for r in rows],
+            np.asarray([r["ts"] for r in rows], dtype=np.float64),
+        )
+        with m._lock:
+            found = _ingest_ground_truth(m, [item], from_inbox=True)
+            m.pending.counters["claimed_from_other_processes"] += len(found)
+        if found:
+            store.claim([rows[p]["id"] for p in found])
+    expired = store.expire_forwarded(m.name, m.variant, now - m.config.forward_ttl_s)
+    if expired:
+        with m._lock:
+            m.pending.counters["unknown"] += expired
 
 
 # ---------------------------------------------------------------------------- windows
@@ -548,7 +615,11 @@ def _collect_rows(m: ModelMonitor, now: float) -> dict[str, list[Any]]:
     ]
     m._resource_rows = []
     alerts, m._alert_rows = m._alert_rows, []
+    forwarded = [m._forward_rows.popleft() for _ in range(len(m._forward_rows))]
+    for r in forwarded:
+        r["created"] = now
     return {
+        "forwarded": forwarded,
         "snapshots": snaps,
         "predictions": details,
         "labels": labels,
@@ -567,6 +638,8 @@ def _write(m: ModelMonitor, rows: dict[str, list[Any]]) -> None:
         lost = sum(len(v) for k, v in rows.items() if k != "snapshots")
         m.drops["store_rows"] += lost
         with m._lock:  # windows are upserted: mark them for the next attempt
+            # labels that could not be forwarded to their process stay unknown
+            m.pending.counters["unknown"] += len(rows.get("forwarded", ()))
             for r in rows["snapshots"]:
                 w = m._windows.get(r["window_start"])
                 if w is not None:

@@ -40,6 +40,7 @@ _POS_FLOAT = {
     "retention_interval_s",
     "resource_interval_s",
     "gc_idle_s",
+    "forward_ttl_s",
 }
 
 
@@ -61,6 +62,9 @@ class MonitorConfig:
     ``pending_max_entries`` / ``pending_max_age_s`` and ``late_memory`` ids of evicted
     predictions. Retention: rows older than ``retention_max_age_s`` or beyond the newest
     ``retention_max_rows`` deleted every ``retention_interval_s`` (``None`` disables each).
+    Several processes: with a store, ground truth whose id this process never saw is forwarded
+    to the store (``forward_unknown_ground_truth``) for the process that made the prediction to
+    claim; unclaimed after ``forward_ttl_s`` it counts as unknown.
     """
 
     sampling_rate: float = 0.2
@@ -97,6 +101,8 @@ class MonitorConfig:
     relative_accuracy: float = 0.005
     max_oov_per_flush: int = 256
     max_labels: int = 1_000
+    forward_unknown_ground_truth: bool = True
+    forward_ttl_s: float = 60.0
 
     def __post_init__(self) -> None:
         owner = "MonitorConfig"
@@ -122,8 +128,9 @@ class MonitorConfig:
             )
         if self.retention_max_rows is not None:
             check_number(self.retention_max_rows, "retention_max_rows", owner, low=0, integer=True)
-        if not isinstance(self.gc_idle_collect, bool):
-            raise param_error("gc_idle_collect", owner, "a bool", self.gc_idle_collect)
+        for flag in ("gc_idle_collect", "forward_unknown_ground_truth"):
+            if not isinstance(getattr(self, flag), bool):
+                raise param_error(flag, owner, "a bool", getattr(self, flag))
         rules = tuple(self.alert_rules)
         if not all(isinstance(r, AlertRule) for r in rules):
             raise param_error("alert_rules", owner, "a sequence of AlertRule", self.alert_rules)

@@ -33,7 +33,7 @@ __all__ = ["JoinResult", "PendingJoin"]
 class JoinResult:
     """Joined pairs of one :meth:`PendingJoin.join` call (arrays aligned by position)."""
 
-    __slots__ = ("confidences", "ids", "pred_ts", "predicted", "true_labels", "ts")
+    __slots__ = ("confidences", "ids", "pred_ts", "predicted", "true_labels", "ts", "unknown")
 
     def __init__(
         self,
@@ -43,7 +43,9 @@ class JoinResult:
         pred_ts: np.ndarray,
         true_labels: list[Any],
         ts: np.ndarray,
+        unknown: list[int] | None = None,
     ) -> None:
+        self.unknown = unknown or []  # input positions whose id was not found anywhere
         self.ids = ids
         self.predicted = predicted
         self.confidences = confidences
@@ -88,6 +90,8 @@ class PendingJoin:
             "evicted_age": 0,
             "duplicate_prediction_ids": 0,
             "late_forgotten": 0,
+            "forwarded": 0,
+            "claimed_from_other_processes": 0,
         }
 
     def __len__(self) -> int:
@@ -247,15 +251,25 @@ class PendingJoin:
 
     # -- ground truth --------------------------------------------------------------------------
     def join(
-        self, ids: Sequence[Hashable], true_labels: Sequence[Any], ts: np.ndarray
+        self,
+        ids: Sequence[Hashable],
+        true_labels: Sequence[Any],
+        ts: np.ndarray,
+        *,
+        count_unknown: bool = True,
     ) -> JoinResult:
-        """Match ground truth to pending predictions, counting every outcome."""
+        """Match ground truth to pending predictions, counting every outcome.
+
+        With ``count_unknown=False`` ids found nowhere are only reported in
+        ``JoinResult.unknown`` (the monitor forwards them to other processes first).
+        """
         slot_get = self._slot.get
         live = self._live
         late = self._late
         c = self.counters
         hit_slots: list[int] = []
         hit_pos: list[int] = []
+        unknown: list[int] = []
         for pos, pid in enumerate(ids):
             s = slot_get(pid)
             if s is not None:
@@ -268,7 +282,9 @@ class PendingJoin:
             elif pid in late:
                 c["late"] += 1
             else:
-                c["unknown"] += 1
+                unknown.append(pos)
+        if count_unknown:
+            c["unknown"] += len(unknown)
         c["joined"] += len(hit_slots)
         sl = np.asarray(hit_slots, dtype=np.int64)
         return JoinResult(
@@ -278,6 +294,7 @@ class PendingJoin:
             self._ts[sl],
             [true_labels[p] for p in hit_pos],
             np.asarray(ts)[np.asarray(hit_pos, dtype=np.int64)],
+            unknown,
         )
 
     def stats(self) -> dict[str, int]:

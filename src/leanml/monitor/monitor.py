@@ -128,6 +128,7 @@ class ModelMonitor:
             "resource_rows": 0,
             "alert_rows": 0,
             "labels_buffer": 0,
+            "forward_buffer": 0,
         }
         # flusher-owned state
         self._lock = threading.RLock()
@@ -151,6 +152,7 @@ class ModelMonitor:
         self._recent_oov = _Ring(cfg.recent_window_n, np.float64)
         self._details: deque[tuple] = deque()  # rows in store.PREDICTION_COLUMNS order
         self._label_rows: deque[dict[str, Any]] = deque()
+        self._forward_rows: deque[dict[str, Any]] = deque()
         self._alert_rows: list[dict[str, Any]] = []
         self._resource_rows: list[dict[str, Any]] = []
         self.resources = ResourceSampler(

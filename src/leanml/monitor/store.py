@@ -10,6 +10,9 @@ Tables (all names prefixed by ``table_prefix`` so several stores can share one d
   confidence, latency, input text or its hash, why it was sampled).
 * ``labels``: joined ground truth (id, true and predicted label, confidence, both times).
 * ``resources`` and ``alerts``: time series of process resources and alert transitions.
+* ``gt_inbox``: ground truth a process could not join because another process made the
+  prediction (several workers behind one port): forwarded here, claimed by the owner at its next
+  store flush, counted ``unknown`` by the forwarder if nobody claims it within a TTL.
 
 Readers merge across processes and hosts: :meth:`MonitorStore.merged` sums the counters and merges
 the sketches of every process's rows, so the p99 of 4 worker processes is the p99 of all their
@@ -174,6 +177,19 @@ class MonitorStore:
             sa.Column("reason", sa.Text, nullable=False),
             sa.Index(f"{p}alerts_ts", "ts"),
         )
+        self.gt_inbox = sa.Table(
+            f"{p}gt_inbox",
+            self._md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("variant", sa.String(100), nullable=False),
+            sa.Column("prediction_id", sa.String(200), nullable=False),
+            sa.Column("true_label", sa.Text, nullable=False),  # JSON, keeps int/str labels
+            sa.Column("ts", sa.Float, nullable=False),
+            sa.Column("process", sa.String(200), nullable=False),  # the forwarding process
+            sa.Column("created", sa.Float, nullable=False),
+            sa.Index(f"{p}gt_inbox_mv", "model", "variant"),
+        )
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._pred_sql = (
             f"INSERT INTO {self.predictions.name} ({', '.join(PREDICTION_COLUMNS)}) "
@@ -208,6 +224,7 @@ class MonitorStore:
         labels: Sequence[Mapping[str, Any]] = (),
         resources: Sequence[Mapping[str, Any]] = (),
         alerts: Sequence[Mapping[str, Any]] = (),
+        forwarded: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Write one flush's worth of rows in a single transaction.
 
@@ -229,6 +246,7 @@ class MonitorStore:
                     (self.labels, labels),
                     (self.resources, resources),
                     (self.alerts, alerts),
+                    (self.gt_inbox, forwarded),
                 ):
                     if rows:
                         conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
@@ -259,6 +277,44 @@ class MonitorStore:
         res = conn.execute(t.update().where(key).values(**row))
         if res.rowcount == 0:
             conn.execute(t.insert().values(**row))
+
+    # -- ground truth forwarded between processes -----------------------------------------------
+    def inbox(self, model: str, variant: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Ground truth other processes could not join (oldest first): maybe one of ours."""
+        t = self.gt_inbox
+        q = (
+            sa.select(t)
+            .where(
+                (t.c.model == model) & (t.c.variant == variant) & (t.c.process != self.process_id)
+            )
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def claim(self, row_ids: Sequence[int]) -> int:
+        """Delete inbox rows this process has joined (or counted late/duplicate)."""
+        if not row_ids:
+            return 0
+        t = self.gt_inbox
+        with self.engine.begin() as conn:
+            return int(conn.execute(t.delete().where(t.c.id.in_(list(row_ids)))).rowcount)
+
+    def expire_forwarded(self, model: str, variant: str, older_than: float) -> int:
+        """Delete this process's forwarded rows nobody claimed in time; return how many."""
+        t = self.gt_inbox
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    t.delete().where(
+                        (t.c.model == model)
+                        & (t.c.variant == variant)
+                        & (t.c.process == self.process_id)
+                        & (t.c.created < older_than)
+                    )
+                ).rowcount
+            )
 
     # -- reads ---------------------------------------------------------------------------------
     def read_snapshots(
