@@ -216,7 +216,8 @@ def encode_idf(idf: np.ndarray, precision: str) -> tuple[dict[str, Any], dict[st
 
 
 def decode_idf(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """idf as float64 (exact when stored as document frequencies)."""
     if spec["kind"] == "df":
         k = unpack_uints(spec["k"], arrays["idf.k"]).astype(np.float64)
-        return (np.log(float(spec["c"]) / k) + 1.0).astype(np.float32)
-    return np.asarray(arrays["idf"], dtype=np.float32)
+        return np.log(float(spec["c"]) / k) + 1.0
+    return np.asarray(arrays["idf"], dtype=np.float64)

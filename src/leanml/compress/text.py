@@ -73,8 +73,23 @@ def _analyzer_config(vec: Any) -> dict[str, Any]:
     }
 
 
+class _IdfHolder:
+    """idf kept in float64 (exact, for storage) and float32 (for the arithmetic)."""
+
+    idf: np.ndarray | None
+    _idf64: np.ndarray | None
+
+    def _set_idf(self, idf: np.ndarray | None) -> None:
+        self._idf64 = None if idf is None else np.asarray(idf, dtype=np.float64)
+        self.idf = None if self._idf64 is None else self._idf64.astype(np.float32)
+
+    def _take_idf(self, index: np.ndarray) -> None:
+        if self._idf64 is not None:
+            self._set_idf(self._idf64[index])
+
+
 @register_node
-class TextStage(Stage):
+class TextStage(_IdfHolder, Stage):
     """CountVectorizer / TfidfVectorizer with a compact vocabulary; output float32 CSR.
 
     Two layouts. *terms*: the terms themselves (column order of the original), looked up as
@@ -107,7 +122,7 @@ class TextStage(Stage):
         #: (sorted tokens, per-term code in base len(tokens), per-term n) aligned with terms
         self.decomposition = decomposition
         self.tokens, self.grams = tokens, grams
-        self.idf = None if idf is None else np.asarray(idf, dtype=np.float32)
+        self._set_idf(idf)
         self.binary, self.sublinear_tf, self.norm = binary, sublinear_tf, norm
         self.aux_precision = aux_precision
         self._analyze = build_analyzer(cfg)
@@ -183,8 +198,7 @@ class TextStage(Stage):
             perm_parts.append(cols_of[n][order])
             grams.append(code[order])
         perm = np.concatenate(perm_parts) if perm_parts else np.zeros(0, dtype=np.int64)
-        if self.idf is not None:
-            self.idf = self.idf[perm]
+        self._take_idf(perm)
         self.tokens, self.grams, self.terms, self.decomposition = tokens, grams, None, None
         self._build_index()
         return perm
@@ -303,8 +317,7 @@ class TextStage(Stage):
         keep = np.flatnonzero(mask)
         terms = self.terms or []
         self.terms = [terms[i] for i in keep]
-        if self.idf is not None:
-            self.idf = self.idf[keep]
+        self._take_idf(keep)
         if self.decomposition is not None:
             tokens, codes, lengths = self.decomposition
             self.decomposition = (tokens, codes[keep], lengths[keep])
@@ -340,8 +353,8 @@ class TextStage(Stage):
             terms = self.terms or []
             spec["layout"] = "terms"
             spec["terms"], arrays = encode_terms(terms)
-        if self.idf is not None:
-            spec["idf"], idf_arrays = encode_idf(self.idf, self.aux_precision)
+        if self._idf64 is not None:
+            spec["idf"], idf_arrays = encode_idf(self._idf64, self.aux_precision)
             arrays.update(idf_arrays)
         return spec, arrays
 
@@ -371,7 +384,7 @@ class TextStage(Stage):
 
 
 @register_node
-class TfidfStage(Stage):
+class TfidfStage(_IdfHolder, Stage):
     """TfidfTransformer: tf transforms, idf and row norm on a count matrix (elementwise)."""
 
     kind = "tfidf"
@@ -385,7 +398,7 @@ class TfidfStage(Stage):
         norm: str | None,
         aux_precision: str = "fp32",
     ) -> None:
-        self.idf = None if idf is None else np.asarray(idf, dtype=np.float32)
+        self._set_idf(idf)
         self.sublinear_tf, self.norm, self.aux_precision = sublinear_tf, norm, aux_precision
 
     def transform(self, X: Any) -> sp.csr_matrix:
@@ -403,15 +416,13 @@ class TfidfStage(Stage):
         return SparseRow(x.indices, values, x.size)
 
     def select_inputs(self, mask: np.ndarray) -> None:
-        if self.idf is not None:
-            self.idf = self.idf[mask]
+        self._take_idf(mask)
 
     def can_permute_inputs(self) -> bool:
         return True
 
     def permute_inputs(self, perm: np.ndarray) -> None:
-        if self.idf is not None:
-            self.idf = self.idf[perm]
+        self._take_idf(perm)
 
     def output_scale(self) -> np.ndarray | None:
         return self.idf
@@ -419,8 +430,8 @@ class TfidfStage(Stage):
     def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         spec: dict[str, Any] = {"sublinear_tf": self.sublinear_tf, "norm": self.norm, "idf": None}
         arrays: dict[str, np.ndarray] = {}
-        if self.idf is not None:
-            spec["idf"], arrays = encode_idf(self.idf, self.aux_precision)
+        if self._idf64 is not None:
+            spec["idf"], arrays = encode_idf(self._idf64, self.aux_precision)
         return spec, arrays
 
     @classmethod

@@ -1,0 +1,338 @@
+"""Compression benchmark: leanml's compact models against pickle, joblib, skops and ONNX.
+
+    flock /tmp/leanml-bench.lock python benchmarks/compression.py --json out.json [--quick]
+
+For each demo model (TF-IDF + LogisticRegression on email, intent, sentiment) and a
+RandomForest text model (TF-IDF -> TruncatedSVD(100) -> RandomForest(100)), in one run:
+
+* sizes: pickle (protocol 5), joblib (compress=3), skops (ZIP_DEFLATED, how leanml stores
+  originals), skl2onnx, skl2onnx + onnxruntime ``quantize_dynamic``, and the compact artifact
+  (the guard's choice, ``arrays.npz`` + ``spec.json``);
+* test accuracy of the original and the compact model and their agreement;
+* single-text latency (median over ``--single-calls`` calls of ``predict([text])``, texts
+  cycling through the test set) for scikit-learn, onnxruntime and the compact model;
+* batch-of-1000 throughput (best of 3); load time of the pickle and compact files (median of
+  21, measured alternately);
+* pass / fail of every target of issue 4.
+
+Pickle is used here only to measure the baseline. Peers that fail to convert or run are
+reported with their error. Uses ``leanml.training`` for the demo pipelines; the data folder is
+``--data-dir`` (default ``$LEANML_DATA_DIR`` or ``../shared/datasets``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+import skops.io as sio
+
+TARGETS = {
+    "size_le_tenth_pickle": "compact_bytes <= pickle_bytes / 10",
+    "smaller_than_joblib3": "compact_bytes < joblib3_bytes",
+    "smaller_than_skops": "compact_bytes < skops_bytes",
+    "smaller_than_onnx": "compact_bytes < onnx_bytes",
+    "smaller_than_onnx_int8": "compact_bytes < onnx_int8_bytes (when quantize_dynamic runs)",
+    "acc_drop_le_0.5pt": "acc_original - acc_compact <= 0.005",
+    "agreement_ge_99pct": "agreement >= 0.99",
+    "single_ge_5x_sklearn": "single_us_sklearn / single_us_compact >= 5",
+    "single_faster_than_onnx": "single_us_compact < single_us_onnx",
+    "batch_ge_1.3x_sklearn": "batch1000_per_s_compact >= 1.3 * batch1000_per_s_sklearn",
+    "load_le_pickle": "load_ms_compact <= load_ms_pickle",
+}
+
+
+def _median_us(fn: Any, args_list: list[Any], calls: int) -> float:
+    for a in args_list[:20]:  # warm up
+        fn(a)
+    times = []
+    n = len(args_list)
+    for i in range(calls):
+        a = args_list[i % n]
+        t0 = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def _best_per_s(fn: Any, batch: Any, repeats: int = 3) -> float:
+    fn(batch)
+    best = min(_timed(fn, batch) for _ in range(repeats))
+    return len(batch) / best
+
+
+def _timed(fn: Any, arg: Any) -> float:
+    t0 = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - t0
+
+
+def _interleaved_ms(first: Any, second: Any, repeats: int = 21) -> tuple[float, float]:
+    """Median load times of two loaders, measured alternately so drift hits both alike."""
+    first(), second()
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(_timed(lambda _: first(), None))
+        b.append(_timed(lambda _: second(), None))
+    return statistics.median(a) * 1e3, statistics.median(b) * 1e3
+
+
+def _onnx(pipe: Any, X_test: list[str], single_docs: list[str], calls: int) -> dict[str, Any]:
+    """skl2onnx conversion, its int8 quantization, size, agreement and single latency."""
+    out: dict[str, Any] = {}
+    try:
+        import onnx
+        import onnxruntime as ort
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import StringTensorType
+
+        clf = pipe.steps[-1][1]
+        onx = convert_sklearn(
+            pipe,
+            initial_types=[("input", StringTensorType([None, 1]))],
+            options={id(clf): {"zipmap": False}},
+            target_opset=17,
+        )
+        for node in onx.graph.node:  # this machine has no en_US locale, which ORT defaults to
+            if node.op_type == "StringNormalizer":
+                node.attribute.append(onnx.helper.make_attribute("locale", "C.UTF-8"))
+        data = onx.SerializeToString()
+        out["onnx_bytes"] = len(data)
+    except Exception as exc:
+        out["onnx_bytes"] = None
+        out["onnx_error"] = f"skl2onnx: {type(exc).__name__}: {exc}"[:500]
+        out["onnx_int8_bytes"] = None
+        out["single_us_onnx"] = None
+        return out
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
+            src.write_bytes(data)
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+            out["onnx_int8_bytes"] = dst.stat().st_size
+    except Exception as exc:
+        out["onnx_int8_bytes"] = None
+        out["onnx_int8_error"] = f"quantize_dynamic: {type(exc).__name__}: {exc}"[:500]
+    try:
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        label = sess.get_outputs()[0].name
+        name = sess.get_inputs()[0].name
+        batch = np.array(X_test, dtype=object).reshape(-1, 1)
+        pred = sess.run([label], {name: batch})[0]
+        out["onnx_agreement"] = float(np.mean(pred == pipe.predict(X_test)))
+        inputs = [np.array([[d]], dtype=object) for d in single_docs]
+        out["single_us_onnx"] = _median_us(lambda x: sess.run([label], {name: x}), inputs, calls)
+        out["batch1000_per_s_onnx"] = _best_per_s(
+            lambda b: sess.run([label], {name: b}), batch[:1000]
+        )
+    except Exception as exc:
+        out["single_us_onnx"] = None
+        out["onnx_error"] = f"onnxruntime: {type(exc).__name__}: {exc}"[:500]
+    return out
+
+
+def bench_model(
+    name: str, pipe: Any, ds: Any, *, calls: int, with_onnx: bool = True
+) -> dict[str, Any]:
+    from leanml.compress import CompactModel, ModelQuantizer
+
+    row: dict[str, Any] = {"model": name, "estimator": type(pipe.steps[-1][1]).__name__}
+    pk = pickle.dumps(pipe, protocol=5)
+    row["pickle_bytes"] = len(pk)
+    buf = io.BytesIO()
+    joblib.dump(pipe, buf, compress=3)
+    row["joblib3_bytes"] = len(buf.getvalue())
+    row["skops_bytes"] = len(sio.dumps(pipe, compression=zipfile.ZIP_DEFLATED))
+
+    t0 = time.perf_counter()
+    result = ModelQuantizer(latency_calls=0).compress(
+        pipe, ds.X_val, ds.y_val, original_bytes=row["skops_bytes"]
+    )
+    row["compress_seconds"] = round(time.perf_counter() - t0, 2)
+    row["guard_passed"] = result.compressed
+    row["fallback_reason"] = result.fallback_reason
+    row["recipe"] = result.recipe_label
+    row["candidates_evaluated"] = sum(1 for c in result.candidates if c.accuracy is not None)
+    row["rejected"] = [
+        {"recipe": c.label, "bytes": c.bytes, "reason": c.reason}
+        for c in result.rejected
+        if not c.reason.startswith("not evaluated")
+    ]
+    compact = result.model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "compact"
+        pk_path = Path(tmp) / "model.pkl"
+        pk_path.write_bytes(pk)
+
+        def load_pickle() -> Any:
+            with open(pk_path, "rb") as fh:
+                return pickle.load(fh)
+
+        if isinstance(compact, CompactModel):
+            names = compact.save_payload(folder)
+            row["compact_bytes"] = sum((folder / n).stat().st_size for n in names)
+            loads = _interleaved_ms(load_pickle, lambda: CompactModel.load_payload(folder))
+            row["load_ms_pickle"], row["load_ms_compact"] = loads
+            compact = CompactModel.load_payload(folder)
+        else:
+            row["compact_bytes"] = row["skops_bytes"]
+            row["load_ms_pickle"] = _interleaved_ms(load_pickle, load_pickle)[0]
+            row["load_ms_compact"] = None
+
+    y_orig = pipe.predict(ds.X_test)
+    y_comp = compact.predict(ds.X_test)
+    row["acc_original"] = float(np.mean(y_orig == ds.y_test))
+    row["acc_compact"] = float(np.mean(y_comp == ds.y_test))
+    row["agreement"] = float(np.mean(y_orig == y_comp))
+    if hasattr(compact, "predict_proba") and hasattr(pipe, "predict_proba"):
+        p0, p1 = pipe.predict_proba(ds.X_test), compact.predict_proba(ds.X_test)
+        row["max_proba_error"] = float(np.max(np.abs(p0 - p1)))
+        row["mean_proba_error"] = float(np.mean(np.abs(p0 - p1)))
+
+    docs = list(ds.X_test)
+    singles = [[d] for d in docs]
+    row["single_us_sklearn"] = _median_us(pipe.predict, singles, calls)
+    row["single_us_compact"] = _median_us(compact.predict, singles, calls)
+    batch = docs[:1000]
+    row["batch1000_per_s_sklearn"] = _best_per_s(pipe.predict, batch)
+    row["batch1000_per_s_compact"] = _best_per_s(compact.predict, batch)
+    if with_onnx:
+        row.update(_onnx(pipe, docs, docs, calls))
+    else:
+        row.update({"onnx_bytes": None, "onnx_int8_bytes": None, "single_us_onnx": None})
+        row["onnx_error"] = "not attempted for this model"
+    row["ratio_vs_pickle"] = row["pickle_bytes"] / row["compact_bytes"]
+    row["targets"] = _targets(row)
+    return row
+
+
+def _targets(r: dict[str, Any]) -> dict[str, Any]:
+    def cmp(a: Any, b: Any, ok: Any) -> Any:
+        return "n/a" if a is None or b is None else bool(ok(a, b))
+
+    c = r["compact_bytes"]
+    return {
+        "size_le_tenth_pickle": c * 10 <= r["pickle_bytes"],
+        "smaller_than_joblib3": c < r["joblib3_bytes"],
+        "smaller_than_skops": c < r["skops_bytes"],
+        "smaller_than_onnx": cmp(c, r.get("onnx_bytes"), lambda a, b: a < b),
+        "smaller_than_onnx_int8": cmp(c, r.get("onnx_int8_bytes"), lambda a, b: a < b),
+        "acc_drop_le_0.5pt": r["acc_original"] - r["acc_compact"] <= 0.005 + 1e-12,
+        "agreement_ge_99pct": r["agreement"] >= 0.99,
+        "single_ge_5x_sklearn": r["single_us_sklearn"] / r["single_us_compact"] >= 5,
+        "single_faster_than_onnx": cmp(
+            r["single_us_compact"], r.get("single_us_onnx"), lambda a, b: a < b
+        ),
+        "batch_ge_1.3x_sklearn": r["batch1000_per_s_compact"] >= 1.3 * r["batch1000_per_s_sklearn"],
+        "load_le_pickle": cmp(r["load_ms_compact"], r["load_ms_pickle"], lambda a, b: a <= b),
+    }
+
+
+def _train(task: str, estimator: str, quick: bool) -> tuple[Any, Any]:
+    from leanml.datasets import load_dataset
+    from leanml.training import build_pipeline, train_model
+
+    ds = load_dataset(task)
+    if quick:  # random subsets, same seed every run
+        rng = np.random.default_rng(0)
+
+        def cut(X: list[str], y: np.ndarray, n: int) -> tuple[list[str], np.ndarray]:
+            idx = np.sort(rng.permutation(len(X))[:n])
+            return [X[i] for i in idx], np.asarray(y)[idx]
+
+        X_tr, y_tr = cut(ds.X_train, ds.y_train, 6000 if estimator == "logreg" else 2500)
+        X_va, y_va = cut(ds.X_val, ds.y_val, 1500)
+        X_te, y_te = cut(ds.X_test, ds.y_test, 1500)
+        ds = dataclasses.replace(
+            ds, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va, X_test=X_te, y_test=y_te
+        )
+    if estimator == "logreg":
+        trained = train_model(task, "logreg", dataset=ds)
+        return trained.pipeline, trained.dataset
+    pipe = build_pipeline(estimator)
+    pipe.fit(ds.X_train, ds.y_train)
+    return pipe, ds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, required=True, help="where to write the results")
+    parser.add_argument("--quick", action="store_true", help="smaller run (< 2 minutes)")
+    parser.add_argument("--tasks", default="email,intent,sentiment")
+    parser.add_argument("--single-calls", type=int, default=None)
+    parser.add_argument("--data-dir", default=os.environ.get("LEANML_DATA_DIR"))
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir or str(Path("../shared/datasets").resolve())
+    os.environ["LEANML_DATA_DIR"] = data_dir
+    calls = args.single_calls or (500 if args.quick else 2000)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "quick": args.quick,
+        "single_calls": calls,
+        "python": platform.python_version(),
+        "sklearn": sklearn.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "targets": TARGETS,
+        "models": {},
+    }
+    jobs = [(t, "logreg") for t in args.tasks.split(",") if t]
+    jobs.append(("email", "randomforest"))
+    for task, estimator in jobs:
+        key = task if estimator == "logreg" else f"{task}_{estimator}"
+        print(f"[{time.perf_counter() - started:6.1f}s] {key}: training", file=sys.stderr)
+        try:
+            pipe, ds = _train(task, estimator, args.quick)
+            print(f"[{time.perf_counter() - started:6.1f}s] {key}: benchmarking", file=sys.stderr)
+            row = bench_model(
+                key, pipe, ds, calls=calls if estimator == "logreg" else 200,
+                with_onnx=estimator == "logreg",
+            )  # fmt: skip
+            if estimator != "logreg":
+                row["targets"] = {
+                    "compressed_ge_4x_under_guard": row["guard_passed"]
+                    and row["ratio_vs_pickle"] >= 4,
+                    "acc_drop_le_0.5pt": row["targets"]["acc_drop_le_0.5pt"],
+                    "agreement_ge_99pct": row["targets"]["agreement_ge_99pct"],
+                }
+        except Exception as exc:
+            row = {"model": key, "error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+        report["models"][key] = row
+    report["all_targets_met"] = all(
+        v is True or v == "n/a"
+        for row in report["models"].values()
+        for v in row.get("targets", {"error": False}).values()
+    )
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    for key, row in report["models"].items():
+        failed = [k for k, v in row.get("targets", {}).items() if v is False]
+        print(f"{key}: {'all targets met' if not failed else 'FAILED ' + ', '.join(failed)}")
+    print(f"wrote {args.json} in {report['seconds']} s")
+    return 0 if report["all_targets_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
