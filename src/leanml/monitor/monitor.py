@@ -371,17 +371,17 @@ class ModelMonitor:
 
     def metrics(self) -> dict[str, tuple[float | None, int]]:
         """Flat metric table (name -> (value, sample size)) that alert rules read."""
-        from leanml.monitor import _flush
+        from leanml.monitor import _read
 
         with self._lock:
-            return _flush.metric_table(self, self._clock())
+            return _read.metric_table(self, self._clock())
 
     def stats(self) -> dict[str, Any]:
         """Everything a dashboard or the serving layer reads, as a plain dict."""
-        from leanml.monitor import _flush
+        from leanml.monitor import _read
 
         with self._lock:
-            return _flush.stats(self, self._clock())
+            return _read.stats(self, self._clock())
 
     snapshot = stats
 
