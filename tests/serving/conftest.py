@@ -30,6 +30,7 @@ max_inputs = 16
 max_text_chars = 2000
 max_feedback_items = 20
 poll_interval_s = 0.05
+feedback_timeout_s = 15
 heartbeat_s = 0.5
 registry_watch_s = 0.5
 stats_flush_s = 0

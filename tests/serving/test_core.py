@@ -1,0 +1,188 @@
+"""The web-free core: cache, batcher, id space, auth, request checks, config, V2 tensors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from leanml.errors import ConfigError, ParameterError
+from leanml.serving import IdSpace, MicroBatcher, PredictionCache, ServingConfig, parse_id
+from leanml.serving.auth import check_bearer
+from leanml.serving.schemas import BadRequest, check_feedback, check_predict
+from leanml.serving.v2 import decode_bytes_tensor, encode_bytes_tensor
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_cache_lru_entry_bound_and_counters() -> None:
+    c = PredictionCache(max_entries=2, max_bytes=10**6)
+    k = [c.key(t) for t in ("a", "b", "c")]
+    c.put(k[0], "x", 0.9, np.zeros(2))
+    c.put(k[1], "y", 0.8, np.zeros(2))
+    assert c.get(k[0]) is not None  # a is now most recent
+    c.put(k[2], "z", 0.7, np.zeros(2))  # evicts b
+    assert c.get(k[1]) is None and c.get(k[0])[0] == "x" and c.get(k[2])[0] == "z"
+    s = c.stats()
+    assert (s["hits"], s["misses"], s["evictions"], s["entries"]) == (3, 1, 1, 2)
+
+
+def test_cache_byte_bound_ttl_and_invalidation() -> None:
+    clock = Clock()
+    c = PredictionCache(max_entries=100, max_bytes=1000, ttl_s=10, clock=clock)
+    for i in range(10):
+        c.put(c.key(str(i)), "x", 0.5, np.zeros(16))  # ~350 bytes each
+    assert c.bytes <= 1000 and len(c) < 10 and c.evictions == 10 - len(c)
+    key = c.key("fresh")
+    c.put(key, "y", 0.5, np.zeros(1))
+    clock.t = 10.5
+    assert c.get(key) is None and c.expired == 1
+    c.put(key, "y", 0.5, np.zeros(1))
+    gen = c.generation
+    assert c.invalidate() >= 1 and len(c) == 0 and c.bytes == 0 and c.generation == gen + 1
+    assert c.get(key) is None
+
+
+def test_cache_normalization_and_disabled() -> None:
+    assert PredictionCache(normalize="none").key(" a") != PredictionCache().key("a")
+    assert PredictionCache(normalize="strip").key(" a ") == PredictionCache().key("a")
+    nfc = PredictionCache(normalize="nfc")
+    assert nfc.key("cafe\u0301") == nfc.key("caf\u00e9")
+    off = PredictionCache(max_entries=0)
+    off.put(off.key("a"), "x", 1.0, None)
+    assert not off.enabled and len(off) == 0
+    with pytest.raises(ParameterError, match="'normalize'"):
+        PredictionCache(normalize="lower")
+
+
+def test_batcher_coalesces_concurrent_requests() -> None:
+    calls: list[list[str]] = []
+
+    def predict(texts: list[str]) -> list[str]:
+        calls.append(list(texts))
+        return [t.upper() for t in texts]
+
+    async def main() -> list:
+        b = MicroBatcher(predict, max_batch_size=8, max_wait_ms=0)
+        outs = await asyncio.gather(*(b.submit([f"t{i}"]) for i in range(20)))
+        alone = await b.submit(["idle"])  # nothing else queued: a batch of one, at once
+        return [outs, alone, b.stats()]
+
+    outs, alone, stats = asyncio.run(main())
+    for i, (result, a, z, wait) in enumerate(outs):
+        assert result[a:z] == [f"T{i}"] and wait >= 0
+    assert [len(c) for c in calls] == [8, 8, 4, 1]
+    assert alone[0][alone[1]:alone[2]] == ["IDLE"]
+    assert stats["batches"] == 4 and stats["items"] == 21 and stats["largest_batch"] == 8
+    assert sum(stats["size_counts"]) == 4 and sum(stats["wait_counts"]) == 21
+
+
+def test_batcher_large_chunk_runs_alone_and_errors_reach_every_caller() -> None:
+    def predict(texts: list[str]) -> list[str]:
+        if "boom" in texts:
+            raise ValueError("boom")
+        return texts
+
+    async def main() -> tuple:
+        b = MicroBatcher(predict, max_batch_size=4, max_wait_ms=0)
+        big = await b.submit([str(i) for i in range(10)])
+        res = await asyncio.gather(b.submit(["ok"]), b.submit(["boom"]),
+                                   return_exceptions=True)
+        return big, res, b.stats()
+
+    big, res, stats = asyncio.run(main())
+    assert big[2] - big[1] == 10
+    assert all(isinstance(r, ValueError) for r in res) and stats["errors"] == 1
+
+
+def test_batcher_waits_only_under_load() -> None:
+    sizes: list[int] = []
+
+    async def main() -> None:
+        b = MicroBatcher(lambda t: sizes.append(len(t)) or t, max_batch_size=64,
+                         max_wait_ms=50)
+        await b.submit(["idle"])  # idle: no wait although max_wait_ms is large
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await b.submit(["again"])
+        assert loop.time() - t0 < 0.04
+
+    asyncio.run(main())
+    assert sizes == [1, 1]
+
+
+def test_id_space_statuses() -> None:
+    clock = Clock()
+    ids = IdSpace("abc", capacity=4, max_age_s=100, clock=clock)
+    first = ids.issue(1, code=0)[0]
+    assert parse_id(first) == ("abc", 0)
+    assert ids.status(0) == ("pending", 0)
+    ids.mark_labeled(0)
+    assert ids.status(0)[0] == "duplicate"
+    assert ids.status(5)[0] == "never_seen"
+    batch = ids.issue(6, code=1)  # wraps the ring: id 0..2 are evicted
+    assert len(set(batch)) == 6 and ids.status(6) == ("pending", 1)
+    assert ids.status(1)[0] == "evicted" and ids.status(3)[0] == "pending"
+    clock.t = 101
+    assert ids.status(6)[0] == "expired"
+    for bad in ("nohyphen", "abc-zz", "-1", 5, "a" * 80):
+        assert parse_id(bad) is None
+
+
+def test_bearer_check() -> None:
+    assert check_bearer(None, "t")[0] == 401
+    assert check_bearer("Basic dXNlcg==", "t")[0] == 401
+    assert check_bearer("Bearer ", "t")[0] == 401
+    assert check_bearer("Bearer nope", "t")[0] == 403
+    assert check_bearer("Bearer t", None)[0] == 403
+    assert check_bearer("Bearer t", "t") is None
+    assert check_bearer("bearer t", "t") is None
+
+
+def test_request_checks_name_the_field() -> None:
+    assert check_predict({"inputs": ["a", "b"]}, 4, 10) == (["a", "b"], False)
+    assert check_predict({"inputs": "a", "return_probabilities": True}, 4, 10) == (["a"], True)
+    cases = [
+        ({"inputs": ["a"] * 5}, 413, "inputs"),
+        ({"inputs": ["a", "x" * 11]}, 413, "inputs[1]"),
+        ({"inputs": [True]}, 422, "inputs[0]"),
+        ({}, 422, "inputs"),
+    ]
+    for data, status, field in cases:
+        with pytest.raises(BadRequest) as e:
+            check_predict(data, 4, 10)
+        assert (e.value.status, e.value.field) == (status, field)
+    assert check_feedback({"id": "a-1", "label": 3}, 5) == [("a-1", "3")]
+    with pytest.raises(BadRequest) as e:
+        check_feedback({"items": [{"id": "a-1", "label": True}]}, 5)
+    assert e.value.field == "items[0].label"
+
+
+def test_serving_config_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "c.toml"
+    f.write_text('[serving]\nmax_inputs = 7\nmodels = ["a", "b"]\n')
+    cfg = ServingConfig.load(f, env={"LEANML_SERVE_MAX_INPUTS": "9",
+                                     "LEANML_SERVE_MONITORING": "off"})
+    assert cfg.max_inputs == 9 and cfg.models == ("a", "b") and cfg.monitoring is False
+    with pytest.raises(ConfigError, match="max_inputs"):
+        ServingConfig.load(env={"LEANML_SERVE_MAX_INPUTS": "many"})
+    with pytest.raises(ConfigError, match="Unknown serving setting 'nope'"):
+        ServingConfig.load(env={}, nope=1)
+    with pytest.raises(ParameterError, match="'max_batch_size'"):
+        ServingConfig(max_batch_size=0)
+
+
+def test_v2_bytes_tensor_roundtrip() -> None:
+    values = ["hello", "", "héllo wörld", "x" * 300]
+    assert decode_bytes_tensor(encode_bytes_tensor(values)) == values
+    with pytest.raises(BadRequest):
+        decode_bytes_tensor(b"\x05\x00\x00\x00ab")
+    with pytest.raises(BadRequest):
+        decode_bytes_tensor(b"\x01\x00")
