@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -234,7 +234,7 @@ def build_api(service: Service) -> FastAPI:
     }
 
     async def admin(
-        request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> None:
         failure = check_bearer(request.headers.get("authorization"), service.admin_token)
         if failure is not None:

@@ -85,7 +85,7 @@ def run(
 ) -> None:
     import uvicorn
 
-    spec = {
+    spec: dict[str, Any] = {
         "config_file": config_file,
         "models_dir": models_dir,
         "store_url": store_url,
