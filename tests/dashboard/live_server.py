@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--xss", action="store_true")
     ap.add_argument("--token", default="test-admin-token")
     ap.add_argument("--history-minutes", type=int, default=30)
+    ap.add_argument("--interval", type=float, default=0.02, help="seconds between traffic steps")
     args = ap.parse_args()
     names = [n for n in args.models.split(",") if n]
     store_url = f"sqlite:///{args.dir / 'store.db'}"
@@ -165,7 +166,7 @@ def main() -> None:
         while not stop.is_set():
             for h in harnesses:
                 h.step(rng)
-            stop.wait(0.02)
+            stop.wait(args.interval)
 
     threading.Thread(target=traffic, daemon=True).start()
     provider = MonitorProvider(

@@ -44,7 +44,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leanml.dashboard import _assets
-from leanml.dashboard.data import ModelData, _fill_windows, batch_figures
+from leanml.dashboard.data import ModelData, _fill_labels, _fill_windows, batch_figures
 from leanml.errors import LeanMLError
 
 __all__ = ["DashboardProvider", "MonitorProvider", "dashboard_app", "model_entry"]
@@ -137,10 +137,12 @@ class MonitorProvider:
             return {}
 
         out: dict[str, list[dict[str, Any]]] = {}
+        now = time.time()
         rows = self.store.read_snapshots(since=since)
         for name in sorted({r["model"] for r in rows}):
             md = ModelData(name)
             _fill_windows(md, [r for r in rows if r["model"] == name])
+            _fill_labels(md, self.store, since, now, 50_000)
             out[name] = [
                 {
                     "ts": w.start + w.width / 2,
@@ -149,10 +151,10 @@ class MonitorProvider:
                     "p95": w.p95,
                     "p99": w.p99,
                     "estimated": w.estimated_accuracy,
-                    "realized": None,
+                    "realized": w.realized_accuracy,
                 }
                 for w in md.windows
-                if w.start + w.width <= time.time()  # closed windows only: complete counts
+                if w.start + w.width <= now  # closed windows only: complete counts
             ]
         return out
 
