@@ -21,8 +21,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-from tests.dashboard.test_browser import FLAGS  # noqa: E402
-from tests.dashboard.test_web import start_server, stop  # noqa: E402
+from tests.dashboard.helpers import FLAGS, start_server, stop  # noqa: E402
 
 from leanml.dashboard import build_report  # noqa: E402
 from leanml.registry import ModelRegistry  # noqa: E402

@@ -5,26 +5,17 @@ console errors and no injected markup, and saves a screenshot."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import httpx
 import pytest
 
-from .test_report import assert_valid_png
-from .test_web import start_server, stop
+from .helpers import FLAGS, assert_valid_png, start_server, stop
 
 CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if shutil.os.path.exists("/usr/bin/chromium") else None  # type: ignore[attr-defined]
+    "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
 )
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
 pytestmark = pytest.mark.skipif(

@@ -5,13 +5,10 @@ the insights and the suggestions are checked against that data."""
 from __future__ import annotations
 
 import html
-import io
 import re
 import time
 
-import numpy as np
 import pytest
-from matplotlib import image as mpimg
 
 from leanml.cli import main
 from leanml.dashboard import ModelData, ReportData, build_report
@@ -19,6 +16,7 @@ from leanml.dashboard import charts as ch
 from leanml.dashboard.report import render_html
 from leanml.registry import ModelRegistry
 
+from .helpers import assert_valid_png
 from .scenario import run, scenario_rules
 
 EXPECTED_CHARTS = {
@@ -54,16 +52,6 @@ def report(filled):
         until=sc.end + 60,
         rules=scenario_rules(),
     )
-
-
-def assert_valid_png(data: bytes) -> None:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    img = mpimg.imread(io.BytesIO(data), format="png")
-    assert img.ndim == 3 and img.shape[0] >= 200 and img.shape[1] >= 400
-    rgb = img[..., :3]
-    assert float(rgb.std()) > 0.02, "blank chart"
-    colors = np.unique((rgb.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
-    assert len(colors) > 20, "chart has almost no content"
 
 
 def test_store_is_read_merged_across_processes(filled, report):
@@ -146,3 +134,19 @@ def test_charts_say_nothing_without_data():
     assert ch.model_charts(md) == {}
     assert ch.resources_chart(ReportData(0.0, 1.0, {}, [])) is None
     assert ch.compression_size_chart([md]) is None
+
+
+def test_standard_vs_optimized_table_uses_benchmark_json(tmp_path):
+    from leanml.dashboard import load_benchmarks
+
+    (tmp_path / "m.json").write_text('{"record_ns": 250, "overhead_pct_email": 1.5}')
+    (tmp_path / "s.json").write_text(
+        '{"rps_leanml": 5000, "rps_monitor_off": 5100, "rps_cache_off": 1000, "rps_cache50": 1800}'
+    )
+    bench = load_benchmarks([tmp_path / "m.json", tmp_path / "s.json"])
+    doc = render_html(ReportData(0.0, 60.0, {}, [], benchmarks=bench), [], [], {})
+    assert "250 ns, 4,000,000 monitored predictions/s" in doc
+    assert "93,738 ns, 10,668 /s" in doc and "1.5%" in doc
+    assert "1,800 (1.80x)" in doc and "5,100" in doc
+    empty = render_html(ReportData(0.0, 60.0, {}, []), [], [], {})
+    assert "not measured: run benchmarks/monitor_overhead.py --json FILE" in empty

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +11,11 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from leanml.cli import main
 from leanml.dashboard.web import MonitorProvider, dashboard_app, model_entry
 from leanml.monitor import MonitorConfig, MonitorStore, monitored
+
+from .helpers import assert_valid_png, start_server, stop
 
 HERE = Path(__file__).resolve().parent
 EVIL = "<script>alert(1)</script>"
@@ -231,44 +230,6 @@ def test_monitor_provider_over_real_monitors_and_store(tmp_path, tiny_pipeline, 
     store.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(script: str, tmp: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with open(tmp / f"{script}.log", "w") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / script), "--port", str(port), "--dir", str(tmp), *extra],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((tmp / f"{script}.log").read_text())
-        try:
-            if httpx.get(base + "/dashboard/data.json", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("server did not start: " + (tmp / f"{script}.log").read_text())
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_dashboard_inside_leanml_serve(tmp_path):
     proc, base = start_server("serve_server.py", tmp_path, "--token", "tok")
     try:
@@ -300,5 +261,14 @@ def test_dashboard_inside_leanml_serve(tmp_path):
             assert r.status_code == 200, r.text
             assert c.get("/v1/models/intent").json()["active_variant"] == "original"
             assert c.get("/dashboard/").headers["content-security-policy"]
+        # the report over leanml serve's own store, with its live cache and batch figures
+        out = tmp_path / "report"
+        argv = ["report", "--store", f"sqlite:///{tmp_path / 'serve-store.db'}", "--out", str(out)]
+        argv += ["--models-dir", str(tmp_path / "models"), "--server", base, "--since", "1h"]
+        assert main(argv) == 0
+        for chart in ("intent-cache", "intent-batches", "intent-latency"):
+            assert_valid_png((out / f"{chart}.png").read_bytes())
+        doc = (out / "report.html").read_text(encoding="utf-8")
+        assert "Prediction cache hit rate" in doc and "No cache figures" not in doc
     finally:
         stop(proc)

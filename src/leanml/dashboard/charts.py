@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,9 +48,11 @@ def _fig(height: float = 3.2, width: float = 7.5) -> Figure:
 
 
 def _png(fig: Figure) -> bytes:
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    with warnings.catch_warnings():  # tick-placement notes on odd ranges are not errors
+        warnings.filterwarnings("ignore", message="AutoDateLocator", category=UserWarning)
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
@@ -62,6 +65,10 @@ def _floats(values: Iterable[float | None]) -> Any:
 
 
 def _time_axis(ax: Any, maxticks: int = 8) -> None:
+    lo, hi = ax.get_xlim()  # days; a single window would give the locator nothing to divide
+    if hi - lo < 10 / 1440:
+        mid = (lo + hi) / 2
+        ax.set_xlim(mid - 5 / 1440, mid + 5 / 1440)
     ax.xaxis.set_major_locator(AutoDateLocator(maxticks=maxticks, tz=dt.UTC))
     ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=dt.UTC))
     ax.set_xlabel("time (UTC)")
@@ -274,7 +281,7 @@ def cache_chart(md: ModelData) -> bytes | None:
     hits, misses = cache.get("hits"), cache.get("misses")
     if hits is None or misses is None or hits + misses == 0:
         return None
-    fig = _fig(2.6)
+    fig = _fig(2.9)
     ax = fig.add_subplot()
     rate = 100 * hits / (hits + misses)
     ax.barh([0], [rate], color="#1b998b", label=f"hits ({hits:,})")
@@ -291,7 +298,7 @@ def cache_chart(md: ModelData) -> bytes | None:
     ax.set_yticks([])
     ax.set_xlabel("share of lookups (%)")
     ax.set_title(f"{md.name}: prediction cache hit rate {rate:.1f}%")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
     return _png(fig)
 
 
