@@ -28,6 +28,7 @@ EXPECTED_CHARTS = {
     "intent-class-mix",
     "resources",
     "compression-size",
+    "compression-components",
     "compression-quality",
 }
 

@@ -27,6 +27,7 @@ __all__ = [
     "batch_chart",
     "cache_chart",
     "class_mix_chart",
+    "compression_components_chart",
     "compression_quality_chart",
     "compression_size_chart",
     "confusion_chart",
@@ -375,34 +376,34 @@ def resources_chart(data: ReportData) -> bytes | None:
     return _png(fig)
 
 
-def compression_size_chart(models: Sequence[ModelData]) -> bytes | None:
-    rows = [md for md in models if md.payload_sizes]
+def _stacked_sizes(models: Sequence[ModelData], attr: str, xlabel: str, title: str) -> bytes | None:
+    rows = [md for md in models if getattr(md, attr)]
     if not rows:
         return None
-    fig = _fig(max(2.8, 0.9 * len(rows) + 1.6), 8.5)
+    fig = _fig(max(2.8, 0.9 * len(rows) + 1.8), 8.5)
     ax = fig.add_subplot()
-    ticks, names = [], []
-    comp_colors: dict[str, Any] = {}
+    ticks: list[tuple[float, str]] = []
+    colors: dict[str, Any] = {}
     palette = iter(["#2b7bba", "#f0a202", "#1b998b", "#d7263d", "#7d5ba6", "#9aa5b1", "#5c946e"])
     y = 0.0
     for md in rows:
         for variant in ("original", "compact"):
-            sizes = md.payload_sizes.get(variant)
+            sizes = getattr(md, attr).get(variant)
             if not sizes:
                 continue
             left = 0.0
             for comp, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
-                if comp not in comp_colors:
-                    comp_colors[comp] = next(palette, "#555555")
+                new = comp not in colors
+                if new:
+                    colors[comp] = next(palette, "#555555")
                 ax.barh(
                     y,
                     size / 2**20,
                     left=left,
-                    color=comp_colors[comp],
+                    color=colors[comp],
                     height=0.7,
-                    label=comp if comp not in names else None,
+                    label=comp if new else None,
                 )
-                names.append(comp)
                 left += size / 2**20
             ax.text(left, y, f" {left:.2f} MiB", va="center", fontsize=8)
             ticks.append((y, f"{md.name} {variant}"))
@@ -410,11 +411,31 @@ def compression_size_chart(models: Sequence[ModelData]) -> bytes | None:
         y += 0.5
     ax.set_yticks([a for a, _ in ticks], labels=[b for _, b in ticks], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("artifact size on disk (MiB), by payload file")
-    ax.set_title("Compression: size by component, original vs compact")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def compression_size_chart(models: Sequence[ModelData]) -> bytes | None:
+    """Artifact bytes on disk per payload file, original vs compact."""
+    return _stacked_sizes(
+        models,
+        "payload_sizes",
+        "artifact size on disk (MiB), by payload file",
+        "Compression: stored artifact, original vs compact",
+    )
+
+
+def compression_components_chart(models: Sequence[ModelData]) -> bytes | None:
+    """Bytes per model component (vocabulary, idf, weights...), original vs compact."""
+    return _stacked_sizes(
+        models,
+        "components",
+        "size in memory (MiB; compact arrays uncompressed), by model component",
+        "Compression: size by component, original vs compact",
+    )
 
 
 def compression_quality_chart(models: Sequence[ModelData]) -> bytes | None:

@@ -44,6 +44,7 @@ class WindowPoint:
     count: int = 0
     errors: int = 0
     confidence_sum: float = 0.0
+    confidence_count: int | None = None  # predictions with a confidence (None: all of them)
     p50: float | None = None  # seconds
     p95: float | None = None
     p99: float | None = None
@@ -59,7 +60,8 @@ class WindowPoint:
 
     @property
     def estimated_accuracy(self) -> float | None:
-        return self.confidence_sum / self.count if self.count else None
+        n = self.count if self.confidence_count is None else self.confidence_count
+        return self.confidence_sum / n if n else None
 
     @property
     def realized_accuracy(self) -> float | None:
@@ -94,6 +96,7 @@ class ModelData:
     registry: dict[str, Any] | None = None  # ModelRegistry.report(name)
     compression: dict[str, Any] | None = None  # compact manifest: guard + details
     payload_sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    components: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     serving: dict[str, Any] | None = None  # live figures from leanml serve (cache, batching)
 
     @property
@@ -209,6 +212,8 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
             w.count += int(r["count"])
             w.errors += int(r["errors"])
             w.confidence_sum += float(r["confidence_sum"])
+            if r.get("confidence_count") is not None:  # stores written since the column exists
+                w.confidence_count = (w.confidence_count or 0) + int(r["confidence_count"])
             md.joined += int(r["joined"])
             md.correct += int(r["correct"])
             for lab, c in json.loads(r["label_counts"]).items():
@@ -242,7 +247,8 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
         for lab, c in w.label_counts.items():
             md.label_counts[lab] = md.label_counts.get(lab, 0) + c
     conf = sum(w.confidence_sum for w in md.windows)
-    md.estimated_accuracy = conf / md.count if md.count else None
+    conf_n = sum(w.count if w.confidence_count is None else w.confidence_count for w in md.windows)
+    md.estimated_accuracy = conf / conf_n if conf_n else None
     if total is not None and total.count:
         qs = total.quantiles([0.5, 0.95, 0.99, 0.999])
         md.latency = {
@@ -274,6 +280,25 @@ def _fill_registry(md: ModelData, registry: Any) -> None:
             k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
         }
         md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
+        md.components = _components(registry, md.name)
+
+
+def _components(registry: Any, name: str) -> dict[str, dict[str, int]]:
+    """Bytes per model component of both variants (leanml.compress.size_breakdown)."""
+    try:
+        from leanml.compress import size_breakdown
+
+        original = registry.load(name, variant="original").model
+        compact = registry.load(name, variant="compact")
+        if compact.variant != "compact":  # fell back: the guard rejected it
+            return {"original": size_breakdown(original)["before"]}
+        parts = size_breakdown(original, compact.model)
+    except Exception:  # the breakdown is a nicety; never let it break the report
+        return {}
+    return {
+        "original": {k: int(v) for k, v in parts["before"].items() if v},
+        "compact": {k: int(v["raw"]) for k, v in parts.get("after", {}).items() if v["raw"]},
+    }
 
 
 def _fill_labels(md: ModelData, store: MonitorStore, since: float, until: float, cap: int) -> None:

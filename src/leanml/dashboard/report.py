@@ -103,6 +103,10 @@ def build_report(
     for key, maybe in (
         ("resources", charts.resources_chart(data)),
         ("compression-size", charts.compression_size_chart(list(data.models.values()))),
+        (
+            "compression-components",
+            charts.compression_components_chart(list(data.models.values())),
+        ),
         ("compression-quality", charts.compression_quality_chart(list(data.models.values()))),
     ):
         if maybe is not None:
@@ -348,7 +352,8 @@ def _compression_section(data: ReportData, pngs: Mapping[str, bytes]) -> str:
         "original</th><th>accuracy compact</th><th>agreement</th><th>load s (orig / compact)"
         "</th><th>guard</th></tr>"
     )
-    imgs = _img(pngs, "compression-size", "Artifact size by component") + _img(
+    imgs = _img(pngs, "compression-components", "Size by component, original vs compact")
+    imgs += _img(pngs, "compression-size", "Stored artifact by payload file") + _img(
         pngs, "compression-quality", "Accuracy and agreement per variant"
     )
     return f"<h2 id='compression'>Compression</h2><table>{head}{''.join(rows)}</table>{imgs}"

@@ -14,7 +14,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from leanml.dashboard.data import ModelData, ReportData, batch_figures, wilson_interval
+from leanml.dashboard.data import (
+    ModelData,
+    ReportData,
+    WindowPoint,
+    batch_figures,
+    wilson_interval,
+)
 from leanml.monitor.alerts import AlertRule, default_rules
 
 __all__ = [
@@ -185,8 +191,9 @@ def suggest_retrain(
     if not drifted:
         return None
     k = max(1, len(pts) // 3)
-    before = sum(w.confidence_sum for w in pts[:k]) / max(1, sum(w.count for w in pts[:k]))
-    after = sum(w.confidence_sum for w in last) / max(1, sum(w.count for w in last))
+    before, after = _estimated(pts[:k]), _estimated(last)
+    if before is None or after is None:
+        return None
     if before - after < fall:
         return None
     task = (md.registry or {}).get("task") or md.name
@@ -201,6 +208,12 @@ def suggest_retrain(
         "first; the new version gets a fresh drift reference)",
         {"drifted": drifted, "before": before, "after": after},
     )
+
+
+def _estimated(windows: Sequence[WindowPoint]) -> float | None:
+    conf = sum(w.confidence_sum for w in windows)
+    n = sum(w.count if w.confidence_count is None else w.confidence_count for w in windows)
+    return conf / n if n else None
 
 
 def suggest_retention(data: ReportData, min_span_s: float = 300.0) -> Suggestion | None:
