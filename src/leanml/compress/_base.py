@@ -58,7 +58,7 @@ class Recipe:
     sparsity: float = 0.0
     threshold: float | None = None
     dynamic_activations: bool = False
-    drop_features: bool = True
+    drop_features: bool = False
 
     def label(self) -> str:
         prune = (
@@ -67,7 +67,7 @@ class Recipe:
             else (f"prune{self.sparsity:g}" if self.sparsity else "noprune")
         )
         text = f"{self.precision}/{self.aux_precision}/{prune}"
-        text += "" if self.drop_features else "/keepvocab"
+        text += "/dropvocab" if self.drop_features else ""
         return text + ("/dynact" if self.dynamic_activations else "")
 
     def to_json(self) -> dict[str, Any]:

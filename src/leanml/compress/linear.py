@@ -228,7 +228,7 @@ class LinearHead(Head):
 
 def _coef(est: Any) -> tuple[np.ndarray, np.ndarray]:
     coef = est.coef_
-    coef = coef.toarray() if sp.issparse(coef) else np.asarray(coef)
+    coef = np.atleast_2d(coef.toarray() if sp.issparse(coef) else np.asarray(coef))
     intercept = np.broadcast_to(np.asarray(est.intercept_, dtype=np.float64), (coef.shape[0],))
     return np.asarray(coef, dtype=np.float64), np.array(intercept)
 

@@ -1,8 +1,9 @@
 """Steps no strategy converts pass through unchanged, stored with skops (never pickle).
 
 The skops bytes live in the compact model's ``arrays.npz``. On load every type the payload
-references must match :data:`TRUSTED_PREFIXES`, an allow-list in leanml's code (never a list
-read from the artifact itself); anything else raises ``UntrustedTypeError``.
+references that skops does not already trust must be on ``leanml.artifacts.ALLOWED_TYPES``, the
+one allow-list in leanml's code (never a list read from the artifact itself); anything else
+raises ``UntrustedTypeError``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import skops.io as sio
 from leanml.compress._base import Head, Stage, register_node
 from leanml.errors import UntrustedTypeError
 
-__all__ = ["TRUSTED_PREFIXES", "SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
-
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.")
+__all__ = ["SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
 
 
 def dump_estimator(est: Any) -> np.ndarray:
@@ -27,9 +26,16 @@ def dump_estimator(est: Any) -> np.ndarray:
 
 
 def load_estimator(blob: np.ndarray) -> Any:
+    from leanml.artifacts import ALLOWED_TYPES
+
     data = np.asarray(blob, dtype=np.uint8).tobytes()
-    untrusted = sio.get_untrusted_types(data=data)
-    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # a corrupt payload: say so rather than crash inside skops
+        raise UntrustedTypeError(
+            f"Pass-through step is not a readable skops payload: {exc}"
+        ) from exc
+    bad = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
     if bad:
         raise UntrustedTypeError(f"Pass-through step references untrusted types: {bad}.")
     return sio.loads(data, trusted=untrusted)

@@ -92,6 +92,8 @@ class CompressionResult:
     batch_per_s_after: float | None = None
     tolerance: float = 0.005
     min_agreement: float = 0.99
+    #: On fallback: the smallest candidate that was scored and rejected (to record the verdict)
+    rejected_model: CompactModel | None = dataclasses.field(default=None, repr=False)
 
     @property
     def ratio(self) -> float:
@@ -130,7 +132,12 @@ class CompressionResult:
         return Recipe(**self.recipe).label() if self.recipe else "original"
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "model"}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("model", "rejected_model")
+        }
+        out["candidates"] = [dataclasses.asdict(c) for c in self.candidates]
         out["ratio"] = self.ratio
         out["recipe_label"] = self.recipe_label
         return out
@@ -319,6 +326,7 @@ class ModelQuantizer:
         reports: list[CandidateReport] = []
         passthrough: list[tuple[str, str]] = []
         chosen: tuple[CandidateReport, CompactModel] | None = None
+        first_rejected: CompactModel | None = None
         with tempfile.TemporaryDirectory() as tmp:
             built: list[tuple[CandidateReport, Path]] = []
             for i, recipe in enumerate(recipes):
@@ -368,10 +376,14 @@ class ModelQuantizer:
                     chosen = (report, loaded)
                 else:
                     report.reason = reason
-        return self._result(
+                    first_rejected = first_rejected or loaded
+        result = self._result(
             model, X_val, chosen, reports, passthrough, original_bytes, acc_before,
             tolerance, min_agreement,
         )  # fmt: skip
+        if not result.compressed:
+            result.rejected_model = first_rejected
+        return result
 
     def _result(
         self,

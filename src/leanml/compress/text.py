@@ -45,7 +45,7 @@ from leanml.compress._textops import (
     weigh_csr,
     weigh_row,
 )
-from leanml.errors import CompressionError
+from leanml.errors import CompressionError, ParameterError
 
 __all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
 
@@ -293,7 +293,10 @@ class TextStage(_IdfHolder, Stage):
 
     def transform(self, X: Any) -> sp.csr_matrix:
         if isinstance(X, str):
-            raise CompressionError("Expected an iterable of documents, got a single string.")
+            raise ParameterError(
+                "The 'X' parameter of CompactModel.predict must be an iterable of documents, "
+                "got a single string instead; use predict_one(text)."
+            )
         return weigh_csr(self.counts(X), **self._weigh())
 
     def transform_one(self, x: Any) -> SparseRow:

@@ -1,0 +1,268 @@
+"""``leanml compress [NAMES...]`` and ``leanml size MODEL``.
+
+``compress`` loads each registered model's original (latest version), compresses it against the
+validation split of its task's dataset behind the accuracy guard, and registers the compact
+variant with the guard's verdict in its manifest (``extra["guard"]``). When the guard rejects
+every candidate, the smallest scored candidate is registered with ``passed: false`` so the
+registry serves the original and says why; when none could be scored, a stale compact variant
+of that version is removed. A table goes to the terminal and, with ``--json``, per model: sizes
+(pickle, joblib, skops, compact), accuracy and agreement, latencies, recipe, fallback reason.
+
+Pickle and joblib are only *written* to measure their sizes for comparison; nothing here loads
+a pickle.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+from typing import Annotated, Any
+
+import joblib
+import numpy as np
+import typer
+from rich.table import Table
+
+from leanml.cli._common import ModelsDirOption, console, err_console, registry_of, settings_of
+from leanml.errors import LeanMLError, ParameterError
+
+__all__ = ["compress", "register", "size"]
+
+_PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``compress`` and ``size`` commands to ``app``."""
+    app.command()(compress)
+    app.command()(size)
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+def _peer_sizes(model: Any) -> dict[str, int]:
+    """Sizes of pickle (protocol 5) and joblib (compress=3) dumps, for comparison only."""
+    buf = io.BytesIO()
+    joblib.dump(model, buf, compress=3)
+    return {"pickle_bytes": len(pickle.dumps(model, protocol=5)), "joblib3_bytes": buf.tell()}
+
+
+def _parse_prune(value: str) -> Any:
+    if value in ("auto", "none"):
+        return value
+    if value.startswith("threshold="):
+        return {"threshold": float(value.split("=", 1)[1])}
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise ParameterError(
+            "The 'prune' parameter of leanml compress must be 'auto', 'none', sparsities like "
+            f"'0.5,0.9' or 'threshold=T', got {value!r} instead."
+        ) from None
+
+
+def _compress_one(
+    ctx: typer.Context, registry: Any, name: str, options: dict[str, Any], activate: bool
+) -> dict[str, Any]:
+    from leanml.compress import ModelQuantizer
+    from leanml.datasets import load_dataset
+
+    loaded = registry.load(name, variant="original")
+    manifest = loaded.manifest
+    dataset = load_dataset(manifest.task, settings=settings_of(ctx))
+    model = loaded.model
+    unknown = set(np.asarray(dataset.y_val).tolist()) - set(np.asarray(model.classes_).tolist())
+    if unknown:
+        raise ParameterError(
+            f"The validation split of {manifest.task!r} has labels the model {name!r} does not "
+            f"know ({sorted(unknown)[:5]}); it was trained on other data."
+        )
+    result = ModelQuantizer().compress(
+        model, dataset.X_val, dataset.y_val, original_bytes=manifest.payload_bytes, **options
+    )
+    verdict = result.guard_verdict()
+    row: dict[str, Any] = {
+        "name": name,
+        "version": loaded.version,
+        "task": manifest.task,
+        **_peer_sizes(model),
+        "skops_bytes": manifest.payload_bytes,
+        "compact_bytes": result.compact_bytes if result.compressed else None,
+        "guard_passed": result.compressed,
+        "recipe": result.recipe_label if result.compressed else None,
+        "fallback_reason": result.fallback_reason,
+        "accuracy_original": result.accuracy_before,
+        "accuracy_compact": result.accuracy_after if result.compressed else None,
+        "agreement": result.agreement if result.compressed else None,
+        "max_proba_error": result.max_proba_error,
+        "single_us_original": result.single_us_before,
+        "single_us_compact": result.single_us_after if result.compressed else None,
+        "batch_per_s_original": result.batch_per_s_before,
+        "batch_per_s_compact": result.batch_per_s_after if result.compressed else None,
+        "passthrough": [list(p) for p in result.passthrough],
+        "rejected": [
+            {"recipe": c.label, "bytes": c.bytes, "reason": c.reason}
+            for c in result.rejected
+            if not c.reason.startswith("not evaluated")
+        ],
+    }
+    to_store = result.model if result.compressed else result.rejected_model
+    if to_store is not None:
+        stored = registry.register(
+            name,
+            to_store,
+            task=manifest.task,
+            variant="compact",
+            version=loaded.version,
+            metrics={"val_accuracy": result.accuracy_after, "agreement": result.agreement},
+            classes=manifest.classes,
+            extra={"guard": verdict},
+        )
+        row["compact_stored_bytes"] = stored.payload_bytes
+    else:
+        registry.remove_variant(name, loaded.version, "compact")
+    if activate and result.compressed:
+        registry.set_active_variant(name, "compact")
+    return row
+
+
+def compress(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Registered models (default: all of them).")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest accepted accuracy drop on the validation split.")
+    ] = 0.005,
+    min_agreement: Annotated[
+        float, typer.Option(help="Smallest accepted share of predictions equal to the original.")
+    ] = 0.99,
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or int8.")] = "auto",
+    prune: Annotated[
+        str, typer.Option(help="auto, none, sparsities '0.5,0.9' or 'threshold=T'.")
+    ] = "auto",
+    activate: Annotated[
+        bool, typer.Option(help="Serve the compact variant when the guard passes.")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    models_dir: ModelsDirOption = None,
+) -> None:
+    """Compress registered models behind the accuracy guard and register the compact variants."""
+    if precision not in _PRECISIONS:
+        raise ParameterError(
+            "The 'precision' parameter of leanml compress must be one of "
+            f"{', '.join(repr(p) for p in _PRECISIONS)}, got {precision!r} instead."
+        )
+    options = {
+        "tolerance": tolerance,
+        "min_agreement": min_agreement,
+        "precision": precision,
+        "prune": _parse_prune(prune),
+    }
+    registry = registry_of(ctx, models_dir)
+    targets = names or registry.list_models()
+    if not targets:
+        err_console.print("no registered models; train some first (leanml train TASK)")
+        raise typer.Exit(1)
+    rows: list[dict[str, Any]] = []
+    for name in targets:
+        try:
+            with console.status(f"compressing {name}"):
+                rows.append(_compress_one(ctx, registry, name, options, activate))
+        except LeanMLError as exc:
+            rows.append({"name": name, "error": str(exc)})
+    console.print(_table(rows))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"options": options, "models": rows}
+        json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_path}")
+    if any("error" in row for row in rows):
+        raise typer.Exit(1)
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="leanml compress")
+    for column in (
+        "model", "pickle", "joblib", "skops", "compact", "acc orig", "acc compact", "agree",
+        "single µs", "recipe / fallback",
+    ):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], *["-"] * 8, f"[red]error: {r['error']}[/red]")
+            continue
+
+        def fmt(value: Any, spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        single = f"{fmt(r['single_us_original'], '.0f')} -> {fmt(r['single_us_compact'], '.0f')}"
+        table.add_row(
+            f"{r['name']} v{r['version']}",
+            _human(r["pickle_bytes"]),
+            _human(r["joblib3_bytes"]),
+            _human(r["skops_bytes"]),
+            _human(r["compact_bytes"]),
+            fmt(r["accuracy_original"], ".4f"),
+            fmt(r["accuracy_compact"], ".4f"),
+            fmt(r["agreement"], ".4f"),
+            single,
+            r["recipe"] if r["guard_passed"] else f"[yellow]{r['fallback_reason']}[/yellow]",
+        )
+    return table
+
+
+def size(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A registered model name.")],
+    version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the breakdown as JSON here.")
+    ] = None,
+    models_dir: ModelsDirOption = None,
+) -> None:
+    """Break a model's size down by component (vocabulary, idf, weights, trees), before/after."""
+    from leanml.compress import CompactModel, size_breakdown
+
+    registry = registry_of(ctx, models_dir)
+    original = registry.load(model, version, variant="original")
+    compact: CompactModel | None = None
+    if "compact" in registry.variants(model, original.version):
+        loaded = registry.load(model, original.version, variant="compact")
+        if isinstance(loaded.model, CompactModel):
+            compact = loaded.model
+    breakdown = size_breakdown(original.model, compact)
+    before = breakdown["before"]
+    after = breakdown.get("after", {})
+    table = Table(title=f"{model} v{original.version}: size by component")
+    for column in ("component", "before (in memory)", "after (stored)", "after (raw arrays)"):
+        table.add_column(column)
+    for component in sorted(set(before) | set(after)):
+        entry = after.get(component, {})
+        table.add_row(
+            component,
+            _human(before.get(component)),
+            _human(entry.get("stored")),
+            _human(entry.get("raw")),
+        )
+    table.add_row(
+        "[bold]artifact[/bold]",
+        _human(original.manifest.payload_bytes) + " (skops file)",
+        _human(sum(e["stored"] for e in after.values())) if after else "no compact variant",
+        "",
+    )
+    console.print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps(breakdown, indent=2) + "\n", encoding="utf-8")
