@@ -115,6 +115,7 @@ def run(
     label_delay_min: int = 2,
     seed: int = 0,
     close: bool = True,
+    table_prefix: str = "leanml_",
 ) -> Scenario:
     rng = random.Random(seed)
     models = build_registry(registry_root, names)
@@ -133,7 +134,9 @@ def run(
         vec = trained.pipeline.named_steps["tfidf"]
         sc.pipelines[name] = trained.pipeline
         for worker in (1, 2):  # two serving processes writing one store
-            store = MonitorStore(store_url, process_id=f"host-a:{1000 + worker}:w{worker}")
+            store = MonitorStore(
+                store_url, process_id=f"host-a:{1000 + worker}:w{worker}", table_prefix=table_prefix
+            )
             est = monitored(
                 trained.pipeline,
                 name,

@@ -5,8 +5,10 @@ the insights and the suggestions are checked against that data."""
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
+import uuid
 
 import pytest
 
@@ -14,6 +16,7 @@ from leanml.cli import main
 from leanml.dashboard import ModelData, ReportData, build_report
 from leanml.dashboard import charts as ch
 from leanml.dashboard.report import render_html
+from leanml.monitor import MonitorStore
 from leanml.registry import ModelRegistry
 
 from .helpers import assert_valid_png
@@ -151,3 +154,38 @@ def test_standard_vs_optimized_table_uses_benchmark_json(tmp_path):
     assert "1,800 (1.80x)" in doc and "5,100" in doc
     empty = render_html(ReportData(0.0, 60.0, {}, []), [], [], {})
     assert "not measured: run benchmarks/monitor_overhead.py --json FILE" in empty
+
+
+@pytest.mark.postgres
+def test_report_from_postgresql(tmp_path):
+    url = os.environ.get("LEANML_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LEANML_TEST_POSTGRES_URL is not set (PostgreSQL tests need a server)")
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    sc = run(
+        url,
+        tmp_path / "models",
+        start=time.time() - 15 * 60,
+        normal_minutes=6,
+        drift_minutes=4,
+        table_prefix=prefix,
+    )
+    store = MonitorStore(url, table_prefix=prefix, create=False)
+    try:
+        rep = build_report(
+            store,
+            tmp_path / "out",
+            registry=ModelRegistry(tmp_path / "models"),
+            since=sc.start - 60,
+            until=sc.end + 60,
+            rules=scenario_rules(),
+        )
+        md = rep.data.models["intent"]
+        assert md.count == sc.predictions and len(md.processes) == 2
+        assert md.joined == sc.labels_sent
+        for path in rep.charts.values():
+            assert_valid_png(path.read_bytes())
+        assert "accuracy_drop" in {i.rule for i in rep.insights}
+    finally:
+        store.drop_all()
+        store.close()
