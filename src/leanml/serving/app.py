@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -87,6 +87,9 @@ def _route_label(path: str) -> str:
     return "/".join(parts[:6])
 
 
+_FAST = {"predict": "/v1/models/{name}/predict", "feedback": "/v1/models/{name}/feedback"}
+
+
 class ServeApp:
     """ASGI callable: fast predict/feedback, everything else to the FastAPI app."""
 
@@ -102,6 +105,17 @@ class ServeApp:
         method = scope["method"]
         path: str = scope["path"]
         counts = self.service.http_counts
+        if method == "POST" and path.startswith("/v1/models/"):
+            name, _, action = path[11:].partition("/")
+            if action == "predict" or action == "feedback":
+                fast = self._predict if action == "predict" else self._feedback
+                try:
+                    status = await fast(name, scope, receive, send)
+                except Disconnected:
+                    status = 499
+                key = (_FAST[action], status)
+                counts[key] = counts.get(key, 0) + 1
+                return
         status_box = [0]
 
         async def counting_send(msg: Any) -> None:
@@ -110,14 +124,6 @@ class ServeApp:
             await send(msg)
 
         try:
-            if method == "POST" and path.startswith("/v1/models/"):
-                name, _, action = path[11:].partition("/")
-                if action == "predict":
-                    await self._predict(name, scope, receive, counting_send)
-                    return
-                if action == "feedback":
-                    await self._feedback(name, scope, receive, counting_send)
-                    return
             if method in ("POST", "PUT", "PATCH"):
                 try:
                     body = await read_body(scope, receive, self.limit)
@@ -127,12 +133,12 @@ class ServeApp:
                 receive = replay(body, receive)
             await self.api(scope, receive, counting_send)
         except Disconnected:
-            return
+            status_box[0] = 499
         finally:
             key = (_route_label(path), status_box[0])
             counts[key] = counts.get(key, 0) + 1
 
-    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> None:
+    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
         t0 = time.perf_counter()
         svc = self.service
         cfg = svc.config
@@ -151,10 +157,10 @@ class ServeApp:
             state, preds = await h.predict(texts, want, t0)
         except BadRequest as e:
             await send_json(send, e.status, e.body())
-            return
+            return e.status
         except LeanMLError as exc:
             await send_json(send, 503, {"error": "unavailable", "detail": str(exc), "field": None})
-            return
+            return 503
         out = {
             "model": name,
             "version": state.version,
@@ -162,8 +168,9 @@ class ServeApp:
             "predictions": preds,
         }
         await _http.send_bytes(send, 200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
+        return 200
 
-    async def _feedback(self, name: str, scope: Any, receive: Any, send: Any) -> None:
+    async def _feedback(self, name: str, scope: Any, receive: Any, send: Any) -> int:
         svc = self.service
         try:
             if name not in svc.handles:
@@ -177,16 +184,17 @@ class ServeApp:
             outcomes = await svc.feedback(name, items)
         except BadRequest as e:
             await send_json(send, e.status, e.body())
-            return
+            return e.status
         except LeanMLError as exc:
             await send_json(send, 503, {"error": "unavailable", "detail": str(exc), "field": None})
-            return
+            return 503
         failed = [o for o in outcomes if not o.ok]
         accepted = len(outcomes) - len(failed)
         if "items" not in data:
             o = outcomes[0]
             if o.ok:
                 await send_json(send, 200, {"model": name, "accepted": 1, **o.to_dict()})
+                return 200
             else:
                 await send_json(
                     send,
@@ -199,7 +207,7 @@ class ServeApp:
                         "status": o.status,
                     },
                 )
-            return
+            return 404
         payload = {"model": name, "accepted": accepted, "items": [o.to_dict() for o in outcomes]}
         if failed:
             payload.update(
@@ -208,7 +216,9 @@ class ServeApp:
                 detail=f"{len(failed)} of {len(outcomes)} ids cannot be joined; "
                 "the others were stored",
             )
-        await send_json(send, 404 if failed else 200, payload)
+        status = 404 if failed else 200
+        await send_json(send, status, payload)
+        return status
 
 
 def build_api(service: Service) -> FastAPI:
@@ -234,7 +244,8 @@ def build_api(service: Service) -> FastAPI:
     }
 
     async def admin(
-        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008 - FastAPI idiom
     ) -> None:
         failure = check_bearer(request.headers.get("authorization"), service.admin_token)
         if failure is not None:

@@ -103,5 +103,7 @@ def run(
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         log_level=log_level,
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=30,
     )
