@@ -41,6 +41,7 @@ from sqlalchemy.pool import StaticPool
 
 from leanml._validation import check_choice
 from leanml.errors import ConfigError, MonitorError
+from leanml.monitor._schema import define_tables
 from leanml.monitor.sketch import LogSketch
 
 __all__ = ["PREDICTION_COLUMNS", "MonitorStore", "default_process_id"]
@@ -91,105 +92,13 @@ class MonitorStore:
         self.url = self.engine.url.render_as_string(hide_password=True)
         self.dialect = self.engine.dialect.name
         self._md = sa.MetaData()
-        p = table_prefix
-        self.snapshots = sa.Table(
-            f"{p}snapshots",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("model", sa.String(200), nullable=False),
-            sa.Column("version", sa.String(100), nullable=False),
-            sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),
-            sa.Column("window_start", sa.Float, nullable=False),
-            sa.Column("window_s", sa.Float, nullable=False),
-            sa.Column("count", sa.BigInteger, nullable=False),
-            sa.Column("errors", sa.BigInteger, nullable=False),
-            sa.Column("joined", sa.BigInteger, nullable=False),
-            sa.Column("correct", sa.BigInteger, nullable=False),
-            sa.Column("confidence_sum", sa.Float, nullable=False),
-            sa.Column("confidence_count", sa.BigInteger, nullable=False),
-            sa.Column("label_counts", sa.Text, nullable=False),
-            sa.Column("drift", sa.Text, nullable=True),
-            sa.Column("sketch", sa.LargeBinary, nullable=True),
-            sa.Column("updated_at", sa.Float, nullable=False),
-            sa.UniqueConstraint("model", "variant", "process", "window_start"),
-            sa.Index(f"{p}snapshots_mw", "model", "window_start"),
-        )
-        self.predictions = sa.Table(
-            f"{p}predictions",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("prediction_id", sa.String(200), nullable=False),
-            sa.Column("ts", sa.Float, nullable=False),
-            sa.Column("model", sa.String(200), nullable=False),
-            sa.Column("version", sa.String(100), nullable=False),
-            sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),
-            sa.Column("label", sa.String(200), nullable=True),
-            sa.Column("confidence", sa.Float, nullable=True),
-            sa.Column("latency_s", sa.Float, nullable=True),
-            sa.Column("input_text", sa.Text, nullable=True),
-            sa.Column("input_hash", sa.String(64), nullable=True),
-            sa.Column("reason", sa.String(20), nullable=False),
-            sa.Index(f"{p}predictions_ts", "ts"),
-            sa.Index(f"{p}predictions_pid", "prediction_id"),
-        )
-        self.labels = sa.Table(
-            f"{p}labels",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("prediction_id", sa.String(200), nullable=False),
-            sa.Column("ts", sa.Float, nullable=False),
-            sa.Column("pred_ts", sa.Float, nullable=False),
-            sa.Column("model", sa.String(200), nullable=False),
-            sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),
-            sa.Column("true_label", sa.String(200), nullable=True),
-            sa.Column("predicted_label", sa.String(200), nullable=True),
-            sa.Column("confidence", sa.Float, nullable=True),
-            sa.Index(f"{p}labels_ts", "ts"),
-        )
-        self.resources = sa.Table(
-            f"{p}resources",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("ts", sa.Float, nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),
-            sa.Column("rss_bytes", sa.BigInteger, nullable=False),
-            sa.Column("cpu_percent", sa.Float, nullable=False),
-            sa.Column("disk_bytes", sa.BigInteger, nullable=True),
-            sa.Column("gc", sa.Text, nullable=False),
-            sa.Index(f"{p}resources_ts", "ts"),
-        )
-        self.alerts = sa.Table(
-            f"{p}alerts",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("ts", sa.Float, nullable=False),
-            sa.Column("model", sa.String(200), nullable=False),
-            sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),
-            sa.Column("rule", sa.String(100), nullable=False),
-            sa.Column("previous", sa.String(20), nullable=False),
-            sa.Column("level", sa.String(20), nullable=False),
-            sa.Column("value", sa.Float, nullable=True),
-            sa.Column("n", sa.BigInteger, nullable=False),
-            sa.Column("reason", sa.Text, nullable=False),
-            sa.Index(f"{p}alerts_ts", "ts"),
-        )
-        self.gt_inbox = sa.Table(
-            f"{p}gt_inbox",
-            self._md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("model", sa.String(200), nullable=False),
-            sa.Column("variant", sa.String(100), nullable=False),
-            sa.Column("prediction_id", sa.String(200), nullable=False),
-            sa.Column("true_label", sa.Text, nullable=False),  # JSON, keeps int/str labels
-            sa.Column("ts", sa.Float, nullable=False),
-            sa.Column("process", sa.String(200), nullable=False),  # the forwarding process
-            sa.Column("created", sa.Float, nullable=False),
-            sa.Index(f"{p}gt_inbox_mv", "model", "variant"),
-        )
+        t = define_tables(self._md, table_prefix)
+        self.snapshots: sa.Table = t.snapshots
+        self.predictions: sa.Table = t.predictions
+        self.labels: sa.Table = t.labels
+        self.resources: sa.Table = t.resources
+        self.alerts: sa.Table = t.alerts
+        self.gt_inbox: sa.Table = t.gt_inbox
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._pred_sql = (
             f"INSERT INTO {self.predictions.name} ({', '.join(PREDICTION_COLUMNS)}) "

@@ -1,0 +1,113 @@
+"""Table definitions of the monitoring store (see :mod:`leanml.monitor.store`)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+
+__all__ = ["define_tables"]
+
+
+def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
+    """snapshots, predictions, labels, resources, alerts and gt_inbox, named with prefix ``p``."""
+    t = SimpleNamespace()
+    t.snapshots = sa.Table(
+        f"{p}snapshots",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(100), nullable=False),
+        sa.Column("variant", sa.String(100), nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("window_start", sa.Float, nullable=False),
+        sa.Column("window_s", sa.Float, nullable=False),
+        sa.Column("count", sa.BigInteger, nullable=False),
+        sa.Column("errors", sa.BigInteger, nullable=False),
+        sa.Column("joined", sa.BigInteger, nullable=False),
+        sa.Column("correct", sa.BigInteger, nullable=False),
+        sa.Column("confidence_sum", sa.Float, nullable=False),
+        sa.Column("confidence_count", sa.BigInteger, nullable=False),
+        sa.Column("label_counts", sa.Text, nullable=False),
+        sa.Column("drift", sa.Text, nullable=True),
+        sa.Column("sketch", sa.LargeBinary, nullable=True),
+        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.UniqueConstraint("model", "variant", "process", "window_start"),
+        sa.Index(f"{p}snapshots_mw", "model", "window_start"),
+    )
+    t.predictions = sa.Table(
+        f"{p}predictions",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("prediction_id", sa.String(200), nullable=False),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(100), nullable=False),
+        sa.Column("variant", sa.String(100), nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("label", sa.String(200), nullable=True),
+        sa.Column("confidence", sa.Float, nullable=True),
+        sa.Column("latency_s", sa.Float, nullable=True),
+        sa.Column("input_text", sa.Text, nullable=True),
+        sa.Column("input_hash", sa.String(64), nullable=True),
+        sa.Column("reason", sa.String(20), nullable=False),
+        sa.Index(f"{p}predictions_ts", "ts"),
+        sa.Index(f"{p}predictions_pid", "prediction_id"),
+    )
+    t.labels = sa.Table(
+        f"{p}labels",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("prediction_id", sa.String(200), nullable=False),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("pred_ts", sa.Float, nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("variant", sa.String(100), nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("true_label", sa.String(200), nullable=True),
+        sa.Column("predicted_label", sa.String(200), nullable=True),
+        sa.Column("confidence", sa.Float, nullable=True),
+        sa.Index(f"{p}labels_ts", "ts"),
+    )
+    t.resources = sa.Table(
+        f"{p}resources",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("rss_bytes", sa.BigInteger, nullable=False),
+        sa.Column("cpu_percent", sa.Float, nullable=False),
+        sa.Column("disk_bytes", sa.BigInteger, nullable=True),
+        sa.Column("gc", sa.Text, nullable=False),
+        sa.Index(f"{p}resources_ts", "ts"),
+    )
+    t.alerts = sa.Table(
+        f"{p}alerts",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("variant", sa.String(100), nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),
+        sa.Column("rule", sa.String(100), nullable=False),
+        sa.Column("previous", sa.String(20), nullable=False),
+        sa.Column("level", sa.String(20), nullable=False),
+        sa.Column("value", sa.Float, nullable=True),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Index(f"{p}alerts_ts", "ts"),
+    )
+    t.gt_inbox = sa.Table(
+        f"{p}gt_inbox",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("variant", sa.String(100), nullable=False),
+        sa.Column("prediction_id", sa.String(200), nullable=False),
+        sa.Column("true_label", sa.Text, nullable=False),  # JSON, keeps int/str labels
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("process", sa.String(200), nullable=False),  # the forwarding process
+        sa.Column("created", sa.Float, nullable=False),
+        sa.Index(f"{p}gt_inbox_mv", "model", "variant"),
+    )
+    return t
