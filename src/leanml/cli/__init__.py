@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from leanml.cli import _common, datasets, models
-from leanml.cli import report
+from leanml.cli import _common, compress, datasets, models, monitor, report, serve
 from leanml.errors import LeanMLError
 
 __all__ = ["app", "main"]
@@ -71,9 +70,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-models.register(app)
-datasets.register(app)
-report.register(app)
+for _area in (models, datasets, compress, monitor, serve, report):
+    _area.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
