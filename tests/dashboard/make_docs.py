@@ -51,9 +51,7 @@ def main() -> None:
                 )
                 page = ctx.new_page()
                 page.goto(base + "/dashboard/")
-                page.wait_for_function(
-                    "document.querySelectorAll('.chart[data-ready=drawn]').length >= 9"
-                )
+                page.locator(".chart[data-ready=drawn]").nth(8).wait_for()
                 page.screenshot(path=str(args.out / "dashboard.png"), full_page=True)
                 ctx.close()
         finally:

@@ -43,11 +43,9 @@ def test_dashboard_in_headless_chromium(tmp_path):
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
             page.goto(base + "/dashboard/")
-            # 3 charts per model, each drawn from the polled series
-            page.wait_for_function(
-                "document.querySelectorAll('.chart[data-ready=drawn]').length >= 6",
-                timeout=30_000,
-            )
+            # 3 charts per model, each drawn from the polled series (locator waits: the page's
+            # CSP forbids the eval that wait_for_function would need)
+            page.locator(".chart[data-ready=drawn]").nth(5).wait_for(timeout=30_000)
             names = page.locator(".card.model .model-name").all_text_contents()
             assert names == ["intent", XSS_NAME]  # the markup name is shown as text
             assert page.locator("img[src=x]").count() == 0
@@ -68,11 +66,7 @@ def test_dashboard_in_headless_chromium(tmp_path):
             card = page.locator(".card.model", has_text="intent").first
             card.locator("select").select_option("compact")
             card.locator("button").click()
-            page.wait_for_function(
-                "[...document.querySelectorAll('.admin .muted')]"
-                ".some(e => e.textContent.startsWith('switched to compact'))",
-                timeout=15_000,
-            )
+            page.locator(".admin .muted", has_text="switched to compact").wait_for(timeout=15_000)
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             ctx.close()

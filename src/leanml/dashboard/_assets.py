@@ -49,6 +49,9 @@ JS = r"""
   const refreshMs = Math.max(500, Number(body.dataset.refresh || "2") * 1000);
   const SVGNS = "http://www.w3.org/2000/svg";
   const COLORS = ["#2b7bba", "#f0a202", "#d7263d", "#1b998b", "#7d5ba6"];
+  // admin form state survives the re-render of every poll: chosen variant, last outcome
+  const chosen = new Map();
+  const notes = new Map();
 
   function el(tag, attrs, text) {
     const e = document.createElement(tag);
@@ -164,13 +167,15 @@ JS = r"""
     if (admin && m.variants && m.variants.length > 1) {
       const d = el("div", {class: "admin"});
       const sel = el("select", {"aria-label": "variant for " + m.name});
+      const want = chosen.has(m.name) ? chosen.get(m.name) : m.variant;
       for (const v of m.variants) {
         const o = el("option", {value: v}, v);
-        if (v === m.variant) o.selected = true;
+        if (v === want) o.selected = true;
         sel.appendChild(o);
       }
+      sel.addEventListener("change", () => chosen.set(m.name, sel.value));
       const b = el("button", {type: "button"}, "switch variant");
-      const out = el("span", {class: "muted"});
+      const out = el("span", {class: "muted"}, notes.get(m.name) || "");
       b.addEventListener("click", () => switchVariant(m.name, sel.value, out));
       d.append("serve ", sel, b, out);
       c.appendChild(d);
@@ -186,11 +191,13 @@ JS = r"""
         headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
         body: JSON.stringify({model: name, variant: variant})});
       const j = await r.json().catch(() => ({}));
-      out.textContent = r.ok ? "switched to " + (j.variant || variant) :
-        "refused (" + r.status + "): " + (j.detail || "");
+      if (r.ok) chosen.delete(name);
+      notes.set(name, r.ok ? "switched to " + (j.variant || variant) :
+        "refused (" + r.status + "): " + (j.detail || ""));
     } catch (e) {
-      out.textContent = "failed: " + e;
+      notes.set(name, "failed: " + e);
     }
+    out.textContent = notes.get(name);
   }
 
   function charts(m, series) {
