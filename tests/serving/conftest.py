@@ -85,9 +85,24 @@ def start_server(
     cfg = tmp / f"serve-{port}.toml"
     cfg.write_text(CONFIG)
     log = tmp / f"serve-{port}.log"
-    cmd = [sys.executable, "-m", "leanml.cli", "serve", str(models), "--port", str(port),
-           "--store", store, "--config", str(cfg), "--workers", str(workers),
-           "--log-level", "warning", *(extra or [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "leanml.cli",
+        "serve",
+        str(models),
+        "--port",
+        str(port),
+        "--store",
+        store,
+        "--config",
+        str(cfg),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        *(extra or []),
+    ]
     full_env = {**os.environ, "LEANML_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=full_env)
     server = Server(proc, port, log, store)
@@ -126,10 +141,17 @@ def make_registry(root: Path, models: tuple[Any, Any], name: str = "intent") -> 
     variant, the ComplementNB pipeline (a different model, so a switch is observable)."""
     reg = ModelRegistry(root)
     lr, nb = models
-    reg.register(name, lr.pipeline, task="intent", metrics=lr.metrics,
-                 extra={"reference": lr.reference})
-    reg.register(name, nb.pipeline, task="intent", variant="compact", metrics=nb.metrics,
-                 extra={"reference": nb.reference, "guard": {"passed": True, "reason": "test"}})
+    reg.register(
+        name, lr.pipeline, task="intent", metrics=lr.metrics, extra={"reference": lr.reference}
+    )
+    reg.register(
+        name,
+        nb.pipeline,
+        task="intent",
+        variant="compact",
+        metrics=nb.metrics,
+        extra={"reference": nb.reference, "guard": {"passed": True, "reason": "test"}},
+    )
     reg.set_active_variant(name, "original")
     return root
 

@@ -28,7 +28,8 @@ def metrics(c) -> dict[tuple[str, tuple], float]:  # type: ignore[no-untyped-def
 
 def total(m: dict, name: str, **labels: str) -> float:
     return sum(
-        v for (n, lab), v in m.items()
+        v
+        for (n, lab), v in m.items()
         if n == name and all(dict(lab).get(k) == x for k, x in labels.items())
     )
 
@@ -79,8 +80,10 @@ def test_feedback_is_joined_and_counted_in_stats(server: Server, intent_texts) -
         assert r.status_code == 200, r.text
         assert [i["status"] for i in r.json()["items"]] == ["joined"] * 3
         stats = wait_for(
-            lambda: (s := c.get("/v1/models/intent/stats").json())["merged"]["joined"]
-            >= before + 4 and s
+            lambda: (
+                (s := c.get("/v1/models/intent/stats").json())["merged"]["joined"] >= before + 4
+                and s
+            )
         )
     assert stats["merged"]["joined"] == before + 4
     assert stats["accuracy"]["realized"] is not None
@@ -102,8 +105,10 @@ def test_feedback_for_unknown_ids_gets_404_with_reason(server: Server, intent_te
             assert r.status_code == 404, (bad, r.text)
             body = r.json()
             assert body["status"] == "never_seen" and body["field"] == "id" and body["detail"]
-        r = c.post("/v1/models/intent/feedback",
-                   json={"items": [{"id": pid, "label": "reply"}, {"id": future, "label": "x"}]})
+        r = c.post(
+            "/v1/models/intent/feedback",
+            json={"items": [{"id": pid, "label": "reply"}, {"id": future, "label": "x"}]},
+        )
     assert r.status_code == 404
     assert [i["status"] for i in r.json()["items"]] == ["joined", "never_seen"]
     assert r.json()["accepted"] == 1
@@ -114,15 +119,22 @@ def test_metrics_parse_and_count(server: Server, intent_texts) -> None:
         m0 = metrics(c)
         predict(c, intent_texts[20:23])
         m1 = wait_for(
-            lambda: (m := metrics(c))
-            and total(m, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 3
-            and m
+            lambda: (
+                (m := metrics(c))
+                and total(m, "leanml_predictions_total")
+                >= total(m0, "leanml_predictions_total") + 3
+                and m
+            )
         )
     assert total(m1, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 3
     for name in (
-        "leanml_cache_hits_total", "leanml_cache_misses_total", "leanml_cache_evictions_total",
-        "leanml_batch_size_count", "leanml_batch_queue_wait_seconds_count",
-        "leanml_prediction_latency_seconds_count", "leanml_merged_predictions_total",
+        "leanml_cache_hits_total",
+        "leanml_cache_misses_total",
+        "leanml_cache_evictions_total",
+        "leanml_batch_size_count",
+        "leanml_batch_queue_wait_seconds_count",
+        "leanml_prediction_latency_seconds_count",
+        "leanml_merged_predictions_total",
         "leanml_http_responses_total",
     ):
         assert any(n == name for n, _ in m1), name
@@ -141,9 +153,12 @@ def test_cache_hits_are_monitored_predictions_with_their_own_ids(server: Server)
         r = c.post("/v1/models/intent/feedback", json={"id": second["id"], "label": "archive"})
         assert r.status_code == 200 and r.json()["status"] == "joined"
         m1 = wait_for(
-            lambda: (m := metrics(c))
-            and total(m, "leanml_predictions_total") >= total(m0, "leanml_predictions_total") + 2
-            and m
+            lambda: (
+                (m := metrics(c))
+                and total(m, "leanml_predictions_total")
+                >= total(m0, "leanml_predictions_total") + 2
+                and m
+            )
         )
     assert total(m1, "leanml_cache_hits_total") >= total(m0, "leanml_cache_hits_total") + 1
     assert total(m1, "leanml_cached_predictions_total") >= 1
@@ -171,8 +186,7 @@ def test_admin_auth(server: Server) -> None:
 
 def test_monitoring_config_validation(server: Server) -> None:
     with server.client() as c:
-        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.25},
-                    headers=admin_headers())
+        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.25}, headers=admin_headers())
         assert r.status_code == 200 and r.json()["monitoring"]["sampling_rate"] == 0.25
         r = c.patch("/v1/monitoring/config", json={"no_such_knob": 1}, headers=admin_headers())
         assert r.status_code == 422 and r.json()["field"] == "no_such_knob"
@@ -180,29 +194,30 @@ def test_monitoring_config_validation(server: Server) -> None:
         assert r.status_code == 422 and r.json()["field"] == "sampling_rate"
         r = c.patch("/v1/monitoring/config", content=b"{", headers=admin_headers())
         assert r.status_code == 400
-        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5},
-                    headers=admin_headers())
+        r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5}, headers=admin_headers())
         assert r.status_code == 200
 
 
 def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> None:
     text = "schedule a meeting with the design team next tuesday (switch test)"
     with server.client() as c:
-        r = c.put("/v1/models/intent/variant", json={"variant": "original"},
-                  headers=admin_headers())
+        r = c.put(
+            "/v1/models/intent/variant", json={"variant": "original"}, headers=admin_headers()
+        )
         assert r.status_code == 200 and r.json()["variant"] == "original"
         a = predict(c, [text], return_probabilities=True)
         assert predict(c, [text])["predictions"][0]["cached"] is True
-        r = c.put("/v1/models/intent/variant", json={"variant": "compact"},
-                  headers=admin_headers())
+        r = c.put("/v1/models/intent/variant", json={"variant": "compact"}, headers=admin_headers())
         assert r.status_code == 200 and r.json()["variant"] == "compact"
         b = predict(c, [text], return_probabilities=True)
         assert b["variant"] == "compact"
         assert "cached" not in b["predictions"][0]
         assert b["predictions"][0]["probabilities"] != a["predictions"][0]["probabilities"]
         # feedback for a prediction made before the switch still joins (its monitor is kept)
-        r = c.post("/v1/models/intent/feedback",
-                   json={"id": a["predictions"][0]["id"], "label": "schedule_meeting"})
+        r = c.post(
+            "/v1/models/intent/feedback",
+            json={"id": a["predictions"][0]["id"], "label": "schedule_meeting"},
+        )
         assert r.status_code == 200 and r.json()["status"] == "joined"
         assert c.get("/v1/models/intent").json()["active_variant"] == "compact"
         r = c.put("/v1/models/intent/variant", json={"variant": "tiny"}, headers=admin_headers())
@@ -210,6 +225,7 @@ def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> 
         r = c.post("/v1/models/intent/reload", headers=admin_headers())
         assert r.status_code == 200 and r.json()["variant"] == "compact"
         assert "cached" not in predict(c, [text])["predictions"][0]
-        r = c.put("/v1/models/intent/variant", json={"variant": "original"},
-                  headers=admin_headers())
+        r = c.put(
+            "/v1/models/intent/variant", json={"variant": "original"}, headers=admin_headers()
+        )
         assert r.status_code == 200

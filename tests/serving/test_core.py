@@ -79,7 +79,7 @@ def test_batcher_coalesces_concurrent_requests() -> None:
     for i, (result, a, z, wait) in enumerate(outs):
         assert result[a:z] == [f"T{i}"] and wait >= 0
     assert [len(c) for c in calls] == [8, 8, 4, 1]
-    assert alone[0][alone[1]:alone[2]] == ["IDLE"]
+    assert alone[0][alone[1] : alone[2]] == ["IDLE"]
     assert stats["batches"] == 4 and stats["items"] == 21 and stats["largest_batch"] == 8
     assert sum(stats["size_counts"]) == 4 and sum(stats["wait_counts"]) == 21
 
@@ -93,8 +93,7 @@ def test_batcher_large_chunk_runs_alone_and_errors_reach_every_caller() -> None:
     async def main() -> tuple:
         b = MicroBatcher(predict, max_batch_size=4, max_wait_ms=0)
         big = await b.submit([str(i) for i in range(10)])
-        res = await asyncio.gather(b.submit(["ok"]), b.submit(["boom"]),
-                                   return_exceptions=True)
+        res = await asyncio.gather(b.submit(["ok"]), b.submit(["boom"]), return_exceptions=True)
         return big, res, b.stats()
 
     big, res, stats = asyncio.run(main())
@@ -106,8 +105,7 @@ def test_batcher_waits_only_under_load() -> None:
     sizes: list[int] = []
 
     async def main() -> None:
-        b = MicroBatcher(lambda t: sizes.append(len(t)) or t, max_batch_size=64,
-                         max_wait_ms=50)
+        b = MicroBatcher(lambda t: sizes.append(len(t)) or t, max_batch_size=64, max_wait_ms=50)
         await b.submit(["idle"])  # idle: no wait although max_wait_ms is large
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -168,8 +166,9 @@ def test_request_checks_name_the_field() -> None:
 def test_serving_config_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "c.toml"
     f.write_text('[serving]\nmax_inputs = 7\nmodels = ["a", "b"]\n')
-    cfg = ServingConfig.load(f, env={"LEANML_SERVE_MAX_INPUTS": "9",
-                                     "LEANML_SERVE_MONITORING": "off"})
+    cfg = ServingConfig.load(
+        f, env={"LEANML_SERVE_MAX_INPUTS": "9", "LEANML_SERVE_MONITORING": "off"}
+    )
     assert cfg.max_inputs == 9 and cfg.models == ("a", "b") and cfg.monitoring is False
     with pytest.raises(ConfigError, match="max_inputs"):
         ServingConfig.load(env={"LEANML_SERVE_MAX_INPUTS": "many"})

@@ -102,10 +102,17 @@ def test_v2_bad_requests(server: Server) -> None:
             ({"inputs": [{"name": "t", "datatype": "FP32", "shape": [1], "data": [1.0]}]}, 422),
             ({"inputs": []}, 422),
             ({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [1], "data": [3]}]}, 422),
-            ({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [17],
-                          "data": ["a"] * 17}]}, 413),
-            ({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
-              "outputs": [{"name": "nope"}]}, 422),
+            (
+                {"inputs": [{"name": "t", "datatype": "BYTES", "shape": [17], "data": ["a"] * 17}]},
+                413,
+            ),
+            (
+                {
+                    "inputs": [{"name": "t", "datatype": "BYTES", "shape": [1], "data": ["a"]}],
+                    "outputs": [{"name": "nope"}],
+                },
+                422,
+            ),
         ]
         for payload, status in bad:
             r = c.post(url, json=payload)
@@ -113,24 +120,41 @@ def test_v2_bad_requests(server: Server) -> None:
             assert r.json()["error"]
         r = c.post(url, content=b"{", headers={"Inference-Header-Content-Length": "1"})
         assert r.status_code == 400
-        head = json.dumps({"inputs": [{"name": "t", "datatype": "BYTES", "shape": [1],
-                                       "parameters": {"binary_data_size": 50}}]}).encode()
-        r = c.post(url, content=head + b"\x05\x00\x00\x00ab",
-                   headers={"Inference-Header-Content-Length": str(len(head))})
+        head = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "t",
+                        "datatype": "BYTES",
+                        "shape": [1],
+                        "parameters": {"binary_data_size": 50},
+                    }
+                ]
+            }
+        ).encode()
+        r = c.post(
+            url,
+            content=head + b"\x05\x00\x00\x00ab",
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
         assert r.status_code == 400
         assert c.post("/v2/models/intent/versions/9/infer", json=bad[0][0]).status_code == 404
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                               max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 payloads = st.one_of(
     json_values,
-    st.dictionaries(st.sampled_from(["inputs", "return_probabilities", "id", "label", "items"]),
-                    json_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["inputs", "return_probabilities", "id", "label", "items"]),
+        json_values,
+        max_size=3,
+    ),
 )
 
 

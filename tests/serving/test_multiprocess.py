@@ -114,8 +114,10 @@ def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_tex
     try:
         with server.client() as c:
             for i in range(4):
-                preds = c.post("/v1/models/intent/predict",
-                               json={"inputs": intent_texts[i * 10:(i + 1) * 10]}).json()
+                preds = c.post(
+                    "/v1/models/intent/predict",
+                    json={"inputs": intent_texts[i * 10 : (i + 1) * 10]},
+                ).json()
                 items = [{"id": p["id"], "label": p["label"]} for p in preds["predictions"]]
                 r = c.post("/v1/models/intent/feedback", json={"items": items})
                 assert r.status_code == 200
@@ -130,8 +132,9 @@ def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_tex
         labels = {r["prediction_id"] for r in st.read_table("labels")}
         assert labels == set(acked)
         with st.engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT prediction_id, status FROM leanml_serving_feedback")).all()
+            rows = conn.execute(
+                sa.text("SELECT prediction_id, status FROM leanml_serving_feedback")
+            ).all()
         assert {r[0] for r in rows} == set(acked) and {r[1] for r in rows} == {"joined"}
     finally:
         st.close()

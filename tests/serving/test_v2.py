@@ -34,10 +34,11 @@ def test_health_and_metadata(triton) -> None:  # type: ignore[no-untyped-def]
 def test_infer_matches_v1(triton, server: Server, intent_texts, binary: bool) -> None:  # type: ignore[no-untyped-def]
     texts = intent_texts[30:36]
     inp = httpclient.InferInput("text", [len(texts)], "BYTES")
-    inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object),
-                            binary_data=binary)
-    outputs = [httpclient.InferRequestedOutput(n, binary_data=binary)
-               for n in ("label", "confidence", "id", "probabilities")]
+    inp.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object), binary_data=binary)
+    outputs = [
+        httpclient.InferRequestedOutput(n, binary_data=binary)
+        for n in ("label", "confidence", "id", "probabilities")
+    ]
     result = triton.infer("intent", [inp], outputs=outputs)
     labels = [x.decode() if isinstance(x, bytes) else str(x) for x in result.as_numpy("label")]
     conf = result.as_numpy("confidence")

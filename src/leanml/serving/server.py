@@ -72,6 +72,17 @@ def app_from_env() -> ServeApp:
     return create_app(settings, config, monitor)
 
 
+def _http_protocol() -> str:
+    """The coalescing httptools protocol when httptools is installed, else h11."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    try:
+        from leanml.serving import _protocol  # noqa: F401 - uvicorn internals may move
+    except ImportError:
+        return "httptools"
+    return "leanml.serving._protocol:CoalescingHttpToolsProtocol"
+
+
 def run(
     *,
     host: str = "127.0.0.1",
@@ -99,7 +110,7 @@ def run(
         host=host,
         port=port,
         workers=workers,
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=_http_protocol(),
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         log_level=log_level,
         access_log=False,
