@@ -23,6 +23,16 @@ def deep_sizeof(obj: Any) -> int:
         seen.add(id(item))
         if isinstance(item, np.ndarray):
             total += sys.getsizeof(item)  # numpy counts the data when the array owns it
+            if item.base is not None:  # a view (skops loads arrays so): count its memory once
+                root = item.base
+                while isinstance(root, np.ndarray) and root.base is not None:
+                    root = root.base
+                if isinstance(root, np.ndarray):
+                    if id(root) not in seen:
+                        seen.add(id(root))
+                        total += root.nbytes
+                else:
+                    total += item.nbytes
             if item.dtype == object:
                 stack.extend(item.ravel().tolist())
             continue
