@@ -32,24 +32,25 @@ WORKER = textwrap.dedent(
 )
 
 
-def _two_processes(url: str, prefix: str, tmp_path: Path) -> np.ndarray:
+def _two_processes(url: str, prefix: str, tmp_path: Path, workers: int = 2) -> np.ndarray:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    seeds = range(1, workers + 1)
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), url, prefix, str(seed), str(tmp_path / f"lat{seed}.npy")]
         )
-        for seed in (1, 2)
+        for seed in seeds
     ]
     for p in procs:
-        assert p.wait(timeout=120) == 0
-    return np.concatenate([np.load(tmp_path / f"lat{s}.npy") for s in (1, 2)])
+        assert p.wait(timeout=300) == 0
+    return np.concatenate([np.load(tmp_path / f"lat{s}.npy") for s in seeds])
 
 
-def _check_merged(store: MonitorStore, exact: np.ndarray) -> None:
+def _check_merged(store: MonitorStore, exact: np.ndarray, workers: int = 2) -> None:
     merged = store.merged("email")
     assert merged["count"] == exact.size == merged["latency"]["count"]
-    assert merged["processes"] == ["worker1", "worker2"]
+    assert merged["processes"] == [f"worker{i}" for i in range(1, workers + 1)]
     assert merged["label_counts"] == {"ham": exact.size}
     xs = np.sort(exact)
     for q, key in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
@@ -66,6 +67,15 @@ def test_two_processes_sqlite_merged_p99(tmp_path: Path) -> None:
     exact = _two_processes(url, "lm_", tmp_path)
     store = MonitorStore(url, table_prefix="lm_")
     _check_merged(store, exact)
+    store.close()
+
+
+@pytest.mark.slow
+def test_four_processes_sqlite_merged_p99(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mon4.db'}"
+    exact = _two_processes(url, "lm_", tmp_path, workers=4)
+    store = MonitorStore(url, table_prefix="lm_")
+    _check_merged(store, exact, workers=4)
     store.close()
 
 
