@@ -35,3 +35,11 @@ def test_every_error_derives_from_the_root():
     errors = importlib.import_module("leanml.errors")
     for attr in errors.__all__:
         assert issubclass(getattr(errors, attr), errors.LeanMLError)
+
+
+def test_monitored_is_reachable_from_the_top_level():
+    import leanml
+    from leanml.monitor import monitored
+
+    assert leanml.monitored is monitored
+    assert "monitored" in leanml.__all__

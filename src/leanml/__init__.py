@@ -1,9 +1,25 @@
-"""leanml: serve, monitor and compress scikit-learn models in production."""
+"""leanml: serve, monitor and compress scikit-learn models in production.
+
+The top level stays light to import; ``leanml.monitored`` is loaded on first use.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from leanml.errors import LeanMLError
+
+if TYPE_CHECKING:
+    from leanml.monitor import monitored
 
 __version__ = "0.1.0"
 
-__all__ = ["LeanMLError", "__version__"]
+__all__ = ["LeanMLError", "__version__", "monitored"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "monitored":
+        from leanml.monitor import monitored
+
+        return monitored
+    raise AttributeError(f"module 'leanml' has no attribute {name!r}")
