@@ -178,7 +178,10 @@ def bench(
         path=path,
         body_format=body_format,
     )
-    return run_bench(cfg)
+    r = run_bench(cfg)
+    if r.get("server_cpu_s") is not None and r.get("requests"):
+        r["server_cpu_us_per_request"] = round(r["server_cpu_s"] / r["requests"] * 1e6, 1)
+    return r
 
 
 def leanml_run(
@@ -369,6 +372,14 @@ def bentoml_run(work: Path, pkl: Path, texts: Path, duration: float) -> dict[str
     return r
 
 
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (errors only if every repetition failed)."""
+    ok = sorted((r for r in results if "rps" in r), key=lambda r: r["rps"])
+    if not ok:
+        return results[0]
+    return ok[(len(ok) - 1) // 2] if len(ok) % 2 else ok[len(ok) // 2 - 1]
+
+
 def safe(label: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
     t = time.monotonic()
     try:
@@ -390,39 +401,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs (< 3 minutes)")
     ap.add_argument("--skip-bentoml", action="store_true")
     args = ap.parse_args(argv)
-    duration = 5.0 if args.quick else 15.0
+    duration = 4.0 if args.quick else 15.0
+    reps = 2 if args.quick else 3
+    warm = 1.0 if args.quick else 2.0
     work = CACHE / "serving"
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
+    load_before = os.getloadavg()
     models, pkl, model_info = prepare_models(work)
     texts = texts_file(work)
-    runs: dict[str, dict[str, Any]] = {}
     lean = ["--no-cache"]  # every text is unique anyway; keep the headline run cache-free
-    runs["leanml"] = safe("leanml", leanml_run, work, models, texts, duration, "leanml", lean)
-    runs["monitor_off"] = safe(
-        "monitor off",
-        leanml_run,
-        work,
-        models,
-        texts,
-        duration,
-        "monitor_off",
-        [*lean, "--no-monitoring"],
-    )
-    runs["cache50"] = safe(
-        "cache 50%", leanml_run, work, models, texts, duration, "cache50", [], duplicates=0.5
-    )
-    runs["cache_off"] = safe(
-        "cache off 50%",
-        leanml_run,
-        work,
-        models,
-        texts,
-        duration,
-        "cache_off",
-        ["--no-cache"],
-        duplicates=0.5,
-    )
+    pairs = {  # A/B configurations, run alternately ``reps`` times; medians are reported
+        "leanml": (lean, 0.0),
+        "monitor_off": ([*lean, "--no-monitoring"], 0.0),
+        "cache50": ([], 0.5),
+        "cache_off": (["--no-cache"], 0.5),
+    }
+    reps_out: dict[str, list[dict[str, Any]]] = {k: [] for k in pairs}
+    for _ in range(reps):
+        for label, (extra, dup) in pairs.items():
+            reps_out[label].append(
+                safe(
+                    label,
+                    leanml_run,
+                    work,
+                    models,
+                    texts,
+                    duration,
+                    label,
+                    extra,
+                    duplicates=dup,
+                    warmup=warm,
+                )
+            )
+    runs: dict[str, dict[str, Any]] = {k: median_run(v) for k, v in reps_out.items()}
     idle = min(duration, 5.0)
     runs["idle_batching"] = safe(
         "idle batching",
@@ -457,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         duration,
         "c32_nb",
         [*lean, "--no-batching"],
+        warmup=warm,
     )
     runs["fastapi_plain"] = safe("fastapi plain", fastapi_run, work, pkl, texts, duration)
     if args.skip_bentoml:
@@ -519,6 +532,14 @@ def main(argv: list[str] | None = None) -> int:
         "monitoring_cost_le_5pct": None if cost is None else cost <= 0.05,
         "cache50_1_5x": None if out["cache_speedup"] is None else out["cache_speedup"] >= 1.5,
     }
+    cpu = {k: runs[k].get("server_cpu_us_per_request") for k in runs}
+    out["server_cpu_us_per_request"] = cpu
+    if cpu.get("leanml") and cpu.get("monitor_off"):
+        out["monitoring_cost_cpu"] = round(cpu["leanml"] / cpu["monitor_off"] - 1, 4)
+    if cpu.get("cache50") and cpu.get("cache_off"):
+        out["cache_speedup_cpu"] = round(cpu["cache_off"] / cpu["cache50"], 3)
+    out["loadavg_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    out["reps"] = {k: [r.get("rps") for r in v] for k, v in reps_out.items()}
     out["errors"] = {k: v["error"] for k, v in runs.items() if "error" in v}
     out["model"] = model_info
     out["quick"] = args.quick

@@ -31,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,14 +214,18 @@ local counter = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 function setup(thread) counter = counter + 1; thread:set("tid", counter) end
-function init(args) math.randomseed(tonumber(tid or 1) * 7919) end
+local nonce = ""
+function init(args)
+  nonce = args[1] or ""
+  math.randomseed(tonumber(tid or 1) * 7919 + #nonce)
+end
 request = function()
   if dup > 0 and math.random() < dup then
     return wrk.format(nil, nil, nil, hot[math.random(#hot)])
   end
   n = n + 1
   local b = bodies[(n %% #bodies) + 1]
-  return wrk.format(nil, nil, nil, b[1] .. " u" .. tid .. "x" .. n .. b[2])
+  return wrk.format(nil, nil, nil, b[1] .. " u" .. nonce .. tid .. "x" .. n .. b[2])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -265,7 +270,7 @@ def _run_wrk(cfg: BenchConfig, texts: list[str], sampler: _ServerSampler) -> dic
     try:
         if cfg.warmup_s > 0:
             subprocess.run(
-                [*base, f"-d{max(1, round(cfg.warmup_s))}s", url],
+                [*base, f"-d{max(1, round(cfg.warmup_s))}s", url, "--", "w" + uuid.uuid4().hex[:8]],
                 capture_output=True,
                 check=False,
                 timeout=cfg.warmup_s + 30,
@@ -273,7 +278,7 @@ def _run_wrk(cfg: BenchConfig, texts: list[str], sampler: _ServerSampler) -> dic
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         sampler.start()
         proc = subprocess.run(
-            [*base, f"-d{max(1, round(cfg.duration_s))}s", url],
+            [*base, f"-d{max(1, round(cfg.duration_s))}s", url, "--", "m" + uuid.uuid4().hex[:8]],
             capture_output=True,
             text=True,
             check=False,
