@@ -192,6 +192,18 @@ def test_monitoring_config_validation(server: Server) -> None:
         assert r.status_code == 422 and r.json()["field"] == "no_such_knob"
         r = c.patch("/v1/monitoring/config", json={"sampling_rate": 7}, headers=admin_headers())
         assert r.status_code == 422 and r.json()["field"] == "sampling_rate"
+        rule = c.get("/v1/models/intent/stats").json()["local"]["alerts"]["levels"]
+        name = sorted(rule)[0]
+        r = c.patch(
+            "/v1/monitoring/config", json={"thresholds": {"no_rule": 1}}, headers=admin_headers()
+        )
+        assert r.status_code == 422 and r.json()["field"] == "thresholds.no_rule"
+        r = c.patch(
+            "/v1/monitoring/config",
+            json={"thresholds": {name: {"color": 1}}},
+            headers=admin_headers(),
+        )
+        assert r.status_code == 422 and r.json()["field"] == f"thresholds.{name}"
         r = c.patch("/v1/monitoring/config", content=b"{", headers=admin_headers())
         assert r.status_code == 400
         r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5}, headers=admin_headers())

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -383,7 +384,8 @@ def build_api(service: Service) -> FastAPI:
             return _json({"monitoring": service.configure_monitoring(changes)})
         except (ParameterError, ConfigError, TypeError) as exc:
             msg = str(exc)
-            field = next((k for k in changes if repr(k) in msg or f"'{k}'" in msg), None)
+            m = re.search(r"'(thresholds\.[^']+)'", msg)
+            field = m.group(1) if m else next((k for k in changes if f"'{k}'" in msg), None)
             raise BadRequest(422, field, msg) from None
 
     @api.get("/metrics", tags=["health"])

@@ -56,6 +56,32 @@ class FeedbackOutcome:
         return out
 
 
+def _with_thresholds(rules: tuple[Any, ...], thresholds: Any) -> tuple[Any, ...]:
+    """Alert rules with new warning/critical levels: ``{rule: {"warning": x, "critical": y}}``
+    (or ``{rule: x}`` for the warning level)."""
+    if not isinstance(thresholds, dict):
+        raise ParameterError(
+            "The 'thresholds' field of the monitoring config must be an object "
+            f"{{rule: {{warning, critical}}}}, got {thresholds!r} instead."
+        )
+    by_name = {r.name: r for r in rules}
+    for name, levels in thresholds.items():
+        if name not in by_name:
+            raise ParameterError(
+                f"The 'thresholds.{name}' field names no alert rule; rules: "
+                f"{', '.join(sorted(by_name))}."
+            )
+        if not isinstance(levels, dict):
+            levels = {"warning": levels}
+        bad = set(levels) - {"warning", "critical"}
+        if bad:
+            raise ParameterError(
+                f"The 'thresholds.{name}' field accepts warning and critical, got {sorted(bad)}."
+            )
+        by_name[name] = dataclasses.replace(by_name[name], **levels)
+    return tuple(by_name[r.name] for r in rules)
+
+
 class Service:
     """The models served by one process (see module docstring)."""
 
@@ -83,6 +109,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_stats_flush = 0.0
         self.http_counts: dict[tuple[str, int], int] = {}
+        self._reports: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -163,12 +190,16 @@ class Service:
             "alert_rules",
             "relative_accuracy",
         }
+        changes = dict(changes)
+        thresholds = changes.pop("thresholds", None)
         for key in changes:
             if key not in allowed:
                 raise ParameterError(
                     f"The {key!r} field of the monitoring config is unknown or not changeable "
-                    f"at run time; changeable: {', '.join(sorted(allowed))}."
+                    f"at run time; changeable: {', '.join(sorted(allowed))}, thresholds."
                 )
+        if thresholds is not None:
+            changes["alert_rules"] = _with_thresholds(self.monitor_config.alert_rules, thresholds)
         cfg = dataclasses.replace(self.monitor_config, **changes)  # validates
         self.monitor_config = cfg
         for h in self.handles.values():
@@ -285,7 +316,12 @@ class Service:
     # ------------------------------------------------------------------ reading
     def model_info(self, name: str) -> dict[str, Any]:
         h = self.handle(name)
-        report = self.registry.report(name)
+        key = (h.loaded_at, self.registry.active_variant(name))
+        cached = self._reports.get(name)
+        if cached is None or cached[0] != key:  # report() loads every variant: keep it
+            cached = (key, self.registry.report(name))
+            self._reports[name] = cached
+        report = cached[1]
         return {
             **h.info(),
             "versions": report["versions"],
