@@ -107,7 +107,8 @@ def encode_matrix(
     if precision == "int8":
         axis = 1 if per == "row" else 0
         peak = np.max(np.abs(m), axis=axis) if m.size else np.zeros(m.shape[1 - axis])
-        scale = np.where(peak > 0, peak / 127.0, 1.0)
+        scale = peak / 127.0
+        scale[~(scale > 0)] = 1.0  # all-zero (or subnormal) rows: any scale decodes to 0
         scale_b = scale[:, None] if per == "row" else scale[None, :]
         q = np.rint(m / scale_b).astype(np.int8)
         arrays[name + ".scale"] = scale.astype(np.float32)
@@ -201,11 +202,15 @@ def encode_idf(idf: np.ndarray, precision: str) -> tuple[dict[str, Any], dict[st
     if idf.size and np.all(np.isfinite(idf)):
         ratio = np.exp(1.0 - idf)
         top = float(ratio.min())
-        for a in range(1, 200):
-            c = a / top
-            if abs(c - round(c)) > 1e-6 * max(c, 1.0):
-                continue
-            c = float(round(c))
+        # c = k_min / top for the smallest k; try every k_min up to 100,000 at once
+        cs = np.arange(1, 100_001, dtype=np.float64) / top
+        candidates = cs[np.abs(cs - np.rint(cs)) <= 1e-9 * cs]
+        probe = np.unique(ratio)[:: max(1, ratio.size // 16)]  # a few ratios filter fast
+        if candidates.size:
+            scaled = np.rint(candidates)[:, None] * probe[None, :]
+            fits = np.all(np.abs(scaled - np.rint(scaled)) <= 1e-6, axis=1)
+            candidates = candidates[fits]
+        for c in np.rint(candidates[:5]).tolist():
             k = np.rint(c * ratio)
             if k.min() < 1 or np.max(np.abs(np.log(c / k) + 1.0 - idf)) > 1e-9:
                 continue

@@ -177,22 +177,22 @@ class ColumnStage(_ChainsStage):
         return cls(cls._chains_from(spec, arrays), spec["weights"], spec["widths"], spec["columns"])
 
 
-def _step_name(est: Any, path: str) -> str:
-    return f"{path}{type(est).__name__}" if path else type(est).__name__
-
-
 def convert_chain(
-    steps: list[Any], ctx: ConvertContext, *, path: str = "", final_head: bool
+    steps: list[tuple[str, Any]], ctx: ConvertContext, *, path: str = "", final_head: bool
 ) -> list[Node]:
-    """Convert a list of fitted steps; the last one becomes a head when ``final_head``."""
+    """Convert ``(name, fitted step)`` pairs; the last becomes a head when ``final_head``.
+
+    Pass-through steps are reported by their dotted path of step names (``"union.char"``).
+    """
     nodes: list[Node] = []
-    for i, est in enumerate(steps):
+    for i, (step, est) in enumerate(steps):
         is_head = final_head and i == len(steps) - 1
         ctx.input_scale = nodes[-1].output_scale() if nodes else None
-        name = _step_name(est, path)
+        name = f"{path}{step}"
         if isinstance(est, Pipeline):
-            inner = [s for _, s in est.steps if s not in (None, "passthrough")]
-            nodes.extend(convert_chain(inner, ctx, path=name + ".", final_head=is_head))
+            inner = [(n, s) for n, s in est.steps if s is not None and s != "passthrough"]
+            prefix = name + "." if path or step != type(est).__name__ else ""
+            nodes.extend(convert_chain(inner, ctx, path=prefix, final_head=is_head))
             continue
         strategy = find_strategy(est)
         node: Node | None = None
@@ -226,7 +226,7 @@ def convert_union(union: Any, ctx: ConvertContext) -> UnionStage:
     for name, est in union.transformer_list:
         if est in (None, "drop"):
             continue
-        chain = [n for n in convert_chain([est], ctx, path=f"{name}.", final_head=False)]
+        chain = convert_chain([(name, est)], ctx, final_head=False)
         chains.append([n for n in chain if isinstance(n, Stage)])
         weights.append(float(tw.get(name, 1.0)))
         widths.append(_sample_width(est, chains[-1]))
@@ -244,7 +244,7 @@ def convert_columns(ct: Any, ctx: ConvertContext) -> ColumnStage:
             continue
         if est == "passthrough" or not isinstance(cols, str | int | np.integer):
             raise Unsupported("ColumnTransformer transformers must each read one named column")
-        chain = convert_chain([est], ctx, path=f"{name}.", final_head=False)
+        chain = convert_chain([(name, est)], ctx, final_head=False)
         chains.append([n for n in chain if isinstance(n, Stage)])
         weights.append(float(tw.get(name, 1.0)))
         widths.append(_sample_width(est, chains[-1]))
@@ -298,7 +298,7 @@ def to_compact(
             f"Only fitted classifiers can be compressed; {type(model).__name__} has no classes_."
         )
     ctx = ConvertContext(recipe or Recipe())
-    nodes = convert_chain([model], ctx, final_head=True)
+    nodes = convert_chain([(type(model).__name__, model)], ctx, final_head=True)
     head = nodes[-1]
     if not isinstance(head, Head):  # pragma: no cover - convert_chain guarantees it
         raise CompressionError("The converted model does not end in a classifier.")

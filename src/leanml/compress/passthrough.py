@@ -1,9 +1,9 @@
 """Steps no strategy converts pass through unchanged, stored with skops (never pickle).
 
 The skops bytes live in the compact model's ``arrays.npz``. On load every type the payload
-references that skops does not already trust must be on ``leanml.artifacts.ALLOWED_TYPES``, the
-one allow-list in leanml's code (never a list read from the artifact itself); anything else
-raises ``UntrustedTypeError``.
+references that skops does not already trust must be on ``leanml.artifacts.ALLOWED_TYPES`` (or be
+a scipy sparse container, :data:`SPARSE_TYPES`): allow-lists in leanml's code, never a list read
+from the artifact itself; anything else raises ``UntrustedTypeError``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ import skops.io as sio
 from leanml.compress._base import Head, Stage, register_node
 from leanml.errors import UntrustedTypeError
 
-__all__ = ["SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
+__all__ = ["SPARSE_TYPES", "SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
+
+#: scipy sparse containers (plain data) that fitted estimators such as SVC hold; trusted here
+#: in addition to ``leanml.artifacts.ALLOWED_TYPES``.
+SPARSE_TYPES = frozenset(
+    f"scipy.sparse._{fmt}.{fmt}_{kind}"
+    for fmt in ("csr", "csc", "coo")
+    for kind in ("matrix", "array")
+)
 
 
 def dump_estimator(est: Any) -> np.ndarray:
@@ -35,7 +43,7 @@ def load_estimator(blob: np.ndarray) -> Any:
         raise UntrustedTypeError(
             f"Pass-through step is not a readable skops payload: {exc}"
         ) from exc
-    bad = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
+    bad = sorted(t for t in untrusted if t not in ALLOWED_TYPES and t not in SPARSE_TYPES)
     if bad:
         raise UntrustedTypeError(f"Pass-through step references untrusted types: {bad}.")
     return sio.loads(data, trusted=untrusted)
