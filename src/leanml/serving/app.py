@@ -26,6 +26,15 @@ FastAPI app behind it. :func:`leanml.serving.server.run` starts uvicorn with htt
 Errors are JSON ``{"error", "detail", "field"}`` everywhere: 400 malformed JSON, 401/403 admin
 auth, 404 unknown model or prediction id, 413 a bound exceeded (body, inputs, text length,
 feedback items), 422 wrong types, 503 not ready; bad input never yields a 500.
+
+Two more measured choices, on ``leanml serve`` itself (email model, compact variant, wrk with
+32 connections; server CPU per request, which the shared machine's load does not distort):
+
+* uvicorn writes headers and body with two syscalls; with 100% cache hits py-spy put 52% of the
+  loop thread in them. :mod:`leanml.serving._protocol` coalesces them into one write:
+  43 -> 36 us of server CPU per cached request (13.5k -> 17k requests/s).
+* the hot path skips pydantic and FastAPI's routing: 36 us per cached request in total, against
+  ~90 us for the bare FastAPI route above before any model work.
 """
 
 from __future__ import annotations

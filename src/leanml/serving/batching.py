@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from leanml._validation import check_number
 
 __all__ = ["SIZE_BUCKETS", "WAIT_BUCKETS", "BatchSlice", "MicroBatcher"]
@@ -46,19 +48,21 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[list[str]], Any],
+        predict: Callable[..., Any],
         *,
         max_batch_size: int = 64,
         max_wait_ms: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
+        pass_starts: bool = False,
     ) -> None:
         check_number(max_batch_size, "max_batch_size", "MicroBatcher", low=1, integer=True)
         check_number(max_wait_ms, "max_wait_ms", "MicroBatcher", low=0)
         self.predict = predict
+        self.pass_starts = pass_starts
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = float(max_wait_ms) / 1000.0
         self._clock = clock
-        self._queue: list[tuple[list[str], asyncio.Future[BatchSlice], float]] = []
+        self._queue: list[tuple[list[str], asyncio.Future[BatchSlice], float, float]] = []
         self._queued = 0
         self._scheduled = False
         self._ewma = 1.0
@@ -71,11 +75,16 @@ class MicroBatcher:
         self.wait_max = 0.0
         self.largest = 0
 
-    async def submit(self, texts: list[str]) -> BatchSlice:
-        """Queue ``texts``; resolves once their batch has been predicted."""
+    async def submit(self, texts: list[str], t0: float | None = None) -> BatchSlice:
+        """Queue ``texts``; resolves once their batch has been predicted.
+
+        With ``pass_starts``, ``predict(texts, starts)`` receives each text's ``t0`` (the
+        request's arrival on the batcher's clock; default: now) to measure latencies.
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[BatchSlice] = loop.create_future()
-        self._queue.append((texts, fut, self._clock()))
+        now = self._clock()
+        self._queue.append((texts, fut, now, now if t0 is None else t0))
         self._queued += len(texts)
         if not self._scheduled:
             self._scheduled = True
@@ -97,7 +106,7 @@ class MicroBatcher:
             asyncio.get_running_loop().call_later(self.max_wait_s / 4, self._flush)
             return
         take, n = 0, 0
-        for texts, _, _ in queue:
+        for texts, _, _, _ in queue:
             if take and n + len(texts) > self.max_batch_size:
                 break
             take += 1
@@ -112,24 +121,34 @@ class MicroBatcher:
         self._run(batch, n, now)
 
     def _run(
-        self, batch: list[tuple[list[str], asyncio.Future[BatchSlice], float]], n: int, now: float
+        self,
+        batch: list[tuple[list[str], asyncio.Future[BatchSlice], float, float]],
+        n: int,
+        now: float,
     ) -> None:
-        texts = batch[0][0] if len(batch) == 1 else [t for chunk, _, _ in batch for t in chunk]
+        texts = batch[0][0] if len(batch) == 1 else [t for chunk, _, _, _ in batch for t in chunk]
         self._ewma = 0.8 * self._ewma + 0.2 * n
         self.batches += 1
         self.items += n
         self.largest = max(self.largest, n)
         self.size_counts[_bucket(SIZE_BUCKETS, n)] += 1
         try:
-            result = self.predict(texts)
+            if self.pass_starts:
+                starts = np.repeat(
+                    np.fromiter((b[3] for b in batch), np.float64, len(batch)),
+                    [len(b[0]) for b in batch],
+                )
+                result = self.predict(texts, starts)
+            else:
+                result = self.predict(texts)
         except Exception as exc:  # every request of the batch gets the error
             self.errors += 1
-            for _, fut, _ in batch:
+            for _, fut, _, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
         start = 0
-        for chunk, fut, t0 in batch:
+        for chunk, fut, t0, _ in batch:
             wait = now - t0
             self.wait_sum += wait
             if wait > self.wait_max:

@@ -53,7 +53,7 @@ class ServingConfig:
     models: tuple[str, ...] = ()
     #: Cross-process feedback: how long a worker waits for the prediction's owner to join it.
     feedback_timeout_s: float = 2.0
-    poll_interval_s: float = 0.05
+    poll_interval_s: float = 0.2
     heartbeat_s: float = 1.0
     #: How often a worker checks the registry for a variant / version change by another worker.
     registry_watch_s: float = 2.0

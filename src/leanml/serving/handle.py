@@ -168,6 +168,7 @@ class ModelHandle:
             self._predict_batch,
             max_batch_size=config.max_batch_size,
             max_wait_ms=config.max_wait_ms,
+            pass_starts=True,
         )
         self.monitors: list[ModelMonitor | None] = []
         self.state: ServedState | None = None
@@ -247,12 +248,21 @@ class ModelHandle:
         )
 
     # ------------------------------------------------------------------ predicting
-    def _predict_batch(self, texts: list[str]) -> tuple[ServedState, Any, Any, Any]:
+    def _predict_batch(
+        self, texts: list[str], starts: np.ndarray | None = None
+    ) -> tuple[ServedState, list[Any], list[float], Any, list[str]]:
+        """Predict one micro-batch, issue its ids and monitor it with one ``record_batch``."""
         state = self.state
         if state is None:
             raise ServingError(f"model {self.name!r} is not loaded yet")
-        labels, confidences, proba = predict_with_confidence(state.loaded.model, texts)
-        return state, labels.tolist(), confidences.tolist(), proba
+        labels_a, confidences_a, proba = predict_with_confidence(state.loaded.model, texts)
+        labels, confs = labels_a.tolist(), confidences_a.tolist()
+        ids = self.ids.issue(len(texts), state.code)
+        mon = state.monitor
+        if mon is not None:
+            latency = time.perf_counter() - starts if starts is not None else 0.0
+            mon.record_batch(ids, labels, confs, latency, texts)
+        return state, labels, confs, proba, ids
 
     async def predict(
         self, texts: Sequence[str], want_proba: bool, t0: float
@@ -287,23 +297,15 @@ class ModelHandle:
         if miss_idx:
             miss_texts = [texts[i] for i in miss_idx] if len(miss_idx) < n else list(texts)
             try:
-                result, a, b, _wait = await self.batcher.submit(miss_texts)
+                result, a, b, _wait = await self.batcher.submit(miss_texts, t0)
             except Exception:
                 self.errors += len(miss_idx)
                 if state.monitor is not None:
                     state.monitor.record_error(len(miss_idx))
                 raise
-            state, labels, confs, proba = result
-            labels, confs = labels[a:b], confs[a:b]
+            state, labels, confs, proba, ids = result  # issued and monitored per batch
+            labels, confs, ids = labels[a:b], confs[a:b], ids[a:b]
             rows = proba[a:b]
-            latency = time.perf_counter() - t0
-            ids = self.ids.issue(len(miss_idx), state.code)
-            mon = state.monitor
-            if mon is not None:
-                if len(miss_idx) == 1:
-                    mon.record(ids[0], labels[0], confs[0], latency, miss_texts[0])
-                else:
-                    mon.record_batch(ids, labels, confs, latency, miss_texts)
             put = cache.put if use_cache and state.generation == cache.generation else None
             classes = state.classes
             for j, i in enumerate(miss_idx):

@@ -48,11 +48,7 @@ def build(
     config = ServingConfig.load(config_file, **(serving or {}))
     try:
         monitor = MonitorConfig(
-            **{
-                "sampling_rate": settings.sampling_rate,
-                "store_interval_s": 1.0,
-                **tables.get("monitor", {}),
-            }
+            **{"sampling_rate": settings.sampling_rate, **tables.get("monitor", {})}
         )
     except TypeError as exc:
         raise ConfigError(f"bad [monitor] table in {config_file}: {exc}") from None

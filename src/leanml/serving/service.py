@@ -95,9 +95,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.config = config
-        self.monitor_config = monitor_config or MonitorConfig(
-            sampling_rate=settings.sampling_rate, store_interval_s=1.0
-        )
+        self.monitor_config = monitor_config or MonitorConfig(sampling_rate=settings.sampling_rate)
         self.admin_token = admin_token or None
         self.registry = ModelRegistry(settings.models_dir)
         self.handles: dict[str, ModelHandle] = {}
