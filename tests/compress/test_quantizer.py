@@ -35,6 +35,7 @@ reports = st.lists(
         bytes=st.integers(1, 10_000),
         accuracy=st.floats(0, 1),
         agreement=st.floats(0, 1),
+        max_proba_error=st.none() | st.floats(0, 1),
     ),
     max_size=30,
 )
@@ -46,6 +47,7 @@ reports = st.lists(
     st.floats(0, 1),
     st.floats(0, 0.2),
     st.floats(0.5, 1),
+    st.none() | st.floats(0, 1),
 )
 def test_guard_choice_property(
     candidates: list[CandidateReport],
@@ -53,12 +55,14 @@ def test_guard_choice_property(
     accuracy_before: float,
     tolerance: float,
     min_agreement: float,
+    max_proba_error: float | None,
 ) -> None:
     kw = {
         "original_bytes": original_bytes,
         "accuracy_before": accuracy_before,
         "tolerance": tolerance,
         "min_agreement": min_agreement,
+        "max_proba_error": max_proba_error,
     }
     chosen = choose_candidate(candidates, **kw)
     passing = [c for c in candidates if check_candidate(c, **kw) is None]
@@ -69,6 +73,8 @@ def test_guard_choice_property(
     assert accuracy_before - (chosen.accuracy or 0) <= tolerance + 1e-12
     assert (chosen.agreement or 0) >= min_agreement
     assert chosen.bytes == min(c.bytes or 0 for c in passing)
+    if max_proba_error is not None and chosen.max_proba_error is not None:
+        assert chosen.max_proba_error <= max_proba_error
 
 
 _CASE: dict[str, object] = {}
@@ -143,6 +149,16 @@ def test_rejected_model_falls_back_and_says_why(small_pipe: Pipeline, emails: Te
     assert result.compact_bytes == result.original_bytes and result.ratio == 1.0
 
 
+def test_max_proba_error_bound(small_pipe: Pipeline, emails: Texts) -> None:
+    result = ModelQuantizer(latency_calls=0).compress(
+        small_pipe, emails.X_val, emails.y_val, prune=[0.0, 0.9], max_proba_error=0.01
+    )
+    assert result.compressed and (result.max_proba_error or 0) <= 0.01
+    for candidate in result.candidates:
+        if (candidate.max_proba_error or 0) > 0.01:
+            assert not candidate.accepted
+
+
 def test_never_larger_than_the_original(small_pipe: Pipeline, emails: Texts) -> None:
     result = ModelQuantizer(latency_calls=0).compress(
         small_pipe, emails.X_val, emails.y_val, original_bytes=1000, prune="none"
@@ -173,7 +189,10 @@ def test_compress_many(small_pipe: Pipeline, emails: Texts) -> None:
         },
         prune="none",
     )
-    assert set(results) == {"a", "b"} and all(r.compressed for r in results.values())
+    assert set(results) == {"a", "b"} and results["a"].compressed
+    # 100 validation rows cannot show 99% agreement at 90% confidence: the guard says so
+    assert not results["b"].compressed
+    assert "lower confidence bound" in (results["b"].fallback_reason or "")
 
 
 def test_parameter_errors(small_pipe: Pipeline, emails: Texts) -> None:

@@ -151,6 +151,14 @@ def compress(
     prune: Annotated[
         str, typer.Option(help="auto, none, sparsities '0.5,0.9' or 'threshold=T'.")
     ] = "auto",
+    max_proba_error: Annotated[
+        float | None,
+        typer.Option(help="Also bound the largest change of a predicted probability."),
+    ] = None,
+    confidence: Annotated[
+        float,
+        typer.Option(help="One-sided confidence of the guard's bounds; 0 for point estimates."),
+    ] = 0.9,
     activate: Annotated[
         bool, typer.Option(help="Serve the compact variant when the guard passes.")
     ] = False,
@@ -170,6 +178,8 @@ def compress(
         "min_agreement": min_agreement,
         "precision": precision,
         "prune": _parse_prune(prune),
+        "max_proba_error": max_proba_error,
+        "confidence": confidence or None,
     }
     registry = registry_of(ctx, models_dir)
     targets = names or registry.list_models()

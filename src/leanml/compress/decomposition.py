@@ -1,9 +1,9 @@
 """TruncatedSVD, StandardScaler and Normalizer.
 
 * TruncatedSVD: ``X @ components_.T``; components stored in the recipe's precision (int8: one
-  scale per component row, error <= scale / 2 per entry, so <= ``sum_j |x_j| * scale / 2`` per
-  output) and magnitude-pruned; an input column whose component weights are all pruned is
-  dropped, and the vectorizer before it drops the term.
+  scale per input column j, ``s_j = max_c |C_cj| / 127``, error <= ``s_j / 2`` per entry, so
+  <= ``sum_j |x_j| * s_j / 2`` per output) and magnitude-pruned; an input column whose
+  component weights are all pruned is dropped, and the vectorizer before it drops the term.
 * StandardScaler: ``(x - mean) / scale`` with mean and scale in ``aux_precision``
   (fp16: relative error <= 2**-11 each); element-wise, so it passes vocabulary pruning through.
 * Normalizer: row norm (l1, l2, max); nothing to store. When pruning removes input columns the
@@ -74,7 +74,8 @@ class SVDStage(Stage):
         self._refresh()
 
     def payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        spec, arrays = encode_matrix(self._ct, self.precision, "C", per="column")
+        # int8: one scale per input column (term), so rare terms keep their relative precision
+        spec, arrays = encode_matrix(self._ct, self.precision, "C", per="row")
         return {"C": spec}, arrays
 
     @classmethod

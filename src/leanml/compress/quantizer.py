@@ -7,6 +7,11 @@ only if
 * its serialized size is strictly smaller than the original's serialized size,
 * ``accuracy(original) - accuracy(candidate) <= tolerance``,
 * ``agreement(candidate, original) >= min_agreement`` (share of identical predictions),
+* optionally, the largest change of any predicted probability ``<= max_proba_error``,
+
+* by default (``confidence=0.9``) also the one-sided 90% confidence bounds of both: the
+  upper bound of the accuracy drop ``<= tolerance`` and the lower bound of the agreement
+  ``>= min_agreement`` (:func:`confidence_bounds`), so the verdict holds beyond the sample,
 
 and among accepted candidates returns the one with the fewest bytes. When none is accepted,
 the result holds the original model and a ``fallback_reason``. Candidates are scored in order
@@ -45,6 +50,7 @@ __all__ = [
     "candidate_recipes",
     "check_candidate",
     "choose_candidate",
+    "confidence_bounds",
     "compress",
     "compress_many",
     "serialized_size",
@@ -68,6 +74,9 @@ class CandidateReport:
     max_proba_error: float | None = None
     accepted: bool = False
     reason: str = ""
+    #: with a guard ``confidence``: upper bound of the accuracy drop, lower bound of agreement
+    drop_upper: float | None = None
+    agreement_lower: float | None = None
 
 
 @dataclasses.dataclass
@@ -92,6 +101,7 @@ class CompressionResult:
     batch_per_s_after: float | None = None
     tolerance: float = 0.005
     min_agreement: float = 0.99
+    confidence: float | None = 0.9
     #: On fallback: the smallest candidate that was scored and rejected (to record the verdict)
     rejected_model: CompactModel | None = dataclasses.field(default=None, repr=False)
 
@@ -118,6 +128,7 @@ class CompressionResult:
             "recipe": self.recipe,
             "tolerance": self.tolerance,
             "min_agreement": self.min_agreement,
+            "confidence": self.confidence,
             "accuracy_before": self.accuracy_before,
             "accuracy_after": self.accuracy_after,
             "agreement": self.agreement,
@@ -208,6 +219,32 @@ def candidate_recipes(precision: Any = "auto", prune: Any = "auto") -> list[Reci
     return recipes
 
 
+def confidence_bounds(
+    original_correct: np.ndarray,
+    candidate_correct: np.ndarray,
+    same: np.ndarray,
+    confidence: float,
+) -> tuple[float, float]:
+    """One-sided bounds at ``confidence``: (upper bound of the accuracy drop, lower bound of
+    the agreement).
+
+    The drop is a paired difference: with ``b`` samples only the original gets right and ``c``
+    only the candidate, ``drop = (b - c) / n`` with variance ``((b + c) - (b - c)**2 / n) / n**2``
+    (normal approximation). The agreement bound is Wilson's score interval.
+    """
+    z = statistics.NormalDist().inv_cdf(confidence)
+    n = len(same)
+    b = float(np.sum(original_correct & ~candidate_correct))
+    c = float(np.sum(~original_correct & candidate_correct))
+    var = max((b + c) - (b - c) ** 2 / n, 0.0) / n**2
+    drop_upper = (b - c) / n + z * var**0.5
+    p = float(np.mean(same))
+    centre = p + z * z / (2 * n)
+    spread = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5
+    agreement_lower = (centre - spread) / (1 + z * z / n)
+    return drop_upper, agreement_lower
+
+
 def check_candidate(
     report: CandidateReport,
     *,
@@ -215,6 +252,7 @@ def check_candidate(
     accuracy_before: float,
     tolerance: float,
     min_agreement: float,
+    max_proba_error: float | None = None,
 ) -> str | None:
     """The reason the guard rejects ``report``, or ``None`` when it passes."""
     if report.bytes is None or report.accuracy is None or report.agreement is None:
@@ -226,6 +264,19 @@ def check_candidate(
         return f"accuracy drop {drop:.4f} > tolerance {tolerance}"
     if report.agreement < min_agreement:
         return f"agreement {report.agreement:.4f} < min_agreement {min_agreement}"
+    if report.drop_upper is not None and report.drop_upper > tolerance + 1e-12:
+        return (
+            f"accuracy drop {drop:.4f}, upper confidence bound {report.drop_upper:.4f} "
+            f"> tolerance {tolerance}"
+        )
+    if report.agreement_lower is not None and report.agreement_lower < min_agreement:
+        return (
+            f"agreement {report.agreement:.4f}, lower confidence bound "
+            f"{report.agreement_lower:.4f} < min_agreement {min_agreement}"
+        )
+    error = report.max_proba_error
+    if max_proba_error is not None and error is not None and error > max_proba_error:
+        return f"max probability error {error:.4f} > max_proba_error {max_proba_error}"
     return None
 
 
@@ -236,6 +287,7 @@ def choose_candidate(
     accuracy_before: float,
     tolerance: float,
     min_agreement: float,
+    max_proba_error: float | None = None,
 ) -> CandidateReport | None:
     """The smallest candidate the guard accepts (pure function over evaluated reports)."""
     passing = [
@@ -247,6 +299,7 @@ def choose_candidate(
             accuracy_before=accuracy_before,
             tolerance=tolerance,
             min_agreement=min_agreement,
+            max_proba_error=max_proba_error,
         )
         is None
     ]
@@ -308,10 +361,25 @@ class ModelQuantizer:
         precision: Any = "auto",
         prune: Any = "auto",
         original_bytes: int | None = None,
+        max_proba_error: float | None = None,
+        confidence: float | None = 0.9,
     ) -> CompressionResult:
-        """Compress ``model`` against ``(X_val, y_val)``; see the module docstring."""
+        """Compress ``model`` against ``(X_val, y_val)``; see the module docstring.
+
+        ``precision`` / ``prune`` choose the candidates (:func:`candidate_recipes`);
+        ``max_proba_error`` optionally also bounds the largest change of any predicted
+        probability on the validation data; ``original_bytes`` skips measuring the original.
+        ``confidence`` (default 0.9, one-sided; ``None`` for point estimates only) makes the
+        guard also require the confidence bounds of :func:`confidence_bounds` to meet
+        ``tolerance`` and ``min_agreement``, so that a candidate that only just passes on the
+        validation sample is not taken (it would likely fail on new data).
+        """
         check_number(tolerance, "tolerance", _OWNER, low=0.0, high=1.0)
         check_number(min_agreement, "min_agreement", _OWNER, low=0.0, high=1.0)
+        if max_proba_error is not None:
+            check_number(max_proba_error, "max_proba_error", _OWNER, low=0.0, high=1.0)
+        if confidence is not None:
+            check_number(confidence, "confidence", _OWNER, low=0.5, high=1.0, high_open=True)
         recipes = candidate_recipes(precision, prune)
         y_val = np.asarray(y_val)
         if len(y_val) == 0 or len(X_val) != len(y_val):
@@ -354,6 +422,10 @@ class ModelQuantizer:
                 y_c = np.asarray(loaded.predict(X_val))
                 report.accuracy = float(np.mean(y_c == y_val))
                 report.agreement = float(np.mean(y_c == y_orig))
+                if confidence is not None:
+                    report.drop_upper, report.agreement_lower = confidence_bounds(
+                        y_orig == y_val, y_c == y_val, y_c == y_orig, confidence
+                    )
                 p_c = _proba(loaded, X_val)
                 if p_orig is not None and p_c is not None and p_c.shape == p_orig.shape:
                     report.max_proba_error = float(np.max(np.abs(p_c - p_orig)))
@@ -363,6 +435,7 @@ class ModelQuantizer:
                     accuracy_before=acc_before,
                     tolerance=tolerance,
                     min_agreement=min_agreement,
+                    max_proba_error=max_proba_error,
                 )
                 if reason is None:
                     report.accepted, report.reason = True, "accepted: smallest passing candidate"
@@ -374,6 +447,7 @@ class ModelQuantizer:
             model, X_val, chosen, reports, passthrough, original_bytes, acc_before,
             tolerance, min_agreement,
         )  # fmt: skip
+        result.confidence = confidence
         if not result.compressed:
             result.rejected_model = first_rejected
         return result
