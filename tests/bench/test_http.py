@@ -28,9 +28,21 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_pipeline) -> Iterator[
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "leanml.cli", "serve", str(tmp / "models"), "--port", str(port),
-         "--store", f"sqlite:///{tmp / 'm.db'}", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "leanml.cli",
+            "serve",
+            str(tmp / "models"),
+            "--port",
+            str(port),
+            "--store",
+            f"sqlite:///{tmp / 'm.db'}",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -51,8 +63,18 @@ TEXTS = ["buy cheap pills now", "meeting notes attached", "win money fast", "lun
 
 def test_closed_loop_python_client(served) -> None:  # type: ignore[no-untyped-def]
     url, pid = served
-    r = run_bench(BenchConfig(url=url, model="tiny", concurrency=4, duration_s=1.0,
-                              warmup_s=0.2, client="python", texts=TEXTS, duplicates=0.5))
+    r = run_bench(
+        BenchConfig(
+            url=url,
+            model="tiny",
+            concurrency=4,
+            duration_s=1.0,
+            warmup_s=0.2,
+            client="python",
+            texts=TEXTS,
+            duplicates=0.5,
+        )
+    )
     assert r["client"] == "python" and r["requests"] > 0 and r["rps"] > 0
     assert r["errors"] == {"non_2xx": 0, "socket": 0}
     lat = r["latency_ms"]
@@ -66,17 +88,37 @@ def test_closed_loop_python_client(served) -> None:  # type: ignore[no-untyped-d
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_closed_loop_wrk(served) -> None:  # type: ignore[no-untyped-def]
     url, _ = served
-    r = run_bench(BenchConfig(url=url, model="tiny", concurrency=4, duration_s=1.0,
-                              warmup_s=0, client="wrk", texts=TEXTS))
+    r = run_bench(
+        BenchConfig(
+            url=url,
+            model="tiny",
+            concurrency=4,
+            duration_s=1.0,
+            warmup_s=0,
+            client="wrk",
+            texts=TEXTS,
+        )
+    )
     assert r["client"] == "wrk" and r["requests"] > 0
     assert r["errors"]["non_2xx"] == 0 and r["latency_ms"]["p99"] > 0
 
 
 def test_open_loop_step_pattern_reports_each_step(served) -> None:  # type: ignore[no-untyped-def]
     url, _ = served
-    r = run_bench(BenchConfig(url=url, model="tiny", mode="open", rate=20, rate_to=60,
-                              pattern="step", steps=2, duration_s=1.0, warmup_s=0,
-                              texts=TEXTS))
+    r = run_bench(
+        BenchConfig(
+            url=url,
+            model="tiny",
+            mode="open",
+            rate=20,
+            rate_to=60,
+            pattern="step",
+            steps=2,
+            duration_s=1.0,
+            warmup_s=0,
+            texts=TEXTS,
+        )
+    )
     assert r["mode"] == "open" and r["client"] == "python"
     assert [s["target_rps"] for s in r["steps"]] == [20.0, 60.0]
     assert r["steps"][0]["rps"] < r["steps"][1]["rps"]
@@ -88,9 +130,31 @@ def test_cli_bench_http_writes_json(served, tmp_path: Path) -> None:  # type: ig
     texts = tmp_path / "texts.jsonl"
     texts.write_text("".join(json.dumps(t) + "\n" for t in TEXTS))
     out = tmp_path / "r.json"
-    code = main(["bench", "http", url, "--model", "tiny", "--mode", "open", "--rate", "30",
-                 "--pattern", "ramp", "--rate-to", "60", "--duration", "1", "--warmup", "0",
-                 "--texts", str(texts), "--json", str(out)])
+    code = main(
+        [
+            "bench",
+            "http",
+            url,
+            "--model",
+            "tiny",
+            "--mode",
+            "open",
+            "--rate",
+            "30",
+            "--pattern",
+            "ramp",
+            "--rate-to",
+            "60",
+            "--duration",
+            "1",
+            "--warmup",
+            "0",
+            "--texts",
+            str(texts),
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert {"rps", "latency_ms", "errors", "server_cpu_cores", "client_cpu_cores"} <= set(data)
