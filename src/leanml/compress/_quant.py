@@ -186,8 +186,13 @@ def unpack_uints(spec: dict[str, Any], planes: np.ndarray) -> np.ndarray:
     """Inverse of :func:`pack_uints`, as int64."""
     dtype = np.dtype(spec["dtype"]).newbyteorder("<")
     n = int(spec["n"])
-    raw = np.asarray(planes, dtype=np.uint8).reshape(dtype.itemsize, n).T.copy()
-    out = raw.view(dtype).ravel().astype(np.int64)
+    planes = np.asarray(planes, dtype=np.uint8)
+    if dtype.itemsize == 1:
+        out = planes.astype(np.int64)
+    else:
+        out = np.zeros(n, dtype=np.int64)
+        for i in range(dtype.itemsize):  # little-endian byte planes
+            out |= planes[i * n : (i + 1) * n].astype(np.int64) << (8 * i)
     return np.cumsum(out) if spec["delta"] else out
 
 
