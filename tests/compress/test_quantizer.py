@@ -188,6 +188,7 @@ def test_compress_many(small_pipe: Pipeline, emails: Texts) -> None:
             "b": (small_pipe, emails.X_val[:100], emails.y_val[:100]),
         },
         prune="none",
+        confidence=0.9,
     )
     assert set(results) == {"a", "b"} and results["a"].compressed
     # 100 validation rows cannot show 99% agreement at 90% confidence: the guard says so

@@ -157,8 +157,8 @@ def compress(
     ] = None,
     confidence: Annotated[
         float,
-        typer.Option(help="One-sided confidence of the guard's bounds; 0 for point estimates."),
-    ] = 0.9,
+        typer.Option(help="One-sided confidence of the guard's bounds (e.g. 0.9); 0: off."),
+    ] = 0.0,
     activate: Annotated[
         bool, typer.Option(help="Serve the compact variant when the guard passes.")
     ] = False,

@@ -9,8 +9,8 @@ only if
 * ``agreement(candidate, original) >= min_agreement`` (share of identical predictions),
 * optionally, the largest change of any predicted probability ``<= max_proba_error``,
 
-* by default (``confidence=0.9``) also the one-sided 90% confidence bounds of both: the
-  upper bound of the accuracy drop ``<= tolerance`` and the lower bound of the agreement
+* with ``confidence`` (e.g. 0.9; off by default) also the one-sided confidence bounds of both:
+  the upper bound of the accuracy drop ``<= tolerance`` and the lower bound of the agreement
   ``>= min_agreement`` (:func:`confidence_bounds`), so the verdict holds beyond the sample,
 
 and among accepted candidates returns the one with the fewest bytes. When none is accepted,
@@ -101,7 +101,7 @@ class CompressionResult:
     batch_per_s_after: float | None = None
     tolerance: float = 0.005
     min_agreement: float = 0.99
-    confidence: float | None = 0.9
+    confidence: float | None = None
     #: On fallback: the smallest candidate that was scored and rejected (to record the verdict)
     rejected_model: CompactModel | None = dataclasses.field(default=None, repr=False)
 
@@ -362,17 +362,18 @@ class ModelQuantizer:
         prune: Any = "auto",
         original_bytes: int | None = None,
         max_proba_error: float | None = None,
-        confidence: float | None = 0.9,
+        confidence: float | None = None,
     ) -> CompressionResult:
         """Compress ``model`` against ``(X_val, y_val)``; see the module docstring.
 
         ``precision`` / ``prune`` choose the candidates (:func:`candidate_recipes`);
         ``max_proba_error`` optionally also bounds the largest change of any predicted
         probability on the validation data; ``original_bytes`` skips measuring the original.
-        ``confidence`` (default 0.9, one-sided; ``None`` for point estimates only) makes the
+        ``confidence`` (one-sided, e.g. 0.9; default ``None``: point estimates only) makes the
         guard also require the confidence bounds of :func:`confidence_bounds` to meet
         ``tolerance`` and ``min_agreement``, so that a candidate that only just passes on the
-        validation sample is not taken (it would likely fail on new data).
+        validation sample is not taken (it would likely fail on new data). It needs enough
+        validation rows: 99% agreement at 90% confidence takes at least ~170.
         """
         check_number(tolerance, "tolerance", _OWNER, low=0.0, high=1.0)
         check_number(min_agreement, "min_agreement", _OWNER, low=0.0, high=1.0)
