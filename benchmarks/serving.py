@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs (< 3 minutes)")
     ap.add_argument("--skip-bentoml", action="store_true")
     args = ap.parse_args(argv)
-    duration = 4.0 if args.quick else 15.0
+    duration = 3.0 if args.quick else 15.0
     reps = 3 if args.quick else 5
     warm = 1.0 if args.quick else 2.0
     work = CACHE / "serving"
