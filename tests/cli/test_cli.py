@@ -57,36 +57,38 @@ def test_demo_runs_three_models_and_writes_json(isolated_env, data_dir, monkeypa
         "PATH": "/usr/bin:/bin",
     }
     cmd = [
-        sys.executable,
-        "-m",
-        "leanml.cli",
-        "demo",
-        "--requests",
-        "50",
-        "--models-dir",
-        str(isolated_env / "models"),
-        "--json",
-        str(out),
-    ]
+        sys.executable, "-m", "leanml.cli", "demo", "--requests", "50",
+        "--models-dir", str(isolated_env / "models"), "--json", str(out),
+        "--store", f"sqlite:///{isolated_env / 'monitor.db'}",
+        "--report-dir", str(isolated_env / "report"),
+    ]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())["models"]
     assert set(results) == {"email", "intent", "sentiment"}
-    for key in (
-        "accuracy",
-        "artifact_bytes",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "predictions_per_s",
-        "dataset",
-    ):
+    for key in ("accuracy", "artifact_bytes", "p50_ms", "p95_ms", "p99_ms",
+                "predictions_per_s", "dataset"):  # fmt: skip
         assert all(key in r for r in results.values())
     assert results["email"]["accuracy"] >= 0.95
     assert results["intent"]["dataset"] == "clinc150" and results["intent"]["accuracy"] >= 0.88
     assert results["sentiment"]["accuracy"] >= 0.70
+    for r in results.values():
+        # compressed behind the guard, registered, and serving
+        compact = r["variants"]["compact"]
+        assert r["served_variant"] == "compact" and r["compression"]["guard_passed"]
+        assert compact["artifact_bytes"] * 10 <= r["artifact_bytes"]
+        assert compact["accuracy"] >= r["accuracy"] - 0.01
+        # monitoring: labels joined by id, every missing one accounted for
+        monitoring = r["monitoring"]
+        assert monitoring["ground_truth"]["joined"] + monitoring["labels_missing"] <= 50
+        assert monitoring["joined_accuracy"] is not None
+        assert monitoring["feedback_sent"] > 0
     assert "leanml demo" in done.stdout
-    # a second run reuses the registered models
+    report = isolated_env / "report" / "report.html"
+    assert report.is_file() and "Model health" in report.read_text()
+    # a second run reuses the registered models and their compact variants
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert {r["model"] for r in json.loads(out.read_text())["models"].values()} == {"reused"}
+    second = json.loads(out.read_text())["models"]
+    assert {r["model"] for r in second.values()} == {"reused"}
+    assert all(r["compression"] is None for r in second.values())

@@ -48,6 +48,14 @@ def demo(
         int, typer.Option(min=10, help="Single-text predictions per model in the load.")
     ] = 2000,
     retrain: Annotated[bool, typer.Option(help="Retrain even when a model exists.")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Monitoring store URL (default: settings store_url)."),
+    ] = None,
+    report_dir: Annotated[
+        Path, typer.Option("--report-dir", help="Where the HTML report is written.")
+    ] = Path("leanml-report"),
+    report: Annotated[bool, typer.Option(help="Write the report at the end.")] = True,
 ) -> None:
     """Train (or reuse) the three demo models, load-test them and print one table."""
     from leanml.demo import run_demo
@@ -57,6 +65,8 @@ def demo(
         models_dir=models_dir,
         n_requests=requests,
         retrain=retrain,
+        store_url=store,
+        report_dir=report_dir if report else None,
         json_path=json_path,
         console=_common.console,
     )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
-from leanml.demo import _human_bytes
+from leanml._format import human_bytes
 from leanml.registry import VARIANTS
 
 models_app = typer.Typer(help="List, inspect and switch registered models.", no_args_is_help=True)
@@ -55,7 +55,7 @@ def train(
     console.print(
         f"registered {manifest.name} v{manifest.version} ({estimator}, {dataset.name}): "
         f"val accuracy {val['accuracy']:.4f}, test accuracy {test['accuracy']:.4f}, "
-        f"macro-F1 {test['macro_f1']:.4f}, artifact {_human_bytes(manifest.payload_bytes)}"
+        f"macro-F1 {test['macro_f1']:.4f}, artifact {human_bytes(manifest.payload_bytes)}"
     )
     if dataset.notes:
         console.print(f"[yellow]note:[/] {dataset.notes}")
@@ -78,7 +78,7 @@ def list_models(ctx: typer.Context, models_dir: ModelsDirOption = None) -> None:
             ", ".join(registry.variants(name)),
             registry.active_variant(name),
             f"{manifest.metrics.get('test', {}).get('accuracy', float('nan')):.4f}",
-            _human_bytes(manifest.payload_bytes),
+            human_bytes(manifest.payload_bytes),
         )
     console.print(table)
 
@@ -118,8 +118,8 @@ def _variant_cells(entry: dict[str, Any]) -> list[str]:
     guard_text = "" if guard is None else ("passed" if guard.get("passed") else "failed")
     load_ms = entry.get("load_seconds")
     return [
-        _human_bytes(entry["artifact_bytes"]),
-        _human_bytes(entry["memory_bytes"]) if "memory_bytes" in entry else "?",
+        human_bytes(entry["artifact_bytes"]),
+        human_bytes(entry["memory_bytes"]) if "memory_bytes" in entry else "?",
         f"{load_ms * 1000:.1f}" if load_ms is not None else entry.get("error", "?"),
         _fmt(entry.get("test_accuracy")),
         _fmt(entry.get("test_macro_f1")),

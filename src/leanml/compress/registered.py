@@ -4,7 +4,8 @@ Shared by ``leanml compress`` and ``leanml demo``. The original (latest version 
 is compressed against the validation split of its task's dataset. When the guard passes, the
 compact model is registered; when it rejects every candidate, the smallest scored candidate is
 registered with ``guard.passed = false`` so that the registry serves the original and says why;
-when none could be scored, a stale compact variant of that version is removed.
+when none could be scored, a stale compact variant of that version is removed. The compact
+variant gets its own drift reference (its confidences on the validation split).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
 from leanml.errors import ParameterError
 from leanml.registry import ModelRegistry
+from leanml.training import make_reference
 
 __all__ = ["compress_registered", "peer_sizes"]
 
@@ -89,6 +91,9 @@ def compress_registered(
     }
     to_store = result.model if result.compressed else result.rejected_model
     if to_store is not None:
+        # The compact model's confidences differ a little from the original's: drift monitoring
+        # of the compact variant compares against its own validation predictions.
+        reference = make_reference(to_store, dataset.X_val)
         stored = registry.register(
             name,
             to_store,
@@ -97,7 +102,7 @@ def compress_registered(
             version=loaded.version,
             metrics={"val_accuracy": result.accuracy_after, "agreement": result.agreement},
             classes=manifest.classes,
-            extra={"guard": verdict},
+            extra={"guard": verdict, "reference": reference},
         )
         row["compact_stored_bytes"] = stored.payload_bytes
     else:
