@@ -197,7 +197,7 @@ def run_demo(
             simulation = monitoring_demo(
                 served.model,
                 dataset.X_test[:n_requests],
-                dataset.y_test[:n_requests],
+                dataset.y_test[:n_requests].tolist(),
                 name=name,
                 reference=reference,
             )

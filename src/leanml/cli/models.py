@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
 from leanml._format import human_bytes
+from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
 from leanml.registry import VARIANTS
 
 models_app = typer.Typer(help="List, inspect and switch registered models.", no_args_is_help=True)
