@@ -24,7 +24,7 @@ class Texts:
 
 @pytest.fixture(scope="session")
 def emails() -> Texts:
-    """About 1,700 emails (3 classes) split train / val / test; offline, bundled data."""
+    """About 1,500 emails (3 classes) split train / val / test; offline, bundled data."""
     from leanml.datasets import load_dataset
 
     ds = load_dataset("email")
@@ -32,11 +32,11 @@ def emails() -> Texts:
 
     def cut(X: list[str], y: np.ndarray, n: int) -> tuple[list[str], np.ndarray]:
         idx = np.sort(rng.permutation(len(X))[:n])
-        # emails are long; the first 2,000 characters keep the tests fast
-        return [X[i][:2000] for i in idx], np.asarray(y)[idx]
+        # emails are long; the first 1,500 characters keep the tests fast
+        return [X[i][:1500] for i in idx], np.asarray(y)[idx]
 
     return Texts(
-        *cut(ds.X_train, ds.y_train, 900),
+        *cut(ds.X_train, ds.y_train, 700),
         *cut(ds.X_val, ds.y_val, 400),
         *cut(ds.X_test, ds.y_test, 400),
     )
