@@ -19,6 +19,7 @@ from leanml.errors import ConfigError
 from leanml.monitor import MonitorConfig
 from leanml.serving.app import ServeApp, create_app
 from leanml.serving.config import ServingConfig, read_config_file
+from leanml.serving.service import serving_monitor_defaults
 
 __all__ = ["app_from_env", "build", "run"]
 
@@ -48,7 +49,7 @@ def build(
     config = ServingConfig.load(config_file, **(serving or {}))
     try:
         monitor = MonitorConfig(
-            **{"sampling_rate": settings.sampling_rate, **tables.get("monitor", {})}
+            **{**serving_monitor_defaults(settings), **tables.get("monitor", {})}
         )
     except TypeError as exc:
         raise ConfigError(f"bad [monitor] table in {config_file}: {exc}") from None

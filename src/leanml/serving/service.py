@@ -24,7 +24,7 @@ from leanml.serving.config import ServingConfig
 from leanml.serving.feedback import FeedbackLog
 from leanml.serving.handle import ModelHandle, parse_id
 
-__all__ = ["FeedbackOutcome", "Service"]
+__all__ = ["FeedbackOutcome", "Service", "serving_monitor_defaults"]
 
 log = logging.getLogger("leanml.serving")
 
@@ -54,6 +54,18 @@ class FeedbackOutcome:
         if self.reason:
             out["reason"] = self.reason
         return out
+
+
+def serving_monitor_defaults(settings: Settings) -> dict[str, Any]:
+    """MonitorConfig defaults for a server: the settings' sampling rate; alerts (and the drift
+    tests they read) every 5 s and a flush every 0.5 s instead of 1 s / 0.2 s, which halves the
+    monitor thread's fixed per-second cost (measured ~4% of a busy worker's CPU before); labels
+    are still joined within a second and [monitor] in the config file overrides all of it."""
+    return {
+        "sampling_rate": settings.sampling_rate,
+        "alert_interval_s": 5.0,
+        "flush_interval_s": 0.5,
+    }
 
 
 def _with_thresholds(rules: tuple[Any, ...], thresholds: Any) -> tuple[Any, ...]:
@@ -95,7 +107,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.config = config
-        self.monitor_config = monitor_config or MonitorConfig(sampling_rate=settings.sampling_rate)
+        self.monitor_config = monitor_config or MonitorConfig(**serving_monitor_defaults(settings))
         self.admin_token = admin_token or None
         self.registry = ModelRegistry(settings.models_dir)
         self.handles: dict[str, ModelHandle] = {}
