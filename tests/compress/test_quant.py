@@ -44,14 +44,28 @@ def test_fp16_and_fp32_relative_error(m: np.ndarray) -> None:
         assert np.all(np.abs(out - m)[normal] <= rel * np.abs(m)[normal] * 1.0001)
 
 
-@pytest.mark.parametrize("density", [0.0, 0.01, 0.3, 1.0])
-def test_layouts_decode_the_same(density: float) -> None:
+@pytest.mark.parametrize(
+    ("shape", "density", "layout"),
+    [
+        ((50, 400), 0.0, "positions"),
+        ((50, 400), 0.01, "positions"),
+        ((5000, 200), -1.0, "rows"),  # one non-zero per row: counts + columns win
+        ((50, 400), 0.3, "mask"),
+        ((50, 400), 1.0, "dense"),
+    ],
+)
+def test_layouts_decode_the_same(shape: tuple[int, int], density: float, layout: str) -> None:
     rng = np.random.default_rng(0)
-    m = rng.normal(size=(50, 400)) * (rng.random((50, 400)) < density)
-    spec, arrays = encode_matrix(m, "fp32", "W")
-    np.testing.assert_allclose(decode_matrix(spec, arrays, "W"), m.astype(np.float32))
-    expected = {0.0: "positions", 0.01: "positions", 0.3: "mask", 1.0: "dense"}[density]
-    assert spec["layout"] == expected
+    if density < 0:
+        m = np.zeros(shape)
+        m[np.arange(shape[0]), rng.integers(0, shape[1], shape[0])] = rng.normal(size=shape[0])
+    else:
+        m = rng.normal(size=shape) * (rng.random(shape) < density)
+    for precision in ("fp32", "int8"):
+        spec, arrays = encode_matrix(m, precision, "W", per="column")
+        atol = 0 if precision == "fp32" else np.abs(m).max() / 254 + 1e-9
+        np.testing.assert_allclose(decode_matrix(spec, arrays, "W"), m, atol=atol, rtol=1e-6)
+    assert spec["layout"] == layout
 
 
 def test_fp16_overflow_is_refused() -> None:

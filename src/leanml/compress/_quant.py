@@ -14,6 +14,7 @@ plus the non-zero values, whichever is smaller; both decode to the same array.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -93,9 +94,10 @@ def encode_matrix(
     """Encode a 2-D float matrix in ``precision``; int8 scales are per row or per column.
 
     Returns ``(spec, arrays)``; array names are prefixed with ``name``. Zeros are kept exactly.
-    The layout is the smallest of: dense, a bit mask of the non-zeros plus their values, or the
-    delta-coded flat positions of the non-zeros plus their values (very sparse matrices; also
-    the fastest to load).
+    The layout is the smallest of: dense; a bit mask of the non-zeros plus their values; the
+    delta-coded flat positions of the non-zeros plus their values; or per-row non-zero counts
+    plus column indices plus values (raw bytes decide, deflated bytes between the two sparse
+    layouts). All decode to the same matrix.
     """
     if precision not in PRECISIONS:
         raise CompressionError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
@@ -126,7 +128,24 @@ def encode_matrix(
     gaps = np.diff(positions, prepend=0) if nnz else positions
     pos_bytes = nnz * (np.dtype(smallest_uint(int(gaps.max()) if nnz else 0)).itemsize)
     pos_bytes += nnz * stored.itemsize
-    if pos_bytes <= min(mask_bytes, dense_bytes):
+    n_rows, n_cols = m.shape
+    counts = np.count_nonzero(stored, axis=1) if m.size else np.zeros(n_rows, dtype=np.int64)
+    rows_bytes = n_rows * np.dtype(smallest_uint(int(counts.max()) if n_rows else 0)).itemsize
+    rows_bytes += nnz * (np.dtype(smallest_uint(max(n_cols - 1, 0))).itemsize + stored.itemsize)
+    sparse_ok = max(rows_bytes, pos_bytes) <= min(mask_bytes, dense_bytes)
+    if sparse_ok or rows_bytes <= min(pos_bytes, mask_bytes, dense_bytes):
+        counts_spec, counts_planes = pack_uints(counts)
+        columns_spec, columns_planes = pack_uints(positions % max(n_cols, 1))
+        pos_spec, pos_planes = pack_uints(positions, delta=True)
+        if sparse_ok:  # both sparse layouts fit: keep the one that deflates smaller
+            rows_bytes = len(zlib.compress(counts_planes.tobytes() + columns_planes.tobytes(), 1))
+            pos_bytes = len(zlib.compress(pos_planes.tobytes(), 1))
+    if rows_bytes < min(pos_bytes, mask_bytes, dense_bytes):
+        spec["layout"] = "rows"  # per-row counts + column indices (CSR without indptr)
+        spec["counts"], arrays[name + ".counts"] = counts_spec, counts_planes
+        spec["columns"], arrays[name + ".columns"] = columns_spec, columns_planes
+        arrays[name + ".values"] = flat[positions]
+    elif pos_bytes <= min(mask_bytes, dense_bytes):
         spec["layout"] = "positions"
         spec["positions"], arrays[name + ".positions"] = pack_uints(positions, delta=True)
         arrays[name + ".values"] = flat[positions]
@@ -156,6 +175,10 @@ def decode_matrix(spec: dict, arrays: dict, name: str) -> np.ndarray:
         size = int(np.prod(shape))
         mask = np.unpackbits(np.asarray(arrays[name + ".mask"]), count=size).astype(bool)
         positions = np.flatnonzero(mask)
+    elif spec["layout"] == "rows":
+        counts = unpack_uints(spec["counts"], arrays[name + ".counts"])
+        rows = np.repeat(np.arange(shape[0], dtype=np.int64), counts)
+        positions = rows * shape[1] + unpack_uints(spec["columns"], arrays[name + ".columns"])
     else:
         positions = unpack_uints(spec["positions"], arrays[name + ".positions"])
     vals = values.astype(np.float32)
