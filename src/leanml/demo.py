@@ -306,7 +306,7 @@ def _print(
         gt = m["ground_truth"]
         mon.add_row(
             name,
-            f"{m['overhead_pct']:+.1f}%",
+            f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)",
             _fmt(m["true_accuracy"]),
             _fmt(m["joined_accuracy"]),
             _fmt(m["estimated_accuracy"]),
