@@ -7,7 +7,9 @@
 Strategies (one module per estimator family) register themselves when this package is
 imported: ``text`` (vectorizers), ``linear``, ``naive_bayes``, ``mlp``, ``trees``,
 ``decomposition`` (TruncatedSVD, StandardScaler, Normalizer) and ``composition`` (Pipeline,
-FeatureUnion, ColumnTransformer).
+FeatureUnion, ColumnTransformer). ``quantizer`` builds and scores the candidates, ``guard``
+holds the verdict rules and the result, ``compact`` the compact model and its file format,
+``report`` the size breakdown.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from leanml.compress import decomposition, linear, mlp, naive_bayes, text, trees
 from leanml.compress._base import Recipe, register_strategy
 from leanml.compress.compact import CompactModel
 from leanml.compress.composition import to_compact
+from leanml.compress.guard import CandidateReport, CompressionResult
 from leanml.compress.quantizer import (
-    CandidateReport,
-    CompressionResult,
     ModelQuantizer,
     candidate_recipes,
     choose_candidate,

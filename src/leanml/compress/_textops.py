@@ -17,9 +17,20 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import strip_accents_ascii, strip_accents_unicode
 
+from leanml.compress._base import Unsupported
 from leanml.errors import CompressionError
 
-__all__ = ["build_analyzer", "decode_terms", "encode_terms", "weigh_csr", "weigh_row"]
+__all__ = [
+    "IdfHolder",
+    "analyzer_config",
+    "build_analyzer",
+    "decode_terms",
+    "decompose",
+    "encode_terms",
+    "terms_of",
+    "weigh_csr",
+    "weigh_row",
+]
 
 _WHITE_SPACES = re.compile(r"\s\s+")
 
@@ -176,3 +187,86 @@ def decode_terms(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[st
     if len(terms) != n:
         raise CompressionError(f"Vocabulary holds {len(terms)} terms, spec says {n}.")
     return terms
+
+
+def analyzer_config(vec: Any) -> dict[str, Any]:
+    if vec.input != "content":
+        raise Unsupported(f"input={vec.input!r} (only 'content' is converted)")
+    for attr in ("preprocessor", "tokenizer"):
+        if getattr(vec, attr) is not None:
+            raise Unsupported(f"a custom {attr} cannot be stored without pickle")
+    if callable(vec.analyzer) or vec.analyzer not in ("word", "char", "char_wb"):
+        raise Unsupported("a custom analyzer cannot be stored without pickle")
+    if vec.strip_accents not in (None, "ascii", "unicode"):
+        raise Unsupported("a custom strip_accents callable cannot be stored without pickle")
+    stop = vec.get_stop_words() if vec.analyzer == "word" else None
+    return {
+        "analyzer": vec.analyzer,
+        "lowercase": bool(vec.lowercase),
+        "strip_accents": vec.strip_accents,
+        "token_pattern": vec.token_pattern,
+        "ngram_range": [int(vec.ngram_range[0]), int(vec.ngram_range[1])],
+        "stop_words": sorted(stop) if stop is not None else None,
+        "encoding": vec.encoding,
+        "decode_error": vec.decode_error,
+    }
+
+
+class IdfHolder:
+    """idf kept in float64 (exact, for storage) and float32 (for the arithmetic)."""
+
+    idf: np.ndarray | None
+    _idf64: np.ndarray | None
+
+    def _set_idf(self, idf: np.ndarray | None) -> None:
+        self._idf64 = None if idf is None else np.asarray(idf, dtype=np.float64)
+        self.idf = None if self._idf64 is None else self._idf64.astype(np.float32)
+
+    def _take_idf(self, index: np.ndarray) -> None:
+        if self._idf64 is not None:
+            self._set_idf(self._idf64[index])
+
+
+_TERMS_CACHE: dict[int, tuple[Any, list[str], Any]] = {}
+
+
+def decompose(terms: list[str], ngram_range: list[int]) -> Any:
+    """(sorted tokens, code per term, n per term), or None when a term does not split cleanly."""
+    min_n, max_n = ngram_range
+    if max_n > 3:
+        return None
+    pieces = [t.split(" ") for t in terms]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    if len(pieces) and (lengths.min() < min_n or lengths.max() > max_n):
+        return None
+    if any("" in p for p in pieces):
+        return None  # a token containing a space
+    tokens = sorted({w for p in pieces for w in p})
+    tid = {t: i for i, t in enumerate(tokens)}
+    T = max(len(tokens), 1)
+    if (T + 1) ** max_n >= 2**62:
+        return None
+    codes = np.zeros(len(pieces), dtype=np.int64)
+    for n in range(min_n, max_n + 1):
+        cols = np.flatnonzero(lengths == n)
+        code = np.zeros(len(cols), dtype=np.int64)
+        for j in range(n):
+            code = code * T + np.array([tid[pieces[c][j]] for c in cols], dtype=np.int64)
+        codes[cols] = code
+    return tokens, codes, lengths
+
+
+def terms_of(vec: Any, cfg: dict[str, Any]) -> tuple[list[str], Any]:
+    """Terms in column order and their decomposition, cached per fitted vocabulary."""
+    vocab = vec.vocabulary_
+    cached = _TERMS_CACHE.get(id(vec))
+    if cached is not None and cached[0] is vocab:
+        return cached[1], cached[2]
+    terms = [""] * len(vocab)
+    for term, j in vocab.items():
+        terms[j] = term
+    decomp = decompose(terms, cfg["ngram_range"]) if cfg["analyzer"] == "word" else None
+    if len(_TERMS_CACHE) >= 4:
+        _TERMS_CACHE.pop(next(iter(_TERMS_CACHE)))
+    _TERMS_CACHE[id(vec)] = (vocab, terms, decomp)
+    return terms, decomp

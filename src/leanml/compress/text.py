@@ -33,15 +33,17 @@ from leanml.compress._base import (
     ConvertContext,
     SparseRow,
     Stage,
-    Unsupported,
     register_node,
     register_strategy,
 )
 from leanml.compress._quant import decode_idf, encode_idf, pack_uints, unpack_uints
 from leanml.compress._textops import (
+    IdfHolder,
+    analyzer_config,
     build_analyzer,
     decode_terms,
     encode_terms,
+    terms_of,
     weigh_csr,
     weigh_row,
 )
@@ -50,46 +52,8 @@ from leanml.errors import CompressionError, ParameterError
 __all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
 
 
-def _analyzer_config(vec: Any) -> dict[str, Any]:
-    if vec.input != "content":
-        raise Unsupported(f"input={vec.input!r} (only 'content' is converted)")
-    for attr in ("preprocessor", "tokenizer"):
-        if getattr(vec, attr) is not None:
-            raise Unsupported(f"a custom {attr} cannot be stored without pickle")
-    if callable(vec.analyzer) or vec.analyzer not in ("word", "char", "char_wb"):
-        raise Unsupported("a custom analyzer cannot be stored without pickle")
-    if vec.strip_accents not in (None, "ascii", "unicode"):
-        raise Unsupported("a custom strip_accents callable cannot be stored without pickle")
-    stop = vec.get_stop_words() if vec.analyzer == "word" else None
-    return {
-        "analyzer": vec.analyzer,
-        "lowercase": bool(vec.lowercase),
-        "strip_accents": vec.strip_accents,
-        "token_pattern": vec.token_pattern,
-        "ngram_range": [int(vec.ngram_range[0]), int(vec.ngram_range[1])],
-        "stop_words": sorted(stop) if stop is not None else None,
-        "encoding": vec.encoding,
-        "decode_error": vec.decode_error,
-    }
-
-
-class _IdfHolder:
-    """idf kept in float64 (exact, for storage) and float32 (for the arithmetic)."""
-
-    idf: np.ndarray | None
-    _idf64: np.ndarray | None
-
-    def _set_idf(self, idf: np.ndarray | None) -> None:
-        self._idf64 = None if idf is None else np.asarray(idf, dtype=np.float64)
-        self.idf = None if self._idf64 is None else self._idf64.astype(np.float32)
-
-    def _take_idf(self, index: np.ndarray) -> None:
-        if self._idf64 is not None:
-            self._set_idf(self._idf64[index])
-
-
 @register_node
-class TextStage(_IdfHolder, Stage):
+class TextStage(IdfHolder, Stage):
     """CountVectorizer / TfidfVectorizer with a compact vocabulary; output float32 CSR.
 
     Two layouts. *terms*: the terms themselves (column order of the original), looked up as
@@ -387,7 +351,7 @@ class TextStage(_IdfHolder, Stage):
 
 
 @register_node
-class TfidfStage(_IdfHolder, Stage):
+class TfidfStage(IdfHolder, Stage):
     """TfidfTransformer: tf transforms, idf and row norm on a count matrix (elementwise)."""
 
     kind = "tfidf"
@@ -472,56 +436,11 @@ class HashingStage(Stage):
         return cls(spec["cfg"], spec["params"])
 
 
-_TERMS_CACHE: dict[int, tuple[Any, list[str], Any]] = {}
-
-
-def _decompose(terms: list[str], ngram_range: list[int]) -> Any:
-    """(sorted tokens, code per term, n per term), or None when a term does not split cleanly."""
-    min_n, max_n = ngram_range
-    if max_n > 3:
-        return None
-    pieces = [t.split(" ") for t in terms]
-    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    if len(pieces) and (lengths.min() < min_n or lengths.max() > max_n):
-        return None
-    if any("" in p for p in pieces):
-        return None  # a token containing a space
-    tokens = sorted({w for p in pieces for w in p})
-    tid = {t: i for i, t in enumerate(tokens)}
-    T = max(len(tokens), 1)
-    if (T + 1) ** max_n >= 2**62:
-        return None
-    codes = np.zeros(len(pieces), dtype=np.int64)
-    for n in range(min_n, max_n + 1):
-        cols = np.flatnonzero(lengths == n)
-        code = np.zeros(len(cols), dtype=np.int64)
-        for j in range(n):
-            code = code * T + np.array([tid[pieces[c][j]] for c in cols], dtype=np.int64)
-        codes[cols] = code
-    return tokens, codes, lengths
-
-
-def _terms_of(vec: Any, cfg: dict[str, Any]) -> tuple[list[str], Any]:
-    """Terms in column order and their decomposition, cached per fitted vocabulary."""
-    vocab = vec.vocabulary_
-    cached = _TERMS_CACHE.get(id(vec))
-    if cached is not None and cached[0] is vocab:
-        return cached[1], cached[2]
-    terms = [""] * len(vocab)
-    for term, j in vocab.items():
-        terms[j] = term
-    decomp = _decompose(terms, cfg["ngram_range"]) if cfg["analyzer"] == "word" else None
-    if len(_TERMS_CACHE) >= 4:
-        _TERMS_CACHE.pop(next(iter(_TERMS_CACHE)))
-    _TERMS_CACHE[id(vec)] = (vocab, terms, decomp)
-    return terms, decomp
-
-
 @register_strategy(CountVectorizer)
 def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
     """Count/Tfidf vectorizer -> :class:`TextStage` (terms in column order, sorted when fitted)."""
-    cfg = _analyzer_config(vec)
-    terms, decomp = _terms_of(vec, cfg)
+    cfg = analyzer_config(vec)
+    terms, decomp = terms_of(vec, cfg)
     idf = None
     sublinear, norm = False, None
     if isinstance(vec, TfidfVectorizer):
@@ -552,7 +471,7 @@ def convert_tfidf_transformer(tf: Any, ctx: ConvertContext) -> TfidfStage:
 
 @register_strategy(HashingVectorizer)
 def convert_hashing(vec: Any, ctx: ConvertContext) -> HashingStage:
-    cfg = _analyzer_config(vec)
+    cfg = analyzer_config(vec)
     params = {k: getattr(vec, k) for k in _HASHING_PARAMS if k != "dtype"}
     params["n_features"] = int(params["n_features"])
     return HashingStage(cfg, params)
