@@ -62,11 +62,14 @@ def _raw_tables(path: str | os.PathLike[str]) -> set[str]:
     return set(tomllib.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def app_from_env() -> ServeApp:
-    """uvicorn factory: the app described by ``$LEANML_SERVE_SPEC``."""
+def app_from_env() -> Any:
+    """uvicorn factory: the app described by ``$LEANML_SERVE_SPEC``, with the live dashboard
+    mounted at ``/dashboard`` (its variant switch uses the service's admin token)."""
+    from leanml.dashboard import with_dashboard
+
     spec = json.loads(os.environ.get(SPEC_ENV, "{}"))
     settings, config, monitor = build(**spec)
-    return create_app(settings, config, monitor)
+    return with_dashboard(create_app(settings, config, monitor))
 
 
 def _http_protocol() -> str:
