@@ -17,7 +17,7 @@ from typing import Any
 from leanml.config import Settings
 from leanml.errors import ConfigError
 from leanml.monitor import MonitorConfig
-from leanml.serving.app import ServeApp, create_app
+from leanml.serving.app import create_app
 from leanml.serving.config import ServingConfig, read_config_file
 from leanml.serving.service import serving_monitor_defaults
 
