@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from leanml.compress import Recipe, to_compact
+from leanml.compress import Recipe, compress, to_compact
 from leanml.compress._base import ConvertContext
 from leanml.compress.text import TextStage, convert_vectorizer
 
@@ -128,6 +128,9 @@ def test_custom_tokenizer_passes_through_with_reason(emails: Texts, tmp_path: Pa
     assert passthrough and "tokenizer" in passthrough[0][1]
     with pytest.raises(Exception, match="untrusted"):
         roundtrip(compact, tmp_path)  # str.split is not on the skops allow-list
+    # the guard therefore keeps the original and says why
+    result = compress(pipe, emails.X_val, emails.y_val, prune="none")
+    assert not result.compressed and "cannot be loaded back" in (result.fallback_reason or "")
 
 
 def test_single_string_is_refused(emails: Texts) -> None:

@@ -246,7 +246,11 @@ class ModelQuantizer:
                         f"not smaller than the original ({report.bytes} >= {original_bytes} bytes)"
                     )
                     continue
-                loaded = CompactModel.load_payload(folder)
+                try:  # e.g. a pass-through step whose types are not on the allow-list
+                    loaded = CompactModel.load_payload(folder)
+                except LeanMLError as exc:
+                    report.reason = f"cannot be loaded back: {exc}"
+                    continue
                 y_c = np.asarray(loaded.predict(X_val))
                 report.accuracy = float(np.mean(y_c == y_val))
                 report.agreement = float(np.mean(y_c == y_orig))
