@@ -51,6 +51,7 @@ __all__ = [
     "read_manifest",
     "save_model",
     "sha256_file",
+    "skops_loads",
     "verify_artifact",
 ]
 
@@ -90,6 +91,12 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "builtins.float",
         "builtins.list",
         "builtins.str",
+    }
+    # scipy sparse containers (plain data) that fitted estimators such as SVC hold
+    | {
+        f"scipy.sparse._{f}.{f}_{kind}"
+        for f in ("csr", "csc", "coo")
+        for kind in ("matrix", "array")
     }
 )
 
@@ -258,19 +265,27 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
 
 
 def _load_skops(path: Path) -> Any:
+    return skops_loads(path.read_bytes(), str(path))
+
+
+def skops_loads(data: bytes, where: str) -> Any:
+    """Load skops bytes after checking every type skops does not trust against the allow-list.
+
+    ``where`` names the payload in error messages (a path, or e.g. "pass-through step").
+    """
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # a corrupt zip or schema: say which file
-        raise ArtifactError(f"{path} is not a readable skops file: {exc}") from exc
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # a corrupt zip or schema: say which payload
+        raise ArtifactError(f"{where} is not a readable skops payload: {exc}") from exc
     refused = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
     if refused:
         raise UntrustedTypeError(
-            f"{path} references types outside leanml's allow-list: {', '.join(refused)}. "
+            f"{where} references types outside leanml's allow-list: {', '.join(refused)}. "
             "Refusing to load it."
         )
-    return sio.load(path, trusted=untrusted)
+    return sio.loads(data, trusted=untrusted)
 
 
 def _plain(value: Any) -> Any:

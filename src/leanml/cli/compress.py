@@ -8,24 +8,23 @@ registry serves the original and says why; when none could be scored, a stale co
 of that version is removed. A table goes to the terminal and, with ``--json``, per model: sizes
 (pickle, joblib, skops, compact), accuracy and agreement, latencies, recipe, fallback reason.
 
-Pickle and joblib are only *written* to measure their sizes for comparison; nothing here loads
-a pickle.
+The work is done by :func:`leanml.compress.registered.compress_registered` (shared with
+``leanml demo``); pickle and joblib are only *written* there to measure their sizes for
+comparison; nothing loads a pickle.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 from pathlib import Path
 from typing import Annotated, Any
 
-import joblib
-import numpy as np
 import typer
 from rich.table import Table
 
+from leanml._format import human_bytes
 from leanml.cli._common import ModelsDirOption, console, err_console, registry_of, settings_of
+from leanml.compress.registered import compress_registered
 from leanml.errors import LeanMLError, ParameterError
 
 __all__ = ["compress", "register", "size"]
@@ -37,24 +36,6 @@ def register(app: typer.Typer) -> None:
     """Add the ``compress`` and ``size`` commands to ``app``."""
     app.command()(compress)
     app.command()(size)
-
-
-def _human(n: float | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"  # pragma: no cover
-
-
-def _peer_sizes(model: Any) -> dict[str, int]:
-    """Sizes of pickle (protocol 5) and joblib (compress=3) dumps, for comparison only."""
-    buf = io.BytesIO()
-    joblib.dump(model, buf, compress=3)
-    return {"pickle_bytes": len(pickle.dumps(model, protocol=5)), "joblib3_bytes": buf.tell()}
 
 
 def _parse_prune(value: str) -> Any:
@@ -69,71 +50,6 @@ def _parse_prune(value: str) -> Any:
             "The 'prune' parameter of leanml compress must be 'auto', 'none', sparsities like "
             f"'0.5,0.9' or 'threshold=T', got {value!r} instead."
         ) from None
-
-
-def _compress_one(
-    ctx: typer.Context, registry: Any, name: str, options: dict[str, Any], activate: bool
-) -> dict[str, Any]:
-    from leanml.compress import ModelQuantizer
-    from leanml.datasets import load_dataset
-
-    loaded = registry.load(name, variant="original")
-    manifest = loaded.manifest
-    dataset = load_dataset(manifest.task, settings=settings_of(ctx))
-    model = loaded.model
-    unknown = set(np.asarray(dataset.y_val).tolist()) - set(np.asarray(model.classes_).tolist())
-    if unknown:
-        raise ParameterError(
-            f"The validation split of {manifest.task!r} has labels the model {name!r} does not "
-            f"know ({sorted(unknown)[:5]}); it was trained on other data."
-        )
-    result = ModelQuantizer().compress(
-        model, dataset.X_val, dataset.y_val, original_bytes=manifest.payload_bytes, **options
-    )
-    verdict = result.guard_verdict()
-    row: dict[str, Any] = {
-        "name": name,
-        "version": loaded.version,
-        "task": manifest.task,
-        **_peer_sizes(model),
-        "skops_bytes": manifest.payload_bytes,
-        "compact_bytes": result.compact_bytes if result.compressed else None,
-        "guard_passed": result.compressed,
-        "recipe": result.recipe_label if result.compressed else None,
-        "fallback_reason": result.fallback_reason,
-        "accuracy_original": result.accuracy_before,
-        "accuracy_compact": result.accuracy_after if result.compressed else None,
-        "agreement": result.agreement if result.compressed else None,
-        "max_proba_error": result.max_proba_error,
-        "single_us_original": result.single_us_before,
-        "single_us_compact": result.single_us_after if result.compressed else None,
-        "batch_per_s_original": result.batch_per_s_before,
-        "batch_per_s_compact": result.batch_per_s_after if result.compressed else None,
-        "passthrough": [list(p) for p in result.passthrough],
-        "rejected": [
-            {"recipe": c.label, "bytes": c.bytes, "reason": c.reason}
-            for c in result.rejected
-            if not c.reason.startswith("not evaluated")
-        ],
-    }
-    to_store = result.model if result.compressed else result.rejected_model
-    if to_store is not None:
-        stored = registry.register(
-            name,
-            to_store,
-            task=manifest.task,
-            variant="compact",
-            version=loaded.version,
-            metrics={"val_accuracy": result.accuracy_after, "agreement": result.agreement},
-            classes=manifest.classes,
-            extra={"guard": verdict},
-        )
-        row["compact_stored_bytes"] = stored.payload_bytes
-    else:
-        registry.remove_variant(name, loaded.version, "compact")
-    if activate and result.compressed:
-        registry.set_active_variant(name, "compact")
-    return row
 
 
 def compress(
@@ -190,7 +106,11 @@ def compress(
     for name in targets:
         try:
             with console.status(f"compressing {name}"):
-                rows.append(_compress_one(ctx, registry, name, options, activate))
+                rows.append(
+                    compress_registered(
+                        registry, name, settings=settings_of(ctx), activate=activate, **options
+                    )
+                )
         except LeanMLError as exc:
             rows.append({"name": name, "error": str(exc)})
     console.print(_table(rows))
@@ -221,10 +141,10 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         single = f"{fmt(r['single_us_original'], '.0f')} -> {fmt(r['single_us_compact'], '.0f')}"
         table.add_row(
             f"{r['name']} v{r['version']}",
-            _human(r["pickle_bytes"]),
-            _human(r["joblib3_bytes"]),
-            _human(r["skops_bytes"]),
-            _human(r["compact_bytes"]),
+            human_bytes(r["pickle_bytes"]),
+            human_bytes(r["joblib3_bytes"]),
+            human_bytes(r["skops_bytes"]),
+            human_bytes(r["compact_bytes"]),
             fmt(r["accuracy_original"], ".4f"),
             fmt(r["accuracy_compact"], ".4f"),
             fmt(r["agreement"], ".4f"),
@@ -263,14 +183,14 @@ def size(
         entry = after.get(component, {})
         table.add_row(
             component,
-            _human(before.get(component)),
-            _human(entry.get("stored")),
-            _human(entry.get("raw")),
+            human_bytes(before.get(component)),
+            human_bytes(entry.get("stored")),
+            human_bytes(entry.get("raw")),
         )
     table.add_row(
         "[bold]artifact[/bold]",
-        _human(original.manifest.payload_bytes) + " (skops file)",
-        _human(sum(e["stored"] for e in after.values())) if after else "no compact variant",
+        human_bytes(original.manifest.payload_bytes) + " (skops file)",
+        human_bytes(sum(e["stored"] for e in after.values())) if after else "no compact variant",
         "",
     )
     console.print(table)

@@ -1,9 +1,9 @@
 """Steps no strategy converts pass through unchanged, stored with skops (never pickle).
 
 The skops bytes live in the compact model's ``arrays.npz``. On load every type the payload
-references that skops does not already trust must be on ``leanml.artifacts.ALLOWED_TYPES`` (or be
-a scipy sparse container, :data:`SPARSE_TYPES`): allow-lists in leanml's code, never a list read
-from the artifact itself; anything else raises ``UntrustedTypeError``.
+references that skops does not already trust must be on ``leanml.artifacts.ALLOWED_TYPES``, the
+allow-list in leanml's code, never a list read from the artifact itself; anything else raises
+``UntrustedTypeError`` (see :func:`leanml.artifacts.skops_loads`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,8 @@ import scipy.sparse as sp
 import skops.io as sio
 
 from leanml.compress._base import Head, Stage, register_node
-from leanml.errors import UntrustedTypeError
 
-__all__ = ["SPARSE_TYPES", "SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
-
-#: scipy sparse containers (plain data) that fitted estimators such as SVC hold; trusted here
-#: in addition to ``leanml.artifacts.ALLOWED_TYPES``.
-SPARSE_TYPES = frozenset(
-    f"scipy.sparse._{fmt}.{fmt}_{kind}"
-    for fmt in ("csr", "csc", "coo")
-    for kind in ("matrix", "array")
-)
+__all__ = ["SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
 
 
 def dump_estimator(est: Any) -> np.ndarray:
@@ -34,19 +25,9 @@ def dump_estimator(est: Any) -> np.ndarray:
 
 
 def load_estimator(blob: np.ndarray) -> Any:
-    from leanml.artifacts import ALLOWED_TYPES
+    from leanml.artifacts import skops_loads
 
-    data = np.asarray(blob, dtype=np.uint8).tobytes()
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # a corrupt payload: say so rather than crash inside skops
-        raise UntrustedTypeError(
-            f"Pass-through step is not a readable skops payload: {exc}"
-        ) from exc
-    bad = sorted(t for t in untrusted if t not in ALLOWED_TYPES and t not in SPARSE_TYPES)
-    if bad:
-        raise UntrustedTypeError(f"Pass-through step references untrusted types: {bad}.")
-    return sio.loads(data, trusted=untrusted)
+    return skops_loads(np.asarray(blob, dtype=np.uint8).tobytes(), "pass-through step")
 
 
 @register_node
