@@ -48,6 +48,36 @@ class Dataset:
         }
 
 
+def split_dataset(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    name: str,
+    task: str,
+    seed: int,
+    source: str,
+    license: str,
+    citation: str,
+    notes: str = "",
+) -> Dataset:
+    """A :class:`Dataset` from all rows, split stratified 70 / 10 / 20 with ``seed``."""
+    X_tr, y_tr, X_va, y_va, X_te, y_te = stratified_splits(texts, labels, seed=seed)
+    return Dataset(
+        name=name,
+        task=task,
+        X_train=X_tr,
+        y_train=y_tr,
+        X_val=X_va,
+        y_val=y_va,
+        X_test=X_te,
+        y_test=y_te,
+        source=source,
+        license=license,
+        citation=citation,
+        notes=notes,
+    )
+
+
 def stratified_splits(
     X: Sequence[str],
     y: Sequence[str],

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from leanml.config import Settings
-from leanml.datasets._base import Dataset, stratified_splits
+from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError
 
 BUNDLED = Path(__file__).parent / "data" / "emails.jsonl.gz"
@@ -59,16 +59,12 @@ def load_email(
                 labels.append(row["label"])
     except (OSError, json.JSONDecodeError, KeyError) as exc:
         raise DatasetError(f"Cannot read the email dataset {file}: {exc}") from exc
-    X_tr, y_tr, X_va, y_va, X_te, y_te = stratified_splits(texts, labels, seed=seed)
-    return Dataset(
+    return split_dataset(
+        texts,
+        labels,
         name="spamassassin",
         task="email",
-        X_train=X_tr,
-        y_train=y_tr,
-        X_val=X_va,
-        y_val=y_va,
-        X_test=X_te,
-        y_test=y_te,
+        seed=seed,
         source="bundled" if file == BUNDLED else str(file),
         license=LICENSE,
         citation=CITATION,

