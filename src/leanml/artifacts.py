@@ -282,7 +282,8 @@ def skops_loads(data: bytes, where: str) -> Any:
     refused = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
     if refused:
         raise UntrustedTypeError(
-            f"{where} references types outside leanml's allow-list: {', '.join(refused)}. "
+            f"{where} references untrusted types, outside leanml's allow-list: "
+            f"{', '.join(refused)}. "
             "Refusing to load it."
         )
     return sio.loads(data, trusted=untrusted)
