@@ -34,17 +34,6 @@ def test_cache_lru_entry_bound_and_counters() -> None:
     assert (s["hits"], s["misses"], s["evictions"], s["entries"]) == (3, 1, 1, 2)
 
 
-def test_cache_entry_fragment_is_json() -> None:
-    import orjson
-
-    c = PredictionCache()
-    k = c.key("a")
-    c.put(k, "spam", np.float64(0.25), np.zeros(2))
-    e = c.get(k)
-    assert e is not None
-    assert orjson.loads(b"{" + e[5] + b"}") == {"label": "spam", "confidence": 0.25, "cached": True}
-
-
 def test_cache_byte_bound_ttl_and_invalidation() -> None:
     clock = Clock()
     c = PredictionCache(max_entries=100, max_bytes=1000, ttl_s=10, clock=clock)

@@ -35,9 +35,6 @@ Two more measured choices, on ``leanml serve`` itself (email model, compact vari
   43 -> 36 us of server CPU per cached request (13.5k -> 17k requests/s).
 * the hot path skips pydantic and FastAPI's routing: 36 us per cached request in total, against
   ~90 us for the bare FastAPI route above before any model work.
-* a single-text cache hit is answered by :meth:`ModelHandle.answer_cached` before the batcher:
-  the answer's bytes are the served state's pre-serialised head, the id and the cache entry's
-  pre-serialised ``label/confidence/cached`` fragment (no dict, no JSON encoder per hit).
 """
 
 from __future__ import annotations
@@ -167,14 +164,7 @@ class ServeApp:
             except orjson.JSONDecodeError as exc:
                 raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
             texts, want = check_predict(data, cfg.max_inputs, cfg.max_text_chars)
-            if len(texts) == 1 and not want:
-                hit, key = h.answer_cached(texts[0], t0)
-                if hit is not None:  # a cache hit: never enters the batcher
-                    await _http.send_bytes(send, 200, hit)
-                    return 200
-                state, preds = await h.predict(texts, want, t0, [key])
-            else:
-                state, preds = await h.predict(texts, want, t0)
+            state, preds = await h.predict(texts, want, t0)
         except BadRequest as e:
             await send_json(send, e.status, e.body())
             return e.status

@@ -28,8 +28,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from leanml._validation import check_choice, check_number
 
 __all__ = ["NORMALIZERS", "CacheEntry", "PredictionCache"]
@@ -52,10 +50,8 @@ def _nfc(text: str) -> str:
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {"none": _none, "strip": _strip, "nfc": _nfc}
 
-#: (label, confidence, probability row or None, inserted at, bytes, JSON fragment)
-#: The fragment is ``"label":...,"confidence":...,"cached":true`` pre-serialised at insertion,
-#: so a cached single-text answer is assembled from bytes without a JSON encoder call.
-CacheEntry = tuple[Any, float, Any, float, int, bytes]
+#: (label, confidence, probability row or None, inserted at, bytes)
+CacheEntry = tuple[Any, float, Any, float, int]
 
 
 class PredictionCache:
@@ -114,24 +110,13 @@ class PredictionCache:
     def put(self, key: bytes, label: Any, confidence: float, proba: Any) -> None:
         if not self.enabled:
             return
-        confidence = float(confidence)
-        try:
-            frag = (
-                b'"label":'
-                + orjson.dumps(label)
-                + b',"confidence":'
-                + orjson.dumps(confidence)
-                + b',"cached":true'
-            )
-        except TypeError:  # a label orjson cannot encode: assembled the slow way
-            frag = b""
-        size = _OVERHEAD + len(key) + len(frag) + int(getattr(proba, "nbytes", 0))
+        size = _OVERHEAD + len(key) + len(str(label)) + int(getattr(proba, "nbytes", 0))
         if size > self.max_bytes:
             return
         old = self._data.pop(key, None)
         if old is not None:
             self.bytes -= old[4]
-        self._data[key] = (label, confidence, proba, self._clock(), size, frag)
+        self._data[key] = (label, float(confidence), proba, self._clock(), size)
         self.bytes += size
         data = self._data
         while len(data) > self.max_entries or self.bytes > self.max_bytes:

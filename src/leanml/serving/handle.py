@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 
 from leanml._predict import predict_with_confidence
 from leanml.errors import ServingError
@@ -129,8 +128,6 @@ class ServedState:
     code: int
     classes: list[Any]
     generation: int
-    #: ``{"model":..,"version":..,"variant":..,"predictions":[{"id":`` for assembled answers
-    head: bytes = b""
 
     @property
     def version(self) -> int:
@@ -234,8 +231,6 @@ class ModelHandle:
             list(np.asarray(loaded.model.classes_).tolist()),
             self.cache.generation,
         )
-        head = {"model": self.name, "version": loaded.version, "variant": loaded.variant}
-        self.state.head = orjson.dumps(head)[:-1] + b',"predictions":[{"id":'
         self.loaded_at = time.time()
         return self.state
 
@@ -269,46 +264,12 @@ class ModelHandle:
             mon.record_batch(ids, labels, confs, latency, texts)
         return state, labels, confs, proba, ids
 
-    def answer_cached(self, text: str, t0: float) -> tuple[bytes | None, bytes | None]:
-        """Single-text fast path for a cache hit, answered before the batcher.
-
-        Returns ``(response body, key)``: the body is the whole JSON answer of a hit (its own
-        id, monitored and flagged ``cached``, assembled from the entry's pre-serialised
-        fragment), or None on a miss; then pass ``[key]`` to :meth:`predict` as ``miss_keys``
-        (the lookup is done and counted). ``key`` is None when the cache is off.
-        """
-        cache = self.cache
-        if not cache.enabled:
-            return None, None
-        k = cache.key(text)
-        state = self.state
-        e = cache.get(k)
-        if e is None or state is None or not e[5] or state.generation != cache.generation:
-            if e is not None:  # counted as a hit by get(); answered by the general path
-                cache.hits -= 1
-                cache.misses += 1
-            return None, k
-        ids = self.ids.issue(1, state.code)
-        pid = ids[0]
-        mon = state.monitor
-        if mon is not None:
-            mon.record(pid, e[0], e[1], time.perf_counter() - t0, text)
-        self.cached_predictions += 1
-        self.predictions += 1
-        return state.head + orjson.dumps(pid) + b"," + e[5] + b"}]}", k
-
     async def predict(
-        self,
-        texts: Sequence[str],
-        want_proba: bool,
-        t0: float,
-        miss_keys: list[bytes | None] | None = None,
+        self, texts: Sequence[str], want_proba: bool, t0: float
     ) -> tuple[ServedState, list[dict[str, Any]]]:
         """Predict ``texts`` through the cache and the batcher; monitor every prediction.
 
         ``t0`` is the request's ``perf_counter()`` at arrival (latency is measured from it).
-        ``miss_keys``: the texts were already looked up (and counted) and all missed; their
-        cache keys (None entries when the cache is off).
         """
         cache = self.cache
         use_cache = cache.enabled
@@ -316,11 +277,7 @@ class ModelHandle:
         hits: list[Any] = [None] * n
         keys: list[bytes] = []
         miss_idx: list[int] = []
-        if miss_keys is not None:
-            use_cache = use_cache and None not in miss_keys
-            keys = miss_keys  # type: ignore[assignment]
-            miss_idx = list(range(n))
-        elif use_cache:
+        if use_cache:
             get = cache.get
             key = cache.key
             for i, t in enumerate(texts):
@@ -365,7 +322,7 @@ class ModelHandle:
             mon = state.monitor
             classes = state.classes
             for j, i in enumerate(hit_idx):
-                label, conf, row = hits[i][:3]
+                label, conf, row, _, _ = hits[i]
                 if mon is not None:
                     mon.record(ids[j], label, conf, latency, texts[i])
                 item = {"id": ids[j], "label": label, "confidence": conf, "cached": True}
