@@ -20,7 +20,7 @@ from typing import Any
 
 from leanml.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "load_toml", "parse_bool"]
 
 _ENV_PREFIX = "LEANML_"
 
@@ -81,13 +81,30 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A leanml TOML file as a dict, or a :class:`ConfigError` naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"The config file {str(path)!r} does not exist.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def parse_bool(value: Any) -> bool | None:
+    """True/False for a bool or the usual words (1/0, true/false, yes/no, on/off), else None."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    return None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    data = load_toml(path)
     section = data.get("leanml", data)
     if not isinstance(section, dict):
         raise ConfigError(f"The [leanml] section of {str(path)!r} must be a table.")
@@ -113,14 +130,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise bad("a path")
         return Path(os.path.expanduser(str(value)))
     if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off"}:
-            return False
-        raise bad("a boolean (true/false, 1/0, yes/no, on/off)")
+        flag = parse_bool(value)
+        if flag is None:
+            raise bad("a boolean (true/false, 1/0, yes/no, on/off)")
+        return flag
     if kind == "float":
         try:
             number = float(value)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from leanml._validation import check_choice, check_number, param_error
+from leanml.config import load_toml, parse_bool
 from leanml.errors import ConfigError
 
 __all__ = ["ServingConfig", "read_config_file"]
@@ -123,14 +122,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     kind = str(field.type)
     try:
         if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
+            flag = parse_bool(value)
+            if flag is None:
+                raise ValueError(value)
+            return flag
         if kind == "int":
             if isinstance(value, bool):
                 raise ValueError(value)
@@ -151,12 +146,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The tables of a leanml TOML file: ``leanml`` (settings), ``serving``, ``monitor``."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"The config file {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}") from None
+    data = load_toml(path)
     out: dict[str, Any] = {}
     for table in ("leanml", "serving", "monitor"):
         section = data.get(table, {})
