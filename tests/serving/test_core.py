@@ -34,6 +34,24 @@ def test_cache_lru_entry_bound_and_counters() -> None:
     assert (s["hits"], s["misses"], s["evictions"], s["entries"]) == (3, 1, 1, 2)
 
 
+def test_cache_get_all_is_all_or_nothing() -> None:
+    clock = Clock()
+    c = PredictionCache(max_entries=3, max_bytes=10**6, ttl_s=10, clock=clock)
+    ka, kb, kc, kd = (c.key(t) for t in "abcd")
+    c.put(ka, "x", 0.9, np.zeros(2))
+    c.put(kb, "y", 0.8, np.zeros(2))
+    assert c.get_all([ka, kc]) is None  # one miss: nothing counted, nothing moved
+    assert (c.hits, c.misses) == (0, 0)
+    entries = c.get_all([kb, ka, ka])
+    assert entries is not None and [e[0] for e in entries] == ["y", "x", "x"]
+    assert (c.hits, c.misses) == (3, 0)
+    c.put(kc, "z", 0.7, np.zeros(2))
+    c.put(kd, "w", 0.6, np.zeros(2))  # evicts b, the least recently used (a was touched)
+    assert c.get_all([kb]) is None and c.get_all([ka]) is not None
+    clock.t = 11.0
+    assert c.get_all([ka]) is None and c.hits == 4  # expired: left to get() to count
+
+
 def test_cache_byte_bound_ttl_and_invalidation() -> None:
     clock = Clock()
     c = PredictionCache(max_entries=100, max_bytes=1000, ttl_s=10, clock=clock)

@@ -8,16 +8,46 @@ wrapper that buffers writes made in one event-loop iteration and writes them wit
 call at the end of it (``loop.call_soon``): same bytes, same order, one syscall per response
 (or fewer, for pipelined requests). Closing, aborting or switching protocols flushes first.
 Selected with ``uvicorn.run(http="leanml.serving._protocol:CoalescingHttpToolsProtocol")``.
+
+It also answers prediction-cache hits without the ASGI app (:func:`use_fast_answer`): uvicorn
+starts an ASGI task for every request as soon as its headers are parsed; for ``POST
+.../predict`` this protocol waits for the body instead and offers it to the registered
+function (:meth:`leanml.serving.app.ServeApp.answer_cached`). When every text is cached that
+function returns the JSON answer, which is written here with the same headers the app would
+send: no task, no scope round trip through Starlette-style ``send`` messages. Anything else
+(a miss, a bad body, ``Expect: 100-continue``, a body over 64 KiB, a pipelined request) goes
+to the app exactly as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
+__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "use_fast_answer"]
+
+#: (ASGI scope, whole body) -> a 200 JSON answer, or None to let the ASGI app answer.
+FastAnswer = Callable[[Any, bytes], bytes | None]
+
+_fast: FastAnswer | None = None
+_FAST_MAX_BODY = 65_536
+_HEAD = (
+    b"HTTP/1.1 200 OK\r\n",
+    b"content-type: application/json\r\ncontent-length: ",
+    b"\r\nx-leanml-worker: " + str(os.getpid()).encode() + b"\r\n",
+)
+log = logging.getLogger("leanml.serving")
+
+
+def use_fast_answer(answer: FastAnswer | None) -> None:
+    """Register the function that may answer a whole ``POST .../predict`` body (None: off)."""
+    global _fast
+    _fast = answer
 
 
 class CoalescingTransport:
@@ -73,7 +103,76 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a :class:`CoalescingTransport`."""
+    """uvicorn's httptools protocol: coalesced writes and cache hits answered without a task."""
+
+    _deferred: tuple[RequestResponseCycle, Any] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if (
+            _fast is not None
+            and cycle.scope["method"] == "POST"
+            and not cycle.waiting_for_100_continue
+            and cycle.scope["path"].endswith("/predict")
+        ):
+            if not cycle.more_body:  # a pipelined request, read in full
+                if self._answer(cycle):
+                    return
+            elif cycle is self.cycle:  # wait for the body (on_message_complete)
+                self._deferred = (cycle, app)
+                return
+        super()._start_asgi_task(cycle, app)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # A fast answer arms the keep-alive timer from inside the parser; a request pipelined
+        # in the same read must not be cut by it.
+        self._unset_keepalive_if_required()
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        deferred = self._deferred
+        if deferred is not None and len(deferred[0].body) > _FAST_MAX_BODY:
+            self._deferred = None
+            super()._start_asgi_task(*deferred)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            if not self._answer(deferred[0]):
+                super()._start_asgi_task(*deferred)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._deferred = None
+        super().connection_lost(exc)
+
+    def _answer(self, cycle: RequestResponseCycle) -> bool:
+        """Write the fast answer for ``cycle`` if there is one (then the request is done)."""
+        if _fast is None or cycle.disconnected or self.transport.is_closing():
+            return False
+        try:
+            body = _fast(cycle.scope, bytes(cycle.body))
+        except Exception:  # never lose the request: the app answers it (and reports the error)
+            log.exception("fast cache answer failed; the app answers instead")
+            return False
+        if body is None:
+            return False
+        head, ctype, worker = _HEAD
+        parts = [head]
+        for name, value in self.server_state.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (ctype, str(len(body)).encode(), worker)
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        cycle.response_started = cycle.response_complete = True
+        self.transport.write(b"".join(parts))
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+        return True

@@ -98,6 +98,12 @@ def _route_label(path: str) -> str:
 
 
 _FAST = {"predict": "/v1/models/{name}/predict", "feedback": "/v1/models/{name}/feedback"}
+_PARSED = "leanml.predict"  # scope key: (texts, return_probabilities, cache keys, arrival)
+
+
+def _answer(name: str, state: Any, preds: list[dict[str, Any]]) -> bytes:
+    out = {"model": name, "version": state.version, "variant": state.variant, "predictions": preds}
+    return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class ServeApp:
@@ -148,8 +154,39 @@ class ServeApp:
             key = (_route_label(path), status_box[0])
             counts[key] = counts.get(key, 0) + 1
 
-    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
+    def answer_cached(self, scope: Any, body: bytes) -> bytes | None:
+        """The JSON answer of a predict request whose every text is cached, else None.
+
+        Called by :class:`~leanml.serving._protocol.CoalescingHttpToolsProtocol` with the whole
+        body, before any ASGI task exists; a hit costs no task, no ASGI messages. On None the
+        request goes through the app as usual, reusing the parse kept in ``scope``. Every
+        error (bad JSON, unknown model, a bound exceeded) is left to the app to answer.
+        """
         t0 = time.perf_counter()
+        path: str = scope["path"]
+        if not path.startswith("/v1/models/") or len(body) > self.limit:
+            return None
+        name, _, action = path[11:].partition("/")
+        h = self.service.handles.get(name)
+        if action != "predict" or h is None:
+            return None
+        cfg = self.service.config
+        try:
+            texts, want = check_predict(orjson.loads(body), cfg.max_inputs, cfg.max_text_chars)
+        except (orjson.JSONDecodeError, BadRequest):
+            return None
+        keys = h.cache_keys(texts)
+        scope[_PARSED] = (texts, want, keys, t0)
+        answered = h.predict_cached(texts, want, t0, keys) if keys is not None else None
+        if answered is None:
+            return None
+        state, preds = answered
+        counts = self.service.http_counts
+        key = (_FAST["predict"], 200)
+        counts[key] = counts.get(key, 0) + 1
+        return _answer(name, state, preds)
+
+    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
         svc = self.service
         cfg = svc.config
         try:
@@ -158,26 +195,26 @@ class ServeApp:
                 if not svc.ready:
                     raise BadRequest(503, None, "the service is starting (models loading)")
                 raise BadRequest(404, "name", f"no served model named {name!r}")
-            body = await read_body(scope, receive, self.limit)
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
-            texts, want = check_predict(data, cfg.max_inputs, cfg.max_text_chars)
-            state, preds = await h.predict(texts, want, t0)
+            parsed = scope.get(_PARSED)
+            if parsed is not None:  # parsed by answer_cached: some text was not cached
+                texts, want, keys, t0 = parsed
+            else:
+                t0 = time.perf_counter()
+                body = await read_body(scope, receive, self.limit)
+                try:
+                    data = orjson.loads(body)
+                except orjson.JSONDecodeError as exc:
+                    raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
+                texts, want = check_predict(data, cfg.max_inputs, cfg.max_text_chars)
+                keys = None
+            state, preds = await h.predict(texts, want, t0, keys)
         except BadRequest as e:
             await send_json(send, e.status, e.body())
             return e.status
         except LeanMLError as exc:
             await send_json(send, 503, {"error": "unavailable", "detail": str(exc), "field": None})
             return 503
-        out = {
-            "model": name,
-            "version": state.version,
-            "variant": state.variant,
-            "predictions": preds,
-        }
-        await _http.send_bytes(send, 200, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
+        await _http.send_bytes(send, 200, _answer(name, state, preds))
         return 200
 
     async def _feedback(self, name: str, scope: Any, receive: Any, send: Any) -> int:

@@ -107,6 +107,25 @@ class PredictionCache:
         self.hits += 1
         return entry
 
+    def get_all(self, keys: list[bytes]) -> list[CacheEntry] | None:
+        """Every key's entry when all are present and fresh (counted as hits), else None.
+
+        None changes no counter and no recency: the caller then looks the keys up one by one
+        with :meth:`get`, which counts them.
+        """
+        data = self._data
+        entries = []
+        now = self._clock()
+        for key in keys:
+            entry = data.get(key)
+            if entry is None or now - entry[3] > self.ttl_s:
+                return None
+            entries.append(entry)
+        for key in keys:
+            data.move_to_end(key)
+        self.hits += len(keys)
+        return entries
+
     def put(self, key: bytes, label: Any, confidence: float, proba: Any) -> None:
         if not self.enabled:
             return

@@ -264,25 +264,55 @@ class ModelHandle:
             mon.record_batch(ids, labels, confs, latency, texts)
         return state, labels, confs, proba, ids
 
+    def cache_keys(self, texts: Sequence[str]) -> list[bytes] | None:
+        """The prediction-cache keys of ``texts`` (None when the cache is off)."""
+        cache = self.cache
+        if not cache.enabled:
+            return None
+        key = cache.key
+        return [key(t) for t in texts]
+
+    def predict_cached(
+        self, texts: Sequence[str], want_proba: bool, t0: float, keys: list[bytes]
+    ) -> tuple[ServedState, list[dict[str, Any]]] | None:
+        """Answer ``texts`` from the cache alone (monitored, with new ids), or None.
+
+        None when a text is not cached or nothing is served yet; then nothing was counted
+        and :meth:`predict` does the whole job.
+        """
+        state = self.state
+        if state is None:
+            return None
+        hits = self.cache.get_all(keys)
+        if hits is None:
+            return None
+        out: list[dict[str, Any]] = [{} for _ in texts]
+        self._answer_hits(state, texts, want_proba, t0, list(range(len(texts))), hits, out)
+        self.predictions += len(texts)
+        return state, out
+
     async def predict(
-        self, texts: Sequence[str], want_proba: bool, t0: float
+        self,
+        texts: Sequence[str],
+        want_proba: bool,
+        t0: float,
+        keys: list[bytes] | None = None,
     ) -> tuple[ServedState, list[dict[str, Any]]]:
         """Predict ``texts`` through the cache and the batcher; monitor every prediction.
 
-        ``t0`` is the request's ``perf_counter()`` at arrival (latency is measured from it).
+        ``t0`` is the request's ``perf_counter()`` at arrival (latency is measured from it);
+        ``keys`` are the texts' :meth:`cache_keys` when the caller has them already.
         """
         cache = self.cache
         use_cache = cache.enabled
         n = len(texts)
         hits: list[Any] = [None] * n
-        keys: list[bytes] = []
         miss_idx: list[int] = []
         if use_cache:
+            if keys is None:
+                keys = self.cache_keys(texts) or []
             get = cache.get
-            key = cache.key
-            for i, t in enumerate(texts):
-                k = key(t)
-                keys.append(k)
+            for i, k in enumerate(keys):
                 e = get(k)
                 if e is None:
                     miss_idx.append(i)
@@ -313,25 +343,40 @@ class ModelHandle:
                 if want_proba:
                     item["probabilities"] = dict(zip(classes, rows[j].tolist(), strict=True))
                 out[i] = item
-                if put is not None:
+                if put is not None and keys is not None:
                     put(keys[i], labels[j], confs[j], rows[j].copy())
         if len(miss_idx) < n:
             hit_idx = [i for i in range(n) if hits[i] is not None]
-            ids = self.ids.issue(len(hit_idx), state.code)
-            latency = time.perf_counter() - t0
-            mon = state.monitor
-            classes = state.classes
-            for j, i in enumerate(hit_idx):
-                label, conf, row, _, _ = hits[i]
-                if mon is not None:
-                    mon.record(ids[j], label, conf, latency, texts[i])
-                item = {"id": ids[j], "label": label, "confidence": conf, "cached": True}
-                if want_proba:
-                    item["probabilities"] = dict(zip(classes, row.tolist(), strict=True))
-                out[i] = item
-            self.cached_predictions += len(hit_idx)
+            self._answer_hits(
+                state, texts, want_proba, t0, hit_idx, [hits[i] for i in hit_idx], out
+            )
         self.predictions += n
         return state, out
+
+    def _answer_hits(
+        self,
+        state: ServedState,
+        texts: Sequence[str],
+        want_proba: bool,
+        t0: float,
+        hit_idx: list[int],
+        entries: list[Any],
+        out: list[dict[str, Any]],
+    ) -> None:
+        """Fill ``out[i]`` for cache hits: new ids, one monitored prediction each."""
+        ids = self.ids.issue(len(hit_idx), state.code)
+        latency = time.perf_counter() - t0
+        mon = state.monitor
+        classes = state.classes
+        for j, i in enumerate(hit_idx):
+            label, conf, row, _, _ = entries[j]
+            if mon is not None:
+                mon.record(ids[j], label, conf, latency, texts[i])
+            item = {"id": ids[j], "label": label, "confidence": conf, "cached": True}
+            if want_proba:
+                item["probabilities"] = dict(zip(classes, row.tolist(), strict=True))
+            out[i] = item
+        self.cached_predictions += len(hit_idx)
 
     # ------------------------------------------------------------------ feedback
     def feedback_status(self, prediction_id: Any) -> tuple[str, int]:

@@ -8,6 +8,7 @@ then the lifespan shutdown flushes feedback and monitors (see :class:`Service`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -69,7 +70,12 @@ def app_from_env() -> Any:
 
     spec = json.loads(os.environ.get(SPEC_ENV, "{}"))
     settings, config, monitor = build(**spec)
-    return with_dashboard(create_app(settings, config, monitor))
+    app = create_app(settings, config, monitor)
+    with contextlib.suppress(ImportError):  # uvicorn internals may move: then no fast path
+        from leanml.serving import _protocol
+
+        _protocol.use_fast_answer(app.answer_cached)
+    return with_dashboard(app)
 
 
 def _http_protocol() -> str:
