@@ -134,6 +134,45 @@ def test_batcher_waits_only_under_load() -> None:
     assert sizes == [1, 1]
 
 
+def test_batcher_waits_for_company_only_when_the_process_is_saturated() -> None:
+    clock, cpu = Clock(), Clock()  # wall clock and process CPU time, both driven by the test
+    sizes: list[int] = []
+
+    def predict(texts: list[str]) -> list[str]:
+        sizes.append(len(texts))
+        return texts
+
+    async def burst(b: MicroBatcher, n: int) -> None:
+        await asyncio.gather(*(b.submit([str(i)]) for i in range(n)))
+
+    async def lone_request_waits(b: MicroBatcher) -> bool:
+        task = asyncio.ensure_future(b.submit(["lone"]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waited = not task.done()
+        clock.t += 1.0  # past max_wait: the next look flushes it
+        await task
+        return waited
+
+    async def main() -> tuple[bool, bool]:
+        b = MicroBatcher(predict, max_batch_size=64, max_wait_ms=20, clock=clock, cpu_clock=cpu)
+        for _ in range(6):
+            await burst(b, 20)  # batches of 20: a large recent mean
+        clock.t += 0.1
+        cpu.t += 0.01  # 10% of a CPU: spare capacity, no waiting
+        idle = await lone_request_waits(b)
+        for _ in range(6):
+            await burst(b, 20)
+        clock.t += 0.1
+        cpu.t += 1.1  # busy all the 1.1 s since the previous look: wait for more requests
+        busy = await lone_request_waits(b)
+        return idle, busy
+
+    idle, busy = asyncio.run(main())
+    assert not idle and busy
+    assert sizes.count(1) == 2
+
+
 def test_id_space_statuses() -> None:
     clock = Clock()
     ids = IdSpace("abc", capacity=4, max_age_s=100, clock=clock)

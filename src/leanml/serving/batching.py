@@ -7,7 +7,17 @@ timer; an idle server (one request in flight) predicts on the next loop tick and
 measurable latency. Under load it adapts: it keeps an exponentially weighted mean of recent
 batch sizes and, while fewer texts are queued than ~80% of that mean, waits in steps of
 ``max_wait_ms / 4`` for more, never longer than ``max_wait_ms`` after the oldest queued request.
+It waits only while the process is saturated (it used at least 85% of one CPU over the last
+~50 ms, ``time.process_time`` against the wall clock): with spare CPU, waiting would add latency
+and buy nothing, so at light load a request never waits for company.
 A batch holds at most ``max_batch_size`` texts (a single larger request runs alone).
+
+Why wait at all: requests answered without the model (prediction-cache hits) keep the event
+loop busy between batches, so without waiting a batch closes on the few misses of one loop
+iteration. Measured on ``leanml serve`` (email model, 32 connections, 50% duplicate inputs,
+this 2-core machine): ``max_wait_ms`` 1 -> 5 raised the mean batch from 5.5 to ~15 texts and
+throughput by ~25%; the saturation rule keeps the light-load latency of the 1 ms setting (open
+loop at 300 requests/s: p50 2.2 ms at 1 ms, 6.7 ms at 5 ms without the rule).
 
 The predict runs inline on the event-loop thread: scikit-learn text models are GIL-bound, so a
 thread hop would add latency (~50 us) and buy no parallelism within one worker process.
@@ -32,6 +42,9 @@ __all__ = ["SIZE_BUCKETS", "WAIT_BUCKETS", "BatchSlice", "MicroBatcher"]
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 WAIT_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
+#: CPU share (of one core) above which the process counts as saturated and batches may wait.
+SATURATED = 0.85
+
 #: What a submitter gets back: (batch result, start, stop, queue wait in seconds)
 BatchSlice = tuple[Any, int, int, float]
 
@@ -54,6 +67,7 @@ class MicroBatcher:
         max_wait_ms: float = 1.0,
         clock: Callable[[], float] = time.perf_counter,
         pass_starts: bool = False,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         check_number(max_batch_size, "max_batch_size", "MicroBatcher", low=1, integer=True)
         check_number(max_wait_ms, "max_wait_ms", "MicroBatcher", low=0)
@@ -66,6 +80,10 @@ class MicroBatcher:
         self._queued = 0
         self._scheduled = False
         self._ewma = 1.0
+        self._cpu_clock = cpu_clock
+        self._sampled_at = float("-inf")  # (clock, CPU time) of the last saturation sample
+        self._sampled_cpu = 0.0
+        self._saturated = False
         self.batches = 0
         self.items = 0
         self.errors = 0
@@ -102,6 +120,7 @@ class MicroBatcher:
             and self._queued < self.max_batch_size
             and self._queued < 0.8 * self._ewma
             and now - queue[0][2] < self.max_wait_s
+            and self._is_saturated(now)
         ):
             asyncio.get_running_loop().call_later(self.max_wait_s / 4, self._flush)
             return
@@ -158,6 +177,15 @@ class MicroBatcher:
             if not fut.done():  # the client may have gone away
                 fut.set_result((result, start, stop, wait))
             start = stop
+
+    def _is_saturated(self, now: float) -> bool:
+        """Whether the process used >= 85% of a CPU since the previous sample (>= 50 ms ago)."""
+        elapsed = now - self._sampled_at
+        if elapsed >= 0.05:
+            cpu = self._cpu_clock()
+            self._saturated = (cpu - self._sampled_cpu) >= SATURATED * elapsed
+            self._sampled_at, self._sampled_cpu = now, cpu
+        return self._saturated
 
     def stats(self) -> dict[str, Any]:
         waited = sum(self.wait_counts)

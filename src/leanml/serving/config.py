@@ -42,7 +42,7 @@ class ServingConfig:
     cache_normalize: str = "none"
     #: Micro-batching; a max_batch_size of 1 disables it.
     max_batch_size: int = 64
-    max_wait_ms: float = 1.0
+    max_wait_ms: float = 5.0
     #: Monitor every prediction (ModelMonitor per model variant).
     monitoring: bool = True
     #: "auto": the registry's active variant when one was chosen, else compact (the registry
