@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,8 +18,9 @@ from sklearn.feature_extraction.text import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from leanml.compress import Recipe, compress, to_compact
+from leanml.compress import Recipe, _textops, compress, to_compact
 from leanml.compress._base import ConvertContext
+from leanml.compress._textops import canonical_csr, count_arrays, weigh_csr
 from leanml.compress.text import TextStage, convert_vectorizer
 
 from .conftest import Texts, agreement, roundtrip
@@ -65,13 +67,156 @@ def test_tfidf_features_match_sklearn(emails: Texts, params: dict) -> None:
         np.testing.assert_allclose(dense, expected[3].toarray()[0][perm], rtol=1e-6, atol=1e-6)
 
 
-def test_counts_are_exact(emails: Texts) -> None:
-    vec = CountVectorizer(ngram_range=(1, 2), min_df=2).fit(emails.X_train)
+COUNT_CONFIGS = [
+    {"ngram_range": (1, 2), "min_df": 2},
+    {"ngram_range": (1, 3), "min_df": 2, "stop_words": "english"},
+    {"ngram_range": (2, 3), "min_df": 2, "binary": True},
+    {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 3},
+]
+
+
+def _edge_batches(docs: list[str]) -> list[list[str]]:
+    """Empty batch, empty and all-unknown documents, alone and between known ones."""
+    unknown = "qqqzzz xxyyq zzqqx"
+    return [
+        [],
+        [""],
+        ["", ""],
+        [unknown],
+        ["hi", "ho"],
+        ["", docs[0], unknown, "", docs[1], ""],
+        docs[:5],
+        docs,
+    ]
+
+
+def _assert_canonical_f32(X: sp.csr_matrix) -> None:
+    assert type(X) is sp.csr_matrix and X.dtype == np.float32
+    assert X.indices.dtype == X.indptr.dtype == np.int32
+    assert X.has_canonical_format and X.has_sorted_indices
+    ref = sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape)  # checked, flags unset
+    assert ref.has_canonical_format and ref.has_sorted_indices
+
+
+@pytest.mark.parametrize("layout", ["terms", "tokens"])
+@pytest.mark.parametrize(
+    "params", COUNT_CONFIGS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items())
+)
+def test_counts_are_exact(emails: Texts, params: dict, layout: str) -> None:
+    vec = TfidfVectorizer(**params).fit(emails.X_train)
+    raw = {k: v for k, v in params.items() if k != "binary"}  # counts() are raw counts
+    counter = CountVectorizer(**raw).fit(emails.X_train)
+    assert counter.vocabulary_ == vec.vocabulary_
     stage = convert_vectorizer(vec, ConvertContext(Recipe()))
-    expected = vec.transform(emails.X_test).astype(np.float32)
-    assert (stage.counts(emails.X_test) != expected).nnz == 0
-    perm = stage.to_token_mode()
-    assert (stage.counts(emails.X_test) != expected[:, perm]).nnz == 0
+    perm = np.arange(stage.n_features)
+    if layout == "tokens":
+        if not stage.token_mode_possible():
+            pytest.skip("no token layout for this analyzer")
+        perm = stage.to_token_mode()
+        loaded = TextStage.from_payload(*stage.payload())
+        grams, kept = loaded.grams or [], stage.grams or []
+        assert len(grams) == len(kept) == params["ngram_range"][1] - params["ngram_range"][0] + 1
+        for codes, before in zip(grams, kept, strict=True):  # sorted codes in base len(tokens)
+            np.testing.assert_array_equal(codes, before)
+            assert np.all(np.diff(codes) > 0)
+        stage = loaded
+    for docs in _edge_batches(emails.X_test[:40]):
+        counts = stage.counts(docs)
+        _assert_canonical_f32(counts)
+        expected = counter.transform(docs).astype(np.float32)[:, perm]
+        assert counts.shape == expected.shape == (len(docs), stage.n_features)
+        assert (counts != expected).nnz == 0
+        weighted = stage.transform(docs)
+        _assert_canonical_f32(weighted)
+        np.testing.assert_array_equal(weighted.indices, counts.indices)
+        np.testing.assert_array_equal(weighted.indptr, counts.indptr)
+        if docs:  # scikit-learn refuses to transform an empty batch
+            assert _max_diff(weighted, vec.transform(docs)[:, perm]) < 1e-6
+        else:
+            assert weighted.shape == (0, stage.n_features) and weighted.nnz == 0
+        for i, doc in enumerate(docs[:8]):  # single rows agree with the batch, even empty ones
+            row = stage.transform_one(doc)
+            np.testing.assert_array_equal(np.sort(row.indices), weighted[i].indices)
+            np.testing.assert_allclose(
+                row.values[np.argsort(row.indices)], weighted[i].data, rtol=1e-6, atol=1e-7
+            )
+
+
+def _coo_reference(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    X = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=shape)
+    X.sum_duplicates()
+    return X
+
+
+@pytest.mark.parametrize(
+    "n_rows,n_cols,n",
+    [(0, 5, 0), (3, 7, 0), (1, 1, 9), (4, 6, 30), (50, 10_000, 2_000), (6, 2**40, 40),
+     (3, 2**62, 20)],
+)  # fmt: skip
+def test_count_arrays_equal_scipy_coo_construction(n_rows: int, n_cols: int, n: int) -> None:
+    rng = np.random.default_rng(n_rows + n)
+    rows = rng.integers(0, max(n_rows, 1), n)
+    cols = rng.integers(0, min(n_cols, 12), n) * (n_cols // 12 or 1)  # duplicates, big ids
+    cols = np.minimum(cols, n_cols - 1)
+    data, indices, indptr, row_of = count_arrays(rows, cols, n_rows, n_cols)
+    ref = _coo_reference(rows, cols, (n_rows, n_cols))
+    for got, want in ((data, ref.data), (indices, ref.indices), (indptr, ref.indptr)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert indices.dtype == (np.int32 if n_cols < 2**31 else np.int64)
+    assert indptr[0] == 0 and indptr[-1] == data.size and data.sum() == n
+    np.testing.assert_array_equal(row_of, np.repeat(np.arange(n_rows), np.diff(indptr)))
+    if data.size:
+        keys = row_of.astype(object) * n_cols + indices.astype(object)  # exact, no overflow
+        assert all(a < b for a, b in zip(keys[:-1], keys[1:], strict=True))
+
+
+def test_canonical_csr_fast_and_checked_constructions_agree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows, cols = np.array([2, 0, 2, 0, 2]), np.array([4, 1, 0, 1, 4])
+    arrays = count_arrays(rows, cols, 4, 6)[:3]
+    fast = canonical_csr(*(a.copy() for a in arrays), (4, 6))
+    monkeypatch.setattr(_textops, "_FAST_CSR", None)
+    checked = canonical_csr(*(a.copy() for a in arrays), (4, 6))
+    assert vars(fast).keys() == vars(checked).keys()
+    assert fast.has_canonical_format and checked.has_canonical_format
+    np.testing.assert_array_equal(fast.toarray(), checked.toarray())
+    np.testing.assert_array_equal(fast.toarray(), _coo_reference(rows, cols, (4, 6)).toarray())
+    dense = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.testing.assert_array_equal(fast @ dense, checked @ dense)
+
+
+def test_fast_csr_is_refused_when_scipy_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The no-check constructor verifies itself and steps aside when scipy's internals change."""
+    counter = iter(range(10**6))
+
+    class Serialised(sp.csr_matrix):  # a per-matrix attribute the fast path would not set
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._serial = next(counter)
+
+    monkeypatch.setattr(_textops.sp, "csr_matrix", Serialised)
+    assert _textops._fast_csr_factory() is None
+    monkeypatch.undo()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("new scipy")
+
+    monkeypatch.setattr(_textops, "_checked_csr", broken)
+    assert _textops._fast_csr_factory() is None
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1", None])
+def test_weigh_csr_matches_tfidf_transformer(norm: str | None) -> None:
+    counts = sp.csr_matrix(
+        np.array([[0, 2, 0, 1], [0, 0, 0, 0], [3, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32)
+    )
+    tf = TfidfTransformer(norm=norm, sublinear_tf=True).fit(counts)
+    got = weigh_csr(
+        counts.copy(), binary=False, sublinear=True, idf=tf.idf_.astype(np.float32), norm=norm
+    )
+    np.testing.assert_allclose(got.toarray(), tf.transform(counts).toarray(), rtol=1e-6)
 
 
 def test_vocabulary_is_compact_and_has_no_stop_words(emails: Texts, tmp_path: Path) -> None:

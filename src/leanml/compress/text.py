@@ -41,15 +41,21 @@ from leanml.compress._textops import (
     IdfHolder,
     analyzer_config,
     build_analyzer,
+    canonical_csr,
+    count_arrays,
     decode_terms,
     encode_terms,
+    rebase_codes,
     terms_of,
     weigh_csr,
+    weigh_data,
     weigh_row,
 )
 from leanml.errors import CompressionError, ParameterError
 
 __all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
+
+_Counts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]
 
 
 @register_node
@@ -85,33 +91,53 @@ class TextStage(IdfHolder, Stage):
         self.terms = terms
         #: (sorted tokens, per-term code in base len(tokens), per-term n) aligned with terms
         self.decomposition = decomposition
-        self.tokens, self.grams = tokens, grams
+        self.tokens = tokens
         self._set_idf(idf)
         self.binary, self.sublinear_tf, self.norm = binary, sublinear_tf, norm
         self.aux_precision = aux_precision
         self._analyze = build_analyzer(cfg)
         self._tokenize = build_analyzer({**cfg, "ngram_range": [1, 1]})
-        self._build_index()
+        self._build_index(grams)
 
     # -- lookup structures ------------------------------------------------------------------
-    def _build_index(self) -> None:
+    def _build_index(self, grams: list[np.ndarray] | None = None) -> None:
+        """Lookup structures from ``grams`` (tokens layout: per n, sorted codes in base T).
+
+        The n >= 2 tables are kept in base T + 1 and the unknown token (also put between the
+        documents of a batch) has id T, so no n-gram holding it matches: no validity mask.
+        """
         self._index: dict[str, int] | None = None
         if self.tokens is None:
             return
-        grams = self.grams or []
-        self._T = max(len(self.tokens), 1)
-        self._tok2feat = np.full(self._T + 1, -1, dtype=np.int64)  # last slot: unknown token
+        T = self._T = max(len(self.tokens), 1)
+        if (T + 1) ** self.cfg["ngram_range"][1] > 2**63 - 1:
+            raise CompressionError(f"{T} tokens are too many for the token layout.")
+        grams = grams or []
+        self._n_grams = len(grams)
+        self._tok2feat = np.full(T + 1, -1, dtype=np.int64)  # last slot: unknown token
         self._tables: list[tuple[int, np.ndarray, int]] = []
         offset = 0
         min_n = self.cfg["ngram_range"][0]
         for n, codes in enumerate(grams, start=min_n):
+            codes = np.asarray(codes, dtype=np.int64)
             if n == 1:
                 self._tok2feat[codes] = np.arange(len(codes))
             else:
-                self._tables.append((n, codes, offset))
+                self._tables.append((n, rebase_codes(codes, n, T, T + 1), offset))
             offset += len(codes)
         self._n_features = offset
         self._lookup()
+
+    @property
+    def grams(self) -> list[np.ndarray] | None:
+        """Tokens layout: per n (from ``ngram_range[0]``), the sorted codes in base T."""
+        if self.tokens is None:
+            return None
+        T = self._T
+        out = [rebase_codes(codes, n, T + 1, T) for n, codes, _ in self._tables]
+        if self._n_grams and self.cfg["ngram_range"][0] == 1:
+            out.insert(0, np.flatnonzero(self._tok2feat[:T] >= 0))
+        return out
 
     def _lookup(self) -> Any:
         """``dict.get`` of the term (or token) -> id index, built on first use."""
@@ -163,8 +189,8 @@ class TextStage(IdfHolder, Stage):
             grams.append(code[order])
         perm = np.concatenate(perm_parts) if perm_parts else np.zeros(0, dtype=np.int64)
         self._take_idf(perm)
-        self.tokens, self.grams, self.terms, self.decomposition = tokens, grams, None, None
-        self._build_index()
+        self.tokens, self.terms, self.decomposition = tokens, None, None
+        self._build_index(grams)
         return perm
 
     def _weigh(self) -> dict[str, Any]:
@@ -177,83 +203,78 @@ class TextStage(IdfHolder, Stage):
 
     # -- counting ---------------------------------------------------------------------------
     def _ngram_features(self, ids: np.ndarray, doc_of: np.ndarray | None) -> tuple[Any, Any]:
-        """Feature ids (and their row ids) of the n-grams in a token-id sequence."""
+        """Feature ids (and their row ids) of the n-grams in a token-id sequence.
+
+        Unknown tokens have id T; the documents of a batch are separated by one id T.
+        """
         feats, rows = [], []
-        T = self._T
         if self.cfg["ngram_range"][0] == 1:
             f = self._tok2feat[ids]
             hit = f >= 0
             feats.append(f[hit])
             if doc_of is not None:
                 rows.append(doc_of[hit])
-        known = ids < T
-        L = len(ids)
+        L, T1 = len(ids), self._T + 1
         for n, codes, offset in self._tables:
             m = L - n + 1
             if m <= 0 or not len(codes):
                 continue
-            code = ids[:m].copy()
-            valid = known[:m].copy()
-            for j in range(1, n):
-                code *= T
+            code = ids[:m] * T1
+            code += ids[1 : 1 + m]
+            for j in range(2, n):
+                code *= T1
                 code += ids[j : j + m]
-                valid &= known[j : j + m]
-                if doc_of is not None:
-                    valid &= doc_of[:m] == doc_of[j : j + m]
-            code = code[valid]
-            pos = np.searchsorted(codes, code)
-            np.minimum(pos, len(codes) - 1, out=pos)
-            hit = codes[pos] == code
+            pos = codes.searchsorted(code)
+            hit = codes.take(pos, mode="clip") == code
             feats.append(pos[hit] + offset)
             if doc_of is not None:
-                rows.append(doc_of[:m][valid][hit])
+                rows.append(doc_of[:m][hit])
         return feats, rows
 
     def counts(self, docs: Iterable[Any]) -> sp.csr_matrix:
         """Raw term counts (float32 CSR), identical to scikit-learn's ``CountVectorizer``."""
-        if self.tokens is not None:
-            return self._counts_tokens(docs)
-        analyze, get = self._analyze, self._lookup()
-        ids: list[int] = []
-        extend = ids.extend
-        indptr = [0]
-        append = indptr.append
-        for doc in docs:
-            extend(map(get, analyze(doc), repeat(-1)))
-            append(len(ids))
-        cols = np.array(ids, dtype=np.int32)
-        keep = cols >= 0
-        kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-        new_indptr = kept_before[np.asarray(indptr, dtype=np.int64)]
-        cols = cols[keep]
-        X = sp.csr_matrix(
-            (np.ones(cols.size, dtype=np.float32), cols, new_indptr),
-            shape=(len(indptr) - 1, self.n_features),
-        )
-        X.sum_duplicates()
-        return X
+        data, indices, indptr, _, shape = self._count_arrays(docs)
+        return canonical_csr(data, indices, indptr, shape)
 
-    def _counts_tokens(self, docs: Iterable[Any]) -> sp.csr_matrix:
-        tokenize, get, unknown = self._tokenize, self._lookup(), self._T
+    def _count_arrays(self, docs: Iterable[Any]) -> _Counts:
+        """Canonical CSR arrays of the counts, the row of each entry, and the shape."""
+        if self.tokens is not None:
+            return self._count_arrays_tokens(docs)
+        analyze, get = self._analyze, self._lookup()
         ids: list[int] = []
         extend = ids.extend
         lengths: list[int] = []
         append = lengths.append
         for doc in docs:
+            terms = analyze(doc)
+            extend(map(get, terms, repeat(-1)))
+            append(len(terms))
+        n_docs = len(lengths)
+        cols = np.array(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        keep = cols >= 0
+        shape = (n_docs, self.n_features)
+        return (*count_arrays(rows[keep], cols[keep], *shape), shape)
+
+    def _count_arrays_tokens(self, docs: Iterable[Any]) -> _Counts:
+        tokenize, get, unknown = self._tokenize, self._lookup(), self._T
+        ids: list[int] = []
+        extend, separate = ids.extend, ids.append
+        lengths: list[int] = []
+        append = lengths.append
+        for doc in docs:
             toks = tokenize(doc)
             extend(map(get, toks, repeat(unknown)))
-            append(len(toks))
+            separate(unknown)  # no n-gram spans two documents
+            append(len(toks) + 1)
         n_docs = len(lengths)
         id_arr = np.array(ids, dtype=np.int64)
         doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
         feats, rows = self._ngram_features(id_arr, doc_of)
         f = np.concatenate(feats) if feats else np.zeros(0, dtype=np.int64)
         r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        X = sp.csr_matrix(
-            (np.ones(f.size, dtype=np.float32), (r, f)), shape=(n_docs, self.n_features)
-        )
-        X.sum_duplicates()
-        return X
+        shape = (n_docs, self.n_features)
+        return (*count_arrays(r, f, *shape), shape)
 
     def transform(self, X: Any) -> sp.csr_matrix:
         if isinstance(X, str):
@@ -261,14 +282,16 @@ class TextStage(IdfHolder, Stage):
                 "The 'X' parameter of CompactModel.predict must be an iterable of documents, "
                 "got a single string instead; use predict_one(text)."
             )
-        return weigh_csr(self.counts(X), **self._weigh())
+        data, indices, indptr, rows, shape = self._count_arrays(X)
+        weigh_data(data, indices, rows, shape[0], **self._weigh())
+        return canonical_csr(data, indices, indptr, shape)
 
     def transform_one(self, x: Any) -> SparseRow:
         if self.tokens is not None:
             toks = self._tokenize(x)
             ids = np.fromiter(map(self._lookup(), toks, repeat(self._T)), np.int64, len(toks))
             feats, _ = self._ngram_features(ids, None)
-            found = np.concatenate(feats) if len(feats) > 1 else feats[0]
+            found = feats[0] if len(feats) == 1 else np.concatenate([np.zeros(0, np.int64), *feats])
         else:
             found = np.fromiter(map(self._lookup(), self._analyze(x), repeat(-1)), np.int64)
             found = found[found >= 0]
