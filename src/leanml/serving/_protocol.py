@@ -14,9 +14,9 @@ starts an ASGI task for every request as soon as its headers are parsed; for ``P
 .../predict`` this protocol waits for the body instead and offers it to the registered
 function (:meth:`leanml.serving.app.ServeApp.answer_cached`). When every text is cached that
 function returns the JSON answer, which is written here with the same headers the app would
-send: no task, no scope round trip through Starlette-style ``send`` messages. Anything else
-(a miss, a bad body, ``Expect: 100-continue``, a body over 64 KiB, a pipelined request) goes
-to the app exactly as before.
+send: no task, no ASGI ``receive`` / ``send`` messages. Anything else (a miss, a bad body,
+``Expect: 100-continue``, a body over 64 KiB, a pipelined request whose body is still
+arriving) goes to the app exactly as before.
 """
 
 from __future__ import annotations
