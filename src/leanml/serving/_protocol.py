@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from leanml.serving._http import JSON, WORKER
 
 __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "use_fast_answer"]
 
@@ -35,11 +37,10 @@ __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "use_fast_answe
 FastAnswer = Callable[[Any, bytes], bytes | None]
 
 _fast: FastAnswer | None = None
-_FAST_MAX_BODY = 65_536
-_HEAD = (
+_HEAD = (  # the headers _http.send_bytes sends, around the content length
     b"HTTP/1.1 200 OK\r\n",
-    b"content-type: application/json\r\ncontent-length: ",
-    b"\r\nx-leanml-worker: " + str(os.getpid()).encode() + b"\r\n",
+    b"content-type: " + JSON + b"\r\ncontent-length: ",
+    b"\r\nx-leanml-worker: " + WORKER + b"\r\n",
 )
 log = logging.getLogger("leanml.serving")
 
@@ -134,7 +135,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
         deferred = self._deferred
-        if deferred is not None and len(deferred[0].body) > _FAST_MAX_BODY:
+        # beyond uvicorn's high-water mark it pauses reading until the app consumes the body
+        if deferred is not None and len(deferred[0].body) > HIGH_WATER_LIMIT:
             self._deferred = None
             super()._start_asgi_task(*deferred)
 

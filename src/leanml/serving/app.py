@@ -125,7 +125,6 @@ class ServeApp:
             return
         method = scope["method"]
         path: str = scope["path"]
-        counts = self.service.http_counts
         if method == "POST" and path.startswith("/v1/models/"):
             name, _, action = path[11:].partition("/")
             if action == "predict" or action == "feedback":
@@ -134,8 +133,7 @@ class ServeApp:
                     status = await fast(name, scope, receive, send)
                 except Disconnected:
                     status = 499
-                key = (_FAST[action], status)
-                counts[key] = counts.get(key, 0) + 1
+                self._count(_FAST[action], status)
                 return
         status_box = [0]
 
@@ -156,8 +154,12 @@ class ServeApp:
         except Disconnected:
             status_box[0] = 499
         finally:
-            key = (_route_label(path), status_box[0])
-            counts[key] = counts.get(key, 0) + 1
+            self._count(_route_label(path), status_box[0])
+
+    def _count(self, route: str, status: int) -> None:
+        counts = self.service.http_counts
+        key = (route, status)
+        counts[key] = counts.get(key, 0) + 1
 
     def answer_cached(self, scope: Any, body: bytes) -> bytes | None:
         """The JSON answer of a predict request whose every text is cached, else None.
@@ -186,9 +188,7 @@ class ServeApp:
         if answered is None:
             return None
         state, preds = answered
-        counts = self.service.http_counts
-        key = (_FAST["predict"], 200)
-        counts[key] = counts.get(key, 0) + 1
+        self._count(_FAST["predict"], 200)
         return _answer(name, state, preds)
 
     async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
