@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -111,13 +112,19 @@ class MonitorStore:
 
     # -- schema --------------------------------------------------------------------------------
     def create(self) -> None:
-        for attempt in range(3):  # two processes may race to create the same tables
+        # Workers started together race to create the same tables: each checks, then creates
+        # them one by one, so the loser fails with "already exists" while the winner is still
+        # creating the rest. Back off so the winner can finish (immediate retries lost the race
+        # three times in a row about once in ten two-process starts on SQLite).
+        attempts = 8
+        for attempt in range(attempts):
             try:
                 self._md.create_all(self.engine, checkfirst=True)
                 return
             except SQLAlchemyError:
-                if attempt == 2:
+                if attempt == attempts - 1:
                     raise
+                time.sleep(0.02 * 2**attempt)
 
     def drop_all(self) -> None:
         self._md.drop_all(self.engine, checkfirst=True)
