@@ -14,7 +14,7 @@ Scores, each computed over one window of live predictions:
   the reference proportions (classes unseen in the reference are pooled into one cell with a
   tiny expected count).
 * ``confidence_ks`` / ``confidence_ks_p``: two-sample Kolmogorov-Smirnov statistic of the
-  top-class confidences.
+  top-class confidences (asymptotic p-value).
 * ``input_length_ks`` / ``input_length_ks_p``: the same for input lengths in characters.
 * ``oov_rate`` and ``oov_delta``: mean fraction of tokens outside the vocabulary, and its change
   from the reference.
@@ -172,7 +172,11 @@ class DriftDetector:
         ):
             ks, p = None, None
             if live is not None and live.size >= min_samples and base.size:
-                res = stats.ks_2samp(live, base)
+                # asymptotic p-value: scipy's "auto" picks the exact one for these sizes, which
+                # costs up to 6 ms per call on a drifted window (2000 vs 605 values) against
+                # 0.5 ms, on the flusher thread that shares the GIL with serving; at these
+                # sample sizes the two p-values agree to ~1% (0.2672 vs 0.2693 measured)
+                res = stats.ks_2samp(live, base, method="asymp")
                 ks, p = float(res.statistic), float(res.pvalue)
             out[f"{name}_ks"] = ks
             out[f"{name}_ks_p"] = p
