@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+import uvicorn
 from tests.serving.conftest import Server
+
+from leanml.serving import _protocol
 
 PATH = "/v1/models/intent/predict"
 
@@ -134,3 +141,118 @@ def test_expect_100_continue_still_gets_its_interim_answer(server: Server) -> No
             status, _, answer = reader.response()
             assert status == 200
         assert json.loads(answer)["predictions"][0]["cached"] is True
+
+
+# -- the whole-request path, on an in-process uvicorn with a 1 s keep-alive --------------------
+HIT = b'{"inputs": ["hit"]}'
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    """Answers every request with {"app": true} (so a fast answer is told apart)."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"app": true}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: per fast-answer call: whether it came from the whole-request path (a scope without headers)
+WHOLE: list[bool] = []
+
+
+@pytest.fixture(scope="module")
+def fast_server() -> Iterator[int]:
+    """uvicorn with the coalescing protocol; the fast answer knows the one body ``HIT``."""
+
+    def answer(scope: Any, body: bytes) -> bytes | None:
+        WHOLE.append("headers" not in scope)
+        return b'{"fast": true}' if body == HIT else None
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        _app,
+        host="127.0.0.1",
+        port=port,
+        http=_protocol.CoalescingHttpToolsProtocol,
+        timeout_keep_alive=1,
+        log_level="warning",
+        lifespan="off",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    _protocol.use_fast_answer(answer)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+        _protocol.use_fast_answer(None)
+
+
+def _raw(port: int) -> tuple[socket.socket, Reader]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return sock, Reader(sock)
+
+
+def test_whole_requests_keep_the_connection_alive_and_idle_ones_close(fast_server: int) -> None:
+    WHOLE.clear()
+    sock, reader = _raw(fast_server)
+    with sock:
+        t_end = time.monotonic() + 2.5  # well past the 1 s keep-alive timeout
+        n = 0
+        while time.monotonic() < t_end:
+            sock.sendall(request(HIT))
+            status, headers, body = reader.response()
+            assert (status, json.loads(body)) == (200, {"fast": True})
+            assert headers["content-type"] == "application/json" and "date" in headers
+            n += 1
+            time.sleep(0.3)
+        assert n >= 7 and WHOLE == [True] * n  # every hit answered before uvicorn parsed it
+        sock.sendall(request(b'{"inputs": ["miss"]}'))  # a miss on the same connection
+        assert json.loads(reader.response()[2]) == {"app": True}
+        assert WHOLE[n:] == [True]  # asked once: the parser's pass reuses the verdict
+        started = time.monotonic()
+        assert reader.closed()  # idle: the keep-alive timer closes it
+        assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("content-length: 999", 400),  # two lengths: for the parser to refuse
+        ("Transfer-Encoding: chunked", 400),  # with a length too: refused by the parser
+        ("Bad Header: x", 400),  # a space in a header name
+        ("X-Trace:\tabc ", 200),  # odd but valid whitespace: answered, by either path
+    ],
+)
+def test_unusual_headers_go_to_the_parser(fast_server: int, extra: str, expected: int) -> None:
+    sock, reader = _raw(fast_server)
+    with sock:
+        sock.sendall(request(HIT, extra))
+        status, _, body = reader.response()
+    assert status == expected
+    if expected == 200:
+        assert json.loads(body) == {"fast": True}
+
+
+def test_a_chunked_hit_is_answered_after_its_last_chunk(fast_server: int) -> None:
+    head = f"POST {PATH} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, HIT[:5], len(HIT) - 5, HIT[5:])
+    sock, reader = _raw(fast_server)
+    with sock:
+        sock.sendall(head + chunks)
+        status, _, body = reader.response()
+        sock.sendall(request(HIT) + request(HIT))  # two whole requests in one read
+        pipelined = [reader.response() for _ in range(2)]
+    assert (status, json.loads(body)) == (200, {"fast": True})
+    assert [json.loads(r[2]) for r in pipelined] == [{"fast": True}] * 2

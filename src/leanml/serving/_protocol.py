@@ -17,12 +17,24 @@ function returns the JSON answer, which is written here with the same headers th
 send: no task, no ASGI ``receive`` / ``send`` messages. Anything else (a miss, a bad body,
 ``Expect: 100-continue``, a body over 64 KiB, a pipelined request whose body is still
 arriving) goes to the app exactly as before.
+
+When one read holds exactly one plain ``POST /v1/models/<name>/predict`` request (HTTP/1.1, a
+single ``Content-Length``, no ``Transfer-Encoding`` / ``Expect`` / ``Upgrade`` / ``Connection:
+close``, well-formed header lines) and no other request is in flight on the connection, the
+hit is answered before uvicorn parses it at all (:meth:`CoalescingHttpToolsProtocol.
+_answer_whole`): no scope, no request cycle, no keep-alive timer re-armed per request. Anything
+unusual, and every miss, is fed to uvicorn's parser as if this path did not exist (a miss's
+JSON parse and cache keys are handed over, not redone). Measured on ``leanml serve`` at 100%
+duplicates (``leanml bench http``, 32 connections, 4 x 5 s): 25.6 -> 19.3 us of server CPU per
+cached request, 39.2k -> 51.5k requests/s; what is left is mostly the socket ``send`` and
+uvloop's reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +55,15 @@ _HEAD = (  # the headers _http.send_bytes sends, around the content length
     b"\r\nx-leanml-worker: " + WORKER + b"\r\n",
 )
 log = logging.getLogger("leanml.serving")
+
+_REQUEST_LINE = re.compile(rb"POST (/v1/models/[A-Za-z0-9._~-]+/predict) HTTP/1\.1")
+#: a header line as RFC 9110 allows it: token name, colon, optional whitespace, visible value
+_HEADER = re.compile(
+    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"  # name, colon, optional whitespace
+    rb"([\x21-\x7e\x80-\xff]*(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)[ \t]*"  # value
+)
+#: headers that change how the request must be read or answered: uvicorn handles those
+_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 
 
 def use_fast_answer(answer: FastAnswer | None) -> None:
@@ -107,9 +128,84 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol: coalesced writes and cache hits answered without a task."""
 
     _deferred: tuple[RequestResponseCycle, Any] | None = None
+    _in_message = False  # the parser has seen the start of a message but not its end
+    _handover: tuple[bytes, dict[str, Any]] | None = None  # a miss's parse, for the app
+    _answered_at = float("-inf")  # loop time of the last answer written by _answer_whole
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        if (
+            _fast is not None
+            and not self._in_message
+            and (self.cycle is None or self.cycle.response_complete)
+            and data.startswith(b"POST /v1/models/")
+            and self._answer_whole(data)
+        ):
+            return
+        super().data_received(data)
+
+    def _answer_whole(self, data: bytes) -> bool:
+        """Answer ``data`` if it is one whole plain predict request whose texts are all cached."""
+        assert _fast is not None
+        end = data.find(b"\r\n\r\n")
+        if (
+            end < 0
+            or self.root_path
+            or self.limit_concurrency is not None
+            or self.transport.is_closing()
+        ):
+            return False
+        lines = data[:end].split(b"\r\n")
+        line = _REQUEST_LINE.fullmatch(lines[0])
+        if line is None:
+            return False
+        length = -1
+        for raw in lines[1:]:
+            header = _HEADER.fullmatch(raw)
+            if header is None:
+                return False
+            name = header[1].lower()
+            if name == b"content-length":
+                value = header[2]
+                if length >= 0 or not value.isdigit():
+                    return False
+                length = int(value)
+            elif name in _DEFER or (name == b"connection" and header[2].lower() != b"keep-alive"):
+                return False
+        body = data[end + 4 :]
+        if length != len(body):  # partial, pipelined or no length: uvicorn's parser decides
+            return False
+        scope = {"type": "http", "method": "POST", "path": line[1].decode("ascii")}
+        try:
+            answer = _fast(scope, body)
+        except Exception:  # never lose the request: the app answers it (and reports the error)
+            log.exception("fast cache answer failed; the app answers instead")
+            return False
+        if answer is None:
+            self._handover = (body, scope)
+            return False
+        self._write_answer(answer, keep_alive=True)
+        self.server_state.total_requests += 1
+        # uvicorn cancels and re-arms the keep-alive timer for every request; here the armed
+        # timer stays and timeout_keep_alive_handler re-arms itself for the time left
+        self._answered_at = self.loop.time()
+        task = self.timeout_keep_alive_task
+        if task is None or task.cancelled():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+        return True
+
+    def timeout_keep_alive_handler(self) -> None:
+        idle = self.loop.time() - self._answered_at
+        if idle < self.timeout_keep_alive and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - idle, self.timeout_keep_alive_handler
+            )
+            return
+        super().timeout_keep_alive_handler()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if (
@@ -128,6 +224,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_message = True
         # A fast answer arms the keep-alive timer from inside the parser; a request pipelined
         # in the same read must not be cut by it.
         self._unset_keepalive_if_required()
@@ -141,6 +238,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             super()._start_asgi_task(*deferred)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         super().on_message_complete()
         deferred = self._deferred
         if deferred is not None:
@@ -156,25 +254,34 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """Write the fast answer for ``cycle`` if there is one (then the request is done)."""
         if _fast is None or cycle.disconnected or self.transport.is_closing():
             return False
+        body = bytes(cycle.body)
+        handover, self._handover = self._handover, None
+        if handover is not None and handover[0] == body:  # _answer_whole saw this miss
+            cycle.scope.update(handover[1])  # its parse and cache keys, for the app
+            return False
         try:
-            body = _fast(cycle.scope, bytes(cycle.body))
+            answer = _fast(cycle.scope, body)
         except Exception:  # never lose the request: the app answers it (and reports the error)
             log.exception("fast cache answer failed; the app answers instead")
             return False
-        if body is None:
+        if answer is None:
             return False
-        head, ctype, worker = _HEAD
-        parts = [head]
-        for name, value in self.server_state.default_headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts += (ctype, str(len(body)).encode(), worker)
-        if not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", body)
         cycle.response_started = cycle.response_complete = True
-        self.transport.write(b"".join(parts))
+        self._write_answer(answer, cycle.keep_alive)
         cycle.message_event.set()
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
         return True
+
+    def _write_answer(self, body: bytes, keep_alive: bool) -> None:
+        """The 200 JSON response with the headers the app sends (one buffered write)."""
+        head, ctype, worker = _HEAD
+        parts = [head]
+        for name, value in self.server_state.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts += (ctype, str(len(body)).encode(), worker)
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        self.transport.write(b"".join(parts))
