@@ -257,7 +257,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         body = bytes(cycle.body)
         handover, self._handover = self._handover, None
         if handover is not None and handover[0] == body:  # _answer_whole saw this miss
-            cycle.scope.update(handover[1])  # its parse and cache keys, for the app
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            for key, value in handover[1].items():
+                scope.setdefault(key, value)  # the parse and cache keys it kept, for the app
             return False
         try:
             answer = _fast(cycle.scope, body)
