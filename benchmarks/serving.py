@@ -17,9 +17,12 @@ real emails from the test split, closed loop at concurrency 32 with ``leanml ben
 
 Also: leanml with monitoring off (cost <= 5%), leanml at 50% duplicate inputs with the cache on
 vs off (>= 1.5x), and idle latency (concurrency 1) with micro-batching on vs off. These six
-configurations each get one server, started once; their load runs alternate (4 x 3 s with
-``--quick``, 7 x 10 s otherwise; idle runs 2 s / 5 s) so a change in the shared machine's load
-hits all of them, and the targets use the median of the per-repetition ratios. A peer that
+configurations each get one server, started once; their load runs alternate (6 x 2 s with
+``--quick``, 14 x 5 s otherwise; idle runs 2 s / 3 s), in forward order on even repetitions
+and reverse order on odd ones, so a change in the shared machine's load hits all of them and
+no configuration always runs right after the same other one; the targets use the median of
+the per-repetition ratios. (On this shared 2-core VM one 5-10 s ratio of two identical servers
+moves by +-5-8%; 14 shorter pairs halve the spread of the median against 7 long ones.) A peer that
 cannot be installed or started is reported with its error. The peers get the pipeline as a
 pickle written here (benchmark-only; leanml itself never unpickles).
 """
@@ -430,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs (< 3 minutes)")
     ap.add_argument("--skip-bentoml", action="store_true")
     args = ap.parse_args(argv)
-    duration = 3.0 if args.quick else 10.0
-    reps = 4 if args.quick else 7
+    duration = 2.0 if args.quick else 5.0
+    reps = 6 if args.quick else 14
     warm = 0.5 if args.quick else 1.0
     work = CACHE / "serving"
     work.mkdir(parents=True, exist_ok=True)
@@ -440,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     models, pkl, model_info = prepare_models(work)
     texts = texts_file(work)
     lean = ["--no-cache"]  # every text is unique anyway; keep the headline run cache-free
-    idle = 2.0 if args.quick else 5.0
+    idle = 2.0 if args.quick else 3.0
+    peer_duration = 3.0 if args.quick else 10.0  # the single runs: peers, no batching
     pairs: dict[str, tuple[list[str], dict[str, Any]]] = {  # A/B configurations, run in turn
         "leanml": (lean, {}),
         "monitor_off": ([*lean, "--no-monitoring"], {}),
@@ -455,8 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             label: stack.enter_context(leanml_server(work, models, label, extra))
             for label, (extra, _) in pairs.items()
         }
-        for _ in range(reps):
-            for label, (_, kw) in pairs.items():
+        for rep in range(reps):
+            order = list(pairs.items())
+            for label, (_, kw) in order if rep % 2 == 0 else order[::-1]:
                 kw = {"duration": duration, "warmup": warm, **kw}
                 reps_out[label].append(safe(label, servers[label].run, texts, **kw))
     runs: dict[str, dict[str, Any]] = {k: median_run(v) for k, v in reps_out.items()}
@@ -466,16 +471,16 @@ def main(argv: list[str] | None = None) -> int:
         work,
         models,
         texts,
-        duration,
+        peer_duration,
         "c32_nb",
         [*lean, "--no-batching"],
         warmup=warm,
     )
-    runs["fastapi_plain"] = safe("fastapi plain", fastapi_run, work, pkl, texts, duration)
+    runs["fastapi_plain"] = safe("fastapi plain", fastapi_run, work, pkl, texts, peer_duration)
     if args.skip_bentoml:
         runs["bentoml"] = {"error": "skipped (--skip-bentoml)"}
     else:
-        runs["bentoml"] = safe("bentoml", bentoml_run, work, pkl, texts, duration)
+        runs["bentoml"] = safe("bentoml", bentoml_run, work, pkl, texts, peer_duration)
 
     def rps(k: str) -> float | None:
         return runs[k].get("rps")
