@@ -267,6 +267,20 @@ def test_invalid_records_are_counted_not_fatal(clock) -> None:
     assert m.stats()["counts"]["recorded"] == 1
 
 
+def test_batch_latencies_as_one_value_or_one_per_prediction(clock) -> None:
+    m = _mon(clock)
+    for lat in (0.002, np.float32(0.002), np.asarray(0.002), np.int64(0), [0.001, 0.003]):
+        m.record_batch(["x", "y"], ["a", "b"], [0.9, 0.8], lat)
+    with pytest.raises(ParameterError, match="latencies"):
+        m.record_batch(["z"], ["a"], [0.9], [0.1, 0.2])  # two latencies for one prediction
+    m.flush()
+    s = m.stats()
+    assert s["counts"]["recorded"] == 10
+    assert s["counters"]["invalid_batches"] == 0
+    assert s["latency"]["max"] == pytest.approx(0.003, rel=0.01)
+    m.close()
+
+
 def test_throughput_drop_metric_and_alert(clock) -> None:
     rule = AlertRule("tp", "throughput_drop", "above", warning=0.5, critical=0.8, min_samples=3)
     clock.t = 1_700_000_040.0  # start of a minute

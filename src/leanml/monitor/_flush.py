@@ -149,10 +149,11 @@ def _ingest_records(m: ModelMonitor, singles: list[tuple], batches: list[tuple])
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-        if isinstance(lat, (float, int)):
-            lats.extend([lat] * n)
+        if isinstance(lat, np.ndarray):
+            lat = lat.tolist()  # a 0-d array gives one float
+        if isinstance(lat, (float, int)) or not hasattr(lat, "__len__"):
+            lats.extend([lat] * n)  # one latency for the whole batch
         else:
-            lat = lat.tolist() if isinstance(lat, np.ndarray) else list(lat)
             if len(lat) != n:
                 raise ValueError(f"{len(lat)} latencies for a batch of {n} predictions")
             lats.extend(lat)

@@ -213,6 +213,16 @@ class ModelMonitor:
                 f"sequences of the same length as ids ({n})",
                 (len(labels), len(confidences)),
             )
+        if (
+            isinstance(latencies, (list, tuple))
+            or (isinstance(latencies, np.ndarray) and latencies.ndim)
+        ) and len(latencies) != n:
+            raise param_error(
+                "latencies",
+                "ModelMonitor.record_batch",
+                f"one float or a sequence of the same length as ids ({n})",
+                len(latencies),
+            )
         if len(self._bbuf) < self._bcap:
             self._bappend((ids, labels, confidences, latencies, inputs, self._clock()))
         else:
