@@ -72,6 +72,16 @@ def use_fast_answer(answer: FastAnswer | None) -> None:
     _fast = answer
 
 
+def _ask(scope: Any, body: bytes) -> bytes | None:
+    """The registered fast answer, or None (also when it fails: the app then answers)."""
+    assert _fast is not None
+    try:
+        return _fast(scope, body)
+    except Exception:  # never lose the request: the app answers it (and reports the error)
+        log.exception("fast cache answer failed; the app answers instead")
+        return None
+
+
 class CoalescingTransport:
     """Buffers ``write`` calls until the end of the current event-loop iteration."""
 
@@ -148,7 +158,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def _answer_whole(self, data: bytes) -> bool:
         """Answer ``data`` if it is one whole plain predict request whose texts are all cached."""
-        assert _fast is not None
         end = data.find(b"\r\n\r\n")
         if (
             end < 0
@@ -178,11 +187,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if length != len(body):  # partial, pipelined or no length: uvicorn's parser decides
             return False
         scope = {"type": "http", "method": "POST", "path": line[1].decode("ascii")}
-        try:
-            answer = _fast(scope, body)
-        except Exception:  # never lose the request: the app answers it (and reports the error)
-            log.exception("fast cache answer failed; the app answers instead")
-            return False
+        answer = _ask(scope, body)
         if answer is None:
             self._handover = (body, scope)
             return False
@@ -261,11 +266,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             for key, value in handover[1].items():
                 scope.setdefault(key, value)  # the parse and cache keys it kept, for the app
             return False
-        try:
-            answer = _fast(cycle.scope, body)
-        except Exception:  # never lose the request: the app answers it (and reports the error)
-            log.exception("fast cache answer failed; the app answers instead")
-            return False
+        answer = _ask(cycle.scope, body)
         if answer is None:
             return False
         cycle.response_started = cycle.response_complete = True
