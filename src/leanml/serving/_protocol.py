@@ -154,7 +154,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and self._answer_whole(data)
         ):
             return
-        super().data_received(data)
+        try:
+            super().data_received(data)
+        finally:  # a miss's handover is for the request in this read only
+            self._handover = None
 
     def _answer_whole(self, data: bytes) -> bool:
         """Answer ``data`` if it is one whole plain predict request whose texts are all cached."""
