@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["predict_with_confidence", "scores_to_proba"]
+__all__ = ["predict_top", "predict_with_confidence", "scores_to_proba"]
 
 
 def scores_to_proba(scores: np.ndarray) -> np.ndarray:
@@ -28,6 +28,12 @@ def scores_to_proba(scores: np.ndarray) -> np.ndarray:
 
 def predict_with_confidence(model: Any, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(labels, confidences, probabilities)`` for the batch ``X``."""
+    top, confidences, proba = predict_top(model, X)
+    return np.asarray(model.classes_)[top], confidences, proba
+
+
+def predict_top(model: Any, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(class indices, confidences, probabilities)`` for the batch ``X``."""
     if hasattr(model, "predict_proba"):
         try:
             proba = np.asarray(model.predict_proba(X))
@@ -36,6 +42,4 @@ def predict_with_confidence(model: Any, X: Any) -> tuple[np.ndarray, np.ndarray,
     else:
         proba = scores_to_proba(model.decision_function(X))
     top = proba.argmax(axis=1)
-    labels = np.asarray(model.classes_)[top]
-    confidences = proba[np.arange(len(top)), top]
-    return labels, confidences, proba
+    return top, proba[np.arange(len(top)), top], proba

@@ -101,6 +101,38 @@ def test_ground_truth_stream_every_count(clock) -> None:
     m.close()
 
 
+def test_record_joined_without_a_pending_table(clock) -> None:
+    """pending_join=False: no id is kept; matched pairs from record_joined feed the accuracy
+    and calibration windows exactly as joins of the monitor's own table do."""
+    m = _mon(clock, pending_join=False)
+    ids = IdGenerator("j").take(40)
+    pred = ["spam" if i % 4 == 0 else "ham" for i in range(40)]
+    m.record_batch(ids, pred, [0.75] * 40, 0.002)
+    m.flush()
+    assert m.pending.max_entries == 1 and not m.pending._slot  # no table, no ids
+    assert m.stats()["ground_truth"]["pending"] is None  # cannot tell without the caller
+    m.pending_count = lambda: 7
+    assert m.stats()["ground_truth"]["pending"] == 7
+    true = ["ham"] * 40  # the 10 "spam" predictions are wrong
+    m.record_joined(ids[:30], true[:30], pred[:30], [0.75] * 30, np.full(30, clock.t))
+    m.record_joined(ids[30:], true[30:], np.array(pred[30:]), np.full(10, 0.75), [clock.t] * 10)
+    m.record_ground_truth(ids[0], "ham")  # nothing to join it with here: unknown
+    m.flush()
+    s = m.stats()
+    gt = s["ground_truth"]
+    assert (gt["joined"], gt["unknown"], gt["inserted"]) == (40, 1, 0)
+    assert s["accuracy"]["realized"]["n"] == 40
+    assert s["accuracy"]["realized"]["accuracy"] == pytest.approx(0.75)
+    assert s["accuracy"]["calibration"]["realized_accuracy_labeled"] == pytest.approx(0.75)
+    with pytest.raises(ParameterError, match="pred_ts"):
+        m.record_joined(ids[:2], true[:2], pred[:2], [0.5, 0.5], [clock.t])
+    with pytest.raises(ParameterError, match="predicted_labels"):
+        m.record_joined(ids[:2], true[:2], pred[:1], [0.5, 0.5], [clock.t] * 2)
+    with pytest.raises(ConfigError, match="pending_join"):
+        m.configure(pending_join=True)
+    m.close()
+
+
 def test_sampling_details_text_hash_and_low_confidence(clock) -> None:
     m = _mon(clock, sampling_rate=0.3, sample_below_confidence=0.5, store_inputs="hash")
     ids = IdGenerator("s").take(1000)

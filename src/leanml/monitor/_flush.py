@@ -16,6 +16,7 @@ import numpy as np
 from leanml.monitor._read import _drift, metric_table, rolling_drift
 from leanml.monitor.drift import oov_rates
 from leanml.monitor.ids import sample_hashes
+from leanml.monitor.join import JoinResult
 from leanml.monitor.window import Window
 
 if TYPE_CHECKING:
@@ -240,7 +241,12 @@ def _ingest(
     m._label_totals[: counts.size] += counts
     lengths = oov = None
     if inputs is not None:
-        lengths = np.fromiter((math.nan if x is None else len(x) for x in inputs), np.float64, n)
+        try:  # every input present (the usual case): len() at C speed
+            lengths = np.fromiter(map(len, inputs), np.float64, n)
+        except TypeError:  # some are None
+            lengths = np.fromiter(
+                (math.nan if x is None else len(x) for x in inputs), np.float64, n
+            )
     # sampling, deterministic in the id
     rate = cfg.sampling_rate
     if rate >= 1.0:
@@ -290,7 +296,8 @@ def _ingest(
         m._recent_lengths.push(lengths[~np.isnan(lengths)])
     if oov is not None:
         m._recent_oov.push(oov[~np.isnan(oov)])
-    m.pending.insert(ids, lab, conf, ts)
+    if cfg.pending_join:
+        m.pending.insert(ids, lab, conf, ts)
     if picked.size:
         _keep_details(m, ids, lab, conf, lat, inputs, ts, picked, reason_low)
 
@@ -351,14 +358,20 @@ def _ingest_ground_truth(
 ) -> list[int]:
     """Join labels; unknown ids are forwarded to the store for other processes (see config).
     Returns the input positions that were not unknown (for inbox rows: the ones to claim)."""
+    joined = [it for it in items if len(it) == 4]  # from record_joined: matched already
+    if joined:
+        _score_joined(m, _matched(m, joined))
+        items = [it for it in items if len(it) == 3]
     ids: list[Any] = []
     labels: list[Any] = []
     tss: list[np.ndarray] = []
     for i, lab, ts in items:
         ids.extend(i)
         labels.extend(lab)
-        tss.append(np.broadcast_to(np.asarray(ts, dtype=np.float64), (len(i),)))
-    ts_all = np.concatenate(tss) if tss else np.zeros(0)
+        tss.append(_per_item(ts, len(i)))
+    if not ids:
+        return []
+    ts_all = np.concatenate(tss)
     forward = m.store is not None and m.config.forward_unknown_ground_truth
     res = m.pending.join(ids, labels, ts_all, count_unknown=not (forward or from_inbox))
     if forward and not from_inbox and res.unknown:
@@ -380,8 +393,45 @@ def _ingest_ground_truth(
         m.pending.counters["forwarded"] += min(n, max(room, 0))
     unknown = set(res.unknown)
     found = [p for p in range(len(ids)) if p not in unknown]
-    if not len(res):
-        return found
+    if len(res):
+        _score_joined(m, res)
+    return found
+
+
+def _per_item(ts: Any, n: int) -> np.ndarray:
+    """One timestamp per item from one float or a sequence of them."""
+    return np.broadcast_to(np.asarray(ts, dtype=np.float64), (n,))
+
+
+def _matched(m: ModelMonitor, items: list[tuple]) -> JoinResult:
+    """One JoinResult of ``record_joined`` items (counted as joined)."""
+    ids: list[Any] = []
+    true: list[Any] = []
+    pred: list[Any] = []
+    conf: list[np.ndarray] = []
+    pts: list[np.ndarray] = []
+    tss: list[np.ndarray] = []
+    for i, lab, ts, (p, c, pt) in items:
+        n = len(i)
+        ids.extend(i)
+        true.extend(lab)
+        pred.extend(p.tolist() if isinstance(p, np.ndarray) else p)
+        conf.append(np.asarray(c, dtype=np.float64).reshape(n))
+        pts.append(np.asarray(pt, dtype=np.float64).reshape(n))
+        tss.append(_per_item(ts, n))
+    m.pending.counters["joined"] += len(ids)
+    return JoinResult(
+        ids,
+        _label_indices(m, pred),
+        np.concatenate(conf),
+        np.concatenate(pts),
+        true,
+        np.concatenate(tss),
+    )
+
+
+def _score_joined(m: ModelMonitor, res: JoinResult) -> None:
+    """Accuracy, calibration and per-window counts of joined pairs; label rows for the store."""
     true = _label_indices(m, res.true_labels)
     correct = true == res.predicted
     m.count_window.update(true, res.predicted)
@@ -413,7 +463,6 @@ def _ingest_ground_truth(
                     "confidence": float(res.confidences[j]),
                 }
             )
-    return found
 
 
 def _json_label(label: Any) -> str:

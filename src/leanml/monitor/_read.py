@@ -129,7 +129,10 @@ def stats(m: ModelMonitor, now: float) -> dict[str, Any]:
     life = m.latency_sketch()
     names = m._labels
     drops = dict(m.drops)
-    pj = m.pending.stats()
+    pj: dict[str, Any] = dict(m.pending.stats())
+    if not m.config.pending_join:  # the caller keeps the table: ask it, or say we cannot tell
+        pj["pending"] = m.pending_count() if m.pending_count is not None else None
+        pj["max_entries"] = m.config.pending_max_entries
     drops["pending_evicted_capacity"] = pj["evicted_capacity"]
     drops["pending_evicted_age"] = pj["evicted_age"]
     drops["late_ids_forgotten"] = pj["late_forgotten"]

@@ -60,7 +60,10 @@ class MonitorConfig:
     latency/error rate, ``metrics_window_n`` / ``metrics_window_s`` for realized accuracy,
     ``recent_window_n`` predictions for estimated accuracy and drift. Join: pending table bounds
     ``pending_max_entries`` / ``pending_max_age_s`` and ``late_memory`` ids of evicted
-    predictions. Retention: rows older than ``retention_max_age_s`` or beyond the newest
+    predictions; ``pending_join=False`` keeps no table (and no ids) at all, for a caller that
+    keeps its predictions itself and reports matched pairs with ``record_joined`` (the server
+    does: its id space is that table, so the monitor holds no id for 100k predictions).
+    Retention: rows older than ``retention_max_age_s`` or beyond the newest
     ``retention_max_rows`` deleted every ``retention_interval_s`` (``None`` disables each).
     Several processes: with a store, ground truth whose id this process never saw is forwarded
     to the store (``forward_unknown_ground_truth``) for the process that made the prediction to
@@ -83,6 +86,7 @@ class MonitorConfig:
     pending_max_entries: int = 100_000
     pending_max_age_s: float = 86_400.0
     late_memory: int = 100_000
+    pending_join: bool = True
     metrics_window_n: int = 1_000
     metrics_window_s: float = 3_600.0
     recent_window_n: int = 2_000
@@ -128,7 +132,7 @@ class MonitorConfig:
             )
         if self.retention_max_rows is not None:
             check_number(self.retention_max_rows, "retention_max_rows", owner, low=0, integer=True)
-        for flag in ("gc_idle_collect", "forward_unknown_ground_truth"):
+        for flag in ("gc_idle_collect", "forward_unknown_ground_truth", "pending_join"):
             if not isinstance(getattr(self, flag), bool):
                 raise param_error(flag, owner, "a bool", getattr(self, flag))
         rules = tuple(self.alert_rules)

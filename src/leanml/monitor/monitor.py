@@ -87,6 +87,8 @@ class ModelMonitor:
         )
         self.drift_detector = DriftDetector(reference) if reference is not None else None
         self.analyzer, self.vocabulary = analyzer, vocabulary
+        #: with ``pending_join=False``: how many predictions the caller's table holds unlabeled
+        self.pending_count: Callable[[], int] | None = None
         self.alerts = AlertManager(
             cfg.alert_rules,
             [LogSink()] if sinks is None else sinks,
@@ -142,7 +144,11 @@ class ModelMonitor:
         self._windows: dict[float, Window] = {}
         self._retired = LogSketch(cfg.relative_accuracy)
         self._seconds: dict[int, int] = {}
-        self.pending = PendingJoin(cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
+        self.pending = (
+            PendingJoin(cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
+            if cfg.pending_join
+            else PendingJoin(1, cfg.pending_max_age_s, 0)  # counters only: record_joined
+        )
         self.count_window = CountWindow(cfg.metrics_window_n)
         self.time_window = TimeWindow(cfg.metrics_window_s)
         self.confidence = ConfidenceWindow(cfg.recent_window_n)
@@ -262,6 +268,38 @@ class ModelMonitor:
         else:
             self._drop("ground_truth_buffer", len(ids))
 
+    def record_joined(
+        self,
+        ids: Sequence[Hashable],
+        true_labels: Sequence[Any],
+        predicted_labels: Sequence[Any],
+        confidences: Sequence[float] | np.ndarray,
+        pred_ts: Sequence[float] | np.ndarray,
+        ts: float | None = None,
+    ) -> None:
+        """Queue ground truth the caller has already matched to its predictions.
+
+        For callers that keep their predictions themselves (``pending_join=False``): each item
+        counts as ``joined`` and feeds the accuracy and calibration windows of ``pred_ts``.
+        """
+        n = len(ids)
+        if len(true_labels) != n or len(predicted_labels) != n or len(confidences) != n:
+            raise param_error(
+                "true_labels/predicted_labels/confidences",
+                "ModelMonitor.record_joined",
+                f"sequences of the same length as ids ({n})",
+                (len(true_labels), len(predicted_labels), len(confidences)),
+            )
+        if len(pred_ts) != n:
+            raise param_error(
+                "pred_ts", "ModelMonitor.record_joined", f"{n} timestamps", len(pred_ts)
+            )
+        if len(self._gt) < self._gtcap:
+            now = self._clock() if ts is None else ts
+            self._gtappend((ids, true_labels, now, (predicted_labels, confidences, pred_ts)))
+        else:
+            self._drop("ground_truth_buffer", n)
+
     def _drop(self, which: str, n: int) -> None:
         if self._closed:
             raise MonitorError(f"monitor {self.name!r} is closed")
@@ -318,6 +356,8 @@ class ModelMonitor:
         with self._lock:
             cfg = replace(self.config, **changes)
             old = self.config
+            if cfg.pending_join != old.pending_join:
+                raise ConfigError("pending_join cannot change at run time")
             if cfg.relative_accuracy != old.relative_accuracy:
                 raise ConfigError(
                     "relative_accuracy cannot change at run time (sketches of different "
@@ -329,7 +369,11 @@ class ModelMonitor:
                 cfg.batch_buffer_size,
                 cfg.ground_truth_buffer_size,
             )
-            if (cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory) != (
+            if cfg.pending_join and (
+                cfg.pending_max_entries,
+                cfg.pending_max_age_s,
+                cfg.late_memory,
+            ) != (
                 old.pending_max_entries,
                 old.pending_max_age_s,
                 old.late_memory,
