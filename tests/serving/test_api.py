@@ -79,13 +79,30 @@ def test_feedback_is_joined_and_counted_in_stats(server: Server, intent_texts) -
         r = c.post("/v1/models/intent/feedback", json={"items": items})
         assert r.status_code == 200, r.text
         assert [i["status"] for i in r.json()["items"]] == ["joined"] * 3
+        # the same id twice in one request: the join re-checks, the second is a duplicate
+        twice, unlabeled = predict(c, intent_texts[14:16])["predictions"]
+        item = {"id": twice["id"], "label": twice["label"]}
+        r = c.post("/v1/models/intent/feedback", json={"items": [item, item]})
+        assert [i["status"] for i in r.json()["items"]] == ["joined", "duplicate"]
+
+        def pending() -> float:  # the server's id space is the join table: it counts what waits
+            lines = c.get("/metrics").text.splitlines()
+            got = [ln for ln in lines if ln.startswith('leanml_pending_joins{model="intent"')]
+            assert len(got) == 1, got
+            return float(got[0].rsplit(" ", 1)[1])
+
+        waiting = pending()
+        assert waiting >= 1  # at least `unlabeled`
+        r = c.post("/v1/models/intent/feedback", json={"id": unlabeled["id"], "label": "reply"})
+        assert r.json()["status"] == "joined"
+        assert pending() == waiting - 1
         stats = wait_for(
             lambda: (
-                (s := c.get("/v1/models/intent/stats").json())["merged"]["joined"] >= before + 4
+                (s := c.get("/v1/models/intent/stats").json())["merged"]["joined"] >= before + 6
                 and s
             )
         )
-    assert stats["merged"]["joined"] == before + 4
+    assert stats["merged"]["joined"] == before + 6
     assert stats["accuracy"]["realized"] is not None
     assert stats["accuracy"]["estimated"] is not None
     assert stats["health"] in ("healthy", "degraded", "unhealthy")

@@ -191,6 +191,23 @@ def test_id_space_statuses() -> None:
         assert parse_id(bad) is None
 
 
+def test_id_space_keeps_each_prediction_for_the_join() -> None:
+    clock = Clock()
+    ids = IdSpace("abc", capacity=5, max_age_s=100, clock=clock)
+    ids.issue(1, 0, 2, 0.9)
+    clock.t = 10
+    ids.issue(6, 1, np.array([0, 1, 2, 0, 1, 2]), np.linspace(0.4, 0.9, 6))  # wraps the ring
+    assert ids.status(1)[0] == "evicted"
+    for counter, want in zip(range(2, 7), (1, 2, 0, 1, 2), strict=True):
+        pred, conf, ts = ids.prediction(counter)
+        assert (pred, ts) == (want, 10) and conf == pytest.approx(0.4 + 0.1 * (counter - 1))
+    assert ids.pending(1) == 5 and ids.pending(0) == 0
+    ids.mark_labeled(4)
+    assert ids.pending(1) == 4
+    clock.t = 200
+    assert ids.pending(1) == 0  # expired
+
+
 def test_bearer_check() -> None:
     assert check_bearer(None, "t")[0] == 401
     assert check_bearer("Basic dXNlcg==", "t")[0] == 401

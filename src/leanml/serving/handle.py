@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from leanml._predict import predict_with_confidence
+from leanml._predict import predict_top, predict_with_confidence
 from leanml.errors import ServingError
 from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
 from leanml.registry import LoadedModel, ModelRegistry
@@ -50,12 +51,15 @@ def parse_id(prediction_id: Any) -> tuple[str, int] | None:
 
 
 class IdSpace:
-    """Prediction ids ``<prefix>-<hex counter>`` and the fate of the last ``capacity`` of them.
+    """Prediction ids ``<prefix>-<hex counter>`` and the last ``capacity`` predictions.
 
-    Mirrors the monitor's pending-join bounds (entries and age), so it can say why a feedback id
-    cannot be joined: ``never_seen`` (not issued here), ``evicted`` (more than ``capacity``
-    newer predictions since), ``expired`` (older than ``max_age_s``) or ``duplicate``
-    (already labeled). Costs one slice assignment per issued batch.
+    This is the server's pending-join table: a ring indexed by the id's counter holding each
+    prediction's time, class index, confidence and monitor code (numpy arrays: no id string or
+    dict entry lives on, which kept the monitor's own table of 100k ids from slowing the event
+    loop). It uses the monitor's pending-join bounds (entries and age), so it can say why a
+    feedback id cannot be joined: ``never_seen`` (not issued here), ``evicted`` (more than
+    ``capacity`` newer predictions since), ``expired`` (older than ``max_age_s``) or
+    ``duplicate`` (already labeled). Costs a few slice assignments per issued batch.
     """
 
     def __init__(
@@ -73,9 +77,13 @@ class IdSpace:
         self._ts = np.zeros(self.capacity, dtype=np.float64)
         self._state = np.zeros(self.capacity, dtype=np.int8)
         self._code = np.zeros(self.capacity, dtype=np.int16)
+        self._pred = np.zeros(self.capacity, dtype=np.int32)  # index into the served classes
+        self._conf = np.zeros(self.capacity, dtype=np.float64)
         self._fmt = (self.prefix + "-%x").__mod__
 
-    def issue(self, n: int, code: int) -> list[str]:
+    def issue(self, n: int, code: int, pred: Any = 0, conf: Any = math.nan) -> list[str]:
+        """``n`` new ids for predictions of class indices ``pred`` with confidences ``conf``
+        (arrays of ``n``, or one value for all) by the monitor ``code``."""
         start = self.issued
         self.issued = start + n
         cap = self.capacity
@@ -85,22 +93,49 @@ class IdSpace:
             self._ts[i] = now
             self._state[i] = PENDING
             self._code[i] = code
+            self._pred[i] = pred if np.ndim(pred) == 0 else pred[0]
+            self._conf[i] = conf if np.ndim(conf) == 0 else conf[0]
             return [self._fmt(start)]
+        pred = np.broadcast_to(pred, (n,))
+        conf = np.broadcast_to(conf, (n,))
         for a in range(start, start + n, cap):
             b = min(start + n, a + cap)
             i, j = a % cap, (b - 1) % cap + 1
             if j <= i:  # wraps around the ring
-                self._mark(i, cap, now, code)
-                self._mark(0, j, now, code)
+                k = a - start + cap - i
+                self._mark(i, cap, now, code, pred[a - start : k], conf[a - start : k])
+                self._mark(0, j, now, code, pred[k : b - start], conf[k : b - start])
             else:
-                self._mark(i, j, now, code)
+                lo, hi = a - start, b - start
+                self._mark(i, j, now, code, pred[lo:hi], conf[lo:hi])
         fmt = self._fmt
         return [fmt(c) for c in range(start, start + n)]
 
-    def _mark(self, i: int, j: int, now: float, code: int) -> None:
+    def _mark(
+        self, i: int, j: int, now: float, code: int, pred: np.ndarray, conf: np.ndarray
+    ) -> None:
         self._ts[i:j] = now
         self._state[i:j] = PENDING
         self._code[i:j] = code
+        self._pred[i:j] = pred
+        self._conf[i:j] = conf
+
+    def prediction(self, counter: int) -> tuple[int, float, float]:
+        """(class index, confidence, time) of a prediction still in the ring."""
+        i = counter % self.capacity
+        return int(self._pred[i]), float(self._conf[i]), float(self._ts[i])
+
+    def pending(self, code: int) -> int:
+        """How many predictions of monitor ``code`` wait for a label (not expired)."""
+        live = min(self.issued, self.capacity)
+        cutoff = self._clock() - self.max_age_s
+        return int(
+            np.count_nonzero(
+                (self._state[:live] == PENDING)
+                & (self._code[:live] == code)
+                & (self._ts[:live] >= cutoff)
+            )
+        )
 
     def status(self, counter: int) -> tuple[str, int]:
         """(status, monitor code) of an id's counter; status ``pending`` means joinable."""
@@ -128,6 +163,12 @@ class ServedState:
     code: int
     classes: list[Any]
     generation: int
+    class_index: dict[Any, int] = dataclasses.field(init=False)
+    classes_array: np.ndarray = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.classes_array = np.asarray(self.loaded.model.classes_)
 
     @property
     def version(self) -> int:
@@ -170,7 +211,8 @@ class ModelHandle:
             max_wait_ms=config.max_wait_ms,
             pass_starts=True,
         )
-        self.monitors: list[ModelMonitor | None] = []
+        self.monitors: list[ModelMonitor | None] = []  # index: the monitor code
+        self.code_classes: list[list[Any]] = []  # the classes each monitor code predicts
         self.state: ServedState | None = None
         self.cached_predictions = 0
         self.predictions = 0
@@ -223,13 +265,12 @@ class ModelHandle:
             monitor = self._make_monitor(loaded)
             self.monitors.append(monitor)
             code = len(self.monitors) - 1
+            self.code_classes.append(list(np.asarray(loaded.model.classes_).tolist()))
+            if monitor is not None:
+                monitor.pending_count = lambda: self.ids.pending(code)
         self.cache.invalidate()
         self.state = ServedState(
-            loaded,
-            monitor,
-            code,
-            list(np.asarray(loaded.model.classes_).tolist()),
-            self.cache.generation,
+            loaded, monitor, code, self.code_classes[code], self.cache.generation
         )
         self.loaded_at = time.time()
         return self.state
@@ -242,7 +283,10 @@ class ModelHandle:
             self.name,
             version=str(loaded.version),
             variant=loaded.variant,
-            config=self.monitor_config,
+            # feedback is joined here, in the id space, and across processes by the FeedbackLog
+            config=dataclasses.replace(
+                self.monitor_config, pending_join=False, forward_unknown_ground_truth=False
+            ),
             store=self.store,
             reference=reference,
         )
@@ -255,9 +299,9 @@ class ModelHandle:
         state = self.state
         if state is None:
             raise ServingError(f"model {self.name!r} is not loaded yet")
-        labels_a, confidences_a, proba = predict_with_confidence(state.loaded.model, texts)
-        labels, confs = labels_a.tolist(), confidences_a.tolist()
-        ids = self.ids.issue(len(texts), state.code)
+        top, confidences_a, proba = predict_top(state.loaded.model, texts)
+        labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
+        ids = self.ids.issue(len(texts), state.code, top, confidences_a)
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
@@ -364,7 +408,10 @@ class ModelHandle:
         out: list[dict[str, Any]],
     ) -> None:
         """Fill ``out[i]`` for cache hits: new ids, one monitored prediction each."""
-        ids = self.ids.issue(len(hit_idx), state.code)
+        index = state.class_index
+        ids = self.ids.issue(
+            len(hit_idx), state.code, [index[e[0]] for e in entries], [e[1] for e in entries]
+        )
         latency = time.perf_counter() - t0
         mon = state.monitor
         classes = state.classes
@@ -389,21 +436,33 @@ class ModelHandle:
             return "foreign", -1
         return self.ids.status(counter)
 
-    def record_feedback(self, items: Sequence[tuple[str, Any, int]]) -> None:
-        """Join ``(id, true label, monitor code)`` items this process issued (loop thread)."""
-        by_code: dict[int, tuple[list[str], list[Any]]] = {}
-        for pid, label, code in items:
-            parsed = parse_id(pid)
-            if parsed is None:
+    def record_feedback(self, items: Sequence[tuple[str, Any]]) -> list[str]:
+        """Join ``(id, true label)`` items to their predictions (loop thread).
+
+        Returns each item's outcome: ``joined``, or the :meth:`feedback_status` that stopped it
+        (``duplicate`` when another request labeled the id first, ``evicted`` or ``expired``
+        when it left the id space meanwhile, ``never_seen`` / ``foreign``).
+        """
+        out: list[str] = []
+        by_code: dict[int, tuple[list[str], list[Any], list[Any], list[float], list[float]]] = {}
+        ids = self.ids
+        for pid, label in items:
+            status, code = self.feedback_status(pid)
+            out.append("joined" if status == "pending" else status)
+            if status != "pending":
                 continue
-            self.ids.mark_labeled(parsed[1])
-            ids, labels = by_code.setdefault(code, ([], []))
-            ids.append(pid)
-            labels.append(label)
-        for code, (ids, labels) in by_code.items():
-            mon = self.monitors[code] if 0 <= code < len(self.monitors) else None
+            counter = parse_id(pid)[1]  # type: ignore[index]
+            ids.mark_labeled(counter)
+            pred, conf, ts = ids.prediction(counter)
+            got = by_code.setdefault(code, ([], [], [], [], []))
+            values = (pid, label, self.code_classes[code][pred], conf, ts)
+            for column, value in zip(got, values, strict=True):
+                column.append(value)
+        for code, (pids, labels, preds, confs, pred_ts) in by_code.items():
+            mon = self.monitors[code]
             if mon is not None:
-                mon.record_ground_truth_batch(ids, labels)
+                mon.record_joined(pids, labels, preds, confs, pred_ts)
+        return out
 
     # ------------------------------------------------------------------ reading
     def info(self) -> dict[str, Any]:

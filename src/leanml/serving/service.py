@@ -35,6 +35,7 @@ _REASONS = {
     "(too many newer predictions)",
     "owner_gone": "the process that made this prediction has stopped; its pending predictions "
     "are gone",
+    "duplicate": "already labeled (kept the first)",
 }
 _OK = {"joined", "duplicate", "stored"}
 
@@ -199,6 +200,8 @@ class Service:
         allowed = {f.name for f in dataclasses.fields(MonitorConfig)} - {
             "alert_rules",
             "relative_accuracy",
+            "pending_join",  # the server joins feedback in its id space (ModelHandle)
+            "forward_unknown_ground_truth",  # ... and across processes in its FeedbackLog
         }
         changes = dict(changes)
         thresholds = changes.pop("thresholds", None)
@@ -259,7 +262,7 @@ class Service:
                 else:
                     foreign.append((i, pid, label, prefix))
             elif status == "duplicate":
-                outcomes[i] = FeedbackOutcome(pid, "duplicate", "already labeled (kept the first)")
+                outcomes[i] = FeedbackOutcome(pid, "duplicate", _REASONS["duplicate"])
             else:
                 outcomes[i] = FeedbackOutcome(pid, status, _REASONS[status])
         rows = [
@@ -277,11 +280,11 @@ class Service:
         ]
         row_ids = await asyncio.wrap_future(fl.write(rows)) if rows else []
         if local:
-            # re-check: another request may have labeled the same id while we were writing
-            fresh = [(pid, lab, code) for _, pid, lab, code in local]
-            h.record_feedback(fresh)
-            for i, pid, _, _ in local:
-                outcomes[i] = FeedbackOutcome(pid, "joined")
+            # joined now, with a fresh status: another request may have labeled the same id
+            # while we were writing (then this one is a duplicate)
+            done = h.record_feedback([(pid, lab) for _, pid, lab, _ in local])
+            for (i, pid, _, _), status in zip(local, done, strict=True):
+                outcomes[i] = FeedbackOutcome(pid, status, _REASONS.get(status))
         if foreign:
             waiting = dict(zip(row_ids[len(local) :], foreign, strict=True))
             deadline = time.monotonic() + self.config.feedback_timeout_s
@@ -305,12 +308,8 @@ class Service:
             if h is None:
                 out.append("never_seen")
                 continue
-            status, code = h.feedback_status(pid)
-            if status == "pending":
-                h.record_feedback([(pid, label, code)])
-                out.append("joined")
-            else:
-                out.append("never_seen" if status == "foreign" else status)
+            status = h.record_feedback([(pid, label)])[0]
+            out.append("never_seen" if status == "foreign" else status)
         return out
 
     def _resolve_threadsafe(self, rows: list[tuple[int, str, str, str]]) -> list[str]:
