@@ -10,6 +10,7 @@ import pytest
 
 from leanml.errors import ConfigError
 from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
+from leanml.monitor.store import PREDICTION_COLUMNS
 
 WORKER = textwrap.dedent(
     """
@@ -167,3 +168,18 @@ def test_store_tables_and_errors(tmp_path: Path) -> None:
     assert mem.read_table("alerts")[0]["process"] == mem.process_id
     mem.drop_all()
     mem.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 79, 80, 203])
+def test_sampled_prediction_rows_written_in_chunks_round_trip(tmp_path: Path, n: int) -> None:
+    """Tuple rows go in as multi-row INSERTs of 80 plus a remainder: every row, in order."""
+    store = MonitorStore(f"sqlite:///{tmp_path / 'm.db'}")
+    rows = [
+        (f"p-{i:x}", 1000.0 + i, "email", "1", "compact", "proc", "ham", 0.5 + i / 1000,
+         0.001 * i, None, f"{i:064x}", "rate")  # fmt: skip
+        for i in range(n)
+    ]
+    store.write(predictions=rows)
+    got = store.read_table("predictions")
+    assert [tuple(r[c] for c in PREDICTION_COLUMNS) for r in got] == rows
+    store.close()

@@ -466,5 +466,18 @@ def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
         m.start()
 
 
+#: hashlib releases the GIL while hashing 2048 bytes or more: on the flusher thread that means
+#: handing the GIL to the event loop and back per long text, so it is fed in smaller pieces
+_HASH_PIECE = 2047
+
+
 def input_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    """SHA-256 (hex) of ``text`` in UTF-8."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= _HASH_PIECE:
+        return hashlib.sha256(data).hexdigest()
+    view = memoryview(data)
+    h = hashlib.sha256()
+    for i in range(0, len(data), _HASH_PIECE):
+        h.update(view[i : i + _HASH_PIECE])
+    return h.hexdigest()
