@@ -174,9 +174,9 @@ def test_store_tables_and_errors(tmp_path: Path) -> None:
 def test_sampled_prediction_rows_written_in_chunks_round_trip(tmp_path: Path, n: int) -> None:
     """Tuple rows go in as multi-row INSERTs of 80 plus a remainder: every row, in order."""
     store = MonitorStore(f"sqlite:///{tmp_path / 'm.db'}")
+    meta = ("email", "1", "compact", "proc", "ham")  # model, version, variant, process, label
     rows = [
-        (f"p-{i:x}", 1000.0 + i, "email", "1", "compact", "proc", "ham", 0.5 + i / 1000,
-         0.001 * i, None, f"{i:064x}", "rate")  # fmt: skip
+        (f"p-{i:x}", 1000.0 + i, *meta, 0.5 + i / 1000, 0.001 * i, None, f"{i:064x}", "rate")
         for i in range(n)
     ]
     store.write(predictions=rows)

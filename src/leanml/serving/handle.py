@@ -444,7 +444,7 @@ class ModelHandle:
         when it left the id space meanwhile, ``never_seen`` / ``foreign``).
         """
         out: list[str] = []
-        by_code: dict[int, tuple[list[str], list[Any], list[Any], list[float], list[float]]] = {}
+        by_code: dict[int, list[tuple[str, Any, Any, float, float]]] = {}
         ids = self.ids
         for pid, label in items:
             status, code = self.feedback_status(pid)
@@ -454,13 +454,12 @@ class ModelHandle:
             counter = parse_id(pid)[1]  # type: ignore[index]
             ids.mark_labeled(counter)
             pred, conf, ts = ids.prediction(counter)
-            got = by_code.setdefault(code, ([], [], [], [], []))
-            values = (pid, label, self.code_classes[code][pred], conf, ts)
-            for column, value in zip(got, values, strict=True):
-                column.append(value)
-        for code, (pids, labels, preds, confs, pred_ts) in by_code.items():
+            row = (pid, label, self.code_classes[code][pred], conf, ts)
+            by_code.setdefault(code, []).append(row)
+        for code, rows in by_code.items():
             mon = self.monitors[code]
             if mon is not None:
+                pids, labels, preds, confs, pred_ts = zip(*rows, strict=True)
                 mon.record_joined(pids, labels, preds, confs, pred_ts)
         return out
 
