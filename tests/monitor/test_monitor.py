@@ -157,30 +157,6 @@ def test_sampling_details_text_hash_and_low_confidence(clock) -> None:
     m.close()
 
 
-def test_detail_inputs_hand_over_only_the_texts_kept_in_detail(clock) -> None:
-    m = _mon(clock, sampling_rate=0.3, sample_below_confidence=0.5, store_inputs="hash")
-    ids = IdGenerator("d").take(200)
-    texts = [f"text number {i}" for i in range(200)]
-    conf = np.where(np.arange(200) % 10 == 0, 0.4, 0.9)
-    inputs = m.detail_inputs(ids, conf, texts)
-    kept = {i for i, pid in enumerate(ids) if is_sampled(pid, 0.3) or i % 10 == 0}
-    assert [i for i, x in enumerate(inputs) if isinstance(x, str)] == sorted(kept)
-    assert all(x == len(texts[i]) for i, x in enumerate(inputs) if i not in kept)
-    one_by_one = [
-        m.detail_inputs([p], [c], [t])[0] for p, c, t in zip(ids, conf, texts, strict=True)
-    ]
-    assert one_by_one == inputs  # the one-hit path decides the same
-    m.record_batch(ids, ["ham"] * 200, conf, 0.001, inputs)
-    m.flush()
-    recs = {r["prediction_id"]: r for r in m.sampled_records()}
-    assert set(recs) == {ids[i] for i in kept}  # the same rows as with every text handed over
-    assert all(recs[ids[i]]["input_hash"] == input_hash(texts[i]) for i in kept)
-    assert m._recent_lengths.values().tolist() == [float(len(t)) for t in texts]
-    m.configure(sampling_rate=1.0)
-    assert m.detail_inputs(ids[:3], conf[:3], texts[:3]) == texts[:3]
-    m.close()
-
-
 @pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 4094, 4095, 10_000])
 def test_input_hash_is_sha256_of_utf8_at_every_length(size) -> None:
     text = ("é" + "abc" * size)[:size]  # a 2-byte character: piece edges fall mid-character

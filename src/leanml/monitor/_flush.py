@@ -243,11 +243,9 @@ def _ingest(
     if inputs is not None:
         try:  # every input present (the usual case): len() at C speed
             lengths = np.fromiter(map(len, inputs), np.float64, n)
-        except TypeError:  # some are None, or lengths given as ints (detail_inputs)
+        except TypeError:  # some are None
             lengths = np.fromiter(
-                (math.nan if x is None else x if type(x) is int else len(x) for x in inputs),
-                np.float64,
-                n,
+                (math.nan if x is None else len(x) for x in inputs), np.float64, n
             )
     # sampling, deterministic in the id
     rate = cfg.sampling_rate
@@ -266,7 +264,7 @@ def _ingest(
     picked = np.flatnonzero(sampled)
     if inputs is not None and m.analyzer is not None and m.vocabulary is not None:
         oov = np.full(n, math.nan)
-        cand = [i for i in picked if isinstance(inputs[i], str)][: cfg.max_oov_per_flush]
+        cand = [i for i in picked if inputs[i] is not None][: cfg.max_oov_per_flush]
         if cand:
             oov[cand] = oov_rates([inputs[i] for i in cand], m.analyzer, m.vocabulary)
     # per-window counters, sketches and drift inputs
@@ -337,8 +335,6 @@ def _keep_details(
     append = details.append
     for j, i in enumerate(picked.tolist()):
         text = inputs[i] if inputs is not None else None
-        if type(text) is int:  # only its length was handed over
-            text = None
         append(
             (  # the order of store.PREDICTION_COLUMNS
                 str(ids[i]),

@@ -39,7 +39,6 @@ from leanml.monitor.alerts import AlertManager, AlertSink, LogSink
 from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import DriftDetector, Reference
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow, _Ring
-from leanml.monitor.ids import sample_hash, sample_hashes
 from leanml.monitor.join import PendingJoin
 from leanml.monitor.metrics import CountWindow, TimeWindow
 from leanml.monitor.resources import IdleCollector, ResourceSampler
@@ -195,10 +194,9 @@ class ModelMonitor:
         label: Any,
         confidence: float,
         latency_s: float,
-        input: str | int | None = None,
+        input: str | None = None,
     ) -> None:
-        """Record one prediction; returns at once (no lock, no I/O). ``input`` may be the
-        input's length instead of its text (see :meth:`record_batch`)."""
+        """Record one prediction; returns at once (no lock, no I/O)."""
         if len(self._buf) < self._cap:
             self._append((prediction_id, label, confidence, latency_s, input, self._clock()))
         else:
@@ -210,14 +208,9 @@ class ModelMonitor:
         labels: Sequence[Any] | np.ndarray,
         confidences: Sequence[float] | np.ndarray,
         latencies: Sequence[float] | np.ndarray | float,
-        inputs: Sequence[str | int | None] | None = None,
+        inputs: Sequence[str | None] | None = None,
     ) -> None:
-        """Record a batch (arrays aligned by position; ``latencies`` may be one float).
-
-        An ``inputs`` entry may be the input's length (an int) instead of its text: it counts
-        in the length drift, and a detail row sampled for it has no text or hash (see
-        :meth:`detail_inputs`).
-        """
+        """Record a batch (arrays aligned by position; ``latencies`` may be one float)."""
         n = len(ids)
         if len(labels) != n or len(confidences) != n or (inputs is not None and len(inputs) != n):
             raise param_error(
@@ -240,40 +233,6 @@ class ModelMonitor:
             self._bappend((ids, labels, confidences, latencies, inputs, self._clock()))
         else:
             self._drop("batch_buffer", n)
-
-    def detail_inputs(
-        self,
-        ids: Sequence[Hashable],
-        confidences: Sequence[float] | np.ndarray,
-        texts: Sequence[str],
-    ) -> list[str | int]:
-        """``texts`` for :meth:`record_batch` with only the ones kept in detail as text.
-
-        The predictions this monitor samples (or keeps for low confidence) keep their text; the
-        others become their length (an int), which is all the length drift needs. A server
-        passes this so that the flusher thread frees no request text the event loop allocated:
-        measured, handing every text over cost the served throughput ~3% (glibc's per-thread
-        arenas: the loop's later allocations got slower). Costs ~0.3 us per prediction.
-        """
-        cfg = self.config
-        rate = cfg.sampling_rate
-        if rate >= 1.0:
-            return list(texts)
-        low = cfg.sample_below_confidence
-        if len(ids) == 1:  # one cache hit: no numpy call
-            t = texts[0]
-            kept = sample_hash(ids[0]) < rate * 4294967296.0 or (
-                low is not None and confidences[0] < low
-            )
-            return [t if kept else len(t)]
-        keep = (
-            sample_hashes(ids) < rate * 4294967296.0
-            if rate > 0.0
-            else np.zeros(len(texts), dtype=bool)
-        )
-        if low is not None:
-            keep |= np.asarray(confidences) < low
-        return [t if k else len(t) for t, k in zip(texts, keep.tolist(), strict=True)]
 
     def record_error(self, n: int = 1) -> None:
         """Count ``n`` failed predictions."""

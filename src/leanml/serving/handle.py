@@ -305,9 +305,7 @@ class ModelHandle:
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
-            mon.record_batch(
-                ids, labels, confs, latency, mon.detail_inputs(ids, confidences_a, texts)
-            )
+            mon.record_batch(ids, labels, confs, latency, texts)
         return state, labels, confs, proba, ids
 
     def cache_keys(self, texts: Sequence[str]) -> list[bytes] | None:
@@ -420,8 +418,7 @@ class ModelHandle:
         for j, i in enumerate(hit_idx):
             label, conf, row, _, _ = entries[j]
             if mon is not None:
-                text = mon.detail_inputs(ids[j : j + 1], (conf,), (texts[i],))[0]
-                mon.record(ids[j], label, conf, latency, text)
+                mon.record(ids[j], label, conf, latency, texts[i])
             item = {"id": ids[j], "label": label, "confidence": conf, "cached": True}
             if want_proba:
                 item["probabilities"] = dict(zip(classes, row.tolist(), strict=True))
