@@ -93,8 +93,9 @@ class IdSpace:
             self._ts[i] = now
             self._state[i] = PENDING
             self._code[i] = code
-            self._pred[i] = pred if np.ndim(pred) == 0 else pred[0]
-            self._conf[i] = conf if np.ndim(conf) == 0 else conf[0]
+            many = (list, tuple, np.ndarray)  # isinstance: np.ndim would build an array
+            self._pred[i] = pred[0] if isinstance(pred, many) else pred
+            self._conf[i] = conf[0] if isinstance(conf, many) else conf
             return [self._fmt(start)]
         pred = np.broadcast_to(pred, (n,))
         conf = np.broadcast_to(conf, (n,))
