@@ -429,13 +429,17 @@ class ModelHandle:
     # ------------------------------------------------------------------ feedback
     def feedback_status(self, prediction_id: Any) -> tuple[str, int]:
         """(status, monitor code) for an id this process issued; ``foreign`` otherwise."""
+        return self._lookup(prediction_id)[:2]
+
+    def _lookup(self, prediction_id: Any) -> tuple[str, int, int]:
+        """(status, monitor code, counter) of an id; the counter is -1 when not ours."""
         parsed = parse_id(prediction_id)
         if parsed is None:
-            return "never_seen", -1
+            return "never_seen", -1, -1
         prefix, counter = parsed
         if prefix != self.ids.prefix:
-            return "foreign", -1
-        return self.ids.status(counter)
+            return "foreign", -1, -1
+        return (*self.ids.status(counter), counter)
 
     def record_feedback(self, items: Sequence[tuple[str, Any]]) -> list[str]:
         """Join ``(id, true label)`` items to their predictions (loop thread).
@@ -448,11 +452,10 @@ class ModelHandle:
         by_code: dict[int, list[tuple[str, Any, Any, float, float]]] = {}
         ids = self.ids
         for pid, label in items:
-            status, code = self.feedback_status(pid)
+            status, code, counter = self._lookup(pid)
             out.append("joined" if status == "pending" else status)
             if status != "pending":
                 continue
-            counter = parse_id(pid)[1]  # type: ignore[index]
             ids.mark_labeled(counter)
             pred, conf, ts = ids.prediction(counter)
             row = (pid, label, self.code_classes[code][pred], conf, ts)
