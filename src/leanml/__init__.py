@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from leanml._version import __version__
 from leanml.errors import LeanMLError
 
 if TYPE_CHECKING:
     from leanml.monitor import monitored
-
-__version__ = "0.1.0"
 
 __all__ = ["LeanMLError", "__version__", "monitored"]
 

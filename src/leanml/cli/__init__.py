@@ -75,7 +75,7 @@ def demo(
 @app.command()
 def version() -> None:
     """Print leanml's version."""
-    from leanml import __version__
+    from leanml._version import __version__
 
     typer.echo(__version__)
 

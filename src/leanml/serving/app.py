@@ -59,7 +59,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leanml import __version__
+from leanml._version import __version__
 from leanml.config import Settings
 from leanml.errors import (
     ConfigError,

@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from leanml import __version__
+from leanml._version import __version__
 from leanml.serving._http import dumps
 from leanml.serving.schemas import BadRequest
 
