@@ -13,7 +13,8 @@ from leanml.errors import ParameterError
 
 def param_error(name: str, owner: str, constraint: str, value: Any) -> ParameterError:
     return ParameterError(
-        f"The {name!r} parameter of {owner} must be {constraint}, got {value!r} instead."
+        f"The {name!r} parameter of {owner} must be {constraint}, got {value!r} instead.",
+        param=name,
     )
 
 

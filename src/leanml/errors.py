@@ -59,9 +59,13 @@ class ConfigError(LeanMLError):
 
 
 class ParameterError(LeanMLError, ValueError):
-    """A function or CLI parameter is invalid."""
+    """A function or CLI parameter is invalid; :attr:`param` names it when known."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class DatasetError(LeanMLError):

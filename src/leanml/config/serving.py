@@ -1,0 +1,86 @@
+"""The ``[serving]`` section: every knob of ``leanml serve``, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from leanml._validation import check_choice, check_number, param_error
+from leanml.config._spec import setting
+
+__all__ = ["ServingConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Settings of the HTTP service (defaults for production)."""
+
+    SECTION: ClassVar[str] = "serving"
+    ENV_PREFIX: ClassVar[str] = "LEANML_SERVING_"
+
+    max_body_bytes: int = setting(1_048_576, "Largest request body in bytes (413 beyond).")
+    max_inputs: int = setting(256, "Most texts in one predict request (413 beyond).")
+    max_text_chars: int = setting(100_000, "Longest text in characters (413 beyond).")
+    max_feedback_items: int = setting(1_000, "Most items in one feedback request (413 beyond).")
+    cache_max_entries: int = setting(10_000, "Prediction cache entries per model; 0 disables it.")
+    cache_max_bytes: int = setting(64 * 1024 * 1024, "Prediction cache bytes per model.")
+    cache_ttl_s: float = setting(3600.0, "Seconds a cached prediction stays valid.")
+    cache_normalize: str = setting("none", "Text normalisation of cache keys: none, strip or nfc.")
+    max_batch_size: int = setting(64, "Largest micro-batch; 1 disables micro-batching.")
+    max_wait_ms: float = setting(5.0, "Longest wait to fill a batch, only while saturated (ms).")
+    monitoring: bool = setting(True, "Monitor every prediction (a ModelMonitor per variant).")
+    variant: str = setting(
+        "auto",
+        "Variant to serve: auto (the registry's choice, compact when its guard passed), "
+        "original or compact.",
+    )
+    models: tuple[str, ...] = setting((), "Only these models (comma-separated); empty = all.")
+    feedback_timeout_s: float = setting(
+        2.0, "How long a worker waits for the prediction's owner to join feedback."
+    )
+    poll_interval_s: float = setting(0.2, "How often a worker polls the store for feedback.")
+    heartbeat_s: float = setting(1.0, "Worker heartbeat period in the shared store.")
+    registry_watch_s: float = setting(
+        2.0, "How often a worker checks the registry for a variant or version change."
+    )
+    warmup: int = setting(8, "Warm-up predictions per model before readiness.")
+    stats_flush_s: float = setting(0.5, "Minimum seconds between the flushes /stats triggers.")
+    admin_token: str | None = setting(
+        None,
+        "Bearer token of the admin endpoints; unset disables them.",
+        secret=True,
+        env_alias="LEANML_ADMIN_TOKEN",
+    )
+
+    def __post_init__(self) -> None:
+        owner = "ServingConfig"
+        for name in ("max_body_bytes", "max_inputs", "max_text_chars", "max_feedback_items"):
+            check_number(getattr(self, name), name, owner, low=1, integer=True)
+        for name in ("cache_max_entries", "cache_max_bytes", "warmup"):
+            check_number(getattr(self, name), name, owner, low=0, integer=True)
+        check_number(self.max_batch_size, "max_batch_size", owner, low=1, integer=True)
+        check_number(self.max_wait_ms, "max_wait_ms", owner, low=0)
+        for name in (
+            "cache_ttl_s",
+            "feedback_timeout_s",
+            "poll_interval_s",
+            "heartbeat_s",
+            "registry_watch_s",
+        ):
+            check_number(getattr(self, name), name, owner, low=0, low_open=True)
+        check_number(self.stats_flush_s, "stats_flush_s", owner, low=0)
+        check_choice(self.cache_normalize, "cache_normalize", owner, ("none", "strip", "nfc"))
+        check_choice(self.variant, "variant", owner, ("auto", "original", "compact"))
+        if not isinstance(self.monitoring, bool):
+            raise param_error("monitoring", owner, "a bool", self.monitoring)
+        if self.admin_token is not None and (
+            not isinstance(self.admin_token, str) or not self.admin_token
+        ):
+            raise param_error("admin_token", owner, "a non-empty string or None", "****")
+        object.__setattr__(self, "models", tuple(self.models))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values, the admin token masked."""
+        out = dataclasses.asdict(self)
+        out["admin_token"] = None if self.admin_token is None else "****"
+        return out
