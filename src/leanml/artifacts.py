@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
 import platform
 import shutil
 import tempfile
-import functools
 import zipfile
 from collections.abc import Callable
 from importlib import metadata
