@@ -15,7 +15,7 @@ import typer
 from leanml.cli import _common, compress, datasets, models, monitor, report, serve
 from leanml.errors import LeanMLError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "demo", "main", "version"]
 
 app = typer.Typer(
     name="leanml",
