@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from leanml.bench.inprocess import run_single_text_load
-from leanml.compress.registered import compress_registered
 from leanml.datasets import Dataset
 from leanml.registry import LoadedModel, ModelRegistry
 from leanml.training import evaluate, train_model
+from leanml.workflows import compress_registered
 
 __all__ = ["ensure_compact", "ensure_model", "variant_figures"]
 
