@@ -95,14 +95,6 @@ def test_an_added_forbidden_import_breaks_its_contract(
     assert any(n in broken.stdout for n in named), broken.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "still broken on this branch by the work of the other branches of issue #12: the cycle "
-        "inside leanml.monitor (monitor owner) and serving <-> dashboard (leanml.app, serving "
-        "owner). Remove this marker once they are merged."
-    ),
-)
 def test_the_tree_keeps_every_contract():
     done = _lint(REPO / "src")
     assert done.returncode == 0, done.stdout + done.stderr
