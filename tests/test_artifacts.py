@@ -1,5 +1,7 @@
 import json
 import os
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -7,13 +9,24 @@ import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from leanml.artifacts import FORMAT_VERSION, load_model, read_manifest, save_model
+from leanml import artifacts
+from leanml.artifacts import (
+    FORMAT_VERSION,
+    artifact_loader,
+    load_model,
+    read_manifest,
+    register_loader,
+    save_model,
+)
 from leanml.errors import (
     ArtifactMissingError,
     ChecksumMismatchError,
+    ParameterError,
     UnsupportedFormatError,
     UntrustedTypeError,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _save(model, tmp_path: Path) -> Path:
@@ -87,3 +100,113 @@ def test_save_replaces_atomically(tmp_path, tiny_pipeline):
     _save(tiny_pipeline, tmp_path)
     leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+# -- loaders by kind: registered, or found through the entry point ------------------------------
+
+
+class _Toy:
+    """A model that writes its own payload under the kind "toy"."""
+
+    leanml_format = "toy"
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def save_payload(self, directory: Path) -> list[str]:
+        (directory / "word.txt").write_text(self.word)
+        return ["word.txt"]
+
+
+def _load_toy(directory: Path) -> _Toy:
+    return _Toy((directory / "word.txt").read_text())
+
+
+@pytest.fixture()
+def loaders(monkeypatch):
+    """The loader table and the entry-point cache as a fresh process has them."""
+    monkeypatch.setattr(artifacts, "_LOADERS", {"skops": artifacts._LOADERS["skops"]})
+    artifacts._declared_loaders.cache_clear()
+    yield artifacts._LOADERS
+    artifacts._declared_loaders.cache_clear()
+
+
+def _declared_compact_entry_point() -> metadata.EntryPoint:
+    """The "compact" loader exactly as pyproject.toml declares it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    value = project["entry-points"][artifacts.LOADER_GROUP]["compact"]
+    return metadata.EntryPoint(name="compact", value=value, group=artifacts.LOADER_GROUP)
+
+
+def _fake_entry_points(monkeypatch, found: list[metadata.EntryPoint]) -> list[str]:
+    """Make importlib.metadata list ``found`` in the loader group; returns the groups asked."""
+    asked: list[str] = []
+
+    def entry_points(*, group: str) -> list[metadata.EntryPoint]:
+        asked.append(group)
+        return [ep for ep in found if ep.group == group]
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+    return asked
+
+
+def test_a_registered_loader_reads_its_kind(tmp_path, loaders, monkeypatch):
+    _fake_entry_points(monkeypatch, [])
+    folder = tmp_path / "toy"
+    manifest = save_model(_Toy("hello"), folder, name="toy", version=1, task="email")
+    assert manifest.kind == "toy" and set(manifest.payload) == {"word.txt"}
+    register_loader("toy", _load_toy)
+    register_loader("toy", _load_toy)  # the same loader again: a no-op
+    model, _ = load_model(folder)
+    assert isinstance(model, _Toy) and model.word == "hello"
+    assert artifact_loader("toy") is _load_toy
+
+
+def test_an_unknown_kind_is_refused_by_name(tmp_path, loaders, monkeypatch):
+    asked = _fake_entry_points(monkeypatch, [])
+    folder = tmp_path / "toy"
+    save_model(_Toy("hello"), folder, name="toy", version=1, task="email")
+    with pytest.raises(UnsupportedFormatError, match=r"No loader for artifact kind 'toy'") as e:
+        load_model(folder)
+    assert "manifest.json" in str(e.value) and "known kinds: skops" in str(e.value)
+    with pytest.raises(UnsupportedFormatError, match="'toy'"):
+        load_model(folder)
+    assert asked == [artifacts.LOADER_GROUP]  # the entry points are read once per process
+
+
+def test_register_loader_refuses_bad_arguments_and_a_second_loader(loaders):
+    with pytest.raises(ParameterError, match="The 'kind' parameter of register_loader"):
+        register_loader("", _load_toy)
+    with pytest.raises(ParameterError, match="The 'loader' parameter of register_loader"):
+        register_loader("toy", "not callable")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match=r"got 'skops' instead \(it is read by"):
+        register_loader("skops", _load_toy)
+    assert artifact_loader("skops") is not _load_toy
+
+
+def test_a_compact_variant_loads_through_the_declared_entry_point(
+    tmp_path, loaders, monkeypatch, tiny_pipeline, tiny_texts
+):
+    from leanml.compress import CompactModel, to_compact
+
+    compact, _ = to_compact(tiny_pipeline)
+    folder = tmp_path / "compact"
+    assert save_model(compact, folder, name="m", version=1, task="email").kind == "compact"
+    loaders.pop("compact", None)  # as in a process that never imported leanml.compress
+    _fake_entry_points(monkeypatch, [_declared_compact_entry_point()])
+    model, manifest = load_model(folder)
+    assert isinstance(model, CompactModel) and manifest.kind == "compact"
+    X, _ = tiny_texts
+    np.testing.assert_array_equal(model.predict(X), tiny_pipeline.predict(X))
+    assert loaders["compact"] == CompactModel.load_payload  # loaded once, then kept
+
+
+def test_an_entry_point_that_cannot_load_is_reported(tmp_path, loaders, monkeypatch):
+    broken = metadata.EntryPoint(
+        name="toy", value="leanml.no_such_module:load", group=artifacts.LOADER_GROUP
+    )
+    _fake_entry_points(monkeypatch, [broken])
+    folder = tmp_path / "toy"
+    save_model(_Toy("hello"), folder, name="toy", version=1, task="email")
+    with pytest.raises(UnsupportedFormatError, match="toy = 'leanml.no_such_module:load'"):
+        load_model(folder)

@@ -1,11 +1,20 @@
 import json
 import logging
+import os
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from leanml.artifacts import LOADER_GROUP
 from leanml.errors import ModelNotFoundError, ParameterError
 from leanml.registry import ModelRegistry
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class _FakeCompact:
@@ -104,3 +113,72 @@ def test_report_has_sizes_load_time_memory_and_accuracy(registry):
     assert original["load_seconds"] >= 0
     assert original["test_accuracy"] == 0.9
     assert report["active_variant"] == "original"
+
+
+def _installed_from_this_checkout() -> bool:
+    """Whether the installed leanml metadata (its entry points) comes from this source tree."""
+    try:
+        direct_url = metadata.distribution("leanml").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return False
+    url = json.loads(direct_url or "{}").get("url", "")
+    return url.removeprefix("file://").rstrip("/") == str(REPO)
+
+
+def _declare_loaders_beside(folder: Path) -> Path:
+    """A metadata-only distribution declaring this checkout's ``leanml.artifact_loaders``.
+
+    Used when leanml is installed from another tree, whose metadata may predate the entry
+    points: the lookup is the same importlib.metadata scan that finds an installed package's.
+    """
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    info = folder / "leanml_loaders_under_test-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: leanml-loaders-under-test\nVersion: 0\n"
+    )
+    lines = [f"{kind} = {value}" for kind, value in declared[LOADER_GROUP].items()]
+    (info / "entry_points.txt").write_text(f"[{LOADER_GROUP}]\n" + "\n".join(lines) + "\n")
+    return folder
+
+
+_FRESH_LOAD = """
+import json, sys
+from leanml.registry import ModelRegistry
+before = "leanml.compress" in sys.modules
+loaded = ModelRegistry(sys.argv[1]).load("email")
+print(json.dumps({
+    "compress_imported_before_load": before,
+    "variant": loaded.variant,
+    "fallback_reason": loaded.fallback_reason,
+    "type": type(loaded.model).__name__,
+    "prediction": loaded.model.predict(["win money fast click here"]).tolist(),
+}))
+"""
+
+
+def test_a_fresh_interpreter_loads_a_compact_variant_through_the_entry_point(
+    registry, tiny_pipeline, tmp_path
+):
+    from leanml.compress import to_compact
+
+    compact, _ = to_compact(tiny_pipeline)
+    registry.register("email", compact, task="email", variant="compact", extra={"guard": {}})
+    registry.set_active_variant("email", "compact")
+    paths = [str(REPO / "src")]
+    if not _installed_from_this_checkout():
+        paths.append(str(_declare_loaders_beside(tmp_path / "site")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOAD, str(registry.root)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "compress_imported_before_load": False,
+        "variant": "compact",
+        "fallback_reason": None,
+        "type": "CompactModel",
+        "prediction": tiny_pipeline.predict(["win money fast click here"]).tolist(),
+    }

@@ -18,6 +18,8 @@ __all__ = ["LeanMLError", "__version__", "monitored"]
 
 def __getattr__(name: str) -> Any:
     if name == "monitored":
+        # lazily, only so that `import leanml` stays light (no numpy, SQLAlchemy...); nothing
+        # below imports the root package, so this is no cycle (contract no-root-imports)
         from leanml.monitor import monitored
 
         return monitored

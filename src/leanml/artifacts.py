@@ -6,7 +6,15 @@
                           versions, metrics, extra (guard verdict, drift reference, ...),
                           and every payload file with its sha256 and size
     <dir>/model.skops     kind "skops": an original scikit-learn model (ZIP_DEFLATED)
-    <dir>/arrays.npz ...  kind "compact": whatever the compact model's ``save_payload`` wrote
+    <dir>/arrays.npz ...  any other kind (e.g. "compact"): whatever the model's ``save_payload``
+                          wrote
+
+Each kind has a loader, ``loader(directory) -> model``, kept in a small table. This module
+knows only "skops"; a package that adds a kind registers its loader with
+:func:`register_loader` when it is imported, and declares it as an entry point in the
+``leanml.artifact_loaders`` group (``kind = "module:callable"``) so that a fresh interpreter
+finds it on first use without importing that package first. That is how
+:mod:`leanml.compress` adds "compact" while the model store never imports it.
 
 Loading never unpickles. A skops payload is opened only after every type it references that
 skops does not already trust is found on :data:`ALLOWED_TYPES`, an allow-list that lives here,
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +39,7 @@ import platform
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +48,7 @@ from leanml.errors import (
     ArtifactError,
     ArtifactMissingError,
     ChecksumMismatchError,
+    ParameterError,
     UnsupportedFormatError,
     UntrustedTypeError,
 )
@@ -45,10 +56,14 @@ from leanml.errors import (
 __all__ = [
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
+    "LOADER_GROUP",
+    "Loader",
     "Manifest",
+    "artifact_loader",
     "library_versions",
     "load_model",
     "read_manifest",
+    "register_loader",
     "save_model",
     "sha256_file",
     "skops_loads",
@@ -58,6 +73,13 @@ __all__ = [
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SKOPS_FILE = "model.skops"
+SKOPS_KIND = "skops"
+
+#: The entry-point group where packages declare their loaders: ``kind = "module:callable"``.
+LOADER_GROUP = "leanml.artifact_loaders"
+
+#: ``loader(directory) -> model``: reads a payload that :func:`verify_artifact` has checked.
+Loader = Callable[[Path], Any]
 
 #: Types a skops payload may hold beyond those skops itself trusts by default. Every entry is a
 #: scikit-learn building block leanml trains or compresses; nothing that can run arbitrary code.
@@ -173,21 +195,21 @@ def save_model(
 ) -> Manifest:
     """Write ``model`` and its manifest to ``directory`` atomically (replacing what was there).
 
-    A model with ``leanml_format == "compact"`` writes its own arrays through
-    ``save_payload(dir)``; anything else is written with skops, ZIP_DEFLATED.
+    A model with a ``leanml_format`` attribute (e.g. "compact") writes its own payload through
+    ``save_payload(dir)`` and is stored under that kind; anything else is written with skops,
+    ZIP_DEFLATED.
     """
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder is as readable as its parent
     try:
-        if getattr(model, "leanml_format", None) == "compact":
-            kind = "compact"
+        kind = str(getattr(model, "leanml_format", SKOPS_KIND))
+        if kind != SKOPS_KIND:
             files = list(model.save_payload(staging))
         else:
             import skops.io as sio
 
-            kind = "skops"
             sio.dump(model, staging / SKOPS_FILE, compression=zipfile.ZIP_DEFLATED)
             files = [SKOPS_FILE]
         if classes is None and hasattr(model, "classes_"):
@@ -255,17 +277,87 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
     """Verify and load the model in ``directory``; never unpickles."""
     where = Path(directory)
     manifest = verify_artifact(where)
-    if manifest.kind == "skops":
-        return _load_skops(where / SKOPS_FILE), manifest
-    if manifest.kind == "compact":
-        from leanml.compress.compact import CompactModel
-
-        return CompactModel.load_payload(where), manifest
-    raise UnsupportedFormatError(f"{where / MANIFEST} has unknown kind {manifest.kind!r}.")
+    try:
+        loader = artifact_loader(manifest.kind)
+    except UnsupportedFormatError as exc:
+        raise UnsupportedFormatError(f"{where / MANIFEST}: {exc}") from None
+    return loader(where), manifest
 
 
-def _load_skops(path: Path) -> Any:
+# -- loaders by kind ------------------------------------------------------------------------
+
+
+def _load_skops(directory: Path) -> Any:
+    path = directory / SKOPS_FILE
     return skops_loads(path.read_bytes(), str(path))
+
+
+_LOADERS: dict[str, Loader] = {SKOPS_KIND: _load_skops}
+
+
+def register_loader(kind: str, loader: Loader) -> None:
+    """Make :func:`load_model` read artifacts of ``kind`` with ``loader(directory)``.
+
+    Registering the same loader again is a no-op; a kind keeps the loader it was first given.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ParameterError(
+            f"The 'kind' parameter of register_loader must be a non-empty str, got {kind!r} "
+            "instead."
+        )
+    if not callable(loader):
+        raise ParameterError(
+            "The 'loader' parameter of register_loader must be callable, "
+            f"got {type(loader).__name__} instead."
+        )
+    current = _LOADERS.setdefault(kind, loader)
+    if current != loader:
+        raise ParameterError(
+            "The 'kind' parameter of register_loader must name a kind without a loader, "
+            f"got {kind!r} instead (it is read by {_describe(current)})."
+        )
+
+
+def artifact_loader(kind: str) -> Loader:
+    """The loader of ``kind``: registered, or else declared in :data:`LOADER_GROUP`.
+
+    An entry point is loaded once, on the first artifact of its kind; loading it imports the
+    package that declares it, which normally registers the same loader on import.
+    """
+    loader = _LOADERS.get(kind)
+    if loader is not None:
+        return loader
+    declared = _declared_loaders().get(kind)
+    if declared is None:
+        known = sorted({*_LOADERS, *_declared_loaders()})
+        raise UnsupportedFormatError(
+            f"No loader for artifact kind {kind!r} (known kinds: {', '.join(known)}); the "
+            f"package that writes it must register one or declare it in {LOADER_GROUP!r}."
+        )
+    try:
+        loaded = declared.load()
+    except (ImportError, AttributeError) as exc:
+        raise UnsupportedFormatError(
+            f"The {LOADER_GROUP!r} entry point {declared.name} = {declared.value!r} cannot be "
+            f"loaded: {exc}"
+        ) from exc
+    if not callable(loaded):
+        raise UnsupportedFormatError(
+            f"The {LOADER_GROUP!r} entry point {declared.name} = {declared.value!r} is not "
+            "callable."
+        )
+    return _LOADERS.setdefault(kind, loaded)
+
+
+@functools.cache
+def _declared_loaders() -> dict[str, metadata.EntryPoint]:
+    """The entry points of :data:`LOADER_GROUP` by kind (read once per process)."""
+    return {ep.name: ep for ep in metadata.entry_points(group=LOADER_GROUP)}
+
+
+def _describe(loader: Loader) -> str:
+    module = getattr(loader, "__module__", "?")
+    return f"{module}.{getattr(loader, '__qualname__', repr(loader))}"
 
 
 def skops_loads(data: bytes, where: str) -> Any:

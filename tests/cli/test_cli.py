@@ -92,3 +92,23 @@ def test_demo_runs_three_models_and_writes_json(isolated_env, data_dir, monkeypa
     second = json.loads(out.read_text())["models"]
     assert {r["model"] for r in second.values()} == {"reused"}
     assert all(r["compression"] is None for r in second.values())
+
+
+def test_serve_runs_the_full_app_with_the_switches_as_overrides(isolated_env, monkeypatch):
+    import leanml.app
+
+    calls = []
+    monkeypatch.setattr(leanml.app, "run", lambda **kw: calls.append(kw))
+    models = str(isolated_env / "m")
+    args = ["serve", models, "--port", "8123", "--workers", "2", "--no-cache", "--no-batching"]
+    assert main([*args, "--variant", "compact"]) == 0
+    assert main(["serve", models]) == 0
+    (switched, default) = calls
+    assert switched["port"] == 8123 and switched["workers"] == 2
+    assert switched["models_dir"] == models
+    assert switched["serving"] == {
+        "cache_max_entries": 0,
+        "max_batch_size": 1,
+        "variant": "compact",
+    }
+    assert default["serving"] == {} and default["port"] == 8000

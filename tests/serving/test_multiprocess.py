@@ -97,6 +97,9 @@ def test_two_workers_merge_stats_and_join_feedback_across_workers(  # type: igno
 ) -> None:
     store = f"sqlite:///{tmp_path / 'workers.db'}"
     with running(models_dir, store, tmp_path, workers=2) as s:
+        # each worker imported leanml.app's factory by name: the dashboard is mounted
+        page = httpx.get(f"{s.url}/dashboard/", timeout=30)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         by_worker: dict[str, list[dict]] = defaultdict(list)
         total = 0
         for i in range(300):

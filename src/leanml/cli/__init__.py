@@ -15,7 +15,7 @@ import typer
 from leanml.cli import _common, compress, datasets, models, monitor, report, serve
 from leanml.errors import LeanMLError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "demo", "main", "version"]
 
 app = typer.Typer(
     name="leanml",
@@ -58,6 +58,8 @@ def demo(
     report: Annotated[bool, typer.Option(help="Write the report at the end.")] = True,
 ) -> None:
     """Train (or reuse) the three demo models, load-test them and print one table."""
+    # imported here, not at the top: the demo loads training, compression and the report
+    # (matplotlib), which every other command would otherwise pay for at start-up
     from leanml.demo import run_demo
 
     run_demo(

@@ -12,6 +12,15 @@ from rich.console import Console
 from leanml.config import Settings
 from leanml.registry import ModelRegistry
 
+__all__ = [
+    "ModelsDirOption",
+    "console",
+    "err_console",
+    "load_settings",
+    "registry_of",
+    "settings_of",
+]
+
 # Tables stay readable when the output is a pipe or a CI log (rich would assume 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 132)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 132)

@@ -8,7 +8,7 @@ registry serves the original and says why; when none could be scored, a stale co
 of that version is removed. A table goes to the terminal and, with ``--json``, per model: sizes
 (pickle, joblib, skops, compact), accuracy and agreement, latencies, recipe, fallback reason.
 
-The work is done by :func:`leanml.compress.registered.compress_registered` (shared with
+The work is done by :func:`leanml.workflows.compress_registered` (shared with
 ``leanml demo``); pickle and joblib are only *written* there to measure their sizes for
 comparison; nothing loads a pickle.
 """
@@ -24,8 +24,8 @@ from rich.table import Table
 
 from leanml._format import human_bytes
 from leanml.cli._common import ModelsDirOption, console, err_console, registry_of, settings_of
-from leanml.compress.registered import compress_registered
 from leanml.errors import LeanMLError, ParameterError
+from leanml.workflows import compress_registered
 
 __all__ = ["compress", "register", "size"]
 

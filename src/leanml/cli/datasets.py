@@ -8,6 +8,9 @@ import typer
 from rich.table import Table
 
 from leanml.cli._common import console, settings_of
+from leanml.datasets import TASKS, fetch_clinc150, load_dataset
+
+__all__ = ["datasets_app", "fetch", "info", "list_datasets", "register"]
 
 datasets_app = typer.Typer(
     help="The demo datasets: where they are and what they are.", no_args_is_help=True
@@ -21,8 +24,6 @@ def register(app: typer.Typer) -> None:
 @datasets_app.command("list")
 def list_datasets(ctx: typer.Context) -> None:
     """Each task's dataset, its source, size and licence."""
-    from leanml.datasets import TASKS, load_dataset
-
     table = Table(title="demo datasets")
     for column in ("task", "dataset", "classes", "train/val/test", "source", "licence"):
         table.add_column(column)
@@ -44,8 +45,6 @@ def info(
     ctx: typer.Context, task: Annotated[str, typer.Argument(help="email, intent or sentiment.")]
 ) -> None:
     """A dataset's splits, classes, source, licence and citation."""
-    from leanml.datasets import load_dataset
-
     ds = load_dataset(task, settings=settings_of(ctx))
     for key, value in ds.summary().items():
         console.print(f"[bold]{key}:[/] {value}", highlight=False)
@@ -60,8 +59,6 @@ def fetch(
     name: Annotated[str, typer.Argument(help="clinc150")],
 ) -> None:
     """Download a dataset that leanml may not ship (CLINC150) into the user cache."""
-    from leanml.datasets import fetch_clinc150
-
     if name != "clinc150":
         raise typer.BadParameter("only 'clinc150' can be fetched", param_hint="NAME")
     path = fetch_clinc150(settings=settings_of(ctx))

@@ -1,4 +1,8 @@
-"""``leanml monitor stats|retention|series``: read and maintain a monitoring store."""
+"""``leanml monitor stats|retention|series``: read and maintain a monitoring store.
+
+Each command imports the store when it runs: every ``leanml`` command imports this module at
+start-up, and the store brings SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import time
 from typing import Annotated
 
 import typer
+
+__all__ = ["PrefixOption", "StoreOption", "monitor_app", "register", "retention", "series", "stats"]
 
 monitor_app = typer.Typer(
     help="Read a monitoring store (merged across processes) and apply retention.",
@@ -39,7 +45,7 @@ def stats(
     table_prefix: PrefixOption = "leanml_",
 ) -> None:
     """Counts, accuracy and latency quantiles merged over every process (JSON)."""
-    from leanml.monitor import MonitorStore
+    from leanml.monitor import MonitorStore  # heavy: see the module docstring
 
     st = MonitorStore(store, table_prefix=table_prefix, create=False)
     try:
@@ -60,7 +66,7 @@ def retention(
     table_prefix: PrefixOption = "leanml_",
 ) -> None:
     """Delete old rows, reclaim the space and print rows deleted and bytes freed (JSON)."""
-    from leanml.monitor import MonitorStore
+    from leanml.monitor import MonitorStore  # heavy: see the module docstring
 
     st = MonitorStore(store, table_prefix=table_prefix, create=False)
     try:
@@ -83,7 +89,7 @@ def series(
     table_prefix: PrefixOption = "leanml_",
 ) -> None:
     """The first rows of one store table (JSON lines)."""
-    from leanml.monitor import MonitorStore
+    from leanml.monitor import MonitorStore  # heavy: see the module docstring
 
     st = MonitorStore(store, table_prefix=table_prefix, create=False)
     try:

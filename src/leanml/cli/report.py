@@ -1,4 +1,9 @@
-"""``leanml report``: the HTML performance report with its PNG charts."""
+"""``leanml report``: the HTML performance report with its PNG charts.
+
+The report, the store and the HTTP client are imported inside the functions that use them:
+every ``leanml`` command imports this module at start-up, and they bring matplotlib,
+SQLAlchemy and httpx.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,17 @@ import datetime as dt
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
-from leanml.errors import ParameterError
+from leanml.errors import MonitorError, ParameterError
 
-__all__ = ["parse_duration", "parse_size", "register"]
+if TYPE_CHECKING:
+    from leanml.dashboard.report import Report
+
+__all__ = ["parse_duration", "parse_size", "register", "report"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -64,9 +72,7 @@ def parse_size(text: str) -> int:
 
 def _check_exists(url: str) -> None:
     """A mistyped SQLite path would otherwise create an empty database file."""
-    import sqlalchemy as sa
-
-    from leanml.errors import MonitorError
+    import sqlalchemy as sa  # heavy: see the module docstring
 
     try:
         u = sa.engine.make_url(url)
@@ -79,7 +85,7 @@ def _check_exists(url: str) -> None:
 
 def _fetch_serving(url: str, names: list[str]) -> dict[str, Any]:
     """Per model, the live stats of a running ``leanml serve`` (cache, batching figures)."""
-    import httpx
+    import httpx  # heavy: see the module docstring
 
     out: dict[str, Any] = {}
     with httpx.Client(base_url=url.rstrip("/"), timeout=5.0) as client:
@@ -128,18 +134,13 @@ def report(
     ] = 30.0,
 ) -> None:
     """Write the performance report (HTML + PNG charts) from the monitor store."""
+    # heavy: see the module docstring
     from leanml.dashboard.report import build_report, load_benchmarks
     from leanml.monitor.store import MonitorStore
 
     settings = settings_of(ctx)
-    now = time.time()
-    start = _parse_time(since, now, "since")
-    end = _parse_time(until, now, "until") if until else now
-    if end <= start:
-        raise ParameterError(
-            f"The 'until' parameter of leanml report must be after --since, got {until!r} instead."
-        )
-    names = [n.strip() for item in models or [] for n in item.split(",") if n.strip()] or None
+    start, end = _time_range(since, until)
+    names = _model_names(models)
     registry = registry_of(ctx, models_dir)
     url = store or settings.store_url
     _check_exists(url)
@@ -162,6 +163,27 @@ def report(
             )
     finally:
         st.close()
+    _print_summary(result, url)
+
+
+def _time_range(since: str, until: str | None) -> tuple[float, float]:
+    """``--since`` and ``--until`` as timestamps; the end must come after the start."""
+    now = time.time()
+    start = _parse_time(since, now, "since")
+    end = _parse_time(until, now, "until") if until else now
+    if end <= start:
+        raise ParameterError(
+            f"The 'until' parameter of leanml report must be after --since, got {until!r} instead."
+        )
+    return start, end
+
+
+def _model_names(models: list[str] | None) -> list[str] | None:
+    """``--models a,b --models c`` -> ``["a", "b", "c"]``; ``None`` (every model) when empty."""
+    return [n.strip() for item in models or [] for n in item.split(",") if n.strip()] or None
+
+
+def _print_summary(result: Report, url: str) -> None:
     data = result.data
     if not data.models:
         console.print(f"[yellow]no monitored predictions in {url} for this range[/]")

@@ -9,7 +9,9 @@ take one document directly.
 
 On disk it is two files, written by :meth:`CompactModel.save_payload`: ``arrays.npz``
 (deflated numpy arrays, read back with ``allow_pickle=False``) and ``spec.json`` (node kinds and
-settings). Nothing is ever unpickled.
+settings). Nothing is ever unpickled. The model store reads it through the loader this module
+registers with :func:`leanml.artifacts.register_loader` (kind "compact"), which is also declared
+as a ``leanml.artifact_loaders`` entry point so the store finds it without importing this package.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 
+from leanml.artifacts import register_loader
 from leanml.compress._base import Head, Node, Stage, chain_from_payload, chain_payload
 from leanml.errors import ArtifactError, ArtifactMissingError, UnsupportedFormatError
 
@@ -229,3 +232,6 @@ class CompactModel(ClassifierMixin, BaseEstimator):
             raise ArtifactError("A compact model must be stages followed by one head.")
         stages = [s for s in nodes[:-1] if isinstance(s, Stage)]
         return cls(stages, head, arrays["classes"], spec.get("recipe"))
+
+
+register_loader(CompactModel.leanml_format, CompactModel.load_payload)

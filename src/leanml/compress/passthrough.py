@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 import skops.io as sio
 
-from leanml.compress._base import Head, Stage, register_node
+from leanml.artifacts import skops_loads
+from leanml.compress._base import Head, SparseRow, Stage, register_node
 
 __all__ = ["SklearnHead", "SklearnStage", "dump_estimator", "load_estimator"]
 
@@ -25,8 +26,6 @@ def dump_estimator(est: Any) -> np.ndarray:
 
 
 def load_estimator(blob: np.ndarray) -> Any:
-    from leanml.artifacts import skops_loads
-
     return skops_loads(np.asarray(blob, dtype=np.uint8).tobytes(), "pass-through step")
 
 
@@ -96,8 +95,6 @@ class SklearnHead(Head):
 
 
 def _row_batch(x: Any) -> Any:
-    from leanml.compress._base import SparseRow
-
     if isinstance(x, SparseRow):
         return sp.csr_matrix(
             (x.values, x.indices, np.array([0, len(x.indices)])), shape=(1, x.size)

@@ -22,6 +22,7 @@ registry stores originals in, unless the caller passes ``original_bytes``.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import statistics
 import tempfile
@@ -202,81 +203,14 @@ class ModelQuantizer:
         validation sample is not taken (it would likely fail on new data). It needs enough
         validation rows: 99% agreement at 90% confidence takes at least ~170.
         """
-        check_number(tolerance, "tolerance", _OWNER, low=0.0, high=1.0)
-        check_number(min_agreement, "min_agreement", _OWNER, low=0.0, high=1.0)
-        if max_proba_error is not None:
-            check_number(max_proba_error, "max_proba_error", _OWNER, low=0.0, high=1.0)
-        if confidence is not None:
-            check_number(confidence, "confidence", _OWNER, low=0.5, high=1.0, high_open=True)
+        guard = _GuardSettings.checked(tolerance, min_agreement, max_proba_error, confidence)
         recipes = candidate_recipes(precision, prune)
-        y_val = np.asarray(y_val)
-        if len(y_val) == 0 or len(X_val) != len(y_val):
-            raise param_error(
-                "X_val", _OWNER, "non-empty and as long as y_val", f"{len(X_val)} rows"
-            )
-        y_orig = np.asarray(model.predict(X_val))
-        p_orig = _proba(model, X_val)
-        acc_before = float(np.mean(y_orig == y_val))
-        if original_bytes is None:
-            original_bytes = serialized_size(model)
-        reports: list[CandidateReport] = []
-        passthrough: list[tuple[str, str]] = []
-        chosen: tuple[CandidateReport, CompactModel] | None = None
-        first_rejected: CompactModel | None = None
+        baseline = _Baseline.measure(model, X_val, y_val, original_bytes)
         with tempfile.TemporaryDirectory() as tmp:
-            built: list[tuple[CandidateReport, Path]] = []
-            for i, recipe in enumerate(recipes):
-                report = CandidateReport(recipe.to_json(), recipe.label())
-                reports.append(report)
-                try:
-                    compact, passthrough = to_compact(model, recipe)
-                    folder = Path(tmp) / f"c{i}"
-                    names = compact.save_payload(folder)
-                    report.bytes = sum((folder / n).stat().st_size for n in names)
-                    built.append((report, folder))
-                except LeanMLError as exc:
-                    report.reason = f"failed to build: {exc}"
-            built.sort(key=lambda item: item[0].bytes or 0)
-            for report, folder in built:
-                if chosen is not None:
-                    report.reason = f"not evaluated: smaller candidate {chosen[0].label} passed"
-                    continue
-                if (report.bytes or 0) >= original_bytes:
-                    report.reason = (
-                        f"not smaller than the original ({report.bytes} >= {original_bytes} bytes)"
-                    )
-                    continue
-                try:  # e.g. a pass-through step whose types are not on the allow-list
-                    loaded = CompactModel.load_payload(folder)
-                except LeanMLError as exc:
-                    report.reason = f"cannot be loaded back: {exc}"
-                    continue
-                y_c = np.asarray(loaded.predict(X_val))
-                report.accuracy = float(np.mean(y_c == y_val))
-                report.agreement = float(np.mean(y_c == y_orig))
-                if confidence is not None:
-                    report.drop_upper, report.agreement_lower = confidence_bounds(
-                        y_orig == y_val, y_c == y_val, y_c == y_orig, confidence
-                    )
-                p_c = _proba(loaded, X_val)
-                if p_orig is not None and p_c is not None and p_c.shape == p_orig.shape:
-                    report.max_proba_error = float(np.max(np.abs(p_c - p_orig)))
-                reason = check_candidate(
-                    report,
-                    original_bytes=original_bytes,
-                    accuracy_before=acc_before,
-                    tolerance=tolerance,
-                    min_agreement=min_agreement,
-                    max_proba_error=max_proba_error,
-                )
-                if reason is None:
-                    report.accepted, report.reason = True, "accepted: smallest passing candidate"
-                    chosen = (report, loaded)
-                else:
-                    report.reason = reason
-                    first_rejected = first_rejected or loaded
+            reports, built, passthrough = _build_candidates(model, recipes, Path(tmp))
+            chosen, first_rejected = _choose(built, X_val, baseline, guard)
         result = self._result(
-            model, X_val, chosen, reports, passthrough, original_bytes, acc_before,
+            model, X_val, chosen, reports, passthrough, baseline.bytes, baseline.accuracy,
             tolerance, min_agreement,
         )  # fmt: skip
         result.confidence = confidence
@@ -342,6 +276,157 @@ class ModelQuantizer:
                     f"compression failed: {exc}", [], [],
                 )  # fmt: skip
         return results
+
+
+# -- the steps of ModelQuantizer.compress ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _GuardSettings:
+    """The guard's thresholds (see the module docstring), checked once."""
+
+    tolerance: float
+    min_agreement: float
+    max_proba_error: float | None
+    confidence: float | None
+
+    @classmethod
+    def checked(
+        cls,
+        tolerance: float,
+        min_agreement: float,
+        max_proba_error: float | None,
+        confidence: float | None,
+    ) -> _GuardSettings:
+        check_number(tolerance, "tolerance", _OWNER, low=0.0, high=1.0)
+        check_number(min_agreement, "min_agreement", _OWNER, low=0.0, high=1.0)
+        if max_proba_error is not None:
+            check_number(max_proba_error, "max_proba_error", _OWNER, low=0.0, high=1.0)
+        if confidence is not None:
+            check_number(confidence, "confidence", _OWNER, low=0.5, high=1.0, high_open=True)
+        return cls(tolerance, min_agreement, max_proba_error, confidence)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Baseline:
+    """What every candidate is compared with: the original on the validation data."""
+
+    y_val: np.ndarray
+    y_orig: np.ndarray
+    p_orig: np.ndarray | None
+    accuracy: float
+    bytes: int
+
+    @classmethod
+    def measure(cls, model: Any, X_val: Any, y_val: Any, original_bytes: int | None) -> _Baseline:
+        y_val = np.asarray(y_val)
+        if len(y_val) == 0 or len(X_val) != len(y_val):
+            raise param_error(
+                "X_val", _OWNER, "non-empty and as long as y_val", f"{len(X_val)} rows"
+            )
+        y_orig = np.asarray(model.predict(X_val))
+        p_orig = _proba(model, X_val)
+        accuracy = float(np.mean(y_orig == y_val))
+        size = serialized_size(model) if original_bytes is None else original_bytes
+        return cls(y_val, y_orig, p_orig, accuracy, size)
+
+
+def _build_candidates(
+    model: Any, recipes: Sequence[Recipe], tmp: Path
+) -> tuple[list[CandidateReport], list[tuple[CandidateReport, Path]], list[tuple[str, str]]]:
+    """Convert ``model`` with each recipe and save it under ``tmp`` as it would be stored.
+
+    Returns every report (in recipe order), the built candidates smallest first, and the steps
+    that passed through unconverted.
+    """
+    reports: list[CandidateReport] = []
+    built: list[tuple[CandidateReport, Path]] = []
+    passthrough: list[tuple[str, str]] = []
+    for i, recipe in enumerate(recipes):
+        report = CandidateReport(recipe.to_json(), recipe.label())
+        reports.append(report)
+        try:
+            compact, passthrough = to_compact(model, recipe)
+            folder = tmp / f"c{i}"
+            names = compact.save_payload(folder)
+            report.bytes = sum((folder / n).stat().st_size for n in names)
+            built.append((report, folder))
+        except LeanMLError as exc:
+            report.reason = f"failed to build: {exc}"
+    built.sort(key=lambda item: item[0].bytes or 0)
+    return reports, built, passthrough
+
+
+def _choose(
+    built: Sequence[tuple[CandidateReport, Path]],
+    X_val: Any,
+    baseline: _Baseline,
+    guard: _GuardSettings,
+) -> tuple[tuple[CandidateReport, CompactModel] | None, CompactModel | None]:
+    """Score the candidates smallest first; the first accepted one is chosen.
+
+    Returns the chosen ``(report, model)`` (or None) and the first scored but rejected model.
+    """
+    chosen: tuple[CandidateReport, CompactModel] | None = None
+    first_rejected: CompactModel | None = None
+    for report, folder in built:
+        if chosen is not None:
+            report.reason = f"not evaluated: smaller candidate {chosen[0].label} passed"
+            continue
+        loaded = _score(report, folder, X_val, baseline, guard)
+        if loaded is None:
+            continue
+        if report.accepted:
+            chosen = (report, loaded)
+        elif first_rejected is None:
+            first_rejected = loaded
+    return chosen, first_rejected
+
+
+def _score(
+    report: CandidateReport,
+    folder: Path,
+    X_val: Any,
+    baseline: _Baseline,
+    guard: _GuardSettings,
+) -> CompactModel | None:
+    """Load the saved candidate back, score it into ``report`` and give the guard's verdict.
+
+    Returns the loaded model, or None when it is not smaller than the original or cannot be
+    loaded back (``report.reason`` says which).
+    """
+    if (report.bytes or 0) >= baseline.bytes:
+        report.reason = f"not smaller than the original ({report.bytes} >= {baseline.bytes} bytes)"
+        return None
+    try:  # e.g. a pass-through step whose types are not on the allow-list
+        loaded = CompactModel.load_payload(folder)
+    except LeanMLError as exc:
+        report.reason = f"cannot be loaded back: {exc}"
+        return None
+    y_c = np.asarray(loaded.predict(X_val))
+    report.accuracy = float(np.mean(y_c == baseline.y_val))
+    report.agreement = float(np.mean(y_c == baseline.y_orig))
+    if guard.confidence is not None:
+        report.drop_upper, report.agreement_lower = confidence_bounds(
+            baseline.y_orig == baseline.y_val, y_c == baseline.y_val, y_c == baseline.y_orig,
+            guard.confidence,
+        )  # fmt: skip
+    p_c = _proba(loaded, X_val)
+    if baseline.p_orig is not None and p_c is not None and p_c.shape == baseline.p_orig.shape:
+        report.max_proba_error = float(np.max(np.abs(p_c - baseline.p_orig)))
+    reason = check_candidate(
+        report,
+        original_bytes=baseline.bytes,
+        accuracy_before=baseline.accuracy,
+        tolerance=guard.tolerance,
+        min_agreement=guard.min_agreement,
+        max_proba_error=guard.max_proba_error,
+    )
+    if reason is None:
+        report.accepted, report.reason = True, "accepted: smallest passing candidate"
+    else:
+        report.reason = reason
+    return loaded
 
 
 def compress(model: Any, X_val: Any, y_val: Any, **options: Any) -> CompressionResult:

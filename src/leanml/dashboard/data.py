@@ -397,7 +397,8 @@ def batch_figures(batching: Mapping[str, Any] | None) -> dict[str, Any]:
     """Micro-batch sizes ``{label: count}``, mean size and queue-wait p99 (seconds) from the
     serving layer's batcher stats: either ``batch_sizes`` ({size: count}) or leanml serve's
     histogram (``size_buckets`` [(upper bound, count)], ``size_counts`` with an overflow
-    bucket, ``wait_counts`` over ``WAIT_BUCKETS``); ``queue_wait_p99_s`` wins when given."""
+    bucket, ``wait_counts`` over the upper bounds ``wait_buckets``, no p99 without them);
+    ``queue_wait_p99_s`` wins when given."""
     b = batching or {}
     sizes: dict[str, int] = {}
     if b.get("batch_sizes"):
@@ -420,12 +421,9 @@ def batch_figures(batching: Mapping[str, Any] | None) -> dict[str, Any]:
         mean = sum(int(k) * int(c) for k, c in b["batch_sizes"].items()) / n if n else None
     wait = b.get("queue_wait_p99_s")
     if wait is None and b.get("wait_counts"):
+        # the stats carry their bucket bounds; figures without them (a server older than
+        # the ``wait_buckets`` key) give no p99 rather than one read against guessed bounds
         bounds = b.get("wait_buckets")
-        if bounds is None:
-            try:
-                from leanml.serving.batching import WAIT_BUCKETS as bounds
-            except ImportError:  # pragma: no cover - serving is part of leanml
-                bounds = None
         counts = list(b["wait_counts"])
         total = sum(counts)
         if bounds and total:

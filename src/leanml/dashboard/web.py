@@ -54,6 +54,7 @@ _CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _SERIES_KEYS = ("rps", "p50", "p95", "p99", "estimated", "realized", "hit_rate")
+_RESOURCE_KEYS = ("rss_bytes", "cpu_percent", "threads", "gc_collections", "disk_bytes")
 
 
 @runtime_checkable
@@ -306,60 +307,11 @@ def dashboard_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The dashboard as an ASGI app (mount it at ``/dashboard``); see the module docstring."""
-    series = _Series(history_s, sample_every_s)
-    seeded = False
 
     def token() -> str | None:
         return admin_token() if callable(admin_token) else admin_token
 
-    def collect() -> dict[str, Any]:
-        nonlocal seeded
-        now = clock()
-        if not seeded:
-            seeded = True
-            hist = getattr(provider, "history", None)
-            if callable(hist):
-                for name, pts in hist(now - history_s).items():
-                    for p in pts:
-                        series.add(float(p["ts"]), name, p)
-        snap = provider.snapshot()
-        models = [model_entry(n, st) for n, st in (snap.get("models") or {}).items()]
-        alerts = [
-            {"model": n, **{k: a.get(k) for k in ("rule", "level", "value", "reason")}}
-            for n, st in (snap.get("models") or {}).items()
-            for a in ((st.get("alerts") or {}).get("active") or [])
-        ]
-        for a in alerts:
-            a["value"] = _num(a["value"])
-        if now - series.last >= sample_every_s:
-            series.last = now
-            for m in models:
-                series.add(
-                    now,
-                    m["name"],
-                    {
-                        "rps": m["rps"],
-                        "p50": m["p50"],
-                        "p95": m["p95"],
-                        "p99": m["p99"],
-                        "estimated": m["estimated"],
-                        "realized": m["realized"],
-                        "hit_rate": m["cache_hit_rate"],
-                    },
-                )
-            series.trim(now)
-        res = snap.get("resources") or {}
-        return {
-            "ts": now,
-            "admin": bool(token()),
-            "models": models,
-            "alerts": alerts,
-            "series": series.as_json([m["name"] for m in models]),
-            "resources": {
-                k: res.get(k)
-                for k in ("rss_bytes", "cpu_percent", "threads", "gc_collections", "disk_bytes")
-            },
-        }
+    live = _LiveData(provider, token, _Series(history_s, sample_every_s), clock)
 
     async def page(request: Request) -> Response:
         root = request.scope.get("root_path", "").rstrip("/")
@@ -369,7 +321,7 @@ def dashboard_app(
         )
 
     async def data(request: Request) -> Response:
-        body = await run_in_threadpool(collect)
+        body = await run_in_threadpool(live.collect)
         return Response(
             json.dumps(body, allow_nan=False, default=str),
             media_type="application/json",
@@ -383,31 +335,7 @@ def dashboard_app(
         return Response(_assets.CSS, media_type="text/css; charset=utf-8")
 
     async def switch(request: Request) -> Response:
-        expected = token()
-        auth = request.headers.get("authorization", "")
-        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-            return JSONResponse(
-                {"detail": "missing bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
-            )
-        given = auth[7:].strip().encode()
-        if not expected or not hmac.compare_digest(given, expected.encode()):
-            return JSONResponse({"detail": "invalid token or admin disabled"}, 403)
-        try:
-            payload = await request.json()
-            name, variant = str(payload["model"]), str(payload["variant"])
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"detail": "expected JSON {'model': ..., 'variant': ...}"}, 422)
-        try:
-            result = provider.switch_variant(name, variant)  # may be a coroutine
-            if inspect.isawaitable(result):
-                result = await result
-        except KeyError:
-            return JSONResponse({"detail": f"unknown model {name!r}"}, 404)
-        except ValueError as exc:
-            return JSONResponse({"detail": str(exc)}, 422)
-        except LeanMLError as exc:  # e.g. the model is not served
-            return JSONResponse({"detail": str(exc)}, 404 if "No " in str(exc) else 422)
-        return JSONResponse({"model": name, "variant": variant, **dict(result or {})})
+        return await _switch_variant(request, provider, token())
 
     return Starlette(
         routes=[
@@ -418,3 +346,111 @@ def dashboard_app(
             Route("/variant", switch, methods=["POST"]),
         ]
     )
+
+
+class _LiveData:
+    """What ``/data.json`` answers: the provider's snapshot flattened, plus the live series.
+
+    The series is seeded once from the provider's ``history`` (when it has one), then gains one
+    point per model at most every ``sample_every_s`` seconds of polling.
+    """
+
+    def __init__(
+        self,
+        provider: DashboardProvider,
+        token: Callable[[], str | None],
+        series: _Series,
+        clock: Callable[[], float],
+    ) -> None:
+        self.provider = provider
+        self.token = token
+        self.series = series
+        self.clock = clock
+        self.seeded = False
+
+    def collect(self) -> dict[str, Any]:
+        now = self.clock()
+        if not self.seeded:
+            self.seeded = True
+            self._seed(now)
+        snap = self.provider.snapshot()
+        stats = snap.get("models") or {}
+        models = [model_entry(n, st) for n, st in stats.items()]
+        self._sample(now, models)
+        res = snap.get("resources") or {}
+        return {
+            "ts": now,
+            "admin": bool(self.token()),
+            "models": models,
+            "alerts": _active_alerts(stats),
+            "series": self.series.as_json([m["name"] for m in models]),
+            "resources": {k: res.get(k) for k in _RESOURCE_KEYS},
+        }
+
+    def _seed(self, now: float) -> None:
+        hist = getattr(self.provider, "history", None)
+        if callable(hist):
+            for name, pts in hist(now - self.series.history_s).items():
+                for p in pts:
+                    self.series.add(float(p["ts"]), name, p)
+
+    def _sample(self, now: float, models: list[dict[str, Any]]) -> None:
+        if now - self.series.last < self.series.every:
+            return
+        self.series.last = now
+        for m in models:
+            point = {k: m[k] for k in _SERIES_KEYS if k != "hit_rate"}
+            self.series.add(now, m["name"], {**point, "hit_rate": m["cache_hit_rate"]})
+        self.series.trim(now)
+
+
+def _active_alerts(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every model's active alerts, one row each, the value a finite number or None."""
+    return [
+        {
+            "model": n,
+            "rule": a.get("rule"),
+            "level": a.get("level"),
+            "value": _num(a.get("value")),
+            "reason": a.get("reason"),
+        }
+        for n, st in stats.items()
+        for a in ((st.get("alerts") or {}).get("active") or [])
+    ]
+
+
+async def _switch_variant(
+    request: Request, provider: DashboardProvider, expected: str | None
+) -> Response:
+    """``POST /variant``: the bearer check, the JSON body, then the provider's switch."""
+    denied = _check_bearer(request.headers.get("authorization", ""), expected)
+    if denied is not None:
+        return denied
+    try:
+        payload = await request.json()
+        name, variant = str(payload["model"]), str(payload["variant"])
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"detail": "expected JSON {'model': ..., 'variant': ...}"}, 422)
+    try:
+        result = provider.switch_variant(name, variant)  # may be a coroutine
+        if inspect.isawaitable(result):
+            result = await result
+    except KeyError:
+        return JSONResponse({"detail": f"unknown model {name!r}"}, 404)
+    except ValueError as exc:
+        return JSONResponse({"detail": str(exc)}, 422)
+    except LeanMLError as exc:  # e.g. the model is not served
+        return JSONResponse({"detail": str(exc)}, 404 if "No " in str(exc) else 422)
+    return JSONResponse({"model": name, "variant": variant, **dict(result or {})})
+
+
+def _check_bearer(auth: str, expected: str | None) -> Response | None:
+    """401 without a bearer token, 403 when wrong or when no token is configured, else None."""
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        return JSONResponse(
+            {"detail": "missing bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    given = auth[7:].strip().encode()
+    if not expected or not hmac.compare_digest(given, expected.encode()):
+        return JSONResponse({"detail": "invalid token or admin disabled"}, 403)
+    return None

@@ -9,6 +9,7 @@ readers merge across processes.
 
 from __future__ import annotations
 
+from leanml._ids import IdGenerator, is_sampled, sample_hash
 from leanml.monitor.alerts import (
     AlertEvent,
     AlertManager,
@@ -19,25 +20,27 @@ from leanml.monitor.alerts import (
     default_rules,
 )
 from leanml.monitor.config import MonitorConfig
-from leanml.monitor.drift import DriftDetector, Reference, oov_rate, psi
+from leanml.monitor.drift import DRIFT_SCORES, DriftDetector, DriftScores, Reference, oov_rate, psi
 from leanml.monitor.hub import MonitorHub
-from leanml.monitor.ids import IdGenerator, is_sampled, sample_hash
 from leanml.monitor.join import PendingJoin
 from leanml.monitor.monitor import ModelMonitor
 from leanml.monitor.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from leanml.monitor.prometheus import render as render_prometheus
 from leanml.monitor.resources import IdleCollector, ResourceSampler, freeze_after_load
 from leanml.monitor.sketch import LogSketch, QuantileSketch, ReqSketch, merge_sketches
+from leanml.monitor.stats import MonitorStats
 from leanml.monitor.store import MonitorStore
 from leanml.monitor.wrapper import MonitoredEstimator, monitored
 
 __all__ = [
+    "DRIFT_SCORES",
     "PROMETHEUS_CONTENT_TYPE",
     "AlertEvent",
     "AlertManager",
     "AlertRule",
     "CallbackSink",
     "DriftDetector",
+    "DriftScores",
     "IdGenerator",
     "IdleCollector",
     "LogSink",
@@ -45,6 +48,7 @@ __all__ = [
     "ModelMonitor",
     "MonitorConfig",
     "MonitorHub",
+    "MonitorStats",
     "MonitorStore",
     "MonitoredEstimator",
     "PendingJoin",

@@ -1,111 +1,135 @@
-"""The read side of a ModelMonitor: metric table for alerts, drift, and the stats dict.
+"""The read side of a monitor's state: drift, the metric table alert rules read, ``stats()``.
 
-Runs under the monitor's lock (callers take it); split from ``_flush`` to keep modules small.
+Every function takes the :class:`~leanml.monitor._state.MonitorState` and runs under its lock
+(callers take it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from leanml.monitor._state import MonitorState
+from leanml.monitor.drift import DRIFT_SCORES, DriftScores
 from leanml.monitor.sketch import LogSketch
+from leanml.monitor.stats import (
+    AccuracyStats,
+    AlertStats,
+    CountStats,
+    LatencyStats,
+    MonitorStats,
+    ThroughputStats,
+    WindowDrift,
+)
 
-if TYPE_CHECKING:
-    from leanml.monitor.monitor import ModelMonitor
+__all__ = ["drift_of", "metric_table", "rolling_drift", "stats"]
 
 _QS = (0.5, 0.95, 0.99, 0.999)
-_QNAMES = ("p50", "p95", "p99", "p999")
 
 
-def _drift(
-    m: ModelMonitor,
+def drift_of(
+    st: MonitorState,
     label_counts: np.ndarray,
     conf: np.ndarray,
     lengths: np.ndarray,
     oov: np.ndarray,
-) -> dict[str, Any] | None:
-    if m.drift_detector is None:
+) -> DriftScores | None:
+    """Drift scores of these live values (None without a reference)."""
+    if st.drift_detector is None:
         return None
-    names = m._labels
+    names = st.labels
     counts = {names[i]: int(c) for i, c in enumerate(label_counts) if c}
-    return m.drift_detector.score(
+    return st.drift_detector.score(
         counts, conf, lengths if lengths.size else None, oov if oov.size else None
     )
 
 
-def rolling_drift(m: ModelMonitor) -> dict[str, Any] | None:
-    lab = m._recent_labels.values()
-    return _drift(
-        m,
-        np.bincount(lab, minlength=len(m._labels)),
-        m.confidence.values(),
-        m._recent_lengths.values(),
-        m._recent_oov.values(),
+def rolling_drift(st: MonitorState) -> DriftScores | None:
+    """Drift of the recent predictions (the ``recent_window_n`` newest)."""
+    lab = st.recent_labels.values()
+    return drift_of(
+        st,
+        np.bincount(lab, minlength=len(st.labels)),
+        st.confidence.values(),
+        st.recent_lengths.values(),
+        st.recent_oov.values(),
     )
 
 
-# ---------------------------------------------------------------------------- read side
-def _latency(sk: LogSketch) -> dict[str, Any]:
+def _latency(sk: LogSketch) -> LatencyStats:
     if sk.count == 0:
-        return {"count": 0, "avg": None, "min": None, "max": None, **dict.fromkeys(_QNAMES)}
-    qs = sk.quantiles(_QS)
+        return {
+            "count": 0,
+            "avg": None,
+            "min": None,
+            "max": None,
+            "p50": None,
+            "p95": None,
+            "p99": None,
+            "p999": None,
+        }
+    p50, p95, p99, p999 = (float(v) for v in sk.quantiles(_QS))
     return {
         "count": sk.count,
         "avg": sk.mean,
         "min": sk.min,
         "max": sk.max,
-        **{k: float(v) for k, v in zip(_QNAMES, qs, strict=True)},
+        "p50": p50,
+        "p95": p95,
+        "p99": p99,
+        "p999": p999,
         "relative_accuracy": sk.relative_accuracy,
     }
 
 
-def _recent(m: ModelMonitor, now: float) -> tuple[LogSketch, int, int]:
-    sk = LogSketch(m.config.relative_accuracy)
+def _recent(st: MonitorState, now: float) -> tuple[LogSketch, int, int]:
+    sk = LogSketch(st.config.relative_accuracy)
     count = errors = 0
-    for w in m._stats_windows(now):
+    for w in st.stats_windows(now):
         sk.merge(w.sketch)
         count += w.count
         errors += w.errors
     return sk, count, errors
 
 
-def _throughput(m: ModelMonitor, now: float) -> dict[str, Any]:
+def _throughput(st: MonitorState, now: float) -> ThroughputStats:
     sec = int(now)
-    last_s = m._seconds.get(sec - 1, 0)
-    last_min = sum(c for s, c in m._seconds.items() if sec - 60 <= s < sec)
-    width = m.config.window_s
+    last_s = st.seconds.get(sec - 1, 0)
+    last_min = sum(c for s, c in st.seconds.items() if sec - 60 <= s < sec)
+    width = st.config.window_s
     cur = math.floor(now / width) * width
-    prev = [m._windows[cur - width].count] if (cur - width) in m._windows else [0]
+    prev = st.windows[cur - width].count if (cur - width) in st.windows else 0
     base = []
     for i in range(2, 12):
         start = cur - i * width
-        if start < math.floor(m.started / width) * width:
+        if start < math.floor(st.started / width) * width:
             break
-        w = m._windows.get(start)
+        w = st.windows.get(start)
         base.append(w.count if w else 0)
     drop = None
-    if base and sum(base) > 0 and m.started <= cur - width:
-        drop = max(0.0, 1.0 - prev[0] / (sum(base) / len(base)))
+    if base and sum(base) > 0 and st.started <= cur - width:
+        drop = max(0.0, 1.0 - prev / (sum(base) / len(base)))
     return {
         "per_s": last_s,
         "per_min": last_min,
-        "last_window": prev[0],
+        "last_window": prev,
         "baseline_window_mean": (sum(base) / len(base)) if base else None,
         "drop": drop,
         "baseline_windows": len(base),
     }
 
 
-def metric_table(m: ModelMonitor, now: float) -> dict[str, tuple[float | None, int]]:
-    sk, count, errors = _recent(m, now)
-    cw = m.count_window.get(m._labels)
-    tw = m.time_window.get(m._labels)
-    est = m.confidence.get()
-    cal = m.calibration.get()
+def metric_table(st: MonitorState, now: float) -> dict[str, tuple[float | None, int]]:
+    """Flat metric table (name -> (value, sample size)) that alert rules read."""
+    sk, count, errors = _recent(st, now)
+    cw = st.count_window.get(st.labels)
+    tw = st.time_window.get(st.labels)
+    est = st.confidence.get()
+    cal = st.calibration.get()
     qs = sk.quantiles([0.95, 0.99]) if sk.count else [None, None]
-    tp = _throughput(m, now)
+    tp = _throughput(st, now)
     out: dict[str, tuple[float | None, int]] = {
         "realized_accuracy": (cw["accuracy"], cw["n"]),
         "realized_macro_f1": (cw["macro_f1"], cw["n"]),
@@ -117,75 +141,103 @@ def metric_table(m: ModelMonitor, now: float) -> dict[str, tuple[float | None, i
         "error_rate": (errors / (count + errors) if count + errors else None, count + errors),
         "throughput_drop": (tp["drop"], tp["baseline_windows"]),
     }
-    d = m._drift_cache
+    d = st.drift_cache
     n = int(d.get("n", 0) or 0)
-    for key in ("class_psi", "class_chi2", "confidence_ks", "input_length_ks", "oov_delta"):
+    for key in DRIFT_SCORES:
         out[f"drift_{key}"] = (d.get(key), n)
     return out
 
 
-def stats(m: ModelMonitor, now: float) -> dict[str, Any]:
-    sk, count, errors = _recent(m, now)
-    life = m.latency_sketch()
-    names = m._labels
-    drops = dict(m.drops)
-    pj: dict[str, Any] = dict(m.pending.stats())
-    if not m.config.pending_join:  # the caller keeps the table: ask it, or say we cannot tell
-        pj["pending"] = m.pending_count() if m.pending_count is not None else None
-        pj["max_entries"] = m.config.pending_max_entries
+def stats(st: MonitorState, now: float) -> MonitorStats:
+    """Everything a dashboard or the serving layer reads (see :class:`MonitorStats`)."""
+    sk, count, errors = _recent(st, now)
+    return {
+        "model": st.name,
+        "version": st.version,
+        "variant": st.variant,
+        "process": st.process_id,
+        "ts": now,
+        "uptime_s": now - st.started,
+        "counts": _counts(st),
+        "throughput": _throughput(st, now),
+        "latency": {**_latency(sk), "window_s": st.config.stats_window_s},
+        "latency_lifetime": _latency(st.latency_sketch()),
+        "error_rate": errors / (count + errors) if count + errors else None,
+        "accuracy": _accuracy(st),
+        "ground_truth": _ground_truth(st),
+        "drift": rolling_drift(st),
+        "drift_windows": _drift_windows(st),
+        "alerts": _alerts(st),
+        "health": st.alerts.health(),
+        "drops": _drops(st),
+        "resources": st.resources.latest(),
+        "retention": st.last_retention,
+        "counters": dict(st.counters),
+        "store": st.store.url if st.store is not None else None,
+    }
+
+
+def _counts(st: MonitorState) -> CountStats:
+    names = st.labels
+    dropped_predictions = st.drops["record_buffer"] + st.drops["batch_buffer"]
+    return {
+        "predictions": st.total + dropped_predictions,
+        "recorded": st.total,
+        "errors": st.errors,
+        "by_label": {str(names[i]): int(c) for i, c in enumerate(st.label_totals) if c},
+        "sampled": st.sampled,
+        "buffered": len(st.buf) + sum(len(b[0]) for b in list(st.bbuf)),
+    }
+
+
+def _accuracy(st: MonitorState) -> AccuracyStats:
+    est = st.confidence.get()
+    return {
+        "realized": st.count_window.get(st.labels),
+        "realized_time": st.time_window.get(st.labels),
+        "window_n": st.config.metrics_window_n,
+        "window_s": st.config.metrics_window_s,
+        "estimated": est["estimated_accuracy"],
+        "estimated_n": est["n"],
+        "calibration": st.calibration.get(),
+    }
+
+
+def _ground_truth(st: MonitorState) -> dict[str, Any]:
+    pj: dict[str, Any] = dict(st.pending.stats())
+    if not st.config.pending_join:  # the caller keeps the table: ask it, or say we cannot tell
+        pj["pending"] = st.pending_count() if st.pending_count is not None else None
+        pj["max_entries"] = st.config.pending_max_entries
+    return pj
+
+
+def _drops(st: MonitorState) -> dict[str, int]:
+    """Every drop and eviction counter, the pending join's and the windows' included."""
+    drops = dict(st.drops)
+    pj = st.pending.stats()
     drops["pending_evicted_capacity"] = pj["evicted_capacity"]
     drops["pending_evicted_age"] = pj["evicted_age"]
     drops["late_ids_forgotten"] = pj["late_forgotten"]
-    drops["time_window_evicted"] = m.time_window.evicted
-    drops["resource_samples_evicted"] = m.resources.evicted
-    drops["alert_events_evicted"] = m.alerts.events_evicted
-    dropped_predictions = drops["record_buffer"] + drops["batch_buffer"]
-    est = m.confidence.get()
+    drops["time_window_evicted"] = st.time_window.evicted
+    drops["resource_samples_evicted"] = st.resources.evicted
+    drops["alert_events_evicted"] = st.alerts.events_evicted
+    return drops
+
+
+def _drift_windows(st: MonitorState) -> list[WindowDrift]:
+    """The drift of the 10 newest scored windows."""
+    out: list[WindowDrift] = [
+        {"window_start": w.start, **w.drift}
+        for w in sorted(st.windows.values(), key=lambda w: w.start)
+        if w.drift is not None
+    ]
+    return out[-10:]
+
+
+def _alerts(st: MonitorState) -> AlertStats:
     return {
-        "model": m.name,
-        "version": m.version,
-        "variant": m.variant,
-        "process": m.process_id,
-        "ts": now,
-        "uptime_s": now - m.started,
-        "counts": {
-            "predictions": m.total + dropped_predictions,
-            "recorded": m.total,
-            "errors": m.errors,
-            "by_label": {str(names[i]): int(c) for i, c in enumerate(m._label_totals) if c},
-            "sampled": m.sampled,
-            "buffered": len(m._buf) + sum(len(b[0]) for b in list(m._bbuf)),
-        },
-        "throughput": _throughput(m, now),
-        "latency": {**_latency(sk), "window_s": m.config.stats_window_s},
-        "latency_lifetime": _latency(life),
-        "error_rate": errors / (count + errors) if count + errors else None,
-        "accuracy": {
-            "realized": m.count_window.get(names),
-            "realized_time": m.time_window.get(names),
-            "window_n": m.config.metrics_window_n,
-            "window_s": m.config.metrics_window_s,
-            "estimated": est["estimated_accuracy"],
-            "estimated_n": est["n"],
-            "calibration": m.calibration.get(),
-        },
-        "ground_truth": pj,
-        "drift": rolling_drift(m),
-        "drift_windows": [
-            {"window_start": w.start, **w.drift}
-            for w in sorted(m._windows.values(), key=lambda w: w.start)
-            if w.drift is not None
-        ][-10:],
-        "alerts": {
-            "levels": m.alerts.levels(),
-            "active": m.alerts.active(),
-            "events": [e.to_dict() for e in m.alerts.events[-20:]],
-            "sink_errors": m.alerts.sink_errors,
-        },
-        "health": m.alerts.health(),
-        "drops": drops,
-        "resources": m.resources.latest(),
-        "retention": m.last_retention,
-        "counters": dict(m.counters),
-        "store": m.store.url if m.store is not None else None,
+        "levels": st.alerts.levels(),
+        "active": st.alerts.active(),
+        "events": [e.to_dict() for e in st.alerts.events[-20:]],
+        "sink_errors": st.alerts.sink_errors,
     }

@@ -19,6 +19,7 @@ from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import Reference
 from leanml.monitor.monitor import ModelMonitor
 from leanml.monitor.prometheus import render
+from leanml.monitor.stats import MonitorStats
 from leanml.monitor.store import MonitorStore
 
 __all__ = ["MonitorHub"]
@@ -90,7 +91,7 @@ class MonitorHub:
     def monitors(self) -> list[ModelMonitor]:
         return list(self._monitors.values())
 
-    def stats(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> dict[str, MonitorStats]:
         return {f"{m.name}/{m.variant}": m.stats() for m in self.monitors()}
 
     def prometheus_text(self) -> str:

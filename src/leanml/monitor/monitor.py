@@ -16,45 +16,97 @@ counters and latency sketches, the pending-join table, accuracy/calibration wind
 sampled-detail queue; evaluates alerts; samples resources; writes the store every
 ``store_interval_s``; and applies retention. :meth:`flush` does all of that synchronously;
 :meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread.
+
+Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
+:class:`~leanml.monitor._state.MonitorState` they take as a parameter. The flusher's step is
+``_flush`` (order and schedule), ``_ingest`` (records into windows and sketches), ``_details``
+(sampled detail rows), ``_truth`` (ground-truth join and scoring) and ``_windows`` (closing and
+evicting windows, alerts, store rows); the readers are ``_read``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from leanml._validation import param_error
 from leanml.errors import ConfigError, MonitorError
+from leanml.monitor._flush import step
+from leanml.monitor._read import metric_table
+from leanml.monitor._read import stats as read_stats
+from leanml.monitor._state import MonitorState
 from leanml.monitor.alerts import AlertManager, AlertSink, LogSink
 from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import DriftDetector, Reference
-from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow, _Ring
+from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow
 from leanml.monitor.join import PendingJoin
 from leanml.monitor.metrics import CountWindow, TimeWindow
+from leanml.monitor.prometheus import render
 from leanml.monitor.resources import IdleCollector, ResourceSampler
 from leanml.monitor.sketch import LogSketch
+from leanml.monitor.stats import MonitorStats
 from leanml.monitor.store import PREDICTION_COLUMNS, MonitorStore, default_process_id
-from leanml.monitor.window import Window
 
-__all__ = ["ModelMonitor", "input_hash"]
+__all__ = ["ModelMonitor"]
 
 logger = logging.getLogger("leanml.monitor")
-_QS = (0.5, 0.95, 0.99, 0.999)
-_QNAMES = ("p50", "p95", "p99", "p999")
+_T = TypeVar("_T")
+
+
+class _FromState(Generic[_T]):
+    """A public attribute of ModelMonitor that lives on its :class:`MonitorState`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
+
+    def __get__(self, monitor: ModelMonitor | None, owner: type | None = None) -> _T:
+        if monitor is None:  # looked up on the class: there is no value
+            raise AttributeError(self.attr)
+        return getattr(monitor.state, self.attr)
+
+    def __set__(self, monitor: ModelMonitor, value: _T) -> None:
+        setattr(monitor.state, self.attr, value)
 
 
 class ModelMonitor:
-    """Monitoring of one model variant in one process (see module docstring)."""
+    """Monitoring of one model variant in one process (see module docstring).
+
+    The flusher and the readers work on :attr:`state` (a
+    :class:`~leanml.monitor._state.MonitorState`); the public attributes below read and write
+    it. The record calls keep direct references to its intake buffers (no extra lookup).
+    """
+
+    config = _FromState[MonitorConfig]()
+    store = _FromState[MonitorStore | None]()
+    process_id = _FromState[str]()
+    drift_detector = _FromState[DriftDetector | None]()
+    analyzer = _FromState[Callable[[str], Sequence[str]] | None]()
+    vocabulary = _FromState[Mapping[str, Any] | None]()
+    #: with ``pending_join=False``: how many predictions the caller's table holds unlabeled
+    pending_count = _FromState[Callable[[], int] | None]()
+    alerts = _FromState[AlertManager]()
+    total = _FromState[int]()
+    errors = _FromState[int]()
+    sampled = _FromState[int]()
+    drops = _FromState[dict[str, int]]()
+    counters = _FromState[dict[str, int]]()
+    pending = _FromState[PendingJoin]()
+    count_window = _FromState[CountWindow]()
+    time_window = _FromState[TimeWindow]()
+    confidence = _FromState[ConfidenceWindow]()
+    calibration = _FromState[CalibrationWindow]()
+    resources = _FromState[ResourceSampler]()
+    gc = _FromState[IdleCollector | None]()
+    last_retention = _FromState[dict[str, Any] | None]()
+    started = _FromState[float]()
 
     def __init__(
         self,
@@ -78,114 +130,52 @@ class ModelMonitor:
         if not isinstance(cfg, MonitorConfig):
             raise param_error("config", "ModelMonitor", "a MonitorConfig", config)
         self.name, self.version, self.variant = name, version, variant
-        self.config = cfg
         self._clock = clock
         self._owns_store = isinstance(store, str)
-        self.store = MonitorStore(store, process_id=process_id) if isinstance(store, str) else store
-        self.process_id = (
-            self.store.process_id if self.store else process_id or default_process_id()
-        )
-        self.drift_detector = DriftDetector(reference) if reference is not None else None
-        self.analyzer, self.vocabulary = analyzer, vocabulary
-        #: with ``pending_join=False``: how many predictions the caller's table holds unlabeled
-        self.pending_count: Callable[[], int] | None = None
-        self.alerts = AlertManager(
-            cfg.alert_rules,
-            [LogSink()] if sinks is None else sinks,
-            model=name,
+        own = MonitorStore(store, process_id=process_id) if isinstance(store, str) else store
+        self.state = MonitorState(
+            name=name,
+            version=version,
             variant=variant,
-            max_events=cfg.max_events,
+            process_id=own.process_id if own else process_id or default_process_id(),
+            config=cfg,
+            clock=clock,
+            store=own,
+            alerts=AlertManager(
+                cfg.alert_rules,
+                [LogSink()] if sinks is None else sinks,
+                model=name,
+                variant=variant,
+                max_events=cfg.max_events,
+            ),
+            drift_detector=DriftDetector(reference) if reference is not None else None,
+            analyzer=analyzer,
+            vocabulary=vocabulary,
         )
-        self._init_state()
+        self._bind_intake(cfg)
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
         if start:
             self.start()
 
-    def _init_state(self) -> None:
-        """Buffers, counters, windows and threads of this process (fresh after a fork)."""
-        cfg = self.config
-        clock = self._clock
-        # hot-path state: bound methods and bounds read on every call
-        self._buf: deque[tuple] = deque()
-        self._append = self._buf.append
-        self._cap = cfg.buffer_size
-        self._bbuf: deque[tuple] = deque()
-        self._bappend = self._bbuf.append
-        self._bcap = cfg.batch_buffer_size
-        self._gt: deque[tuple] = deque()
-        self._gtappend = self._gt.append
-        self._gtcap = cfg.ground_truth_buffer_size
-        self._err: deque[tuple[float, int]] = deque()
-        self._drop_lock = threading.Lock()
-        self.drops = {
-            "record_buffer": 0,
-            "batch_buffer": 0,
-            "ground_truth_buffer": 0,
-            "error_buffer": 0,
-            "detail_buffer": 0,
-            "windows_evicted": 0,
-            "store_rows": 0,
-            "labels_overflow": 0,
-            "resource_rows": 0,
-            "alert_rows": 0,
-            "labels_buffer": 0,
-            "forward_buffer": 0,
-        }
-        # flusher-owned state
-        self._lock = threading.RLock()
-        self._io_lock = threading.Lock()
-        self._labels: list[Any] = []
-        self._label_index: dict[Any, int] = {}
-        self._label_totals = np.zeros(0, dtype=np.int64)
-        self.total = 0
-        self.errors = 0
-        self.sampled = 0
-        self._windows: dict[float, Window] = {}
-        self._retired = LogSketch(cfg.relative_accuracy)
-        self._seconds: dict[int, int] = {}
-        self.pending = (
-            PendingJoin(cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
-            if cfg.pending_join
-            else PendingJoin(1, cfg.pending_max_age_s, 0)  # counters only: record_joined
+    def _bind_intake(self, cfg: MonitorConfig) -> None:
+        """Hot-path references: the state's buffers, their bound appends and bounds."""
+        st = self.state
+        self._buf = st.buf
+        self._append = st.buf.append
+        self._bbuf = st.bbuf
+        self._bappend = st.bbuf.append
+        self._gt = st.gt
+        self._gtappend = st.gt.append
+        self._err = st.err
+        self._cap, self._bcap, self._gtcap = (
+            cfg.buffer_size,
+            cfg.batch_buffer_size,
+            cfg.ground_truth_buffer_size,
         )
-        self.count_window = CountWindow(cfg.metrics_window_n)
-        self.time_window = TimeWindow(cfg.metrics_window_s)
-        self.confidence = ConfidenceWindow(cfg.recent_window_n)
-        self.calibration = CalibrationWindow(cfg.recent_window_n, cfg.calibration_tolerance)
-        self._recent_labels = _Ring(cfg.recent_window_n, np.int32)
-        self._recent_lengths = _Ring(cfg.recent_window_n, np.float64)
-        self._recent_oov = _Ring(cfg.recent_window_n, np.float64)
-        self._details: deque[tuple] = deque()  # rows in store.PREDICTION_COLUMNS order
-        self._label_rows: deque[dict[str, Any]] = deque()
-        self._forward_rows: deque[dict[str, Any]] = deque()
-        self._alert_rows: list[dict[str, Any]] = []
-        self._resource_rows: list[dict[str, Any]] = []
-        self.resources = ResourceSampler(
-            cfg.resource_history, disk_usage=self.store.disk_usage if self.store else None
-        )
-        self.gc = IdleCollector(cfg.gc_idle_s) if cfg.gc_idle_collect else None
-        self._drift_cache: dict[str, Any] = {}
-        self.last_retention: dict[str, Any] | None = None
-        self.counters = {
-            "flushes": 0,
-            "flusher_errors": 0,
-            "store_writes": 0,
-            "store_errors": 0,
-            "invalid_batches": 0,
-            "retention_runs": 0,
-        }
-        now = clock()
-        self.started = now
-        self._due = {
-            "alerts": now,
-            "store": now + cfg.store_interval_s,
-            "resources": now,
-            "retention": now + cfg.retention_interval_s,
-        }
-        self._closed = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ hot path
     def record(
@@ -303,8 +293,9 @@ class ModelMonitor:
     def _drop(self, which: str, n: int) -> None:
         if self._closed:
             raise MonitorError(f"monitor {self.name!r} is closed")
-        with self._drop_lock:
-            self.drops[which] += n
+        st = self.state
+        with st.drop_lock:
+            st.drops[which] += n
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -353,7 +344,7 @@ class ModelMonitor:
 
     def configure(self, **changes: Any) -> MonitorConfig:
         """Change settings at run time (validated; takes effect at the next call / step)."""
-        with self._lock:
+        with self.state.lock:
             cfg = replace(self.config, **changes)
             old = self.config
             if cfg.pending_join != old.pending_join:
@@ -363,79 +354,40 @@ class ModelMonitor:
                     "relative_accuracy cannot change at run time (sketches of different "
                     f"accuracy do not merge), got {cfg.relative_accuracy!r}"
                 )
-            self.config = cfg
+            self.state.reconfigure(cfg)
             self._cap, self._bcap, self._gtcap = (
                 cfg.buffer_size,
                 cfg.batch_buffer_size,
                 cfg.ground_truth_buffer_size,
             )
-            if cfg.pending_join and (
-                cfg.pending_max_entries,
-                cfg.pending_max_age_s,
-                cfg.late_memory,
-            ) != (
-                old.pending_max_entries,
-                old.pending_max_age_s,
-                old.late_memory,
-            ):
-                self.pending.resize(cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
-            if cfg.metrics_window_n != old.metrics_window_n:
-                self.count_window = CountWindow(cfg.metrics_window_n)
-            self.time_window.seconds = cfg.metrics_window_s
-            if cfg.recent_window_n != old.recent_window_n:
-                self.confidence = ConfidenceWindow(cfg.recent_window_n)
-                self.calibration = CalibrationWindow(cfg.recent_window_n, cfg.calibration_tolerance)
-                self._recent_labels = _Ring(cfg.recent_window_n, np.int32)
-                self._recent_lengths = _Ring(cfg.recent_window_n, np.float64)
-                self._recent_oov = _Ring(cfg.recent_window_n, np.float64)
-            self.calibration.tolerance = cfg.calibration_tolerance
-            self.alerts.set_rules(cfg.alert_rules)
-            self.alerts.max_events = cfg.max_events
-            self.resources.samples = deque(self.resources.samples, maxlen=cfg.resource_history)
             return cfg
 
     def set_reference(self, reference: Reference | Mapping[str, Any] | None) -> None:
-        with self._lock:
+        with self.state.lock:
             self.drift_detector = DriftDetector(reference) if reference is not None else None
 
     # ------------------------------------------------------------------ flusher
     def _step(self, force: bool) -> bool:
-        from leanml.monitor import _flush
-
-        return _flush.step(self, force)
+        return step(self.state, force)
 
     # ------------------------------------------------------------------ reading
     def label_of(self, index: int) -> Any:
-        return self._labels[index]
-
-    def _stats_windows(self, now: float) -> list[Window]:
-        lo = now - self.config.stats_window_s
-        return [w for w in self._windows.values() if w.start + w.width > lo]
+        return self.state.labels[index]
 
     def latency_sketch(self, since: float | None = None) -> LogSketch:
         """A merged copy of the in-memory window sketches (all of them plus retired if no since)."""
-        with self._lock:
-            out = LogSketch(self.config.relative_accuracy)
-            if since is None:
-                out.merge(self._retired)
-            for w in self._windows.values():
-                if since is None or w.start + w.width > since:
-                    out.merge(w.sketch)
-            return out
+        with self.state.lock:
+            return self.state.latency_sketch(since)
 
     def metrics(self) -> dict[str, tuple[float | None, int]]:
         """Flat metric table (name -> (value, sample size)) that alert rules read."""
-        from leanml.monitor import _read
+        with self.state.lock:
+            return metric_table(self.state, self._clock())
 
-        with self._lock:
-            return _read.metric_table(self, self._clock())
-
-    def stats(self) -> dict[str, Any]:
-        """Everything a dashboard or the serving layer reads, as a plain dict."""
-        from leanml.monitor import _read
-
-        with self._lock:
-            return _read.stats(self, self._clock())
+    def stats(self) -> MonitorStats:
+        """Everything a dashboard or the serving layer reads, as a plain (typed) dict."""
+        with self.state.lock:
+            return read_stats(self.state, self._clock())
 
     snapshot = stats
 
@@ -443,14 +395,12 @@ class ModelMonitor:
         return self.alerts.health()
 
     def prometheus_text(self) -> str:
-        from leanml.monitor.prometheus import render
-
         return render([self])
 
     def sampled_records(self) -> list[dict[str, Any]]:
         """Sampled detail records not yet written (all of them when there is no store)."""
-        with self._lock:
-            return [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self._details]
+        with self.state.lock:
+            return [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self.state.details]
 
 
 def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
@@ -460,24 +410,10 @@ def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
     if m is None or m._closed:
         return
     running = m._thread is not None
-    m.process_id = m.store.process_id if m.store is not None else default_process_id()
-    m._init_state()
+    store = m.state.store
+    m.state = m.state.fresh(store.process_id if store is not None else default_process_id())
+    m._bind_intake(m.config)
+    m._stop = threading.Event()
+    m._thread = None
     if running:
         m.start()
-
-
-#: hashlib releases the GIL while hashing 2048 bytes or more: on the flusher thread that means
-#: handing the GIL to the event loop and back per long text, so it is fed in smaller pieces
-_HASH_PIECE = 2047
-
-
-def input_hash(text: str) -> str:
-    """SHA-256 (hex) of ``text`` in UTF-8."""
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= _HASH_PIECE:
-        return hashlib.sha256(data).hexdigest()
-    view = memoryview(data)
-    h = hashlib.sha256()
-    for i in range(0, len(data), _HASH_PIECE):
-        h.update(view[i : i + _HASH_PIECE])
-    return h.hexdigest()

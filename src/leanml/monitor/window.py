@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml.monitor.drift import DriftScores
 from leanml.monitor.estimate import _Ring
 from leanml.monitor.sketch import LogSketch
 
@@ -54,7 +55,7 @@ class Window:
         self.conf = _Ring(sample_n, np.float64)
         self.lengths = _Ring(sample_n, np.float64)
         self.oov = _Ring(sample_n, np.float64)
-        self.drift: dict[str, Any] | None = None
+        self.drift: DriftScores | None = None
         self.dirty = True
 
     def add(self, labels: np.ndarray, conf: np.ndarray, lat: np.ndarray, k: int) -> None:

@@ -4,7 +4,7 @@ The wrapper delegates every attribute to the estimator; ``predict`` and ``predic
 timed with ``perf_counter`` and recorded in the monitor (labels and top-class confidences from
 :func:`leanml._predict.predict_with_confidence`, so ``predict`` costs one ``predict_proba``; each
 prediction of a batch is recorded with the batch latency divided by its size). Prediction ids come
-from an :class:`~leanml.monitor.ids.IdGenerator`; :meth:`MonitoredEstimator.predict_with_ids`
+from an :class:`~leanml.monitor.IdGenerator`; :meth:`MonitoredEstimator.predict_with_ids`
 returns them (thread-safe), and ``last_prediction_ids`` holds those of the last call (per thread).
 Exceptions are counted as errors and re-raised.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from leanml._ids import IdGenerator
 from leanml._predict import predict_with_confidence
-from leanml.monitor.ids import IdGenerator
 from leanml.monitor.monitor import ModelMonitor
 
 __all__ = ["MonitoredEstimator", "monitored"]

@@ -3,7 +3,9 @@
 Core (no web imports): :class:`ModelHandle` (model + cache + batcher + monitors + id space),
 :class:`PredictionCache`, :class:`MicroBatcher`, :class:`FeedbackLog`, :class:`Service`.
 Adapter: :func:`create_app` (a raw ASGI fast path in front of a FastAPI app with the OpenAPI
-docs, admin, the Open Inference Protocol, /metrics and /health); :func:`run` starts uvicorn.
+docs, admin, the Open Inference Protocol, /metrics and /health; both answer predict and feedback
+through :mod:`leanml.serving.answers`); :func:`run` starts uvicorn. This package never imports
+the dashboard: :mod:`leanml.app` mounts it (``leanml serve`` runs :func:`leanml.app.run`).
 """
 
 from __future__ import annotations

@@ -74,9 +74,11 @@ def use_fast_answer(answer: FastAnswer | None) -> None:
 
 def _ask(scope: Any, body: bytes) -> bytes | None:
     """The registered fast answer, or None (also when it fails: the app then answers)."""
-    assert _fast is not None
+    fast = _fast
+    if fast is None:
+        return None
     try:
-        return _fast(scope, body)
+        return fast(scope, body)
     except Exception:  # never lose the request: the app answers it (and reports the error)
         log.exception("fast cache answer failed; the app answers instead")
         return None

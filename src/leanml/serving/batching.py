@@ -24,7 +24,8 @@ The predict runs inline on the event-loop thread: scikit-learn text models are G
 thread hop would add latency (~50 us) and buy no parallelism within one worker process.
 
 Exposed figures (:meth:`MicroBatcher.stats`): batches, items, a batch-size histogram and a
-queue-wait histogram (seconds from submit to the start of its batch's predict).
+queue-wait histogram (seconds from submit to the start of its batch's predict) with its bucket
+bounds (``wait_buckets``), so readers such as the dashboard need no serving constant.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ class MicroBatcher:
             "queue_wait_max_s": self.wait_max,
             "size_buckets": list(zip(SIZE_BUCKETS, self.size_counts, strict=False)),
             "size_counts": list(self.size_counts),
+            "wait_buckets": list(WAIT_BUCKETS),  # upper bounds (s) of wait_counts[:-1]
             "wait_counts": list(self.wait_counts),
             "wait_sum_s": self.wait_sum,
         }

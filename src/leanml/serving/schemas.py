@@ -17,6 +17,8 @@ __all__ = [
     "ErrorBody",
     "FeedbackItem",
     "FeedbackRequest",
+    "FeedbackResponse",
+    "FeedbackStatus",
     "Prediction",
     "PredictRequest",
     "PredictResponse",
@@ -84,6 +86,26 @@ class FeedbackRequest(BaseModel):
     id: str | None = None
     label: str | None = None
     items: list[FeedbackItem] | None = None
+
+
+class FeedbackStatus(BaseModel):
+    id: str
+    status: str = Field(
+        description="joined, duplicate or stored; never_seen, expired or evicted (404)."
+    )
+    reason: str | None = None
+
+
+class FeedbackResponse(BaseModel):
+    """``{id, label}`` is answered with ``id``/``status``/``reason`` at the top level,
+    ``{items}`` with ``items``; a 404 adds ``error``, ``detail`` and ``field``."""
+
+    model: str
+    accepted: int = Field(description="How many labels were stored.")
+    id: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    items: list[FeedbackStatus] | None = None
 
 
 class VariantRequest(BaseModel):

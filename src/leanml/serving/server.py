@@ -1,6 +1,8 @@
 """Run the service under uvicorn (httptools + uvloop when installed), one or several workers.
 
-Workers are separate processes (uvicorn's supervisor); each builds its own app from the spec
+Workers are separate processes (uvicorn's supervisor); each imports the app factory named by
+``run(factory=...)`` (default :func:`app_from_env`, the service alone; ``leanml serve`` passes
+:func:`leanml.app.app_from_env`, which mounts the dashboard), builds its own app from the spec
 passed in ``LEANML_SERVE_SPEC`` (JSON), loads the models, and shares the monitor store and the
 registry with the others. SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests,
 then the lifespan shutdown flushes feedback and monitors (see :class:`Service`).
@@ -18,13 +20,15 @@ from typing import Any
 from leanml.config import Settings
 from leanml.errors import ConfigError
 from leanml.monitor import MonitorConfig
-from leanml.serving.app import create_app
+from leanml.serving.app import ServeApp, create_app
 from leanml.serving.config import ServingConfig, read_config_file
 from leanml.serving.service import serving_monitor_defaults
 
-__all__ = ["app_from_env", "build", "run"]
+__all__ = ["FACTORY", "SPEC_ENV", "app_from_env", "app_from_spec", "build", "run"]
 
 SPEC_ENV = "LEANML_SERVE_SPEC"
+#: The uvicorn factory of the service alone, as workers import it.
+FACTORY = "leanml.serving.server:app_from_env"
 
 
 def build(
@@ -63,19 +67,22 @@ def _raw_tables(path: str | os.PathLike[str]) -> set[str]:
     return set(tomllib.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def app_from_env() -> Any:
-    """uvicorn factory: the app described by ``$LEANML_SERVE_SPEC``, with the live dashboard
-    mounted at ``/dashboard`` (its variant switch uses the service's admin token)."""
-    from leanml.dashboard import with_dashboard
-
-    spec = json.loads(os.environ.get(SPEC_ENV, "{}"))
+def app_from_spec(spec: dict[str, Any]) -> ServeApp:
+    """The service's ASGI app for a spec (:func:`build`'s keywords), with the protocol's
+    cache-hit answer registered when the protocol is importable."""
     settings, config, monitor = build(**spec)
     app = create_app(settings, config, monitor)
     with contextlib.suppress(ImportError):  # uvicorn internals may move: then no fast path
         from leanml.serving import _protocol
 
         _protocol.use_fast_answer(app.answer_cached)
-    return with_dashboard(app)
+    return app
+
+
+def app_from_env() -> ServeApp:
+    """uvicorn factory: the app described by ``$LEANML_SERVE_SPEC`` (no dashboard: see
+    :func:`leanml.app.app_from_env`)."""
+    return app_from_spec(json.loads(os.environ.get(SPEC_ENV, "{}")))
 
 
 def _http_protocol() -> str:
@@ -99,8 +106,11 @@ def run(
     store_url: str | None = None,
     serving: dict[str, Any] | None = None,
     log_level: str = "info",
+    factory: str = FACTORY,
 ) -> None:
-    import uvicorn
+    """Serve with uvicorn; ``factory`` is the ``module:function`` each worker imports to build
+    its app from ``$LEANML_SERVE_SPEC``."""
+    import uvicorn  # only when serving: keeps uvicorn off the library import path
 
     spec: dict[str, Any] = {
         "config_file": config_file,
@@ -111,7 +121,7 @@ def run(
     build(**spec)  # fail fast on bad settings, before any worker starts
     os.environ[SPEC_ENV] = json.dumps(spec)
     uvicorn.run(
-        "leanml.serving.server:app_from_env",
+        factory,
         factory=True,
         host=host,
         port=port,

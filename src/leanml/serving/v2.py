@@ -57,24 +57,51 @@ def encode_bytes_tensor(values: list[str]) -> bytes:
 
 
 def router(service: Any) -> APIRouter:
+    """The ``/v2`` routes over ``service`` (its ``handles``, ``ready`` and ``config``)."""
     r = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"])
+    _add_server_routes(r, service)
+    _add_model_routes(r, service)
+    _add_infer_routes(r, service)
+    return r
 
-    def err(status: int, message: str) -> Response:
-        return Response(
-            dumps({"error": message}), status_code=status, media_type="application/json"
+
+def _err(status: int, message: str) -> Response:
+    return Response(dumps({"error": message}), status_code=status, media_type="application/json")
+
+
+def _resolve(service: Any, name: str, version: str | None) -> Any:
+    """The handle serving ``name`` (at ``version`` when given), else BadRequest 404."""
+    h = service.handles.get(name)
+    if h is None or h.state is None:
+        raise BadRequest(404, "model_name", f"unknown model {name!r}")
+    if version not in (None, "", str(h.state.version)):
+        raise BadRequest(
+            404,
+            "model_version",
+            f"model {name!r} serves version {h.state.version}, not {version}",
         )
+    return h
 
-    def handle(name: str, version: str | None) -> Any:
-        h = service.handles.get(name)
-        if h is None or h.state is None:
-            raise BadRequest(404, "model_name", f"unknown model {name!r}")
-        if version not in (None, "", str(h.state.version)):
-            raise BadRequest(
-                404,
-                "model_version",
-                f"model {name!r} serves version {h.state.version}, not {version}",
-            )
-        return h
+
+def _metadata(h: Any) -> dict[str, Any]:
+    st = h.state
+    return {
+        "name": h.name,
+        "versions": [str(st.version)],
+        "platform": "sklearn",
+        "parameters": {"variant": st.variant},
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "confidence", "datatype": "FP32", "shape": [-1]},
+            {"name": "id", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(st.classes)]},
+        ],
+    }
+
+
+def _add_server_routes(r: APIRouter, service: Any) -> None:
+    """``GET /v2``, ``/v2/health/live`` and ``/v2/health/ready``."""
 
     @r.get("")
     async def server_metadata() -> Response:
@@ -91,35 +118,27 @@ def router(service: Any) -> APIRouter:
     async def ready() -> Response:
         return Response(b"", status_code=200 if service.ready else 503)
 
-    def metadata(h: Any) -> dict[str, Any]:
-        st = h.state
-        return {
-            "name": h.name,
-            "versions": [str(st.version)],
-            "platform": "sklearn",
-            "parameters": {"variant": st.variant},
-            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "confidence", "datatype": "FP32", "shape": [-1]},
-                {"name": "id", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(st.classes)]},
-            ],
-        }
+
+def _add_model_routes(r: APIRouter, service: Any) -> None:
+    """Model metadata and readiness, with or without ``/versions/{version}``."""
 
     @r.get("/models/{name}")
     async def model_metadata(name: str) -> Response:
         try:
-            return Response(dumps(metadata(handle(name, None))), media_type="application/json")
+            return Response(
+                dumps(_metadata(_resolve(service, name, None))), media_type="application/json"
+            )
         except BadRequest as e:
-            return err(e.status, e.message)
+            return _err(e.status, e.message)
 
     @r.get("/models/{name}/versions/{version}")
     async def model_version_metadata(name: str, version: str) -> Response:
         try:
-            return Response(dumps(metadata(handle(name, version))), media_type="application/json")
+            return Response(
+                dumps(_metadata(_resolve(service, name, version))), media_type="application/json"
+            )
         except BadRequest as e:
-            return err(e.status, e.message)
+            return _err(e.status, e.message)
 
     @r.get("/models/{name}/ready")
     async def model_ready(name: str) -> Response:
@@ -129,88 +148,111 @@ def router(service: Any) -> APIRouter:
     @r.get("/models/{name}/versions/{version}/ready")
     async def model_version_ready(name: str, version: str) -> Response:
         try:
-            handle(name, version)
+            _resolve(service, name, version)
         except BadRequest as e:
             return Response(b"", status_code=e.status)
         return Response(b"", status_code=200 if service.ready else 400)
 
+
+def _add_infer_routes(r: APIRouter, service: Any) -> None:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+
     @r.post("/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
-        return await _infer(name, None, request)
+        return await _infer(service, name, None, request)
 
     @r.post("/models/{name}/versions/{version}/infer")
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(name, version, request)
+        return await _infer(service, name, version, request)
 
-    async def _infer(name: str, version: str | None, request: Request) -> Response:
-        t0 = time.perf_counter()
+
+async def _infer(service: Any, name: str, version: str | None, request: Request) -> Response:
+    t0 = time.perf_counter()
+    try:
+        h = _resolve(service, name, version)
+        req, binary = _read_request(await request.body(), request.headers.get(HEADER))
+        texts = _texts(req, binary, service.config.max_inputs, service.config.max_text_chars)
+        wanted, binary_out = _outputs(req)
+        state, preds = await h.predict(texts, "probabilities" in wanted, t0)
+    except BadRequest as e:
+        return _err(e.status, e.message)
+    outputs, blobs = _encode_outputs(_output_values(state, preds, wanted), wanted, binary_out)
+    body: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(state.version),
+        "outputs": outputs,
+        "parameters": {"variant": state.variant},
+    }
+    if "id" in req and isinstance(req["id"], str):
+        body["id"] = req["id"]
+    head_bytes = dumps(body)
+    if blobs:
+        return Response(
+            head_bytes + b"".join(blobs),
+            media_type="application/octet-stream",
+            headers={HEADER: str(len(head_bytes))},
+        )
+    return Response(head_bytes, media_type="application/json")
+
+
+def _read_request(raw: bytes, header_length: str | None) -> tuple[Any, bytes]:
+    """(the JSON inference request, the binary tensor data after it)."""
+    if header_length is not None:
         try:
-            h = handle(name, version)
-            raw = await request.body()
-            hlen = request.headers.get(HEADER)
-            if hlen is not None:
-                try:
-                    k = int(hlen)
-                except ValueError:
-                    raise BadRequest(400, HEADER, f"invalid {HEADER} header") from None
-                head, binary = raw[:k], raw[k:]
-            else:
-                head, binary = raw, b""
-            try:
-                req = orjson.loads(head)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
-            texts = _texts(req, binary, service.config.max_inputs, service.config.max_text_chars)
-            wanted, binary_out = _outputs(req)
-            state, preds = await h.predict(texts, "probabilities" in wanted, t0)
-        except BadRequest as e:
-            return err(e.status, e.message)
-        n = len(preds)
-        values: dict[str, tuple[str, list[int], Any]] = {
-            "label": ("BYTES", [n], [str(p["label"]) for p in preds]),
-            "confidence": ("FP32", [n], [p["confidence"] for p in preds]),
-            "id": ("BYTES", [n], [p["id"] for p in preds]),
-        }
-        if "probabilities" in wanted:
-            k = len(state.classes)
-            rows = [[p["probabilities"][c] for c in state.classes] for p in preds]
-            values["probabilities"] = ("FP32", [n, k], rows)
-        outputs = []
-        blobs: list[bytes] = []
-        for out_name in wanted:
-            dtype, shape, data = values[out_name]
-            entry: dict[str, Any] = {"name": out_name, "datatype": dtype, "shape": shape}
-            if binary_out.get(out_name):
-                blob = (
-                    encode_bytes_tensor(data)
-                    if dtype == "BYTES"
-                    else np.asarray(data, dtype="<f4").tobytes()
-                )
-                entry["parameters"] = {"binary_data_size": len(blob)}
-                blobs.append(blob)
-            else:
-                entry["data"] = (
-                    np.asarray(data, dtype=np.float32).ravel().tolist() if dtype == "FP32" else data
-                )
-            outputs.append(entry)
-        body: dict[str, Any] = {
-            "model_name": name,
-            "model_version": str(state.version),
-            "outputs": outputs,
-            "parameters": {"variant": state.variant},
-        }
-        if "id" in req and isinstance(req["id"], str):
-            body["id"] = req["id"]
-        head_bytes = dumps(body)
-        if blobs:
-            return Response(
-                head_bytes + b"".join(blobs),
-                media_type="application/octet-stream",
-                headers={HEADER: str(len(head_bytes))},
-            )
-        return Response(head_bytes, media_type="application/json")
+            k = int(header_length)
+        except ValueError:
+            raise BadRequest(400, HEADER, f"invalid {HEADER} header") from None
+        head, binary = raw[:k], raw[k:]
+    else:
+        head, binary = raw, b""
+    try:
+        return orjson.loads(head), binary
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(400, "body", f"malformed JSON: {exc}") from None
 
-    return r
+
+def _output_values(
+    state: Any, preds: list[dict[str, Any]], wanted: list[str]
+) -> dict[str, tuple[str, list[int], Any]]:
+    """Per output name: (datatype, shape, values)."""
+    n = len(preds)
+    values: dict[str, tuple[str, list[int], Any]] = {
+        "label": ("BYTES", [n], [str(p["label"]) for p in preds]),
+        "confidence": ("FP32", [n], [p["confidence"] for p in preds]),
+        "id": ("BYTES", [n], [p["id"] for p in preds]),
+    }
+    if "probabilities" in wanted:
+        k = len(state.classes)
+        rows = [[p["probabilities"][c] for c in state.classes] for p in preds]
+        values["probabilities"] = ("FP32", [n, k], rows)
+    return values
+
+
+def _encode_outputs(
+    values: dict[str, tuple[str, list[int], Any]],
+    wanted: list[str],
+    binary_out: dict[str, bool],
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The output tensors of the answer, as JSON data or binary blobs (in ``wanted`` order)."""
+    outputs = []
+    blobs: list[bytes] = []
+    for out_name in wanted:
+        dtype, shape, data = values[out_name]
+        entry: dict[str, Any] = {"name": out_name, "datatype": dtype, "shape": shape}
+        if binary_out.get(out_name):
+            blob = (
+                encode_bytes_tensor(data)
+                if dtype == "BYTES"
+                else np.asarray(data, dtype="<f4").tobytes()
+            )
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = (
+                np.asarray(data, dtype=np.float32).ravel().tolist() if dtype == "FP32" else data
+            )
+        outputs.append(entry)
+    return outputs, blobs
 
 
 def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str]:

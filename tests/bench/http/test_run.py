@@ -1,4 +1,4 @@
-"""leanml bench http against a real leanml serve on loopback (small, bounded loads)."""
+"""run_bench (leanml bench http) against a real leanml serve on loopback (small, bounded loads)."""
 
 from __future__ import annotations
 

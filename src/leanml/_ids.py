@@ -1,4 +1,6 @@
-"""Prediction ids and the deterministic sampling decision.
+"""Prediction ids, the deterministic sampling decision and the input hash (ground floor).
+
+Below the monitor so that serving can issue ids and hash inputs without importing it.
 
 :class:`IdGenerator` makes ids ``<prefix>-<counter in hex>`` where the prefix is random per
 generator (per process by default): unique across processes without coordination, and cheap
@@ -9,10 +11,14 @@ Sampling is deterministic in the id: :func:`sample_hash` maps an id to 32 bits (
 UTF-8 form for strings, the value itself for ints, then the murmur3 finalizer so consecutive ids
 spread evenly), and an id is sampled at rate ``r`` when ``hash < r * 2**32``. Any process can
 therefore tell whether an id was sampled, and raising the rate keeps every id sampled before.
+
+:func:`input_hash` is the SHA-256 (hex) of a text in UTF-8: what the store keeps of an input when
+it does not keep the text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import secrets
 import zlib
@@ -21,7 +27,7 @@ from typing import cast
 
 import numpy as np
 
-__all__ = ["IdGenerator", "is_sampled", "sample_hash", "sample_hashes"]
+__all__ = ["IdGenerator", "input_hash", "is_sampled", "sample_hash", "sample_hashes"]
 
 _M = 0xFFFFFFFF
 _C1, _C2 = 0x85EBCA6B, 0xC2B2AE35  # murmur3's 32-bit finalizer (sample_hash: the same, per id)
@@ -91,3 +97,20 @@ class IdGenerator:
         fmt = self._fmt
         c = self._count
         return [fmt(next(c)) for _ in range(n)]
+
+
+#: hashlib releases the GIL while hashing 2048 bytes or more: on the flusher thread that means
+#: handing the GIL to the event loop and back per long text, so it is fed in smaller pieces
+_HASH_PIECE = 2047
+
+
+def input_hash(text: str) -> str:
+    """SHA-256 (hex) of ``text`` in UTF-8."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= _HASH_PIECE:
+        return hashlib.sha256(data).hexdigest()
+    view = memoryview(data)
+    h = hashlib.sha256()
+    for i in range(0, len(data), _HASH_PIECE):
+        h.update(view[i : i + _HASH_PIECE])
+    return h.hexdigest()

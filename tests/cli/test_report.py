@@ -1,20 +1,11 @@
-"""The public surface of leanml.dashboard and the report command's argument parsing."""
+"""``leanml report``'s argument parsing (the report itself: tests/dashboard/test_report.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-import leanml.dashboard as dashboard
 from leanml.cli.report import parse_duration, parse_size
 from leanml.errors import ParameterError
-
-
-def test_public_names_match_all():
-    public = {n for n in vars(dashboard) if not n.startswith("_")}
-    modules = {"charts", "data", "insights", "report", "service", "suggest", "web", "annotations"}
-    assert public - modules == set(dashboard.__all__)
-    for name in dashboard.__all__:
-        assert getattr(dashboard, name) is not None
 
 
 @pytest.mark.parametrize(
@@ -35,3 +26,19 @@ def test_parse_size():
     assert parse_size("500 mb") == 500_000_000 and parse_size("1024") == 1024
     with pytest.raises(ParameterError, match="store_budget"):
         parse_size("lots")
+
+
+def test_until_before_since_is_a_parameter_error(tmp_path, capsys):
+    from leanml.cli import main
+
+    store = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["report", "--since", "1h", "--until", "2h", "--store", store]) == 2
+    assert "'until' parameter of leanml report must be after --since" in capsys.readouterr().err
+
+
+def test_missing_sqlite_store_is_reported_not_created(tmp_path, capsys):
+    from leanml.cli import main
+
+    db = tmp_path / "typo.db"
+    assert main(["report", "--store", f"sqlite:///{db}", "--out", str(tmp_path / "r")]) == 1
+    assert "no monitor store at" in capsys.readouterr().err and not db.exists()

@@ -5,7 +5,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from leanml.monitor.demo import monitoring_demo
+from leanml.demo import monitoring_demo
 
 
 def test_monitoring_demo_counts_every_label() -> None:

@@ -1,11 +1,16 @@
-"""Compress a *registered* model and register its compact variant with the guard's verdict.
+"""Workflows that tie the model store, the data and compression together.
 
-Shared by ``leanml compress`` and ``leanml demo``. The original (latest version unless pinned)
-is compressed against the validation split of its task's dataset. When the guard passes, the
-compact model is registered; when it rejects every candidate, the smallest scored candidate is
-registered with ``guard.passed = false`` so that the registry serves the original and says why;
-when none could be scored, a stale compact variant of that version is removed. The compact
-variant gets its own drift reference (its confidences on the validation split).
+This layer sits above :mod:`leanml.compress` (which never loads a dataset, trains or touches
+the registry) and below the faces (``leanml compress``, ``leanml demo``) that share it.
+
+:func:`compress_registered` compresses a *registered* model and registers its compact variant
+with the guard's verdict. The original (latest version unless pinned) is compressed against
+the validation split of its task's dataset. When the guard passes, the compact model is
+registered; when it rejects every candidate, the smallest scored candidate is registered with
+``guard.passed = false`` so that the registry serves the original and says why; when none could
+be scored, a stale compact variant of that version is removed. The compact variant gets its own
+drift reference (its confidences on the validation split). :func:`peer_sizes` measures pickle
+and joblib dumps beside ours (written only, never loaded).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from leanml.compress.quantizer import ModelQuantizer
 from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
 from leanml.errors import ParameterError
@@ -48,8 +54,6 @@ def compress_registered(
 ) -> dict[str, Any]:
     """Compress ``name`` behind the guard (``options`` go to ``ModelQuantizer.compress``) and
     return one row of figures: sizes, accuracy, agreement, latencies, recipe, fallback reason."""
-    from leanml.compress.quantizer import ModelQuantizer
-
     loaded = registry.load(name, version=version, variant="original")
     manifest = loaded.manifest
     dataset = dataset or load_dataset(manifest.task, settings=settings)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from leanml.monitor.ids import IdGenerator, is_sampled, sample_hash, sample_hashes
+from leanml._ids import IdGenerator, input_hash, is_sampled, sample_hash, sample_hashes
 
 
 def test_ids_are_unique_and_prefixed() -> None:
@@ -37,13 +40,26 @@ def test_sampling_rate_and_determinism() -> None:
 
 def test_sampling_is_the_same_in_another_process() -> None:
     ids = ["abc-1", "abc-2", "zz-99", "x"]
-    code = f"from leanml.monitor.ids import sample_hash;print([sample_hash(i) for i in {ids!r}])"
+    code = f"from leanml._ids import sample_hash;print([sample_hash(i) for i in {ids!r}])"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        env={"PYTHONHASHSEED": "123", "PATH": "", "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert out.stdout.strip() == str([sample_hash(i) for i in ids])
     assert np.all(sample_hashes(ids) == np.array([sample_hash(i) for i in ids]))
+
+
+@pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 4094, 4095, 10_000])
+def test_input_hash_is_sha256_of_utf8_at_every_length(size) -> None:
+    text = ("é" + "abc" * size)[:size]  # a 2-byte character: piece edges fall mid-character
+    assert input_hash(text) == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_monitor_reexports_the_ids() -> None:
+    import leanml.monitor
+
+    assert leanml.monitor.IdGenerator is IdGenerator
+    assert leanml.monitor.sample_hash is sample_hash and leanml.monitor.is_sampled is is_sampled

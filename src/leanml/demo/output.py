@@ -1,0 +1,116 @@
+"""What ``leanml demo`` prints (two tables and its notes) and writes (the results as JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from leanml._format import human_bytes
+
+__all__ = ["print_results", "write_json"]
+
+_VARIANT_COLUMNS = (
+    "model",
+    "variant",
+    "dataset",
+    "test acc",
+    "artifact",
+    "load ms",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "pred/s",
+)
+_MONITORING_COLUMNS = (
+    "model",
+    "overhead",
+    "true acc",
+    "joined acc",
+    "estimated acc",
+    "labels joined",
+    "missing",
+    "late",
+    "duplicate",
+    "unknown",
+    "health",
+)
+
+
+def print_results(console: Console, out: dict[str, Any]) -> None:
+    """Print the results of :func:`~leanml.demo.run_demo`: both tables, then the notes."""
+    console.print(_variants_table(out["models"]))
+    console.print(_monitoring_table(out["models"]))
+    _print_notes(console, out)
+
+
+def write_json(out: dict[str, Any], path: Path, console: Console) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    console.print(f"results written to {path}")
+
+
+def _variants_table(results: dict[str, Any]) -> Table:
+    table = Table(title="leanml demo: three email-product models, original vs compact")
+    for column in _VARIANT_COLUMNS:
+        table.add_column(
+            column, justify="left" if column in ("model", "variant", "dataset") else "right"
+        )
+    for name, r in results.items():
+        for variant, v in r["variants"].items():
+            served = " (serving)" if variant == r["served_variant"] else ""
+            table.add_row(
+                name if variant == "original" else "",
+                variant + served,
+                r["dataset"] if variant == "original" else "",
+                f"{v['accuracy']:.3f}",
+                human_bytes(v["artifact_bytes"]),
+                f"{v['load_ms']:.0f}",
+                f"{v['p50_ms']:.3f}",
+                f"{v['p95_ms']:.3f}",
+                f"{v['p99_ms']:.3f}",
+                f"{v['predictions_per_s']:,.0f}",
+            )
+    return table
+
+
+def _monitoring_table(results: dict[str, Any]) -> Table:
+    table = Table(title="monitoring: overhead and accuracy from delayed, partly missing labels")
+    for column in _MONITORING_COLUMNS:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, r in results.items():
+        m = r["monitoring"]
+        gt = m["ground_truth"]
+        table.add_row(
+            name,
+            f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)",
+            _fmt(m["true_accuracy"]),
+            _fmt(m["joined_accuracy"]),
+            _fmt(m["estimated_accuracy"]),
+            str(gt["joined"]),
+            str(m["labels_missing"]),
+            str(gt["late"]),
+            str(gt["duplicate"]),
+            str(gt["unknown"]),
+            str(m["health"]),
+        )
+    return table
+
+
+def _print_notes(console: Console, out: dict[str, Any]) -> None:
+    for name, r in out["models"].items():
+        if r["fallback_reason"]:
+            console.print(f"[yellow]{name}: serving the original: {r['fallback_reason']}[/]")
+    for note in out["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"models stored in {out['models_dir']}; monitoring store {out['store_url']}")
+    if "report" in out:
+        console.print(f"report: {out['report']}")
+    console.print(f"finished in {out['elapsed_s']} s")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

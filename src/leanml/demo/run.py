@@ -1,0 +1,204 @@
+"""The run of ``leanml demo``: each demo model through every step, then the report and output.
+
+For each model of :data:`DEMO_MODELS` the run loads its dataset, trains or reuses the model,
+compresses it behind the accuracy guard, measures each variant loaded back through the registry
+(:mod:`leanml.demo.models`), then runs the monitoring phase (:mod:`leanml.demo.monitoring`). A
+progress bar per model shows the step and the predictions done. The report is written from the
+monitoring store at the end, and the results printed and optionally written as JSON
+(:mod:`leanml.demo.output`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from leanml.config import Settings
+from leanml.dashboard import build_report
+from leanml.datasets import Dataset, load_dataset
+from leanml.demo.models import ensure_compact, ensure_model, variant_figures
+from leanml.demo.monitoring import monitored_load, monitoring_demo
+from leanml.demo.output import print_results, write_json
+from leanml.monitor import MonitorStore
+from leanml.registry import LoadedModel, ModelRegistry
+
+__all__ = ["DEMO_MODELS", "run_demo"]
+
+#: registry name -> task
+DEMO_MODELS = {"email": "email", "intent": "intent", "sentiment": "sentiment"}
+
+
+def run_demo(
+    *,
+    settings: Settings | None = None,
+    models_dir: Path | None = None,
+    store_url: str | None = None,
+    report_dir: Path | None = Path("leanml-report"),
+    n_requests: int = 2000,
+    retrain: bool = False,
+    json_path: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run the demo and return (and optionally write) its results."""
+    settings = settings or Settings.load()
+    console = console or Console()
+    registry = ModelRegistry(models_dir or settings.models_dir)
+    store_url = store_url or settings.store_url
+    started_wall = time.time()
+    started = time.perf_counter()
+    results, notes = _run_models(settings, registry, store_url, n_requests, retrain, console)
+    out: dict[str, Any] = {
+        "models": results,
+        "models_dir": str(registry.root),
+        "store_url": store_url,
+        "notes": notes,
+    }
+    if report_dir is not None:
+        with console.status("writing the report"):
+            report = build_report(store_url, report_dir, registry=registry, since=started_wall)
+        out["report"] = str(report.html_path)
+    out["elapsed_s"] = round(time.perf_counter() - started, 2)
+    print_results(console, out)
+    if json_path is not None:
+        write_json(out, json_path, console)
+    return out
+
+
+class _Bar:
+    """One model's progress bar: the step it is in and the predictions done."""
+
+    def __init__(self, progress: Progress, name: str, total: int) -> None:
+        self.progress = progress
+        self.name = name
+        self.task: TaskID = progress.add_task(f"{name}: loading data", total=total)
+
+    def step(self, what: str) -> None:
+        self.progress.update(self.task, description=f"{self.name}: {what}")
+
+    def advance(self, n: float = 1) -> None:
+        self.progress.advance(self.task, n)
+
+    def remove(self) -> None:
+        self.progress.remove_task(self.task)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _run_models(
+    settings: Settings,
+    registry: ModelRegistry,
+    store_url: str,
+    n_requests: int,
+    retrain: bool,
+    console: Console,
+) -> tuple[dict[str, Any], list[str]]:
+    """Every demo model through every step; their results and the datasets' notes."""
+    store = MonitorStore(store_url)
+    results: dict[str, Any] = {}
+    notes: list[str] = []
+    try:
+        with _progress(console) as progress:
+            for name, task in DEMO_MODELS.items():
+                # three loads of n_requests each: original, compact, monitored
+                bar = _Bar(progress, name, 3 * n_requests)
+                dataset = load_dataset(task, settings=settings)
+                if dataset.notes:
+                    notes.append(f"{name}: {dataset.notes}")
+                results[name] = _run_model(
+                    registry, store, name, task, dataset, n_requests, retrain, bar
+                )
+                bar.remove()
+    finally:
+        store.close()
+    return results, notes
+
+
+def _run_model(
+    registry: ModelRegistry,
+    store: MonitorStore,
+    name: str,
+    task: str,
+    dataset: Dataset,
+    n_requests: int,
+    retrain: bool,
+    bar: _Bar,
+) -> dict[str, Any]:
+    """One model: train or reuse, compress, measure each variant, monitor the served one."""
+    bar.step("training")
+    action, train_seconds = ensure_model(registry, name, task, dataset, retrain)
+    bar.step("compressing behind the accuracy guard")
+    compression = ensure_compact(registry, name, dataset, fresh=action == "trained")
+    bar.step("load through each variant")
+    original = registry.load(name, variant="original")
+    served = registry.load(name)
+    variants = _measure_variants(registry, original, dataset, n_requests, bar)
+    bar.step("monitoring")
+    monitoring = _monitor(served, dataset, store, n_requests, bar)
+    return {
+        "task": task,
+        "dataset": dataset.name,
+        "model": action,
+        "version": original.version,
+        "train_seconds": round(train_seconds, 2),
+        "requests": n_requests,
+        **variants["original"],
+        "served_variant": served.variant,
+        "fallback_reason": served.fallback_reason,
+        "variants": variants,
+        "compression": compression,
+        "monitoring": monitoring,
+    }
+
+
+def _measure_variants(
+    registry: ModelRegistry, original: LoadedModel, dataset: Dataset, n_requests: int, bar: _Bar
+) -> dict[str, dict[str, Any]]:
+    """The figures of the original and, when the registry has one, the compact variant."""
+    variants = {"original": variant_figures(original, dataset, n_requests, bar.advance)}
+    compact = registry.load(original.name, variant="compact")
+    if compact.variant == "compact":
+        variants["compact"] = variant_figures(compact, dataset, n_requests, bar.advance)
+    else:  # the registry fell back to the original: that load's share of the bar is done
+        bar.advance(n_requests)
+    return variants
+
+
+def _monitor(
+    served: LoadedModel, dataset: Dataset, store: MonitorStore, n_requests: int, bar: _Bar
+) -> dict[str, Any]:
+    """The simulated monitoring phase, then the monitored load into the store."""
+    # each variant carries the drift reference of its own validation predictions
+    reference = served.manifest.extra.get("reference")
+    simulation = monitoring_demo(
+        served.model,
+        dataset.X_test[:n_requests],
+        dataset.y_test[:n_requests].tolist(),
+        name=served.name,
+        reference=reference,
+    )
+    live = monitored_load(served, reference, dataset, store, n_requests, bar.advance)
+    overhead = simulation["overhead"]
+    return {
+        "overhead_pct": round(overhead["overhead_pct"], 2),
+        "predict_us": round(overhead["predict_us"], 1),
+        "monitored_predict_us": round(overhead["monitored_predict_us"], 1),
+        "true_accuracy": simulation["true_accuracy"],
+        "joined_accuracy": simulation["joined_accuracy"],
+        "estimated_accuracy": simulation["estimated_accuracy"],
+        "ground_truth": simulation["ground_truth"],
+        "labels_missing": simulation["labels_missing"],
+        **live,
+    }

@@ -1,0 +1,267 @@
+"""The FastAPI app behind the fast path: documented routes, admin, V2, /metrics, /health.
+
+:func:`build_api` assembles it from one function per route group. ``POST .../predict`` and
+``.../feedback`` are normally answered by :class:`~leanml.serving.app.ServeApp` before they reach
+this app; the routes here document them (OpenAPI) and serve direct use of the app, through the
+same :mod:`leanml.serving.answers` functions, so both give the same answers. Errors are JSON
+``{"error", "detail", "field"}`` (the V2 routes keep the Open Inference Protocol's
+``{"error"}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from leanml._version import __version__
+from leanml.errors import ConfigError, LeanMLError, ModelNotFoundError, ParameterError, ServingError
+from leanml.monitor import PROMETHEUS_CONTENT_TYPE
+from leanml.serving import answers, v2
+from leanml.serving._http import dumps, read_body
+from leanml.serving.auth import check_bearer
+from leanml.serving.metrics import render_service
+from leanml.serving.schemas import (
+    BadRequest,
+    ErrorBody,
+    FeedbackRequest,
+    FeedbackResponse,
+    PredictRequest,
+    PredictResponse,
+    VariantRequest,
+)
+from leanml.serving.service import Service
+
+__all__ = ["build_api"]
+
+#: Error answers every model route documents.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorBody} for c in (400, 404, 413, 422, 503)
+}
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def build_api(service: Service) -> FastAPI:
+    """The FastAPI app: documented routes, admin, V2, metrics, health; error handlers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    api = FastAPI(
+        title="leanml",
+        version=__version__,
+        description="Serve, monitor and compress scikit-learn text models.",
+        lifespan=lifespan,
+    )
+    _add_error_handlers(api)
+    _add_health_routes(api, service)
+    _add_model_routes(api, service)
+    _add_predict_routes(api, service)
+    _add_admin_routes(api, service)
+    api.include_router(v2.router(service))
+    _document_bodies(api, (PredictRequest, FeedbackRequest))
+    return api
+
+
+def _add_error_handlers(api: FastAPI) -> None:
+    """Every error as ``{"error", "detail", "field"}`` (V2 paths: ``{"error", "field"}``)."""
+
+    @api.exception_handler(BadRequest)
+    async def _bad(request: Request, exc: BadRequest) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if request.url.path.startswith("/v2/"):
+            return _json({"error": exc.message, "field": exc.field}, exc.status, headers)
+        return _json(exc.body(), exc.status, headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or "body"
+        if any(e.get("type") == "json_invalid" for e in errs):
+            return _json(BadRequest(400, "body", "malformed JSON").body(), 400)
+        return _json(BadRequest(422, field, f"{field}: {first.get('msg', 'invalid')}").body(), 422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_exc(request: Request, exc: StarletteHTTPException) -> Response:
+        return _json(BadRequest(exc.status_code, None, str(exc.detail)).body(), exc.status_code)
+
+    @api.exception_handler(LeanMLError)
+    async def _lean(request: Request, exc: LeanMLError) -> Response:
+        if isinstance(exc, ModelNotFoundError):
+            status, field = 404, "name"
+        elif isinstance(exc, ParameterError | ConfigError | TypeError):
+            status, field = 422, None
+        elif isinstance(exc, ServingError):
+            status, field = 503, None
+        else:
+            status, field = 500, None
+        return _json(BadRequest(status, field, str(exc)).body(), status)
+
+    @api.exception_handler(Exception)
+    async def _any(request: Request, exc: Exception) -> Response:
+        return _json(
+            {"error": "internal", "detail": f"{type(exc).__name__}: {exc}", "field": None}, 500
+        )
+
+
+def _add_health_routes(api: FastAPI, service: Service) -> None:
+    """``GET /health`` (per-model health, 503 while loading) and ``GET /metrics``."""
+
+    @api.get("/health", tags=["health"])
+    async def health() -> Response:
+        models = {n: {"health": h.health(), **h.info()} for n, h in service.handles.items()}
+        body = {
+            "status": "ready" if service.ready else "starting",
+            "ready": service.ready,
+            "pid": os.getpid(),
+            "models": models,
+        }
+        return _json(body, 200 if service.ready else 503)
+
+    @api.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        text = await asyncio.to_thread(render_service, service)
+        return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+def _add_model_routes(api: FastAPI, service: Service) -> None:
+    """``GET /v1/models``, ``/v1/models/{name}`` and ``/v1/models/{name}/stats``."""
+
+    @api.get("/v1/models", tags=["models"])
+    async def list_models() -> Response:
+        return _json({"models": [h.info() for h in service.handles.values()]})
+
+    @api.get("/v1/models/{name}", tags=["models"], responses=ERRORS)
+    async def model_info(name: str) -> Response:
+        service.handle(name)
+        return _json(await asyncio.to_thread(service.model_info, name))
+
+    @api.get("/v1/models/{name}/stats", tags=["models"], responses=ERRORS)
+    async def model_stats(name: str) -> Response:
+        service.handle(name)
+        return _json(await asyncio.to_thread(service.stats, name))
+
+
+def _add_predict_routes(api: FastAPI, service: Service) -> None:
+    """``POST /v1/models/{name}/predict`` and ``.../feedback`` (see :mod:`.answers`)."""
+    limit = service.config.max_body_bytes
+
+    def reader(request: Request) -> Callable[[], Awaitable[bytes]]:
+        return lambda: read_body(request.scope, request.receive, limit)
+
+    @api.post(
+        "/v1/models/{name}/predict",
+        tags=["predict"],
+        response_model=PredictResponse,
+        responses=ERRORS,
+        openapi_extra=_json_body(PredictRequest),
+    )
+    async def predict(name: str, request: Request) -> Response:
+        """Classify texts. Every prediction carries an id for feedback (served by the fast
+        path in front of this app; this route documents it and serves direct API use)."""
+        body = await answers.predict(service, name, reader(request))
+        return Response(body, media_type="application/json")
+
+    @api.post(
+        "/v1/models/{name}/feedback",
+        tags=["predict"],
+        response_model=FeedbackResponse,
+        responses=ERRORS,
+        openapi_extra=_json_body(FeedbackRequest),
+    )
+    async def feedback(name: str, request: Request) -> Response:
+        """Send the true label of earlier predictions: ``{id, label}`` or ``{items: [...]}``.
+        Answered once stored durably; an id that cannot be joined gets 404 with the reason
+        (never_seen, expired, evicted)."""
+        status, payload = await answers.feedback(service, name, reader(request))
+        return _json(payload, status)
+
+
+def _add_admin_routes(api: FastAPI, service: Service) -> None:
+    """Variant switch, reload and monitoring config, behind ``Authorization: Bearer``."""
+    bearer = HTTPBearer(auto_error=False, description="LEANML_ADMIN_TOKEN")
+
+    async def admin(
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008 - FastAPI idiom
+    ) -> None:
+        failure = check_bearer(request.headers.get("authorization"), service.admin_token)
+        if failure is not None:
+            raise BadRequest(failure[0], "authorization", failure[1])
+
+    guarded: dict[str, Any] = {
+        "tags": ["admin"],
+        "dependencies": [Depends(admin)],
+        "responses": ERRORS,
+    }
+
+    @api.put("/v1/models/{name}/variant", **guarded)
+    async def set_variant(name: str, body: VariantRequest) -> Response:
+        """Switch the served variant (persisted; other workers follow within seconds)."""
+        service.handle(name)
+        return _json(await service.switch_variant(name, body.variant))
+
+    @api.post("/v1/models/{name}/reload", **guarded)
+    async def reload(name: str) -> Response:
+        """Reload the latest version (and the active variant) from the registry."""
+        service.handle(name)
+        return _json(await service.reload(name))
+
+    @api.patch("/v1/monitoring/config", **guarded)
+    async def monitoring_config(request: Request) -> Response:
+        """Change monitoring settings (sampling_rate, thresholds, ...) of this process."""
+        changes = answers.parse_json(await request.body())
+        if not isinstance(changes, dict) or not changes:
+            raise BadRequest(422, "body", "send a JSON object of MonitorConfig fields to change")
+        try:
+            return _json({"monitoring": service.configure_monitoring(changes)})
+        except (ParameterError, ConfigError, TypeError) as exc:
+            msg = str(exc)
+            m = re.search(r"'(thresholds\.[^']+)'", msg)
+            field = m.group(1) if m else next((k for k in changes if f"'{k}'" in msg), None)
+            raise BadRequest(422, field, msg) from None
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a JSON body the route reads itself (so pydantic does not validate it)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def _document_bodies(api: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add the schemas :func:`_json_body` refers to to the app's OpenAPI components."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = generate()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(spec.pop("$defs", {}))
+                schemas[model.__name__] = spec
+        return api.openapi_schema or {}
+
+    api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's "extending OpenAPI" idiom

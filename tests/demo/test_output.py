@@ -1,0 +1,67 @@
+"""The demo's printed tables and JSON carry every figure of the results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from leanml.demo.output import print_results, write_json
+
+
+def _results() -> dict:
+    figures = {
+        "accuracy": 0.912,
+        "artifact_bytes": 2048,
+        "load_ms": 12.0,
+        "p50_ms": 0.101,
+        "p95_ms": 0.202,
+        "p99_ms": 0.303,
+        "predictions_per_s": 9876.0,
+    }
+    monitoring = {
+        "overhead_pct": 4.0,
+        "predict_us": 100.0,
+        "monitored_predict_us": 104.0,
+        "true_accuracy": 0.9,
+        "joined_accuracy": 0.88,
+        "estimated_accuracy": None,
+        "ground_truth": {"joined": 70, "late": 3, "duplicate": 2, "unknown": 5},
+        "labels_missing": 30,
+        "health": "ok",
+    }
+    model = {
+        "dataset": "spamassassin",
+        "served_variant": "compact",
+        "fallback_reason": None,
+        "variants": {"original": figures, "compact": {**figures, "accuracy": 0.905}},
+        "monitoring": monitoring,
+    }
+    return {
+        "models": {"email": model, "intent": {**model, "fallback_reason": "guard failed"}},
+        "models_dir": "/tmp/models",
+        "store_url": "sqlite:///m.db",
+        "notes": ["intent: bundled subset"],
+        "report": "/tmp/report/report.html",
+        "elapsed_s": 1.5,
+    }
+
+
+def test_print_results_shows_both_tables_and_every_note() -> None:
+    console = Console(record=True, width=200)
+    print_results(console, _results())
+    text = console.export_text()
+    assert "compact (serving)" in text and "0.905" in text and "2.0 KB" in text
+    assert "+4.0 µs (+4%)" in text and "0.880" in text
+    assert "intent: serving the original: guard failed" in text
+    assert "email: serving the original" not in text
+    assert "note: intent: bundled subset" in text
+    assert "report: /tmp/report/report.html" in text and "finished in 1.5 s" in text
+
+
+def test_write_json_round_trips(tmp_path: Path) -> None:
+    out = _results()
+    path = tmp_path / "deep" / "demo.json"
+    write_json(out, path, Console(record=True))
+    assert json.loads(path.read_text()) == out
