@@ -13,12 +13,11 @@ import httpx
 import pytest
 
 import leanml.app
-from leanml.config import Settings
+from leanml.config import ServingConfig, Settings
 from leanml.dashboard.data import batch_figures
 from leanml.serving import MicroBatcher, create_app
 from leanml.serving import server as serving_server
 from leanml.serving.batching import WAIT_BUCKETS
-from leanml.serving.config import ServingConfig
 
 
 def _get(app: Any, path: str) -> httpx.Response:

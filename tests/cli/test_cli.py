@@ -27,7 +27,7 @@ def test_errors_exit_non_zero_with_a_message(isolated_env, capsys):
 
 
 def test_bad_setting_is_reported(monkeypatch, capsys):
-    monkeypatch.setenv("LEANML_SAMPLING_RATE", "2")
+    monkeypatch.setenv("LEANML_MONITOR_SAMPLING_RATE", "2")
     assert main(["version"]) == 2
     assert "sampling_rate" in capsys.readouterr().err
 

@@ -178,3 +178,26 @@ def test_readme_configuration_table_matches_the_settings_object() -> None:
     assert match.group(1) == markdown_table(), (
         "README's Configuration table is stale: regenerate it with `leanml config show --markdown`"
     )
+
+
+def test_list_settings_from_file_and_environment(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[serving]\nmodels = ["a", "b"]\nmonitoring = false\n')
+    s = Settings.load(file, env={})
+    assert s.serving.models == ("a", "b") and s.serving.monitoring is False
+    s = Settings.load(
+        file, env={"LEANML_SERVING_MODELS": "x, y", "LEANML_SERVING_MONITORING": "on"}
+    )
+    assert s.serving.models == ("x", "y") and s.serving.monitoring is True
+
+
+def test_serving_profile_applies_only_where_the_user_left_the_default(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text("[monitor]\nflush_interval_s = 0.7\n")
+    s = Settings.load(file, env={}).with_profile(
+        "leanml serve", {"monitor.flush_interval_s": 0.1, "monitor.alert_interval_s": 5.0}
+    )
+    assert s.monitor.flush_interval_s == 0.7  # the user's value wins
+    assert s.monitor.alert_interval_s == 5.0
+    assert str(s.sources["monitor.alert_interval_s"]) == "profile leanml serve"
+    assert str(s.sources["monitor.flush_interval_s"]).startswith("file ")

@@ -18,7 +18,6 @@ import uvicorn
 from leanml.config import Settings
 from leanml.dashboard.service import with_dashboard
 from leanml.serving.app import create_app
-from leanml.serving.config import ServingConfig
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
         store_url=f"sqlite:///{args.dir / 'serve-store.db'}",
         allow_download=False,
     )
-    app = create_app(settings, ServingConfig.load(), admin_token=args.token)
+    app = create_app(settings, admin_token=args.token)
     uvicorn.run(
         with_dashboard(app, refresh_s=1.0), host="127.0.0.1", port=args.port, log_level="warning"
     )

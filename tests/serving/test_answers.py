@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from leanml.config import Settings
+from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
 from leanml.serving import ServeApp, create_app
 from leanml.serving.answers import feedback_answer
-from leanml.serving.config import ServingConfig
 from leanml.serving.service import FeedbackOutcome
 
 from .conftest import make_registry

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from leanml.errors import ConfigError, ParameterError
-from leanml.serving import IdSpace, MicroBatcher, PredictionCache, ServingConfig, parse_id
+from leanml.errors import ParameterError
+from leanml.serving import IdSpace, MicroBatcher, PredictionCache, parse_id
 from leanml.serving.auth import check_bearer
 from leanml.serving.schemas import BadRequest, check_feedback, check_predict
 from leanml.serving.v2 import decode_bytes_tensor, encode_bytes_tensor
@@ -235,21 +235,6 @@ def test_request_checks_name_the_field() -> None:
     with pytest.raises(BadRequest) as e:
         check_feedback({"items": [{"id": "a-1", "label": True}]}, 5)
     assert e.value.field == "items[0].label"
-
-
-def test_serving_config_sources(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    f = tmp_path / "c.toml"
-    f.write_text('[serving]\nmax_inputs = 7\nmodels = ["a", "b"]\n')
-    cfg = ServingConfig.load(
-        f, env={"LEANML_SERVE_MAX_INPUTS": "9", "LEANML_SERVE_MONITORING": "off"}
-    )
-    assert cfg.max_inputs == 9 and cfg.models == ("a", "b") and cfg.monitoring is False
-    with pytest.raises(ConfigError, match="max_inputs"):
-        ServingConfig.load(env={"LEANML_SERVE_MAX_INPUTS": "many"})
-    with pytest.raises(ConfigError, match="Unknown serving setting 'nope'"):
-        ServingConfig.load(env={}, nope=1)
-    with pytest.raises(ParameterError, match="'max_batch_size'"):
-        ServingConfig(max_batch_size=0)
 
 
 def test_v2_bytes_tensor_roundtrip() -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from leanml.cli import _common, compress, datasets, models, monitor, report, serve
+from leanml.cli import _common, compress, config, datasets, models, monitor, report, serve
 from leanml.errors import LeanMLError
 
 __all__ = ["app", "demo", "main", "version"]
@@ -82,7 +83,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _area in (models, datasets, compress, monitor, serve, report):
+for _area in (models, datasets, compress, monitor, serve, report, config):
     _area.register(app)
 
 
@@ -103,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             _common.err_console.print(f"error: {exc}")
         return int(getattr(exc, "exit_code", 2))
     except LeanMLError as exc:
-        _common.err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # the message is text, not markup ("[monitor] key" must print as written), on one line
+        _common.err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         return exc.exit_code
     return 0
 

@@ -130,8 +130,12 @@ def report(
         str | None, typer.Option(help="Disk budget of the store (e.g. 2GB) for the retention rule.")
     ] = None,
     retention_days: Annotated[
-        float, typer.Option(min=0.0, help="The store's retention (retention_max_age_s) in days.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="The store's retention in days (default: [monitor] retention_max_age_s; 0: none).",
+        ),
+    ] = None,
 ) -> None:
     """Write the performance report (HTML + PNG charts) from the monitor store."""
     # heavy: see the module docstring
@@ -157,8 +161,12 @@ def report(
                 models=names,
                 serving=serving,
                 benchmarks=load_benchmarks(bench or []),
-                sampling_rate=settings.sampling_rate,
-                retention_max_age_s=retention_days * 86_400 if retention_days else None,
+                sampling_rate=settings.monitor.sampling_rate,
+                retention_max_age_s=(
+                    settings.monitor.retention_max_age_s
+                    if retention_days is None
+                    else retention_days * 86_400 or None
+                ),
                 store_budget_bytes=parse_size(store_budget) if store_budget else None,
             )
     finally:

@@ -71,7 +71,7 @@ def serve(
         port=port,
         workers=workers,
         config_file=str(cfg) if cfg else None,
-        models_dir=str(models_dir) if models_dir else str(_common.settings_of(ctx).models_dir),
+        models_dir=str(models_dir) if models_dir else None,
         store_url=store,
         serving=_serving_overrides(monitoring, cache, batching, variant),
         log_level=log_level,

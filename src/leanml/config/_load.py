@@ -31,7 +31,7 @@ Values = dict[str, tuple[Any, "Source"]]
 class Source:
     """Where a setting's value came from."""
 
-    kind: str  # "default" | "file" | "environment" | "argument"
+    kind: str  # "default" | "file" | "environment" | "argument" | "profile"
     where: str = ""
 
     def __str__(self) -> str:
@@ -39,6 +39,8 @@ class Source:
             return f"file {self.where}"
         if self.kind == "environment":
             return f"environment variable {self.where}"
+        if self.kind == "profile":
+            return f"profile {self.where}"
         return self.kind
 
 
@@ -124,12 +126,11 @@ def build_section(
     try:
         instance = section(**kwargs)
     except ParameterError as exc:
-        key = exc.param if exc.param in values else None
-        if key is None:
+        if exc.param is None or exc.param not in values:
             raise ConfigError(f"[{section.SECTION}]: {exc}") from None  # type: ignore[attr-defined]
-        value, source = values[key]
+        value, source = values[exc.param]
         raise ConfigError(
-            f"The setting {_label(section, key)} from {source} is invalid ({value!r}): {exc}"
+            f"The setting {_label(section, exc.param)} from {source} is invalid ({value!r}): {exc}"
         ) from None
     sources = {name: values[name][1] if name in values else DEFAULT for name in known}
     return instance, sources

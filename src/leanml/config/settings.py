@@ -136,6 +136,21 @@ class Settings:
                 values[name][key] = (value, ARGUMENT)
         return _assemble(values)
 
+    def with_profile(self, name: str, values: Mapping[str, Any]) -> Settings:
+        """A copy where ``values`` (``key`` or ``section.key``) replace the settings still at
+        their default: a context's own defaults (``leanml serve``'s monitor flushes more often),
+        below anything the user set. Their source reads ``profile NAME``."""
+        kept: dict[str, Any] = {}
+        for dotted, value in values.items():
+            if str(self.sources.get(dotted, "default")) == "default":
+                kept[dotted] = value
+        if not kept:
+            return self
+        changed = self.with_overrides(kept)
+        sources = dict(changed.sources)
+        sources.update({dotted: Source("profile", name) for dotted in kept})
+        return dataclasses.replace(changed, sources=sources)
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some core settings changed (validated like loaded values)."""
         return self.with_overrides(changes)

@@ -18,11 +18,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from leanml.config import AlertRule, MonitorConfig
 from leanml.dashboard import charts
 from leanml.dashboard.data import ModelData, ReportData, collect, wilson_interval
 from leanml.dashboard.insights import Insight, generate_insights
 from leanml.dashboard.suggest import Suggestion, generate_suggestions
-from leanml.monitor.alerts import AlertRule
 from leanml.monitor.store import MonitorStore
 
 __all__ = ["REFERENCE_FIGURES", "Report", "build_report", "load_benchmarks", "render_html"]
@@ -31,7 +31,7 @@ __all__ = ["REFERENCE_FIGURES", "Report", "build_report", "load_benchmarks", "re
 REFERENCE_FIGURES = {
     "monitored_predictions_per_s": 10_668,
     "record_ns": 93_738,
-    "sampling_rate": 0.2,
+    "sampling_rate": 0.2,  # the reference system's, not our default
     "batch": 10,
     "size_change_pct": {"email": -16.5, "intent": +0.35, "sentiment": +2.4},
 }
@@ -68,8 +68,8 @@ def build_report(
     models: Sequence[str] | None = None,
     serving: Mapping[str, Mapping[str, Any]] | None = None,
     benchmarks: Mapping[str, Any] | None = None,
-    sampling_rate: float = 0.2,
-    retention_max_age_s: float | None = 30 * 86_400.0,
+    sampling_rate: float = MonitorConfig.sampling_rate,
+    retention_max_age_s: float | None = MonitorConfig.retention_max_age_s,
     store_budget_bytes: int | None = None,
     rules: Sequence[AlertRule] | None = None,
 ) -> Report:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from leanml.config import AlertRule, MonitorConfig, default_rules
 from leanml.dashboard.data import (
     ModelData,
     ReportData,
@@ -21,7 +22,6 @@ from leanml.dashboard.data import (
     batch_figures,
     wilson_interval,
 )
-from leanml.monitor.alerts import AlertRule, default_rules
 
 __all__ = [
     "SERVE_SETTINGS",
@@ -123,7 +123,7 @@ def suggest_compact_variant(md: ModelData) -> Suggestion | None:
 
 
 def suggest_sampling_rate(
-    md: ModelData, sampling_rate: float = 0.2, target: float = 0.05
+    md: ModelData, sampling_rate: float = MonitorConfig.sampling_rate, target: float = 0.05
 ) -> Suggestion | None:
     """The realized accuracy's 95% interval is wider than +/- ``target``: collect more labels."""
     ci = wilson_interval(md.correct, md.joined)
@@ -143,7 +143,7 @@ def suggest_sampling_rate(
         f"realized accuracy {p:.3f} rests on {md.joined} labels: 95% interval "
         f"[{ci[0]:.3f}, {ci[1]:.3f}] (+/-{half:.3f}); about {need} labels give +/-{target}. "
         "Sampled predictions are the ones kept for review and labeling.",
-        f"sampling_rate = {rate:g} (LEANML_SAMPLING_RATE={rate:g}; live: "
+        f"sampling_rate = {rate:g} (LEANML_MONITOR_SAMPLING_RATE={rate:g}; live: "
         + _admin("PATCH", "/v1/monitoring/config", f'{{"sampling_rate": {rate:g}}}')
         + ")",
         {"interval": ci, "needed_labels": need, "rate": rate},
@@ -251,7 +251,9 @@ def suggest_retention(data: ReportData, min_span_s: float = 300.0) -> Suggestion
     )
 
 
-def generate_suggestions(data: ReportData, sampling_rate: float = 0.2) -> list[Suggestion]:
+def generate_suggestions(
+    data: ReportData, sampling_rate: float = MonitorConfig.sampling_rate
+) -> list[Suggestion]:
     out: list[Suggestion | None] = []
     for md in data.models.values():
         out += [

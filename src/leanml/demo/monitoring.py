@@ -15,6 +15,7 @@ store (which the report then reads), with delayed feedback for :data:`FEEDBACK_S
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from leanml._validation import check_number
 from leanml.bench.inprocess import run_single_text_load
 from leanml.datasets import Dataset
-from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore, monitored
+from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStats, MonitorStore, monitored
 from leanml.registry import LoadedModel
 
 __all__ = ["FEEDBACK_SHARE", "monitored_load", "monitoring_demo"]
@@ -128,7 +129,7 @@ def _feedback_events(
     return events, int((~arrives).sum())
 
 
-def _replay(monitor: ModelMonitor, clock: _SimClock, events: list[_Event]) -> dict[str, Any]:
+def _replay(monitor: ModelMonitor, clock: _SimClock, events: list[_Event]) -> MonitorStats:
     """Send each label at its arrival time (expiry runs as time passes); the final stats."""
     for t, pid, lab in events:
         if t > clock.t:
@@ -147,6 +148,7 @@ def monitoring_demo(
     *,
     name: str = "model",
     reference: dict[str, Any] | None = None,
+    config: MonitorConfig | None = None,
     missing_rate: float = 0.3,
     duplicate_rate: float = 0.02,
     unknown: int = 5,
@@ -163,7 +165,11 @@ def monitoring_demo(
     rng = np.random.default_rng(seed)
     overhead = _overhead(model, list(X[:overhead_texts]), overhead_rounds)
     clock = _SimClock(_T0)
-    cfg = MonitorConfig(pending_max_age_s=pending_max_age_s, metrics_window_n=len(X) or 1)
+    cfg = dataclasses.replace(
+        config or MonitorConfig(),
+        pending_max_age_s=pending_max_age_s,
+        metrics_window_n=len(X) or 1,
+    )
     monitor = ModelMonitor(
         name, config=cfg, clock=clock, reference=reference, start=False, sinks=[]
     )
@@ -206,6 +212,8 @@ def monitored_load(
     store: MonitorStore,
     n_requests: int,
     progress: Any,
+    *,
+    config: MonitorConfig | None = None,
 ) -> dict[str, Any]:
     """A monitored single-text load written to ``store``, then delayed feedback for a share."""
     monitor = ModelMonitor(
@@ -214,6 +222,7 @@ def monitored_load(
         variant=served.variant,
         store=store,
         reference=reference,
+        config=config,
         sinks=[],
     )
     wrapped = monitored(served.model, name=served.name, monitor=monitor)

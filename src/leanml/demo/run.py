@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from leanml.config import Settings
+from leanml.config import MonitorConfig, Settings
 from leanml.dashboard import build_report
 from leanml.datasets import Dataset, load_dataset
 from leanml.demo.models import ensure_compact, ensure_model, variant_figures
@@ -59,7 +59,14 @@ def run_demo(
     }
     if report_dir is not None:
         with console.status("writing the report"):
-            report = build_report(store_url, report_dir, registry=registry, since=started_wall)
+            report = build_report(
+                store_url,
+                report_dir,
+                registry=registry,
+                since=started_wall,
+                sampling_rate=settings.monitor.sampling_rate,
+                retention_max_age_s=settings.monitor.retention_max_age_s,
+            )
         out["report"] = str(report.html_path)
     out["elapsed_s"] = round(time.perf_counter() - started, 2)
     print_results(console, out)
@@ -118,7 +125,7 @@ def _run_models(
                 if dataset.notes:
                     notes.append(f"{name}: {dataset.notes}")
                 results[name] = _run_model(
-                    registry, store, name, task, dataset, n_requests, retrain, bar
+                    registry, store, settings.monitor, name, task, dataset, n_requests, retrain, bar
                 )
                 bar.remove()
     finally:
@@ -129,6 +136,7 @@ def _run_models(
 def _run_model(
     registry: ModelRegistry,
     store: MonitorStore,
+    monitor_config: MonitorConfig,
     name: str,
     task: str,
     dataset: Dataset,
@@ -146,7 +154,7 @@ def _run_model(
     served = registry.load(name)
     variants = _measure_variants(registry, original, dataset, n_requests, bar)
     bar.step("monitoring")
-    monitoring = _monitor(served, dataset, store, n_requests, bar)
+    monitoring = _monitor(served, dataset, store, monitor_config, n_requests, bar)
     return {
         "task": task,
         "dataset": dataset.name,
@@ -177,7 +185,12 @@ def _measure_variants(
 
 
 def _monitor(
-    served: LoadedModel, dataset: Dataset, store: MonitorStore, n_requests: int, bar: _Bar
+    served: LoadedModel,
+    dataset: Dataset,
+    store: MonitorStore,
+    monitor_config: MonitorConfig,
+    n_requests: int,
+    bar: _Bar,
 ) -> dict[str, Any]:
     """The simulated monitoring phase, then the monitored load into the store."""
     # each variant carries the drift reference of its own validation predictions
@@ -188,8 +201,11 @@ def _monitor(
         dataset.y_test[:n_requests].tolist(),
         name=served.name,
         reference=reference,
+        config=monitor_config,
     )
-    live = monitored_load(served, reference, dataset, store, n_requests, bar.advance)
+    live = monitored_load(
+        served, reference, dataset, store, n_requests, bar.advance, config=monitor_config
+    )
     overhead = simulation["overhead"]
     return {
         "overhead_pct": round(overhead["overhead_pct"], 2),

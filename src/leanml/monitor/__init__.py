@@ -10,16 +10,8 @@ readers merge across processes.
 from __future__ import annotations
 
 from leanml._ids import IdGenerator, is_sampled, sample_hash
-from leanml.monitor.alerts import (
-    AlertEvent,
-    AlertManager,
-    AlertRule,
-    CallbackSink,
-    LogSink,
-    WebhookSink,
-    default_rules,
-)
-from leanml.monitor.config import MonitorConfig
+from leanml.config import AlertRule, MonitorConfig, default_rules
+from leanml.monitor.alerts import AlertEvent, AlertManager, CallbackSink, LogSink, WebhookSink
 from leanml.monitor.drift import DRIFT_SCORES, DriftDetector, DriftScores, Reference, oov_rate, psi
 from leanml.monitor.hub import MonitorHub
 from leanml.monitor.join import PendingJoin

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from leanml.config import MonitorConfig
 from leanml.monitor.alerts import AlertManager
-from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import DriftDetector
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow, _Ring
 from leanml.monitor.join import PendingJoin

@@ -32,12 +32,13 @@ from typing import Any, Protocol
 
 import httpx
 
-from leanml._validation import check_choice, check_number, param_error
+from leanml._validation import check_number, param_error
+from leanml.config.monitor import LEVELS, AlertRule, default_rules
 
 __all__ = [
     "AlertEvent",
     "AlertManager",
-    "AlertRule",
+    "AlertRule",  # TODO(merge): importers move to leanml.config
     "AlertSink",
     "CallbackSink",
     "LogSink",
@@ -46,85 +47,8 @@ __all__ = [
     "health_from_levels",
 ]
 
-LEVELS = ("ok", "warning", "critical")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
-logger = logging.getLogger("leanml.monitor.alerts")
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    """One threshold rule on a monitor metric (see module docstring)."""
-
-    name: str
-    metric: str
-    direction: str = "above"
-    warning: float | None = None
-    critical: float | None = None
-    min_samples: int = 1
-    hysteresis: float = 0.0
-    for_evaluations: int = 1
-    clear_evaluations: int = 1
-
-    def __post_init__(self) -> None:
-        owner = "AlertRule"
-        if not isinstance(self.name, str) or not self.name:
-            raise param_error("name", owner, "a non-empty str", self.name)
-        if not isinstance(self.metric, str) or not self.metric:
-            raise param_error("metric", owner, "a non-empty str", self.metric)
-        check_choice(self.direction, "direction", owner, ("above", "below"))
-        if self.warning is None and self.critical is None:
-            raise param_error("warning", owner, "set (or 'critical' set)", self.warning)
-        for key in ("warning", "critical"):
-            v = getattr(self, key)
-            if v is not None:
-                check_number(v, key, owner)
-        if self.warning is not None and self.critical is not None:
-            worse = (
-                self.critical >= self.warning
-                if self.direction == "above"
-                else self.critical <= self.warning
-            )
-            if not worse:
-                raise param_error(
-                    "critical",
-                    owner,
-                    f"at least as severe as warning={self.warning}",
-                    self.critical,
-                )
-        check_number(self.min_samples, "min_samples", owner, low=0, integer=True)
-        check_number(self.hysteresis, "hysteresis", owner, low=0)
-        check_number(self.for_evaluations, "for_evaluations", owner, low=1, integer=True)
-        check_number(self.clear_evaluations, "clear_evaluations", owner, low=1, integer=True)
-
-    def breaches(self, value: float, threshold: float, margin: float = 0.0) -> bool:
-        if self.direction == "above":
-            return value > threshold - margin
-        return value < threshold + margin
-
-    def level_for(self, value: float, current: str) -> str:
-        """The level ``value`` asks for, given the current level (hysteresis applied)."""
-        for level in ("critical", "warning"):
-            thr = getattr(self, level)
-            if thr is None:
-                continue
-            margin = self.hysteresis if _RANK[current] >= _RANK[level] else 0.0
-            if self.breaches(value, thr, margin):
-                return level
-        return "ok"
-
-
-def default_rules() -> tuple[AlertRule, ...]:
-    """Generic rules every model gets unless configured otherwise."""
-    return (
-        AlertRule("realized_accuracy", "realized_accuracy", "below", 0.85, 0.7, 200, 0.02, 2, 2),
-        AlertRule("estimated_accuracy", "estimated_accuracy", "below", 0.85, 0.7, 200, 0.02, 2, 2),
-        AlertRule("latency_p95", "latency_p95_s", "above", 0.1, 0.5, 100, 0.01, 2, 2),
-        AlertRule("latency_p99", "latency_p99_s", "above", 0.25, 1.0, 100, 0.02, 2, 2),
-        AlertRule("error_rate", "error_rate", "above", 0.01, 0.05, 100, 0.005, 2, 2),
-        AlertRule("class_drift", "drift_class_psi", "above", 0.1, 0.25, 200, 0.02, 2, 2),
-        AlertRule("confidence_drift", "drift_confidence_ks", "above", 0.1, 0.2, 200, 0.02, 2, 2),
-        AlertRule("throughput_drop", "throughput_drop", "above", 0.5, 0.8, 1, 0.1, 2, 2),
-    )
+_log = logging.getLogger("leanml.monitor.alerts")
 
 
 def health_from_levels(levels: Iterable[str]) -> str:
@@ -159,7 +83,7 @@ class LogSink:
     """Log each transition (warning/critical at WARNING/ERROR, recovery at INFO)."""
 
     def __init__(self, log: logging.Logger | None = None) -> None:
-        self.log = log or logger
+        self.log = log or _log
 
     def emit(self, event: AlertEvent) -> None:
         lvl = {"ok": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
@@ -253,14 +177,14 @@ class WebhookSink:
                         self.sent += 1
                     else:
                         self.failed += 1
-                        logger.warning("webhook %s rejected alert: %s", self.url, r.status_code)
+                        _log.warning("webhook %s rejected alert: %s", self.url, r.status_code)
                     return
             except httpx.HTTPError as exc:
-                logger.debug("webhook attempt %d failed: %s", attempt + 1, exc)
+                _log.debug("webhook attempt %d failed: %s", attempt + 1, exc)
             if attempt < self.retries:
                 time.sleep(self.backoff_s * (2**attempt))
         self.failed += 1
-        logger.warning("webhook %s failed after %d attempts", self.url, self.retries + 1)
+        _log.warning("webhook %s failed after %d attempts", self.url, self.retries + 1)
 
     def flush(self) -> None:
         """Wait until every queued event has been sent or has failed."""
@@ -386,7 +310,7 @@ class AlertManager:
                 sink.emit(event)
             except Exception:  # a broken sink must not break monitoring
                 self.sink_errors += 1
-                logger.exception("alert sink %r failed", sink)
+                _log.exception("alert sink %r failed", sink)
 
     def levels(self) -> dict[str, str]:
         return {name: st.level for name, st in self._state.items()}

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from leanml.config import MonitorConfig
 from leanml.monitor.alerts import AlertSink
-from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import Reference
 from leanml.monitor.monitor import ModelMonitor
 from leanml.monitor.prometheus import render

@@ -38,13 +38,13 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from leanml._validation import param_error
+from leanml.config import MonitorConfig
 from leanml.errors import ConfigError, MonitorError
 from leanml.monitor._flush import step
 from leanml.monitor._read import metric_table
 from leanml.monitor._read import stats as read_stats
 from leanml.monitor._state import MonitorState
 from leanml.monitor.alerts import AlertManager, AlertSink, LogSink
-from leanml.monitor.config import MonitorConfig
 from leanml.monitor.drift import DriftDetector, Reference
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow
 from leanml.monitor.join import PendingJoin

@@ -10,10 +10,10 @@ the dashboard: :mod:`leanml.app` mounts it (``leanml serve`` runs :func:`leanml.
 
 from __future__ import annotations
 
+from leanml.config import ServingConfig
 from leanml.serving.app import ServeApp, create_app
 from leanml.serving.batching import MicroBatcher
 from leanml.serving.cache import PredictionCache
-from leanml.serving.config import ServingConfig
 from leanml.serving.feedback import FeedbackLog
 from leanml.serving.handle import IdSpace, ModelHandle, parse_id
 from leanml.serving.server import run

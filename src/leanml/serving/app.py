@@ -46,18 +46,16 @@ Two more measured choices, on ``leanml serve`` itself (email model, compact vari
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import orjson
 
-from leanml.config import Settings
+from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
 from leanml.serving import _http, answers
 from leanml.serving._http import Disconnected, read_body, replay, send_json
 from leanml.serving.api import build_api
-from leanml.serving.config import ServingConfig
 from leanml.serving.schemas import BadRequest, check_predict
 from leanml.serving.service import Service
 
@@ -186,8 +184,7 @@ def create_app(
     monitor_config: MonitorConfig | None = None,
     admin_token: str | None = None,
 ) -> ServeApp:
-    """The ASGI app for ``settings.models_dir`` (models load in the lifespan startup)."""
-    settings = settings or Settings.load()
-    token = admin_token if admin_token is not None else os.environ.get("LEANML_ADMIN_TOKEN")
-    service = Service(settings, config or ServingConfig.load(), monitor_config, admin_token=token)
+    """The ASGI app for ``settings.models_dir`` (models load in the lifespan startup); the
+    sections and the admin token come from ``settings`` unless given here."""
+    service = Service(settings or Settings.load(), config, monitor_config, admin_token=admin_token)
     return ServeApp(service)

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from leanml._predict import predict_top, predict_with_confidence
+from leanml.config import ServingConfig
 from leanml.errors import ServingError
 from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
 from leanml.registry import LoadedModel, ModelRegistry
 from leanml.serving.batching import MicroBatcher
 from leanml.serving.cache import PredictionCache
-from leanml.serving.config import ServingConfig
 
 __all__ = ["IdSpace", "ModelHandle", "ServedState", "parse_id"]
 

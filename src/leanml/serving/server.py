@@ -14,15 +14,11 @@ import contextlib
 import importlib.util
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from leanml.config import Settings
-from leanml.errors import ConfigError
-from leanml.monitor import MonitorConfig
 from leanml.serving.app import ServeApp, create_app
-from leanml.serving.config import ServingConfig, read_config_file
-from leanml.serving.service import serving_monitor_defaults
+from leanml.serving.service import serving_profile
 
 __all__ = ["FACTORY", "SPEC_ENV", "app_from_env", "app_from_spec", "build", "run"]
 
@@ -37,41 +33,19 @@ def build(
     models_dir: str | os.PathLike[str] | None = None,
     store_url: str | None = None,
     serving: dict[str, Any] | None = None,
-) -> tuple[Settings, ServingConfig, MonitorConfig]:
-    tables = read_config_file(config_file) if config_file else {"leanml": {}, "monitor": {}}
-    settings = (
-        Settings.load(config_file)
-        if config_file and "leanml" in _raw_tables(config_file)
-        else Settings.load()
-    )
-    changes: dict[str, Any] = {}
-    if models_dir is not None:
-        changes["models_dir"] = str(models_dir)
-    if store_url is not None:
-        changes["store_url"] = store_url
-    if changes:
-        settings = settings.replace(**changes)
-    config = ServingConfig.load(config_file, **(serving or {}))
-    try:
-        monitor = MonitorConfig(
-            **{**serving_monitor_defaults(settings), **tables.get("monitor", {})}
-        )
-    except TypeError as exc:
-        raise ConfigError(f"bad [monitor] table in {config_file}: {exc}") from None
-    return settings, config, monitor
-
-
-def _raw_tables(path: str | os.PathLike[str]) -> set[str]:
-    import tomllib
-
-    return set(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+) -> Settings:
+    """The server's settings, read once through the one loader: defaults < ``config_file`` (or
+    ``$LEANML_CONFIG``) < environment < these arguments (``serving`` holds [serving] keys), with
+    the server's monitor profile where the user left the default."""
+    overrides: dict[str, Any] = {"models_dir": models_dir, "store_url": store_url}
+    overrides.update({f"serving.{key}": value for key, value in (serving or {}).items()})
+    return serving_profile(Settings.load(config_file, overrides=overrides))
 
 
 def app_from_spec(spec: dict[str, Any]) -> ServeApp:
     """The service's ASGI app for a spec (:func:`build`'s keywords), with the protocol's
     cache-hit answer registered when the protocol is importable."""
-    settings, config, monitor = build(**spec)
-    app = create_app(settings, config, monitor)
+    app = create_app(build(**spec))
     with contextlib.suppress(ImportError):  # uvicorn internals may move: then no fast path
         from leanml.serving import _protocol
 

@@ -16,15 +16,14 @@ import logging
 import time
 from typing import Any
 
-from leanml.config import Settings
+from leanml.config import ServingConfig, Settings
 from leanml.errors import ModelNotFoundError, ParameterError, ServingError
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
-from leanml.serving.config import ServingConfig
 from leanml.serving.feedback import FeedbackLog
 from leanml.serving.handle import ModelHandle, parse_id
 
-__all__ = ["FeedbackOutcome", "Service", "serving_monitor_defaults"]
+__all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
 log = logging.getLogger("leanml.serving")
 
@@ -57,18 +56,17 @@ class FeedbackOutcome:
         return out
 
 
-def serving_monitor_defaults(settings: Settings) -> dict[str, Any]:
-    """MonitorConfig defaults for a server: the settings' sampling rate; alerts (and the drift
-    tests they read) every 5 s instead of 1 s. The flusher runs every 0.1 s (the server used 0.5 s):
-    its fixed cost per step is ~0.15 ms now, and shorter steps hold the GIL for shorter
-    stretches (at 4,500 predictions/s a 0.5 s step held it ~5 ms at a time; two served A/B
-    runs of 8 pairs measured 1-2% more throughput at 0.1 s than at 0.5 s, within the machine's
-    run-to-run spread). [monitor] in the config file overrides all of it."""
-    return {
-        "sampling_rate": settings.sampling_rate,
-        "alert_interval_s": 5.0,
-        "flush_interval_s": 0.1,
-    }
+#: The server's own monitor defaults: alerts (and the drift tests they read) every 5 s instead
+#: of 1 s; the flusher every 0.1 s (its fixed cost per step is ~0.15 ms, and shorter steps hold
+#: the GIL for shorter stretches: at 4,500 predictions/s a 0.5 s step held it ~5 ms at a time;
+#: two served A/B runs of 8 pairs measured 1-2% more throughput at 0.1 s than at 0.5 s, within
+#: the machine's run-to-run spread). Anything the user sets in [monitor] wins.
+SERVING_PROFILE = {"monitor.alert_interval_s": 5.0, "monitor.flush_interval_s": 0.1}
+
+
+def serving_profile(settings: Settings) -> Settings:
+    """``settings`` with the server's monitor defaults where the user left the default."""
+    return settings.with_profile("leanml serve", SERVING_PROFILE)
 
 
 def _with_thresholds(rules: tuple[Any, ...], thresholds: Any) -> tuple[Any, ...]:
@@ -103,15 +101,17 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        config: ServingConfig,
+        config: ServingConfig | None = None,
         monitor_config: MonitorConfig | None = None,
         *,
         admin_token: str | None = None,
     ) -> None:
+        """``config`` and ``monitor_config`` default to the settings' sections (the monitor's
+        with :data:`SERVING_PROFILE`), ``admin_token`` to ``settings.serving.admin_token``."""
         self.settings = settings
-        self.config = config
-        self.monitor_config = monitor_config or MonitorConfig(**serving_monitor_defaults(settings))
-        self.admin_token = admin_token or None
+        self.config = config or settings.serving
+        self.monitor_config = monitor_config or serving_profile(settings).monitor
+        self.admin_token = admin_token or self.config.admin_token
         self.registry = ModelRegistry(settings.models_dir)
         self.handles: dict[str, ModelHandle] = {}
         self.store: MonitorStore | None = None
