@@ -201,3 +201,16 @@ def test_serving_profile_applies_only_where_the_user_left_the_default(tmp_path: 
     assert s.monitor.alert_interval_s == 5.0
     assert str(s.sources["monitor.alert_interval_s"]) == "profile leanml serve"
     assert str(s.sources["monitor.flush_interval_s"]).startswith("file ")
+
+
+@pytest.mark.parametrize(
+    ("var", "new"),
+    [
+        ("LEANML_SAMPLING_RATE", "LEANML_MONITOR_SAMPLING_RATE"),
+        ("LEANML_SERVE_MAX_INPUTS", "LEANML_SERVING_MAX_INPUTS"),
+    ],
+)
+def test_renamed_variables_are_refused_with_their_new_name(var: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=f"{var} is no longer read; set {new} instead"):
+        Settings.load(env={var: "1"})
+    assert Settings.load(env={"LEANML_SERVE_SPEC": "{}"}).serving.max_inputs == 256

@@ -108,6 +108,7 @@ class Settings:
         ``overrides`` maps ``key`` (core) or ``section.key`` to a value; ``None`` values are
         ignored (an unset command-line flag)."""
         env = os.environ if env is None else env
+        _refuse_renamed(env)
         values: dict[str, Values] = {name: {} for name in SECTIONS}
         path = file if file is not None else env.get(CONFIG_ENV)
         if path:
@@ -231,6 +232,24 @@ def _assemble(values: dict[str, Values]) -> Settings:
     sources.update({f"serving.{k}": v for k, v in serving_src.items()})
     sources.update({f"monitor.{k}": v for k, v in monitor_src.items()})
     return dataclasses.replace(core, serving=serving, monitor=monitor, sources=sources)
+
+
+#: Variables of earlier releases, refused with their new name rather than silently ignored.
+_RENAMED_PREFIX = ("LEANML_SERVE_", "LEANML_SERVING_")
+_RENAMED = {"LEANML_SAMPLING_RATE": "LEANML_MONITOR_SAMPLING_RATE"}
+_INTERNAL = {"LEANML_SERVE_SPEC"}  # how `leanml serve` hands its arguments to its workers
+
+
+def _refuse_renamed(env: Mapping[str, str]) -> None:
+    for var in env:
+        new = _RENAMED.get(var)
+        old_prefix, new_prefix = _RENAMED_PREFIX
+        if new is None and var.startswith(old_prefix) and var not in _INTERNAL:
+            new = new_prefix + var.removeprefix(old_prefix)
+        if new is not None:
+            raise ConfigError(
+                f"The environment variable {var} is no longer read; set {new} instead."
+            )
 
 
 def _split(dotted: str) -> tuple[str, str]:
