@@ -57,6 +57,7 @@ __all__ = [
     "ALLOWED_TYPES",
     "FORMAT_VERSION",
     "LOADER_GROUP",
+    "MANIFEST_FILE",
     "Loader",
     "Manifest",
     "artifact_loader",
@@ -71,9 +72,10 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-SKOPS_FILE = "model.skops"
-SKOPS_KIND = "skops"
+#: The file in every model directory that describes it (see the module docstring).
+MANIFEST_FILE = "manifest.json"
+_SKOPS_FILE = "model.skops"
+_SKOPS_KIND = "skops"
 
 #: The entry-point group where packages declare their loaders: ``kind = "module:callable"``.
 LOADER_GROUP = "leanml.artifact_loaders"
@@ -153,13 +155,13 @@ class Manifest:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise UnsupportedFormatError(
-                f"{where / MANIFEST} has format_version {version!r}; this leanml reads "
+                f"{where / MANIFEST_FILE} has format_version {version!r}; this leanml reads "
                 f"format_version {FORMAT_VERSION} only."
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(n for n in names if n not in data and n != "extra")
         if missing:
-            raise ArtifactError(f"{where / MANIFEST} lacks the keys {missing}.")
+            raise ArtifactError(f"{where / MANIFEST_FILE} lacks the keys {missing}.")
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -204,14 +206,14 @@ def save_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a model folder is as readable as its parent
     try:
-        kind = str(getattr(model, "leanml_format", SKOPS_KIND))
-        if kind != SKOPS_KIND:
+        kind = str(getattr(model, "leanml_format", _SKOPS_KIND))
+        if kind != _SKOPS_KIND:
             files = list(model.save_payload(staging))
         else:
             import skops.io as sio
 
-            sio.dump(model, staging / SKOPS_FILE, compression=zipfile.ZIP_DEFLATED)
-            files = [SKOPS_FILE]
+            sio.dump(model, staging / _SKOPS_FILE, compression=zipfile.ZIP_DEFLATED)
+            files = [_SKOPS_FILE]
         if classes is None and hasattr(model, "classes_"):
             classes = [_plain(c) for c in model.classes_]
         manifest = Manifest(
@@ -230,7 +232,7 @@ def save_model(
             },
             extra=dict(extra or {}),
         )
-        (staging / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -242,7 +244,7 @@ def save_model(
 
 def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     where = Path(directory)
-    path = where / MANIFEST
+    path = where / MANIFEST_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -261,7 +263,9 @@ def verify_artifact(directory: str | os.PathLike[str]) -> Manifest:
     for file, entry in manifest.payload.items():
         path = where / file
         if Path(file).is_absolute() or ".." in Path(file).parts:
-            raise ArtifactError(f"{where / MANIFEST} names a payload outside its folder: {file!r}.")
+            raise ArtifactError(
+                f"{where / MANIFEST_FILE} names a payload outside its folder: {file!r}."
+            )
         if not path.is_file():
             raise ArtifactMissingError(f"Payload file {path} named in the manifest is missing.")
         actual = sha256_file(path)
@@ -280,7 +284,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
     try:
         loader = artifact_loader(manifest.kind)
     except UnsupportedFormatError as exc:
-        raise UnsupportedFormatError(f"{where / MANIFEST}: {exc}") from None
+        raise UnsupportedFormatError(f"{where / MANIFEST_FILE}: {exc}") from None
     return loader(where), manifest
 
 
@@ -288,11 +292,11 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
 
 
 def _load_skops(directory: Path) -> Any:
-    path = directory / SKOPS_FILE
+    path = directory / _SKOPS_FILE
     return skops_loads(path.read_bytes(), str(path))
 
 
-_LOADERS: dict[str, Loader] = {SKOPS_KIND: _load_skops}
+_LOADERS: dict[str, Loader] = {_SKOPS_KIND: _load_skops}
 
 
 def register_loader(kind: str, loader: Loader) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from leanml._sizing import deep_sizeof
-from leanml.artifacts import Manifest, load_model, read_manifest, save_model
+from leanml.artifacts import MANIFEST_FILE, Manifest, load_model, read_manifest, save_model
 from leanml.errors import (
     ArtifactError,
     ModelNotFoundError,
@@ -37,7 +37,7 @@ from leanml.errors import (
 
 __all__ = ["VARIANTS", "LoadedModel", "ModelRegistry"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 VARIANTS = ("original", "compact")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -96,7 +96,7 @@ class ModelRegistry:
 
     def variants(self, name: str, version: int | None = None) -> list[str]:
         version = self._resolve_version(name, version)
-        return [v for v in VARIANTS if (self.path(name, version, v) / "manifest.json").is_file()]
+        return [v for v in VARIANTS if (self.path(name, version, v) / MANIFEST_FILE).is_file()]
 
     def _resolve_version(self, name: str, version: int | None) -> int:
         if version is None:
@@ -248,7 +248,7 @@ class ModelRegistry:
         return LoadedModel(name, version, variant, requested, model, manifest, elapsed)
 
     def _record_fallback(self, name: str, version: int, reason: str) -> None:
-        log.warning(
+        _log.warning(
             "model %s v%s: serving the original instead of compact: %s", name, version, reason
         )
         with self._lock:

@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from leanml.compress import Recipe, _textops, compress, to_compact
-from leanml.compress._base import ConvertContext
+from leanml.compress._base import ConvertContext, find_strategy
 from leanml.compress._textops import canonical_csr, count_arrays, weigh_csr
-from leanml.compress.text import TextStage, convert_vectorizer
+from leanml.compress.text import TextStage
 
 from .conftest import Texts, agreement, roundtrip
 
@@ -36,6 +36,15 @@ CONFIGS = [
 ]
 
 
+def _text_stage(vec: Any) -> TextStage:
+    """The stage the registered strategy builds for a fitted vectorizer (through the table)."""
+    strategy = find_strategy(vec)
+    assert strategy is not None, f"no strategy for {type(vec).__name__}"
+    stage = strategy(vec, ConvertContext(Recipe()))
+    assert isinstance(stage, TextStage)
+    return stage
+
+
 def _max_diff(a: sp.spmatrix, b: sp.spmatrix) -> float:
     """Largest absolute difference relative to the largest value (float32 arithmetic)."""
     b = sp.csr_matrix(b, dtype=np.float64)
@@ -48,7 +57,7 @@ def _max_diff(a: sp.spmatrix, b: sp.spmatrix) -> float:
 )
 def test_tfidf_features_match_sklearn(emails: Texts, params: dict) -> None:
     vec = TfidfVectorizer(**params).fit(emails.X_train)
-    stage = convert_vectorizer(vec, ConvertContext(Recipe()))
+    stage = _text_stage(vec)
     docs = emails.X_test[:150] + ["", "Ünïcödé ÀÉÎ text", b"bytes doc".decode()]
     expected = vec.transform(docs)
     # terms layout, batch and single row
@@ -107,7 +116,7 @@ def test_counts_are_exact(emails: Texts, params: dict, layout: str) -> None:
     raw = {k: v for k, v in params.items() if k != "binary"}  # counts() are raw counts
     counter = CountVectorizer(**raw).fit(emails.X_train)
     assert counter.vocabulary_ == vec.vocabulary_
-    stage = convert_vectorizer(vec, ConvertContext(Recipe()))
+    stage = _text_stage(vec)
     perm = np.arange(stage.n_features)
     if layout == "tokens":
         if not stage.token_mode_possible():
@@ -280,6 +289,6 @@ def test_custom_tokenizer_passes_through_with_reason(emails: Texts, tmp_path: Pa
 
 def test_single_string_is_refused(emails: Texts) -> None:
     vec = TfidfVectorizer().fit(emails.X_train)
-    stage = convert_vectorizer(vec, ConvertContext(Recipe()))
+    stage = _text_stage(vec)
     with pytest.raises(ValueError, match="single string"):
         stage.transform("one document")

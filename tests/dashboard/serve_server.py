@@ -1,5 +1,5 @@
-"""``leanml serve``'s app with the dashboard mounted (leanml.dashboard.service.with_dashboard),
-under uvicorn on 127.0.0.1, for the dashboard tests.
+"""``leanml serve``'s full app, the dashboard mounted (leanml.app.full_app), under uvicorn on
+127.0.0.1, for the dashboard tests.
 
     python tests/dashboard/serve_server.py --port P --dir DIR --token T
 """
@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scenario
 import uvicorn
 
+from leanml.app import full_app
 from leanml.config import Settings
-from leanml.dashboard.service import with_dashboard
-from leanml.serving.app import create_app
+from leanml.serving import create_app
 
 
 def main() -> None:
@@ -33,10 +33,9 @@ def main() -> None:
         store_url=f"sqlite:///{args.dir / 'serve-store.db'}",
         allow_download=False,
     )
-    app = create_app(settings, admin_token=args.token)
-    uvicorn.run(
-        with_dashboard(app, refresh_s=1.0), host="127.0.0.1", port=args.port, log_level="warning"
-    )
+    served = create_app(settings, admin_token=args.token)
+    app = full_app(served, refresh_s=1.0)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from leanml.dashboard.data import ModelData, ReportData, WindowPoint
 from leanml.dashboard.insights import (
     accuracy_drop,
@@ -14,6 +16,7 @@ from leanml.dashboard.insights import (
     latency_vs_load,
     memory_growth,
 )
+from leanml.monitor import DRIFT_SCORES
 
 T0 = 1_800_000_000.0
 
@@ -63,12 +66,27 @@ def test_latency_vs_load_silent_when_p99_is_stable_or_data_thin():
 def test_accuracy_drop_names_drift_as_the_cause():
     ws = windows(
         confidence_sum=lambda i: 600 * (0.9 if i < 6 else 0.6),
-        drift=lambda i: {"class_psi": 0.02 if i < 6 else 0.4, "confidence_ks": 0.3 * (i >= 6)},
+        drift=lambda i: {
+            "class_psi": 0.02 if i < 6 else 0.4,
+            "confidence_ks": 0.3 * (i >= 6),
+            "oov_delta": 0.1 * (i >= 6),
+        },
     )
     ins = accuracy_drop(model(ws))
     assert ins is not None and ins.severity == "critical"
     assert "estimated accuracy fell from 0.900 to 0.600" in ins.text
     assert "class PSI 0.40" in ins.text and "the traffic changed" in ins.text
+    # the evidence carries every drift score of the recent windows (None where none was scored)
+    drift = {k: ins.evidence[k] for k in DRIFT_SCORES}
+    assert drift == pytest.approx(
+        {
+            "class_psi": 0.4,
+            "class_chi2": None,
+            "confidence_ks": 0.3,
+            "input_length_ks": None,
+            "oov_delta": 0.1,
+        }
+    )
 
 
 def test_accuracy_drop_prefers_realized_accuracy_and_says_when_no_drift():

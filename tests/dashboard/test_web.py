@@ -13,7 +13,7 @@ from starlette.routing import Mount
 
 from leanml.cli import main
 from leanml.dashboard.web import MonitorProvider, dashboard_app, model_entry
-from leanml.monitor import MonitorConfig, MonitorStore, monitored
+from leanml.monitor import DRIFT_SCORES, MonitorConfig, MonitorStore, monitored
 
 from .helpers import assert_valid_png, start_server, stop
 
@@ -196,12 +196,22 @@ def test_model_entry_reads_leanml_serve_stats_shape():
         "accuracy": {"realized": 0.8, "realized_joined": 10, "estimated": 0.7},
         "alerts": [{"rule": "latency_p99", "level": "critical", "value": 2.0, "reason": "slow"}],
         "active_variant": "compact",
+        "drift": {"class_psi": 0.2, "oov_rate": 0.3, "oov_delta": 0.05, "confidence_ks_p": 0.01},
     }
     m = model_entry("email", serve_stats)
     assert m["predictions"] == 42 and m["realized"] == 0.8 and m["realized_n"] == 10
     assert m["reasons"] == ["latency_p99: critical - slow"] and m["dropped"] == 2
     assert m["batch_mean"] == 1.6 and m["queue_wait_p99"] == 1e-4 and m["cache_hit_rate"] == 0.5
     assert m["rps"] == pytest.approx(1.0)
+    # one entry per drift score (monitor's DRIFT_SCORES), None where the stats have none
+    assert {k: m[k] for k in DRIFT_SCORES} == {
+        "class_psi": 0.2,
+        "class_chi2": None,
+        "confidence_ks": None,
+        "input_length_ks": None,
+        "oov_delta": 0.05,
+    }
+    assert "oov_rate" not in m and "confidence_ks_p" not in m
 
 
 def test_monitor_provider_over_real_monitors_and_store(tmp_path, tiny_pipeline, tiny_texts):

@@ -3,13 +3,14 @@ from collections import Counter
 import pytest
 
 from leanml.datasets import load_dataset, load_email
-from leanml.datasets.email import BUNDLED
+from leanml.datasets.email import find_email_file
 from leanml.errors import DatasetNotFoundError
 
 
 def test_bundled_corpus_splits_are_stratified_and_disjoint(settings):
     ds = load_email(settings=settings)
-    assert ds.source == "bundled" and BUNDLED.is_file()
+    assert ds.source == "bundled"
+    assert find_email_file(settings=settings).name == "emails.jsonl.gz"
     assert len(ds.X_train) + len(ds.X_val) + len(ds.X_test) == 6046
     assert ds.classes == ["ham", "hard_ham", "spam"]
     total = Counter(ds.y_train.tolist()) + Counter(ds.y_val.tolist()) + Counter(ds.y_test.tolist())

@@ -12,10 +12,13 @@ from leanml._format import human_bytes
 from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
 from leanml.registry import VARIANTS
 
+__all__ = ["list_models", "models_app", "register", "show", "switch", "train"]
+
 models_app = typer.Typer(help="List, inspect and switch registered models.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``models list|show|switch`` to ``app``."""
     app.command()(train)
     app.add_typer(models_app, name="models")
 

@@ -220,7 +220,7 @@ def _sample_width(est: Any, chain: list[Stage]) -> int:
 
 
 @register_strategy(FeatureUnion)
-def convert_union(union: Any, ctx: ConvertContext) -> UnionStage:
+def _convert_union(union: Any, ctx: ConvertContext) -> UnionStage:
     chains, weights, widths = [], [], []
     tw = union.transformer_weights or {}
     for name, est in union.transformer_list:
@@ -234,7 +234,7 @@ def convert_union(union: Any, ctx: ConvertContext) -> UnionStage:
 
 
 @register_strategy(ColumnTransformer)
-def convert_columns(ct: Any, ctx: ConvertContext) -> ColumnStage:
+def _convert_columns(ct: Any, ctx: ConvertContext) -> ColumnStage:
     if ct.remainder != "drop" and not (isinstance(ct.remainder, str) and ct.remainder == "drop"):
         raise Unsupported("ColumnTransformer with remainder other than 'drop'")
     chains, weights, widths, columns = [], [], [], []
@@ -269,7 +269,7 @@ def propagate_pruning(stages: list[Stage], head: Node) -> None:
         pending = [stage]
 
 
-def use_token_layout(stages: list[Stage], head: Node) -> None:
+def _use_token_layout(stages: list[Stage], head: Node) -> None:
     """Switch vectorizers to the token-id layout where their consumer can reorder columns."""
     nodes: list[Node] = [*stages, head]
     for i, stage in enumerate(stages):
@@ -305,6 +305,6 @@ def to_compact(
     stages = [n for n in nodes[:-1] if isinstance(n, Stage)]
     if ctx.recipe.drop_features:
         propagate_pruning(stages, head)
-    use_token_layout(stages, head)
+    _use_token_layout(stages, head)
     compact = CompactModel(stages, head, np.asarray(model.classes_), ctx.recipe.to_json())
     return compact, ctx.passthrough

@@ -187,18 +187,18 @@ class NormalizerStage(Stage):
 
 
 @register_strategy(TruncatedSVD)
-def convert_svd(est: Any, ctx: ConvertContext) -> SVDStage:
+def _convert_svd(est: Any, ctx: ConvertContext) -> SVDStage:
     C = prune_weights(est.components_, ctx.recipe, center=False, input_scale=ctx.input_scale)
     return SVDStage(C, ctx.recipe.precision)
 
 
 @register_strategy(StandardScaler)
-def convert_scaler(est: Any, ctx: ConvertContext) -> ScalerStage:
+def _convert_scaler(est: Any, ctx: ConvertContext) -> ScalerStage:
     mean = est.mean_ if est.with_mean else None
     scale = est.scale_ if est.with_std else None
     return ScalerStage(mean, scale, ctx.recipe.aux_precision)
 
 
 @register_strategy(Normalizer)
-def convert_normalizer(est: Any, ctx: ConvertContext) -> NormalizerStage:
+def _convert_normalizer(est: Any, ctx: ConvertContext) -> NormalizerStage:
     return NormalizerStage(est.norm)

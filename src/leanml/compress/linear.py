@@ -241,7 +241,7 @@ def _linear_head(est: Any, ctx: ConvertContext, link: str) -> LinearHead:
 
 
 @register_strategy(LogisticRegression)
-def convert_logistic(est: Any, ctx: ConvertContext) -> LinearHead:
+def _convert_logistic(est: Any, ctx: ConvertContext) -> LinearHead:
     multi = getattr(est, "multi_class", "auto")
     k = len(est.classes_)
     ovr = k > 2 and (multi == "ovr" or (multi != "multinomial" and est.solver == "liblinear"))
@@ -249,19 +249,19 @@ def convert_logistic(est: Any, ctx: ConvertContext) -> LinearHead:
 
 
 @register_strategy(SGDClassifier)
-def convert_sgd(est: Any, ctx: ConvertContext) -> LinearHead:
+def _convert_sgd(est: Any, ctx: ConvertContext) -> LinearHead:
     link = {"log_loss": "ovr", "modified_huber": "modified_huber"}.get(est.loss, "none")
     return _linear_head(est, ctx, link)
 
 
 @register_strategy(LinearSVC, RidgeClassifier, RidgeClassifierCV, Perceptron)
-def convert_margin(est: Any, ctx: ConvertContext) -> LinearHead:
+def _convert_margin(est: Any, ctx: ConvertContext) -> LinearHead:
     return _linear_head(est, ctx, "none")
 
 
 try:  # deprecated in recent scikit-learn, still supported while it exists
     from sklearn.linear_model import PassiveAggressiveClassifier
 
-    register_strategy(PassiveAggressiveClassifier)(convert_margin)
+    register_strategy(PassiveAggressiveClassifier)(_convert_margin)
 except ImportError:  # pragma: no cover - removed in a future scikit-learn
     pass

@@ -141,7 +141,7 @@ class MLPHead(Head):
 
 
 @register_strategy(MLPClassifier)
-def convert_mlp(est: Any, ctx: ConvertContext) -> MLPHead:
+def _convert_mlp(est: Any, ctx: ConvertContext) -> MLPHead:
     weights, biases = [], []
     for i, (w, b) in enumerate(zip(est.coefs_, est.intercepts_, strict=True)):
         scale = ctx.input_scale if i == 0 else None

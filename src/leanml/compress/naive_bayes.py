@@ -24,11 +24,11 @@ from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 from leanml.compress._base import ConvertContext, Unsupported, register_strategy
 from leanml.compress.linear import LinearHead, prune_weights
 
-__all__ = ["convert_naive_bayes"]
+__all__: list[str] = []
 
 
 @register_strategy(MultinomialNB, ComplementNB, BernoulliNB)
-def convert_naive_bayes(est: Any, ctx: ConvertContext) -> LinearHead:
+def _convert_naive_bayes(est: Any, ctx: ConvertContext) -> LinearHead:
     flp = np.asarray(est.feature_log_prob_, dtype=np.float64)
     prior = np.asarray(est.class_log_prior_, dtype=np.float64)
     binarize = None

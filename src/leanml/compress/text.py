@@ -460,7 +460,7 @@ class HashingStage(Stage):
 
 
 @register_strategy(CountVectorizer)
-def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
+def _convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
     """Count/Tfidf vectorizer -> :class:`TextStage` (terms in column order, sorted when fitted)."""
     cfg = analyzer_config(vec)
     terms, decomp = terms_of(vec, cfg)
@@ -482,7 +482,7 @@ def convert_vectorizer(vec: Any, ctx: ConvertContext) -> TextStage:
 
 
 @register_strategy(TfidfTransformer)
-def convert_tfidf_transformer(tf: Any, ctx: ConvertContext) -> TfidfStage:
+def _convert_tfidf_transformer(tf: Any, ctx: ConvertContext) -> TfidfStage:
     idf = np.asarray(tf.idf_, dtype=np.float64) if tf.use_idf else None
     return TfidfStage(
         idf,
@@ -493,7 +493,7 @@ def convert_tfidf_transformer(tf: Any, ctx: ConvertContext) -> TfidfStage:
 
 
 @register_strategy(HashingVectorizer)
-def convert_hashing(vec: Any, ctx: ConvertContext) -> HashingStage:
+def _convert_hashing(vec: Any, ctx: ConvertContext) -> HashingStage:
     cfg = analyzer_config(vec)
     params = {k: getattr(vec, k) for k in _HASHING_PARAMS if k != "dtype"}
     params["n_features"] = int(params["n_features"])

@@ -284,7 +284,7 @@ def _leaf_probs(values: np.ndarray) -> np.ndarray:
 
 
 @register_strategy(DecisionTreeClassifier, RandomForestClassifier, ExtraTreesClassifier)
-def convert_forest(est: Any, ctx: ConvertContext) -> TreeEnsembleHead:
+def _convert_forest(est: Any, ctx: ConvertContext) -> TreeEnsembleHead:
     trees = list(getattr(est, "estimators_", [est]))
     if getattr(est, "n_outputs_", 1) != 1:
         raise Unsupported("multi-output trees are not converted")
@@ -298,7 +298,7 @@ def convert_forest(est: Any, ctx: ConvertContext) -> TreeEnsembleHead:
 
 
 @register_strategy(GradientBoostingClassifier)
-def convert_boosting(est: Any, ctx: ConvertContext) -> TreeEnsembleHead:
+def _convert_boosting(est: Any, ctx: ConvertContext) -> TreeEnsembleHead:
     init_ = est.init_
     if not (isinstance(init_, str) and init_ == "zero"):
         if type(init_).__name__ != "DummyClassifier":

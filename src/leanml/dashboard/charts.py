@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from leanml.dashboard.data import ModelData, ReportData, batch_figures
 from leanml.monitor.alerts import AlertRule
+from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = [
     "accuracy_chart",
@@ -40,6 +41,16 @@ __all__ = [
 
 _COLORS = {"p50": "#2b7bba", "p95": "#f0a202", "p99": "#d7263d", "warning": "#f0a202"}
 _CRIT = "#d7263d"
+#: the drift chart's legend, one entry per score of DRIFT_SCORES (a new score must be placed
+#: here). None: not drawn, as it does not share the PSI / KS scale from 0: the chi-square
+#: statistic grows with the window's size, and the OOV delta is a signed change of a rate.
+_DRIFT_LABELS: dict[str, str | None] = {
+    "class_psi": "class PSI",
+    "class_chi2": None,
+    "confidence_ks": "confidence KS",
+    "input_length_ks": "input length KS",
+    "oov_delta": None,
+}
 
 
 def _fig(height: float = 3.2, width: float = 7.5) -> Figure:
@@ -200,18 +211,16 @@ def confusion_chart(md: ModelData, max_classes: int = 15) -> bytes | None:
 
 
 def drift_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
-    series = {
-        "class PSI": "class_psi",
-        "confidence KS": "confidence_ks",
-        "input length KS": "input_length_ks",
-    }
     pts = [w for w in md.windows if w.drift]
     if not pts:
         return None
     fig = _fig()
     ax = fig.add_subplot()
     t = _times(w.start + w.width / 2 for w in pts)
-    for label, key in series.items():
+    for key in DRIFT_SCORES:
+        label = _DRIFT_LABELS[key]
+        if label is None:
+            continue
         ys = [w.drift.get(key, np.nan) for w in pts]
         if not all(np.isnan(ys)):
             ax.plot(t, ys, marker=".", label=label)

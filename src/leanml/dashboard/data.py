@@ -26,13 +26,19 @@ import sqlalchemy as sa
 
 from leanml.errors import MonitorError
 from leanml.monitor.alerts import AlertRule, default_rules, health_from_levels
-from leanml.monitor.drift import psi
+from leanml.monitor.drift import DRIFT_SCORES, psi
 from leanml.monitor.sketch import LogSketch
 from leanml.monitor.store import MonitorStore
 
-__all__ = ["ModelData", "ReportData", "WindowPoint", "collect", "wilson_interval"]
-
-_DRIFT_KEYS = ("class_psi", "class_chi2", "confidence_ks", "input_length_ks", "oov_rate")
+__all__ = [
+    "ModelData",
+    "ReportData",
+    "WindowPoint",
+    "batch_figures",
+    "collect",
+    "collect_windows",
+    "wilson_interval",
+]
 
 
 @dataclasses.dataclass
@@ -50,7 +56,7 @@ class WindowPoint:
     p99: float | None = None
     labeled: int = 0  # predictions made in this window whose label has arrived
     labeled_correct: int = 0
-    drift: dict[str, float] = dataclasses.field(default_factory=dict)
+    drift: dict[str, float] = dataclasses.field(default_factory=dict)  # keys: DRIFT_SCORES
     label_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
@@ -164,12 +170,10 @@ def collect(
         names = [n for n in names if n in set(models)]
     out: dict[str, ModelData] = {}
     for name in names:
-        md = ModelData(name)
         rows = [r for r in snaps if r["model"] == name]
-        _fill_windows(md, rows)
+        md = _model_windows(name, rows, store, since, until, max_detail_rows)
         if registry is not None and name in registry.list_models():
             _fill_registry(md, registry)
-        _fill_labels(md, store, since, until, max_detail_rows)
         _fill_samples(md, store, since, until, max_detail_rows)
         _fill_alerts(md, store, until)
         if md.reference_counts:
@@ -188,6 +192,43 @@ def collect(
         rules=tuple(rules) if rules is not None else default_rules(),
         benchmarks=dict(benchmarks or {}),
     )
+
+
+def collect_windows(
+    store: MonitorStore,
+    *,
+    since: float,
+    until: float | None = None,
+    max_detail_rows: int = 200_000,
+) -> dict[str, ModelData]:
+    """Per model in the store: its merged windows with their realized accuracy, nothing else.
+
+    What the live dashboard seeds its charts with; :func:`collect` reads the same and, on top,
+    the registry, the sampled predictions, the alerts and the resources.
+    """
+    until = time.time() if until is None else until
+    snaps = store.read_snapshots(since=since, until=until)
+    return {
+        name: _model_windows(
+            name, [r for r in snaps if r["model"] == name], store, since, until, max_detail_rows
+        )
+        for name in sorted({r["model"] for r in snaps})
+    }
+
+
+def _model_windows(
+    name: str,
+    rows: list[dict[str, Any]],
+    store: MonitorStore,
+    since: float,
+    until: float,
+    cap: int,
+) -> ModelData:
+    """One model's windows (from its snapshot ``rows``) and the labels joined to them."""
+    md = ModelData(name)
+    _fill_windows(md, rows)
+    _fill_labels(md, store, since, until, cap)
+    return md
 
 
 def _psi(reference: Mapping[str, int], live: Mapping[str, int]) -> float:
@@ -226,7 +267,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
                     sketch.merge(sk)
             if r["drift"]:
                 d = json.loads(r["drift"])
-                for key in _DRIFT_KEYS:  # weighted by the process's predictions in the window
+                for key in DRIFT_SCORES:  # weighted by the process's predictions in the window
                     if d.get(key) is not None and math.isfinite(d[key]):
                         drift_sum[key] += float(d[key]) * int(r["count"])
                         drift_n[key] += int(r["count"])

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from leanml.dashboard.data import ModelData, ReportData, WindowPoint
+from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = [
     "MODEL_RULES",
@@ -98,6 +99,14 @@ def latency_vs_load(md: ModelData, min_windows: int = 4, rise: float = 1.5) -> I
     return Insight("latency_vs_load", md.name, "warning", text, ev)
 
 
+def _mean_drift(windows: Sequence[WindowPoint]) -> dict[str, float | None]:
+    """Each drift score (DRIFT_SCORES) averaged over the windows, weighted by predictions."""
+    out: dict[str, float | None] = {}
+    for key in DRIFT_SCORES:
+        out[key] = _wmean(windows, lambda w: w.drift.get(key), lambda w: w.count)  # noqa: B023
+    return out
+
+
 def accuracy_drop(md: ModelData, drop: float = 0.05, min_windows: int = 3) -> Insight | None:
     """Estimated (or realized) accuracy fell by ``drop``; name input drift as the cause if seen."""
     pts = [w for w in md.windows if w.count]
@@ -113,9 +122,9 @@ def accuracy_drop(md: ModelData, drop: float = 0.05, min_windows: int = 3) -> In
         kind, before, after = "realized", rb, ra
     if before is None or after is None or before - after < drop:
         return None
-    psi = _wmean(recent, lambda w: w.drift.get("class_psi"), lambda w: w.count)
-    ks = _wmean(recent, lambda w: w.drift.get("confidence_ks"), lambda w: w.count)
-    ev = {"kind": kind, "before": before, "after": after, "class_psi": psi, "confidence_ks": ks}
+    drift = _mean_drift(recent)
+    psi, ks = drift["class_psi"], drift["confidence_ks"]
+    ev = {"kind": kind, "before": before, "after": after, **drift}
     head = f"{md.name}: {kind} accuracy fell from {before:.3f} to {after:.3f}"
     drifted = (psi is not None and psi >= 0.1) or (ks is not None and ks >= 0.1)
     if drifted:

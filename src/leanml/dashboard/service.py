@@ -1,16 +1,19 @@
-"""Wiring the live dashboard into ``leanml serve``.
+"""The live dashboard over a ``leanml serve`` service, ready to mount into its app.
 
-::
+This module never imports :mod:`leanml.serving`; :mod:`leanml.app` is the one place that mounts
+it, and the way to get the full application::
 
-    from leanml.dashboard.service import with_dashboard
-    app = with_dashboard(create_app(settings, config, monitor))   # ServeApp -> ASGI app
+    from leanml.app import full_app
+    from leanml.serving import create_app
+
+    app = full_app(create_app(settings, config, monitor_config))   # ServeApp -> ASGI app
 
 :class:`ServiceProvider` reads a :class:`leanml.serving.service.Service` through its public
 surface (``handles``, ``stats(name)`` with the local and store-merged figures, cache and
 batching, ``registry``, ``store``, ``switch_variant``); :func:`with_dashboard` sends
 ``/dashboard`` and everything under it to :func:`~leanml.dashboard.web.dashboard_app` and every
-other request and the lifespan to the wrapped app, so the serving code needs no change beyond
-calling it. The admin token is the service's own (``LEANML_ADMIN_TOKEN``).
+other request and the lifespan to the wrapped app. The admin token is the service's own
+(``LEANML_ADMIN_TOKEN``).
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leanml.dashboard import _assets
-from leanml.dashboard.data import ModelData, _fill_labels, _fill_windows, batch_figures
+from leanml.dashboard.data import batch_figures, collect_windows
 from leanml.errors import LeanMLError
+from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = ["DashboardProvider", "MonitorProvider", "dashboard_app", "model_entry"]
 
@@ -139,11 +140,8 @@ class MonitorProvider:
 
         out: dict[str, list[dict[str, Any]]] = {}
         now = time.time()
-        rows = self.store.read_snapshots(since=since)
-        for name in sorted({r["model"] for r in rows}):
-            md = ModelData(name)
-            _fill_windows(md, [r for r in rows if r["model"] == name])
-            _fill_labels(md, self.store, since, now, 50_000)
+        found = collect_windows(self.store, since=since, until=now, max_detail_rows=50_000)
+        for name, md in found.items():
             out[name] = [
                 {
                     "ts": w.start + w.width / 2,
@@ -227,8 +225,7 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "realized": _num(real.get("accuracy")),
         "realized_n": int(real.get("n") or 0),
         "estimated": _num(acc.get("estimated")),
-        "class_psi": _num(drift.get("class_psi")),
-        "confidence_ks": _num(drift.get("confidence_ks")),
+        **{key: _num(drift.get(key)) for key in DRIFT_SCORES},
         "error_rate": _num(st.get("error_rate")),
         "cache_hit_rate": hit_rate,
         "cache_entries": _num(cache.get("entries")),

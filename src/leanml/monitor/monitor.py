@@ -57,7 +57,7 @@ from leanml.monitor.store import PREDICTION_COLUMNS, MonitorStore, default_proce
 
 __all__ = ["ModelMonitor"]
 
-logger = logging.getLogger("leanml.monitor")
+_log = logging.getLogger("leanml.monitor")
 _T = TypeVar("_T")
 
 
@@ -313,7 +313,7 @@ class ModelMonitor:
             except Exception:  # keep monitoring alive; count and log
                 more = False
                 self.counters["flusher_errors"] += 1
-                logger.exception("monitor %s: flusher step failed", self.name)
+                _log.exception("monitor %s: flusher step failed", self.name)
 
     def flush(self) -> None:
         """Process every buffered record now and write the store (blocking)."""

@@ -48,7 +48,7 @@ from leanml.monitor.sketch import LogSketch
 
 __all__ = ["PREDICTION_COLUMNS", "MonitorStore", "default_process_id"]
 
-QUANTILES = (0.5, 0.95, 0.99, 0.999)
+_QUANTILES = (0.5, 0.95, 0.99, 0.999)
 #: column order of the tuples :meth:`MonitorStore.write` accepts for sampled predictions
 PREDICTION_COLUMNS = (
     "prediction_id",
@@ -275,7 +275,7 @@ class MonitorStore:
         variant: str | None = None,
         since: float | None = None,
         until: float | None = None,
-        quantiles: Iterable[float] = QUANTILES,
+        quantiles: Iterable[float] = _QUANTILES,
     ) -> dict[str, Any]:
         """Counters summed and latency sketches merged over every process and window."""
         rows = self.read_snapshots(model, variant, since, until)

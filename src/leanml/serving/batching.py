@@ -45,7 +45,7 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 WAIT_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0)
 
 #: CPU share (of one core) above which the process counts as saturated and batches may wait.
-SATURATED = 0.85
+_SATURATED = 0.85
 
 #: What a submitter gets back: (batch result, start, stop, queue wait in seconds)
 BatchSlice = tuple[Any, int, int, float]
@@ -185,7 +185,7 @@ class MicroBatcher:
         elapsed = now - self._sampled_at
         if elapsed >= 0.05:
             cpu = self._cpu_clock()
-            self._saturated = (cpu - self._sampled_cpu) >= SATURATED * elapsed
+            self._saturated = (cpu - self._sampled_cpu) >= _SATURATED * elapsed
             self._sampled_at, self._sampled_cpu = now, cpu
         return self._saturated
 

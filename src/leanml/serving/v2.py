@@ -26,7 +26,7 @@ from leanml.serving.schemas import BadRequest
 
 __all__ = ["decode_bytes_tensor", "encode_bytes_tensor", "router"]
 
-HEADER = "inference-header-content-length"
+_HEADER = "inference-header-content-length"
 
 
 def decode_bytes_tensor(raw: bytes) -> list[str]:
@@ -170,7 +170,7 @@ async def _infer(service: Any, name: str, version: str | None, request: Request)
     t0 = time.perf_counter()
     try:
         h = _resolve(service, name, version)
-        req, binary = _read_request(await request.body(), request.headers.get(HEADER))
+        req, binary = _read_request(await request.body(), request.headers.get(_HEADER))
         texts = _texts(req, binary, service.config.max_inputs, service.config.max_text_chars)
         wanted, binary_out = _outputs(req)
         state, preds = await h.predict(texts, "probabilities" in wanted, t0)
@@ -190,7 +190,7 @@ async def _infer(service: Any, name: str, version: str | None, request: Request)
         return Response(
             head_bytes + b"".join(blobs),
             media_type="application/octet-stream",
-            headers={HEADER: str(len(head_bytes))},
+            headers={_HEADER: str(len(head_bytes))},
         )
     return Response(head_bytes, media_type="application/json")
 
@@ -201,7 +201,7 @@ def _read_request(raw: bytes, header_length: str | None) -> tuple[Any, bytes]:
         try:
             k = int(header_length)
         except ValueError:
-            raise BadRequest(400, HEADER, f"invalid {HEADER} header") from None
+            raise BadRequest(400, _HEADER, f"invalid {_HEADER} header") from None
         head, binary = raw[:k], raw[k:]
     else:
         head, binary = raw, b""
