@@ -6,7 +6,7 @@ This is the one module that knows both :mod:`leanml.serving` and :mod:`leanml.da
 ``$LEANML_SERVE_SPEC``::
 
     from leanml.app import full_app
-    app = full_app(create_app(settings, config, monitor))   # ServeApp + /dashboard
+    app = full_app(create_app(settings))   # ServeApp + /dashboard
 
 The dashboard's variant switch uses the service's admin token (``LEANML_ADMIN_TOKEN``).
 """

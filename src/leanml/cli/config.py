@@ -11,6 +11,8 @@ from rich.table import Table
 from leanml.cli._common import console, settings_of
 from leanml.config import markdown_table
 
+__all__ = ["config_app", "register", "show"]
+
 config_app = typer.Typer(help="The effective settings.", no_args_is_help=True)
 
 

@@ -40,7 +40,7 @@ from leanml.errors import ConfigError
 
 __all__ = ["SECTIONS", "SettingRow", "Settings", "markdown_table"]
 
-CONFIG_ENV = "LEANML_CONFIG"
+_CONFIG_ENV = "LEANML_CONFIG"
 
 
 def _default_cache_dir() -> Path:
@@ -110,7 +110,7 @@ class Settings:
         env = os.environ if env is None else env
         _refuse_renamed(env)
         values: dict[str, Values] = {name: {} for name in SECTIONS}
-        path = file if file is not None else env.get(CONFIG_ENV)
+        path = file if file is not None else env.get(_CONFIG_ENV)
         if path:
             for name, found in read_file(Path(path), SECTIONS).items():
                 values[name].update(found)

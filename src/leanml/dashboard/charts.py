@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
 
+from leanml.config import AlertRule
 from leanml.dashboard.data import ModelData, ReportData, batch_figures
-from leanml.monitor.alerts import AlertRule
 from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = [

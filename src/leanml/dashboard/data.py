@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from leanml.config import AlertRule, default_rules
 from leanml.errors import MonitorError
-from leanml.monitor.alerts import AlertRule, default_rules, health_from_levels
+from leanml.monitor.alerts import health_from_levels
 from leanml.monitor.drift import DRIFT_SCORES, psi
 from leanml.monitor.sketch import LogSketch
 from leanml.monitor.store import MonitorStore

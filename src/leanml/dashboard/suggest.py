@@ -22,6 +22,7 @@ from leanml.dashboard.data import (
     batch_figures,
     wilson_interval,
 )
+from leanml.monitor import DRIFT_SCORES
 
 __all__ = [
     "SERVE_SETTINGS",
@@ -181,7 +182,9 @@ def suggest_retrain(
     limits = {
         r.metric.removeprefix("drift_"): r.warning
         for r in rules
-        if r.metric in ("drift_class_psi", "drift_confidence_ks") and r.warning is not None
+        if r.metric.removeprefix("drift_") in DRIFT_SCORES
+        and r.metric.startswith("drift_")
+        and r.warning is not None
     }
     pts = [w for w in md.windows if w.count]
     if len(pts) < persist + 1 or not limits:

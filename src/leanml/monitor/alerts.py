@@ -33,17 +33,15 @@ from typing import Any, Protocol
 import httpx
 
 from leanml._validation import check_number, param_error
-from leanml.config.monitor import LEVELS, AlertRule, default_rules
+from leanml.config.monitor import LEVELS, AlertRule
 
 __all__ = [
     "AlertEvent",
     "AlertManager",
-    "AlertRule",  # TODO(merge): importers move to leanml.config
     "AlertSink",
     "CallbackSink",
     "LogSink",
     "WebhookSink",
-    "default_rules",
     "health_from_levels",
 ]
 

@@ -33,6 +33,7 @@ from leanml.serving.schemas import BadRequest, check_feedback, check_predict
 from leanml.serving.service import FeedbackOutcome, Service
 
 __all__ = [
+    "ReadBody",
     "Parsed",
     "feedback",
     "feedback_answer",

@@ -45,7 +45,7 @@ from leanml.serving.service import Service
 __all__ = ["build_api"]
 
 #: Error answers every model route documents.
-ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorBody} for c in (400, 404, 413, 422, 503)
 }
 
@@ -153,12 +153,12 @@ def _add_model_routes(api: FastAPI, service: Service) -> None:
     async def list_models() -> Response:
         return _json({"models": [h.info() for h in service.handles.values()]})
 
-    @api.get("/v1/models/{name}", tags=["models"], responses=ERRORS)
+    @api.get("/v1/models/{name}", tags=["models"], responses=_ERRORS)
     async def model_info(name: str) -> Response:
         service.handle(name)
         return _json(await asyncio.to_thread(service.model_info, name))
 
-    @api.get("/v1/models/{name}/stats", tags=["models"], responses=ERRORS)
+    @api.get("/v1/models/{name}/stats", tags=["models"], responses=_ERRORS)
     async def model_stats(name: str) -> Response:
         service.handle(name)
         return _json(await asyncio.to_thread(service.stats, name))
@@ -175,7 +175,7 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
         "/v1/models/{name}/predict",
         tags=["predict"],
         response_model=PredictResponse,
-        responses=ERRORS,
+        responses=_ERRORS,
         openapi_extra=_json_body(PredictRequest),
     )
     async def predict(name: str, request: Request) -> Response:
@@ -188,7 +188,7 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
         "/v1/models/{name}/feedback",
         tags=["predict"],
         response_model=FeedbackResponse,
-        responses=ERRORS,
+        responses=_ERRORS,
         openapi_extra=_json_body(FeedbackRequest),
     )
     async def feedback(name: str, request: Request) -> Response:
@@ -214,7 +214,7 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
     guarded: dict[str, Any] = {
         "tags": ["admin"],
         "dependencies": [Depends(admin)],
-        "responses": ERRORS,
+        "responses": _ERRORS,
     }
 
     @api.put("/v1/models/{name}/variant", **guarded)

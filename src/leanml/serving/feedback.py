@@ -31,9 +31,9 @@ import sqlalchemy as sa
 
 from leanml.errors import ServingError
 
-__all__ = ["FeedbackLog"]
+__all__ = ["FeedbackLog", "Resolver"]
 
-log = logging.getLogger("leanml.serving")
+_log = logging.getLogger("leanml.serving")
 
 #: resolver(rows) -> outcome per row; rows are (row id, prediction id, model, label)
 Resolver = Callable[[list[tuple[int, str, str, str]]], list[str]]
@@ -166,7 +166,7 @@ class FeedbackLog:
                 ids = self._commit([r for rows, _ in jobs for r in rows])
             except Exception as exc:
                 self.counters["errors"] += 1
-                log.exception("feedback write failed")
+                _log.exception("feedback write failed")
                 for _, fut in jobs:
                     fut.set_exception(ServingError(f"feedback could not be stored: {exc}"))
             else:
@@ -229,7 +229,7 @@ class FeedbackLog:
                 self.poll_once(resolve)
             except Exception:
                 self.counters["errors"] += 1
-                log.exception("feedback poller step failed")
+                _log.exception("feedback poller step failed")
 
     def heartbeat(self, now: float | None = None) -> None:
         if not self.own:
@@ -269,7 +269,7 @@ class FeedbackLog:
             try:
                 self.poll_once(resolve)
             except Exception:
-                log.exception("final feedback poll failed")
+                _log.exception("final feedback poll failed")
         self._q.put(None)
         self._writer.join()
         if self.own:
@@ -281,4 +281,4 @@ class FeedbackLog:
                         .values(closed=True, heartbeat=self._clock())
                     )
             except Exception:
-                log.exception("could not mark id spaces closed")
+                _log.exception("could not mark id spaces closed")

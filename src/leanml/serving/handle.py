@@ -33,8 +33,8 @@ from leanml.serving.cache import PredictionCache
 
 __all__ = ["IdSpace", "ModelHandle", "ServedState", "parse_id"]
 
-PENDING, LABELED = 1, 2
-log = logging.getLogger("leanml.serving")
+_PENDING, _LABELED = 1, 2
+_log = logging.getLogger("leanml.serving")
 
 
 def parse_id(prediction_id: Any) -> tuple[str, int] | None:
@@ -91,7 +91,7 @@ class IdSpace:
         if n == 1:
             i = start % cap
             self._ts[i] = now
-            self._state[i] = PENDING
+            self._state[i] = _PENDING
             self._code[i] = code
             many = (list, tuple, np.ndarray)  # isinstance: np.ndim would build an array
             self._pred[i] = pred[0] if isinstance(pred, many) else pred
@@ -116,7 +116,7 @@ class IdSpace:
         self, i: int, j: int, now: float, code: int, pred: np.ndarray, conf: np.ndarray
     ) -> None:
         self._ts[i:j] = now
-        self._state[i:j] = PENDING
+        self._state[i:j] = _PENDING
         self._code[i:j] = code
         self._pred[i:j] = pred
         self._conf[i:j] = conf
@@ -132,7 +132,7 @@ class IdSpace:
         cutoff = self._clock() - self.max_age_s
         return int(
             np.count_nonzero(
-                (self._state[:live] == PENDING)
+                (self._state[:live] == _PENDING)
                 & (self._code[:live] == code)
                 & (self._ts[:live] >= cutoff)
             )
@@ -147,12 +147,12 @@ class IdSpace:
         i = counter % self.capacity
         if self._clock() - self._ts[i] > self.max_age_s:
             return "expired", -1
-        if self._state[i] == LABELED:
+        if self._state[i] == _LABELED:
             return "duplicate", int(self._code[i])
         return "pending", int(self._code[i])
 
     def mark_labeled(self, counter: int) -> None:
-        self._state[counter % self.capacity] = LABELED
+        self._state[counter % self.capacity] = _LABELED
 
 
 @dataclasses.dataclass(eq=False)
@@ -235,7 +235,7 @@ class ModelHandle:
             if loaded.variant != "compact":
                 raise ServingError(f"model {self.name!r} cannot predict: {exc!r}") from exc
             reason = f"compact variant failed its warm-up prediction: {exc!r}"
-            log.warning("model %s: serving the original: %s", self.name, reason)
+            _log.warning("model %s: serving the original: %s", self.name, reason)
             loaded = self.registry.load(self.name, version=loaded.version, variant="original")
             loaded.requested_variant = "compact"
             loaded.fallback_reason = reason

@@ -25,7 +25,7 @@ from leanml.serving.handle import ModelHandle, parse_id
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
-log = logging.getLogger("leanml.serving")
+_log = logging.getLogger("leanml.serving")
 
 _REASONS = {
     "never_seen": "no prediction with this id was ever made by a process sharing this store",
@@ -148,7 +148,7 @@ class Service:
             handle.install(loaded)
             await asyncio.to_thread(self.feedback_log.register_space, handle.ids.prefix, name)
             self.handles[name] = handle
-            log.info(
+            _log.info(
                 "serving %s v%s (%s%s)",
                 name,
                 loaded.version,
@@ -235,10 +235,10 @@ class Service:
                     want_variant = await asyncio.to_thread(h.default_variant)
                     latest = await asyncio.to_thread(self.registry.latest_version, name)
                     if (latest, want_variant) != (st.version, st.loaded.requested_variant):
-                        log.info("%s: registry changed, reloading", name)
+                        _log.info("%s: registry changed, reloading", name)
                         h.install(await asyncio.to_thread(h.load, want_variant))
                 except Exception:
-                    log.exception("registry watch of %s failed", name)
+                    _log.exception("registry watch of %s failed", name)
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, name: str, items: list[tuple[str, str]]) -> list[FeedbackOutcome]:
