@@ -37,26 +37,7 @@ def app_from_env() -> Any:
     return full_app(_server.app_from_env())
 
 
-def run(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    config_file: str | None = None,
-    models_dir: str | None = None,
-    store_url: str | None = None,
-    serving: dict[str, Any] | None = None,
-    log_level: str = "info",
-) -> None:
-    """:func:`leanml.serving.server.run` with the dashboard mounted in every worker."""
-    _server.run(
-        host=host,
-        port=port,
-        workers=workers,
-        config_file=config_file,
-        models_dir=models_dir,
-        store_url=store_url,
-        serving=serving,
-        log_level=log_level,
-        factory=FACTORY,
-    )
+def run(**options: Any) -> None:
+    """:func:`leanml.serving.server.run` (same keywords: host, port, workers, config_file, ...)
+    with the dashboard mounted in every worker."""
+    _server.run(**options, factory=FACTORY)
