@@ -16,7 +16,7 @@ from pathlib import Path
 from leanml.config import Settings
 from leanml.datasets._base import Dataset
 from leanml.datasets.email import load_email
-from leanml.datasets.files import MIN_PER_CLASS, load_file, read_texts
+from leanml.datasets.files import MIN_PER_CLASS, load_file, read_labelled, read_texts
 from leanml.datasets.intent import (
     fetch_clinc150,
     find_clinc150,
@@ -40,6 +40,7 @@ __all__ = [
     "load_file",
     "load_intent",
     "load_sentiment",
+    "read_labelled",
     "read_texts",
 ]
 

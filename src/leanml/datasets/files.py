@@ -16,8 +16,8 @@ and the column:
   test split is), or a label of a validation or test file that the training file lacks;
 * bytes that are not UTF-8 (the byte offset is named) unless ``encoding`` is given.
 
-:func:`read_texts` reads the texts (and labels, when the column exists) of one file, for
-batch scoring.
+:func:`read_labelled` reads the texts and labels of one file with the same checks (no split);
+:func:`read_texts` the texts (and labels, when the column exists), for batch scoring.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from leanml.datasets._base import Dataset
 from leanml.datasets._readers import file_kind, read_rows
 from leanml.errors import DataFileError
 
-__all__ = ["MIN_PER_CLASS", "load_file", "read_texts"]
+__all__ = ["MIN_PER_CLASS", "load_file", "read_labelled", "read_texts"]
 
 #: The fewest examples per class for the stratified train / validation / test split.
 MIN_PER_CLASS = 3
@@ -65,9 +65,14 @@ def read_texts(
     return texts, labels
 
 
-def _read_labelled(
-    file: Path, text_column: str, label_column: str, encoding: str | None
+def read_labelled(
+    path: _PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    encoding: str | None = None,
 ) -> tuple[list[str], list[str]]:
+    """The texts and labels of one file, every row checked (no split)."""
+    file = Path(path)
     columns, rows = read_rows(file, encoding)
     if not rows:
         raise DataFileError(f"{file} holds no rows (an empty file, or a header only).")
@@ -171,13 +176,13 @@ def load_file(
     ``seed``; a given file takes that split's place (the others come from ``path``).
     """
     file = Path(path)
-    X, y = _read_labelled(file, text_column, label_column, encoding)
+    X, y = read_labelled(file, text_column, label_column, encoding)
     extra = {
         "validation": Path(validation) if validation is not None else None,
         "test": Path(test) if test is not None else None,
     }
     given = {
-        split: _read_labelled(p, text_column, label_column, encoding)
+        split: read_labelled(p, text_column, label_column, encoding)
         for split, p in extra.items()
         if p is not None
     }
