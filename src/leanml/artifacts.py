@@ -18,8 +18,10 @@ finds it on first use without importing that package first. That is how
 
 Loading never unpickles. A skops payload is opened only after every type it references that
 skops does not already trust is found on :data:`ALLOWED_TYPES`, an allow-list that lives here,
-in leanml's code (the file's own list of types is never trusted). Every payload's sha256 is
-checked against the manifest before it is parsed. Each failure has its own error:
+in leanml's code (the file's own list of types is never trusted), or on the operator's
+``trusted_types`` (the setting, or ``--trust`` on one command line) passed by the caller.
+Every payload's sha256 is checked against the manifest before it is parsed. Each failure has
+its own error:
 
 * manifest or payload file missing -> :class:`~leanml.errors.ArtifactMissingError`
 * sha256 mismatch (tampered or truncated file) -> :class:`~leanml.errors.ChecksumMismatchError`
