@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from leanml.registry import ModelRegistry
 
 from .conftest import CONFIG, free_port, running, wait_for
 
 
+@pytest.mark.slow  # a real server and two registry watches: about 25 s on the 2-core machine
 def test_a_running_server_follows_promote_and_rollback(tmp_path, tiny_pipeline):
     from leanml.cli import main
 
