@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from leanml.artifacts import LOADER_GROUP
-from leanml.errors import ModelNotFoundError, ParameterError
+from leanml.errors import ChecksumMismatchError, ModelNotFoundError, ParameterError, RegistryError
 from leanml.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,3 +182,94 @@ def test_a_fresh_interpreter_loads_a_compact_variant_through_the_entry_point(
         "type": "CompactModel",
         "prediction": tiny_pipeline.predict(["win money fast click here"]).tolist(),
     }
+
+
+# -- atomic registration, validation samples, the version lifecycle (issue 15) ---------------
+
+_REGISTER_SCRIPT = """
+import sys, time
+from sklearn.dummy import DummyClassifier
+from leanml.registry import ModelRegistry
+model = DummyClassifier().fit([[0], [1]], ["a", "b"])
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+registry = ModelRegistry(sys.argv[1])
+print(" ".join(str(registry.register("same", model, task="t").version) for _ in range(5)))
+"""
+
+
+def test_two_processes_registering_one_name_get_distinct_versions(tmp_path):
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    start = str(time.time() + 3)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REGISTER_SCRIPT, str(tmp_path), start],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode().split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    got = sorted(int(v) for out in outputs for v in out)
+    assert got == list(range(1, 11))
+    registry = ModelRegistry(tmp_path)
+    assert registry.versions("same") == list(range(1, 11))
+    assert [registry.manifest("same", v).version for v in range(1, 11)] == list(range(1, 11))
+    assert not [p for p in (tmp_path / "same").iterdir() if p.name.startswith(".new-")]
+
+
+def test_a_failed_registration_leaves_no_partial_version(tmp_path, tiny_pipeline):
+    registry = ModelRegistry(tmp_path)
+    registry.register("m", tiny_pipeline, task="t")
+
+    class Unsaveable:
+        classes_ = ["a"]
+
+        def __reduce__(self):
+            raise RuntimeError("cannot be written")
+
+    with pytest.raises(Exception, match="cannot be written"):
+        registry.register("m", Unsaveable(), task="t")
+    assert registry.versions("m") == [1]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".lock", "1", "state.json"]
+
+
+def test_the_validation_sample_is_bounded_stratified_and_checked(tmp_path, tiny_pipeline):
+    registry = ModelRegistry(tmp_path)
+    texts = [f"text {i}" for i in range(300)]
+    labels = ["a"] * 200 + ["b"] * 100
+    manifest = registry.register(
+        "m", tiny_pipeline, task="t", validation=(texts, labels), sample_rows=30
+    )
+    entry = manifest.extra["validation_sample"]
+    assert (entry["rows"], entry["of"]) == (30, 300)
+    X, y = registry.validation_sample("m")
+    assert len(X) == 30 and y.count("a") == 20 and y.count("b") == 10
+    assert set(X) <= set(texts)
+    sample = tmp_path / "m" / "1" / "validation.json.gz"
+    sample.write_bytes(sample.read_bytes()[:-1])
+    with pytest.raises(ChecksumMismatchError):
+        registry.validation_sample("m")
+
+
+def test_load_serves_the_promoted_version(tmp_path, tiny_pipeline):
+    registry = ModelRegistry(tmp_path)
+    for _ in range(2):
+        registry.register("m", tiny_pipeline, task="t")
+    registry.register("m", tiny_pipeline, task="t", promote=False)
+    assert registry.serving_version("m") == 2 and registry.latest_version("m") == 3
+    assert registry.load("m").version == 2
+    registry.promote("m", 3)
+    assert registry.load("m").version == 3 and registry.report("m")["serving_version"] == 3
+    assert registry.rollback("m") == 2
+    with pytest.raises(ParameterError, match="must not be the serving version"):
+        registry.delete("m", 2)
+    registry.delete("m", 3)
+    assert registry.versions("m") == [1, 2]
+    assert registry.rollback("m") == 1
+    with pytest.raises(RegistryError, match="no earlier version"):
+        registry.rollback("m")

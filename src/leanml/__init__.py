@@ -1,6 +1,7 @@
 """leanml: serve, monitor and compress scikit-learn models in production.
 
-The top level stays light to import; ``leanml.monitored`` is loaded on first use.
+The top level stays light to import; ``leanml.monitored`` and ``leanml.register`` are loaded on
+first use.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from leanml.errors import LeanMLError
 
 if TYPE_CHECKING:
     from leanml.monitor import monitored
+    from leanml.workflows import register
 
-__all__ = ["LeanMLError", "__version__", "monitored"]
+__all__ = ["LeanMLError", "__version__", "monitored", "register"]
 
 
 def __getattr__(name: str) -> Any:
+    # lazily, only so that `import leanml` stays light (no numpy, SQLAlchemy...); nothing
+    # below imports the root package, so this is no cycle (contract no-root-imports)
     if name == "monitored":
-        # lazily, only so that `import leanml` stays light (no numpy, SQLAlchemy...); nothing
-        # below imports the root package, so this is no cycle (contract no-root-imports)
         from leanml.monitor import monitored
 
         return monitored
+    if name == "register":
+        from leanml.workflows import register
+
+        return register
     raise AttributeError(f"module 'leanml' has no attribute {name!r}")

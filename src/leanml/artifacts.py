@@ -18,8 +18,10 @@ finds it on first use without importing that package first. That is how
 
 Loading never unpickles. A skops payload is opened only after every type it references that
 skops does not already trust is found on :data:`ALLOWED_TYPES`, an allow-list that lives here,
-in leanml's code (the file's own list of types is never trusted). Every payload's sha256 is
-checked against the manifest before it is parsed. Each failure has its own error:
+in leanml's code (the file's own list of types is never trusted), or on the operator's
+``trusted_types`` (the setting, or ``--trust`` on one command line) passed by the caller.
+Every payload's sha256 is checked against the manifest before it is parsed. Each failure has
+its own error:
 
 * manifest or payload file missing -> :class:`~leanml.errors.ArtifactMissingError`
 * sha256 mismatch (tampered or truncated file) -> :class:`~leanml.errors.ChecksumMismatchError`
@@ -32,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import gzip
 import hashlib
 import json
 import os
@@ -39,7 +42,7 @@ import platform
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -63,11 +66,15 @@ __all__ = [
     "artifact_loader",
     "library_versions",
     "load_model",
+    "load_sample",
     "read_manifest",
+    "refused_types",
     "register_loader",
     "save_model",
+    "save_sample",
     "sha256_file",
     "skops_loads",
+    "untrusted_message",
     "verify_artifact",
 ]
 
@@ -277,10 +284,19 @@ def verify_artifact(directory: str | os.PathLike[str]) -> Manifest:
     return manifest
 
 
-def load_model(directory: str | os.PathLike[str]) -> tuple[Any, Manifest]:
-    """Verify and load the model in ``directory``; never unpickles."""
+def load_model(
+    directory: str | os.PathLike[str], *, trusted_types: Iterable[str] = ()
+) -> tuple[Any, Manifest]:
+    """Verify and load the model in ``directory``; never unpickles.
+
+    ``trusted_types`` are the operator's extra types (setting ``trusted_types``, ``--trust``)
+    accepted in a skops payload beyond :data:`ALLOWED_TYPES`; never taken from the artifact.
+    """
     where = Path(directory)
     manifest = verify_artifact(where)
+    if manifest.kind == _SKOPS_KIND:
+        path = where / _SKOPS_FILE
+        return skops_loads(path.read_bytes(), str(path), trusted_types=trusted_types), manifest
     try:
         loader = artifact_loader(manifest.kind)
     except UnsupportedFormatError as exc:
@@ -364,25 +380,85 @@ def _describe(loader: Loader) -> str:
     return f"{module}.{getattr(loader, '__qualname__', repr(loader))}"
 
 
-def skops_loads(data: bytes, where: str) -> Any:
-    """Load skops bytes after checking every type skops does not trust against the allow-list.
-
-    ``where`` names the payload in error messages (a path, or e.g. "pass-through step").
-    """
+def refused_types(data: bytes, where: str, trusted_types: Iterable[str] = ()) -> list[str]:
+    """The types of skops ``data`` outside skops' defaults, the allow-list and ``trusted_types``."""
     import skops.io as sio
 
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # a corrupt zip or schema: say which payload
         raise ArtifactError(f"{where} is not a readable skops payload: {exc}") from exc
-    refused = sorted(t for t in untrusted if t not in ALLOWED_TYPES)
+    accepted = ALLOWED_TYPES | frozenset(trusted_types)
+    return sorted(t for t in untrusted if t not in accepted)
+
+
+def untrusted_message(where: str, refused: list[str]) -> str:
+    """What a refused payload says: the types, and the operator's two ways to accept them."""
+    flags = " ".join(f"--trust {t}" for t in refused)
+    return (
+        f"{where} references untrusted types, outside leanml's allow-list: "
+        f"{', '.join(refused)}. Refusing to load it. If you trust them, list them in the "
+        f"setting trusted_types (LEANML_TRUSTED_TYPES, or trusted_types in the config file) "
+        f"or, for one command, pass {flags}."
+    )
+
+
+def skops_loads(data: bytes, where: str, *, trusted_types: Iterable[str] = ()) -> Any:
+    """Load skops bytes after checking every type skops does not trust against the allow-list
+    (plus the operator's ``trusted_types``).
+
+    ``where`` names the payload in error messages (a path, or e.g. "pass-through step").
+    """
+    import skops.io as sio
+
+    refused = refused_types(data, where, trusted_types)
     if refused:
-        raise UntrustedTypeError(
-            f"{where} references untrusted types, outside leanml's allow-list: "
-            f"{', '.join(refused)}. "
-            "Refusing to load it."
+        raise UntrustedTypeError(untrusted_message(where, refused))
+    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+
+
+# -- the validation sample kept with a version -------------------------------------------------
+
+
+def save_sample(
+    path: str | os.PathLike[str], texts: Sequence[str], labels: Sequence[Any], *, total: int
+) -> dict[str, Any]:
+    """Write texts and labels as gzip-compressed JSON; return its manifest entry.
+
+    The entry (file name, rows, rows of the split it was drawn from, sha256, size) goes into
+    the original's manifest; :func:`load_sample` checks the sha256 before parsing.
+    """
+    target = Path(path)
+    body = {"texts": list(texts), "labels": [_plain(v) for v in labels]}
+    data = gzip.compress(json.dumps(body, ensure_ascii=False).encode("utf-8"), mtime=0)
+    target.write_bytes(data)
+    return {
+        "file": target.name,
+        "rows": len(body["texts"]),
+        "of": int(total),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+
+
+def load_sample(
+    folder: str | os.PathLike[str], entry: dict[str, Any]
+) -> tuple[list[str], list[Any]]:
+    """The texts and labels of a sample written by :func:`save_sample` (sha256 checked)."""
+    file = str(entry.get("file", ""))
+    if not file or Path(file).name != file:
+        raise ArtifactError(f"The validation sample entry of {folder} names no plain file.")
+    path = Path(folder) / file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactMissingError(f"The validation sample {path} is missing.") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise ChecksumMismatchError(
+            f"The validation sample {path} does not match the sha256 of its manifest."
         )
-    return sio.loads(data, trusted=untrusted)
+    body = json.loads(gzip.decompress(data).decode("utf-8"))
+    return list(body["texts"]), list(body["labels"])
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,8 @@ the whole family in one ``except`` and still tell the cases apart::
     ├── ConfigError                 a setting has a bad value (names the key and the value)
     ├── ParameterError (ValueError) a function argument is invalid
     ├── DatasetError                a dataset cannot be found, read or verified
-    │   └── DatasetNotFoundError    no local copy and no way to download it
+    │   ├── DatasetNotFoundError    no local copy and no way to download it
+    │   └── DataFileError           a user's data file is unusable (names file, row, column)
     ├── ArtifactError               a model artifact on disk cannot be trusted or read
     │   ├── ArtifactMissingError    a manifest or payload file is absent
     │   ├── ChecksumMismatchError   a payload's sha256 differs from the manifest (tampered)
@@ -32,6 +33,7 @@ __all__ = [
     "ChecksumMismatchError",
     "CompressionError",
     "ConfigError",
+    "DataFileError",
     "DatasetError",
     "DatasetNotFoundError",
     "LeanMLError",
@@ -74,6 +76,15 @@ class DatasetError(LeanMLError):
 
 class DatasetNotFoundError(DatasetError):
     """No local copy of a dataset was found and it could not be downloaded."""
+
+
+class DataFileError(DatasetError):
+    """A user's data file cannot be used: it names the file, the row and the column.
+
+    Bad input, so the CLI exits with 2.
+    """
+
+    exit_code = 2
 
 
 class ArtifactError(LeanMLError):

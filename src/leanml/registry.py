@@ -4,9 +4,14 @@
 
     <root>/<name>/<version>/original/   manifest.json + model.skops
     <root>/<name>/<version>/compact/    manifest.json + arrays (written by leanml.compress)
-    <root>/<name>/state.json            {"active_variant": "original" | "compact"}
+    <root>/<name>/<version>/validation.json.gz   a bounded sample of the validation split
+    <root>/<name>/state.json            {"active_variant": "original" | "compact",
+                                         "promotions": [versions promoted, oldest first]}
 
-``load(name)`` serves the *active* variant of the latest version (or a pinned one). When the
+A new version is staged in ``<root>/<name>/.new-*`` and renamed into place (atomic; two
+processes registering one name get distinct versions) and, by default, promoted. ``load(name)``
+serves the *active* variant of the *serving* version: the last promoted one (``promote``,
+``rollback``), else the latest; ``delete`` refuses the serving version. When the
 compact variant is requested but is missing, fails verification (corrupt, tampered) or failed
 its accuracy guard, the registry falls back to the original, logs a warning and records the
 reason in the returned :class:`LoadedModel` and in :meth:`ModelRegistry.fallbacks`.
@@ -14,19 +19,35 @@ reason in the returned :class:`LoadedModel` and in :meth:`ModelRegistry.fallback
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import functools
 import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from sklearn.model_selection import train_test_split
+
 from leanml._sizing import deep_sizeof
-from leanml.artifacts import MANIFEST_FILE, Manifest, load_model, read_manifest, save_model
+from leanml.artifacts import (
+    MANIFEST_FILE,
+    Manifest,
+    load_model,
+    load_sample,
+    read_manifest,
+    save_model,
+    save_sample,
+)
 from leanml.errors import (
     ArtifactError,
     ModelNotFoundError,
@@ -35,11 +56,29 @@ from leanml.errors import (
     VariantUnavailableError,
 )
 
-__all__ = ["VARIANTS", "LoadedModel", "ModelRegistry"]
+__all__ = [
+    "DEFAULT_SAMPLE_ROWS",
+    "SAMPLE_FILE",
+    "VARIANTS",
+    "LoadedModel",
+    "ModelRegistry",
+    "check_name",
+]
+
+_fcntl: Any
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows: threads of one process are still locked
+    _fcntl = None
 
 _log = logging.getLogger(__name__)
 
 VARIANTS = ("original", "compact")
+#: Rows of the validation split kept with a version unless the caller says otherwise.
+DEFAULT_SAMPLE_ROWS = 5000
+#: The file, in a version's folder, holding its validation sample (gzip-compressed JSON).
+SAMPLE_FILE = "validation.json.gz"
+_HISTORY = 50
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -64,8 +103,10 @@ class LoadedModel:
 class ModelRegistry:
     """A directory of models; safe for several threads of one process."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, trusted_types: Iterable[str] = ()) -> None:
+        """``trusted_types``: the operator's extra skops types (never read from an artifact)."""
         self.root = Path(root)
+        self.trusted_types = frozenset(trusted_types)
         self._lock = threading.Lock()
         self._fallbacks: list[dict[str, Any]] = []
 
@@ -100,7 +141,7 @@ class ModelRegistry:
 
     def _resolve_version(self, name: str, version: int | None) -> int:
         if version is None:
-            return self.latest_version(name)
+            return self.serving_version(name)
         if version not in self.versions(name):
             raise ModelNotFoundError(
                 f"Model {name!r} has no version {version} (versions: {self.versions(name)})."
@@ -120,44 +161,139 @@ class ModelRegistry:
         metrics: dict[str, Any] | None = None,
         classes: list[Any] | None = None,
         extra: dict[str, Any] | None = None,
+        validation: tuple[Sequence[str], Sequence[Any]] | None = None,
+        sample_rows: int = DEFAULT_SAMPLE_ROWS,
+        promote: bool = True,
     ) -> Manifest:
         """Store ``model``. An original without ``version`` becomes a new version; a compact
-        variant attaches to ``version`` (default: the latest)."""
-        if not _NAME.match(name):
-            raise ParameterError(
-                "The 'name' parameter of ModelRegistry.register must be 1-64 letters, digits, "
-                f"'_', '.' or '-' starting with a letter or digit, got {name!r} instead."
-            )
+        variant attaches to ``version`` (default: the serving one).
+
+        A new version is written in a temporary folder beside the others and renamed into
+        place, so a failure leaves nothing and two processes registering one name at once get
+        distinct versions. ``validation`` (texts, labels) keeps a stratified sample of at most
+        ``sample_rows`` rows with the version, for compression and the guard. ``promote`` makes
+        the new version the serving one.
+        """
+        check_name(name)
         if variant not in VARIANTS:
             raise ParameterError(
                 "The 'variant' parameter of ModelRegistry.register must be one of "
                 f"{VARIANTS}, got {variant!r} instead."
             )
-        with self._lock:
-            if version is None:
-                if variant == "original":
-                    version = (self.versions(name) or [0])[-1] + 1
-                else:
-                    version = self.latest_version(name)
-            elif variant == "compact" and version not in self.versions(name):
-                raise ModelNotFoundError(
-                    f"Cannot attach a compact variant to {name!r} version {version}: "
-                    "register its original first."
-                )
-            return save_model(
-                model,
-                self.path(name, version, variant),
-                name=name,
-                version=version,
-                task=task,
-                variant=variant,
-                metrics=metrics,
-                classes=classes,
-                extra=extra,
+        write = functools.partial(
+            save_model, model, name=name, task=task, variant=variant, metrics=metrics,
+            classes=classes,
+        )  # fmt: skip
+        if variant == "original" and version is None:
+            manifest = self._publish(name, write, extra or {}, validation, sample_rows)
+            if promote:
+                self.promote(name, manifest.version)
+            return manifest
+        if version is None:
+            version = self.serving_version(name)
+        elif version not in self.versions(name):
+            raise ModelNotFoundError(
+                f"Cannot attach a {variant} variant to {name!r} version {version}: "
+                "register its original first."
             )
+        with self._lock:
+            return write(self.path(name, version, variant), version=version, extra=extra)
+
+    def _publish(
+        self,
+        name: str,
+        write: Callable[..., Manifest],
+        extra: dict[str, Any],
+        validation: tuple[Sequence[str], Sequence[Any]] | None,
+        sample_rows: int,
+    ) -> Manifest:
+        """Write a new version in a staging folder, then rename it to the next free number."""
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=folder))
+        try:
+            extra = dict(extra)
+            if validation is not None:
+                texts, labels = _sample(validation, sample_rows)
+                extra["validation_sample"] = save_sample(
+                    staging / SAMPLE_FILE, texts, labels, total=len(validation[0])
+                )
+            version = (self.versions(name) or [0])[-1] + 1
+            manifest = write(staging / "original", version=version, extra=extra)
+            for _ in range(1000):  # another process may take the number first: take the next
+                try:
+                    staging.chmod(0o755)
+                    os.rename(staging, self.root / name / str(version))
+                    return manifest
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                version = max(version, (self.versions(name) or [0])[-1]) + 1
+                manifest = _renumber(staging / "original", version)
+            raise RegistryError(f"Could not find a free version number for {name!r}.")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def remove_variant(self, name: str, version: int, variant: str) -> None:
         shutil.rmtree(self.path(name, version, variant), ignore_errors=True)
+
+    def validation_sample(
+        self, name: str, version: int | None = None
+    ) -> tuple[list[str], list[Any]] | None:
+        """The validation texts and labels kept with ``version``, or None (registered without)."""
+        version = self._resolve_version(name, version)
+        entry = self.manifest(name, version).extra.get("validation_sample")
+        if not entry:
+            return None
+        return load_sample(self.root / name / str(version), entry)
+
+    # -- the version lifecycle ----------------------------------------------------------
+
+    def serving_version(self, name: str) -> int:
+        """The version :meth:`load` serves: the last promoted one still present, else the
+        latest."""
+        versions = self.versions(name)
+        if not versions:
+            self.latest_version(name)  # raises naming the known models
+        promoted = [v for v in self._read_state(name).get("promotions", []) if v in versions]
+        return promoted[-1] if promoted else versions[-1]
+
+    def promote(self, name: str, version: int) -> None:
+        """Serve ``version`` of ``name`` from now on (servers follow within their watch)."""
+        version = self._resolve_version(name, version)
+        with self._state(name) as state:
+            promotions = [v for v in state.get("promotions", []) if v != version]
+            state["promotions"] = [*promotions, version][-_HISTORY:]
+
+    def rollback(self, name: str) -> int:
+        """Serve the version promoted before the serving one again; return it."""
+        current = self.serving_version(name)
+        versions = self.versions(name)
+        with self._state(name) as state:
+            history = [v for v in state.get("promotions", []) if v in versions] or versions
+            earlier = [v for v in history if v != current]
+            if not earlier:
+                raise RegistryError(
+                    f"{name!r} has no earlier version to roll back to (serving v{current})."
+                )
+            state["promotions"] = earlier
+        return earlier[-1]
+
+    def delete(self, name: str, version: int) -> None:
+        """Remove ``version`` (refused for the serving version)."""
+        version = self._resolve_version(name, version)
+        serving = self.serving_version(name)
+        if version == serving:
+            raise ParameterError(
+                f"The 'version' parameter of ModelRegistry.delete must not be the serving "
+                f"version, got {version} instead ({name!r} serves v{serving}): promote another "
+                "version or roll back first."
+            )
+        folder = self.root / name / str(version)
+        trash = Path(tempfile.mkdtemp(prefix=".deleted-", dir=folder.parent))
+        os.rename(folder, trash / "v")  # gone for readers at once; then removed
+        shutil.rmtree(trash, ignore_errors=True)
 
     # -- the active variant -------------------------------------------------------------
 
@@ -173,13 +309,22 @@ class ModelRegistry:
                 f"{VARIANTS}, got {variant!r} instead."
             )
         self.latest_version(name)  # raises for an unknown model
-        with self._lock:
-            state = self._read_state(name)
+        with self._state(name) as state:
             state["active_variant"] = variant
-            target = self.root / name / "state.json"
-            tmp = target.with_suffix(".json.tmp")
+
+    @contextlib.contextmanager
+    def _state(self, name: str) -> Iterator[dict[str, Any]]:
+        """Read, change and atomically rewrite ``state.json``, locked against other threads
+        and (where ``fcntl`` exists) other processes."""
+        folder = self.root / name
+        with self._lock, open(folder / ".lock", "a+b") as lock:
+            if _fcntl is not None:
+                _fcntl.flock(lock, _fcntl.LOCK_EX)
+            state = self._read_state(name)
+            yield state
+            tmp = folder / f".state-{os.getpid()}-{threading.get_ident()}.tmp"
             tmp.write_text(json.dumps(state, indent=2) + "\n")
-            os.replace(tmp, target)
+            os.replace(tmp, folder / "state.json")
 
     def _read_state(self, name: str) -> dict[str, Any]:
         try:
@@ -243,7 +388,7 @@ class ModelRegistry:
                     f"{guard.get('reason', 'no reason recorded')}."
                 )
         started = time.perf_counter()
-        model, manifest = load_model(folder)
+        model, manifest = load_model(folder, trusted_types=self.trusted_types)
         elapsed = time.perf_counter() - started
         return LoadedModel(name, version, variant, requested, model, manifest, elapsed)
 
@@ -292,7 +437,42 @@ class ModelRegistry:
             "versions": self.versions(name),
             "task": original.task if original else None,
             "active_variant": self.active_variant(name),
+            "serving_version": self.serving_version(name),
             "dataset": original.metrics.get("dataset") if original else None,
             "variants": variants,
             "fallbacks": [f for f in self.fallbacks() if f["name"] == name],
         }
+
+
+def check_name(name: str, owner: str = "ModelRegistry.register") -> None:
+    """Refuse a model name the registry cannot store (before any work is done)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ParameterError(
+            f"The 'name' parameter of {owner} must be 1-64 letters, digits, "
+            f"'_', '.' or '-' starting with a letter or digit, got {name!r} instead.",
+            param="name",
+        )
+
+
+def _sample(
+    validation: tuple[Sequence[str], Sequence[Any]], rows: int
+) -> tuple[list[str], list[Any]]:
+    """At most ``rows`` of (texts, labels), stratified when every class can be."""
+    texts, labels = list(validation[0]), list(validation[1])
+    if len(texts) <= rows:
+        return texts, labels
+    _, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    stratify = labels if counts.min() >= 2 and rows >= len(counts) else None
+    kept_X, _, kept_y, _ = train_test_split(
+        texts, labels, train_size=rows, random_state=0, stratify=stratify
+    )
+    return list(kept_X), list(kept_y)
+
+
+def _renumber(folder: Path, version: int) -> Manifest:
+    """Give the staged manifest in ``folder`` another version number."""
+    path = folder / MANIFEST_FILE
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["version"] = version
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return Manifest.from_dict(data, folder)

@@ -94,12 +94,16 @@ def test_demo_runs_three_models_and_writes_json(isolated_env, data_dir, monkeypa
     assert all(r["compression"] is None for r in second.values())
 
 
-def test_serve_runs_the_full_app_with_the_switches_as_overrides(isolated_env, monkeypatch):
+def test_serve_runs_the_full_app_with_the_switches_as_overrides(
+    isolated_env, monkeypatch, tiny_pipeline
+):
     import leanml.app
+    from leanml.registry import ModelRegistry
 
     calls = []
     monkeypatch.setattr(leanml.app, "run", lambda **kw: calls.append(kw))
     models = str(isolated_env / "m")
+    ModelRegistry(models).register("tiny", tiny_pipeline, task="tiny")
     args = ["serve", models, "--port", "8123", "--workers", "2", "--no-cache", "--no-batching"]
     assert main([*args, "--variant", "compact"]) == 0
     assert main(["serve", models]) == 0

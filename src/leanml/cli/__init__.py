@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from leanml.cli import _common, compress, config, datasets, models, monitor, report, serve
+from leanml.cli import (
+    _common,
+    compress,
+    config,
+    datasets,
+    models,
+    monitor,
+    report,
+    serve,
+    userdata,
+)
 from leanml.errors import LeanMLError
 
 __all__ = ["app", "demo", "main", "version"]
@@ -83,14 +93,15 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _area in (models, datasets, compress, monitor, serve, report, config):
+for _area in (models, userdata, datasets, compress, monitor, serve, report, config):
     _area.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``leanml`` script; returns the exit code."""
     try:
-        app(args=argv, prog_name="leanml", standalone_mode=False)
+        # without standalone mode, click *returns* the code of a typer.Exit raised by a command
+        code = app(args=argv, prog_name="leanml", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         return exc.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -40,5 +41,12 @@ def settings_of(ctx: typer.Context) -> Settings:
     return root.obj if isinstance(root.obj, Settings) else Settings.load()
 
 
-def registry_of(ctx: typer.Context, models_dir: Path | None) -> ModelRegistry:
-    return ModelRegistry(models_dir or settings_of(ctx).models_dir)
+def registry_of(
+    ctx: typer.Context, models_dir: Path | None, trust: Sequence[str] = ()
+) -> ModelRegistry:
+    """The registry of ``--models-dir`` (else the setting), trusting the operator's
+    ``trusted_types`` setting plus ``trust`` (``--trust`` of this command)."""
+    settings = settings_of(ctx)
+    return ModelRegistry(
+        models_dir or settings.models_dir, trusted_types=(*settings.trusted_types, *trust)
+    )

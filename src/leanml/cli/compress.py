@@ -1,7 +1,7 @@
 """``leanml compress [NAMES...]`` and ``leanml size MODEL``.
 
-``compress`` loads each registered model's original (latest version), compresses it against the
-validation split of its task's dataset behind the accuracy guard, and registers the compact
+``compress`` loads each registered model's original (serving version), compresses it against the
+validation sample stored with that version behind the accuracy guard, and registers the compact
 variant with the guard's verdict in its manifest (``extra["guard"]``). When the guard rejects
 every candidate, the smallest scored candidate is registered with ``passed: false`` so the
 registry serves the original and says why; when none could be scored, a stale compact variant
@@ -23,6 +23,7 @@ import typer
 from rich.table import Table
 
 from leanml._format import human_bytes
+from leanml._validation import check_number
 from leanml.cli._common import ModelsDirOption, console, err_console, registry_of, settings_of
 from leanml.errors import LeanMLError, ParameterError
 from leanml.workflows import compress_registered
@@ -84,6 +85,12 @@ def compress(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Compress registered models behind the accuracy guard and register the compact variants."""
+    owner = "leanml compress"
+    check_number(tolerance, "tolerance", owner, low=0, high=1)
+    check_number(min_agreement, "min_agreement", owner, low=0, high=1)
+    if max_proba_error is not None:
+        check_number(max_proba_error, "max_proba_error", owner, low=0, high=1)
+    check_number(confidence, "confidence", owner, low=0, high=1, high_open=True)
     if precision not in _PRECISIONS:
         raise ParameterError(
             "The 'precision' parameter of leanml compress must be one of "
@@ -100,7 +107,10 @@ def compress(
     registry = registry_of(ctx, models_dir)
     targets = names or registry.list_models()
     if not targets:
-        err_console.print("no registered models; train some first (leanml train TASK)")
+        err_console.print(
+            f"no registered models in {registry.root}; train one (leanml train NAME --data "
+            "FILE) or register one (leanml register NAME MODEL.skops --validation FILE)"
+        )
         raise typer.Exit(1)
     rows: list[dict[str, Any]] = []
     for name in targets:
@@ -113,7 +123,7 @@ def compress(
                 )
         except LeanMLError as exc:
             rows.append({"name": name, "error": str(exc)})
-    console.print(_table(rows))
+    console.print(_table(rows))  # the table first, then the exit code (1 if any model failed)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"options": options, "models": rows}

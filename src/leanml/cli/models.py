@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,55 +11,95 @@ from rich.table import Table
 
 from leanml._format import human_bytes
 from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
-from leanml.registry import VARIANTS
+from leanml.registry import VARIANTS, check_name
 
-__all__ = ["list_models", "models_app", "register", "show", "switch", "train"]
+__all__ = [
+    "delete",
+    "list_models",
+    "models_app",
+    "promote",
+    "register",
+    "rollback",
+    "show",
+    "switch",
+    "train",
+]
 
-models_app = typer.Typer(help="List, inspect and switch registered models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, inspect, switch, promote, roll back and delete registered models.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``models list|show|switch`` to ``app``."""
+    """Add ``train`` and ``models list|show|switch|promote|rollback|delete`` to ``app``."""
     app.command()(train)
     app.add_typer(models_app, name="models")
 
 
 def train(
     ctx: typer.Context,
-    task: Annotated[str, typer.Argument(help="email, intent or sentiment.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Registry name; without --data, a demo task (email, intent or sentiment)."
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled texts: CSV/TSV, JSONL, Parquet or a folder per class."),
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
+    validation: Annotated[
+        Path | None, typer.Option(help="Validation file (default: split from --data).")
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option(help="Test file (default: split from --data).")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="Text encoding of the files (default: UTF-8).")
+    ] = None,
     estimator: Annotated[
         str,
         typer.Option(help="logreg, linearsvc, complementnb, sgd or randomforest."),
     ] = "logreg",
-    name: Annotated[str | None, typer.Option(help="Registry name (default: the task).")] = None,
+    task_name: Annotated[
+        str | None,
+        typer.Option("--name", help="Demo task only: registry name (default: the task)."),
+    ] = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
-    """Train a demo pipeline and register it as a new version."""
-    from leanml.datasets import load_dataset
-    from leanml.training import build_pipeline, train_model
+    """Train a pipeline on your labelled texts (--data) or a demo task; register a version."""
+    from leanml.datasets import load_dataset, load_file
+    from leanml.training import build_pipeline
+    from leanml.workflows import train_and_register
 
     build_pipeline(estimator)  # validates the estimator before loading data
+    if data is None and (validation or test):
+        raise typer.BadParameter("needs --data", param_hint="--validation/--test")
+    if data is not None and task_name is not None:
+        raise typer.BadParameter("with --data, NAME is the registry name", param_hint="--name")
     settings = settings_of(ctx)
-    dataset = load_dataset(task, settings=settings)
-    with console.status(f"training {estimator} on {dataset.name} ({len(dataset.X_train)} rows)"):
-        trained = train_model(task, estimator, dataset=dataset)
     registry = registry_of(ctx, models_dir)
-    manifest = registry.register(
-        name or task,
-        trained.pipeline,
-        task=task,
-        metrics=trained.metrics,
-        extra={
-            "estimator": estimator,
-            "reference": trained.reference,
-            "dataset": dataset.summary(),
-        },
-    )
-    test, val = trained.metrics["test"], trained.metrics["val"]
+    if data is None:
+        dataset = load_dataset(name, settings=settings)
+        name = task_name or name
+    else:
+        check_name(name, "leanml train")
+        dataset = load_file(
+            data, text_column, label_column, validation=validation, test=test,
+            encoding=encoding, task=name,
+        )  # fmt: skip
+    with console.status(f"training {estimator} on {dataset.name} ({len(dataset.X_train)} rows)"):
+        trained, manifest = train_and_register(
+            registry, name, dataset, estimator, sample_rows=settings.validation_sample_rows
+        )
+    test_m, val = trained.metrics["test"], trained.metrics["val"]
     console.print(
         f"registered {manifest.name} v{manifest.version} ({estimator}, {dataset.name}): "
-        f"val accuracy {val['accuracy']:.4f}, test accuracy {test['accuracy']:.4f}, "
-        f"macro-F1 {test['macro_f1']:.4f}, artifact {human_bytes(manifest.payload_bytes)}"
+        f"val accuracy {val['accuracy']:.4f}, test accuracy {test_m['accuracy']:.4f}, "
+        f"macro-F1 {test_m['macro_f1']:.4f}, artifact {human_bytes(manifest.payload_bytes)}"
     )
     if dataset.notes:
         console.print(f"[yellow]note:[/] {dataset.notes}")
@@ -69,14 +110,15 @@ def list_models(ctx: typer.Context, models_dir: ModelsDirOption = None) -> None:
     """One line per registered model."""
     registry = registry_of(ctx, models_dir)
     table = Table(title=f"models in {registry.root}")
-    for column in ("name", "task", "versions", "latest", "variants", "active", "test acc", "size"):
+    columns = ("name", "task", "versions", "serving", "variants", "active", "test acc", "size")
+    for column in columns:
         table.add_column(column)
     for name in registry.list_models():
         manifest = registry.manifest(name)
         table.add_row(
             name,
             manifest.task,
-            str(len(registry.versions(name))),
+            ", ".join(f"v{v}" for v in registry.versions(name)),
             f"v{manifest.version}",
             ", ".join(registry.variants(name)),
             registry.active_variant(name),
@@ -102,7 +144,7 @@ def show(
     console.print(
         f"[bold]{report['name']}[/] v{report['version']} ({report['task']}, "
         f"dataset {report['dataset']}), versions {report['versions']}, "
-        f"active variant: {report['active_variant']}"
+        f"serving v{report['serving_version']}, active variant: {report['active_variant']}"
     )
     table = Table()
     for column in ("variant", "artifact", "in memory", "load ms", "test acc", "macro-F1", "guard"):
@@ -154,3 +196,38 @@ def switch(
         )
     else:
         console.print(f"{name}: now serving the {loaded.variant} variant of v{loaded.version}")
+
+
+@models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    name: str,
+    version: Annotated[int, typer.Argument(min=1, help="The version to serve.")],
+    models_dir: ModelsDirOption = None,
+) -> None:
+    """Serve VERSION of NAME from now on (running servers follow within registry_watch_s)."""
+    registry = registry_of(ctx, models_dir)
+    before = registry.serving_version(name)
+    registry.promote(name, version)
+    console.print(f"{name}: now serving v{version} (was v{before})")
+
+
+@models_app.command("rollback")
+def rollback(ctx: typer.Context, name: str, models_dir: ModelsDirOption = None) -> None:
+    """Serve the version promoted before the serving one again."""
+    registry = registry_of(ctx, models_dir)
+    before = registry.serving_version(name)
+    version = registry.rollback(name)
+    console.print(f"{name}: rolled back to v{version} (was v{before})")
+
+
+@models_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: str,
+    version: Annotated[int, typer.Argument(min=1, help="The version to delete.")],
+    models_dir: ModelsDirOption = None,
+) -> None:
+    """Delete VERSION of NAME (refused for the serving version)."""
+    registry_of(ctx, models_dir).delete(name, version)
+    console.print(f"{name}: deleted v{version}")

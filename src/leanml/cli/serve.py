@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from leanml.cli import _common
+from leanml.config import Settings
+from leanml.errors import ParameterError
+from leanml.registry import ModelRegistry
 
 __all__ = ["bench_http", "register", "serve"]
 
@@ -34,6 +37,17 @@ def _serving_overrides(
     if variant is not None:
         overrides["variant"] = variant
     return overrides
+
+
+def _require_models(folder: Path) -> None:
+    """Exit 2 before starting when ``folder`` holds no registered model."""
+    if not ModelRegistry(folder).list_models():
+        raise ParameterError(
+            f"No registered models in {folder}: train one (leanml train NAME --data FILE) or "
+            "register one (leanml register NAME MODEL.skops --validation FILE) there first, "
+            "or give the folder that holds them.",
+            param="MODELS_DIR",
+        )
 
 
 def serve(
@@ -66,6 +80,7 @@ def serve(
 
     root_config = ctx.find_root().params.get("config") if ctx.find_root() else None
     cfg = config or root_config
+    _require_models(models_dir or Settings.load(cfg).models_dir)
     run(
         host=host,
         port=port,

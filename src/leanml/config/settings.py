@@ -81,6 +81,16 @@ class Settings:
     )
     allow_download: bool = setting(True, "Allow downloading a dataset with no local copy.")
     download_timeout_s: float = setting(30.0, "Seconds before a dataset download gives up.")
+    trusted_types: tuple[str, ...] = setting(
+        (),
+        "Types a registered skops model may hold beyond leanml's allow-list (the operator's "
+        "list, comma-separated in the environment; never read from an artifact).",
+    )
+    validation_sample_rows: int = setting(
+        5000,
+        "Rows of the validation split kept (compressed) with each registered version, for "
+        "compression and the guard.",
+    )
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     #: Where each value came from, by ``key`` (core) or ``section.key``.
@@ -91,6 +101,9 @@ class Settings:
     def __post_init__(self) -> None:
         check_number(
             self.download_timeout_s, "download_timeout_s", "Settings", low=0, low_open=True
+        )
+        check_number(
+            self.validation_sample_rows, "validation_sample_rows", "Settings", low=1, integer=True
         )
         if not self.store_url:
             raise ConfigError("The setting 'store_url' must be a non-empty URL.")

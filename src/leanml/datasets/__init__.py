@@ -1,8 +1,9 @@
-"""The demo datasets: email categorization, intent recognition and sentiment analysis.
+"""The demo datasets (email categorization, intent recognition, sentiment) and the user's files.
 
->>> from leanml.datasets import load_dataset
+>>> from leanml.datasets import load_dataset, load_file
 >>> ds = load_dataset("email")      # SpamAssassin, bundled
 >>> ds.X_train[:1], ds.y_train[:1]
+>>> mine = load_file("tickets.csv", text_column="text", label_column="label")
 
 Each loader returns stratified (or official) train / validation / test splits with a fixed seed,
 and the source, licence and citation to show the user.
@@ -15,6 +16,7 @@ from pathlib import Path
 from leanml.config import Settings
 from leanml.datasets._base import Dataset
 from leanml.datasets.email import load_email
+from leanml.datasets.files import MIN_PER_CLASS, load_file, read_labelled, read_texts
 from leanml.datasets.intent import (
     fetch_clinc150,
     find_clinc150,
@@ -26,6 +28,7 @@ from leanml.datasets.sentiment import load_sentiment
 from leanml.errors import ParameterError
 
 __all__ = [
+    "MIN_PER_CLASS",
     "TASKS",
     "Dataset",
     "fetch_clinc150",
@@ -34,8 +37,11 @@ __all__ = [
     "load_dataset",
     "load_email",
     "load_email_intents",
+    "load_file",
     "load_intent",
     "load_sentiment",
+    "read_labelled",
+    "read_texts",
 ]
 
 #: task name -> what it classifies

@@ -112,7 +112,7 @@ class Service:
         self.config = config or settings.serving
         self.monitor_config = monitor_config or serving_profile(settings).monitor
         self.admin_token = admin_token or self.config.admin_token
-        self.registry = ModelRegistry(settings.models_dir)
+        self.registry = ModelRegistry(settings.models_dir, trusted_types=settings.trusted_types)
         self.handles: dict[str, ModelHandle] = {}
         self.store: MonitorStore | None = None
         self.feedback_log: FeedbackLog | None = None
@@ -144,7 +144,11 @@ class Service:
                 monitor_config=self.monitor_config,
                 store=store if self.config.monitoring else None,
             )
-            loaded = await asyncio.to_thread(handle.load, handle.default_variant())
+            try:
+                loaded = await asyncio.to_thread(handle.load, handle.default_variant())
+            except Exception:  # one model that cannot load must not take the others down
+                _log.exception("model %s cannot be loaded; not serving it", name)
+                continue
             handle.install(loaded)
             await asyncio.to_thread(self.feedback_log.register_space, handle.ids.prefix, name)
             self.handles[name] = handle
@@ -158,7 +162,9 @@ class Service:
         self.feedback_log.start(self._resolve_threadsafe)
         self._tasks.append(asyncio.create_task(self._watch_registry()))
         freeze_after_load()
-        self.ready = True
+        self.ready = bool(self.handles)  # a server whose models all failed is not ready
+        if not self.ready:
+            _log.error("no model of %s could be loaded: not ready", self.registry.root)
 
     async def stop(self) -> None:
         self.ready = False
@@ -224,7 +230,7 @@ class Service:
         return cfg.to_dict()
 
     async def _watch_registry(self) -> None:
-        """Follow variant switches and new versions made by other workers or hosts."""
+        """Follow variant switches and promotions made by other workers or hosts."""
         while True:
             await asyncio.sleep(self.config.registry_watch_s)
             for name, h in list(self.handles.items()):
@@ -233,7 +239,7 @@ class Service:
                     continue
                 try:
                     want_variant = await asyncio.to_thread(h.default_variant)
-                    latest = await asyncio.to_thread(self.registry.latest_version, name)
+                    latest = await asyncio.to_thread(self.registry.serving_version, name)
                     if (latest, want_variant) != (st.version, st.loaded.requested_variant):
                         _log.info("%s: registry changed, reloading", name)
                         h.install(await asyncio.to_thread(h.load, want_variant))
