@@ -46,6 +46,7 @@ Two more measured choices, on ``leanml serve`` itself (email model, compact vari
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -54,10 +55,13 @@ import orjson
 from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
 from leanml.serving import _http, answers
-from leanml.serving._http import Disconnected, read_body, replay, send_json
-from leanml.serving.api import build_api
+from leanml.serving._http import Disconnected, drain, header, read_body, replay, send_json
+from leanml.serving.api import ADMIN_ROUTES, build_api
+from leanml.serving.auth import check_bearer
 from leanml.serving.schemas import BadRequest, check_predict
 from leanml.serving.service import Service
+
+_log = logging.getLogger("leanml.serving")
 
 __all__ = ["ServeApp", "create_app"]
 
@@ -67,6 +71,17 @@ def _route_label(path: str) -> str:
     if len(parts) > 3 and parts[1] in ("v1", "v2") and parts[2] == "models":
         parts[3] = "{name}"
     return "/".join(parts[:6])
+
+
+_INTERNAL = {"error": "internal", "detail": "internal error (logged by the server)", "field": None}
+
+
+def _is_admin(method: str, path: str) -> bool:
+    """Whether ``method path`` is an admin route (:data:`leanml.serving.api.ADMIN_ROUTES`)."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1:3] == ["v1", "models"]:
+        parts[3] = "{name}"
+    return (method, "/".join(parts)) in ADMIN_ROUTES
 
 
 _FAST = {"predict": "/v1/models/{name}/predict", "feedback": "/v1/models/{name}/feedback"}
@@ -105,18 +120,51 @@ class ServeApp:
             await send(msg)
 
         try:
-            if method in ("POST", "PUT", "PATCH"):
-                try:
-                    body = await read_body(scope, receive, self.limit)
-                except BadRequest as e:
-                    await send_json(counting_send, e.status, e.body())
-                    return
-                receive = replay(body, receive)
-            await self.api(scope, receive, counting_send)
+            await self._to_api(scope, receive, counting_send)
         except Disconnected:
             status_box[0] = 499
+        except Exception:  # answered 500 by the API's handler (or here): keep the connection
+            _log.exception("%s %s failed", method, _route_label(path))
+            if status_box[0] == 0:
+                await send_json(counting_send, 500, _INTERNAL)
         finally:
             self._count(_route_label(path), status_box[0])
+
+    async def _to_api(self, scope: Any, receive: Any, send: Any) -> None:
+        """The FastAPI app's answer; admin auth is checked before any body is read, and bodies
+        are read (bounded) here."""
+        method, path = scope["method"], scope["path"]
+        if _is_admin(method, path):
+            failure = check_bearer(
+                (header(scope, b"authorization") or b"").decode("latin-1") or None,
+                self.service.admin_token,
+            )
+            if failure is not None:
+                error = BadRequest(failure[0], "authorization", failure[1])
+                await self._error(scope, receive, send, error)
+                return
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                body = await read_body(scope, receive, self.limit)
+            except BadRequest as e:
+                await self._error(scope, receive, send, e)
+                return
+            receive = replay(body, receive)
+        await self.api(scope, receive, send)
+
+    async def _error(self, scope: Any, receive: Any, send: Any, e: BadRequest) -> int:
+        """Send ``e``'s JSON answer. A body the request still carries is read and discarded
+        first, up to ``max_drain_bytes`` (beyond it the connection closes), so a client that
+        sends its whole body before reading gets the answer instead of a reset."""
+        extra: list[tuple[bytes, bytes]] = []
+        if e.status == 401:
+            extra.append((b"www-authenticate", b"Bearer"))
+        elif e.status == 503:
+            extra.append((b"retry-after", b"1"))
+        if not await drain(scope, receive, self.service.config.max_drain_bytes):
+            extra.append((b"connection", b"close"))
+        await send_json(send, e.status, e.body(), extra=extra)
+        return e.status
 
     def _count(self, route: str, status: int) -> None:
         counts = self.service.http_counts
@@ -162,8 +210,7 @@ class ServeApp:
                 scope.get(_PARSED),  # parsed by answer_cached: some text was not cached
             )
         except BadRequest as e:
-            await send_json(send, e.status, e.body())
-            return e.status
+            return await self._error(scope, receive, send, e)
         await _http.send_bytes(send, 200, body)
         return 200
 
@@ -173,7 +220,7 @@ class ServeApp:
                 self.service, name, lambda: read_body(scope, receive, self.limit)
             )
         except BadRequest as e:
-            status, payload = e.status, e.body()
+            return await self._error(scope, receive, send, e)
         await send_json(send, status, payload)
         return status
 
