@@ -67,10 +67,11 @@ class ServingConfig:
     )
     access_log: bool = setting(
         False,
-        "Write a JSON line per request to the leanml.access logger (no texts, no labels).",
+        "Write a JSON line per request to the leanml.access logger: route, status, latency, "
+        "model, prediction ids; never texts or labels.",
     )
     access_log_sample: float = setting(
-        1.0, "Share of requests the access log writes (errors and 5xx are always written)."
+        1.0, "Share of requests the access log writes (every 5xx is written)."
     )
     admin_token: str | None = setting(
         None,

@@ -55,6 +55,7 @@ import orjson
 from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
 from leanml.serving import _http, answers
+from leanml.serving._access import AccessLog
 from leanml.serving._http import Disconnected, drain, header, read_body, replay, send_json
 from leanml.serving.api import ADMIN_ROUTES, build_api
 from leanml.serving.auth import check_bearer
@@ -95,6 +96,7 @@ class ServeApp:
         self.service = service
         self.api = build_api(service)
         self.limit = service.config.max_body_bytes
+        self.access = AccessLog(service.config, service.handles)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -102,15 +104,19 @@ class ServeApp:
             return
         method = scope["method"]
         path: str = scope["path"]
+        started = time.perf_counter()
         if method == "POST" and path.startswith("/v1/models/"):
             name, _, action = path[11:].partition("/")
             if action == "predict" or action == "feedback":
                 fast = self._predict if action == "predict" else self._feedback
+                ids: list[str] = []
                 try:
-                    status = await fast(name, scope, receive, send)
+                    status = await fast(name, scope, receive, send, ids)
                 except Disconnected:
                     status = 499
                 self._count(_FAST[action], status)
+                if self.access.wants(status):
+                    self.access.write(method, _FAST[action], status, started, name, ids)
                 return
         status_box = [0]
 
@@ -128,7 +134,13 @@ class ServeApp:
             if status_box[0] == 0:
                 await send_json(counting_send, 500, _INTERNAL)
         finally:
-            self._count(_route_label(path), status_box[0])
+            route = _route_label(path)
+            self._count(route, status_box[0])
+            if self.access.wants(status_box[0]):  # a route template, never the raw path
+                matched = scope.get("route")
+                template = getattr(matched, "path", None) or "<unmatched>"
+                model = scope.get("path_params", {}).get("name")
+                self.access.write(method, template, status_box[0], started, model)
 
     async def _to_api(self, scope: Any, receive: Any, send: Any) -> None:
         """The FastAPI app's answer; admin auth is checked before any body is read, and bodies
@@ -199,9 +211,12 @@ class ServeApp:
             return None
         state, preds = answered
         self._count(_FAST["predict"], 200)
+        if self.access.wants(200):
+            ids = [p["id"] for p in preds]
+            self.access.write("POST", _FAST["predict"], 200, t0, name, ids)
         return answers.predict_answer(name, state, preds)
 
-    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
+    async def _predict(self, name: str, scope: Any, receive: Any, send: Any, ids: list[str]) -> int:
         try:
             body = await answers.predict(
                 self.service,
@@ -212,9 +227,13 @@ class ServeApp:
         except BadRequest as e:
             return await self._error(scope, receive, send, e)
         await _http.send_bytes(send, 200, body)
+        if self.access.enabled:  # the ids, for the access log (only when it is on)
+            ids.extend(p["id"] for p in orjson.loads(body)["predictions"])
         return 200
 
-    async def _feedback(self, name: str, scope: Any, receive: Any, send: Any) -> int:
+    async def _feedback(
+        self, name: str, scope: Any, receive: Any, send: Any, ids: list[str]
+    ) -> int:
         try:
             status, payload = await answers.feedback(
                 self.service, name, lambda: read_body(scope, receive, self.limit)
@@ -222,6 +241,9 @@ class ServeApp:
         except BadRequest as e:
             return await self._error(scope, receive, send, e)
         await send_json(send, status, payload)
+        if self.access.enabled:
+            items = payload.get("items") or [payload]
+            ids.extend(str(i["id"]) for i in items if isinstance(i, dict) and "id" in i)
         return status
 
 
