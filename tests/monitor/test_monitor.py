@@ -156,6 +156,31 @@ def test_sampling_details_text_hash_and_low_confidence(clock) -> None:
     m.close()
 
 
+def test_redacted_is_the_default_and_masks_personal_data(clock) -> None:
+    m = _mon(clock, sampling_rate=1.0)
+    assert m.config.store_inputs == "redacted"
+    text = (
+        "Mail ann.lee+x@corp.example.com or see https://a.example/p?q=1 and www.b.example, "
+        "call +44 (20) 7946-0958 or 555.123.4567, order 12345678, meeting at 10:30 on 2024"
+    )
+    m.record("r1", "ham", 0.9, 0.001, text)
+    m.record("r0", "ham", 0.9, 0.001, "ticket 98765 for you")
+    m.flush()
+    r, r0 = m.sampled_records()[-2:]
+    assert r0["input_text"] == "ticket <number> for you"
+    assert r["input_text"] == (
+        "Mail <email> or see <url> and <url>, "
+        "call <phone> or <phone>, order <phone>, meeting at 10:30 on 2024"
+    )
+    assert r["input_hash"] == hashlib.sha256(text.encode()).hexdigest()  # of the original
+    m.configure(store_inputs="none")
+    m.record("r2", "ham", 0.9, 0.001, text)
+    m.flush()
+    assert m.sampled_records()[-1]["input_text"] is None
+    assert m.sampled_records()[-1]["input_hash"] is None
+    m.close()
+
+
 def test_buffers_are_bounded_and_count_drops(clock) -> None:
     m = _mon(
         clock,

@@ -53,7 +53,7 @@ def test_exposition_parses_and_matches_stats(clock) -> None:
     assert val("leanml_prediction_latency_seconds_bucket", le="+Inf", **base) == 5000
     sub_ms = [le for le in LATENCY_BUCKETS if le < 1e-3]
     assert len(sub_ms) >= 6
-    p99 = val("leanml_prediction_latency_quantile_seconds", quantile="0.99", **base)
+    p99 = val("leanml_prediction_latency_window_seconds", quantile="0.99", **base)
     assert p99 == pytest.approx(a.stats()["latency"]["p99"])
     assert val("leanml_accuracy", kind="estimated", **base) == pytest.approx(0.9)
     assert val("leanml_accuracy", kind="realized", **base) == 1.0

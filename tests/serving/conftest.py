@@ -80,10 +80,11 @@ def start_server(
     workers: int = 1,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
+    config: str = CONFIG,
 ) -> Server:
     port = free_port()
     cfg = tmp / f"serve-{port}.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(config)
     log = tmp / f"serve-{port}.log"
     cmd = [
         sys.executable,

@@ -63,7 +63,7 @@ def test_two_servers_share_a_store(backend, tmp_path, intent_models, intent_text
 
         def merged(server):  # type: ignore[no-untyped-def]
             m = httpx.get(f"{server.url}/v1/models/{name}/stats", timeout=30).json()["merged"]
-            ok = m["count"] >= 8 and m["joined"] == 5 and len(m["processes"]) == 2
+            ok = m["count"] >= 8 and m["joined"] == 5 and m["processes"] == 2
             return m if ok else None
 
         for server in (a, b):
@@ -122,7 +122,7 @@ def test_two_workers_merge_stats_and_join_feedback_across_workers(  # type: igno
             return m if (m["count"], m["joined"]) == (total, len(owner)) else None
 
         m = wait_for(merged)
-        assert m is not None and len(m["processes"]) == 2
+        assert m is not None and m["processes"] == 2
 
 
 def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_texts) -> None:  # type: ignore[no-untyped-def]

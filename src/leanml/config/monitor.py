@@ -149,7 +149,9 @@ class MonitorConfig:
         None, "Also keep in detail every prediction less confident than this."
     )
     store_inputs: str = setting(
-        "hash", "What a detail row keeps of the input: text, hash (sha256) or none."
+        "redacted",
+        "What a detail row keeps of the input: text (as sent), redacted (e-mail addresses, "
+        "URLs, phone-like and long digit runs masked), hash (its sha256 only) or none.",
     )
     flush_interval_s: float = setting(0.2, "How often the background flusher wakes (s).")
     flush_batch_size: int = setting(16_384, "Most records the flusher moves per round.")
@@ -206,7 +208,7 @@ class MonitorConfig:
             check_number(
                 self.sample_below_confidence, "sample_below_confidence", owner, low=0, high=1
             )
-        check_choice(self.store_inputs, "store_inputs", owner, ("text", "hash", "none"))
+        check_choice(self.store_inputs, "store_inputs", owner, ("text", "redacted", "hash", "none"))
         check_choice(self.retention_reclaim, "retention_reclaim", owner, ("full", "plain", "none"))
         for name in _POS_INT:
             check_number(getattr(self, name), name, owner, low=1, integer=True)

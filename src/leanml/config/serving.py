@@ -45,6 +45,34 @@ class ServingConfig:
     )
     warmup: int = setting(8, "Warm-up predictions per model before readiness.")
     stats_flush_s: float = setting(0.5, "Minimum seconds between the flushes /stats triggers.")
+    max_header_bytes: int = setting(
+        65_536, "Largest request line + headers in bytes (431 and the connection closed beyond)."
+    )
+    header_timeout_s: float = setting(
+        10.0,
+        "Seconds a client has to send a request's line and headers, from its connection or the "
+        "request's first byte (408 and closed beyond).",
+    )
+    body_timeout_s: float = setting(
+        30.0, "Seconds a client has to send a request's whole body (408 and closed beyond)."
+    )
+    keep_alive_s: float = setting(5.0, "Seconds an idle keep-alive connection stays open.")
+    max_connections: int = setting(
+        1_000, "Most concurrent connections and requests per worker (503 beyond)."
+    )
+    max_drain_bytes: int = setting(
+        8 * 1_048_576,
+        "Most bytes of a too-large body read and discarded so the client receives its 413; "
+        "beyond it the connection is closed.",
+    )
+    access_log: bool = setting(
+        False,
+        "Write a JSON line per request to the leanml.access logger: route, status, latency, "
+        "model, prediction ids; never texts or labels.",
+    )
+    access_log_sample: float = setting(
+        1.0, "Share of requests the access log writes (every 5xx is written)."
+    )
     admin_token: str | None = setting(
         None,
         "Bearer token of the admin endpoints; unset disables them.",
@@ -54,9 +82,16 @@ class ServingConfig:
 
     def __post_init__(self) -> None:
         owner = "ServingConfig"
-        for name in ("max_body_bytes", "max_inputs", "max_text_chars", "max_feedback_items"):
+        for name in (
+            "max_body_bytes",
+            "max_inputs",
+            "max_text_chars",
+            "max_feedback_items",
+            "max_header_bytes",
+            "max_connections",
+        ):
             check_number(getattr(self, name), name, owner, low=1, integer=True)
-        for name in ("cache_max_entries", "cache_max_bytes", "warmup"):
+        for name in ("cache_max_entries", "cache_max_bytes", "warmup", "max_drain_bytes"):
             check_number(getattr(self, name), name, owner, low=0, integer=True)
         check_number(self.max_batch_size, "max_batch_size", owner, low=1, integer=True)
         check_number(self.max_wait_ms, "max_wait_ms", owner, low=0)
@@ -66,13 +101,18 @@ class ServingConfig:
             "poll_interval_s",
             "heartbeat_s",
             "registry_watch_s",
+            "header_timeout_s",
+            "body_timeout_s",
+            "keep_alive_s",
         ):
             check_number(getattr(self, name), name, owner, low=0, low_open=True)
         check_number(self.stats_flush_s, "stats_flush_s", owner, low=0)
         check_choice(self.cache_normalize, "cache_normalize", owner, ("none", "strip", "nfc"))
         check_choice(self.variant, "variant", owner, ("auto", "original", "compact"))
-        if not isinstance(self.monitoring, bool):
-            raise param_error("monitoring", owner, "a bool", self.monitoring)
+        for name in ("monitoring", "access_log"):
+            if not isinstance(getattr(self, name), bool):
+                raise param_error(name, owner, "a bool", getattr(self, name))
+        check_number(self.access_log_sample, "access_log_sample", owner, low=0, high=1)
         if self.admin_token is not None and (
             not isinstance(self.admin_token, str) or not self.admin_token
         ):

@@ -1,8 +1,10 @@
 """Flusher, details: the rows of sampled predictions kept for the store (and their input hash).
 
 A sampled prediction becomes one row in :data:`~leanml.monitor.store.PREDICTION_COLUMNS` order:
-its id, time, identity, label, confidence and latency, the input text (``store_inputs="text"``)
-and/or its SHA-256 (``"hash"`` or ``"text"``), and why it was sampled (``rate`` or
+its id, time, identity, label, confidence and latency, the input text as ``store_inputs`` says
+(``"text"``: as sent; ``"redacted"``: with e-mail addresses, URLs, phone-like numbers and long
+digit runs masked, see :mod:`~leanml.monitor._redact`; ``"hash"`` and ``"none"``: no text), the
+SHA-256 of the original text (every mode but ``"none"``), and why it was sampled (``rate`` or
 ``low_confidence``). The queue is bounded by ``detail_buffer_size`` (``drops.detail_buffer``).
 Runs under the state's lock.
 """
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from leanml._ids import input_hash
+from leanml.monitor._redact import redact
 from leanml.monitor._state import MonitorState
 
 __all__ = ["keep_details"]
@@ -62,8 +65,15 @@ def keep_details(
                 names[labs[j]],
                 cs[j],
                 ls[j],
-                text if mode == "text" else None,
+                _stored_text(text, mode),
                 input_hash(text) if text is not None and mode != "none" else None,
                 "low_confidence" if low is not None and low[i] else "rate",
             )
         )
+
+
+def _stored_text(text: Any, mode: str) -> str | None:
+    """What the row keeps of the input text under ``store_inputs=mode``."""
+    if text is None or mode in ("hash", "none"):
+        return None
+    return redact(str(text)) if mode == "redacted" else text

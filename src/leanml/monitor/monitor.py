@@ -26,7 +26,6 @@ evicting windows, alerts, store rows); the readers are ``_read``.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from leanml._logging import limited
 from leanml._validation import param_error
 from leanml.config import MonitorConfig
 from leanml.errors import ConfigError, MonitorError
@@ -57,7 +57,7 @@ from leanml.monitor.store import PREDICTION_COLUMNS, MonitorStore, default_proce
 
 __all__ = ["ModelMonitor"]
 
-_log = logging.getLogger("leanml.monitor")
+_log = limited("leanml.monitor")  # failures repeat during a store outage
 _T = TypeVar("_T")
 
 

@@ -12,8 +12,9 @@ Histogram.observe, about 870 ns per prediction here). Series, each labelled ``mo
 * ``leanml_prediction_latency_seconds`` histogram with buckets from 10 us to 10 s (sub-ms
   resolution); its bucket counts come from the lifetime sketch, so a value within the sketch's
   relative accuracy of a bucket bound may be counted in the neighbouring bucket;
-* gauges: ``leanml_prediction_latency_quantile_seconds{quantile}`` over the stats window,
-  ``leanml_accuracy{kind=realized|estimated}``, ``leanml_calibration_gap``,
+* ``leanml_prediction_latency_window_seconds`` summary (``{quantile}``, ``_sum``, ``_count``)
+  over the stats window;
+* gauges: ``leanml_accuracy{kind=realized|estimated}``, ``leanml_calibration_gap``,
   ``leanml_drift_score{score}``, ``leanml_model_health`` (0 healthy, 1 degraded, 2 unhealthy),
   ``leanml_alert_level{rule}`` (0 ok, 1 warning, 2 critical), ``leanml_pending_joins``,
   ``leanml_throughput_per_second``, ``leanml_process_resident_memory_bytes``.
@@ -134,8 +135,10 @@ def _hist(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None
 
 
 def _quantiles(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
-    name = "leanml_prediction_latency_quantile_seconds"
-    o.family(name, "gauge", "Latency quantiles over the stats window (sketch contract applies).")
+    """A summary (``quantile`` is reserved for summaries): the stats window's quantiles, count
+    and sum."""
+    name = "leanml_prediction_latency_window_seconds"
+    o.family(name, "summary", "Latency over the stats window (sketch contract applies).")
     lat = st["latency"]
     for q, value in (
         ("0.5", lat["p50"]),
@@ -144,6 +147,9 @@ def _quantiles(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) ->
         ("0.999", lat["p999"]),
     ):
         o.sample(name, {**base, "quantile": q}, value)
+    count = lat["count"]
+    o.sample(f"{name}_sum", base, (lat["avg"] or 0.0) * count)
+    o.sample(f"{name}_count", base, count)
 
 
 def _accuracy(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:

@@ -12,13 +12,15 @@ import orjson
 
 from leanml.serving.schemas import BadRequest
 
-__all__ = ["dumps", "read_body", "replay", "send_bytes", "send_json"]
+__all__ = ["drain", "dumps", "header", "read_body", "replay", "send_bytes", "send_json"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_DONE = "leanml.body_done"  # scope key: the request body has been read to its end
+_STARTED = "leanml.body_started"  # scope key: some of the body has been asked for
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 JSON = b"application/json"
 WORKER = str(os.getpid()).encode()
@@ -60,27 +62,50 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise BadRequest(400, "content-length", "invalid Content-Length header") from None
         if n > limit:
             raise BadRequest(413, "body", f"the body has {n} bytes; at most {limit}")
-    first = await receive()
-    if first["type"] != "http.request":
-        raise Disconnected
-    body = first.get("body", b"")
-    if not first.get("more_body", False):
-        if len(body) > limit:
-            raise BadRequest(413, "body", f"the body exceeds {limit} bytes")
-        return bytes(body)
-    chunks = [body]
-    total = len(body)
+    chunks: list[bytes] = []
+    total = 0
     while True:
         msg = await receive()
+        scope[_STARTED] = True
         if msg["type"] != "http.request":
             raise Disconnected
         chunk = msg.get("body", b"")
         total += len(chunk)
+        more = msg.get("more_body", False)
+        if not more:
+            scope[_DONE] = True
         if total > limit:
             raise BadRequest(413, "body", f"the body exceeds {limit} bytes")
+        if not more:
+            return chunk if not chunks else b"".join([*chunks, chunk])
         chunks.append(chunk)
+
+
+async def drain(scope: Scope, receive: Receive, budget: int) -> bool:
+    """Read and discard what is left of the request's body, at most ``budget`` bytes: whether
+    it was read to its end (else the connection must close after the answer). A client waiting
+    for ``100 Continue`` has sent nothing: its body is not asked for."""
+    if scope.get(_DONE):
+        return True
+    length = header(scope, b"content-length")
+    if length is None and header(scope, b"transfer-encoding") is None:
+        return True  # no body
+    if length is not None and length.strip() == b"0":
+        return True
+    if (header(scope, b"expect") or b"").lower() == b"100-continue" and not scope.get(_STARTED):
+        return False
+    if length is not None and length.strip().isdigit() and int(length) > budget:
+        return False
+    seen = 0
+    while seen <= budget:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return False
+        seen += len(msg.get("body", b""))
         if not msg.get("more_body", False):
-            return b"".join(chunks)
+            scope[_DONE] = True
+            return seen <= budget
+    return False
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

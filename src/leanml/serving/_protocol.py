@@ -38,23 +38,29 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
-from leanml.serving._http import JSON, WORKER
+from leanml.config import ServingConfig
+from leanml.serving._http import JSON, WORKER, dumps
 
-__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "use_fast_answer"]
+__all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport", "use_fast_answer", "use_limits"]
 
 #: (ASGI scope, whole body) -> a 200 JSON answer, or None to let the ASGI app answer.
 FastAnswer = Callable[[Any, bytes], bytes | None]
 
 _fast: FastAnswer | None = None
+_limits: ServingConfig | None = None  # header size and read timeouts; None: uvicorn's (none)
 _HEAD = (  # the headers _http.send_bytes sends, around the content length
     b"HTTP/1.1 200 OK\r\n",
     b"content-type: " + JSON + b"\r\ncontent-length: ",
     b"\r\nx-leanml-worker: " + WORKER + b"\r\n",
 )
-log = logging.getLogger("leanml.serving")
+_log = logging.getLogger("leanml.serving")
 
 _REQUEST_LINE = re.compile(rb"POST (/v1/models/[A-Za-z0-9._~-]+/predict) HTTP/1\.1")
 #: a header line as RFC 9110 allows it: token name, colon, optional whitespace, visible value
@@ -72,6 +78,46 @@ def use_fast_answer(answer: FastAnswer | None) -> None:
     _fast = answer
 
 
+def use_limits(config: ServingConfig | None) -> None:
+    """Enforce ``config``'s ``max_header_bytes``, ``header_timeout_s`` and ``body_timeout_s``
+    on every connection (None: off)."""
+    global _limits
+    _limits = config
+
+
+def _error_response(status: int, error: str, detail: str, field: str | None) -> bytes:
+    """A whole JSON error answer that closes the connection (written by the protocol)."""
+    body = dumps({"error": error, "detail": detail, "field": field})
+    head = [
+        STATUS_LINE[status],
+        b"content-type: " + JSON + b"\r\n",
+        b"content-length: " + str(len(body)).encode() + b"\r\n",
+        b"x-leanml-worker: " + WORKER + b"\r\n",
+    ]
+    if status == 503:
+        head.append(b"retry-after: 1\r\n")
+    return b"".join([*head, b"connection: close\r\n\r\n", body])
+
+
+async def _unavailable(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past ``limit_concurrency``, as a JSON 503 with ``Retry-After``."""
+    body = dumps(
+        {
+            "error": "unavailable",
+            "detail": "too many concurrent connections; retry shortly",
+            "field": None,
+        }
+    )
+    headers = [
+        (b"content-type", JSON),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _ask(scope: Any, body: bytes) -> bytes | None:
     """The registered fast answer, or None (also when it fails: the app then answers)."""
     fast = _fast
@@ -80,7 +126,7 @@ def _ask(scope: Any, body: bytes) -> bytes | None:
     try:
         return fast(scope, body)
     except Exception:  # never lose the request: the app answers it (and reports the error)
-        log.exception("fast cache answer failed; the app answers instead")
+        _log.exception("fast cache answer failed; the app answers instead")
         return None
 
 
@@ -144,8 +190,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _handover: tuple[bytes, dict[str, Any]] | None = None  # a miss's parse, for the app
     _answered_at = float("-inf")  # loop time of the last answer written by _answer_whole
 
+    _in_head = True  # waiting for (the rest of) a request line and its headers
+    _head_bytes = 0  # bytes received while in the head (raw) ...
+    _head_size = 0  # ... and the size of the parsed request line and header lines
+    _timer: asyncio.TimerHandle | None = None  # the header or body read timeout
+    _rejected = False  # a request's headers were too large: answer 431 and close
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._arm_read_timeout("header")
 
     def data_received(self, data: bytes) -> None:
         if (
@@ -156,18 +209,96 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and self._answer_whole(data)
         ):
             return
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
             super().data_received(data)
         finally:  # a miss's handover is for the request in this read only
             self._handover = None
+        limits = _limits
+        if (
+            limits is not None
+            and (self._rejected or (self._in_head and self._head_bytes > limits.max_header_bytes))
+            and not self.transport.is_closing()
+        ):
+            self._reject_head(limits.max_header_bytes)
+
+    # ------------------------------------------------------------------ limits
+    def _arm_read_timeout(self, what: str) -> None:
+        """Arm the ``header`` or ``body`` read timeout (replacing the armed one)."""
+        limits = _limits
+        self._cancel_read_timeout()
+        if limits is None:
+            return
+        delay = limits.header_timeout_s if what == "header" else limits.body_timeout_s
+        self._timer = self.loop.call_later(delay, self._read_timed_out, what)
+
+    def _cancel_read_timeout(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _read_timed_out(self, what: str) -> None:
+        """The client did not send its headers (or body) in time: 408 unless an answer has
+        started, then close; an ASGI task still reading sees a disconnect."""
+        self._timer = None
+        if self.transport.is_closing() or _limits is None:
+            return
+        cycle = self.cycle
+        started = cycle is not None and cycle.response_started and not cycle.response_complete
+        idle = what == "header" and self._head_bytes == 0 and not self._in_message
+        if not started and not idle:
+            seconds = _limits.header_timeout_s if what == "header" else _limits.body_timeout_s
+            part = "headers" if what == "header" else "body"
+            detail = f"the request's {part} did not arrive within {seconds:g} s"
+            self.transport.write(_error_response(408, "request_timeout", detail, what))
+        self._close_cycle()
+
+    def _reject_head(self, limit: int) -> None:
+        """431: the request line and headers exceed ``max_header_bytes``; close."""
+        detail = f"the request line and headers exceed {limit} bytes"
+        self.transport.write(_error_response(431, "headers_too_large", detail, "headers"))
+        self._close_cycle()
+
+    def _close_cycle(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive answers http.disconnect, send is a no-op
+            cycle.message_event.set()
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to an unparsable request, as JSON."""
+        self.transport.write(_error_response(400, "bad_request", msg, None))
+        self.transport.close()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url) + 16
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        limits = _limits
+        if limits is not None:
+            if self._head_size > limits.max_header_bytes:
+                self._rejected = True  # answered 431 once this read is parsed; no ASGI task
+                return
+            self._arm_read_timeout("body")  # cancelled when the message completes
+        super().on_headers_complete()
 
     def _answer_whole(self, data: bytes) -> bool:
         """Answer ``data`` if it is one whole plain predict request whose texts are all cached."""
         end = data.find(b"\r\n\r\n")
+        limit = self.limit_concurrency
         if (
             end < 0
             or self.root_path
-            or self.limit_concurrency is not None
+            or (limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit))
+            or (_limits is not None and end > _limits.max_header_bytes)
             or self.transport.is_closing()
         ):
             return False
@@ -198,6 +329,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return False
         self._write_answer(answer, keep_alive=True)
         self.server_state.total_requests += 1
+        self._cancel_read_timeout()  # this request's head and body have arrived
+        self._head_bytes = 0
         # uvicorn cancels and re-arms the keep-alive timer for every request; here the armed
         # timer stays and timeout_keep_alive_handler re-arms itself for the time left
         self._answered_at = self.loop.time()
@@ -218,6 +351,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().timeout_keep_alive_handler()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if app is service_unavailable:  # past limit_concurrency: JSON, never the fast answer
+            super()._start_asgi_task(cycle, _unavailable)
+            return
         if (
             _fast is not None
             and cycle.scope["method"] == "POST"
@@ -235,11 +371,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
+        self._in_head = True
+        self._head_size = 0
+        if self._timer is None:  # the first request's timeout runs from the connection's start
+            self._arm_read_timeout("header")
         # A fast answer arms the keep-alive timer from inside the parser; a request pipelined
         # in the same read must not be cut by it.
         self._unset_keepalive_if_required()
 
     def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
         super().on_body(body)
         deferred = self._deferred
         # beyond uvicorn's high-water mark it pauses reading until the app consumes the body
@@ -249,6 +391,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._in_head = True
+        self._head_bytes = 0
+        self._cancel_read_timeout()
+        if self._rejected:
+            return
         super().on_message_complete()
         deferred = self._deferred
         if deferred is not None:
@@ -258,6 +405,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deferred = None
+        self._cancel_read_timeout()
         super().connection_lost(exc)
 
     def _answer(self, cycle: RequestResponseCycle) -> bool:

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -42,7 +43,16 @@ from leanml.serving.schemas import (
 )
 from leanml.serving.service import Service
 
-__all__ = ["build_api"]
+__all__ = ["ADMIN_ROUTES", "build_api"]
+
+#: (method, route) of every admin endpoint: the token is checked before any body is read.
+ADMIN_ROUTES = frozenset(
+    {
+        ("PUT", "/v1/models/{name}/variant"),
+        ("POST", "/v1/models/{name}/reload"),
+        ("PATCH", "/v1/monitoring/config"),
+    }
+)
 
 #: Error answers every model route documents.
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -105,24 +115,33 @@ def _add_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_exc(request: Request, exc: StarletteHTTPException) -> Response:
-        return _json(BadRequest(exc.status_code, None, str(exc.detail)).body(), exc.status_code)
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        body = BadRequest(exc.status_code, None, str(exc.detail), code).body()
+        if request.url.path.startswith("/v2/"):
+            body.pop("detail")
+            body["error"] = str(exc.detail)
+        return _json(body, exc.status_code, dict(exc.headers or {}))  # 405: its Allow header
 
     @api.exception_handler(LeanMLError)
     async def _lean(request: Request, exc: LeanMLError) -> Response:
+        headers = None
         if isinstance(exc, ModelNotFoundError):
-            status, field = 404, "name"
+            status, field, detail = 404, "name", str(exc)
         elif isinstance(exc, ParameterError | ConfigError | TypeError):
-            status, field = 422, None
-        elif isinstance(exc, ServingError):
-            status, field = 503, None
+            status, field, detail = 422, None, str(exc)
+        elif isinstance(exc, ServingError):  # its text may name the store: not for clients
+            status, field, detail = 503, None, "the service is unavailable; retry shortly"
+            headers = {"Retry-After": "1"}
         else:
-            status, field = 500, None
-        return _json(BadRequest(status, field, str(exc)).body(), status)
+            status, field, detail = 500, None, "internal error (logged by the server)"
+        return _json(BadRequest(status, field, detail).body(), status, headers)
 
     @api.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> Response:
+        # never the exception's text: it may name files, hosts or the store
         return _json(
-            {"error": "internal", "detail": f"{type(exc).__name__}: {exc}", "field": None}, 500
+            {"error": "internal", "detail": "internal error (logged by the server)", "field": None},
+            500,
         )
 
 

@@ -46,6 +46,7 @@ Two more measured choices, on ``leanml serve`` itself (email model, compact vari
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -54,10 +55,14 @@ import orjson
 from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
 from leanml.serving import _http, answers
-from leanml.serving._http import Disconnected, read_body, replay, send_json
-from leanml.serving.api import build_api
+from leanml.serving._access import AccessLog
+from leanml.serving._http import Disconnected, drain, header, read_body, replay, send_json
+from leanml.serving.api import ADMIN_ROUTES, build_api
+from leanml.serving.auth import check_bearer
 from leanml.serving.schemas import BadRequest, check_predict
 from leanml.serving.service import Service
+
+_log = logging.getLogger("leanml.serving")
 
 __all__ = ["ServeApp", "create_app"]
 
@@ -67,6 +72,17 @@ def _route_label(path: str) -> str:
     if len(parts) > 3 and parts[1] in ("v1", "v2") and parts[2] == "models":
         parts[3] = "{name}"
     return "/".join(parts[:6])
+
+
+_INTERNAL = {"error": "internal", "detail": "internal error (logged by the server)", "field": None}
+
+
+def _is_admin(method: str, path: str) -> bool:
+    """Whether ``method path`` is an admin route (:data:`leanml.serving.api.ADMIN_ROUTES`)."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[1:3] == ["v1", "models"]:
+        parts[3] = "{name}"
+    return (method, "/".join(parts)) in ADMIN_ROUTES
 
 
 _FAST = {"predict": "/v1/models/{name}/predict", "feedback": "/v1/models/{name}/feedback"}
@@ -80,6 +96,7 @@ class ServeApp:
         self.service = service
         self.api = build_api(service)
         self.limit = service.config.max_body_bytes
+        self.access = AccessLog(service.config, service.handles)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -87,15 +104,19 @@ class ServeApp:
             return
         method = scope["method"]
         path: str = scope["path"]
+        started = time.perf_counter()
         if method == "POST" and path.startswith("/v1/models/"):
             name, _, action = path[11:].partition("/")
             if action == "predict" or action == "feedback":
                 fast = self._predict if action == "predict" else self._feedback
+                ids: list[str] = []
                 try:
-                    status = await fast(name, scope, receive, send)
+                    status = await fast(name, scope, receive, send, ids)
                 except Disconnected:
                     status = 499
                 self._count(_FAST[action], status)
+                if self.access.wants(status):
+                    self.access.write(method, _FAST[action], status, started, name, ids)
                 return
         status_box = [0]
 
@@ -105,18 +126,57 @@ class ServeApp:
             await send(msg)
 
         try:
-            if method in ("POST", "PUT", "PATCH"):
-                try:
-                    body = await read_body(scope, receive, self.limit)
-                except BadRequest as e:
-                    await send_json(counting_send, e.status, e.body())
-                    return
-                receive = replay(body, receive)
-            await self.api(scope, receive, counting_send)
+            await self._to_api(scope, receive, counting_send)
         except Disconnected:
             status_box[0] = 499
+        except Exception:  # answered 500 by the API's handler (or here): keep the connection
+            _log.exception("%s %s failed", method, _route_label(path))
+            if status_box[0] == 0:
+                await send_json(counting_send, 500, _INTERNAL)
         finally:
-            self._count(_route_label(path), status_box[0])
+            route = _route_label(path)
+            self._count(route, status_box[0])
+            if self.access.wants(status_box[0]):  # a route template, never the raw path
+                matched = scope.get("route")
+                template = getattr(matched, "path", None) or "<unmatched>"
+                model = scope.get("path_params", {}).get("name")
+                self.access.write(method, template, status_box[0], started, model)
+
+    async def _to_api(self, scope: Any, receive: Any, send: Any) -> None:
+        """The FastAPI app's answer; admin auth is checked before any body is read, and bodies
+        are read (bounded) here."""
+        method, path = scope["method"], scope["path"]
+        if _is_admin(method, path):
+            failure = check_bearer(
+                (header(scope, b"authorization") or b"").decode("latin-1") or None,
+                self.service.admin_token,
+            )
+            if failure is not None:
+                error = BadRequest(failure[0], "authorization", failure[1])
+                await self._error(scope, receive, send, error)
+                return
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                body = await read_body(scope, receive, self.limit)
+            except BadRequest as e:
+                await self._error(scope, receive, send, e)
+                return
+            receive = replay(body, receive)
+        await self.api(scope, receive, send)
+
+    async def _error(self, scope: Any, receive: Any, send: Any, e: BadRequest) -> int:
+        """Send ``e``'s JSON answer. A body the request still carries is read and discarded
+        first, up to ``max_drain_bytes`` (beyond it the connection closes), so a client that
+        sends its whole body before reading gets the answer instead of a reset."""
+        extra: list[tuple[bytes, bytes]] = []
+        if e.status == 401:
+            extra.append((b"www-authenticate", b"Bearer"))
+        elif e.status == 503:
+            extra.append((b"retry-after", b"1"))
+        if not await drain(scope, receive, self.service.config.max_drain_bytes):
+            extra.append((b"connection", b"close"))
+        await send_json(send, e.status, e.body(), extra=extra)
+        return e.status
 
     def _count(self, route: str, status: int) -> None:
         counts = self.service.http_counts
@@ -151,9 +211,12 @@ class ServeApp:
             return None
         state, preds = answered
         self._count(_FAST["predict"], 200)
+        if self.access.wants(200):
+            ids = [p["id"] for p in preds]
+            self.access.write("POST", _FAST["predict"], 200, t0, name, ids)
         return answers.predict_answer(name, state, preds)
 
-    async def _predict(self, name: str, scope: Any, receive: Any, send: Any) -> int:
+    async def _predict(self, name: str, scope: Any, receive: Any, send: Any, ids: list[str]) -> int:
         try:
             body = await answers.predict(
                 self.service,
@@ -162,19 +225,25 @@ class ServeApp:
                 scope.get(_PARSED),  # parsed by answer_cached: some text was not cached
             )
         except BadRequest as e:
-            await send_json(send, e.status, e.body())
-            return e.status
+            return await self._error(scope, receive, send, e)
         await _http.send_bytes(send, 200, body)
+        if self.access.enabled:  # the ids, for the access log (only when it is on)
+            ids.extend(p["id"] for p in orjson.loads(body)["predictions"])
         return 200
 
-    async def _feedback(self, name: str, scope: Any, receive: Any, send: Any) -> int:
+    async def _feedback(
+        self, name: str, scope: Any, receive: Any, send: Any, ids: list[str]
+    ) -> int:
         try:
             status, payload = await answers.feedback(
                 self.service, name, lambda: read_body(scope, receive, self.limit)
             )
         except BadRequest as e:
-            status, payload = e.status, e.body()
+            return await self._error(scope, receive, send, e)
         await send_json(send, status, payload)
+        if self.access.enabled:
+            items = payload.get("items") or [payload]
+            ids.extend(str(i["id"]) for i in items if isinstance(i, dict) and "id" in i)
         return status
 
 

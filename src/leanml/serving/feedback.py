@@ -164,11 +164,14 @@ class FeedbackLog:
                 jobs.append(nxt)
             try:
                 ids = self._commit([r for rows, _ in jobs for r in rows])
-            except Exception as exc:
+            except Exception:
                 self.counters["errors"] += 1
                 _log.exception("feedback write failed")
                 for _, fut in jobs:
-                    fut.set_exception(ServingError(f"feedback could not be stored: {exc}"))
+                    # the exception names the store (host, port, database): logged, not answered
+                    fut.set_exception(
+                        ServingError("feedback could not be stored: store unavailable")
+                    )
             else:
                 k = 0
                 for rows, fut in jobs:

@@ -8,13 +8,16 @@ Families added to :func:`leanml.monitor.render_prometheus`'s (all labelled ``mod
 * ``leanml_cached_predictions_total``;
 * ``leanml_http_responses_total{route,status}`` (this process);
 * ``leanml_merged_predictions_total``, ``leanml_merged_ground_truth_joined_total``,
-  ``leanml_merged_processes`` and ``leanml_merged_latency_quantile_seconds{quantile}``: the store's
+  ``leanml_merged_processes`` and the ``leanml_merged_latency_seconds`` summary: the store's
   view summed over every process sharing it (all workers, all hosts), so one scrape of any
-  worker shows the totals.
+  worker shows the totals;
+* ``leanml_store_up``: 1 when the store answered, 0 during an outage (then the merged families
+  are left out and the local ones still served).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from leanml.serving.service import Service
 
 __all__ = ["render_service"]
+
+_log = logging.getLogger("leanml.serving")
 
 _CACHE_COUNTERS = (
     ("hits", "Prediction cache hits."),
@@ -50,7 +55,10 @@ def render_service(service: Service, merged: bool = True) -> str:
     for (route, status), n in sorted(service.http_counts.items()):
         out.sample(name, {"route": route, "status": status}, n)
     if merged and service.store is not None and service.config.monitoring:
-        _merged(out, service, handles)
+        up = _merged(out, service, handles)
+        name = "leanml_store_up"
+        out.family(name, "gauge", "1 when the shared monitor store answered this scrape, else 0.")
+        out.sample(name, {}, int(up))
     return out.text()
 
 
@@ -97,12 +105,17 @@ def _hist(
     out.histogram(name, {"model": model}, bounds, cum[: len(bounds)], cum[-1], total)
 
 
-def _merged(out: Exposition, service: Service, handles: Sequence[ModelHandle]) -> None:
-    """The store's view summed over every process sharing it."""
+def _merged(out: Exposition, service: Service, handles: Sequence[ModelHandle]) -> bool:
+    """The store's view summed over every process sharing it; False (and nothing written)
+    when the store cannot be read: the local families above still are."""
     store = service.store
     if store is None:
-        return
-    rows = [(h.name, store.merged(model=h.name)) for h in handles]
+        return False
+    try:
+        rows = [(h.name, store.merged(model=h.name)) for h in handles]
+    except Exception:
+        _log.warning("/metrics: the monitor store cannot be read; serving local figures only")
+        return False
     fams = (
         ("leanml_merged_predictions_total", "count", "Predictions, all processes."),
         ("leanml_merged_ground_truth_joined_total", "joined", "Joined labels, all processes."),
@@ -115,10 +128,14 @@ def _merged(out: Exposition, service: Service, handles: Sequence[ModelHandle]) -
     out.family(fam, "gauge", "Processes with rows in the store.")
     for model, m in rows:
         out.sample(fam, {"model": model}, len(m["processes"]))
-    fam = "leanml_merged_latency_quantile_seconds"
-    out.family(fam, "gauge", "Latency quantiles, all processes.")
+    fam = "leanml_merged_latency_seconds"
+    out.family(fam, "summary", "Latency quantiles, all processes.")
     for model, m in rows:
         lat = m["latency"]
         for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
             if key in lat:
                 out.sample(fam, {"model": model, "quantile": q}, lat[key])
+        count = lat.get("count", 0)
+        out.sample(f"{fam}_sum", {"model": model}, (lat.get("avg") or 0.0) * count)
+        out.sample(f"{fam}_count", {"model": model}, count)
+    return True

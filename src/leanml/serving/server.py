@@ -4,7 +4,9 @@ Workers are separate processes (uvicorn's supervisor); each imports the app fact
 ``run(factory=...)`` (default :func:`app_from_env`, the service alone; ``leanml serve`` passes
 :func:`leanml.app.app_from_env`, which mounts the dashboard), builds its own app from the spec
 passed in ``LEANML_SERVE_SPEC`` (JSON), loads the models, and shares the monitor store and the
-registry with the others. SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests,
+registry with the others. The connection bounds of ``[serving]`` (``max_connections``,
+``keep_alive_s``, ``max_header_bytes``, ``header_timeout_s``, ``body_timeout_s``) apply to every
+worker. SIGTERM/SIGINT: uvicorn stops accepting, finishes in-flight requests,
 then the lifespan shutdown flushes feedback and monitors (see :class:`Service`).
 """
 
@@ -45,11 +47,13 @@ def build(
 def app_from_spec(spec: dict[str, Any]) -> ServeApp:
     """The service's ASGI app for a spec (:func:`build`'s keywords), with the protocol's
     cache-hit answer registered when the protocol is importable."""
-    app = create_app(build(**spec))
+    settings = build(**spec)
+    app = create_app(settings)
     with contextlib.suppress(ImportError):  # uvicorn internals may move: then no fast path
         from leanml.serving import _protocol
 
         _protocol.use_fast_answer(app.answer_cached)
+        _protocol.use_limits(settings.serving)
     return app
 
 
@@ -92,7 +96,7 @@ def run(
         "store_url": store_url,
         "serving": serving or {},
     }
-    build(**spec)  # fail fast on bad settings, before any worker starts
+    cfg = build(**spec).serving  # fail fast on bad settings, before any worker starts
     os.environ[SPEC_ENV] = json.dumps(spec)
     uvicorn.run(
         factory,
@@ -107,4 +111,10 @@ def run(
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=30,
+        # the connection bounds of [serving] that uvicorn enforces itself (h11's header bound
+        # when httptools is missing; with httptools the protocol enforces max_header_bytes and
+        # the read timeouts, see leanml.serving._protocol)
+        limit_concurrency=cfg.max_connections,
+        timeout_keep_alive=round(cfg.keep_alive_s) or 1,  # uvicorn takes whole seconds
+        h11_max_incomplete_event_size=cfg.max_header_bytes,
     )

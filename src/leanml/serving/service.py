@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
+import threading
 import time
 from typing import Any
 
+from leanml._logging import limited
+from leanml._sizing import deep_sizeof
 from leanml.config import ServingConfig, Settings
-from leanml.errors import ModelNotFoundError, ParameterError, ServingError
+from leanml.errors import LeanMLError, ModelNotFoundError, ParameterError, ServingError
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
 from leanml.serving.feedback import FeedbackLog
@@ -25,7 +27,7 @@ from leanml.serving.handle import ModelHandle, parse_id
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
-_log = logging.getLogger("leanml.serving")
+_log = limited("leanml.serving")  # failures repeat during a store outage
 
 _REASONS = {
     "never_seen": "no prediction with this id was ever made by a process sharing this store",
@@ -123,6 +125,7 @@ class Service:
         self._last_stats_flush = 0.0
         self.http_counts: dict[tuple[str, int], int] = {}
         self._reports: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._reports_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -332,21 +335,68 @@ class Service:
 
     # ------------------------------------------------------------------ reading
     def model_info(self, name: str) -> dict[str, Any]:
+        """What ``GET /v1/models/{name}`` shows: the served model, its versions and, per
+        variant of the served version, the manifest's figures; the served variant adds its
+        load time and in-memory size. Built once per load (a lock makes concurrent callers
+        wait for the one build) and never loads a model: an unauthenticated request cannot
+        start unbounded work."""
         h = self.handle(name)
+        st = h.state
         key = (h.loaded_at, self.registry.active_variant(name))
-        cached = self._reports.get(name)
-        if cached is None or cached[0] != key:  # report() loads every variant: keep it
-            cached = (key, self.registry.report(name))
-            self._reports[name] = cached
-        report = cached[1]
+        with self._reports_lock:
+            cached = self._reports.get(name)
+            if cached is None or cached[0] != key:
+                cached = (key, self._variant_facts(name, st))
+                self._reports[name] = cached
+        variants = cached[1]
         return {
             **h.info(),
-            "versions": report["versions"],
-            "active_variant": report["active_variant"],
-            "variants": report["variants"],
-            "guard": (report["variants"].get("compact") or {}).get("guard"),
+            "versions": self.registry.versions(name),
+            "active_variant": key[1],
+            "variants": variants,
+            "guard": (variants.get("compact") or {}).get("guard"),
             "health": h.health(),
         }
+
+    def _variant_facts(self, name: str, st: Any) -> dict[str, Any]:
+        """Per variant of the served version: manifest figures (+ load-time ones if served)."""
+        version = st.version if st is not None else None
+        out: dict[str, Any] = {}
+        for variant in self.registry.variants(name, version):
+            entry: dict[str, Any] = {}
+            try:
+                manifest = self.registry.manifest(name, version, variant)
+            except LeanMLError:
+                out[variant] = {"error": "unreadable manifest"}
+                continue
+            test = manifest.metrics.get("test", {})
+            entry.update(
+                artifact_bytes=manifest.payload_bytes,
+                created=manifest.created,
+                test_accuracy=test.get("accuracy"),
+                test_macro_f1=test.get("macro_f1"),
+            )
+            if "guard" in manifest.extra:
+                entry["guard"] = manifest.extra["guard"]
+            if st is not None and st.variant == variant:
+                entry["load_seconds"] = round(st.loaded.load_seconds, 4)
+                entry["memory_bytes"] = deep_sizeof(st.loaded.model)
+            out[variant] = entry
+        return out
+
+    def _merged(self, name: str) -> tuple[dict[str, Any] | None, bool | None]:
+        """(the store's merged view of ``name``, whether the store answered); (None, False)
+        during an outage, (None, None) without a store. Process ids become a count."""
+        if self.store is None or not self.config.monitoring:
+            return None, None
+        try:
+            merged = self.store.merged(model=name)
+        except Exception:
+            _log.warning("/stats: the monitor store cannot be read; serving local figures only")
+            return None, False
+        merged.pop("sketch", None)
+        merged["processes"] = len(merged.get("processes") or ())
+        return merged, True
 
     def stats(self, name: str) -> dict[str, Any]:
         """Local monitor stats, the store's merged view across processes, cache and batching."""
@@ -356,16 +406,16 @@ class Service:
         if now - self._last_stats_flush >= self.config.stats_flush_s:
             self._last_stats_flush = now
             h.flush()
-        local = st.monitor.stats() if st is not None and st.monitor is not None else None
-        merged = None
-        if self.store is not None and self.config.monitoring:
-            merged = self.store.merged(model=name)
-            merged.pop("sketch", None)
+        own = st.monitor.stats() if st is not None and st.monitor is not None else None
+        local: dict[str, Any] | None = None  # without infrastructure: store URL, hostname:pid
+        if own is not None:
+            local = {k: v for k, v in own.items() if k not in ("store", "process")}
+        merged, store_up = self._merged(name)
         out: dict[str, Any] = {
             "model": name,
             "version": st.version if st else None,
             "variant": st.variant if st else None,
-            "process": self.store.process_id if self.store else None,
+            "store_up": store_up,
             "health": h.health(),
             "serving": {
                 "predictions": h.predictions,

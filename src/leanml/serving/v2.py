@@ -112,11 +112,11 @@ def _add_server_routes(r: APIRouter, service: Any) -> None:
 
     @r.get("/health/live")
     async def live() -> Response:
-        return Response(b"", status_code=200)
+        return _ok({"live": True})
 
     @r.get("/health/ready")
     async def ready() -> Response:
-        return Response(b"", status_code=200 if service.ready else 503)
+        return _ok({"ready": bool(service.ready)}, 200 if service.ready else 503)
 
 
 def _add_model_routes(r: APIRouter, service: Any) -> None:
@@ -142,16 +142,25 @@ def _add_model_routes(r: APIRouter, service: Any) -> None:
 
     @r.get("/models/{name}/ready")
     async def model_ready(name: str) -> Response:
-        ok = name in service.handles and service.handles[name].state is not None
-        return Response(b"", status_code=200 if ok and service.ready else 400 if ok else 404)
+        return _model_ready(service, name, None)
 
     @r.get("/models/{name}/versions/{version}/ready")
     async def model_version_ready(name: str, version: str) -> Response:
-        try:
-            _resolve(service, name, version)
-        except BadRequest as e:
-            return Response(b"", status_code=e.status)
-        return Response(b"", status_code=200 if service.ready else 400)
+        return _model_ready(service, name, version)
+
+
+def _ok(payload: Any, status: int = 200) -> Response:
+    return Response(dumps(payload), status_code=status, media_type="application/json")
+
+
+def _model_ready(service: Any, name: str, version: str | None) -> Response:
+    """``{"name", "ready"}``: 200 when ready, 400 while not; 404 ``{"error"}`` when unknown."""
+    try:
+        _resolve(service, name, version)
+    except BadRequest as e:
+        return _err(e.status, e.message)
+    ready = bool(service.ready)
+    return _ok({"name": name, "ready": ready}, 200 if ready else 400)
 
 
 def _add_infer_routes(r: APIRouter, service: Any) -> None:
@@ -280,10 +289,7 @@ def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str
         data = t.get("data")
         if not isinstance(data, list):
             raise BadRequest(422, "inputs[0].data", "'data' must be a list of strings")
-        flat = [x for row in data for x in row] if data and isinstance(data[0], list) else data
-        if not all(type(x) is str for x in flat):
-            raise BadRequest(422, "inputs[0].data", "every element of 'data' must be a string")
-        texts = flat
+        texts = _flatten(data)
     if not texts:
         raise BadRequest(422, "inputs[0].data", "the input tensor is empty")
     if len(texts) > max_inputs:
@@ -292,6 +298,23 @@ def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str
         if len(x) > max_chars:
             raise BadRequest(413, f"inputs[0].data[{i}]", f"text {i} exceeds {max_chars} chars")
     return texts
+
+
+def _flatten(data: list[Any]) -> list[str]:
+    """The texts of a ``[n]`` or ``[n, 1]`` BYTES tensor's JSON data; 422 for anything else
+    (mixed rows, nested lists, numbers, null, booleans)."""
+    nested = bool(data) and isinstance(data[0], list)
+    flat: list[Any] = []
+    for i, row in enumerate(data):
+        if isinstance(row, list) != nested:
+            raise BadRequest(
+                422, f"inputs[0].data[{i}]", "rows of 'data' must all be strings or all be lists"
+            )
+        flat.extend(row if nested else (row,))
+    for i, x in enumerate(flat):
+        if type(x) is not str:
+            raise BadRequest(422, "inputs[0].data", f"element {i} of 'data' is not a string")
+    return flat
 
 
 def _outputs(req: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
