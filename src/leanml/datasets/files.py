@@ -49,8 +49,10 @@ def read_texts(
     label_column: str | None = "label",
     *,
     encoding: str | None = None,
+    require_labels: bool = False,
 ) -> tuple[list[str], list[str] | None]:
-    """The texts of ``path`` and its labels (``None`` when ``label_column`` is absent/None)."""
+    """The texts of ``path`` and its labels (``None`` when ``label_column`` is absent/None,
+    unless ``require_labels``: then a missing label column is an error)."""
     file = Path(path)
     columns, rows = read_rows(file, encoding)
     if not rows:
@@ -58,6 +60,8 @@ def read_texts(
     if file_kind(file) == "folder":
         text_column, label_column = "text", "label"
     _require_column(file, columns, text_column, "text_column")
+    if require_labels and label_column is not None:
+        _require_column(file, columns, label_column, "label_column")
     texts = [_text(file, where, record, text_column) for where, record in rows]
     if label_column is None or label_column not in columns:
         return texts, None
@@ -72,17 +76,10 @@ def read_labelled(
     encoding: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """The texts and labels of one file, every row checked (no split)."""
-    file = Path(path)
-    columns, rows = read_rows(file, encoding)
-    if not rows:
-        raise DataFileError(f"{file} holds no rows (an empty file, or a header only).")
-    if file_kind(file) == "folder":
-        text_column, label_column = "text", "label"
-    _require_column(file, columns, text_column, "text_column")
-    _require_column(file, columns, label_column, "label_column")
-    texts = [_text(file, where, record, text_column) for where, record in rows]
-    labels = [_label(file, where, record, label_column) for where, record in rows]
-    return texts, labels
+    texts, labels = read_texts(
+        path, text_column, label_column, encoding=encoding, require_labels=True
+    )
+    return texts, labels or []
 
 
 def _require_column(file: Path, columns: list[str], column: str, option: str) -> None:
