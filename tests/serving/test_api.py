@@ -128,6 +128,9 @@ def test_feedback_for_unknown_ids_gets_404_with_reason(server: Server, intent_te
             "/v1/models/intent/feedback",
             json={"items": [{"id": pid, "label": "reply"}, {"id": future, "label": "x"}]},
         )
+        # nothing public names the id prefix (nor, of course, the secret behind the tags)
+        for page in ("/health", "/v1/models/intent", "/v1/models", "/metrics"):
+            assert prefix not in c.get(page).text, page
     assert r.status_code == 404
     assert [i["status"] for i in r.json()["items"]] == ["joined", "never_seen"]
     assert r.json()["accepted"] == 1
