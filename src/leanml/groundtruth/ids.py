@@ -97,11 +97,19 @@ class IdIssuer:
         return out
 
     def verify(self, prediction_id: object) -> int:
-        """The counter of an id this issuer made, else -1 (malformed, other prefix, bad tag)."""
-        parsed = parse_id(prediction_id)
-        if parsed is None or parsed[0] != self.prefix:
+        """The counter of an id this issuer made, else -1 (malformed, other prefix, bad tag).
+
+        The id is compared whole, in constant time, with the one :meth:`make` gives for its
+        counter: any other spelling of the counter, or any other tag, does not verify."""
+        if type(prediction_id) is not str or len(prediction_id) > _MAX_LEN:
             return -1
-        counter = parsed[1]
-        if not hmac.compare_digest(parsed[2], self.tag(counter)):
+        head, _, count = prediction_id[: -TAG_HEX - 1].partition("-")
+        if head != self.prefix:
+            return -1
+        try:
+            counter = int(count, 16)
+        except ValueError:
+            return -1
+        if counter < 0 or not hmac.compare_digest(prediction_id, self.make(counter)):
             return -1
         return counter

@@ -80,17 +80,17 @@ class GroundTruth:
     # ------------------------------------------------------------------ labels
     def lookup(self, prediction_id: Any) -> tuple[str, int, int]:
         """(status, monitor code, counter) of an id; reads the ring only for a genuine id."""
+        counter = self.issuer.verify(prediction_id)
+        if counter >= 0:
+            with self._lock:
+                return (*self.ring.status(counter), counter)
         parsed = parse_id(prediction_id)
         if parsed is None:
             return "never_seen", -1, -1
         if parsed[0] != self.issuer.prefix:
             return "foreign", -1, -1
-        counter = self.issuer.verify(prediction_id)
-        if counter < 0:
-            self.counters["refused"] += 1
-            return "never_seen", -1, -1
-        with self._lock:
-            return (*self.ring.status(counter), counter)
+        self.counters["refused"] += 1  # our prefix, a well-formed id, not ours: forged
+        return "never_seen", -1, -1
 
     def join(self, items: Sequence[tuple[Any, Any]]) -> tuple[list[str], list[Joined]]:
         """Join ``(id, true label)`` items: each item's outcome, and the joined ones."""
