@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from leanml.monitor import IdGenerator, LogSketch, ModelMonitor, monitored
+from leanml.groundtruth import GroundTruth
+from leanml.monitor import LogSketch, ModelMonitor, monitored
 from leanml.monitor.sketch import ReqSketch
 
 REFERENCE_NS = 93_738
@@ -55,11 +56,11 @@ def _median(xs: list[float]) -> float:
 def bench_record(chunk: int, reps: int) -> dict[str, float]:
     """record(): hot path per call (median of reps), and total with the flusher's work."""
     m = ModelMonitor("bench", sinks=[])  # default config, background flusher running
-    gen = IdGenerator()
+    gen = GroundTruth()
     rec = m.record
     hot, total = [], []
     for _ in range(reps):
-        ids = gen.take(chunk)
+        ids = gen.issue(chunk)
         gc.collect()
         t0 = time.perf_counter_ns()
         for pid in ids:
@@ -81,14 +82,14 @@ def bench_record(chunk: int, reps: int) -> dict[str, float]:
 
 def bench_record_batch(batches: int, reps: int) -> dict[str, float]:
     m = ModelMonitor("bench", sinks=[])
-    gen = IdGenerator()
+    gen = GroundTruth()
     labels = np.array(["ham", "spam", "ham", "hard_ham"] * 25)
     conf = np.random.default_rng(0).uniform(0.5, 1.0, 100)
     lat = np.random.default_rng(1).lognormal(-8, 1, 100)
     rb = m.record_batch
     hot, total = [], []
     for _ in range(reps):
-        id_lists = [gen.take(100) for _ in range(batches)]
+        id_lists = [gen.issue(100) for _ in range(batches)]
         gc.collect()
         t0 = time.perf_counter_ns()
         for ids in id_lists:
@@ -108,7 +109,7 @@ def bench_prometheus(chunk: int, reps: int) -> dict[str, float]:
     reg = pc.CollectorRegistry()
     c = pc.Counter("preds", "p", ["model"], registry=reg).labels("bench")
     h = pc.Histogram("lat", "l", ["model"], registry=reg).labels("bench")
-    ids = IdGenerator().take(chunk)
+    ids = GroundTruth().issue(chunk)
     out = []
     for _ in range(reps):
         t0 = time.perf_counter_ns()
@@ -212,10 +213,10 @@ def bench_rss(total: int, chunk: int = 50_000) -> dict[str, Any]:
     gc.collect()
     start = proc.memory_info().rss  # before the monitor exists: every buffer it fills counts
     m = ModelMonitor("rss", sinks=[])
-    gen = IdGenerator()
+    gen = GroundTruth()
     rec = m.record
     labels = ("ham", "spam", "hard_ham")
-    for pid in gen.take(chunk):  # warm-up: code paths, first window
+    for pid in gen.issue(chunk):  # warm-up: code paths, first window
         rec(pid, "ham", 0.9, 0.0004)
     m.flush()
     gc.collect()
@@ -223,7 +224,7 @@ def bench_rss(total: int, chunk: int = 50_000) -> dict[str, Any]:
     t0 = time.perf_counter()
     done = chunk
     while done < total:
-        ids = gen.take(chunk)
+        ids = gen.issue(chunk)
         for i, pid in enumerate(ids):
             rec(pid, labels[i % 3], 0.9, 0.0004)
         m.flush()

@@ -273,3 +273,20 @@ def test_load_serves_the_promoted_version(tmp_path, tiny_pipeline):
     assert registry.rollback("m") == 1
     with pytest.raises(RegistryError, match="no earlier version"):
         registry.rollback("m")
+
+
+def test_a_promotion_is_not_a_variant_choice(tmp_path):
+    """state.json holds promotions too: only set_active_variant chooses a variant."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    from leanml.registry import ModelRegistry
+
+    registry = ModelRegistry(tmp_path)
+    model = DummyClassifier().fit(np.zeros((4, 1)), ["a", "b", "a", "b"])
+    registry.register("m", model, task="t")  # promoted: writes state.json
+    assert (tmp_path / "m" / "state.json").is_file()
+    assert registry.chosen_variant("m") is None
+    assert registry.active_variant("m") == "original"
+    registry.set_active_variant("m", "compact")
+    assert registry.chosen_variant("m") == "compact"

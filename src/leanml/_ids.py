@@ -1,11 +1,6 @@
-"""Prediction ids, the deterministic sampling decision and the input hash (ground floor).
+"""The deterministic sampling decision of a prediction id and the input hash (ground floor).
 
-Below the monitor so that serving can issue ids and hash inputs without importing it.
-
-:class:`IdGenerator` makes ids ``<prefix>-<counter in hex>`` where the prefix is random per
-generator (per process by default): unique across processes without coordination, and cheap
-(about 150 ns per id; :meth:`IdGenerator.take` makes a batch). ``next(itertools.count())`` is
-atomic under the GIL, so one generator can be shared by threads without a lock.
+Ids themselves are minted and verified by :mod:`leanml.groundtruth.ids`.
 
 Sampling is deterministic in the id: :func:`sample_hash` maps an id to 32 bits (CRC-32 of its
 UTF-8 form for strings, the value itself for ints, then the murmur3 finalizer so consecutive ids
@@ -19,15 +14,13 @@ it does not keep the text.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import secrets
 import zlib
 from collections.abc import Hashable, Sequence
 from typing import cast
 
 import numpy as np
 
-__all__ = ["IdGenerator", "input_hash", "is_sampled", "sample_hash", "sample_hashes"]
+__all__ = ["input_hash", "is_sampled", "sample_hash", "sample_hashes"]
 
 _M = 0xFFFFFFFF
 _C1, _C2 = 0x85EBCA6B, 0xC2B2AE35  # murmur3's 32-bit finalizer (sample_hash: the same, per id)
@@ -79,24 +72,6 @@ def sample_hash(pid: Hashable) -> int:
 def is_sampled(pid: Hashable, rate: float) -> bool:
     """Whether ``pid`` is sampled at ``rate`` (the same answer in every process)."""
     return sample_hash(pid) < rate * 4294967296.0
-
-
-class IdGenerator:
-    """Unique prediction ids: random per-generator prefix + counter (see module docstring)."""
-
-    def __init__(self, prefix: str | None = None) -> None:
-        self.prefix = prefix if prefix is not None else secrets.token_hex(4)
-        self._count = itertools.count()
-        self._fmt = (self.prefix + "-%x").__mod__
-
-    def __call__(self) -> str:
-        return self._fmt(next(self._count))
-
-    def take(self, n: int) -> list[str]:
-        """``n`` consecutive ids."""
-        fmt = self._fmt
-        c = self._count
-        return [fmt(next(c)) for _ in range(n)]
 
 
 #: hashlib releases the GIL while hashing 2048 bytes or more: on the flusher thread that means

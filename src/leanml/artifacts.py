@@ -27,6 +27,12 @@ its own error:
 * sha256 mismatch (tampered or truncated file) -> :class:`~leanml.errors.ChecksumMismatchError`
 * a type outside the allow-list -> :class:`~leanml.errors.UntrustedTypeError`
 * a format version this leanml cannot read -> :class:`~leanml.errors.UnsupportedFormatError`
+
+Upgrades: a manifest of every earlier ``format_version`` is read. :data:`MANIFEST_UPGRADES` maps
+version ``n`` to the function that turns an ``n`` manifest dict into an ``n + 1`` one; the reader
+applies them in order up to :data:`FORMAT_VERSION` (the file on disk is left as it is). Only a
+version newer than this leanml, or one without a step, is refused. Format 1 (leanml 0.1.0, the
+only one so far) is read as is; ``tests/test_upgrade.py`` reads a registry 0.1.0 wrote.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LOADER_GROUP",
     "MANIFEST_FILE",
+    "MANIFEST_UPGRADES",
     "Loader",
     "Manifest",
     "artifact_loader",
@@ -75,10 +82,13 @@ __all__ = [
     "sha256_file",
     "skops_loads",
     "untrusted_message",
+    "upgrade_manifest",
     "verify_artifact",
 ]
 
 FORMAT_VERSION = 1
+#: ``{n: upgrade}``: an ``n`` manifest dict -> an ``n + 1`` one (see the module docstring)
+MANIFEST_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 #: The file in every model directory that describes it (see the module docstring).
 MANIFEST_FILE = "manifest.json"
 _SKOPS_FILE = "model.skops"
@@ -159,17 +169,34 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: Path) -> Manifest:
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"{where / MANIFEST_FILE} has format_version {version!r}; this leanml reads "
-                f"format_version {FORMAT_VERSION} only."
-            )
+        data = upgrade_manifest(data, where)
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(n for n in names if n not in data and n != "extra")
         if missing:
             raise ArtifactError(f"{where / MANIFEST_FILE} lacks the keys {missing}.")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def upgrade_manifest(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    """``data`` brought to :data:`FORMAT_VERSION` through :data:`MANIFEST_UPGRADES`."""
+    version = data.get("format_version")
+    readable = f"1 to {FORMAT_VERSION}" if FORMAT_VERSION > 1 else "1"
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"{where / MANIFEST_FILE} has format_version {version!r}; this leanml reads "
+            f"format_version {readable} (a newer leanml wrote it?)."
+        )
+    while version < FORMAT_VERSION:
+        step = MANIFEST_UPGRADES.get(version)
+        if step is None:
+            raise UnsupportedFormatError(
+                f"{where / MANIFEST_FILE} has format_version {version!r}, which this leanml "
+                f"cannot upgrade (it reads {readable})."
+            )
+        data = step(dict(data))
+        version += 1
+        data["format_version"] = version
+    return data
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

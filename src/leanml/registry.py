@@ -298,8 +298,13 @@ class ModelRegistry:
     # -- the active variant -------------------------------------------------------------
 
     def active_variant(self, name: str) -> str:
-        state = self._read_state(name)
-        return str(state.get("active_variant", "original"))
+        return self.chosen_variant(name) or "original"
+
+    def chosen_variant(self, name: str) -> str | None:
+        """The variant set with :meth:`set_active_variant`, or None while nobody chose one
+        (``state.json`` also holds the promotions, so its presence says nothing)."""
+        chosen = self._read_state(name).get("active_variant")
+        return str(chosen) if chosen else None
 
     def set_active_variant(self, name: str, variant: str) -> None:
         """Choose what :meth:`load` serves for ``name`` from now on (persisted)."""

@@ -10,7 +10,7 @@ from leanml.errors import ConfigError, MonitorError, ParameterError
 from leanml.monitor import (
     AlertRule,
     CallbackSink,
-    IdGenerator,
+    GroundTruth,
     ModelMonitor,
     MonitorConfig,
     MonitorStore,
@@ -63,79 +63,95 @@ def test_counts_latency_and_throughput(clock) -> None:
     m.close()
 
 
+def _label(gt: GroundTruth, m: ModelMonitor, items, classes=("ham", "spam")) -> list[str]:
+    """What the wrapper and the server do with labels: join in the ring, then the monitor."""
+    statuses, joined = gt.join(items)
+    m.record_joined(
+        [j.id for j in joined],
+        [j.label for j in joined],
+        [classes[j.pred] for j in joined],
+        [j.confidence for j in joined],
+        [j.pred_ts for j in joined],
+    )
+    return statuses
+
+
 def test_ground_truth_stream_every_count(clock) -> None:
-    m = _mon(clock, pending_max_entries=100, pending_max_age_s=60.0)
-    ids = IdGenerator("t").take(150)
-    for i, pid in enumerate(ids):
-        m.record(pid, "spam" if i % 3 == 0 else "ham", 0.8, 0.001)
-    m.flush()  # ids[0:50] evicted by capacity, unlabeled
+    m = _mon(clock)
+    gt = GroundTruth(100, 60.0, clock=clock)
+    m.ground_truth = gt
+    pred = [1 if i % 3 == 0 else 0 for i in range(150)]  # 1 = spam
+    ids = gt.issue(150, 0, pred, 0.8)  # ids[0:50] evicted by capacity, unlabeled
+    m.record_batch(ids, [("ham", "spam")[p] for p in pred], [0.8] * 150, 0.001)
+    m.flush()
     truth = {
         pid: ("spam" if i % 3 == 0 else "ham") if i % 5 else "spam" for i, pid in enumerate(ids)
     }
     order = list(reversed(ids[100:]))  # out of order
-    for pid in order[:25]:
-        m.record_ground_truth(pid, truth[pid])
-    m.record_ground_truth(ids[149], "ham")  # duplicate
-    m.record_ground_truth("never-predicted", "ham")  # unknown
-    m.record_ground_truth(ids[10], "ham")  # late: evicted before its label
-    m.record_ground_truth_batch(order[25:], [truth[p] for p in order[25:]])
-    clock.advance(120)
-    m.flush()  # the remaining 50 (ids 50..99) expire by age
-    m.record_ground_truth(ids[60], "ham")  # late (evicted by age)
-    m.record_ground_truth(ids[120], "ham")  # duplicate
+    assert _label(gt, m, [(p, truth[p]) for p in order[:25]]) == ["joined"] * 25
+    assert _label(gt, m, [(ids[149], "ham")]) == ["duplicate"]
+    assert _label(gt, m, [("never-predicted", "ham")]) == ["never_seen"]
+    assert _label(gt, m, [(ids[10], "ham")]) == ["evicted"]  # left the ring unlabeled
+    _label(gt, m, [(p, truth[p]) for p in order[25:]])
+    clock.advance(120)  # the remaining 50 (ids 50..99) expire by age
+    assert _label(gt, m, [(ids[60], "ham"), (ids[120], "ham")]) == ["expired", "duplicate"]
     m.flush()
-    gt = m.stats()["ground_truth"]
-    assert (gt["joined"], gt["duplicate"], gt["unknown"], gt["late"]) == (50, 2, 1, 2)
-    assert gt["evicted_capacity"] == 50 and gt["evicted_age"] == 50
+    s = m.stats()["ground_truth"]
+    assert (s["joined"], s["duplicate"], s["never_seen"], s["evicted"], s["expired"]) == (
+        50,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert s["evicted_capacity"] == 50 and s["evicted_age"] == 50 and s["pending"] == 0
     acc = m.stats()["accuracy"]["realized"]
     labeled = ids[100:]
-    pred = ["spam" if i % 3 == 0 else "ham" for i in range(100, 150)]
     true = [truth[p] for p in labeled]
+    expected = np.mean([("ham", "spam")[pred[100 + i]] == t for i, t in enumerate(true)])
     assert acc["n"] == 50
-    assert acc["accuracy"] == pytest.approx(
-        np.mean([a == b for a, b in zip(pred, true, strict=True)])
-    )
+    assert acc["accuracy"] == pytest.approx(expected)
     cal = m.stats()["accuracy"]["calibration"]
     assert cal["estimated_accuracy_labeled"] == pytest.approx(0.8)
     assert cal["realized_accuracy_labeled"] == pytest.approx(acc["accuracy"])
     m.close()
 
 
-def test_record_joined_without_a_pending_table(clock) -> None:
-    """pending_join=False: no id is kept; matched pairs from record_joined feed the accuracy
-    and calibration windows exactly as joins of the monitor's own table do."""
-    m = _mon(clock, pending_join=False)
-    ids = IdGenerator("j").take(40)
+def test_record_joined_and_restored_labels(clock) -> None:
+    """Matched pairs feed the accuracy and calibration windows; restored ones (rebuilt from
+    the durable log) feed them too but are not counted again in the windows' joined counts."""
+    m = _mon(clock)
+    ids = [f"j{i}" for i in range(40)]
     pred = ["spam" if i % 4 == 0 else "ham" for i in range(40)]
     m.record_batch(ids, pred, [0.75] * 40, 0.002)
     m.flush()
-    assert m.pending.max_entries == 1 and not m.pending._slot  # no table, no ids
-    assert m.stats()["ground_truth"]["pending"] is None  # cannot tell without the caller
-    m.pending_count = lambda: 7
+    assert m.stats()["ground_truth"]["pending"] is None  # no ground-truth path attached
+    gt = GroundTruth(10, clock=clock)
+    gt.issue(7)
+    m.ground_truth = gt
     assert m.stats()["ground_truth"]["pending"] == 7
     true = ["ham"] * 40  # the 10 "spam" predictions are wrong
     m.record_joined(ids[:30], true[:30], pred[:30], [0.75] * 30, np.full(30, clock.t))
-    m.record_joined(ids[30:], true[30:], np.array(pred[30:]), np.full(10, 0.75), [clock.t] * 10)
-    m.record_ground_truth(ids[0], "ham")  # nothing to join it with here: unknown
+    m.record_joined(
+        ids[30:], true[30:], np.array(pred[30:]), np.full(10, 0.75), [clock.t] * 10, restored=True
+    )
     m.flush()
     s = m.stats()
-    gt = s["ground_truth"]
-    assert (gt["joined"], gt["unknown"], gt["inserted"]) == (40, 1, 0)
+    assert (s["ground_truth"]["joined"], s["ground_truth"]["restored"]) == (30, 10)
     assert s["accuracy"]["realized"]["n"] == 40
     assert s["accuracy"]["realized"]["accuracy"] == pytest.approx(0.75)
     assert s["accuracy"]["calibration"]["realized_accuracy_labeled"] == pytest.approx(0.75)
+    assert sum(w.joined for w in m.state.windows.values()) == 30
     with pytest.raises(ParameterError, match="pred_ts"):
         m.record_joined(ids[:2], true[:2], pred[:2], [0.5, 0.5], [clock.t])
     with pytest.raises(ParameterError, match="predicted_labels"):
         m.record_joined(ids[:2], true[:2], pred[:1], [0.5, 0.5], [clock.t] * 2)
-    with pytest.raises(ConfigError, match="pending_join"):
-        m.configure(pending_join=True)
     m.close()
 
 
 def test_sampling_details_text_hash_and_low_confidence(clock) -> None:
     m = _mon(clock, sampling_rate=0.3, sample_below_confidence=0.5, store_inputs="hash")
-    ids = IdGenerator("s").take(1000)
+    ids = [f"s-{i:x}" for i in range(1000)]
     for i, pid in enumerate(ids):
         m.record(pid, "ham", 0.4 if i % 10 == 0 else 0.9, 0.001, f"text {i}")
     m.flush()
@@ -195,7 +211,7 @@ def test_buffers_are_bounded_and_count_drops(clock) -> None:
     for _ in range(3):
         m.record_batch([1, 2], ["a", "a"], [0.9, 0.9], 0.001)
     for i in range(5):
-        m.record_ground_truth(i, "a")
+        m.record_joined([i], ["a"], ["a"], [0.9], [clock.t])
     s = m.stats()
     assert s["drops"]["record_buffer"] == 5
     assert s["drops"]["batch_buffer"] == 2
@@ -224,7 +240,7 @@ def test_close_flushes_and_later_records_raise(clock, tmp_path) -> None:
     with pytest.raises(MonitorError, match="closed"):
         m.record("p4", "ham", 0.9, 0.001)
     with pytest.raises(MonitorError):
-        m.record_ground_truth("p1", "ham")
+        m.record_joined(["p1"], ["ham"], ["ham"], [0.9], [0.0])
     m.close()  # idempotent
     with ModelMonitor("ctx", store=f"sqlite:///{tmp_path / 'd.db'}", sinks=[]) as m2:
         m2.record("a", 1, 0.9, 0.001)
@@ -271,8 +287,9 @@ def test_windows_drift_and_alerts_end_to_end(clock) -> None:
     for _minute in range(3):
         for _ in range(200):
             lab = "ham" if rng.random() < 0.7 else "spam"
-            m.record(f"p{n}", lab, float(rng.uniform(0.7, 1.0)), 0.001)
-            m.record_ground_truth(f"p{n}", lab)  # all correct
+            conf = float(rng.uniform(0.7, 1.0))
+            m.record(f"p{n}", lab, conf, 0.001)
+            m.record_joined([f"p{n}"], [lab], [lab], [conf], [clock.t])  # all correct
             n += 1
         clock.advance(60)
         m.flush()
@@ -282,8 +299,9 @@ def test_windows_drift_and_alerts_end_to_end(clock) -> None:
     assert len(s["drift_windows"]) == 3
     # traffic shifts to spam and labels say the model is wrong half the time
     for _ in range(300):
-        m.record(f"p{n}", "spam", float(rng.uniform(0.5, 0.7)), 0.001)
-        m.record_ground_truth(f"p{n}", "spam" if n % 2 else "ham")
+        conf = float(rng.uniform(0.5, 0.7))
+        m.record(f"p{n}", "spam", conf, 0.001)
+        m.record_joined([f"p{n}"], ["spam" if n % 2 else "ham"], ["spam"], [conf], [clock.t])
         n += 1
     clock.advance(1)
     m.flush()
@@ -433,40 +451,3 @@ def test_forked_child_starts_fresh_and_writes_as_its_own_process(tmp_path) -> No
     assert merged["count"] == 15
     assert len(merged["processes"]) == 2
     assert merged["label_counts"] == {"a": 10, "b": 5}
-
-
-def test_ground_truth_reaches_the_process_that_made_the_prediction(clock, tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'workers.db'}"
-    a = ModelMonitor(
-        "email", store=MonitorStore(url, process_id="w1"), clock=clock, start=False, sinks=[]
-    )
-    b = ModelMonitor(
-        "email", store=MonitorStore(url, process_id="w2"), clock=clock, start=False, sinks=[]
-    )
-    for i in range(10):
-        a.record(f"a{i}", "ham", 0.9, 0.001)
-        b.record(i, "spam", 0.8, 0.001)  # int ids survive the trip through the store
-    a.flush()
-    b.flush()
-    for i in range(5):
-        b.record_ground_truth(f"a{i}", "ham" if i else "spam")  # a's predictions, sent to b
-    b.record_ground_truth("ghost", "ham")  # nobody predicted it
-    a.record_ground_truth(3, "spam")
-    a.record_ground_truth(3, "spam")  # a duplicate, also forwarded
-    b.flush()  # forwards 6 labels
-    a.flush()  # claims its 5, forwards 2
-    b.flush()  # claims its 2
-    ga, gb = a.stats()["ground_truth"], b.stats()["ground_truth"]
-    assert (ga["joined"], ga["forwarded"], ga["claimed_from_other_processes"]) == (5, 2, 5)
-    assert (gb["joined"], gb["duplicate"], gb["forwarded"], gb["unknown"]) == (1, 1, 6, 0)
-    assert a.stats()["accuracy"]["realized"]["accuracy"] == pytest.approx(0.8)
-    assert b.stats()["accuracy"]["realized"]["accuracy"] == 1.0
-    clock.advance(61)  # the ghost's TTL passes: the forwarder counts it unknown
-    b.flush()
-    gb = b.stats()["ground_truth"]
-    assert gb["unknown"] == 1
-    total = sum(g[k] for g in (ga, gb) for k in ("joined", "duplicate", "late", "unknown"))
-    assert total == 8  # every label sent is counted exactly once across the two workers
-    a.close()
-    b.close()
-    assert MonitorStore(url).merged("email")["joined"] == 6

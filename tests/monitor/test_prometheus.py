@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from leanml.groundtruth import GroundTruth
 from leanml.monitor import ModelMonitor, MonitorConfig, render_prometheus
 from leanml.monitor.prometheus import LATENCY_BUCKETS
 
@@ -17,10 +18,13 @@ def test_exposition_parses_and_matches_stats(clock) -> None:
     a = ModelMonitor("email", variant="compact", clock=clock, start=False, sinks=[], reference=ref)
     b = ModelMonitor('in"tent', clock=clock, start=False, sinks=[])
     lat = np.random.default_rng(0).lognormal(-8, 1.0, 5000)  # mostly sub-millisecond
-    a.record_batch([f"a{i}" for i in range(5000)], ["ham", "spam"] * 2500, np.full(5000, 0.9), lat)
+    gt = GroundTruth(clock=clock)
+    a.ground_truth = gt
+    ids = gt.issue(5000, 0, [0, 1] * 2500, 0.9)
+    a.record_batch(ids, ["ham", "spam"] * 2500, np.full(5000, 0.9), lat)
     b.record("b1", "x", 0.5, 0.02)
-    a.record_ground_truth("a0", "ham")
-    a.record_ground_truth("zz", "ham")
+    assert gt.join([(ids[0], "ham"), ("zz", "ham")])[0] == ["joined", "never_seen"]
+    a.record_joined([ids[0]], ["ham"], ["ham"], [0.9], [clock.t])
     a.record_error()
     clock.advance(1)
     a.flush()
@@ -40,7 +44,7 @@ def test_exposition_parses_and_matches_stats(clock) -> None:
     assert val("leanml_predictions_by_label_total", label="spam", **base) == 2500
     assert val("leanml_prediction_errors_total", **base) == 1
     assert val("leanml_ground_truth_total", outcome="joined", **base) == 1
-    assert val("leanml_ground_truth_total", outcome="unknown", **base) == 1
+    assert val("leanml_ground_truth_total", outcome="never_seen", **base) == 1
     assert val("leanml_monitor_dropped_total", buffer="record_buffer", **base) == 0
     assert fam["leanml_prediction_latency_seconds"].type == "histogram"
     assert val("leanml_prediction_latency_seconds_count", **base) == 5000

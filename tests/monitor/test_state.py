@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from leanml.groundtruth import GroundTruth
 from leanml.monitor import ModelMonitor, MonitorConfig
 from leanml.monitor._state import OTHER
 
@@ -21,8 +22,10 @@ def test_public_attributes_read_and_write_the_state(clock) -> None:
     m.record("p", "a", 0.9, 0.01)
     m.flush()
     assert m.total == m.state.total == 1
-    m.pending_count = lambda: 3
-    assert m.state.pending_count is not None and m.state.pending_count() == 3
+    gt = GroundTruth(10, clock=clock)
+    gt.issue(3)
+    m.ground_truth = gt
+    assert m.state.ground_truth is gt and m.stats()["ground_truth"]["pending"] == 3
     cfg = m.configure(metrics_window_n=5)
     assert m.state.config is cfg and m.count_window is m.state.count_window
     assert m.count_window.size == 5
@@ -33,10 +36,10 @@ def test_fresh_state_keeps_settings_and_counts_nothing(clock) -> None:
     m = ModelMonitor("m", version="1", clock=clock, start=False, sinks=[])
     m.record("p", "a", 0.9, 0.01)
     m.flush()
-    m.pending_count = lambda: 3
+    m.ground_truth, m.ground_truth_code = GroundTruth(10), 2
     new = m.state.fresh("child")
     assert (new.name, new.version, new.process_id) == ("m", "1", "child")
     assert new.config is m.config and new.alerts is m.alerts
-    assert new.pending_count is m.pending_count
+    assert new.ground_truth is m.ground_truth and new.ground_truth_code == 2
     assert new.total == 0 and not new.windows and new.labels == []
     m.close()

@@ -16,7 +16,7 @@ def test_stats_has_exactly_the_typed_keys(clock) -> None:
     ref = {"class_counts": {"ham": 1, "spam": 1}, "confidences": [0.9, 0.8]}
     m = ModelMonitor("email", clock=clock, start=False, sinks=[], reference=ref)
     m.record_batch(["a", "b", "c"], ["ham", "spam", "ham"], np.full(3, 0.9), 0.001)
-    m.record_ground_truth("a", "ham")
+    m.record_joined(["a"], ["ham"], ["ham"], [0.9], [clock.t])
     clock.advance(120)  # the window closes: it gets a drift score
     m.flush()
     st = m.stats()

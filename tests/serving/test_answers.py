@@ -55,6 +55,23 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     (F, {"content": b"{bad", "headers": JSON}),
     (F, {"content": b"x" * 70_000, "headers": JSON}),
     ("/v1/models/nope/feedback", {"json": {"id": "abc", "label": "x"}}),
+    # 27..30: feedback must declare JSON (a browser sends these cross-site without a preflight)
+    (F, {"content": b'{"id": "a-1-0", "label": "x"}', "headers": {"content-type": "text/plain"}}),
+    (F, {"content": b'{"id": "a-1-0", "label": "x"}'}),
+    (
+        F,
+        {
+            "content": b"id=a&label=x",
+            "headers": {"content-type": "application/x-www-form-urlencoded"},
+        },
+    ),
+    (
+        F,
+        {
+            "content": b'{"id": "a-1-0", "label": "x"}',
+            "headers": {"content-type": "application/json; charset=utf-8"},
+        },
+    ),
 ]
 
 
@@ -123,7 +140,7 @@ def test_fast_path_and_fastapi_routes_answer_alike(app: ServeApp) -> None:
         assert fast == api, f"{case}: fast path {fast} != FastAPI route {api}"
     statuses = [fast[0] for _, fast, _ in results]
     # the table covers every answer the two doors share
-    assert {200, 400, 404, 413, 422} <= set(statuses)
+    assert {200, 400, 404, 413, 415, 422} <= set(statuses)
     by_case = {i: fast for i, (_, fast, _) in enumerate(results)}
     assert by_case[14] == (
         200,
@@ -131,7 +148,12 @@ def test_fast_path_and_fastapi_routes_answer_alike(app: ServeApp) -> None:
     )
     assert by_case[15][0] == 404 and by_case[15][1]["status"] == "never_seen"
     assert by_case[17][1]["accepted"] == 1 and by_case[17][1]["field"] == "items"
-    assert by_case[11][0] == 200  # the body is JSON whatever the content type: never 415
+    assert by_case[11][0] == 200  # a predict body is JSON whatever the content type
+    for i in (27, 28, 29):
+        status, body = by_case[i]
+        assert status == 415 and body["field"] == "Content-Type", by_case[i]
+        assert body["error"] == "unsupported_media_type" and "application/json" in body["detail"]
+    assert by_case[30][0] == 404  # JSON with a charset is JSON: the id is unknown
 
 
 def test_feedback_answer_shapes() -> None:
@@ -170,3 +192,83 @@ def test_openapi_documents_the_bodies_the_routes_read_themselves(app: ServeApp) 
     assert schemas[fb.rsplit("/", 1)[1]]["properties"]["items"]  # FeedbackRequest
     assert "FeedbackItem" in schemas  # its nested model resolves too
     assert "404" in feedback["responses"] and "FeedbackResponse" in schemas
+
+
+def test_feedback_token_and_cors(tmp_path: Any, intent_models: Any) -> None:
+    settings = Settings.load().replace(
+        models_dir=str(make_registry(tmp_path / "reg", intent_models)),
+        store_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+    )
+    config = ServingConfig(
+        feedback_token="s3cret", cors_allow_origins=("https://app.example",), warmup=0
+    )
+    app = create_app(settings, config, MonitorConfig(flush_interval_s=0.05))
+
+    async def run() -> dict[str, Any]:
+        await app.service.start()
+        out: dict[str, Any] = {}
+        try:
+            for door, asgi in (("fast", app), ("api", app.api)):
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=asgi), base_url="http://test"
+                ) as c:
+                    r = await c.post(P, json={"inputs": [f"hello {door}", f"book {door}"]})
+                    ids = [p["id"] for p in r.json()["predictions"]]
+                    body = {"id": ids[0], "label": "reply"}
+                    out[door] = [
+                        await c.post(F, json=body),
+                        await c.post(F, json=body, headers={"authorization": "Bearer nope"}),
+                        await c.post(F, json=body, headers={"x-feedback-token": "s3cret"}),
+                        await c.post(
+                            F,
+                            json={"id": ids[1], "label": "reply"},
+                            headers={"authorization": "Bearer s3cret"},
+                        ),
+                    ]
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as c:
+                origin = {"origin": "https://app.example"}
+                out["preflight"] = await c.options(
+                    F,
+                    headers={
+                        **origin,
+                        "access-control-request-method": "POST",
+                        "access-control-request-headers": "content-type,x-feedback-token",
+                    },
+                )
+                out["cors"] = await c.post(P, json={"inputs": ["hello"]}, headers=origin)
+                out["other"] = await c.post(
+                    P, json={"inputs": ["hello"]}, headers={"origin": "https://evil.example"}
+                )
+        finally:
+            await app.service.stop()
+        return out
+
+    out = asyncio.run(run())
+    for door in ("fast", "api"):
+        missing, wrong, by_header, by_bearer = out[door]
+        assert missing.status_code == 401 and missing.json()["field"] == "Authorization"
+        assert wrong.status_code == 403
+        assert by_header.status_code == 200 and by_header.json()["status"] == "joined"
+        assert by_bearer.status_code == 200 and by_bearer.json()["status"] == "joined"
+    assert out["preflight"].status_code == 200
+    assert out["preflight"].headers["access-control-allow-origin"] == "https://app.example"
+    assert "x-feedback-token" in out["preflight"].headers["access-control-allow-headers"].lower()
+    assert out["cors"].headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in out["other"].headers
+
+
+def test_cors_is_off_by_default(app: ServeApp) -> None:
+    async def run() -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as c:
+            return await c.options(
+                F,
+                headers={"origin": "https://x.example", "access-control-request-method": "POST"},
+            )
+
+    r = asyncio.run(run())
+    assert "access-control-allow-origin" not in r.headers
+    assert not app.cors

@@ -115,9 +115,11 @@ def test_feedback_is_joined_and_counted_in_stats(server: Server, intent_texts) -
 def test_feedback_for_unknown_ids_gets_404_with_reason(server: Server, intent_texts) -> None:
     with server.client() as c:
         pid = predict(c, intent_texts[:1])["predictions"][0]["id"]
-        prefix, _, counter = pid.rpartition("-")
-        future = f"{prefix}-{int(counter, 16) + 10_000:x}"
-        for bad in (future, "ffffffff-1", "not-an-id", "x"):
+        prefix, counter, tag = pid.split("-")
+        future = f"{prefix}-{int(counter, 16) + 10_000:x}-{tag}"  # a forged id: wrong tag
+        flipped = f"{prefix}-{counter}-{tag[:-1]}{'0' if tag[-1] != '0' else '1'}"  # altered tag
+        bad_ids = (future, flipped, f"{prefix}-{counter}-{'0' * 16}", "ffffffff-1-" + tag)
+        for bad in (*bad_ids, "not-an-id", "x"):
             r = c.post("/v1/models/intent/feedback", json={"id": bad, "label": "reply"})
             assert r.status_code == 404, (bad, r.text)
             body = r.json()
@@ -126,6 +128,9 @@ def test_feedback_for_unknown_ids_gets_404_with_reason(server: Server, intent_te
             "/v1/models/intent/feedback",
             json={"items": [{"id": pid, "label": "reply"}, {"id": future, "label": "x"}]},
         )
+        # nothing public names the id prefix (nor, of course, the secret behind the tags)
+        for page in ("/health", "/v1/models/intent", "/v1/models", "/metrics"):
+            assert prefix not in c.get(page).text, page
     assert r.status_code == 404
     assert [i["status"] for i in r.json()["items"]] == ["joined", "never_seen"]
     assert r.json()["accepted"] == 1

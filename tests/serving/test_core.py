@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leanml.errors import ParameterError
-from leanml.serving import IdSpace, MicroBatcher, PredictionCache, parse_id
+from leanml.serving import MicroBatcher, PredictionCache
 from leanml.serving.auth import check_bearer
 from leanml.serving.schemas import BadRequest, check_feedback, check_predict
 from leanml.serving.v2 import decode_bytes_tensor, encode_bytes_tensor
@@ -171,41 +171,6 @@ def test_batcher_waits_for_company_only_when_the_process_is_saturated() -> None:
     idle, busy = asyncio.run(main())
     assert not idle and busy
     assert sizes.count(1) == 2
-
-
-def test_id_space_statuses() -> None:
-    clock = Clock()
-    ids = IdSpace("abc", capacity=4, max_age_s=100, clock=clock)
-    first = ids.issue(1, code=0)[0]
-    assert parse_id(first) == ("abc", 0)
-    assert ids.status(0) == ("pending", 0)
-    ids.mark_labeled(0)
-    assert ids.status(0)[0] == "duplicate"
-    assert ids.status(5)[0] == "never_seen"
-    batch = ids.issue(6, code=1)  # wraps the ring: id 0..2 are evicted
-    assert len(set(batch)) == 6 and ids.status(6) == ("pending", 1)
-    assert ids.status(1)[0] == "evicted" and ids.status(3)[0] == "pending"
-    clock.t = 101
-    assert ids.status(6)[0] == "expired"
-    for bad in ("nohyphen", "abc-zz", "-1", 5, "a" * 80):
-        assert parse_id(bad) is None
-
-
-def test_id_space_keeps_each_prediction_for_the_join() -> None:
-    clock = Clock()
-    ids = IdSpace("abc", capacity=5, max_age_s=100, clock=clock)
-    ids.issue(1, 0, 2, 0.9)
-    clock.t = 10
-    ids.issue(6, 1, np.array([0, 1, 2, 0, 1, 2]), np.linspace(0.4, 0.9, 6))  # wraps the ring
-    assert ids.status(1)[0] == "evicted"
-    for counter, want in zip(range(2, 7), (1, 2, 0, 1, 2), strict=True):
-        pred, conf, ts = ids.prediction(counter)
-        assert (pred, ts) == (want, 10) and conf == pytest.approx(0.4 + 0.1 * (counter - 1))
-    assert ids.pending(1) == 5 and ids.pending(0) == 0
-    ids.mark_labeled(4)
-    assert ids.pending(1) == 4
-    clock.t = 200
-    assert ids.pending(1) == 0  # expired
 
 
 def test_bearer_check() -> None:

@@ -62,7 +62,9 @@ def test_body_size_and_malformed_json(server: Server) -> None:
         error(c.post(PREDICT, content=b'{"inputs": ["a"'), 400, "body")
         error(c.post(PREDICT, content=b"\xff\xfe"), 400, "body")
         error(c.post(PREDICT, content=b""), 400, "body")
-        error(c.post(FEEDBACK, content=b"{oops"), 400, "body")
+        json_type = {"content-type": "application/json"}
+        error(c.post(FEEDBACK, content=b"{oops", headers=json_type), 400, "body")
+        error(c.post(FEEDBACK, content=b"{oops"), 415, "Content-Type")  # declared JSON first
 
 
 def test_unknown_model_and_route(server: Server) -> None:

@@ -150,9 +150,7 @@ def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_tex
         labels = {r["prediction_id"] for r in st.read_table("labels")}
         assert labels == set(acked)
         with st.engine.connect() as conn:
-            rows = conn.execute(
-                sa.text("SELECT prediction_id, status FROM leanml_serving_feedback")
-            ).all()
+            rows = conn.execute(sa.text("SELECT prediction_id, status FROM leanml_feedback")).all()
         assert {r[0] for r in rows} == set(acked) and {r[1] for r in rows} == {"joined"}
     finally:
         st.close()

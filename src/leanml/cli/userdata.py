@@ -22,11 +22,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress
 
-from leanml._ids import IdGenerator
 from leanml._predict import predict_with_confidence
 from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
 from leanml.datasets import read_labelled, read_texts
 from leanml.errors import ParameterError
+from leanml.groundtruth import IdIssuer
 from leanml.monitor import ModelMonitor
 from leanml.registry import check_name
 from leanml.workflows import read_model_file, register_model
@@ -155,7 +155,7 @@ def predict(
 def _score(
     model: Any, texts: list[str], batch_size: int, monitor: ModelMonitor | None
 ) -> list[dict[str, Any]]:
-    ids = IdGenerator()
+    ids = IdIssuer()  # row ids in the output (the same form as served prediction ids)
     rows: list[dict[str, Any]] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("predicting", total=len(texts))
@@ -164,7 +164,7 @@ def _score(
             started = time.perf_counter()
             labels, confidences, _ = predict_with_confidence(model, batch)
             elapsed = time.perf_counter() - started
-            batch_ids = ids.take(len(batch))
+            batch_ids = ids.take(start, len(batch))
             if monitor is not None:
                 monitor.record_batch(batch_ids, labels, confidences, elapsed / len(batch), batch)
             rows.extend(

@@ -123,7 +123,6 @@ _POS_FLOAT = {
     "retention_interval_s",
     "resource_interval_s",
     "gc_idle_s",
-    "forward_ttl_s",
 }
 
 
@@ -131,12 +130,9 @@ _POS_FLOAT = {
 class MonitorConfig:
     """Settings of one :class:`~leanml.monitor.ModelMonitor` (defaults for production).
 
-    ``pending_join=False`` keeps no join table (and no ids) at all, for a caller that keeps its
-    predictions itself and reports matched pairs with ``record_joined`` (the server does: its id
-    space is that table, so the monitor holds no id for 100k predictions). With a store, ground
-    truth whose id this process never saw is forwarded to the store
-    (``forward_unknown_ground_truth``) for the process that made the prediction to claim;
-    unclaimed after ``forward_ttl_s`` it counts as unknown.
+    ``pending_max_entries`` and ``pending_max_age_s`` bound the pending-join ring of the
+    ground-truth path (:class:`leanml.groundtruth.GroundTruth`) that the wrapper and the server
+    build for each model; the monitor itself receives labels joined already.
     """
 
     SECTION: ClassVar[str] = "monitor"
@@ -165,8 +161,6 @@ class MonitorConfig:
     store_interval_s: float = setting(5.0, "How often window snapshots are written (s).")
     pending_max_entries: int = setting(100_000, "Most predictions awaiting ground truth.")
     pending_max_age_s: float = setting(86_400.0, "Longest wait for ground truth (s).")
-    late_memory: int = setting(100_000, "Ids of evicted predictions remembered as 'late'.")
-    pending_join: bool = setting(True, "Keep the join table (False: record_joined only).")
     metrics_window_n: int = setting(1_000, "Labelled predictions in the realized-accuracy window.")
     metrics_window_s: float = setting(3_600.0, "Age bound of the realized-accuracy window (s).")
     recent_window_n: int = setting(2_000, "Predictions behind estimated accuracy and drift.")
@@ -196,10 +190,6 @@ class MonitorConfig:
     relative_accuracy: float = setting(0.005, "Relative error bound of the latency sketch.")
     max_oov_per_flush: int = setting(256, "Most texts per flush scored for out-of-vocabulary.")
     max_labels: int = setting(1_000, "Most distinct labels counted per model.")
-    forward_unknown_ground_truth: bool = setting(
-        True, "Forward labels for another process's predictions through the store."
-    )
-    forward_ttl_s: float = setting(60.0, "How long a forwarded label waits to be claimed (s).")
 
     def __post_init__(self) -> None:
         owner = "MonitorConfig"
@@ -212,7 +202,6 @@ class MonitorConfig:
         check_choice(self.retention_reclaim, "retention_reclaim", owner, ("full", "plain", "none"))
         for name in _POS_INT:
             check_number(getattr(self, name), name, owner, low=1, integer=True)
-        check_number(self.late_memory, "late_memory", owner, low=0, integer=True)
         for name in _POS_FLOAT:
             check_number(getattr(self, name), name, owner, low=0, low_open=True)
         check_number(self.calibration_tolerance, "calibration_tolerance", owner, low=0)
@@ -225,9 +214,8 @@ class MonitorConfig:
             )
         if self.retention_max_rows is not None:
             check_number(self.retention_max_rows, "retention_max_rows", owner, low=0, integer=True)
-        for flag in ("gc_idle_collect", "forward_unknown_ground_truth", "pending_join"):
-            if not isinstance(getattr(self, flag), bool):
-                raise param_error(flag, owner, "a bool", getattr(self, flag))
+        if not isinstance(self.gc_idle_collect, bool):
+            raise param_error("gc_idle_collect", owner, "a bool", self.gc_idle_collect)
         rules = tuple(self.alert_rules)
         if not all(isinstance(r, AlertRule) for r in rules):
             raise param_error("alert_rules", owner, "a sequence of AlertRule", self.alert_rules)

@@ -79,6 +79,17 @@ class ServingConfig:
         secret=True,
         env_alias="LEANML_ADMIN_TOKEN",
     )
+    feedback_token: str | None = setting(
+        None,
+        "Credential feedback must carry ('Authorization: Bearer <token>' or "
+        "'X-Feedback-Token: <token>'); unset: feedback needs none.",
+        secret=True,
+        env_alias="LEANML_FEEDBACK_TOKEN",
+    )
+    cors_allow_origins: tuple[str, ...] = setting(
+        (),
+        "Origins browsers may call the API from (comma-separated, '*' for any); empty: CORS off.",
+    )
 
     def __post_init__(self) -> None:
         owner = "ServingConfig"
@@ -113,14 +124,19 @@ class ServingConfig:
             if not isinstance(getattr(self, name), bool):
                 raise param_error(name, owner, "a bool", getattr(self, name))
         check_number(self.access_log_sample, "access_log_sample", owner, low=0, high=1)
-        if self.admin_token is not None and (
-            not isinstance(self.admin_token, str) or not self.admin_token
-        ):
-            raise param_error("admin_token", owner, "a non-empty string or None", "****")
+        for name in ("admin_token", "feedback_token"):
+            token = getattr(self, name)
+            if token is not None and (not isinstance(token, str) or not token):
+                raise param_error(name, owner, "a non-empty string or None", "****")
         object.__setattr__(self, "models", tuple(self.models))
+        origins = tuple(self.cors_allow_origins)
+        if not all(isinstance(o, str) and o for o in origins):
+            raise param_error("cors_allow_origins", owner, "non-empty origin strings", origins)
+        object.__setattr__(self, "cors_allow_origins", origins)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as plain values, the admin token masked."""
+        """The settings as plain values, the tokens masked."""
         out = dataclasses.asdict(self)
         out["admin_token"] = None if self.admin_token is None else "****"
+        out["feedback_token"] = None if self.feedback_token is None else "****"
         return out

@@ -5,7 +5,8 @@ monitoring overhead on single-text predictions (monitored vs unmonitored, interl
 texts), then replays a simulated feedback stream on a simulated clock: each prediction's true label
 arrives after a random delay (exponential, mean ``mean_delay_s``), ``missing_rate`` of them never
 arrive, ``duplicate_rate`` arrive twice, a few arrive for ids nobody predicted, and those delayed
-beyond ``pending_max_age_s`` arrive after their prediction has been evicted (counted as late).
+beyond ``pending_max_age_s`` arrive after their prediction has expired (counted as late: the
+ground-truth path's ``expired`` + ``evicted``; ``unknown`` is its ``never_seen``).
 It returns the monitor's joined accuracy beside the true accuracy of all predictions and the
 confidence-based estimate, plus every ground-truth counter. Runs in seconds; no I/O.
 
@@ -25,7 +26,15 @@ import numpy as np
 from leanml._validation import check_number
 from leanml.bench.inprocess import run_single_text_load
 from leanml.datasets import Dataset
-from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStats, MonitorStore, monitored
+from leanml.monitor import (
+    GroundTruth,
+    ModelMonitor,
+    MonitorConfig,
+    MonitoredEstimator,
+    MonitorStats,
+    MonitorStore,
+    monitored,
+)
 from leanml.registry import LoadedModel
 
 __all__ = ["FEEDBACK_SHARE", "monitored_load", "monitoring_demo"]
@@ -36,17 +45,6 @@ FEEDBACK_SHARE = 0.7
 _T0 = 1_700_000_000.0
 #: predictions arrive in batches of this size, one per second
 _BATCH = 50
-#: the ground-truth counters the demo reports
-_GROUND_TRUTH_KEYS = (
-    "joined",
-    "duplicate",
-    "late",
-    "unknown",
-    "evicted_age",
-    "evicted_capacity",
-    "pending",
-)
-
 # one feedback event: (arrival time, prediction id, true label)
 _Event = tuple[float, str, Any]
 
@@ -129,16 +127,25 @@ def _feedback_events(
     return events, int((~arrives).sum())
 
 
-def _replay(monitor: ModelMonitor, clock: _SimClock, events: list[_Event]) -> MonitorStats:
+def _replay(wrapped: MonitoredEstimator, clock: _SimClock, events: list[_Event]) -> MonitorStats:
     """Send each label at its arrival time (expiry runs as time passes); the final stats."""
+    monitor = wrapped.monitor
     for t, pid, lab in events:
         if t > clock.t:
             clock.t = t
             monitor.flush()
-        monitor.record_ground_truth(pid, lab, ts=t)
+        wrapped.record_ground_truth(pid, lab)
     clock.t += 1.0
     monitor.flush()
     return monitor.stats()
+
+
+def _ground_truth_counts(gt: dict[str, Any]) -> dict[str, Any]:
+    """The demo's counters: late = arrived after its prediction left the ring."""
+    out = {k: gt[k] for k in ("joined", "duplicate", "evicted_age", "evicted_capacity", "pending")}
+    out["late"] = gt["expired"] + gt["evicted"]
+    out["unknown"] = gt["never_seen"] + gt["foreign"]
+    return out
 
 
 def monitoring_demo(
@@ -174,7 +181,8 @@ def monitoring_demo(
         name, config=cfg, clock=clock, reference=reference, start=False, sinks=[]
     )
     y_arr = np.asarray(y, dtype=object)
-    wrapped = monitored(model, name=name, monitor=monitor)
+    truth_path = GroundTruth(cfg.pending_max_entries, cfg.pending_max_age_s, clock=clock)
+    wrapped = monitored(model, name=name, monitor=monitor, ground_truth=truth_path)
     ids, labels = _predict_in_batches(wrapped, monitor, clock, X)
     events, missing = _feedback_events(
         rng,
@@ -185,7 +193,7 @@ def monitoring_demo(
         unknown=unknown,
         mean_delay_s=mean_delay_s,
     )
-    s = _replay(monitor, clock, events)
+    s = _replay(wrapped, clock, events)
     monitor.close()
     correct = np.asarray(labels, dtype=object) == y_arr
     return {
@@ -199,7 +207,7 @@ def monitoring_demo(
         "calibration": s["accuracy"]["calibration"],
         "labels_sent": len(events),
         "labels_missing": missing,
-        "ground_truth": {k: s["ground_truth"][k] for k in _GROUND_TRUTH_KEYS},
+        "ground_truth": _ground_truth_counts(dict(s["ground_truth"])),
         "health": s["health"],
         "drift": s["drift"],
     }
@@ -237,8 +245,8 @@ def monitored_load(
     rng = np.random.default_rng(0)
     answered = np.flatnonzero(rng.random(len(ids)) < FEEDBACK_SHARE)
     truth = [dataset.y_test[i % len(dataset.y_test)] for i in answered]
-    monitor.record_ground_truth_batch([ids[i] for i in answered], truth)
-    monitor.close()
+    wrapped.record_ground_truth_batch([ids[i] for i in answered], truth)
+    wrapped.close()
     stats = monitor.stats()
     return {
         "monitored_predictions_per_s": round(load.predictions_per_s, 1),

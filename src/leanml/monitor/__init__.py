@@ -1,20 +1,19 @@
 """leanml.monitor: in-process monitoring of scikit-learn text models.
 
 ``ModelMonitor.record`` costs a few hundred nanoseconds (a bounded deque append); a background
-flusher turns buffered records into per-window counters and mergeable latency sketches, joins
-ground truth by prediction id, estimates accuracy from confidences, scores drift against the
-model's reference, evaluates alerts, samples resources and writes a SQLite/PostgreSQL store that
-readers merge across processes.
+flusher turns buffered records into per-window counters and mergeable latency sketches, scores
+ground truth joined by prediction id (:mod:`leanml.groundtruth`), estimates accuracy from
+confidences, scores drift against the model's reference, evaluates alerts, samples resources
+and writes a SQLite/PostgreSQL store that readers merge across processes.
 """
 
 from __future__ import annotations
 
-from leanml._ids import IdGenerator, is_sampled, sample_hash
+from leanml._ids import is_sampled, sample_hash
 from leanml.config import AlertRule, MonitorConfig, default_rules
+from leanml.groundtruth import GroundTruth
 from leanml.monitor.alerts import AlertEvent, AlertManager, CallbackSink, LogSink, WebhookSink
 from leanml.monitor.drift import DRIFT_SCORES, DriftDetector, DriftScores, Reference, oov_rate, psi
-from leanml.monitor.hub import MonitorHub
-from leanml.monitor.join import PendingJoin
 from leanml.monitor.monitor import ModelMonitor
 from leanml.monitor.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from leanml.monitor.prometheus import render as render_prometheus
@@ -33,17 +32,15 @@ __all__ = [
     "CallbackSink",
     "DriftDetector",
     "DriftScores",
-    "IdGenerator",
+    "GroundTruth",
     "IdleCollector",
     "LogSink",
     "LogSketch",
     "ModelMonitor",
     "MonitorConfig",
-    "MonitorHub",
     "MonitorStats",
     "MonitorStore",
     "MonitoredEstimator",
-    "PendingJoin",
     "QuantileSketch",
     "Reference",
     "ReqSketch",

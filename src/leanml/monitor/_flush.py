@@ -1,10 +1,10 @@
 """The flusher's step: everything that must stay off the prediction path, in order.
 
 One :func:`step` drains the intake buffers (:mod:`~leanml.monitor._ingest`,
-:mod:`~leanml.monitor._truth`), then does the work that is due: expiring the pending join and
-the time window, scoring closed windows and evaluating alerts (:mod:`~leanml.monitor._windows`),
+:mod:`~leanml.monitor._truth`), then does the work that is due: expiring the time window,
+scoring closed windows and evaluating alerts (:mod:`~leanml.monitor._windows`),
 sampling resources, collecting rows for the store; then, outside the state's lock, writes the
-store, claims forwarded ground truth, applies retention and lets the idle collector run.
+store, applies retention and lets the idle collector run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 
 from leanml.monitor._ingest import drain_errors, drain_records
 from leanml.monitor._state import MonitorState
-from leanml.monitor._truth import claim_forwarded, drain_ground_truth
+from leanml.monitor._truth import drain_ground_truth
 from leanml.monitor._windows import (
     collect_rows,
     evaluate_alerts,
@@ -38,11 +38,6 @@ def step(st: MonitorState, force: bool) -> bool:
             st.counters["flushes"] += 1
         if rows is not None and st.store is not None:
             write_rows(st, st.store, rows)
-            try:
-                claim_forwarded(st, now)
-            except Exception:
-                st.counters["store_errors"] += 1
-                logger.exception("monitor %s: claiming forwarded ground truth failed", st.name)
         _retention(st, now)
         if st.gc is not None:
             if busy:
@@ -70,7 +65,6 @@ def _due_work(st: MonitorState, now: float, force: bool) -> dict[str, list] | No
     """Expiry, drift of closed windows, alerts, resources; the store rows when a write is due."""
     cfg, due = st.config, st.due
     if force or now >= due.get("expire", 0.0):
-        st.pending.expire(now)
         st.time_window.expire(now)
         due["expire"] = now + 1.0
     score_closed_windows(st, now)

@@ -2,9 +2,8 @@
 
 Takes a chunk of the intake buffers (at most ``flush_batch_size`` predictions), decides which
 predictions are sampled (deterministic in the id, plus low-confidence ones), adds them to their
-time windows (counts, latency sketch, confidence/length/OOV samples), to the recent windows and
-to the pending join, and hands the sampled ones to :mod:`~leanml.monitor._details`. Runs under
-the state's lock.
+time windows (counts, latency sketch, confidence/length/OOV samples), to the recent windows,
+and hands the sampled ones to :mod:`~leanml.monitor._details`. Runs under the state's lock.
 """
 
 from __future__ import annotations
@@ -127,8 +126,6 @@ def _ingest(
         st.recent_lengths.push(lengths[~np.isnan(lengths)])
     if oov is not None:
         st.recent_oov.push(oov[~np.isnan(oov)])
-    if st.config.pending_join:
-        st.pending.insert(ids, lab, conf, ts)
     if picked.size:
         keep_details(st, ids, lab, conf, lat, inputs, ts, picked, reason_low)
 

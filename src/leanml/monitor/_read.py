@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml.groundtruth import STATUSES
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import DRIFT_SCORES, DriftScores
 from leanml.monitor.sketch import LogSketch
@@ -204,20 +205,22 @@ def _accuracy(st: MonitorState) -> AccuracyStats:
 
 
 def _ground_truth(st: MonitorState) -> dict[str, Any]:
-    pj: dict[str, Any] = dict(st.pending.stats())
-    if not st.config.pending_join:  # the caller keeps the table: ask it, or say we cannot tell
-        pj["pending"] = st.pending_count() if st.pending_count is not None else None
-        pj["max_entries"] = st.config.pending_max_entries
-    return pj
+    """The ground-truth path's outcome counters (shared by the monitors of one model), this
+    monitor's joined / restored counts and its pending predictions (None without a path)."""
+    gt = st.ground_truth
+    out: dict[str, Any] = dict.fromkeys(STATUSES, 0) if gt is None else dict(gt.stats())
+    out.update(st.gt_counts)
+    out["pending"] = None if gt is None else gt.pending(st.ground_truth_code)
+    out.setdefault("max_entries", st.config.pending_max_entries)
+    return out
 
 
 def _drops(st: MonitorState) -> dict[str, int]:
     """Every drop and eviction counter, the pending join's and the windows' included."""
     drops = dict(st.drops)
-    pj = st.pending.stats()
-    drops["pending_evicted_capacity"] = pj["evicted_capacity"]
-    drops["pending_evicted_age"] = pj["evicted_age"]
-    drops["late_ids_forgotten"] = pj["late_forgotten"]
+    gt = st.ground_truth.stats() if st.ground_truth is not None else {}
+    drops["pending_evicted_capacity"] = gt.get("evicted_capacity", 0)
+    drops["pending_evicted_age"] = gt.get("evicted_age", 0)
     drops["time_window_evicted"] = st.time_window.evicted
     drops["resource_samples_evicted"] = st.resources.evicted
     drops["alert_events_evicted"] = st.alerts.events_evicted

@@ -6,11 +6,15 @@ from types import SimpleNamespace
 
 import sqlalchemy as sa
 
+from leanml.groundtruth.log import define_log_tables
+from leanml.monitor._migrate import version_table
+
 __all__ = ["define_tables"]
 
 
 def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
-    """snapshots, predictions, labels, resources, alerts and gt_inbox, named with prefix ``p``."""
+    """snapshots, predictions, labels, resources and alerts, and the ground-truth log's feedback
+    and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named with prefix ``p``."""
     t = SimpleNamespace()
     t.snapshots = sa.Table(
         f"{p}snapshots",
@@ -97,17 +101,7 @@ def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
         sa.Column("reason", sa.Text, nullable=False),
         sa.Index(f"{p}alerts_ts", "ts"),
     )
-    t.gt_inbox = sa.Table(
-        f"{p}gt_inbox",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("model", sa.String(200), nullable=False),
-        sa.Column("variant", sa.String(100), nullable=False),
-        sa.Column("prediction_id", sa.String(200), nullable=False),
-        sa.Column("true_label", sa.Text, nullable=False),  # JSON, keeps int/str labels
-        sa.Column("ts", sa.Float, nullable=False),
-        sa.Column("process", sa.String(200), nullable=False),  # the forwarding process
-        sa.Column("created", sa.Float, nullable=False),
-        sa.Index(f"{p}gt_inbox_mv", "model", "variant"),
-    )
+    log = define_log_tables(md, p)
+    t.feedback, t.idspaces = log.feedback, log.idspaces
+    t.schema_version = version_table(md, p)
     return t

@@ -6,8 +6,8 @@ reading); everything the flusher steps (``_flush``, ``_ingest``, ``_details``, `
 
 * settings: identity, config, clock, store, alert manager, drift detector, analyzer;
 * intake buffers the record calls append to (``buf``, ``bbuf``, ``gt``, ``err``) and ``drops``;
-* the label table, per-window counters and sketches, the pending join, the accuracy,
-  calibration and recent-input windows;
+* the label table, per-window counters and sketches, the accuracy, calibration and
+  recent-input windows (ground truth arrives joined already: :mod:`leanml.groundtruth`);
 * the outbox of rows waiting for the store, counters and the schedule of due work.
 
 Locking: ``lock`` guards everything but the intake buffers (appends are atomic under the GIL)
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from leanml.config import MonitorConfig
+from leanml.groundtruth import GroundTruth
 from leanml.monitor.alerts import AlertManager
 from leanml.monitor.drift import DriftDetector
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow, _Ring
-from leanml.monitor.join import PendingJoin
 from leanml.monitor.metrics import CountWindow, TimeWindow
 from leanml.monitor.resources import IdleCollector, ResourceSampler
 from leanml.monitor.sketch import LogSketch
@@ -54,7 +54,6 @@ _DROPS = (
     "resource_rows",
     "alert_rows",
     "labels_buffer",
-    "forward_buffer",
 )
 _COUNTERS = (
     "flushes",
@@ -92,8 +91,9 @@ class MonitorState:
         self.alerts = alerts
         self.drift_detector = drift_detector
         self.analyzer, self.vocabulary = analyzer, vocabulary
-        #: with ``pending_join=False``: how many predictions the caller's table holds unlabeled
-        self.pending_count: Callable[[], int] | None = None
+        #: the ground-truth path that joins this monitor's labels, and this monitor's code in it
+        self.ground_truth: GroundTruth | None = None
+        self.ground_truth_code = 0
         self._init_intake()
         self._init_tables()
         self._init_quality()
@@ -115,7 +115,7 @@ class MonitorState:
             analyzer=self.analyzer,
             vocabulary=self.vocabulary,
         )
-        st.pending_count = self.pending_count
+        st.ground_truth, st.ground_truth_code = self.ground_truth, self.ground_truth_code
         return st
 
     # ------------------------------------------------------------------ construction steps
@@ -145,13 +145,10 @@ class MonitorState:
         self.drift_cache: dict[str, Any] = {}  # the rolling drift of the last alert round
 
     def _init_quality(self) -> None:
-        """The pending join and the accuracy, calibration and recent-input windows."""
+        """Ground-truth counts and the accuracy, calibration and recent-input windows."""
         cfg = self.config
-        self.pending = (
-            PendingJoin(cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
-            if cfg.pending_join
-            else PendingJoin(1, cfg.pending_max_age_s, 0)  # counters only: record_joined
-        )
+        #: labels joined (and scored) here; restored: rebuilt from the durable log at start
+        self.gt_counts = {"joined": 0, "restored": 0}
         self.count_window = CountWindow(cfg.metrics_window_n)
         self.time_window = TimeWindow(cfg.metrics_window_s)
         self._init_recent(cfg)
@@ -168,7 +165,6 @@ class MonitorState:
         cfg = self.config
         self.details: deque[tuple] = deque()  # rows in store.PREDICTION_COLUMNS order
         self.label_rows: deque[dict[str, Any]] = deque()
-        self.forward_rows: deque[dict[str, Any]] = deque()
         self.alert_rows: list[dict[str, Any]] = []
         self.resource_rows: list[dict[str, Any]] = []
         self.resources = ResourceSampler(
@@ -193,13 +189,6 @@ class MonitorState:
     def reconfigure(self, cfg: MonitorConfig) -> None:
         """Take ``cfg`` (validated by the caller): resize what its sizes bound."""
         old, self.config = self.config, cfg
-        bounds = (cfg.pending_max_entries, cfg.pending_max_age_s, cfg.late_memory)
-        if cfg.pending_join and bounds != (
-            old.pending_max_entries,
-            old.pending_max_age_s,
-            old.late_memory,
-        ):
-            self.pending.resize(*bounds)
         if cfg.metrics_window_n != old.metrics_window_n:
             self.count_window = CountWindow(cfg.metrics_window_n)
         self.time_window.seconds = cfg.metrics_window_s

@@ -3,7 +3,7 @@
 A window is scored for drift once it has closed; the oldest windows beyond ``windows_kept`` are
 merged into the retired sketch and evicted (not before the store has their last state). Alert
 rules read the metric table (:func:`~leanml.monitor._read.metric_table`). At each store interval
-the dirty windows, detail rows, label rows, resource samples, alert events and forwarded labels
+the dirty windows, detail rows, label rows, resource samples, and alert events
 are collected under the lock and written outside it (a failed write marks the windows dirty
 again and counts the lost rows). Everything but :func:`write_rows` runs under the state's lock.
 """
@@ -100,11 +100,7 @@ def collect_rows(st: MonitorState, now: float) -> dict[str, list[Any]]:
     ]
     st.resource_rows = []
     alerts, st.alert_rows = st.alert_rows, []
-    forwarded = [st.forward_rows.popleft() for _ in range(len(st.forward_rows))]
-    for r in forwarded:
-        r["created"] = now
     return {
-        "forwarded": forwarded,
         "snapshots": snaps,
         "predictions": details,
         "labels": labels,
@@ -123,8 +119,6 @@ def write_rows(st: MonitorState, store: MonitorStore, rows: dict[str, list[Any]]
         lost = sum(len(v) for k, v in rows.items() if k != "snapshots")
         st.drops["store_rows"] += lost
         with st.lock:  # windows are upserted: mark them for the next attempt
-            # labels that could not be forwarded to their process stay unknown
-            st.pending.counters["unknown"] += len(rows.get("forwarded", ()))
             for r in rows["snapshots"]:
                 w = st.windows.get(r["window_start"])
                 if w is not None:

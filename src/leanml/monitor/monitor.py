@@ -8,13 +8,15 @@ Hot path contract:
   (``drops.record_buffer``); dropped predictions still count in the totals.
 * :meth:`ModelMonitor.record_batch` appends one tuple of arrays (the arrays are kept by
   reference: do not mutate them afterwards).
-* :meth:`ModelMonitor.record_ground_truth` / ``record_ground_truth_batch`` and
-  :meth:`ModelMonitor.record_error` are appends too.
+* :meth:`ModelMonitor.record_joined` (labels already matched to their predictions, by the
+  ground-truth path of :mod:`leanml.groundtruth`) and :meth:`ModelMonitor.record_error` are
+  appends too. The monitor keeps no prediction id: the :class:`~leanml.groundtruth.GroundTruth`
+  that issued them holds the pending predictions (``monitor.ground_truth``, for the stats).
 
 A background flusher thread (every ``flush_interval_s``) moves buffered records into per-window
-counters and latency sketches, the pending-join table, accuracy/calibration windows and the
-sampled-detail queue; evaluates alerts; samples resources; writes the store every
-``store_interval_s``; and applies retention. :meth:`flush` does all of that synchronously;
+counters and latency sketches, accuracy/calibration windows and the sampled-detail queue;
+evaluates alerts; samples resources; writes the store every ``store_interval_s``; and applies
+retention. :meth:`flush` does all of that synchronously;
 :meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread.
 
 Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
@@ -40,6 +42,7 @@ from leanml._logging import limited
 from leanml._validation import param_error
 from leanml.config import MonitorConfig
 from leanml.errors import ConfigError, MonitorError
+from leanml.groundtruth import FeedbackLog, GroundTruth
 from leanml.monitor._flush import step
 from leanml.monitor._read import metric_table
 from leanml.monitor._read import stats as read_stats
@@ -47,7 +50,6 @@ from leanml.monitor._state import MonitorState
 from leanml.monitor.alerts import AlertManager, AlertSink, LogSink
 from leanml.monitor.drift import DriftDetector, Reference
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow
-from leanml.monitor.join import PendingJoin
 from leanml.monitor.metrics import CountWindow, TimeWindow
 from leanml.monitor.prometheus import render
 from leanml.monitor.resources import IdleCollector, ResourceSampler
@@ -90,15 +92,16 @@ class ModelMonitor:
     drift_detector = _FromState[DriftDetector | None]()
     analyzer = _FromState[Callable[[str], Sequence[str]] | None]()
     vocabulary = _FromState[Mapping[str, Any] | None]()
-    #: with ``pending_join=False``: how many predictions the caller's table holds unlabeled
-    pending_count = _FromState[Callable[[], int] | None]()
+    #: the ground-truth path that issues this monitor's ids and joins its labels (for stats)
+    ground_truth = _FromState[GroundTruth | None]()
+    #: this monitor's code in :attr:`ground_truth` (its pending predictions)
+    ground_truth_code = _FromState[int]()
     alerts = _FromState[AlertManager]()
     total = _FromState[int]()
     errors = _FromState[int]()
     sampled = _FromState[int]()
     drops = _FromState[dict[str, int]]()
     counters = _FromState[dict[str, int]]()
-    pending = _FromState[PendingJoin]()
     count_window = _FromState[CountWindow]()
     time_window = _FromState[TimeWindow]()
     confidence = _FromState[ConfidenceWindow]()
@@ -231,33 +234,6 @@ class ModelMonitor:
         else:
             self._drop("error_buffer", n)
 
-    def record_ground_truth(
-        self, prediction_id: Hashable, true_label: Any, ts: float | None = None
-    ) -> None:
-        """Queue the true label of an earlier prediction for joining."""
-        if len(self._gt) < self._gtcap:
-            self._gtappend(((prediction_id,), (true_label,), self._clock() if ts is None else ts))
-        else:
-            self._drop("ground_truth_buffer", 1)
-
-    def record_ground_truth_batch(
-        self,
-        ids: Sequence[Hashable],
-        true_labels: Sequence[Any],
-        ts: float | Sequence[float] | None = None,
-    ) -> None:
-        if len(true_labels) != len(ids):
-            raise param_error(
-                "true_labels",
-                "ModelMonitor.record_ground_truth_batch",
-                f"a sequence of the same length as ids ({len(ids)})",
-                len(true_labels),
-            )
-        if len(self._gt) < self._gtcap:
-            self._gtappend((ids, true_labels, self._clock() if ts is None else ts))
-        else:
-            self._drop("ground_truth_buffer", len(ids))
-
     def record_joined(
         self,
         ids: Sequence[Hashable],
@@ -265,12 +241,17 @@ class ModelMonitor:
         predicted_labels: Sequence[Any],
         confidences: Sequence[float] | np.ndarray,
         pred_ts: Sequence[float] | np.ndarray,
-        ts: float | None = None,
+        ts: float | Sequence[float] | np.ndarray | None = None,
+        *,
+        restored: bool = False,
     ) -> None:
-        """Queue ground truth the caller has already matched to its predictions.
+        """Queue ground truth already matched to its predictions (by a
+        :class:`~leanml.groundtruth.GroundTruth`, or a caller that keeps its own).
 
-        For callers that keep their predictions themselves (``pending_join=False``): each item
-        counts as ``joined`` and feeds the accuracy and calibration windows of ``pred_ts``.
+        Each item counts as ``joined`` and feeds the accuracy and calibration windows, the
+        joined/correct counts of its label time's window and a label row. ``restored=True``
+        (labels read back from the durable log at start, counted by the process that joined
+        them) feeds the accuracy and calibration windows only and counts as ``restored``.
         """
         n = len(ids)
         if len(true_labels) != n or len(predicted_labels) != n or len(confidences) != n:
@@ -286,9 +267,27 @@ class ModelMonitor:
             )
         if len(self._gt) < self._gtcap:
             now = self._clock() if ts is None else ts
-            self._gtappend((ids, true_labels, now, (predicted_labels, confidences, pred_ts)))
+            matched = (predicted_labels, confidences, pred_ts)
+            self._gtappend((ids, true_labels, now, matched, restored))
         else:
             self._drop("ground_truth_buffer", n)
+
+    def restore(self, log: FeedbackLog, limit: int = 100_000) -> int:
+        """Rebuild the accuracy and calibration windows from the durable log: the newest
+        ``limit`` joined labels of this model variant, fed as ``restored`` (see
+        :meth:`record_joined`). Returns how many; :meth:`flush` applies them."""
+        rows = log.joined_rows(self.name, self.variant, limit=limit)
+        if rows:
+            self.record_joined(
+                [r["prediction_id"] for r in rows],
+                [r["label"] for r in rows],
+                [r["predicted"] for r in rows],
+                np.asarray([np.nan if r["confidence"] is None else r["confidence"] for r in rows]),
+                np.asarray([r["pred_ts"] or r["ts"] for r in rows], dtype=np.float64),
+                np.asarray([r["ts"] for r in rows], dtype=np.float64),
+                restored=True,
+            )
+        return len(rows)
 
     def _drop(self, which: str, n: int) -> None:
         if self._closed:
@@ -347,8 +346,6 @@ class ModelMonitor:
         with self.state.lock:
             cfg = replace(self.config, **changes)
             old = self.config
-            if cfg.pending_join != old.pending_join:
-                raise ConfigError("pending_join cannot change at run time")
             if cfg.relative_accuracy != old.relative_accuracy:
                 raise ConfigError(
                     "relative_accuracy cannot change at run time (sketches of different "

@@ -7,7 +7,8 @@ Histogram.observe, about 870 ns per prediction here). Series, each labelled ``mo
 
 * counters: ``leanml_predictions_total``, ``leanml_predictions_by_label_total{label}``,
   ``leanml_prediction_errors_total``, ``leanml_predictions_sampled_total``,
-  ``leanml_ground_truth_total{outcome}`` (joined/duplicate/late/unknown),
+  ``leanml_ground_truth_total{outcome}`` (the outcomes of :mod:`leanml.groundtruth`: joined,
+  duplicate, evicted, expired, never_seen, foreign; refused: forged ids, also in never_seen),
   ``leanml_monitor_dropped_total{buffer}`` (every drop and eviction counter);
 * ``leanml_prediction_latency_seconds`` histogram with buckets from 10 us to 10 s (sub-ms
   resolution); its bucket counts come from the lifetime sketch, so a value within the sketch's
@@ -117,8 +118,9 @@ def _sampled(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> N
 
 def _gt(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
     o.family("leanml_ground_truth_total", "counter", "Ground-truth labels by join outcome.")
-    for k in ("joined", "duplicate", "late", "unknown"):
-        o.sample("leanml_ground_truth_total", {**base, "outcome": k}, st["ground_truth"][k])
+    for k in ("joined", "duplicate", "evicted", "expired", "never_seen", "foreign", "refused"):
+        value = st["ground_truth"].get(k, 0)
+        o.sample("leanml_ground_truth_total", {**base, "outcome": k}, value)
 
 
 def _drops(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:

@@ -93,7 +93,7 @@ class MonitorStats(TypedDict):
     latency_lifetime: LatencyStats
     error_rate: float | None
     accuracy: AccuracyStats
-    ground_truth: dict[str, Any]  # PendingJoin.stats(); ``pending`` may be None
+    ground_truth: dict[str, Any]  # GroundTruth.stats() + joined/restored; ``pending`` may be None
     drift: DriftScores | None
     drift_windows: list[WindowDrift]
     alerts: AlertStats

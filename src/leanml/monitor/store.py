@@ -10,9 +10,12 @@ Tables (all names prefixed by ``table_prefix`` so several stores can share one d
   confidence, latency, input text or its hash, why it was sampled).
 * ``labels``: joined ground truth (id, true and predicted label, confidence, both times).
 * ``resources`` and ``alerts``: time series of process resources and alert transitions.
-* ``gt_inbox``: ground truth a process could not join because another process made the
-  prediction (several workers behind one port): forwarded here, claimed by the owner at its next
-  store flush, counted ``unknown`` by the forwarder if nobody claims it within a TTL.
+* ``feedback`` and ``idspaces``: the durable ground-truth log of :mod:`leanml.groundtruth`
+  (labels with what their prediction was; the id prefixes in use). :meth:`MonitorStore.merged`
+  takes the joined/correct counts from it whenever it holds labels of the model, so they equal
+  the log even after a process died before flushing its windows.
+* ``schema_version``: the versioned, in-place migrations of :mod:`leanml.monitor._migrate` run
+  when a store is opened (a store written by leanml 0.1.0 is upgraded).
 
 Readers merge across processes and hosts: :meth:`MonitorStore.merged` sums the counters and merges
 the sketches of every process's rows, so the p99 of 4 worker processes is the p99 of all their
@@ -43,6 +46,8 @@ from sqlalchemy.pool import StaticPool
 
 from leanml._validation import check_choice
 from leanml.errors import ConfigError, MonitorError
+from leanml.groundtruth.log import log_counts
+from leanml.monitor._migrate import migrate
 from leanml.monitor._schema import define_tables
 from leanml.monitor.sketch import LogSketch
 
@@ -103,7 +108,9 @@ class MonitorStore:
         self.labels: sa.Table = t.labels
         self.resources: sa.Table = t.resources
         self.alerts: sa.Table = t.alerts
-        self.gt_inbox: sa.Table = t.gt_inbox
+        self.feedback: sa.Table = t.feedback
+        self.idspaces: sa.Table = t.idspaces
+        self.migrated_from: int | None = None
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         values = f"({', '.join([ph] * len(PREDICTION_COLUMNS))})"
         self._pred_sql = (
@@ -124,7 +131,7 @@ class MonitorStore:
         attempts = 8
         for attempt in range(attempts):
             try:
-                self._md.create_all(self.engine, checkfirst=True)
+                self.migrated_from = migrate(self.engine, self._md, self.prefix)[0]
                 return
             except SQLAlchemyError:
                 if attempt == attempts - 1:
@@ -145,7 +152,6 @@ class MonitorStore:
         labels: Sequence[Mapping[str, Any]] = (),
         resources: Sequence[Mapping[str, Any]] = (),
         alerts: Sequence[Mapping[str, Any]] = (),
-        forwarded: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Write one flush's worth of rows in a single transaction.
 
@@ -167,7 +173,6 @@ class MonitorStore:
                     (self.labels, labels),
                     (self.resources, resources),
                     (self.alerts, alerts),
-                    (self.gt_inbox, forwarded),
                 ):
                     if rows:
                         conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
@@ -209,44 +214,6 @@ class MonitorStore:
         res = conn.execute(t.update().where(key).values(**row))
         if res.rowcount == 0:
             conn.execute(t.insert().values(**row))
-
-    # -- ground truth forwarded between processes -----------------------------------------------
-    def inbox(self, model: str, variant: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        """Ground truth other processes could not join (oldest first): maybe one of ours."""
-        t = self.gt_inbox
-        q = (
-            sa.select(t)
-            .where(
-                (t.c.model == model) & (t.c.variant == variant) & (t.c.process != self.process_id)
-            )
-            .order_by(t.c.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
-
-    def claim(self, row_ids: Sequence[int]) -> int:
-        """Delete inbox rows this process has joined (or counted late/duplicate)."""
-        if not row_ids:
-            return 0
-        t = self.gt_inbox
-        with self.engine.begin() as conn:
-            return int(conn.execute(t.delete().where(t.c.id.in_(list(row_ids)))).rowcount)
-
-    def expire_forwarded(self, model: str, variant: str, older_than: float) -> int:
-        """Delete this process's forwarded rows nobody claimed in time; return how many."""
-        t = self.gt_inbox
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(
-                    t.delete().where(
-                        (t.c.model == model)
-                        & (t.c.variant == variant)
-                        & (t.c.process == self.process_id)
-                        & (t.c.created < older_than)
-                    )
-                ).rowcount
-            )
 
     # -- reads ---------------------------------------------------------------------------------
     def read_snapshots(
@@ -307,6 +274,11 @@ class MonitorStore:
                 else:
                     sketch.merge(sk)
         out["label_counts"] = labels
+        out["ground_truth_source"] = "snapshots"
+        logged = log_counts(self.engine, self.feedback, model, variant, since, until)
+        if logged[0]:  # the durable log is the truth whenever it holds labels of the model
+            out["joined"], out["correct"] = logged
+            out["ground_truth_source"] = "log"
         out["realized_accuracy"] = out["correct"] / out["joined"] if out["joined"] else None
         out["estimated_accuracy"] = conf_sum / conf_n if conf_n else None
         qs = list(quantiles)

@@ -14,20 +14,24 @@ the same request gets the same status and the same JSON body from either (the te
   ["reason"]}]}``, 404 with ``"error"``, ``"detail"``, ``"field": "items"`` added when some id
   cannot be joined (the others are stored);
 * every failure raises :class:`~leanml.serving.schemas.BadRequest` (``{"error", "detail",
-  "field"}``): 400 malformed JSON, 404 unknown model, 413 a bound exceeded, 422 wrong types,
-  503 not ready or unavailable. The body is parsed as JSON whatever its ``Content-Type`` (the
-  README's ``curl -d`` examples send a form type), so no request gets 415.
+  "field"}``): 400 malformed JSON, 401/403 a missing or wrong feedback credential (only when
+  ``[serving] feedback_token`` is set, see :mod:`leanml.serving.auth`), 404 unknown model,
+  413 a bound exceeded, 415 feedback not sent as ``Content-Type: application/json`` (``"field":
+  "Content-Type"``: a browser sends ``text/plain`` or a form type cross-site without a
+  preflight, so only JSON feedback is taken), 422 wrong types, 503 not ready or unavailable.
+  A predict body is parsed as JSON whatever its ``Content-Type``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 
 from leanml.errors import LeanMLError
+from leanml.serving.auth import FEEDBACK_TOKEN_HEADER, check_feedback_token
 from leanml.serving.handle import ModelHandle
 from leanml.serving.schemas import BadRequest, check_feedback, check_predict
 from leanml.serving.service import FeedbackOutcome, Service
@@ -36,6 +40,7 @@ __all__ = [
     "ReadBody",
     "Parsed",
     "feedback",
+    "check_feedback_request",
     "feedback_answer",
     "parse_json",
     "predict",
@@ -97,8 +102,40 @@ async def predict(
     return predict_answer(name, state, preds)
 
 
-async def feedback(service: Service, name: str, read: ReadBody) -> tuple[int, dict[str, Any]]:
-    """(status, JSON payload) for a feedback request on ``name``."""
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+def check_feedback_request(service: Service, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """415 unless the body is declared JSON; 401/403 without the configured credential."""
+    headers = list(headers)
+    ctype = _header(headers, b"content-type")
+    media = (ctype or "").partition(";")[0].strip().lower()
+    if media != "application/json":
+        raise BadRequest(
+            415,
+            "Content-Type",
+            "feedback must be sent with the header 'Content-Type: application/json', "
+            f"got {ctype!r}",
+            "unsupported_media_type",
+        )
+    denied = check_feedback_token(
+        _header(headers, b"authorization"),
+        _header(headers, FEEDBACK_TOKEN_HEADER.encode()),
+        service.config.feedback_token,
+    )
+    if denied is not None:
+        raise BadRequest(denied[0], "Authorization", denied[1])
+
+
+async def feedback(
+    service: Service, name: str, read: ReadBody, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> tuple[int, dict[str, Any]]:
+    """(status, JSON payload) for a feedback request on ``name`` with these raw headers."""
+    check_feedback_request(service, headers)
     served(service, name)
     data = parse_json(await read())
     items = check_feedback(data, service.config.max_feedback_items)

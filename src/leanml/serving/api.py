@@ -212,9 +212,13 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
     )
     async def feedback(name: str, request: Request) -> Response:
         """Send the true label of earlier predictions: ``{id, label}`` or ``{items: [...]}``.
+        Send it as ``Content-Type: application/json`` (415 otherwise) and, when the server has
+        a feedback token, with ``Authorization: Bearer <token>`` or ``X-Feedback-Token``.
         Answered once stored durably; an id that cannot be joined gets 404 with the reason
         (never_seen, expired, evicted)."""
-        status, payload = await answers.feedback(service, name, reader(request))
+        status, payload = await answers.feedback(
+            service, name, reader(request), request.scope["headers"]
+        )
         return _json(payload, status)
 
 

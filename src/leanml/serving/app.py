@@ -51,6 +51,7 @@ import time
 from typing import Any
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 
 from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
@@ -90,15 +91,34 @@ _PARSED = "leanml.predict"  # scope key: (texts, return_probabilities, cache key
 
 
 class ServeApp:
-    """ASGI callable: fast predict/feedback, everything else to the FastAPI app."""
+    """ASGI callable: fast predict/feedback, everything else to the FastAPI app.
+
+    CORS is off unless ``[serving] cors_allow_origins`` lists origins: then Starlette's
+    ``CORSMiddleware`` wraps every route (preflights answered; ``Content-Type``,
+    ``Authorization`` and ``X-Feedback-Token`` allowed) and a request carrying an ``Origin``
+    skips the protocol's cached-answer shortcut, which would not add the CORS headers.
+    """
 
     def __init__(self, service: Service) -> None:
         self.service = service
         self.api = build_api(service)
         self.limit = service.config.max_body_bytes
         self.access = AccessLog(service.config, service.handles)
+        origins = list(service.config.cors_allow_origins)
+        self.cors = bool(origins)
+        self._entry: Any = self._dispatch
+        if origins:
+            self._entry = CORSMiddleware(
+                self._dispatch,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+                allow_headers=["Content-Type", "Authorization", "X-Feedback-Token"],
+            )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
@@ -195,6 +215,8 @@ class ServeApp:
         path: str = scope["path"]
         if not path.startswith("/v1/models/") or len(body) > self.limit:
             return None
+        if self.cors and any(k.lower() == b"origin" for k, _ in scope["headers"]):
+            return None
         name, _, action = path[11:].partition("/")
         h = self.service.handles.get(name)
         if action != "predict" or h is None:
@@ -236,7 +258,7 @@ class ServeApp:
     ) -> int:
         try:
             status, payload = await answers.feedback(
-                self.service, name, lambda: read_body(scope, receive, self.limit)
+                self.service, name, lambda: read_body(scope, receive, self.limit), scope["headers"]
             )
         except BadRequest as e:
             return await self._error(scope, receive, send, e)

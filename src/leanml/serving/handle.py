@@ -2,8 +2,10 @@
 
 It owns the loaded model (the registry's :class:`~leanml.registry.LoadedModel`), a
 :class:`~leanml.serving.cache.PredictionCache`, a :class:`~leanml.serving.batching.MicroBatcher`,
-one :class:`~leanml.monitor.ModelMonitor` per (version, variant) it has served, and an
-:class:`IdSpace` that issues prediction ids and remembers enough about each to answer feedback.
+one :class:`~leanml.monitor.ModelMonitor` per (version, variant) it has served (its "monitor
+code"), and one :class:`~leanml.groundtruth.GroundTruth` (the same ground-truth path as the
+in-process wrapper) that issues unguessable prediction ids and holds each prediction's class,
+confidence, time and monitor code in its ring until its label comes.
 
 Threading: every method except :meth:`ModelHandle.load` runs on the event-loop thread; ``load``
 reads the artifact (slow) anywhere and :meth:`ModelHandle.install` swaps it in on the loop thread,
@@ -16,9 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,133 +27,15 @@ import numpy as np
 from leanml._predict import predict_top, predict_with_confidence
 from leanml.config import ServingConfig
 from leanml.errors import ServingError
+from leanml.groundtruth import GroundTruth, Joined
 from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
 from leanml.registry import LoadedModel, ModelRegistry
 from leanml.serving.batching import MicroBatcher
 from leanml.serving.cache import PredictionCache
 
-__all__ = ["IdSpace", "ModelHandle", "ServedState", "parse_id"]
+__all__ = ["ModelHandle", "ServedState"]
 
-_PENDING, _LABELED = 1, 2
 _log = logging.getLogger("leanml.serving")
-
-
-def parse_id(prediction_id: Any) -> tuple[str, int] | None:
-    """``"<prefix>-<hex counter>"`` -> (prefix, counter), or None when malformed."""
-    if not isinstance(prediction_id, str) or len(prediction_id) > 64:
-        return None
-    prefix, sep, tail = prediction_id.rpartition("-")
-    if not sep or not prefix or not tail:
-        return None
-    try:
-        return prefix, int(tail, 16)
-    except ValueError:
-        return None
-
-
-class IdSpace:
-    """Prediction ids ``<prefix>-<hex counter>`` and the last ``capacity`` predictions.
-
-    This is the server's pending-join table: a ring indexed by the id's counter holding each
-    prediction's time, class index, confidence and monitor code (numpy arrays: no id string or
-    dict entry lives on, which kept the monitor's own table of 100k ids from slowing the event
-    loop). It uses the monitor's pending-join bounds (entries and age), so it can say why a
-    feedback id cannot be joined: ``never_seen`` (not issued here), ``evicted`` (more than
-    ``capacity`` newer predictions since), ``expired`` (older than ``max_age_s``) or
-    ``duplicate`` (already labeled). Costs a few slice assignments per issued batch.
-    """
-
-    def __init__(
-        self,
-        prefix: str | None = None,
-        capacity: int = 100_000,
-        max_age_s: float = 86_400.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.prefix = prefix or secrets.token_hex(4)
-        self.capacity = int(capacity)
-        self.max_age_s = float(max_age_s)
-        self._clock = clock
-        self.issued = 0
-        self._ts = np.zeros(self.capacity, dtype=np.float64)
-        self._state = np.zeros(self.capacity, dtype=np.int8)
-        self._code = np.zeros(self.capacity, dtype=np.int16)
-        self._pred = np.zeros(self.capacity, dtype=np.int32)  # index into the served classes
-        self._conf = np.zeros(self.capacity, dtype=np.float64)
-        self._fmt = (self.prefix + "-%x").__mod__
-
-    def issue(self, n: int, code: int, pred: Any = 0, conf: Any = math.nan) -> list[str]:
-        """``n`` new ids for predictions of class indices ``pred`` with confidences ``conf``
-        (arrays of ``n``, or one value for all) by the monitor ``code``."""
-        start = self.issued
-        self.issued = start + n
-        cap = self.capacity
-        now = self._clock()
-        if n == 1:
-            i = start % cap
-            self._ts[i] = now
-            self._state[i] = _PENDING
-            self._code[i] = code
-            many = (list, tuple, np.ndarray)  # isinstance: np.ndim would build an array
-            self._pred[i] = pred[0] if isinstance(pred, many) else pred
-            self._conf[i] = conf[0] if isinstance(conf, many) else conf
-            return [self._fmt(start)]
-        pred = np.broadcast_to(pred, (n,))
-        conf = np.broadcast_to(conf, (n,))
-        for a in range(start, start + n, cap):
-            b = min(start + n, a + cap)
-            i, j = a % cap, (b - 1) % cap + 1
-            if j <= i:  # wraps around the ring
-                k = a - start + cap - i
-                self._mark(i, cap, now, code, pred[a - start : k], conf[a - start : k])
-                self._mark(0, j, now, code, pred[k : b - start], conf[k : b - start])
-            else:
-                lo, hi = a - start, b - start
-                self._mark(i, j, now, code, pred[lo:hi], conf[lo:hi])
-        fmt = self._fmt
-        return [fmt(c) for c in range(start, start + n)]
-
-    def _mark(
-        self, i: int, j: int, now: float, code: int, pred: np.ndarray, conf: np.ndarray
-    ) -> None:
-        self._ts[i:j] = now
-        self._state[i:j] = _PENDING
-        self._code[i:j] = code
-        self._pred[i:j] = pred
-        self._conf[i:j] = conf
-
-    def prediction(self, counter: int) -> tuple[int, float, float]:
-        """(class index, confidence, time) of a prediction still in the ring."""
-        i = counter % self.capacity
-        return int(self._pred[i]), float(self._conf[i]), float(self._ts[i])
-
-    def pending(self, code: int) -> int:
-        """How many predictions of monitor ``code`` wait for a label (not expired)."""
-        live = min(self.issued, self.capacity)
-        cutoff = self._clock() - self.max_age_s
-        return int(
-            np.count_nonzero(
-                (self._state[:live] == _PENDING)
-                & (self._code[:live] == code)
-                & (self._ts[:live] >= cutoff)
-            )
-        )
-
-    def status(self, counter: int) -> tuple[str, int]:
-        """(status, monitor code) of an id's counter; status ``pending`` means joinable."""
-        if counter < 0 or counter >= self.issued:
-            return "never_seen", -1
-        if counter < self.issued - self.capacity:
-            return "evicted", -1
-        i = counter % self.capacity
-        if self._clock() - self._ts[i] > self.max_age_s:
-            return "expired", -1
-        if self._state[i] == _LABELED:
-            return "duplicate", int(self._code[i])
-        return "pending", int(self._code[i])
-
-    def mark_labeled(self, counter: int) -> None:
-        self._state[counter % self.capacity] = _LABELED
 
 
 @dataclasses.dataclass(eq=False)
@@ -191,7 +74,7 @@ class ModelHandle:
         config: ServingConfig,
         monitor_config: MonitorConfig | None = None,
         store: MonitorStore | None = None,
-        id_prefix: str | None = None,
+        ground_truth: GroundTruth | None = None,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -199,7 +82,9 @@ class ModelHandle:
         self.monitor_config = monitor_config or MonitorConfig()
         self.store = store
         mc = self.monitor_config
-        self.ids = IdSpace(id_prefix, mc.pending_max_entries, mc.pending_max_age_s)
+        self.ground_truth = ground_truth or GroundTruth(
+            mc.pending_max_entries, mc.pending_max_age_s
+        )
         self.cache = PredictionCache(
             config.cache_max_entries,
             config.cache_max_bytes,
@@ -214,6 +99,7 @@ class ModelHandle:
         )
         self.monitors: list[ModelMonitor | None] = []  # index: the monitor code
         self.code_classes: list[list[Any]] = []  # the classes each monitor code predicts
+        self.code_served: list[tuple[str, str]] = []  # (version, variant) of each monitor code
         self.state: ServedState | None = None
         self.cached_predictions = 0
         self.predictions = 0
@@ -253,8 +139,9 @@ class ModelHandle:
     def default_variant(self) -> str:
         if self.config.variant != "auto":
             return self.config.variant
-        if (self.registry.root / self.name / "state.json").is_file():
-            return self.registry.active_variant(self.name)
+        chosen = self.registry.chosen_variant(self.name)
+        if chosen is not None:
+            return chosen
         return "compact" if "compact" in self.registry.variants(self.name) else "original"
 
     def install(self, loaded: LoadedModel) -> ServedState:
@@ -267,8 +154,9 @@ class ModelHandle:
             self.monitors.append(monitor)
             code = len(self.monitors) - 1
             self.code_classes.append(list(np.asarray(loaded.model.classes_).tolist()))
+            self.code_served.append((str(loaded.version), loaded.variant))
             if monitor is not None:
-                monitor.pending_count = lambda: self.ids.pending(code)
+                monitor.ground_truth, monitor.ground_truth_code = self.ground_truth, code
         self.cache.invalidate()
         self.state = ServedState(
             loaded, monitor, code, self.code_classes[code], self.cache.generation
@@ -284,10 +172,7 @@ class ModelHandle:
             self.name,
             version=str(loaded.version),
             variant=loaded.variant,
-            # feedback is joined here, in the id space, and across processes by the FeedbackLog
-            config=dataclasses.replace(
-                self.monitor_config, pending_join=False, forward_unknown_ground_truth=False
-            ),
+            config=self.monitor_config,  # labels come joined, by self.ground_truth
             store=self.store,
             reference=reference,
         )
@@ -302,7 +187,7 @@ class ModelHandle:
             raise ServingError(f"model {self.name!r} is not loaded yet")
         top, confidences_a, proba = predict_top(state.loaded.model, texts)
         labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
-        ids = self.ids.issue(len(texts), state.code, top, confidences_a)
+        ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
@@ -410,7 +295,7 @@ class ModelHandle:
     ) -> None:
         """Fill ``out[i]`` for cache hits: new ids, one monitored prediction each."""
         index = state.class_index
-        ids = self.ids.issue(
+        ids = self.ground_truth.issue(
             len(hit_idx), state.code, [index[e[0]] for e in entries], [e[1] for e in entries]
         )
         latency = time.perf_counter() - t0
@@ -427,45 +312,61 @@ class ModelHandle:
         self.cached_predictions += len(hit_idx)
 
     # ------------------------------------------------------------------ feedback
-    def feedback_status(self, prediction_id: Any) -> tuple[str, int]:
-        """(status, monitor code) for an id this process issued; ``foreign`` otherwise."""
-        return self._lookup(prediction_id)[:2]
+    def join_feedback(self, items: Sequence[tuple[str, Any]]) -> tuple[list[str], list[Joined]]:
+        """Join ``(id, true label)`` items in the ring (loop thread): each item's outcome
+        (``joined``, ``duplicate``, ``evicted``, ``expired``, ``never_seen`` for a malformed or
+        forged id, ``foreign`` for another process's prefix) and the joined ones. Store the
+        joined ones (:meth:`log_rows`), then :meth:`count_joined` them; or ``give_back``."""
+        return self.ground_truth.join(items)
 
-    def _lookup(self, prediction_id: Any) -> tuple[str, int, int]:
-        """(status, monitor code, counter) of an id; the counter is -1 when not ours."""
-        parsed = parse_id(prediction_id)
-        if parsed is None:
-            return "never_seen", -1, -1
-        prefix, counter = parsed
-        if prefix != self.ids.prefix:
-            return "foreign", -1, -1
-        return (*self.ids.status(counter), counter)
+    def predicted(self, j: Joined) -> Any:
+        """The class a joined prediction predicted."""
+        return self.code_classes[j.code][j.pred]
 
-    def record_feedback(self, items: Sequence[tuple[str, Any]]) -> list[str]:
-        """Join ``(id, true label)`` items to their predictions (loop thread).
+    def prediction_fields(self, j: Joined) -> dict[str, Any]:
+        """What the durable log keeps of a joined label's prediction."""
+        version, variant = self.code_served[j.code]
+        return {
+            "predicted": str(self.predicted(j)),
+            "predicted_index": j.pred,
+            "confidence": None if math.isnan(j.confidence) else j.confidence,
+            "pred_ts": j.pred_ts,
+            "variant": variant,
+            "version": version,
+        }
 
-        Returns each item's outcome: ``joined``, or the :meth:`feedback_status` that stopped it
-        (``duplicate`` when another request labeled the id first, ``evicted`` or ``expired``
-        when it left the id space meanwhile, ``never_seen`` / ``foreign``).
-        """
-        out: list[str] = []
-        by_code: dict[int, list[tuple[str, Any, Any, float, float]]] = {}
-        ids = self.ids
-        for pid, label in items:
-            status, code, counter = self._lookup(pid)
-            out.append("joined" if status == "pending" else status)
-            if status != "pending":
-                continue
-            ids.mark_labeled(counter)
-            pred, conf, ts = ids.prediction(counter)
-            row = (pid, label, self.code_classes[code][pred], conf, ts)
-            by_code.setdefault(code, []).append(row)
+    def log_rows(self, joined: Sequence[Joined]) -> list[dict[str, Any]]:
+        """Durable-log rows of labels joined here."""
+        prefix = self.ground_truth.prefix
+        return [
+            {
+                "prediction_id": j.id,
+                "model": self.name,
+                "label": str(j.label),
+                "owner": prefix,
+                "status": "joined",
+                **self.prediction_fields(j),
+            }
+            for j in joined
+        ]
+
+    def count_joined(self, joined: Sequence[Joined]) -> None:
+        """Hand stored joined labels to the monitor of the code that predicted them."""
+        by_code: dict[int, list[Joined]] = {}
+        for j in joined:
+            by_code.setdefault(j.code, []).append(j)
         for code, rows in by_code.items():
             mon = self.monitors[code]
             if mon is not None:
-                pids, labels, preds, confs, pred_ts = zip(*rows, strict=True)
-                mon.record_joined(pids, labels, preds, confs, pred_ts)
-        return out
+                # feedback labels are strings: the class they name, for int or bool classes too
+                names = {str(c): c for c in self.code_classes[code]}
+                mon.record_joined(
+                    [j.id for j in rows],
+                    [names.get(j.label, j.label) for j in rows],
+                    [self.predicted(j) for j in rows],
+                    [j.confidence for j in rows],
+                    [j.pred_ts for j in rows],
+                )
 
     # ------------------------------------------------------------------ reading
     def info(self) -> dict[str, Any]:
@@ -479,7 +380,6 @@ class ModelHandle:
             "classes": st.classes if st else [],
             "load_seconds": round(st.loaded.load_seconds, 4) if st else None,
             "task": st.loaded.manifest.task if st else None,
-            "id_prefix": self.ids.prefix,
         }
 
     def monitor_list(self) -> list[ModelMonitor]:

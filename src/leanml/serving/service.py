@@ -1,9 +1,10 @@
 """Service: the served models of one process and everything around them (no web code).
 
-Lifecycle (:meth:`Service.start`): open the monitor store, load every model (the compact variant
-when its guard passed, see :attr:`ServingConfig.variant`), warm each up, register its id space,
-start the feedback poller and the registry watcher, then ``gc.freeze()`` the loaded state and
-report ready. :meth:`Service.stop` joins feedback still forwarded to this process, commits every
+Lifecycle (:meth:`Service.start`): open the monitor store (migrating it in place), load every
+model (the compact variant when its guard passed, see :attr:`ServingConfig.variant`), warm each
+up, register its id prefix, restore its monitor's accuracy windows from the durable ground-truth
+log, start the feedback poller and the registry watcher, then ``gc.freeze()`` the loaded state
+and report ready. :meth:`Service.stop` joins feedback still forwarded to this process, commits every
 queued feedback write and closes each monitor (which flushes its buffers to the store), so no
 acknowledged feedback is lost.
 """
@@ -20,10 +21,10 @@ from leanml._logging import limited
 from leanml._sizing import deep_sizeof
 from leanml.config import ServingConfig, Settings
 from leanml.errors import LeanMLError, ModelNotFoundError, ParameterError, ServingError
+from leanml.groundtruth import FeedbackLog, parse_id
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
-from leanml.serving.feedback import FeedbackLog
-from leanml.serving.handle import ModelHandle, parse_id
+from leanml.serving.handle import ModelHandle
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
@@ -135,6 +136,7 @@ class Service:
         self.feedback_log = FeedbackLog(
             store.engine,
             store.process_id,
+            table_prefix=store.prefix,
             poll_interval_s=self.config.poll_interval_s,
             heartbeat_s=self.config.heartbeat_s,
         )
@@ -152,8 +154,11 @@ class Service:
             except Exception:  # one model that cannot load must not take the others down
                 _log.exception("model %s cannot be loaded; not serving it", name)
                 continue
-            handle.install(loaded)
-            await asyncio.to_thread(self.feedback_log.register_space, handle.ids.prefix, name)
+            state = handle.install(loaded)
+            prefix = handle.ground_truth.prefix
+            await asyncio.to_thread(self.feedback_log.register_space, prefix, name)
+            if state.monitor is not None:  # after a crash: the windows the log can rebuild
+                await asyncio.to_thread(state.monitor.restore, self.feedback_log)
             self.handles[name] = handle
             _log.info(
                 "serving %s v%s (%s%s)",
@@ -211,8 +216,7 @@ class Service:
         allowed = {f.name for f in dataclasses.fields(MonitorConfig)} - {
             "alert_rules",
             "relative_accuracy",
-            "pending_join",  # the server joins feedback in its id space (ModelHandle)
-            "forward_unknown_ground_truth",  # ... and across processes in its FeedbackLog
+            "pending_max_entries",  # size the handle's GroundTruth ring, built at start
         }
         changes = dict(changes)
         thresholds = changes.pop("thresholds", None)
@@ -251,19 +255,20 @@ class Service:
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, name: str, items: list[tuple[str, str]]) -> list[FeedbackOutcome]:
-        """Store ground truth durably, join it (here or at its owner), report each outcome."""
+        """Join ground truth (here, or at its owner), store it durably, report each outcome.
+
+        A label joined here is written to the log with its prediction before it is counted or
+        acknowledged; if the write fails its prediction goes back to the ring (503).
+        """
         h = self.handle(name)
         fl = self.feedback_log
         if fl is None:
             raise ServingError("the service is not started")
+        statuses, joined = h.join_feedback(items)
         outcomes: list[FeedbackOutcome | None] = [None] * len(items)
-        local: list[tuple[int, str, str, int]] = []
         foreign: list[tuple[int, str, str, str]] = []
-        for i, (pid, label) in enumerate(items):
-            status, code = h.feedback_status(pid)
-            if status == "pending":
-                local.append((i, pid, label, code))
-            elif status == "foreign":
+        for i, ((pid, label), status) in enumerate(zip(items, statuses, strict=True)):
+            if status == "foreign":
                 prefix = parse_id(pid)[0]  # type: ignore[index]
                 row = await asyncio.to_thread(fl.owner, prefix)
                 if row is None or row["model"] != name:
@@ -272,63 +277,69 @@ class Service:
                     outcomes[i] = FeedbackOutcome(pid, "expired", _REASONS["owner_gone"])
                 else:
                     foreign.append((i, pid, label, prefix))
-            elif status == "duplicate":
-                outcomes[i] = FeedbackOutcome(pid, "duplicate", _REASONS["duplicate"])
             else:
-                outcomes[i] = FeedbackOutcome(pid, status, _REASONS[status])
-        rows = [
-            {
-                "prediction_id": pid,
-                "model": name,
-                "label": lab,
-                "owner": h.ids.prefix,
-                "status": "joined",
-            }
-            for _, pid, lab, _ in local
-        ] + [
+                outcomes[i] = FeedbackOutcome(pid, status, _REASONS.get(status))
+        rows = h.log_rows(joined) + [
             {"prediction_id": pid, "model": name, "label": lab, "owner": pre, "status": "forwarded"}
             for _, pid, lab, pre in foreign
         ]
-        row_ids = await asyncio.wrap_future(fl.write(rows)) if rows else []
-        if local:
-            # joined now, with a fresh status: another request may have labeled the same id
-            # while we were writing (then this one is a duplicate)
-            done = h.record_feedback([(pid, lab) for _, pid, lab, _ in local])
-            for (i, pid, _, _), status in zip(local, done, strict=True):
-                outcomes[i] = FeedbackOutcome(pid, status, _REASONS.get(status))
+        try:
+            row_ids = await asyncio.wrap_future(fl.write(rows)) if rows else []
+        except Exception:
+            h.ground_truth.give_back(joined)
+            raise
+        h.count_joined(joined)
         if foreign:
-            waiting = dict(zip(row_ids[len(local) :], foreign, strict=True))
-            deadline = time.monotonic() + self.config.feedback_timeout_s
-            while waiting and time.monotonic() < deadline:
-                await asyncio.sleep(self.config.poll_interval_s)
-                st = await asyncio.to_thread(fl.statuses, list(waiting))
-                for rid, s in st.items():
-                    if s != "forwarded" and rid in waiting:
-                        i, pid, _, _ = waiting.pop(rid)
-                        outcomes[i] = FeedbackOutcome(pid, s, _REASONS.get(s))
-            for i, pid, _, _ in waiting.values():
-                outcomes[i] = FeedbackOutcome(
-                    pid, "stored", "stored durably; its owner process will join it"
-                )
+            waiting = dict(zip(row_ids[len(joined) :], foreign, strict=True))
+            await self._await_owners(waiting, outcomes)
         return [o for o in outcomes if o is not None]
 
-    def _resolve_on_loop(self, rows: list[tuple[int, str, str, str]]) -> list[str]:
-        out: list[str] = []
+    async def _await_owners(
+        self, waiting: dict[int, tuple[int, str, str, str]], outcomes: list[FeedbackOutcome | None]
+    ) -> None:
+        """Wait (at most ``feedback_timeout_s``) for the owners to join forwarded labels."""
+        fl = self.feedback_log
+        if fl is None:
+            return
+        deadline = time.monotonic() + self.config.feedback_timeout_s
+        while waiting and time.monotonic() < deadline:
+            await asyncio.sleep(self.config.poll_interval_s)
+            st = await asyncio.to_thread(fl.statuses, list(waiting))
+            for rid, s in st.items():
+                if s != "forwarded" and rid in waiting:
+                    i, pid, _, _ = waiting.pop(rid)
+                    outcomes[i] = FeedbackOutcome(pid, s, _REASONS.get(s))
+        for i, pid, _, _ in waiting.values():
+            outcomes[i] = FeedbackOutcome(
+                pid, "stored", "stored durably; its owner process will join it"
+            )
+
+    def _resolve_on_loop(
+        self, rows: list[tuple[int, str, str, str]]
+    ) -> list[tuple[str, dict[str, Any] | None]]:
+        """Join labels other processes forwarded to us (the poller writes the outcomes)."""
+        out: list[tuple[str, dict[str, Any] | None]] = []
         for _, pid, model, label in rows:
             h = self.handles.get(model)
             if h is None:
-                out.append("never_seen")
+                out.append(("never_seen", None))
                 continue
-            status = h.record_feedback([(pid, label)])[0]
-            out.append("never_seen" if status == "foreign" else status)
+            (status,), joined = h.join_feedback([(pid, label)])
+            if joined:
+                h.count_joined(joined)
+                out.append(("joined", h.prediction_fields(joined[0])))
+            else:
+                out.append(("never_seen" if status == "foreign" else status, None))
         return out
 
-    def _resolve_threadsafe(self, rows: list[tuple[int, str, str, str]]) -> list[str]:
+    def _resolve_threadsafe(
+        self, rows: list[tuple[int, str, str, str]]
+    ) -> list[tuple[str, dict[str, Any] | None]]:
         loop = self.loop
         if loop is None or loop.is_closed() or not loop.is_running():
             return self._resolve_on_loop(rows)
 
-        async def run() -> list[str]:
+        async def run() -> list[tuple[str, dict[str, Any] | None]]:
             return self._resolve_on_loop(rows)
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=30)

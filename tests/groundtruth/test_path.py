@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from leanml.groundtruth import GroundTruth, PendingRing
+
+
+def test_ring_statuses_and_evictions(clock) -> None:
+    ring = PendingRing(4, 100.0, clock)
+    assert ring.put(1, 0) == 0
+    assert ring.status(0) == ("pending", 0)
+    ring.take(0)
+    assert ring.status(0)[0] == "duplicate"
+    assert ring.status(5)[0] == "never_seen"
+    assert ring.put(6, 1) == 1  # wraps: counters 1 and 2 leave unlabeled (0 was labeled)
+    assert ring.counters == {"evicted_capacity": 2, "evicted_age": 0}
+    assert ring.status(6) == ("pending", 1)
+    assert ring.status(1)[0] == "evicted" and ring.status(3)[0] == "pending"
+    ring.take(6)
+    clock.t += 101
+    assert ring.status(5)[0] == "expired" and ring.status(6)[0] == "duplicate"
+    assert ring.expired() == 3 and ring.pending() == 0
+    ring.put(2, 0)  # reuses two expired slots: counted by age
+    assert ring.counters == {"evicted_capacity": 2, "evicted_age": 2}
+
+
+def test_ring_keeps_each_prediction_for_the_join(clock) -> None:
+    ring = PendingRing(5, 100.0, clock)
+    ring.put(1, 0, 2, 0.9)
+    clock.t += 10
+    ring.put(6, 1, np.array([0, 1, 2, 0, 1, 2]), np.linspace(0.4, 0.9, 6))  # wraps the ring
+    assert ring.status(1)[0] == "evicted"
+    for counter, want in zip(range(2, 7), (1, 2, 0, 1, 2), strict=True):
+        code, pred, conf, ts = ring.take(counter)
+        assert (code, pred, ts) == (1, want, clock.t)
+        assert conf == pytest.approx(0.4 + 0.1 * (counter - 1))
+        ring.give_back(counter)
+    assert ring.pending(1) == 5 and ring.pending(0) == 0
+
+
+def test_join_outcomes_and_forged_ids_leave_the_ring_alone(clock) -> None:
+    gt = GroundTruth(100, 60.0, clock=clock)
+    ids = gt.issue(3, 2, [0, 1, 0], [0.9, 0.8, 0.7])
+    prefix, counter, tag = ids[1].split("-")
+    forged = [
+        f"{prefix}-{counter}-{'f' * 16}",
+        f"{prefix}-{int(counter, 16) + 1:x}-{tag}",
+        f"{prefix}-{int(counter, 16) + 50:x}-{tag}",  # not issued yet, wrong tag too
+    ]
+    statuses, joined = gt.join([(f, "x") for f in forged])
+    assert statuses == ["never_seen"] * 3 and joined == []
+    assert gt.counters["refused"] == 3
+    assert gt.lookup(ids[1])[0] == "pending" and gt.lookup(ids[2])[0] == "pending"
+    assert gt.pending(2) == 3  # nothing was marked by the forged ids
+    statuses, joined = gt.join([(ids[1], "b"), (ids[1], "b"), ("zz-1-" + tag, "c")])
+    assert statuses == ["joined", "duplicate", "foreign"]
+    (j,) = joined
+    assert (j.id, j.label, j.code, j.pred, j.confidence, j.pred_ts) == (
+        ids[1],
+        "b",
+        2,
+        1,
+        0.8,
+        clock.t,
+    )
+    gt.give_back(joined)  # the label could not be stored: the prediction is joinable again
+    assert gt.join([(ids[1], "b")])[0] == ["joined"]
+    s = gt.stats()
+    assert (s["joined"], s["duplicate"], s["foreign"], s["never_seen"], s["refused"]) == (
+        1,
+        1,
+        1,
+        3,
+        3,
+    )
+    assert (s["issued"], s["pending"]) == (3, 2)
+    assert not any(isinstance(v, str) for v in s.values())  # no prefix, no secret
+
+
+def test_issue_from_many_threads_gives_unique_joinable_ids(clock) -> None:
+    gt = GroundTruth(100_000, clock=clock)
+    out: list[list[str]] = []
+
+    def work() -> None:
+        got = []
+        for i in range(500):
+            got += gt.issue(1 + i % 3, 0, 1, 0.5)
+        out.append(got)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for chunk in out for i in chunk]
+    assert len(ids) == len(set(ids)) == 4 * sum(1 + i % 3 for i in range(500))
+    statuses, joined = gt.join([(i, "x") for i in ids])
+    assert statuses == ["joined"] * len(ids) and {j.pred for j in joined} == {1}
