@@ -105,6 +105,7 @@ class ModelData:
     payload_sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     components: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     serving: dict[str, Any] | None = None  # live figures from leanml serve (cache, batching)
+    rules: tuple[AlertRule, ...] | None = None  # this model's alert rules (None: the report's)
 
     @property
     def realized_accuracy(self) -> float | None:
@@ -134,6 +135,10 @@ class ReportData:
     retention_max_age_s: float | None = 30 * 86_400.0
     store_budget_bytes: int | None = None
 
+    def rules_for(self, md: ModelData) -> tuple[AlertRule, ...]:
+        """The alert rules the model was monitored with: its own if known, else the report's."""
+        return md.rules if md.rules is not None else self.rules
+
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     """95% Wilson score interval of a proportion (None without data)."""
@@ -153,12 +158,23 @@ def collect(
     until: float | None = None,
     models: Sequence[str] | None = None,
     registry: Any | None = None,
-    rules: Iterable[AlertRule] | None = None,
+    rules: Iterable[AlertRule] | Mapping[str, Iterable[AlertRule]] | None = None,
     serving: Mapping[str, Mapping[str, Any]] | None = None,
     benchmarks: Mapping[str, Any] | None = None,
     max_detail_rows: int = 200_000,
 ) -> ReportData:
-    """Read the store (and optionally a registry) into a :class:`ReportData`."""
+    """Read the store (and optionally a registry) into a :class:`ReportData`.
+
+    ``rules`` are the alert rules the models were monitored with (thresholds drawn on the charts,
+    drift limits of the suggestions): one set for every model, or a set per model name (the
+    others get the default rules).
+    """
+    per_model: dict[str, Iterable[AlertRule]] = {}
+    shared = default_rules()
+    if isinstance(rules, Mapping):
+        per_model = dict(rules)
+    elif rules is not None:
+        shared = tuple(rules)
     until = time.time() if until is None else until
     since = until - 3600.0 if since is None else since
     if not sa.inspect(store.engine).has_table(store.snapshots.name):
@@ -183,6 +199,8 @@ def collect(
                     w.drift["class_psi"] = _psi(md.reference_counts, w.label_counts)
         if serving and name in serving:
             md.serving = dict(serving[name])
+        if name in per_model:
+            md.rules = tuple(per_model[name])
         out[name] = md
     return ReportData(
         since=since,
@@ -190,7 +208,7 @@ def collect(
         models=out,
         resources=_resources(store, since, until),
         store_url=store.url,
-        rules=tuple(rules) if rules is not None else default_rules(),
+        rules=shared,
         benchmarks=dict(benchmarks or {}),
     )
 
