@@ -41,9 +41,9 @@ __all__ = [
 #: Where serving settings live (``leanml serve --config FILE``, TOML) and the admin API.
 SERVE_SETTINGS = {
     "cache_entries": "[serving] cache_max_entries",
-    "cache_entries_env": "LEANML_SERVE_CACHE_MAX_ENTRIES",
+    "cache_entries_env": "LEANML_SERVING_CACHE_MAX_ENTRIES",
     "max_wait_ms": "[serving] max_wait_ms",
-    "max_wait_ms_env": "LEANML_SERVE_MAX_WAIT_MS",
+    "max_wait_ms_env": "LEANML_SERVING_MAX_WAIT_MS",
     "monitoring_api": "PATCH /v1/monitoring/config",
     "variant_api": "PUT /v1/models/{name}/variant",
 }

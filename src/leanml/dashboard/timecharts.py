@@ -226,8 +226,9 @@ def time_axis(ax: Any, maxticks: int = 8) -> None:
         ax.xaxis.set_major_locator(AutoDateLocator(maxticks=maxticks, tz=dt.UTC))
     fmt = "%H:%M" if hours <= 48 else "%m-%d %H:%M"
     ax.xaxis.set_major_formatter(DateFormatter(fmt, tz=dt.UTC))
-    first = _day(lo)
-    last = _day(hi - 1e-6)
+    data_lo, data_hi = ax.dataLim.intervalx  # the dates of the data, not of the margins
+    first = _day(data_lo if np.isfinite(data_lo) else lo)
+    last = _day(data_hi if np.isfinite(data_hi) else hi)
     ax.set_xlabel(f"time (UTC), {first}" + (f" to {last}" if last != first else ""))
     ax.grid(alpha=0.3)
 

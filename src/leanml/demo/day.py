@@ -62,6 +62,7 @@ __all__ = [
     "day_start_for",
     "drift_phase",
     "simulate_day",
+    "traffic_rate",
 ]
 
 DAY_S = 86_400.0
@@ -100,7 +101,8 @@ class DriftPhase:
 
     start_h: float
     end_h: float
-    what: str
+    name: str  # a few words for the table
+    what: str  # one sentence
     weights: dict[str, float]  # class -> share of the traffic during the phase
 
     def active(self, hour: float) -> bool:
@@ -119,12 +121,17 @@ def drift_phase(task: str, y: Sequence[Any] | np.ndarray, correct: np.ndarray) -
     classes = sorted(set(labels.tolist()))
     if task == "email" and "spam" in classes:
         return DriftPhase(
-            13.0, 15.0, "spam wave: 80% of the mail is spam", _focus(classes, ["spam"], 0.8)
+            13.0,
+            15.0,
+            "spam wave",
+            "spam wave: 80% of the mail is spam",
+            _focus(classes, ["spam"], 0.8),
         )
     if task == "sentiment" and "negative" in classes:
         return DriftPhase(
             15.0,
             24.0,
+            "negative shift",
             "negative shift until midnight: 75% negative",
             _focus(classes, ["negative"], 0.75),
         )
@@ -134,6 +141,7 @@ def drift_phase(task: str, y: Sequence[Any] | np.ndarray, correct: np.ndarray) -
     return DriftPhase(
         14.0,
         16.0,
+        f"traffic on {len(worst)} {task}s",
         f"85% of the traffic on 4 {task}s the model handles worst ({', '.join(worst)})",
         _focus(classes, worst, 0.85),
     )
@@ -338,7 +346,8 @@ def _service_times(model: Any, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(load.latencies_ns, dtype=np.float64) / 1e9
 
 
-def _rate(hour: float) -> float:
+def traffic_rate(hour: float) -> float:
+    """Predictions per second at ``hour`` (0-24) of the day, before bursts."""
     hs, rs = zip(*TRAFFIC_SHAPE, strict=True)
     return float(np.interp(hour, hs, rs))
 
@@ -361,7 +370,7 @@ def _run(day: _Day, day_start: float, progress: Callable[[float], None] | None) 
 def _predict_minute(day: _Day, hour: float, t: float) -> None:
     """One simulated minute of traffic: Poisson arrivals, plus clumps during a burst."""
     rng = day.rng
-    n_plain = int(rng.poisson(_rate(hour) * _STEP_S))
+    n_plain = int(rng.poisson(traffic_rate(hour) * _STEP_S))
     clumps = 3 if any(b <= hour < b + 10 / 60 for b in day.bursts) else 0
     n = n_plain + clumps * CLUMP
     day.per_minute.append(n)
@@ -454,6 +463,7 @@ def _summary(day: _Day, day_start: float, rules: Sequence[AlertRule]) -> dict[st
         "labels_late": gt["late"],
         "labels_pending_at_midnight": gt["pending"],
         "drift": {
+            "name": drift.name,
             "what": drift.what,
             "start": start,
             "end": end,

@@ -132,7 +132,7 @@ def _day_table(results: dict[str, Any]) -> Table:
             f"{d['labels_late']:,}",
             f"{d['labels_missing']:,}",
             f"{_hour(drift['start'], d['start'])}-{_hour(drift['end'], d['start'])} "
-            + drift["what"],
+            + drift["name"],
             _minutes(drift["detection_s"]) + (f" ({drift['rule']})" if drift["rule"] else ""),
             str(d["alerts_fired"]),
             str(d["alerts_resolved"]),
