@@ -141,7 +141,7 @@ def drift_phase(task: str, y: Sequence[Any] | np.ndarray, correct: np.ndarray) -
     return DriftPhase(
         14.0,
         16.0,
-        f"traffic on {len(worst)} {task}s",
+        f"{len(worst)} {task}s",
         f"85% of the traffic on 4 {task}s the model handles worst ({', '.join(worst)})",
         _focus(classes, worst, 0.85),
     )

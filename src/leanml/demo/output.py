@@ -40,15 +40,10 @@ _MONITORING_COLUMNS = (
 _DAY_COLUMNS = (
     "model",
     "predictions",
-    "peak / night",
-    "labels joined",
-    "late",
-    "never",
-    "drift phase",
-    "detected after",
-    "alerts fired",
-    "resolved",
-    "health at 24:00",
+    "peak/night /s",
+    "drift (UTC): detected after",
+    "alerts: fired/resolved",
+    "health 24:00",
 )
 
 
@@ -117,27 +112,28 @@ def _day_table(results: dict[str, Any]) -> Table:
     days = [r["day"] for r in results.values() if "day" in r]
     title = f"a simulated day ({days[0]['day']}, UTC): traffic, late labels, drift and alerts"
     table = Table(title=title)
-    for column in _DAY_COLUMNS:
-        table.add_column(column, justify="left" if column in ("model", "drift phase") else "right")
+    rows = []
     for name, r in results.items():
         if "day" not in r:
             continue
         d = r["day"]
         drift = d["drift"]
-        table.add_row(
-            name,
-            f"{d['predictions']:,}",
-            f"{d['peak_per_s']:.2f}/s at {d['peak_hour']:02d}h / {d['night_per_s']:.2f}/s",
-            f"{d['labels_joined']:,}",
-            f"{d['labels_late']:,}",
-            f"{d['labels_missing']:,}",
-            f"{_hour(drift['start'], d['start'])}-{_hour(drift['end'], d['start'])} "
-            + drift["name"],
-            _minutes(drift["detection_s"]) + (f" ({drift['rule']})" if drift["rule"] else ""),
-            str(d["alerts_fired"]),
-            str(d["alerts_resolved"]),
-            str(d["health"]),
+        rows.append(
+            (
+                name,
+                f"{d['predictions']:,}",
+                f"{d['peak_per_s']:.2f}/{d['night_per_s']:.2f}",
+                f"{_hour(drift['start'], d['start'])} {drift['name']}, "
+                + _minutes(drift["detection_s"]),
+                f"{d['alerts_fired']} / {d['alerts_resolved']}",
+                str(d["health"]),
+            )
         )
+    for column in _DAY_COLUMNS:
+        left = column in ("model", "drift (UTC): detected after")
+        table.add_column(column, justify="left" if left else "right")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -147,7 +143,7 @@ def _hour(ts: float, day_start: float) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    return "not detected" if seconds is None else f"{seconds / 60:.0f} min"
+    return "not detected" if seconds is None else f"+{seconds / 60:.0f} min"
 
 
 def _print_notes(console: Console, out: dict[str, Any]) -> None:
