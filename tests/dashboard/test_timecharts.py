@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -126,7 +127,9 @@ def test_first_screen_says_health_what_changed_and_what_to_do():
     suggestion = suggest_drift_review(md, RULES)
     assert suggestion is not None and "since 13:30 UTC" in suggestion.evidence
     assert suggestion.action.startswith("leanml train email --name email")
-    overview = model_overview(md, data, (), [suggestion])
+    other = dataclasses.replace(suggestion, rule="cache", title="Enable the cache")
+    overview = model_overview(md, data, (), [other, suggestion])
+    assert [s.rule for s in overview.actions] == ["drift_review", "cache"]  # the alert's first
     assert overview.changes == [
         "class_drift: warning at 13:30 (0.3 when it went warning); still open."
     ]

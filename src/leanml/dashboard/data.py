@@ -162,8 +162,12 @@ def collect(
     serving: Mapping[str, Mapping[str, Any]] | None = None,
     benchmarks: Mapping[str, Any] | None = None,
     max_detail_rows: int = 200_000,
+    loaded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportData:
     """Read the store (and optionally a registry) into a :class:`ReportData`.
+
+    ``loaded`` (model name -> ``{"original": model, "compact": model}``) hands over variants
+    already in memory, so their size breakdown does not load them from the registry again.
 
     ``rules`` are the alert rules the models were monitored with (thresholds drawn on the charts,
     drift limits of the suggestions): one set for every model, or a set per model name (the
@@ -190,7 +194,7 @@ def collect(
         rows = [r for r in snaps if r["model"] == name]
         md = _model_windows(name, rows, store, since, until, max_detail_rows)
         if registry is not None and name in registry.list_models():
-            _fill_registry(md, registry)
+            _fill_registry(md, registry, (loaded or {}).get(name))
         _fill_samples(md, store, since, until, max_detail_rows)
         _fill_alerts(md, store, until)
         if md.reference_counts:
@@ -319,7 +323,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
         }
 
 
-def _fill_registry(md: ModelData, registry: Any) -> None:
+def _fill_registry(md: ModelData, registry: Any, loaded: Mapping[str, Any] | None = None) -> None:
     try:
         md.registry = registry.report(md.name)
         original = registry.manifest(md.name, variant="original")
@@ -340,19 +344,29 @@ def _fill_registry(md: ModelData, registry: Any) -> None:
             k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
         }
         md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
-        md.components = _components(registry, md.name)
+        md.components = _components(registry, md.name, loaded)
 
 
-def _components(registry: Any, name: str) -> dict[str, dict[str, int]]:
-    """Bytes per model component of both variants (leanml.compress.size_breakdown)."""
+def _components(
+    registry: Any, name: str, loaded: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, int]]:
+    """Bytes per model component of both variants (leanml.compress.size_breakdown); ``loaded``
+    holds variants the caller has in memory already (``{"original": model, "compact": model}``),
+    the others are loaded from the registry."""
+    loaded = loaded or {}
     try:
         from leanml.compress import size_breakdown
 
-        original = registry.load(name, variant="original").model
-        compact = registry.load(name, variant="compact")
-        if compact.variant != "compact":  # fell back: the guard rejected it
+        original = loaded.get("original")
+        if original is None:
+            original = registry.load(name, variant="original").model
+        compact = loaded.get("compact")
+        if compact is None:
+            served = registry.load(name, variant="compact")
+            compact = served.model if served.variant == "compact" else None
+        if compact is None:  # fell back: the guard rejected it
             return {"original": size_breakdown(original)["before"]}
-        parts = size_breakdown(original, compact.model)
+        parts = size_breakdown(original, compact)
     except Exception:  # the breakdown is a nicety; never let it break the report
         return {}
     return {

@@ -21,6 +21,9 @@ from leanml.dashboard.suggest import Suggestion
 
 __all__ = ["ModelOverview", "model_overview", "overview_html"]
 
+#: suggestions that answer an alert come before the others (sorting is stable otherwise)
+_FIRST = ("retrain", "drift_review")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelOverview:
@@ -66,7 +69,8 @@ def model_overview(
 ) -> ModelOverview:
     changes = _changes(md, data.since, data.until)
     changes += [i.text for i in insights if i.model == md.name and i.severity != "info"]
-    actions = [s for s in suggestions if s.model == md.name]
+    mine = [s for s in suggestions if s.model == md.name]
+    actions = sorted(mine, key=lambda s: s.rule not in _FIRST)  # what the alerts ask first
     return ModelOverview(md.name, md.health, changes, actions)
 
 

@@ -76,8 +76,11 @@ def build_report(
     retention_max_age_s: float | None = MonitorConfig.retention_max_age_s,
     store_budget_bytes: int | None = None,
     rules: Sequence[AlertRule] | Mapping[str, Sequence[AlertRule]] | None = None,
+    loaded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Report:
-    """Collect, analyse, chart and write the report; return where it went and what it says."""
+    """Collect, analyse, chart and write the report; return where it went and what it says.
+
+    ``rules`` and ``loaded`` go to :func:`~leanml.dashboard.data.collect`."""
     own = isinstance(store, str)
     st = MonitorStore(store, create=False) if isinstance(store, str) else store
     try:
@@ -90,6 +93,7 @@ def build_report(
             serving=serving,
             benchmarks=benchmarks,
             rules=rules,
+            loaded=loaded,
         )
     finally:
         if own:
@@ -181,7 +185,7 @@ text-align:left;vertical-align:top}th{background:#f3f5f7}
 .chart{max-width:100%;display:block;margin:.5em 0}.muted{color:#6b7785}
 code{background:#f3f5f7;padding:.1em .3em;word-break:break-all}
 li{margin:.35em 0}.sev-critical{color:#d7263d}.sev-warning{color:#b57800}
-.overview td{width:33%}.overview ul{margin:0;padding-left:1.1em}
+.overview td{width:43%}.overview td:first-child{width:14%}.overview ul{margin:0;padding-left:1.1em}
 """
 
 

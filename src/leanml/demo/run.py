@@ -53,8 +53,9 @@ def run_demo(
     store_url = store_url or settings.store_url
     day_start = day_start_for(time.time())
     started = time.perf_counter()
+    loaded: dict[str, dict[str, Any]] = {}  # the variants in memory, for the report's sizes
     results, notes = _run_models(
-        settings, registry, store_url, n_requests, retrain, day_start, console
+        settings, registry, store_url, n_requests, retrain, day_start, console, loaded
     )
     out: dict[str, Any] = {
         "models": results,
@@ -74,6 +75,7 @@ def run_demo(
                     name: [AlertRule(**rule) for rule in r["day"]["rules"]]
                     for name, r in results.items()
                 },
+                loaded=loaded,
                 sampling_rate=settings.monitor.sampling_rate,
                 retention_max_age_s=settings.monitor.retention_max_age_s,
             )
@@ -128,6 +130,7 @@ def _run_models(
     retrain: bool,
     day_start: float,
     console: Console,
+    loaded: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, Any], list[str]]:
     """Every demo model through every step; their results and the datasets' notes."""
     store = MonitorStore(store_url)
@@ -152,6 +155,7 @@ def _run_models(
                     retrain,
                     bar,
                     _DayPlan(day_start, seed),
+                    loaded,
                 )
                 bar.remove()
     finally:
@@ -170,6 +174,7 @@ def _run_model(
     retrain: bool,
     bar: _Bar,
     plan: _DayPlan,
+    loaded: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """One model: train or reuse, compress, measure each variant, monitor the served one."""
     bar.step("training")
@@ -179,6 +184,9 @@ def _run_model(
     bar.step("load through each variant")
     original = registry.load(name, variant="original")
     served = registry.load(name)
+    loaded[name] = {"original": original.model}
+    if served.variant == "compact":
+        loaded[name]["compact"] = served.model
     variants = _measure_variants(registry, original, dataset, n_requests, bar)
     bar.step("monitoring")
     monitoring = _monitor(served, dataset, monitor_config, n_requests)
