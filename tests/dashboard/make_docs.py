@@ -1,5 +1,6 @@
-"""Regenerate the README images: docs/dashboard.png (the live page, three demo models, in
-headless Chromium) and docs/report-latency.png, docs/report-accuracy.png (report charts).
+"""Regenerate the README's screenshot of the live page: docs/dashboard.png (three demo models, in
+headless Chromium). The README's report charts (docs/report-drift.png, docs/report-accuracy.png)
+come from the demo's simulated day: tests/demo/test_day.py regenerates them.
 
     python tests/dashboard/make_docs.py [--out docs]
 
@@ -10,7 +11,6 @@ two worker processes, delayed ground truth and an out-of-domain drift phase at t
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -62,8 +62,6 @@ def main() -> None:
             registry=ModelRegistry(work / "models"),
             since=time.time() - 3 * 3600,
         )
-        shutil.copy(rep.charts["intent-latency"], args.out / "report-latency.png")
-        shutil.copy(rep.charts["intent-accuracy"], args.out / "report-accuracy.png")
         print(rep.html_path, [str(p) for p in sorted(args.out.glob("*.png"))])
         for i in rep.insights:
             print("-", i.text)

@@ -5,6 +5,7 @@ the insights and the suggestions are checked against that data."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import time
@@ -69,11 +70,15 @@ def test_store_is_read_merged_across_processes(filled, report):
     assert md.latency["p50"] <= md.latency["p99"]
 
 
-def test_every_chart_is_a_valid_non_blank_png(report):
+def test_every_chart_is_a_valid_non_blank_png_with_its_data_beside_it(report):
     assert set(report.charts) == EXPECTED_CHARTS
     for key, path in report.charts.items():
         assert path.name == f"{key}.png"
         assert_valid_png(path.read_bytes())
+        assert json.loads(path.with_suffix(".json").read_text())  # the data it plots
+    windows = report.data.models["intent"].windows
+    throughput = json.loads(report.charts["intent-throughput"].with_suffix(".json").read_text())
+    assert throughput["series"]["count"] == [w.count for w in windows]
 
 
 def test_html_is_self_contained_and_holds_health_insights_suggestions(report):

@@ -31,12 +31,35 @@ def _results() -> dict:
         "labels_missing": 30,
         "health": "ok",
     }
+    day = {
+        "day": "2023-11-14",
+        "start": 1_699_920_000.0,
+        "predictions": 40123,
+        "peak_per_s": 1.16,
+        "peak_hour": 10,
+        "night_per_s": 0.13,
+        "labels_joined": 24070,
+        "labels_late": 1356,
+        "labels_missing": 14041,
+        "drift": {
+            "name": "spam wave",
+            "what": "spam wave: 80% of the mail is spam",
+            "start": 1_699_920_000.0 + 13 * 3600,
+            "end": 1_699_920_000.0 + 15 * 3600,
+            "rule": "class_drift",
+            "detection_s": 1800.0,
+        },
+        "alerts_fired": 2,
+        "alerts_resolved": 2,
+        "health": "healthy",
+    }
     model = {
         "dataset": "spamassassin",
         "served_variant": "compact",
         "fallback_reason": None,
         "variants": {"original": figures, "compact": {**figures, "accuracy": 0.905}},
         "monitoring": monitoring,
+        "day": day,
     }
     return {
         "models": {"email": model, "intent": {**model, "fallback_reason": "guard failed"}},
@@ -58,6 +81,9 @@ def test_print_results_shows_both_tables_and_every_note() -> None:
     assert "email: serving the original" not in text
     assert "note: intent: bundled subset" in text
     assert "report: /tmp/report/report.html" in text and "finished in 1.5 s" in text
+    # the day's summary: predictions, peak vs night, labels, the drift phase, detection, alerts
+    assert "a simulated day (2023-11-14, UTC)" in text and "40,123" in text
+    assert "1.16/0.13" in text and "13:00 spam wave, +30 min" in text and "2 / 2" in text
 
 
 def test_write_json_round_trips(tmp_path: Path) -> None:

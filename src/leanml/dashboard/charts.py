@@ -4,24 +4,31 @@ Each function returns PNG bytes, or ``None`` when there is nothing to draw (the 
 what is missing instead of showing an empty chart). Figures are built with
 ``matplotlib.figure.Figure`` on an Agg canvas, never through pyplot, so rendering holds no global
 state and is safe from any thread. Times are UTC; latencies in milliseconds.
+
+The charts over time (latency, throughput, accuracy, drift) and the data they are drawn from live
+in :mod:`~leanml.dashboard.timecharts`; they are listed here too, as :func:`model_charts` draws
+them with the others.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, DateFormatter
-from matplotlib.figure import Figure
 
 from leanml.config import AlertRule
+from leanml.dashboard._figure import new_figure, to_png
 from leanml.dashboard.data import ModelData, ReportData, batch_figures
-from leanml.monitor.drift import DRIFT_SCORES
+from leanml.dashboard.timecharts import (
+    accuracy_chart,
+    drift_chart,
+    latency_chart,
+    throughput_chart,
+    time_axis,
+    time_chart_data,
+)
 
 __all__ = [
     "accuracy_chart",
@@ -34,142 +41,18 @@ __all__ = [
     "confusion_chart",
     "drift_chart",
     "latency_chart",
+    "model_chart_data",
     "model_charts",
+    "report_chart_data",
     "resources_chart",
     "throughput_chart",
 ]
 
-_COLORS = {"p50": "#2b7bba", "p95": "#f0a202", "p99": "#d7263d", "warning": "#f0a202"}
 _CRIT = "#d7263d"
-#: the drift chart's legend, one entry per score of DRIFT_SCORES (a new score must be placed
-#: here). None: not drawn, as it does not share the PSI / KS scale from 0: the chi-square
-#: statistic grows with the window's size, and the OOV delta is a signed change of a rate.
-_DRIFT_LABELS: dict[str, str | None] = {
-    "class_psi": "class PSI",
-    "class_chi2": None,
-    "confidence_ks": "confidence KS",
-    "input_length_ks": "input length KS",
-    "oov_delta": None,
-}
-
-
-def _fig(height: float = 3.2, width: float = 7.5) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # tick-placement notes on odd ranges are not errors
-        warnings.filterwarnings("ignore", message="AutoDateLocator", category=UserWarning)
-        fig.tight_layout()
-        fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def _times(ts: Iterable[float]) -> Any:
     return [dt.datetime.fromtimestamp(t, tz=dt.UTC) for t in ts]
-
-
-def _floats(values: Iterable[float | None]) -> Any:
-    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-def _time_axis(ax: Any, maxticks: int = 8) -> None:
-    lo, hi = ax.get_xlim()  # days; a single window would give the locator nothing to divide
-    if hi - lo < 10 / 1440:
-        mid = (lo + hi) / 2
-        ax.set_xlim(mid - 5 / 1440, mid + 5 / 1440)
-    ax.xaxis.set_major_locator(AutoDateLocator(maxticks=maxticks, tz=dt.UTC))
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=dt.UTC))
-    ax.set_xlabel("time (UTC)")
-    ax.grid(alpha=0.3)
-
-
-def _rule(rules: Iterable[AlertRule], metric: str) -> AlertRule | None:
-    return next((r for r in rules if r.metric == metric), None)
-
-
-def _thresholds(ax: Any, rule: AlertRule | None, scale: float = 1.0, unit: str = "") -> None:
-    if rule is None:
-        return
-    for level, color in (("warning", _COLORS["warning"]), ("critical", _CRIT)):
-        value = getattr(rule, level)
-        if value is not None:
-            ax.axhline(
-                value * scale,
-                color=color,
-                linestyle="--",
-                linewidth=1,
-                label=f"{rule.name} {level} ({value * scale:g}{unit})",
-            )
-
-
-def latency_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
-    pts = [w for w in md.windows if w.p50 is not None]
-    if not pts:
-        return None
-    fig = _fig()
-    ax = fig.add_subplot()
-    t = _times(w.start + w.width / 2 for w in pts)
-    for q in ("p50", "p95", "p99"):
-        ax.plot(t, [getattr(w, q) * 1000 for w in pts], marker=".", label=q, color=_COLORS[q])
-    top = max(w.p99 or 0 for w in pts) * 1000
-    rule = _rule(rules, "latency_p99_s")
-    if rule is not None and rule.warning is not None and rule.warning * 1000 <= top * 1.5:
-        _thresholds(ax, rule, 1000, " ms")
-    ax.set_ylabel("latency (ms)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{md.name}: latency per window (all processes merged)")
-    ax.legend(fontsize=8, loc="upper left")
-    _time_axis(ax)
-    return _png(fig)
-
-
-def throughput_chart(md: ModelData) -> bytes | None:
-    if not md.windows:
-        return None
-    fig = _fig()
-    ax = fig.add_subplot()
-    t = _times(w.start + w.width / 2 for w in md.windows)
-    ax.plot(t, [w.throughput for w in md.windows], marker=".", color="#2b7bba", label="predictions")
-    if any(w.errors for w in md.windows):
-        ax.plot(t, [w.errors / w.width for w in md.windows], color=_CRIT, label="errors")
-    ax.set_ylabel("predictions per second")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{md.name}: throughput per window")
-    ax.legend(fontsize=8, loc="upper left")
-    _time_axis(ax)
-    return _png(fig)
-
-
-def accuracy_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
-    est = [(w.start + w.width / 2, w.estimated_accuracy) for w in md.windows if w.count]
-    real = [(w.start + w.width / 2, w.realized_accuracy) for w in md.windows if w.labeled]
-    if not est and not real:
-        return None
-    fig = _fig()
-    ax = fig.add_subplot()
-    if est:
-        ax.plot(
-            _times(a for a, _ in est), _floats(b for _, b in est), marker=".", label="estimated"
-        )
-    if real:
-        ax.plot(
-            _times(a for a, _ in real),
-            _floats(b for _, b in real),
-            marker="o",
-            color="#1b998b",
-            label="realized (labels joined)",
-        )
-    _thresholds(ax, _rule(rules, "realized_accuracy"))
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("accuracy (share correct)")
-    ax.set_title(f"{md.name}: realized vs estimated accuracy, by prediction time")
-    ax.legend(fontsize=8, loc="lower left")
-    _time_axis(ax)
-    return _png(fig)
 
 
 def confusion_chart(md: ModelData, max_classes: int = 15) -> bytes | None:
@@ -191,7 +74,7 @@ def confusion_chart(md: ModelData, max_classes: int = 15) -> bytes | None:
         labels = [labels[k] for k in keep] + [f"other ({len(rest)})"]
     n = len(labels)
     size = min(9.0, 2.5 + 0.45 * n)
-    fig = _fig(size, size + 1.0)
+    fig = new_figure(size, size + 1.0)
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(n), labels=labels, rotation=60, ha="right", fontsize=8)
@@ -207,46 +90,7 @@ def confusion_chart(md: ModelData, max_classes: int = 15) -> bytes | None:
                     ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(im, ax=ax, label="labeled predictions")
     ax.set_title(f"{md.name}: confusion matrix ({int(m.sum())} labeled)")
-    return _png(fig)
-
-
-def drift_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
-    pts = [w for w in md.windows if w.drift]
-    if not pts:
-        return None
-    fig = _fig()
-    ax = fig.add_subplot()
-    t = _times(w.start + w.width / 2 for w in pts)
-    for key in DRIFT_SCORES:
-        label = _DRIFT_LABELS[key]
-        if label is None:
-            continue
-        ys = [w.drift.get(key, np.nan) for w in pts]
-        if not all(np.isnan(ys)):
-            ax.plot(t, ys, marker=".", label=label)
-    rule = _rule(rules, "drift_class_psi")
-    if rule is not None and rule.warning is not None:
-        ax.axhline(
-            rule.warning,
-            color=_COLORS["warning"],
-            linestyle="--",
-            linewidth=1,
-            label=f"PSI warning ({rule.warning:g})",
-        )
-    if rule is not None and rule.critical is not None:
-        ax.axhline(
-            rule.critical,
-            color=_CRIT,
-            linestyle="--",
-            linewidth=1,
-            label=f"PSI critical ({rule.critical:g})",
-        )
-    ax.set_ylabel("drift score (PSI / KS statistic)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"{md.name}: drift per window against the training reference")
-    ax.legend(fontsize=8, loc="upper left")
-    _time_axis(ax)
-    return _png(fig)
+    return to_png(fig)
 
 
 def class_mix_chart(md: ModelData, top: int = 12) -> bytes | None:
@@ -260,7 +104,7 @@ def class_mix_chart(md: ModelData, top: int = 12) -> bytes | None:
         key=lambda k: -(md.label_counts.get(k, 0) / live_total + ref.get(k, 0) / ref_total),
     )[:top]
     y = np.arange(len(keys))
-    fig = _fig(max(2.6, 0.32 * len(keys) + 1.2))
+    fig = new_figure(max(2.6, 0.32 * len(keys) + 1.2))
     ax = fig.add_subplot()
     ax.barh(
         y - 0.2,
@@ -283,7 +127,7 @@ def class_mix_chart(md: ModelData, top: int = 12) -> bytes | None:
     ax.set_title(f"{md.name}: predicted-class mix vs reference (top {len(keys)})")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return to_png(fig)
 
 
 def cache_chart(md: ModelData) -> bytes | None:
@@ -291,7 +135,7 @@ def cache_chart(md: ModelData) -> bytes | None:
     hits, misses = cache.get("hits"), cache.get("misses")
     if hits is None or misses is None or hits + misses == 0:
         return None
-    fig = _fig(2.9)
+    fig = new_figure(2.9)
     ax = fig.add_subplot()
     rate = 100 * hits / (hits + misses)
     ax.barh([0], [rate], color="#1b998b", label=f"hits ({hits:,})")
@@ -309,7 +153,7 @@ def cache_chart(md: ModelData) -> bytes | None:
     ax.set_xlabel("share of lookups (%)")
     ax.set_title(f"{md.name}: prediction cache hit rate {rate:.1f}%")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
-    return _png(fig)
+    return to_png(fig)
 
 
 def batch_chart(md: ModelData) -> bytes | None:
@@ -317,7 +161,7 @@ def batch_chart(md: ModelData) -> bytes | None:
     sizes: dict[str, int] = fig_data["sizes"]
     if not sizes:
         return None
-    fig = _fig(2.8)
+    fig = new_figure(2.8)
     ax = fig.add_subplot()
     ax.bar(list(sizes), list(sizes.values()), color="#2b7bba")
     ax.set_xlabel("texts per vectorized predict (micro-batch size)")
@@ -325,7 +169,7 @@ def batch_chart(md: ModelData) -> bytes | None:
     mean = fig_data["mean"]
     ax.set_title(f"{md.name}: micro-batch sizes" + (f" (mean {mean:.1f})" if mean else ""))
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return to_png(fig)
 
 
 def model_charts(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, bytes]:
@@ -343,12 +187,58 @@ def model_charts(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, by
     return {k: v for k, v in out.items() if v is not None}
 
 
+def model_chart_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, dict[str, Any]]:
+    """The data behind each chart of :func:`model_charts` that has some (the report writes it
+    as JSON beside the PNG): the time charts' series, and what the other charts plot."""
+    out: dict[str, dict[str, Any]] = dict(time_chart_data(md, rules))
+    if md.confusion:
+        out["confusion"] = {"labels": md.confusion_labels, "matrix": md.confusion}
+    if md.label_counts:
+        out["class-mix"] = {"live": md.label_counts, "reference": md.reference_counts}
+    cache = (md.serving or {}).get("cache")
+    if cache:
+        out["cache"] = dict(cache)
+    batches = batch_figures((md.serving or {}).get("batching"))
+    if batches["sizes"]:
+        out["batches"] = batches
+    for d in out.values():
+        d.setdefault("model", md.name)
+    return out
+
+
+def report_chart_data(data: ReportData) -> dict[str, dict[str, Any]]:
+    """The data behind the report-wide charts: resources and compression."""
+    models = list(data.models.values())
+    out: dict[str, dict[str, Any]] = {}
+    if data.resources:
+        keys = ("ts", "process", "cpu_percent", "rss_bytes", "disk_bytes")
+        out["resources"] = {"rows": [{k: r.get(k) for k in keys} for r in data.resources]}
+    if any(md.payload_sizes for md in models):
+        out["compression-size"] = {md.name: md.payload_sizes for md in models}
+    if any(md.components for md in models):
+        out["compression-components"] = {md.name: md.components for md in models}
+    quality = {
+        md.name: {
+            "variants": {
+                v: f.get("test_accuracy")
+                for v, f in (md.registry or {}).get("variants", {}).items()
+            },
+            "agreement": ((md.compression or {}).get("guard") or {}).get("agreement"),
+        }
+        for md in models
+        if md.registry
+    }
+    if quality:
+        out["compression-quality"] = quality
+    return out
+
+
 def resources_chart(data: ReportData) -> bytes | None:
     rows = data.resources
     if not rows:
         return None
     procs = sorted({r["process"] for r in rows})
-    fig = _fig(6.0, 9.0)
+    fig = new_figure(6.0, 9.0)
     axes = fig.subplots(2, 2, sharex=True)
     for proc in procs:
         mine = [r for r in rows if r["process"] == proc]
@@ -378,18 +268,18 @@ def resources_chart(data: ReportData) -> bytes | None:
         ax.set_title(title)
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
-        _time_axis(ax, maxticks=5)
+        time_axis(ax, maxticks=5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle("System resources per serving process")
-    return _png(fig)
+    return to_png(fig)
 
 
 def _stacked_sizes(models: Sequence[ModelData], attr: str, xlabel: str, title: str) -> bytes | None:
     rows = [md for md in models if getattr(md, attr)]
     if not rows:
         return None
-    fig = _fig(max(2.8, 0.9 * len(rows) + 1.8), 8.5)
+    fig = new_figure(max(2.8, 0.9 * len(rows) + 1.8), 8.5)
     ax = fig.add_subplot()
     ticks: list[tuple[float, str]] = []
     colors: dict[str, Any] = {}
@@ -424,7 +314,7 @@ def _stacked_sizes(models: Sequence[ModelData], attr: str, xlabel: str, title: s
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    return _png(fig)
+    return to_png(fig)
 
 
 def compression_size_chart(models: Sequence[ModelData]) -> bytes | None:
@@ -459,7 +349,7 @@ def compression_quality_chart(models: Sequence[ModelData]) -> bytes | None:
         rows.append((md.name, orig, comp, guard.get("agreement")))
     if not rows:
         return None
-    fig = _fig(3.2, 8.0)
+    fig = new_figure(3.2, 8.0)
     ax = fig.add_subplot()
     x = np.arange(len(rows))
     bars = (
@@ -478,4 +368,4 @@ def compression_quality_chart(models: Sequence[ModelData]) -> bytes | None:
     ax.set_title("Compression: accuracy and agreement per variant")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return to_png(fig)

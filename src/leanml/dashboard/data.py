@@ -105,6 +105,7 @@ class ModelData:
     payload_sizes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     components: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     serving: dict[str, Any] | None = None  # live figures from leanml serve (cache, batching)
+    rules: tuple[AlertRule, ...] | None = None  # this model's alert rules (None: the report's)
 
     @property
     def realized_accuracy(self) -> float | None:
@@ -134,6 +135,10 @@ class ReportData:
     retention_max_age_s: float | None = 30 * 86_400.0
     store_budget_bytes: int | None = None
 
+    def rules_for(self, md: ModelData) -> tuple[AlertRule, ...]:
+        """The alert rules the model was monitored with: its own if known, else the report's."""
+        return md.rules if md.rules is not None else self.rules
+
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     """95% Wilson score interval of a proportion (None without data)."""
@@ -153,12 +158,27 @@ def collect(
     until: float | None = None,
     models: Sequence[str] | None = None,
     registry: Any | None = None,
-    rules: Iterable[AlertRule] | None = None,
+    rules: Iterable[AlertRule] | Mapping[str, Iterable[AlertRule]] | None = None,
     serving: Mapping[str, Mapping[str, Any]] | None = None,
     benchmarks: Mapping[str, Any] | None = None,
     max_detail_rows: int = 200_000,
+    loaded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ReportData:
-    """Read the store (and optionally a registry) into a :class:`ReportData`."""
+    """Read the store (and optionally a registry) into a :class:`ReportData`.
+
+    ``loaded`` (model name -> ``{"original": model, "compact": model}``) hands over variants
+    already in memory, so their size breakdown does not load them from the registry again.
+
+    ``rules`` are the alert rules the models were monitored with (thresholds drawn on the charts,
+    drift limits of the suggestions): one set for every model, or a set per model name (the
+    others get the default rules).
+    """
+    per_model: dict[str, Iterable[AlertRule]] = {}
+    shared = default_rules()
+    if isinstance(rules, Mapping):
+        per_model = dict(rules)
+    elif rules is not None:
+        shared = tuple(rules)
     until = time.time() if until is None else until
     since = until - 3600.0 if since is None else since
     if not sa.inspect(store.engine).has_table(store.snapshots.name):
@@ -174,7 +194,7 @@ def collect(
         rows = [r for r in snaps if r["model"] == name]
         md = _model_windows(name, rows, store, since, until, max_detail_rows)
         if registry is not None and name in registry.list_models():
-            _fill_registry(md, registry)
+            _fill_registry(md, registry, (loaded or {}).get(name))
         _fill_samples(md, store, since, until, max_detail_rows)
         _fill_alerts(md, store, until)
         if md.reference_counts:
@@ -183,6 +203,8 @@ def collect(
                     w.drift["class_psi"] = _psi(md.reference_counts, w.label_counts)
         if serving and name in serving:
             md.serving = dict(serving[name])
+        if name in per_model:
+            md.rules = tuple(per_model[name])
         out[name] = md
     return ReportData(
         since=since,
@@ -190,7 +212,7 @@ def collect(
         models=out,
         resources=_resources(store, since, until),
         store_url=store.url,
-        rules=tuple(rules) if rules is not None else default_rules(),
+        rules=shared,
         benchmarks=dict(benchmarks or {}),
     )
 
@@ -301,7 +323,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
         }
 
 
-def _fill_registry(md: ModelData, registry: Any) -> None:
+def _fill_registry(md: ModelData, registry: Any, loaded: Mapping[str, Any] | None = None) -> None:
     try:
         md.registry = registry.report(md.name)
         original = registry.manifest(md.name, variant="original")
@@ -322,19 +344,29 @@ def _fill_registry(md: ModelData, registry: Any) -> None:
             k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
         }
         md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
-        md.components = _components(registry, md.name)
+        md.components = _components(registry, md.name, loaded)
 
 
-def _components(registry: Any, name: str) -> dict[str, dict[str, int]]:
-    """Bytes per model component of both variants (leanml.compress.size_breakdown)."""
+def _components(
+    registry: Any, name: str, loaded: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, int]]:
+    """Bytes per model component of both variants (leanml.compress.size_breakdown); ``loaded``
+    holds variants the caller has in memory already (``{"original": model, "compact": model}``),
+    the others are loaded from the registry."""
+    loaded = loaded or {}
     try:
         from leanml.compress import size_breakdown
 
-        original = registry.load(name, variant="original").model
-        compact = registry.load(name, variant="compact")
-        if compact.variant != "compact":  # fell back: the guard rejected it
+        original = loaded.get("original")
+        if original is None:
+            original = registry.load(name, variant="original").model
+        compact = loaded.get("compact")
+        if compact is None:
+            served = registry.load(name, variant="compact")
+            compact = served.model if served.variant == "compact" else None
+        if compact is None:  # fell back: the guard rejected it
             return {"original": size_breakdown(original)["before"]}
-        parts = size_breakdown(original, compact.model)
+        parts = size_breakdown(original, compact)
     except Exception:  # the breakdown is a nicety; never let it break the report
         return {}
     return {

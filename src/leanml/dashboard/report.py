@@ -3,7 +3,9 @@
 :func:`build_report` reads the store (merged across processes) and optionally the registry,
 computes health, insights and suggestions, renders every chart (matplotlib, Agg) and writes
 ``report.html`` (charts embedded as base64, so the file can be mailed alone) and ``*.png`` into
-``out_dir``. Every string that comes from data (model names, labels, reasons) is HTML-escaped.
+``out_dir``, each PNG with the data it plots beside it (``*.json``, see
+:mod:`~leanml.dashboard.timecharts`). Every string that comes from data (model names, labels,
+reasons) is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -22,6 +25,7 @@ from leanml.config import AlertRule, MonitorConfig
 from leanml.dashboard import charts
 from leanml.dashboard.data import ModelData, ReportData, collect, wilson_interval
 from leanml.dashboard.insights import Insight, generate_insights
+from leanml.dashboard.overview import overview_html
 from leanml.dashboard.suggest import Suggestion, generate_suggestions
 from leanml.monitor.store import MonitorStore
 
@@ -71,9 +75,12 @@ def build_report(
     sampling_rate: float = MonitorConfig.sampling_rate,
     retention_max_age_s: float | None = MonitorConfig.retention_max_age_s,
     store_budget_bytes: int | None = None,
-    rules: Sequence[AlertRule] | None = None,
+    rules: Sequence[AlertRule] | Mapping[str, Sequence[AlertRule]] | None = None,
+    loaded: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Report:
-    """Collect, analyse, chart and write the report; return where it went and what it says."""
+    """Collect, analyse, chart and write the report; return where it went and what it says.
+
+    ``rules`` and ``loaded`` go to :func:`~leanml.dashboard.data.collect`."""
     own = isinstance(store, str)
     st = MonitorStore(store, create=False) if isinstance(store, str) else store
     try:
@@ -86,6 +93,7 @@ def build_report(
             serving=serving,
             benchmarks=benchmarks,
             rules=rules,
+            loaded=loaded,
         )
     finally:
         if own:
@@ -97,9 +105,14 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs: dict[str, bytes] = {}
+    chart_data: dict[str, dict[str, Any]] = {}
     for md in data.models.values():
-        for kind, png in charts.model_charts(md, data.rules).items():
+        rules_md = data.rules_for(md)
+        for kind, png in charts.model_charts(md, rules_md).items():
             pngs[f"{_slug(md.name)}-{kind}"] = png
+        for kind, values in charts.model_chart_data(md, rules_md).items():
+            chart_data[f"{_slug(md.name)}-{kind}"] = values
+    chart_data.update(charts.report_chart_data(data))
     for key, maybe in (
         ("resources", charts.resources_chart(data)),
         ("compression-size", charts.compression_size_chart(list(data.models.values()))),
@@ -115,9 +128,23 @@ def build_report(
     for key, png in pngs.items():
         paths[key] = out / f"{key}.png"
         paths[key].write_bytes(png)
+        if key in chart_data:  # the data behind the chart, beside it
+            text = json.dumps(_finite(chart_data[key]), indent=1, default=str, allow_nan=False)
+            (out / f"{key}.json").write_text(text + "\n", encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(render_html(data, insights, suggestions, pngs), encoding="utf-8")
     return Report(html_path, paths, data, insights, suggestions)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _slug(name: str) -> str:
@@ -158,6 +185,7 @@ text-align:left;vertical-align:top}th{background:#f3f5f7}
 .chart{max-width:100%;display:block;margin:.5em 0}.muted{color:#6b7785}
 code{background:#f3f5f7;padding:.1em .3em;word-break:break-all}
 li{margin:.35em 0}.sev-critical{color:#d7263d}.sev-warning{color:#b57800}
+.overview td{width:43%}.overview td:first-child{width:14%}.overview ul{margin:0;padding-left:1.1em}
 """
 
 
@@ -176,6 +204,7 @@ def render_html(
         f"<p class='muted'>{_e(_ts(data.since))} to {_e(_ts(data.until))} &middot; store "
         f"<code>{_e(data.store_url)}</code> &middot; {len(data.models)} model(s), every "
         "serving process merged</p>",
+        overview_html(data, insights, suggestions, {n: f"model-{_slug(n)}" for n in data.models}),
         _health_section(data),
         _insights_section(insights),
         _suggestions_section(suggestions),

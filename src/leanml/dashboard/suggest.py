@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "generate_suggestions",
     "suggest_cache",
     "suggest_compact_variant",
+    "suggest_drift_review",
     "suggest_max_wait",
     "suggest_retention",
     "suggest_retrain",
@@ -39,9 +41,9 @@ __all__ = [
 #: Where serving settings live (``leanml serve --config FILE``, TOML) and the admin API.
 SERVE_SETTINGS = {
     "cache_entries": "[serving] cache_max_entries",
-    "cache_entries_env": "LEANML_SERVE_CACHE_MAX_ENTRIES",
+    "cache_entries_env": "LEANML_SERVING_CACHE_MAX_ENTRIES",
     "max_wait_ms": "[serving] max_wait_ms",
-    "max_wait_ms_env": "LEANML_SERVE_MAX_WAIT_MS",
+    "max_wait_ms_env": "LEANML_SERVING_MAX_WAIT_MS",
     "monitoring_api": "PATCH /v1/monitoring/config",
     "variant_api": "PUT /v1/models/{name}/variant",
 }
@@ -213,6 +215,61 @@ def suggest_retrain(
     )
 
 
+def suggest_drift_review(
+    md: ModelData, rules: Sequence[AlertRule] = (), persist: int = 3
+) -> Suggestion | None:
+    """A drift alert is still open at the end of the range and the drift held for ``persist``
+    windows, but the accuracy did not fall (:func:`suggest_retrain` covers that case): the
+    traffic changed for good, and the drift reference should follow it."""
+    rules = tuple(rules) or default_rules()
+    drift_rules = {
+        r.name: (r.metric.removeprefix("drift_"), r.warning)
+        for r in rules
+        if r.metric.startswith("drift_") and r.metric.removeprefix("drift_") in DRIFT_SCORES
+    }
+    open_ = [name for name in drift_rules if md.levels.get(name, "ok") != "ok"]
+    pts = [w for w in md.windows if w.count]
+    if not open_ or len(pts) < persist + 1:
+        return None
+    rule = open_[0]
+    key, limit = drift_rules[rule]
+    last = pts[-persist:]
+    if limit is None or not all(w.drift.get(key, 0.0) > limit for w in last):
+        return None
+    since = next(
+        (
+            a["ts"]
+            for a in reversed(md.alert_history)
+            if a["rule"] == rule and a["previous"] == "ok"
+        ),
+        None,
+    )
+    when = "" if since is None else f" since {_hm(since)} UTC"
+    real = _realized(last)
+    acc = "" if real is None else f"; realized accuracy in those windows {real:.3f}"
+    task = (md.registry or {}).get("task") or md.name
+    return Suggestion(
+        "drift_review",
+        md.name,
+        f"Check whether the drift of {md.name} is the new normal",
+        f"{rule} has been {md.levels[rule]}{when}: {key} above {limit:g} in each of the last "
+        f"{persist} windows (latest {last[-1].drift.get(key, 0.0):.2f}){acc}. The accuracy did "
+        "not fall, so the model copes, but alerts stay open until the reference follows.",
+        f"leanml train {task} --name {md.name}   (with recent labeled traffic in the training "
+        "data: the new version's drift reference is today's mix)",
+        {"rule": rule, "score": key, "since": since},
+    )
+
+
+def _hm(ts: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(ts))
+
+
+def _realized(windows: Sequence[WindowPoint]) -> float | None:
+    n = sum(w.labeled for w in windows)
+    return sum(w.labeled_correct for w in windows) / n if n else None
+
+
 def _estimated(windows: Sequence[WindowPoint]) -> float | None:
     conf = sum(w.confidence_sum for w in windows)
     n = sum(w.count if w.confidence_count is None else w.confidence_count for w in windows)
@@ -264,7 +321,7 @@ def generate_suggestions(
             suggest_compact_variant(md),
             suggest_sampling_rate(md, sampling_rate),
             suggest_max_wait(md),
-            suggest_retrain(md, data.rules),
+            suggest_retrain(md, data.rules_for(md)) or suggest_drift_review(md, data.rules_for(md)),
         ]
     out.append(suggest_retention(data))
     return [s for s in out if s is not None]

@@ -9,15 +9,18 @@ For email categorization, intent recognition and sentiment analysis it:
    single-text in-process load through each;
 4. measures the monitoring overhead and replays delayed, partly missing ground truth to compare
    the accuracy joined by prediction id with the true and the estimated accuracy;
-5. runs a monitored load into the monitoring store and writes the HTML report from it.
+5. simulates a day of the served model (:mod:`~leanml.demo.day`: yesterday, midnight to midnight
+   UTC, in seconds of wall time): a morning peak, a quiet night, bursts, late and partly missing
+   labels, an afternoon drift that fires alerts, all written to the monitoring store; then writes
+   the HTML report over that day.
 
 It prints the tables and, with ``json_path``, writes everything as JSON.
 
 The modules, by concept: :mod:`~leanml.demo.run` (the run, model by model),
 :mod:`~leanml.demo.models` (train, compress, measure a variant),
-:mod:`~leanml.demo.monitoring` (the monitoring phase) and :mod:`~leanml.demo.output` (the printed
-tables and the JSON). The demo is a face of leanml, like the CLI: it may import any layer, and no
-layer imports it.
+:mod:`~leanml.demo.monitoring` (the monitoring phase), :mod:`~leanml.demo.day` (the simulated
+day) and :mod:`~leanml.demo.output` (the printed tables and the JSON). The demo is a face of
+leanml, like the CLI: it may import any layer, and no layer imports it.
 """
 
 from __future__ import annotations

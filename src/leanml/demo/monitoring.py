@@ -10,8 +10,8 @@ ground-truth path's ``expired`` + ``evicted``; ``unknown`` is its ``never_seen``
 It returns the monitor's joined accuracy beside the true accuracy of all predictions and the
 confidence-based estimate, plus every ground-truth counter. Runs in seconds; no I/O.
 
-:func:`monitored_load` is the live half: a monitored single-text load written to the monitoring
-store (which the report then reads), with delayed feedback for :data:`FEEDBACK_SHARE` of it.
+The day the report shows (traffic, drift, alerts, written to the store) is
+:mod:`leanml.demo.day`.
 """
 
 from __future__ import annotations
@@ -24,23 +24,16 @@ from typing import Any
 import numpy as np
 
 from leanml._validation import check_number
-from leanml.bench.inprocess import run_single_text_load
-from leanml.datasets import Dataset
 from leanml.monitor import (
     GroundTruth,
     ModelMonitor,
     MonitorConfig,
     MonitoredEstimator,
     MonitorStats,
-    MonitorStore,
     monitored,
 )
-from leanml.registry import LoadedModel
 
-__all__ = ["FEEDBACK_SHARE", "monitored_load", "monitoring_demo"]
-
-#: share of the monitored predictions whose true label is sent back for the report
-FEEDBACK_SHARE = 0.7
+__all__ = ["monitoring_demo"]
 #: the simulated clock starts here (a fixed epoch: runs are reproducible)
 _T0 = 1_700_000_000.0
 #: predictions arrive in batches of this size, one per second
@@ -210,48 +203,4 @@ def monitoring_demo(
         "ground_truth": _ground_truth_counts(dict(s["ground_truth"])),
         "health": s["health"],
         "drift": s["drift"],
-    }
-
-
-def monitored_load(
-    served: LoadedModel,
-    reference: dict[str, Any] | None,
-    dataset: Dataset,
-    store: MonitorStore,
-    n_requests: int,
-    progress: Any,
-    *,
-    config: MonitorConfig | None = None,
-) -> dict[str, Any]:
-    """A monitored single-text load written to ``store``, then delayed feedback for a share."""
-    monitor = ModelMonitor(
-        served.name,
-        version=str(served.version),
-        variant=served.variant,
-        store=store,
-        reference=reference,
-        config=config,
-        sinks=[],
-    )
-    wrapped = monitored(served.model, name=served.name, monitor=monitor)
-    ids: list[str] = []
-    load = run_single_text_load(
-        lambda batch: ids.extend(wrapped.predict_with_ids(batch)[1]),
-        dataset.X_test,
-        n_requests,
-        warmup=0,
-        on_progress=progress,
-    )
-    rng = np.random.default_rng(0)
-    answered = np.flatnonzero(rng.random(len(ids)) < FEEDBACK_SHARE)
-    truth = [dataset.y_test[i % len(dataset.y_test)] for i in answered]
-    wrapped.record_ground_truth_batch([ids[i] for i in answered], truth)
-    wrapped.close()
-    stats = monitor.stats()
-    return {
-        "monitored_predictions_per_s": round(load.predictions_per_s, 1),
-        "feedback_sent": len(answered),
-        "realized_accuracy": stats["accuracy"]["realized"]["accuracy"],
-        "estimated_accuracy": stats["accuracy"]["estimated"],
-        "health": stats["health"],
     }

@@ -1,4 +1,4 @@
-"""What ``leanml demo`` prints (two tables and its notes) and writes (the results as JSON)."""
+"""What ``leanml demo`` prints (three tables and its notes) and writes (the results as JSON)."""
 
 from __future__ import annotations
 
@@ -36,14 +36,23 @@ _MONITORING_COLUMNS = (
     "late",
     "duplicate",
     "unknown",
-    "health",
+)
+_DAY_COLUMNS = (
+    "model",
+    "predictions",
+    "peak/night /s",
+    "drift (UTC): detected after",
+    "alerts: fired/resolved",
+    "health 24:00",
 )
 
 
 def print_results(console: Console, out: dict[str, Any]) -> None:
-    """Print the results of :func:`~leanml.demo.run_demo`: both tables, then the notes."""
+    """Print the results of :func:`~leanml.demo.run_demo`: the tables, then the notes."""
     console.print(_variants_table(out["models"]))
     console.print(_monitoring_table(out["models"]))
+    if any("day" in r for r in out["models"].values()):
+        console.print(_day_table(out["models"]))
     _print_notes(console, out)
 
 
@@ -95,9 +104,46 @@ def _monitoring_table(results: dict[str, Any]) -> Table:
             str(gt["late"]),
             str(gt["duplicate"]),
             str(gt["unknown"]),
-            str(m["health"]),
         )
     return table
+
+
+def _day_table(results: dict[str, Any]) -> Table:
+    days = [r["day"] for r in results.values() if "day" in r]
+    title = f"a simulated day ({days[0]['day']}, UTC): traffic, late labels, drift and alerts"
+    table = Table(title=title)
+    rows = []
+    for name, r in results.items():
+        if "day" not in r:
+            continue
+        d = r["day"]
+        drift = d["drift"]
+        rows.append(
+            (
+                name,
+                f"{d['predictions']:,}",
+                f"{d['peak_per_s']:.2f}/{d['night_per_s']:.2f}",
+                f"{_hour(drift['start'], d['start'])} {drift['name']}, "
+                + _minutes(drift["detection_s"]),
+                f"{d['alerts_fired']} / {d['alerts_resolved']}",
+                str(d["health"]),
+            )
+        )
+    for column in _DAY_COLUMNS:
+        left = column in ("model", "drift (UTC): detected after")
+        table.add_column(column, justify="left" if left else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _hour(ts: float, day_start: float) -> str:
+    minutes = round((ts - day_start) / 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "not detected" if seconds is None else f"+{seconds / 60:.0f} min"
 
 
 def _print_notes(console: Console, out: dict[str, Any]) -> None:

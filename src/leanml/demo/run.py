@@ -2,14 +2,16 @@
 
 For each model of :data:`DEMO_MODELS` the run loads its dataset, trains or reuses the model,
 compresses it behind the accuracy guard, measures each variant loaded back through the registry
-(:mod:`leanml.demo.models`), then runs the monitoring phase (:mod:`leanml.demo.monitoring`). A
-progress bar per model shows the step and the predictions done. The report is written from the
-monitoring store at the end, and the results printed and optionally written as JSON
-(:mod:`leanml.demo.output`).
+(:mod:`leanml.demo.models`), then runs the monitoring phase (:mod:`leanml.demo.monitoring`) and
+the simulated day (:mod:`leanml.demo.day`: yesterday, midnight to midnight UTC, written to the
+monitoring store). A progress bar per model shows the step and the work done. The report is
+written from the store over that day at the end, and the results printed and optionally written
+as JSON (:mod:`leanml.demo.output`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from leanml.config import MonitorConfig, Settings
+from leanml.config import AlertRule, MonitorConfig, Settings
 from leanml.dashboard import build_report
 from leanml.datasets import Dataset, load_dataset
+from leanml.demo.day import DAY_S, day_start_for, simulate_day
 from leanml.demo.models import ensure_compact, ensure_model, variant_figures
-from leanml.demo.monitoring import monitored_load, monitoring_demo
+from leanml.demo.monitoring import monitoring_demo
 from leanml.demo.output import print_results, write_json
 from leanml.monitor import MonitorStore
 from leanml.registry import LoadedModel, ModelRegistry
@@ -48,9 +51,12 @@ def run_demo(
     console = console or Console()
     registry = ModelRegistry(models_dir or settings.models_dir)
     store_url = store_url or settings.store_url
-    started_wall = time.time()
+    day_start = day_start_for(time.time())
     started = time.perf_counter()
-    results, notes = _run_models(settings, registry, store_url, n_requests, retrain, console)
+    loaded: dict[str, dict[str, Any]] = {}  # the variants in memory, for the report's sizes
+    results, notes = _run_models(
+        settings, registry, store_url, n_requests, retrain, day_start, console, loaded
+    )
     out: dict[str, Any] = {
         "models": results,
         "models_dir": str(registry.root),
@@ -63,7 +69,13 @@ def run_demo(
                 store_url,
                 report_dir,
                 registry=registry,
-                since=started_wall,
+                since=day_start,
+                until=day_start + DAY_S + 60.0,
+                rules={  # the rules each model's day was monitored with
+                    name: [AlertRule(**rule) for rule in r["day"]["rules"]]
+                    for name, r in results.items()
+                },
+                loaded=loaded,
                 sampling_rate=settings.monitor.sampling_rate,
                 retention_max_age_s=settings.monitor.retention_max_age_s,
             )
@@ -73,6 +85,12 @@ def run_demo(
     if json_path is not None:
         write_json(out, json_path, console)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _DayPlan:
+    start: float
+    seed: int
 
 
 class _Bar:
@@ -110,7 +128,9 @@ def _run_models(
     store_url: str,
     n_requests: int,
     retrain: bool,
+    day_start: float,
     console: Console,
+    loaded: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, Any], list[str]]:
     """Every demo model through every step; their results and the datasets' notes."""
     store = MonitorStore(store_url)
@@ -118,14 +138,24 @@ def _run_models(
     notes: list[str] = []
     try:
         with _progress(console) as progress:
-            for name, task in DEMO_MODELS.items():
-                # three loads of n_requests each: original, compact, monitored
+            for seed, (name, task) in enumerate(DEMO_MODELS.items()):
+                # two loads of n_requests each (original, compact), then the day (as much)
                 bar = _Bar(progress, name, 3 * n_requests)
                 dataset = load_dataset(task, settings=settings)
                 if dataset.notes:
                     notes.append(f"{name}: {dataset.notes}")
                 results[name] = _run_model(
-                    registry, store, settings.monitor, name, task, dataset, n_requests, retrain, bar
+                    registry,
+                    store,
+                    settings.monitor,
+                    name,
+                    task,
+                    dataset,
+                    n_requests,
+                    retrain,
+                    bar,
+                    _DayPlan(day_start, seed),
+                    loaded,
                 )
                 bar.remove()
     finally:
@@ -143,6 +173,8 @@ def _run_model(
     n_requests: int,
     retrain: bool,
     bar: _Bar,
+    plan: _DayPlan,
+    loaded: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """One model: train or reuse, compress, measure each variant, monitor the served one."""
     bar.step("training")
@@ -152,9 +184,27 @@ def _run_model(
     bar.step("load through each variant")
     original = registry.load(name, variant="original")
     served = registry.load(name)
+    loaded[name] = {"original": original.model}
+    if served.variant == "compact":
+        loaded[name]["compact"] = served.model
     variants = _measure_variants(registry, original, dataset, n_requests, bar)
     bar.step("monitoring")
-    monitoring = _monitor(served, dataset, store, monitor_config, n_requests, bar)
+    monitoring = _monitor(served, dataset, monitor_config, n_requests)
+    bar.step("a simulated day")
+    day = simulate_day(
+        served.model,
+        dataset,
+        store,
+        name=name,
+        task=task,
+        day_start=plan.start,
+        version=str(served.version),
+        variant=served.variant,
+        reference=served.manifest.extra.get("reference"),
+        config=monitor_config,
+        seed=plan.seed,
+        progress=lambda share: bar.advance(share * n_requests),
+    )
     return {
         "task": task,
         "dataset": dataset.name,
@@ -168,6 +218,7 @@ def _run_model(
         "variants": variants,
         "compression": compression,
         "monitoring": monitoring,
+        "day": day,
     }
 
 
@@ -187,24 +238,18 @@ def _measure_variants(
 def _monitor(
     served: LoadedModel,
     dataset: Dataset,
-    store: MonitorStore,
     monitor_config: MonitorConfig,
     n_requests: int,
-    bar: _Bar,
 ) -> dict[str, Any]:
-    """The simulated monitoring phase, then the monitored load into the store."""
+    """The monitoring phase: overhead, and accuracy joined from delayed, partly missing labels."""
     # each variant carries the drift reference of its own validation predictions
-    reference = served.manifest.extra.get("reference")
     simulation = monitoring_demo(
         served.model,
         dataset.X_test[:n_requests],
         dataset.y_test[:n_requests].tolist(),
         name=served.name,
-        reference=reference,
+        reference=served.manifest.extra.get("reference"),
         config=monitor_config,
-    )
-    live = monitored_load(
-        served, reference, dataset, store, n_requests, bar.advance, config=monitor_config
     )
     overhead = simulation["overhead"]
     return {
@@ -216,5 +261,5 @@ def _monitor(
         "estimated_accuracy": simulation["estimated_accuracy"],
         "ground_truth": simulation["ground_truth"],
         "labels_missing": simulation["labels_missing"],
-        **live,
+        "health": simulation["health"],
     }
