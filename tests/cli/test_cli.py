@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import leanml
 from leanml.cli import main
 
 
@@ -55,6 +57,8 @@ def test_demo_runs_three_models_and_writes_json(isolated_env, data_dir, monkeypa
         "LEANML_DATA_DIR": str(data_dir),
         "LEANML_CACHE_DIR": str(isolated_env / "cache"),
         "PATH": "/usr/bin:/bin",
+        # the leanml under test, not whichever one is installed
+        "PYTHONPATH": str(Path(leanml.__file__).resolve().parents[1]),
     }
     cmd = [
         sys.executable, "-m", "leanml.cli", "demo", "--requests", "50",
