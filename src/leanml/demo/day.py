@@ -4,7 +4,8 @@
 time. A :class:`~leanml.monitor.ModelMonitor` with an injected clock sees every prediction through
 its normal API (``record_batch``, ``flush``; late labels are joined by a
 :class:`~leanml.groundtruth.GroundTruth` and handed over with ``record_joined``, as the server
-does) and writes the monitoring store, which the report then reads. The day, reproducible from ``seed``:
+does) and writes the monitoring store, which the report then reads. The day, reproducible from
+``seed``:
 
 * **traffic**: predictions per second follow :data:`TRAFFIC_SHAPE` (a quiet night, a morning
   peak, a calmer afternoon, a falling evening), Poisson per simulated minute, plus
@@ -294,10 +295,12 @@ def simulate_day(
         )
         rng = np.random.default_rng(seed)
         cfg = monitor.config
+        truth = GroundTruth(cfg.pending_max_entries, cfg.pending_max_age_s, clock=clock)
+        monitor.ground_truth, monitor.ground_truth_code = truth, 0  # its outcomes in stats()
         day = _Day(
             rng=rng,
             monitor=monitor,
-            truth=GroundTruth(cfg.pending_max_entries, cfg.pending_max_age_s, clock=clock),
+            truth=truth,
             classes=sorted(set(labels.tolist())),
             clock=clock,
             texts=texts,
@@ -476,7 +479,7 @@ def _summary(day: _Day, day_start: float, rules: Sequence[AlertRule]) -> dict[st
         "labels_sent": day.labels_sent,
         "labels_missing": day.labels_missing,
         "labels_joined": gt["joined"],
-        "labels_late": gt["late"],
+        "labels_late": gt["expired"] + gt["evicted"],  # arrived after leaving the ring
         "labels_pending_at_midnight": gt["pending"],
         "drift": {
             "name": drift.name,
