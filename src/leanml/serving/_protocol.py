@@ -28,6 +28,11 @@ JSON parse and cache keys are handed over, not redone). Measured on ``leanml ser
 duplicates (``leanml bench http``, 32 connections, 4 x 5 s): 25.6 -> 19.3 us of server CPU per
 cached request, 39.2k -> 51.5k requests/s; what is left is mostly the socket ``send`` and
 uvloop's reads.
+
+A client that half-closes (shuts down its sending side after its request, as ``nc -N`` does)
+still gets its answers, then the connection closes; a request cut short by the half-close gets
+a JSON 400 (:meth:`CoalescingHttpToolsProtocol.eof_received`; the hostile corpus in
+``tests/serving/test_hostile.py`` found both missing).
 """
 
 from __future__ import annotations
