@@ -419,7 +419,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if not self._answer(deferred[0]):
                 super()._start_asgi_task(*deferred)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> bool | None:  # type: ignore[override]
         """The client shut down its sending side (a half-close). Requests it sent in full are
         still answered, then the connection closes; a request it cut short can never
         complete: 400 (once the answers before it are out) and close. (uvicorn let the
