@@ -92,6 +92,7 @@ def test_soak_memory_is_flat(models_dir: Path, tmp_path: Path, intent_texts: lis
             "max": round(max(r for _, r in rss) / 2**20, 1),
         },
         "growth_after_30s_mb": round(growth / 2**20, 2),
+        "rss_mb_every_30s": [round(r / 2**20, 1) for t, r in rss if int(t) % 30 == 0],
     }
     print(json.dumps(figures))
     assert growth < MAX_GROWTH, figures
