@@ -188,3 +188,37 @@ def wait_for(fn, timeout: float = 20.0, interval: float = 0.1):  # type: ignore[
             return last
         time.sleep(interval)
     return last
+
+
+# ---------------------------------------------------------------------------- raw sockets
+#: CONFIG with the connection bounds short enough to observe: 8 kB of headers, 1 s to send
+#: them, 1.5 s to send a body, 60 connections.
+LIMITS = CONFIG.replace(
+    "[serving]\n",
+    "[serving]\nmax_header_bytes = 8192\nheader_timeout_s = 1.0\nbody_timeout_s = 1.5\n"
+    "max_connections = 60\nmax_drain_bytes = 8388608\n",
+    1,
+)
+
+
+@pytest.fixture(scope="module")
+def limited(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with :data:`LIMITS` (one per test module)."""
+    tmp = tmp_path_factory.mktemp("limited")
+    with running(models_dir, f"sqlite:///{tmp / 'monitor.db'}", tmp, config=LIMITS) as s:
+        yield s
+
+
+def connect(server: Server, timeout: float = 10.0) -> socket.socket:
+    """A raw TCP connection to ``server`` (reads time out after ``timeout`` s)."""
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(timeout)
+    return s
+
+
+def read_all(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes (socket timeout: the test fails)."""
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,13 @@ from leanml.monitor import MonitorConfig
 from leanml.registry import ModelRegistry
 from leanml.serving import ServeApp, create_app
 
-from .conftest import CONFIG, Server, admin_headers, make_registry, running
+from .conftest import (
+    Server,
+    admin_headers,
+    make_registry,
+)
+from .conftest import connect as _connect
+from .conftest import read_all as _read_all
 
 P = "/v1/models/intent/predict"
 F = "/v1/models/intent/feedback"
@@ -150,33 +155,6 @@ def test_stats_show_no_store_url_or_host_pid(app: ServeApp) -> None:
 
 
 # ---------------------------------------------------------------------------- served
-LIMITS = CONFIG.replace(
-    "[serving]\n",
-    "[serving]\nmax_header_bytes = 8192\nheader_timeout_s = 1.0\nbody_timeout_s = 1.5\n"
-    "max_connections = 60\nmax_drain_bytes = 8388608\n",
-    1,
-)
-
-
-@pytest.fixture(scope="module")
-def limited(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("limited")
-    with running(models_dir, f"sqlite:///{tmp / 'monitor.db'}", tmp, config=LIMITS) as s:
-        yield s
-
-
-def _connect(server: Server, timeout: float = 10.0) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", server.port))
-    s.settimeout(timeout)
-    return s
-
-
-def _read_all(s: socket.socket) -> bytes:
-    """Everything the server sends until it closes (socket timeout: the test fails)."""
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    return out
 
 
 def _json_error(raw: bytes, status: int) -> None:

@@ -28,6 +28,11 @@ JSON parse and cache keys are handed over, not redone). Measured on ``leanml ser
 duplicates (``leanml bench http``, 32 connections, 4 x 5 s): 25.6 -> 19.3 us of server CPU per
 cached request, 39.2k -> 51.5k requests/s; what is left is mostly the socket ``send`` and
 uvloop's reads.
+
+A client that half-closes (shuts down its sending side after its request, as ``nc -N`` does)
+still gets its answers, then the connection closes; a request cut short by the half-close gets
+a JSON 400 (:meth:`CoalescingHttpToolsProtocol.eof_received`; the hostile corpus in
+``tests/serving/test_hostile.py`` found both missing).
 """
 
 from __future__ import annotations
@@ -130,6 +135,15 @@ def _ask(scope: Any, body: bytes) -> bytes | None:
         return None
 
 
+def _declared_length(scope: Any) -> int:
+    """The request's ``Content-Length`` (0 when absent or unreadable: uvicorn's parser has
+    already refused a malformed one)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 class CoalescingTransport:
     """Buffers ``write`` calls until the end of the current event-loop iteration."""
 
@@ -195,6 +209,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _head_size = 0  # ... and the size of the parsed request line and header lines
     _timer: asyncio.TimerHandle | None = None  # the header or body read timeout
     _rejected = False  # a request's headers were too large: answer 431 and close
+    _eof = False  # the client half-closed: close once what it sent in full is answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -359,6 +374,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and cycle.scope["method"] == "POST"
             and not cycle.waiting_for_100_continue
             and cycle.scope["path"].endswith("/predict")
+            and _declared_length(cycle.scope) <= HIGH_WATER_LIMIT  # else the app answers 413
         ):
             if not cycle.more_body:  # a pipelined request, read in full
                 if self._answer(cycle):
@@ -402,6 +418,40 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._deferred = None
             if not self._answer(deferred[0]):
                 super()._start_asgi_task(*deferred)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client shut down its sending side (a half-close). Requests it sent in full are
+        still answered, then the connection closes; a request it cut short can never
+        complete: 400 (once the answers before it are out) and close. (uvicorn let the
+        transport close at once: a whole request followed by a half-close got no answer.)"""
+        self._eof = True
+        self._cancel_read_timeout()
+        if self.transport.is_closing():
+            return None
+        cycle = self.cycle
+        busy = (cycle is not None and not cycle.response_complete) or bool(self.pipeline)
+        if self._in_message and not (busy and self._in_head):  # this request's head or body
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                self._write_cut_short()
+            self._close_cycle()
+            return None
+        if busy:
+            return True  # keep the sending side open: on_response_complete closes
+        self.transport.close()  # flushes a buffered answer first
+        return None
+
+    def _write_cut_short(self) -> None:
+        part = "headers" if self._in_head else "body"
+        detail = f"the connection was shut down before the request's {part} ended"
+        self.transport.write(_error_response(400, "bad_request", detail, part))
+
+    def on_response_complete(self) -> None:
+        last = not self.pipeline
+        super().on_response_complete()
+        if self._eof and last and not self.transport.is_closing():
+            if self._in_message:  # the head of a request cut short, after those answered
+                self._write_cut_short()
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._deferred = None

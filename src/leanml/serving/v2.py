@@ -11,6 +11,7 @@ default. Predictions go through the same cache, batcher and monitor as ``/v1``.
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from typing import Any
@@ -292,6 +293,15 @@ def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str
         texts = _flatten(data)
     if not texts:
         raise BadRequest(422, "inputs[0].data", "the input tensor is empty")
+    shape = t.get("shape")
+    if shape is not None and (
+        not isinstance(shape, list)
+        or not all(type(d) is int and d >= 0 for d in shape)
+        or math.prod(shape) != len(texts)
+    ):
+        raise BadRequest(
+            422, "inputs[0].shape", f"shape {shape!r} does not hold the {len(texts)} texts sent"
+        )
     if len(texts) > max_inputs:
         raise BadRequest(413, "inputs[0].shape", f"{len(texts)} texts; at most {max_inputs}")
     for i, x in enumerate(texts):
