@@ -263,3 +263,27 @@ def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> 
             "/v1/models/intent/variant", json={"variant": "original"}, headers=admin_headers()
         )
         assert r.status_code == 200
+
+
+def test_route_label_is_bounded(server: Server) -> None:
+    """Unknown paths, traversal and 405s never mint a ``route`` label of their own: the values
+    are the app's route templates plus one ``<unmatched>``."""
+    with server.client() as c:
+        templates = set(c.get("/openapi.json").json()["paths"]) | {"/openapi.json", "/docs"}
+        for i in range(40):
+            c.get(f"/nope/{i}/x")
+            c.get(f"/v1/models/intent/stats/extra/{i}")
+            c.post(f"/v1/unknown-{i}", json={})
+            c.get(f"/v2/models/m{i}/versions/{i}/infer/more")
+        c.get("/v1/models/../../etc/passwd")
+        assert c.delete("/v1/models/intent/predict").status_code == 405
+        assert c.put("/v1/models/intent/reload").status_code in (401, 405)
+        assert c.post("/v1/models/intent/variant", json={}).status_code in (401, 405)
+        m = metrics(c)
+    routes = {dict(lab)["route"] for n, lab in m if n == "leanml_http_responses_total"}
+    unknown = routes - templates - {"<unmatched>"}
+    assert not unknown, unknown
+    assert "<unmatched>" in routes
+    assert "/v1/models/{name}/predict" in routes  # the 405 kept its template
+    matched = {dict(lab)["status"] for n, lab in m if dict(lab).get("route") == "<unmatched>"}
+    assert matched == {"404"}
