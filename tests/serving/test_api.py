@@ -225,7 +225,7 @@ def test_monitoring_config_validation(server: Server) -> None:
             json={"thresholds": {name: {"color": 1}}},
             headers=admin_headers(),
         )
-        assert r.status_code == 422 and r.json()["field"] == f"thresholds.{name}"
+        assert r.status_code == 422 and r.json()["field"] == f"thresholds.{name}.color"
         r = c.patch("/v1/monitoring/config", content=b"{", headers=admin_headers())
         assert r.status_code == 400
         r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5}, headers=admin_headers())
