@@ -287,3 +287,40 @@ def test_route_label_is_bounded(server: Server) -> None:
     assert "/v1/models/{name}/predict" in routes  # the 405 kept its template
     matched = {dict(lab)["status"] for n, lab in m if dict(lab).get("route") == "<unmatched>"}
     assert matched == {"404"}
+
+
+def test_admin_erase_by_id_and_age(server: Server) -> None:
+    from leanml.monitor import MonitorStore
+
+    texts = [f"write to jane.doe{i}@example.com about invoice {i}" for i in range(16)]
+    store = MonitorStore(server.store, create=False)
+    try:
+        with server.client() as c:
+            ids = [p["id"] for p in predict(c, texts)["predictions"]]
+            url = "/v1/monitoring/erase"
+            r = c.post(url, json={"ids": ids})
+            assert r.status_code == 401 and r.json()["field"] == "authorization"
+            for body, field in (
+                ({}, "body"),
+                ({"ids": []}, "ids"),
+                ({"ids": [7]}, "ids[0]"),
+                ({"older_than": "soon"}, "older_than"),
+                ({"ids": ids, "model": "intent"}, "model"),
+            ):
+                r = c.post(url, json=body, headers=admin_headers())
+                assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+            count = store.merged(model="intent")["count"]
+            r = c.post(url, json={"ids": ids}, headers=admin_headers())  # flushes first
+            assert r.status_code == 200, r.text
+            rows = [x for x in store.read_table("predictions") if x["prediction_id"] in ids]
+            assert rows, "sampling_rate 0.5 kept none of 16 predictions"
+            assert r.json()["erased"] == len(rows) and r.json()["ids"] == len(ids)
+            assert not any(x["input_text"] or x["input_hash"] for x in rows)
+            assert all(x["label"] and x["confidence"] for x in rows)  # the rest stays
+            r = c.post(url, json={"ids": ids}, headers=admin_headers())
+            assert r.json()["erased"] == 0
+            r = c.post(url, json={"older_than": "1d"}, headers=admin_headers())
+            assert r.status_code == 200 and r.json()["erased"] == 0  # nothing that old
+            assert store.merged(model="intent")["count"] >= count  # counts stay
+    finally:
+        store.close()

@@ -332,11 +332,14 @@ class MonitorStore:
         if before is not None:
             conds.append(t.c.ts < before)
         erased = 0
-        with self.engine.begin() as conn:
-            for cond in conds:
-                erased += conn.execute(
-                    t.update().where(cond, held).values(input_text=None, input_hash=None)
-                ).rowcount
+        try:
+            with self.engine.begin() as conn:
+                for cond in conds:
+                    erased += conn.execute(
+                        t.update().where(cond, held).values(input_text=None, input_hash=None)
+                    ).rowcount
+        except SQLAlchemyError as exc:
+            raise MonitorError(f"cannot erase in the monitor store {self.url}: {exc}") from exc
         return erased
 
     # -- retention -----------------------------------------------------------------------------
