@@ -328,7 +328,9 @@ class MonitorStore:
         t = self.predictions
         held = sa.or_(t.c.input_text.is_not(None), t.c.input_hash.is_not(None))
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        conds = [t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)]
+        conds: list[sa.ColumnElement[bool]] = [
+            t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
+        ]
         if before is not None:
             conds.append(t.c.ts < before)
         erased = 0

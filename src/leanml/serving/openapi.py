@@ -44,7 +44,10 @@ __all__ = [
 #: Most prediction ids in one erase request.
 MAX_ERASE_IDS = 10_000
 
-#: Monitor settings ``PATCH /v1/monitoring/config`` changes at run time (and ``thresholds``).
+#: Monitor settings ``PATCH /v1/monitoring/config`` changes at run time (and ``thresholds``):
+#: every :class:`~leanml.config.MonitorConfig` field but ``alert_rules`` (levels change through
+#: ``thresholds``), ``relative_accuracy`` (sketches of another accuracy do not merge) and
+#: ``pending_max_entries`` (it sizes the ground-truth ring built at start).
 CHANGEABLE_MONITORING = (
     "sampling_rate",
     "sample_below_confidence",
@@ -305,30 +308,39 @@ def _types(schema: dict[str, Any]) -> Iterable[str]:
     return () if t is None else ([t] if isinstance(t, str) else t)
 
 
+class _Mismatch(BadRequest):
+    """A value of the wrong JSON type (an anyOf branch that fits worse than another's error)."""
+
+
 def validate(schema: dict[str, Any], value: Any, field: str = "body") -> None:
-    """Raise :class:`BadRequest` 422 naming the first field of ``value`` that breaks
-    ``schema`` (type, enum, bounds, lengths, pattern, items, properties, anyOf)."""
+    """Raise :class:`BadRequest` naming the first field of ``value`` that breaks ``schema``
+    (type, enum, bounds, lengths, pattern, items, properties, anyOf): 413 past a size limit
+    (``maxItems``/``maxLength`` marked :data:`LIMIT`), else 422. Of an ``anyOf`` whose branches
+    all fail, the error reported is the one of the branch that fits ``value`` best (its type,
+    then the deepest error, then one that is not a type mismatch)."""
 
     def bad(why: str, status: int = 422) -> BadRequest:
         return BadRequest(status, field, f"'{field}' {why}")
 
     big = 413 if schema.get(LIMIT) else 422
-
     types = list(_types(schema))
     if types and not any(_TYPES[t](value) for t in types):
-        raise bad(f"must be {' or '.join(types)}, got {type(value).__name__}")
+        got = type(value).__name__
+        raise _Mismatch(422, field, f"'{field}' must be {' or '.join(types)}, got {got}")
     if "enum" in schema and value not in schema["enum"]:
         raise bad(f"must be one of {', '.join(map(str, schema['enum']))}")
     if "anyOf" in schema:
-        errors = []
+        errors: list[tuple[tuple[bool, int, bool], BadRequest]] = []
         for branch in schema["anyOf"]:
             try:
                 validate(branch, value, field)
                 break
             except BadRequest as e:
-                errors.append((any(_TYPES[t](value) for t in _types(branch)), e))
+                typed = any(_TYPES[t](value) for t in _types(branch))
+                errors.append(((typed, len(e.field or ""), not isinstance(e, _Mismatch)), e))
         else:
-            raise next((e for typed, e in errors if typed), errors[0][1])
+            best = max(errors, key=lambda x: x[0])[0]
+            raise next(e for k, e in errors if k == best)
     if _TYPES["number"](value):
         if "minimum" in schema and value < schema["minimum"]:
             raise bad(f"must be >= {schema['minimum']}")

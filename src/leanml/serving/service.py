@@ -25,6 +25,7 @@ from leanml.groundtruth import FeedbackLog, parse_id
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
 from leanml.serving.handle import ModelHandle
+from leanml.serving.openapi import CHANGEABLE_MONITORING
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
@@ -230,11 +231,7 @@ class Service:
         return {"erased": n, "ids": len(ids), "before": before}
 
     def configure_monitoring(self, changes: dict[str, Any]) -> dict[str, Any]:
-        allowed = {f.name for f in dataclasses.fields(MonitorConfig)} - {
-            "alert_rules",
-            "relative_accuracy",
-            "pending_max_entries",  # size the handle's GroundTruth ring, built at start
-        }
+        allowed = set(CHANGEABLE_MONITORING)
         changes = dict(changes)
         thresholds = changes.pop("thresholds", None)
         for key in changes:
