@@ -181,7 +181,12 @@ def _add_health_routes(api: FastAPI, service: Service) -> None:
         }
         return _json(body, 200 if service.ready else 503)
 
-    @api.get("/metrics", tags=["health"])
+    @api.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         text = await asyncio.to_thread(render_service, service)
         return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)

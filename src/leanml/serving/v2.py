@@ -168,17 +168,28 @@ def _model_ready(service: Any, name: str, version: str | None) -> Response:
     return _ok({"name": name, "ready": ready}, 200 if ready else 400)
 
 
+#: The inference answer: JSON, or with binary outputs the binary tensor data extension.
+_INFER_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+
+
 def _add_infer_routes(r: APIRouter, service: Any) -> None:
     """``POST /v2/models/{name}[/versions/{version}]/infer``: the body is checked against the
     ``InferenceRequest`` schema of the OpenAPI document (:mod:`leanml.serving.openapi`)."""
     schemas = request_schemas(service.config, service.monitor_config)
     schema = resolve(schemas["InferenceRequest"], schemas)
 
-    @r.post("/models/{name}/infer")
+    @r.post("/models/{name}/infer", responses=_INFER_ANSWER)
     async def infer(name: str, request: Request) -> Response:
         return await _infer(service, schema, name, None, request)
 
-    @r.post("/models/{name}/versions/{version}/infer")
+    @r.post("/models/{name}/versions/{version}/infer", responses=_INFER_ANSWER)
     async def infer_version(name: str, version: str, request: Request) -> Response:
         return await _infer(service, schema, name, version, request)
 
