@@ -265,6 +265,31 @@ def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> 
         assert r.status_code == 200
 
 
+def test_switching_back_keeps_the_variants_counts(server: Server) -> None:
+    """original -> compact -> original within one window: the original's monitor counts on
+    (a second monitor for it overwrote the window's stored row with its own, smaller count)."""
+    from leanml.monitor import MonitorStore
+
+    store = MonitorStore(server.store, create=False)
+
+    def count() -> int:
+        return int(store.merged(model="intent", variant="original")["count"])
+
+    try:
+        with server.client() as c:
+            for variant in ("original", "compact", "original"):
+                r = c.put("/v1/models/intent/variant", json={"variant": variant},
+                          headers=admin_headers())  # fmt: skip
+                assert r.status_code == 200
+                if variant == "original":
+                    before = count()
+                    predict(c, [f"count me {variant} {before} {i}" for i in range(8)])
+                    after = wait_for(lambda b=before: count() >= b + 8 and count(), timeout=10)
+                    assert after and after >= before + 8, (before, after)
+    finally:
+        store.close()
+
+
 def test_route_label_is_bounded(server: Server) -> None:
     """Unknown paths, traversal and 405s never mint a ``route`` label of their own: the values
     are the app's route templates plus one ``<unmatched>``."""
