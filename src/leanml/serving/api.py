@@ -5,7 +5,8 @@
 this app; the routes here document them (OpenAPI) and serve direct use of the app, through the
 same :mod:`leanml.serving.answers` functions, so both give the same answers. Errors are JSON
 ``{"error", "detail", "field"}`` (the V2 routes keep the Open Inference Protocol's
-``{"error"}``).
+``{"error"}``, with ``"field"`` added). The OpenAPI document's request bodies and error answers
+come from :mod:`leanml.serving.openapi`: the rules the server enforces, with its limits.
 """
 
 from __future__ import annotations
