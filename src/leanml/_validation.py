@@ -5,6 +5,7 @@ The 'x' parameter of Y must be <constraint>, got <value> instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,3 +63,18 @@ def _range_text(
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
     return f"{kind} in the range {left}{low}, {high}{right}"
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0, "w": 604_800.0}
+#: What :func:`parse_duration` accepts (also the OpenAPI ``pattern`` of such fields).
+DURATION_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,6})?[smhdw]$"
+
+
+def parse_duration(value: Any, name: str, owner: str) -> float:
+    """Seconds in a duration such as ``30d``, ``12h``, ``90m``, ``45s`` or ``2w``."""
+    if not isinstance(value, str) or not re.fullmatch(DURATION_PATTERN, value.strip()):
+        raise param_error(
+            name, owner, "a duration such as 30d, 12h, 90m, 45s or 2w (digits and one unit)", value
+        )
+    text = value.strip()
+    return float(text[:-1]) * _DURATION_UNITS[text[-1]]

@@ -183,3 +183,53 @@ def test_sampled_prediction_rows_written_in_chunks_round_trip(tmp_path: Path, n:
     got = store.read_table("predictions")
     assert [tuple(r[c] for c in PREDICTION_COLUMNS) for r in got] == rows
     store.close()
+
+
+def _erase_case(store: MonitorStore, clock) -> None:  # type: ignore[no-untyped-def]
+    """Texts and hashes erased by id and by age; counts, labels and the rest of each row stay."""
+    cfg = MonitorConfig(sampling_rate=1.0, store_inputs="text", retention_max_age_s=None)
+    m = ModelMonitor("m", store=store, config=cfg, clock=clock, start=False, sinks=[])
+    for day in range(3):
+        for i in range(50):
+            m.record(f"d{day}-{i}", "a", 0.9, 0.001, f"mail jane{day}-{i}@example.com")
+        m.flush()
+        clock.advance(86_400)
+    before = store.merged(model="m")["count"]
+    rows0 = {r["prediction_id"]: r for r in store.read_table("predictions")}
+    assert len(rows0) == 150 and all(r["input_text"] and r["input_hash"] for r in rows0.values())
+
+    assert store.erase_details(ids=["d2-0", "d2-1", "never-made"]) == 2
+    assert store.erase_details(ids=["d2-0"]) == 0  # already erased
+    assert store.erase_details(before=clock() - 2.5 * 86_400) == 50  # day 0: 3 days ago
+    assert store.erase_details(before=clock() - 1.5 * 86_400) == 50  # day 1
+    rows = {r["prediction_id"]: r for r in store.read_table("predictions")}
+    assert set(rows) == set(rows0)  # the rows stay, without text or hash
+    kept = {k for k, r in rows.items() if r["input_text"] or r["input_hash"]}
+    assert kept == {f"d2-{i}" for i in range(2, 50)}
+    for k, r in rows.items():
+        assert (r["label"], r["confidence"], r["ts"]) == (
+            rows0[k]["label"],
+            rows0[k]["confidence"],
+            rows0[k]["ts"],
+        )
+    assert store.merged(model="m")["count"] == before == 150
+    assert store.erase_details(ids=[f"d2-{i}" for i in range(1200)]) == 48  # chunks of 500
+    m.close()
+
+
+def test_erase_details_sqlite(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    store = MonitorStore(f"sqlite:///{tmp_path / 'erase.db'}")
+    try:
+        _erase_case(store, clock)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_erase_details_postgres(pg_url: str, table_prefix: str, clock) -> None:  # type: ignore[no-untyped-def]
+    store = MonitorStore(pg_url, table_prefix=table_prefix)
+    try:
+        _erase_case(store, clock)
+    finally:
+        store.drop_all()
+        store.close()

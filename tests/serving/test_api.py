@@ -225,7 +225,7 @@ def test_monitoring_config_validation(server: Server) -> None:
             json={"thresholds": {name: {"color": 1}}},
             headers=admin_headers(),
         )
-        assert r.status_code == 422 and r.json()["field"] == f"thresholds.{name}"
+        assert r.status_code == 422 and r.json()["field"] == f"thresholds.{name}.color"
         r = c.patch("/v1/monitoring/config", content=b"{", headers=admin_headers())
         assert r.status_code == 400
         r = c.patch("/v1/monitoring/config", json={"sampling_rate": 0.5}, headers=admin_headers())
@@ -263,3 +263,89 @@ def test_variant_switch_invalidates_cache_and_keeps_feedback(server: Server) -> 
             "/v1/models/intent/variant", json={"variant": "original"}, headers=admin_headers()
         )
         assert r.status_code == 200
+
+
+def test_switching_back_keeps_the_variants_counts(server: Server) -> None:
+    """original -> compact -> original within one window: the original's monitor counts on
+    (a second monitor for it overwrote the window's stored row with its own, smaller count)."""
+    from leanml.monitor import MonitorStore
+
+    store = MonitorStore(server.store, create=False)
+
+    def count() -> int:
+        return int(store.merged(model="intent", variant="original")["count"])
+
+    try:
+        with server.client() as c:
+            for variant in ("original", "compact", "original"):
+                r = c.put("/v1/models/intent/variant", json={"variant": variant},
+                          headers=admin_headers())  # fmt: skip
+                assert r.status_code == 200
+                if variant == "original":
+                    before = count()
+                    predict(c, [f"count me {variant} {before} {i}" for i in range(8)])
+                    after = wait_for(lambda b=before: count() >= b + 8 and count(), timeout=10)
+                    assert after and after >= before + 8, (before, after)
+    finally:
+        store.close()
+
+
+def test_route_label_is_bounded(server: Server) -> None:
+    """Unknown paths, traversal and 405s never mint a ``route`` label of their own: the values
+    are the app's route templates plus one ``<unmatched>``."""
+    with server.client() as c:
+        templates = set(c.get("/openapi.json").json()["paths"]) | {"/openapi.json", "/docs"}
+        for i in range(40):
+            c.get(f"/nope/{i}/x")
+            c.get(f"/v1/models/intent/stats/extra/{i}")
+            c.post(f"/v1/unknown-{i}", json={})
+            c.get(f"/v2/models/m{i}/versions/{i}/infer/more")
+        c.get("/v1/models/../../etc/passwd")
+        assert c.delete("/v1/models/intent/predict").status_code == 405
+        assert c.put("/v1/models/intent/reload").status_code in (401, 405)
+        assert c.post("/v1/models/intent/variant", json={}).status_code in (401, 405)
+        m = metrics(c)
+    routes = {dict(lab)["route"] for n, lab in m if n == "leanml_http_responses_total"}
+    unknown = routes - templates - {"<unmatched>"}
+    assert not unknown, unknown
+    assert "<unmatched>" in routes
+    assert "/v1/models/{name}/predict" in routes  # the 405 kept its template
+    matched = {dict(lab)["status"] for n, lab in m if dict(lab).get("route") == "<unmatched>"}
+    assert matched == {"404"}
+
+
+def test_admin_erase_by_id_and_age(server: Server) -> None:
+    from leanml.monitor import MonitorStore
+
+    texts = [f"write to jane.doe{i}@example.com about invoice {i}" for i in range(16)]
+    store = MonitorStore(server.store, create=False)
+    try:
+        with server.client() as c:
+            ids = [p["id"] for p in predict(c, texts)["predictions"]]
+            url = "/v1/monitoring/erase"
+            r = c.post(url, json={"ids": ids})
+            assert r.status_code == 401 and r.json()["field"] == "authorization"
+            for body, field in (
+                ({}, "body"),
+                ({"ids": []}, "ids"),
+                ({"ids": [7]}, "ids[0]"),
+                ({"older_than": "soon"}, "older_than"),
+                ({"ids": ids, "model": "intent"}, "model"),
+            ):
+                r = c.post(url, json=body, headers=admin_headers())
+                assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+            count = store.merged(model="intent")["count"]
+            r = c.post(url, json={"ids": ids}, headers=admin_headers())  # flushes first
+            assert r.status_code == 200, r.text
+            rows = [x for x in store.read_table("predictions") if x["prediction_id"] in ids]
+            assert rows, "sampling_rate 0.5 kept none of 16 predictions"
+            assert r.json()["erased"] == len(rows) and r.json()["ids"] == len(ids)
+            assert not any(x["input_text"] or x["input_hash"] for x in rows)
+            assert all(x["label"] and x["confidence"] for x in rows)  # the rest stays
+            r = c.post(url, json={"ids": ids}, headers=admin_headers())
+            assert r.json()["erased"] == 0
+            r = c.post(url, json={"older_than": "1d"}, headers=admin_headers())
+            assert r.status_code == 200 and r.json()["erased"] == 0  # nothing that old
+            assert store.merged(model="intent")["count"] >= count  # counts stay
+    finally:
+        store.close()

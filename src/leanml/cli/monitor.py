@@ -1,4 +1,4 @@
-"""``leanml monitor stats|retention|series``: read and maintain a monitoring store.
+"""``leanml monitor stats|retention|series|erase``: read and maintain a monitoring store.
 
 Each command imports the store when it runs: every ``leanml`` command imports this module at
 start-up, and the store brings SQLAlchemy.
@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-__all__ = ["PrefixOption", "StoreOption", "monitor_app", "register", "retention", "series", "stats"]
+from leanml._validation import parse_duration
+
+__all__ = [
+    "PrefixOption",
+    "StoreOption",
+    "erase",
+    "monitor_app",
+    "register",
+    "retention",
+    "series",
+    "stats",
+]
 
 monitor_app = typer.Typer(
     help="Read a monitoring store (merged across processes) and apply retention.",
@@ -95,5 +107,51 @@ def series(
     try:
         for row in st.read_table(table, limit=limit):
             typer.echo(json.dumps(row, default=str))
+    finally:
+        st.close()
+
+
+@monitor_app.command("erase")
+def erase(
+    store: StoreOption,
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="A prediction id whose stored text and hash to erase (repeat)."),
+    ] = None,
+    ids_file: Annotated[
+        Path | None,
+        typer.Option("--ids-file", help="A file of prediction ids, one a line ('-': stdin)."),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Erase predictions made longer ago: 30d, 12h, 90m."),
+    ] = None,
+    table_prefix: PrefixOption = "leanml_",
+) -> None:
+    """Erase stored input texts and hashes by prediction id and/or age; counts stay (JSON)."""
+    wanted = list(ids or ())
+    if ids_file is not None:
+        text = typer.get_text_stream("stdin").read() if str(ids_file) == "-" else None
+        if text is None:
+            try:
+                text = ids_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise typer.BadParameter(
+                    f"cannot read {ids_file}: {exc}", param_hint="--ids-file"
+                ) from None
+        wanted += [line.strip() for line in text.splitlines() if line.strip()]
+    if not wanted and older_than is None:
+        raise typer.BadParameter(
+            "say what to erase: --id, --ids-file or --older-than", param_hint="--id/--older-than"
+        )
+    age = parse_duration(older_than, "--older-than", "leanml monitor erase") if older_than else None
+    from leanml.monitor import MonitorStore  # heavy: see the module docstring
+
+    st = MonitorStore(store, table_prefix=table_prefix, create=False)
+    try:
+        now = time.time()
+        before = now - age if age is not None else None
+        n = st.erase_details(ids=wanted, before=before)
+        typer.echo(json.dumps({"erased": n, "ids": len(wanted), "before": before}))
     finally:
         st.close()

@@ -315,6 +315,35 @@ class MonitorStore:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
 
+    # -- erasure -------------------------------------------------------------------------------
+    def erase_details(self, *, ids: Iterable[str] = (), before: float | None = None) -> int:
+        """Erase the input text and its hash from the detail rows of the prediction ``ids`` and
+        of every prediction made before ``before`` (a ``time.time()``); either or both.
+
+        Only ``input_text`` and ``input_hash`` are cleared (set to NULL): every count, window,
+        sketch and the rest of each detail row (id, time, label, confidence, latency) stay, so
+        totals and accuracy do not change. Returns how many rows still held a text or a hash
+        and were erased (erasing again erases 0).
+        """
+        t = self.predictions
+        held = sa.or_(t.c.input_text.is_not(None), t.c.input_hash.is_not(None))
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        conds: list[sa.ColumnElement[bool]] = [
+            t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
+        ]
+        if before is not None:
+            conds.append(t.c.ts < before)
+        erased = 0
+        try:
+            with self.engine.begin() as conn:
+                for cond in conds:
+                    erased += conn.execute(
+                        t.update().where(cond, held).values(input_text=None, input_hash=None)
+                    ).rowcount
+        except SQLAlchemyError as exc:
+            raise MonitorError(f"cannot erase in the monitor store {self.url}: {exc}") from exc
+        return erased
+
     # -- retention -----------------------------------------------------------------------------
     def disk_usage(self) -> int | None:
         """Bytes on disk: SQLite file + WAL (not the fixed 32 KB shared-memory index), or the

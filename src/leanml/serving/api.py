@@ -5,7 +5,8 @@
 this app; the routes here document them (OpenAPI) and serve direct use of the app, through the
 same :mod:`leanml.serving.answers` functions, so both give the same answers. Errors are JSON
 ``{"error", "detail", "field"}`` (the V2 routes keep the Open Inference Protocol's
-``{"error"}``).
+``{"error"}``, with ``"field"`` added). The OpenAPI document's request bodies and error answers
+come from :mod:`leanml.serving.openapi`: the rules the server enforces, with its limits.
 """
 
 from __future__ import annotations
@@ -22,22 +23,20 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from leanml._validation import parse_duration
 from leanml._version import __version__
 from leanml.errors import ConfigError, LeanMLError, ModelNotFoundError, ParameterError, ServingError
 from leanml.monitor import PROMETHEUS_CONTENT_TYPE
-from leanml.serving import answers, v2
+from leanml.serving import answers, openapi, v2
 from leanml.serving._http import dumps, read_body
 from leanml.serving.auth import check_bearer
 from leanml.serving.metrics import render_service
 from leanml.serving.schemas import (
     BadRequest,
     ErrorBody,
-    FeedbackRequest,
     FeedbackResponse,
-    PredictRequest,
     PredictResponse,
     VariantRequest,
 )
@@ -51,12 +50,36 @@ ADMIN_ROUTES = frozenset(
         ("PUT", "/v1/models/{name}/variant"),
         ("POST", "/v1/models/{name}/reload"),
         ("PATCH", "/v1/monitoring/config"),
+        ("POST", "/v1/monitoring/erase"),
     }
 )
 
-#: Error answers every model route documents.
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    c: {"model": ErrorBody} for c in (400, 404, 413, 422, 503)
+#: The JSON request body (a component of :func:`leanml.serving.openapi.request_schemas`) of
+#: each route that reads its body itself.
+_BODIES = {
+    ("post", "/v1/models/{name}/predict"): "PredictRequest",
+    ("post", "/v1/models/{name}/feedback"): "FeedbackRequest",
+    ("patch", "/v1/monitoring/config"): "MonitoringConfigPatch",
+    ("post", "/v1/monitoring/erase"): "EraseRequest",
+    ("post", "/v2/models/{name}/infer"): "InferenceRequest",
+    ("post", "/v2/models/{name}/versions/{version}/infer"): "InferenceRequest",
+}
+
+#: The kind of error answers (:data:`leanml.serving.openapi.ERROR_STATUSES`) of each route.
+_ERRORS = {
+    ("get", "/health"): "health",
+    ("get", "/v1/models/{name}"): "model",
+    ("get", "/v1/models/{name}/stats"): "model",
+    ("post", "/v1/models/{name}/predict"): "predict",
+    ("post", "/v1/models/{name}/feedback"): "feedback",
+    **{(m.lower(), p): "admin" for m, p in ADMIN_ROUTES},
+    ("get", "/v2/health/ready"): "health",
+    ("get", "/v2/models/{name}"): "model",
+    ("get", "/v2/models/{name}/versions/{version}"): "model",
+    ("get", "/v2/models/{name}/ready"): "v2",
+    ("get", "/v2/models/{name}/versions/{version}/ready"): "v2",
+    ("post", "/v2/models/{name}/infer"): "v2",
+    ("post", "/v2/models/{name}/versions/{version}/infer"): "v2",
 }
 
 
@@ -89,7 +112,7 @@ def build_api(service: Service) -> FastAPI:
     _add_predict_routes(api, service)
     _add_admin_routes(api, service)
     api.include_router(v2.router(service))
-    _document_bodies(api, (PredictRequest, FeedbackRequest))
+    _document(api, service)
     return api
 
 
@@ -159,7 +182,12 @@ def _add_health_routes(api: FastAPI, service: Service) -> None:
         }
         return _json(body, 200 if service.ready else 503)
 
-    @api.get("/metrics", tags=["health"])
+    @api.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         text = await asyncio.to_thread(render_service, service)
         return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
@@ -172,12 +200,12 @@ def _add_model_routes(api: FastAPI, service: Service) -> None:
     async def list_models() -> Response:
         return _json({"models": [h.info() for h in service.handles.values()]})
 
-    @api.get("/v1/models/{name}", tags=["models"], responses=_ERRORS)
+    @api.get("/v1/models/{name}", tags=["models"])
     async def model_info(name: str) -> Response:
         service.handle(name)
         return _json(await asyncio.to_thread(service.model_info, name))
 
-    @api.get("/v1/models/{name}/stats", tags=["models"], responses=_ERRORS)
+    @api.get("/v1/models/{name}/stats", tags=["models"])
     async def model_stats(name: str) -> Response:
         service.handle(name)
         return _json(await asyncio.to_thread(service.stats, name))
@@ -194,8 +222,6 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
         "/v1/models/{name}/predict",
         tags=["predict"],
         response_model=PredictResponse,
-        responses=_ERRORS,
-        openapi_extra=_json_body(PredictRequest),
     )
     async def predict(name: str, request: Request) -> Response:
         """Classify texts. Every prediction carries an id for feedback (served by the fast
@@ -207,8 +233,6 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
         "/v1/models/{name}/feedback",
         tags=["predict"],
         response_model=FeedbackResponse,
-        responses=_ERRORS,
-        openapi_extra=_json_body(FeedbackRequest),
     )
     async def feedback(name: str, request: Request) -> Response:
         """Send the true label of earlier predictions: ``{id, label}`` or ``{items: [...]}``.
@@ -234,11 +258,8 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
         if failure is not None:
             raise BadRequest(failure[0], "authorization", failure[1])
 
-    guarded: dict[str, Any] = {
-        "tags": ["admin"],
-        "dependencies": [Depends(admin)],
-        "responses": _ERRORS,
-    }
+    guarded: dict[str, Any] = {"tags": ["admin"], "dependencies": [Depends(admin)]}
+    schemas = openapi.request_schemas(service.config, service.monitor_config)
 
     @api.put("/v1/models/{name}/variant", **guarded)
     async def set_variant(name: str, body: VariantRequest) -> Response:
@@ -256,8 +277,7 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
     async def monitoring_config(request: Request) -> Response:
         """Change monitoring settings (sampling_rate, thresholds, ...) of this process."""
         changes = answers.parse_json(await request.body())
-        if not isinstance(changes, dict) or not changes:
-            raise BadRequest(422, "body", "send a JSON object of MonitorConfig fields to change")
+        openapi.validate(schemas["MonitoringConfigPatch"], changes)
         try:
             return _json({"monitoring": service.configure_monitoring(changes)})
         except (ParameterError, ConfigError, TypeError) as exc:
@@ -266,25 +286,28 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
             field = m.group(1) if m else next((k for k in changes if f"'{k}'" in msg), None)
             raise BadRequest(422, field, msg) from None
 
+    @api.post("/v1/monitoring/erase", **guarded)
+    async def erase(request: Request) -> Response:
+        """Erase the stored input texts and hashes of predictions, by id (``ids``) and/or by
+        age (``older_than``: ``30d``, ``12h``...). Counts, windows and the rest of each detail
+        row stay. Answers ``{"erased": rows erased, "ids": ids sent, "before": cutoff}``."""
+        body = answers.parse_json(await request.body())
+        openapi.validate(schemas["EraseRequest"], body)
+        age = body.get("older_than")
+        older_than_s = parse_duration(age, "older_than", "erase") if age is not None else None
+        return _json(await service.erase_details(list(body.get("ids", ())), older_than_s))
 
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI for a JSON body the route reads itself (so pydantic does not validate it)."""
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
-
-def _document_bodies(api: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
-    """Add the schemas :func:`_json_body` refers to to the app's OpenAPI components."""
+def _document(api: FastAPI, service: Service) -> None:
+    """Add the request bodies the routes read themselves and every route's error answers to
+    the app's OpenAPI document (:func:`leanml.serving.openapi.document`)."""
     generate = api.openapi
+    schemas = openapi.request_schemas(service.config, service.monitor_config)
+    schemas["ErrorBody"] = ErrorBody.model_json_schema()
 
-    def openapi() -> dict[str, Any]:
+    def build() -> dict[str, Any]:
         if api.openapi_schema is None:
-            schema = generate()
-            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in models:
-                spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(spec.pop("$defs", {}))
-                schemas[model.__name__] = spec
-        return api.openapi_schema or {}
+            api.openapi_schema = openapi.document(generate(), schemas, _BODIES, _ERRORS)
+        return api.openapi_schema
 
-    api.openapi = openapi  # type: ignore[method-assign]  # FastAPI's "extending OpenAPI" idiom
+    api.openapi = build  # type: ignore[method-assign]  # FastAPI's "extending OpenAPI" idiom

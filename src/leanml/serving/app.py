@@ -52,6 +52,7 @@ from typing import Any
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
 from leanml.config import ServingConfig, Settings
 from leanml.monitor import MonitorConfig
@@ -65,14 +66,12 @@ from leanml.serving.service import Service
 
 _log = logging.getLogger("leanml.serving")
 
-__all__ = ["ServeApp", "create_app"]
+__all__ = ["UNMATCHED", "ServeApp", "create_app"]
 
 
-def _route_label(path: str) -> str:
-    parts = path.split("/")
-    if len(parts) > 3 and parts[1] in ("v1", "v2") and parts[2] == "models":
-        parts[3] = "{name}"
-    return "/".join(parts[:6])
+#: The ``route`` label (and access-log route) of a request that matches no route: unknown
+#: paths all share it, so the label's values are bounded by the routes the app has.
+UNMATCHED = "<unmatched>"
 
 
 _INTERNAL = {"error": "internal", "detail": "internal error (logged by the server)", "field": None}
@@ -150,17 +149,31 @@ class ServeApp:
         except Disconnected:
             status_box[0] = 499
         except Exception:  # answered 500 by the API's handler (or here): keep the connection
-            _log.exception("%s %s failed", method, _route_label(path))
+            _log.exception("%s %s failed", method, self._route_of(scope))
             if status_box[0] == 0:
                 await send_json(counting_send, 500, _INTERNAL)
         finally:
-            route = _route_label(path)
+            route = self._route_of(scope)  # a route template, never the raw path
             self._count(route, status_box[0])
-            if self.access.wants(status_box[0]):  # a route template, never the raw path
-                matched = scope.get("route")
-                template = getattr(matched, "path", None) or "<unmatched>"
+            if self.access.wants(status_box[0]):
                 model = scope.get("path_params", {}).get("name")
-                self.access.write(method, template, status_box[0], started, model)
+                self.access.write(method, route, status_box[0], started, model)
+
+    def _route_of(self, scope: Any) -> str:
+        """The template of the route ``scope`` matched (fully, or by path only: a 405), else
+        :data:`UNMATCHED`. The router records it in ``scope``; a request answered before the
+        router (admin auth, a body too large) is matched here against the app's routes."""
+        path = getattr(scope.get("route"), "path", None)
+        if path:
+            return str(path)
+        partial = None
+        for r in self.api.router.routes:
+            match, _ = r.matches(scope)
+            if match is Match.FULL:
+                return str(getattr(r, "path", UNMATCHED))
+            if match is Match.PARTIAL and partial is None:
+                partial = str(getattr(r, "path", UNMATCHED))
+        return partial or UNMATCHED
 
     async def _to_api(self, scope: Any, receive: Any, send: Any) -> None:
         """The FastAPI app's answer; admin auth is checked before any body is read, and bodies

@@ -147,8 +147,12 @@ class ModelHandle:
     def install(self, loaded: LoadedModel) -> ServedState:
         """Serve ``loaded`` from now on (loop thread); invalidates the cache."""
         old = self.state
+        served = (str(loaded.version), loaded.variant)
         if old is not None and (old.version, old.variant) == (loaded.version, loaded.variant):
             monitor, code = old.monitor, old.code
+        elif served in self.code_served:  # switched back: the same monitor counts on (a second
+            code = self.code_served.index(served)  # one would overwrite its window rows)
+            monitor = self.monitors[code]
         else:
             monitor = self._make_monitor(loaded)
             self.monitors.append(monitor)

@@ -1,4 +1,6 @@
-"""Request/response shapes: pydantic models for the OpenAPI docs, plain checks for the hot path.
+"""Request/response shapes: pydantic models of the answers, plain checks for the hot path.
+
+The request bodies' JSON Schemas (with the server's limits) are in :mod:`leanml.serving.openapi`.
 
 The hot endpoints (predict, feedback, V2 infer) validate with :func:`check_predict` /
 :func:`check_feedback` instead of pydantic (measured: FastAPI + pydantic body parsing costs
@@ -15,12 +17,9 @@ from pydantic import BaseModel, Field
 __all__ = [
     "BadRequest",
     "ErrorBody",
-    "FeedbackItem",
-    "FeedbackRequest",
     "FeedbackResponse",
     "FeedbackStatus",
     "Prediction",
-    "PredictRequest",
     "PredictResponse",
     "VariantRequest",
     "check_feedback",
@@ -57,11 +56,6 @@ class ErrorBody(BaseModel):
     field: str | None = Field(None, description="The offending request field, if any.")
 
 
-class PredictRequest(BaseModel):
-    inputs: list[str] = Field(description="Texts to classify (bounded count and length).")
-    return_probabilities: bool = False
-
-
 class Prediction(BaseModel):
     id: str = Field(description="Prediction id; send it back with the true label as feedback.")
     label: Any
@@ -75,17 +69,6 @@ class PredictResponse(BaseModel):
     version: int
     variant: Literal["original", "compact"]
     predictions: list[Prediction]
-
-
-class FeedbackItem(BaseModel):
-    id: str
-    label: str
-
-
-class FeedbackRequest(BaseModel):
-    id: str | None = None
-    label: str | None = None
-    items: list[FeedbackItem] | None = None
 
 
 class FeedbackStatus(BaseModel):

@@ -25,6 +25,7 @@ from leanml.groundtruth import FeedbackLog, parse_id
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
 from leanml.serving.handle import ModelHandle
+from leanml.serving.openapi import CHANGEABLE_MONITORING
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
@@ -212,12 +213,25 @@ class Service:
         h.install(loaded)
         return h.info()
 
+    async def erase_details(self, ids: list[str], older_than_s: float | None) -> dict[str, Any]:
+        """Erase stored input texts and hashes by prediction id and/or age (see
+        :meth:`MonitorStore.erase_details`). This process's queued detail rows are written
+        first, so a prediction it made before the call is erased too."""
+        if self.store is None:
+            raise ServingError("the monitor store is not open")
+        before = time.time() - older_than_s if older_than_s is not None else None
+        for h in self.handles.values():
+            await asyncio.to_thread(h.flush)
+        store = self.store
+        try:
+            n = await asyncio.to_thread(store.erase_details, ids=ids, before=before)
+        except Exception as exc:  # its text may name the store: logged, not answered
+            _log.warning("erase failed: %s", exc)
+            raise ServingError("the monitor store is unavailable") from exc
+        return {"erased": n, "ids": len(ids), "before": before}
+
     def configure_monitoring(self, changes: dict[str, Any]) -> dict[str, Any]:
-        allowed = {f.name for f in dataclasses.fields(MonitorConfig)} - {
-            "alert_rules",
-            "relative_accuracy",
-            "pending_max_entries",  # size the handle's GroundTruth ring, built at start
-        }
+        allowed = set(CHANGEABLE_MONITORING)
         changes = dict(changes)
         thresholds = changes.pop("thresholds", None)
         for key in changes:

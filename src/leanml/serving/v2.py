@@ -23,6 +23,7 @@ from fastapi.responses import Response
 
 from leanml._version import __version__
 from leanml.serving._http import dumps
+from leanml.serving.openapi import request_schemas, resolve, validate
 from leanml.serving.schemas import BadRequest
 
 __all__ = ["decode_bytes_tensor", "encode_bytes_tensor", "router"]
@@ -66,8 +67,11 @@ def router(service: Any) -> APIRouter:
     return r
 
 
-def _err(status: int, message: str) -> Response:
-    return Response(dumps({"error": message}), status_code=status, media_type="application/json")
+def _err(status: int, message: str, field: str | None = None) -> Response:
+    """The Open Inference Protocol's ``{"error"}``, with the offending ``field`` added."""
+    return Response(
+        dumps({"error": message, "field": field}), status_code=status, media_type="application/json"
+    )
 
 
 def _resolve(service: Any, name: str, version: str | None) -> Any:
@@ -130,7 +134,7 @@ def _add_model_routes(r: APIRouter, service: Any) -> None:
                 dumps(_metadata(_resolve(service, name, None))), media_type="application/json"
             )
         except BadRequest as e:
-            return _err(e.status, e.message)
+            return _err(e.status, e.message, e.field)
 
     @r.get("/models/{name}/versions/{version}")
     async def model_version_metadata(name: str, version: str) -> Response:
@@ -139,7 +143,7 @@ def _add_model_routes(r: APIRouter, service: Any) -> None:
                 dumps(_metadata(_resolve(service, name, version))), media_type="application/json"
             )
         except BadRequest as e:
-            return _err(e.status, e.message)
+            return _err(e.status, e.message, e.field)
 
     @r.get("/models/{name}/ready")
     async def model_ready(name: str) -> Response:
@@ -159,33 +163,50 @@ def _model_ready(service: Any, name: str, version: str | None) -> Response:
     try:
         _resolve(service, name, version)
     except BadRequest as e:
-        return _err(e.status, e.message)
+        return _err(e.status, e.message, e.field)
     ready = bool(service.ready)
     return _ok({"name": name, "ready": ready}, 200 if ready else 400)
 
 
+#: The inference answer: JSON, or with binary outputs the binary tensor data extension.
+_INFER_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+
+
 def _add_infer_routes(r: APIRouter, service: Any) -> None:
-    """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+    """``POST /v2/models/{name}[/versions/{version}]/infer``: the body is checked against the
+    ``InferenceRequest`` schema of the OpenAPI document (:mod:`leanml.serving.openapi`)."""
+    schemas = request_schemas(service.config, service.monitor_config)
+    schema = resolve(schemas["InferenceRequest"], schemas)
 
-    @r.post("/models/{name}/infer")
+    @r.post("/models/{name}/infer", responses=_INFER_ANSWER)
     async def infer(name: str, request: Request) -> Response:
-        return await _infer(service, name, None, request)
+        return await _infer(service, schema, name, None, request)
 
-    @r.post("/models/{name}/versions/{version}/infer")
+    @r.post("/models/{name}/versions/{version}/infer", responses=_INFER_ANSWER)
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(service, name, version, request)
+        return await _infer(service, schema, name, version, request)
 
 
-async def _infer(service: Any, name: str, version: str | None, request: Request) -> Response:
+async def _infer(
+    service: Any, schema: dict[str, Any], name: str, version: str | None, request: Request
+) -> Response:
     t0 = time.perf_counter()
     try:
         h = _resolve(service, name, version)
         req, binary = _read_request(await request.body(), request.headers.get(_HEADER))
+        validate(schema, req)
         texts = _texts(req, binary, service.config.max_inputs, service.config.max_text_chars)
         wanted, binary_out = _outputs(req)
         state, preds = await h.predict(texts, "probabilities" in wanted, t0)
     except BadRequest as e:
-        return _err(e.status, e.message)
+        return _err(e.status, e.message, e.field)
     outputs, blobs = _encode_outputs(_output_values(state, preds, wanted), wanted, binary_out)
     body: dict[str, Any] = {
         "model_name": name,
@@ -303,7 +324,12 @@ def _texts(req: Any, binary: bytes, max_inputs: int, max_chars: int) -> list[str
             422, "inputs[0].shape", f"shape {shape!r} does not hold the {len(texts)} texts sent"
         )
     if len(texts) > max_inputs:
-        raise BadRequest(413, "inputs[0].shape", f"{len(texts)} texts; at most {max_inputs}")
+        raise BadRequest(413, "inputs[0].data", f"{len(texts)} texts; at most {max_inputs}")
+    shape = t.get("shape")
+    if not isinstance(shape, list) or math.prod(shape) != len(texts):
+        raise BadRequest(
+            422, "inputs[0].shape", f"the shape {shape} does not hold the {len(texts)} texts sent"
+        )
     for i, x in enumerate(texts):
         if len(x) > max_chars:
             raise BadRequest(413, f"inputs[0].data[{i}]", f"text {i} exceeds {max_chars} chars")
@@ -320,6 +346,8 @@ def _flatten(data: list[Any]) -> list[str]:
             raise BadRequest(
                 422, f"inputs[0].data[{i}]", "rows of 'data' must all be strings or all be lists"
             )
+        if nested and not row:
+            raise BadRequest(422, f"inputs[0].data[{i}]", "a row of 'data' is empty")
         flat.extend(row if nested else (row,))
     for i, x in enumerate(flat):
         if type(x) is not str:
