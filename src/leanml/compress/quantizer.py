@@ -65,7 +65,7 @@ __all__ = [
     "serialized_size",
 ]
 
-AUTO_SPARSITIES = (0.0, 0.5, 0.75, 0.9, 0.95, 0.98)
+AUTO_SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98)
 #: The guard's default one-sided confidence (issue 16). With point estimates only, a candidate
 #: that just meets 99% agreement on validation misses it on test about half the time (the BBC
 #: topic set in benchmarks/compression.py: 0.995 on validation, 0.988 on test); with the 90%
@@ -92,8 +92,9 @@ def candidate_recipes(precision: Any = "auto", prune: Any = "auto") -> list[Reci
     ``precision="auto"``: without pruning fp32, fp16 and int8 (aux fp16 and fp32); with pruning
     int8 (aux fp16 and fp32). Every pruned recipe comes with and without dropping the features
     whose weights are all pruned (``Recipe.drop_features``); unpruned recipes keep them all
-    (exact). ``prune``: "auto" (sparsities 0.5 .. 0.98 and none), "none", a sparsity in [0, 1),
-    a list of sparsities, or ``{"threshold": t}``.
+    (exact). Sparsity recipes that drop features come with both rankings of the weights
+    (``Recipe.usage_weighted``). ``prune``: "auto" (sparsities 0.25 .. 0.98 and none), "none",
+    a sparsity in [0, 1), a list of sparsities, or ``{"threshold": t}``.
     """
     if precision == "auto":
         precisions = list(_AUTO_PRECISIONS)
@@ -132,11 +133,14 @@ def candidate_recipes(precision: Any = "auto", prune: Any = "auto") -> list[Reci
     for s in sparsities:
         for t in thresholds:
             pruning = s > 0 or t is not None
+            variants = [(False, False), (True, False)] if pruning else [(False, False)]
+            if s > 0:  # the usage-weighted ranking (Recipe) pays off when terms leave
+                variants.append((True, True))
             for p, a in pruned_precisions if pruning else precisions:
-                for drop in (False, True) if pruning else (False,):
+                for drop, usage in variants:
                     recipes.append(
                         Recipe(precision=p, aux_precision=a, sparsity=s, threshold=t,
-                               drop_features=drop)
+                               drop_features=drop, usage_weighted=usage)
                     )  # fmt: skip
     return recipes
 
