@@ -45,9 +45,7 @@ def test_a_passing_compact_variant_is_registered_with_its_verdict_and_reference(
     np.testing.assert_array_equal(loaded.model.predict(X), tiny_pipeline.predict(X))
 
 
-def test_at_defaults_a_tiny_validation_split_keeps_the_original_and_says_why(
-    registry, tiny_texts
-):
+def test_at_defaults_a_tiny_validation_split_keeps_the_original_and_says_why(registry, tiny_texts):
     X, y = tiny_texts
     row = compress_registered(registry, "email", dataset=_dataset(X, y), activate=True)
     assert row["guard_passed"] is False
