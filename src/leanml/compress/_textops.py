@@ -375,7 +375,7 @@ def _front_decode(blob: np.ndarray, prefix: np.ndarray, sep: str) -> bytes:
 
     Every output byte is either a literal (the next byte of ``blob``) or a copy of the byte at
     the same offset of the previous term; one vectorised pass per offset up to the longest
-    shared prefix (at most 255) resolves the copies.
+    shared prefix (at most 255), over the terms that share that far, resolves the copies.
     """
     blob = np.asarray(blob, dtype=np.uint8)
     prefix = np.asarray(prefix, dtype=np.int64)
@@ -388,17 +388,20 @@ def _front_decode(blob: np.ndarray, prefix: np.ndarray, sep: str) -> bytes:
     start = np.cumsum(length) - length
     if n and (prefix[0] != 0 or np.any(prefix[1:] > length[:-1] - 1)):
         raise CompressionError("Vocabulary front coding refers past the previous term.")
-    total = int(length.sum())
-    term = np.repeat(np.arange(n), length)
-    copied = np.arange(total) - start[term] < prefix[term]
-    out = np.zeros(total, dtype=np.uint8)
-    out[~copied] = blob
-    rows = np.arange(n)
-    for o in range(int(prefix.max()) if n else 0):
-        # the byte at offset o of term i is that of the last term j <= i that stores it
-        owner = np.maximum.accumulate(np.where(prefix <= o, rows, 0))
-        copy = np.flatnonzero(prefix > o)
-        out[start[copy] + o] = out[start[owner[copy]] + o]
+    out = np.zeros(int(length.sum()), dtype=np.uint8)
+    literal_start = np.cumsum(tail) - tail
+    out[np.arange(blob.size) + np.repeat(start + prefix - literal_start, tail)] = blob
+    # Offset by offset, the terms that copy it: each run of consecutive such terms copies from
+    # the term before the run, which stores that byte itself.
+    copying = np.flatnonzero(prefix > 0)
+    o = 0
+    while copying.size:
+        run_start = np.ones(copying.size, dtype=bool)
+        run_start[1:] = np.diff(copying) != 1
+        first = np.maximum.accumulate(np.where(run_start, np.arange(copying.size), 0))
+        out[start[copying] + o] = out[start[copying[first] - 1] + o]
+        o += 1
+        copying = copying[prefix[copying] > o]
     return out.tobytes()
 
 
