@@ -1,6 +1,6 @@
 """Compression benchmark: leanml's compact models against pickle, joblib, skops and ONNX.
 
-    flock /tmp/leanml-bench.lock python benchmarks/compression.py --json out.json [--quick]
+    flock /tmp/bench.lock python benchmarks/compression.py --json out.json [--quick] [--public none]
 
 For each demo model (TF-IDF + LogisticRegression on email, intent, sentiment), two public
 sets the project does not ship (``--public``: Rotten Tomatoes fresh/rotten snippets from the PyPI
