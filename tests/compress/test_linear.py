@@ -99,3 +99,22 @@ def test_threshold_pruning_drops_features(emails: Texts) -> None:
     assert pruned.stages[0].n_features < full.stages[0].n_features  # type: ignore[attr-defined]
     kept = pruned.head.used_inputs()  # type: ignore[union-attr]
     assert kept is not None and kept.all()
+
+
+def test_usage_weighted_pruning_drops_rare_terms_first(emails: Texts) -> None:
+    """At the same sparsity the usage-weighted ranking (|w| * idf * df / n) keeps terms that
+    occur more often than the magnitude ranking (|w| * idf) does, and labels its recipe."""
+    pipe = _pipe(LogisticRegression(C=10, max_iter=500)).fit(emails.X_train, emails.y_train)
+    idf = pipe.steps[0][1].idf_
+    W = pipe.steps[-1][1].coef_
+    kept = {}
+    for usage in (False, True):
+        recipe = Recipe(precision="int8", sparsity=0.9, drop_features=True, usage_weighted=usage)
+        pruned = prune_weights(W, recipe, center=True, input_scale=idf)
+        kept[usage] = np.any(pruned != 0, axis=0)
+        assert np.mean(pruned == 0) >= 0.89
+    df_share = np.exp(1.0 - idf)  # smooth idf: (df + 1) / (n + 1)
+    assert df_share[kept[True]].mean() > 1.5 * df_share[kept[False]].mean()
+    assert kept[True].sum() < kept[False].sum()  # fewer terms left in the vocabulary
+    assert Recipe(sparsity=0.9, usage_weighted=True).label() == "fp32/fp32/prune0.9u"
+    assert Recipe(threshold=0.1, usage_weighted=True).label() == "fp32/fp32/thr0.1"

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.feature_extraction.text import (
     CountVectorizer,
     HashingVectorizer,
@@ -292,3 +294,39 @@ def test_single_string_is_refused(emails: Texts) -> None:
     stage = _text_stage(vec)
     with pytest.raises(ValueError, match="single string"):
         stage.transform("one document")
+
+
+_TERM = st.text(alphabet=st.sampled_from(list("ab é日\n\x00\x1f")), max_size=12)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(terms=st.lists(_TERM, max_size=60), sort=st.booleans(), long=st.integers(0, 300))
+def test_vocabulary_encoding_round_trips(terms: list[str], sort: bool, long: int) -> None:
+    """Any term list (unicode, empty terms, separators inside terms, shared prefixes beyond
+    the 255 bytes one prefix length holds) decodes to itself."""
+    terms = [("x" * long) + t for t in terms] if long % 3 == 0 else terms
+    terms = sorted(terms) if sort else terms
+    spec, arrays = _textops.encode_terms(terms)
+    assert _textops.decode_terms(json.loads(json.dumps(spec)), arrays) == terms
+    assert all(np.asarray(a).dtype.kind != "O" for a in arrays.values())
+
+
+def test_front_coding_is_smaller_after_deflate(emails: Texts) -> None:
+    import zlib
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2).fit(emails.X_train)
+    terms = sorted(vec.vocabulary_)
+    spec, arrays = _textops.encode_terms(terms)
+    assert spec["front"] is True
+    front = sum(len(zlib.compress(np.asarray(a).tobytes(), 6)) for a in arrays.values())
+    plain = len(zlib.compress("\n".join(terms).encode("utf-8"), 6))
+    assert front < 0.85 * plain, (front, plain)
+
+
+def test_a_corrupt_front_coding_is_refused() -> None:
+    from leanml.errors import CompressionError
+
+    spec, arrays = _textops.encode_terms(["ab", "abc", "b"])
+    arrays["terms.prefix"] = np.array([0, 9, 0], dtype=np.uint8)  # past the previous term
+    with pytest.raises(CompressionError, match="front coding"):
+        _textops.decode_terms(spec, arrays)

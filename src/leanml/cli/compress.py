@@ -74,8 +74,10 @@ def compress(
     ] = None,
     confidence: Annotated[
         float,
-        typer.Option(help="One-sided confidence of the guard's bounds (e.g. 0.9); 0: off."),
-    ] = 0.0,
+        typer.Option(
+            help="One-sided confidence of the guard's bounds; 0: off (point estimates only)."
+        ),
+    ] = 0.9,
     activate: Annotated[
         bool, typer.Option(help="Serve the compact variant when the guard passes.")
     ] = False,

@@ -332,14 +332,37 @@ def weigh_row(
     return values
 
 
+def _shared_prefixes(encoded: list[bytes]) -> np.ndarray:
+    """Per term, the bytes it shares with the start of the previous term (at most 255)."""
+    out = np.zeros(len(encoded), dtype=np.uint8)
+    for i in range(1, len(encoded)):
+        a, b = encoded[i - 1], encoded[i]
+        n = min(len(a), len(b), 255)
+        k = 0
+        while k < n and a[k] == b[k]:
+            k += 1
+        out[i] = k
+    return out
+
+
 def encode_terms(terms: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The vocabulary as bytes: front-coded when a one-byte separator is free.
+
+    Front coding (``"front": true``): per term the number of leading bytes it shares with the
+    previous term (``terms.prefix``, uint8) and the rest of it followed by the separator
+    (``terms.fc``); sorted vocabularies share long prefixes, so this stores about a third less
+    after deflate. Exact. Without a free separator: the bytes and their lengths.
+    """
+    encoded = [t.encode("utf-8") for t in terms]
     for sep in ("\n", "\x00", "\x1f"):
         if not any(sep in t for t in terms):
-            blob = sep.join(terms).encode("utf-8")
-            return {"sep": sep, "n_terms": len(terms)}, {
-                "terms": np.frombuffer(blob, dtype=np.uint8)
+            prefix = _shared_prefixes(encoded)
+            tail = sep.encode("ascii")
+            blob = b"".join(e[k:] + tail for e, k in zip(encoded, prefix.tolist(), strict=True))
+            return {"sep": sep, "front": True, "n_terms": len(terms)}, {
+                "terms.fc": np.frombuffer(blob, dtype=np.uint8),
+                "terms.prefix": prefix,
             }
-    encoded = [t.encode("utf-8") for t in terms]
     lengths = np.array([len(b) for b in encoded], dtype=np.uint32)
     return {"sep": None, "n_terms": len(terms)}, {
         "terms": np.frombuffer(b"".join(encoded), dtype=np.uint8),
@@ -347,14 +370,53 @@ def encode_terms(terms: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray
     }
 
 
+def _front_decode(blob: np.ndarray, prefix: np.ndarray, sep: str) -> bytes:
+    """The separator-joined vocabulary bytes from its front coding (vectorised).
+
+    Every output byte is either a literal (the next byte of ``blob``) or a copy of the byte at
+    the same offset of the previous term; one vectorised pass per offset up to the longest
+    shared prefix (at most 255), over the terms that share that far, resolves the copies.
+    """
+    blob = np.asarray(blob, dtype=np.uint8)
+    prefix = np.asarray(prefix, dtype=np.int64)
+    ends = np.flatnonzero(blob == ord(sep))
+    n = len(prefix)
+    if len(ends) != n:
+        raise CompressionError(f"Vocabulary holds {len(ends)} terms, spec says {n}.")
+    tail = np.diff(ends, prepend=-1)  # literal bytes of each term, its separator included
+    length = prefix + tail
+    start = np.cumsum(length) - length
+    if n and (prefix[0] != 0 or np.any(prefix[1:] > length[:-1] - 1)):
+        raise CompressionError("Vocabulary front coding refers past the previous term.")
+    out = np.zeros(int(length.sum()), dtype=np.uint8)
+    literal_start = np.cumsum(tail) - tail
+    out[np.arange(blob.size) + np.repeat(start + prefix - literal_start, tail)] = blob
+    # Offset by offset, the terms that copy it: each run of consecutive such terms copies from
+    # the term before the run, which stores that byte itself.
+    copying = np.flatnonzero(prefix > 0)
+    o = 0
+    while copying.size:
+        run_start = np.ones(copying.size, dtype=bool)
+        run_start[1:] = np.diff(copying) != 1
+        first = np.maximum.accumulate(np.where(run_start, np.arange(copying.size), 0))
+        out[start[copying] + o] = out[start[copying[first] - 1] + o]
+        o += 1
+        copying = copying[prefix[copying] > o]
+    return out.tobytes()
+
+
 def decode_terms(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[str]:
     n = int(spec["n_terms"])
     if n == 0:
         return []
-    blob = np.asarray(arrays["terms"]).tobytes()
-    if spec["sep"] is not None:
+    if spec.get("front"):
+        raw = _front_decode(arrays["terms.fc"], arrays["terms.prefix"], spec["sep"])
+        terms = raw.decode("utf-8").split(spec["sep"])[:-1]
+    elif spec["sep"] is not None:
+        blob = np.asarray(arrays["terms"]).tobytes()
         terms = blob.decode("utf-8").split(spec["sep"])
     else:
+        blob = np.asarray(arrays["terms"]).tobytes()
         ends = np.cumsum(np.asarray(arrays["terms.lengths"], dtype=np.int64))
         starts = ends - np.asarray(arrays["terms.lengths"], dtype=np.int64)
         terms = [blob[s:e].decode("utf-8") for s, e in zip(starts, ends, strict=True)]

@@ -4,9 +4,9 @@ Guard contract (see :mod:`leanml.compress.quantizer` for how candidates are prod
 candidate passes when its serialized size is strictly smaller than the original's, its
 accuracy drop is ``<= tolerance``, its agreement with the original is ``>= min_agreement``,
 optionally its largest probability change is ``<= max_proba_error``, and, when a
-``confidence`` is set, the one-sided confidence bounds of the drop and the agreement
-(:func:`confidence_bounds`) meet the same limits. :func:`choose_candidate` returns the
-smallest passing candidate, or ``None``.
+``confidence`` is set (0.9 by default in ``ModelQuantizer.compress``), the one-sided
+confidence bounds of the drop and the agreement (:func:`confidence_bounds`) meet the same
+limits. :func:`choose_candidate` returns the smallest passing candidate, or ``None``.
 """
 
 from __future__ import annotations

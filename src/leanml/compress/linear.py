@@ -72,7 +72,10 @@ def prune_weights(
     elif recipe.sparsity > 0:
         importance = np.abs(W)
         if input_scale is not None and input_scale.shape[0] == W.shape[1]:
-            importance = importance * np.asarray(input_scale, dtype=np.float64)[None, :]
+            scale = np.asarray(input_scale, dtype=np.float64)
+            if recipe.usage_weighted:  # the scale is an idf: exp(1 - idf) = df / n
+                scale = scale * np.exp(1.0 - scale)
+            importance = importance * scale[None, :]
         cut = magnitude_threshold(importance, recipe.sparsity)
         W[importance < cut] = 0.0
     return W
