@@ -59,10 +59,7 @@ def demo(
         int, typer.Option(min=10, help="Single-text predictions per model in the load.")
     ] = 2000,
     retrain: Annotated[bool, typer.Option(help="Retrain even when a model exists.")] = False,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", help="Monitoring store URL (default: settings store_url)."),
-    ] = None,
+    store: _common.StoreUrlOption = None,
     report_dir: Annotated[
         Path, typer.Option("--report-dir", help="Where the HTML report is written.")
     ] = Path("leanml-report"),

@@ -14,7 +14,11 @@ from leanml.config import Settings
 from leanml.registry import ModelRegistry
 
 __all__ = [
+    "EncodingOption",
+    "LabelColumnOption",
     "ModelsDirOption",
+    "StoreUrlOption",
+    "TextColumnOption",
     "console",
     "err_console",
     "load_settings",
@@ -29,6 +33,16 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 132)
 ModelsDirOption = Annotated[
     Path | None,
     typer.Option("--models-dir", help="Registry folder (default: settings models_dir)."),
+]
+
+# The options of the commands that read the user's data files (train, register, predict).
+TextColumnOption = Annotated[str, typer.Option(help="Column of the texts.")]
+LabelColumnOption = Annotated[str, typer.Option(help="Column of the labels.")]
+EncodingOption = Annotated[
+    str | None, typer.Option(help="Text encoding of the files (default: UTF-8).")
+]
+StoreUrlOption = Annotated[
+    str | None, typer.Option("--store", help="Monitor store URL (default: settings store_url).")
 ]
 
 

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
+from leanml.cli._common import (
+    ModelsDirOption,
+    StoreUrlOption,
+    console,
+    registry_of,
+    settings_of,
+)
 from leanml.errors import MonitorError, ParameterError
 
 if TYPE_CHECKING:
@@ -114,9 +120,7 @@ def report(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for report.html and the PNG charts.")
     ] = Path("leanml-report"),
-    store: Annotated[
-        str | None, typer.Option("--store", help="Monitor store URL (default: settings store_url).")
-    ] = None,
+    store: StoreUrlOption = None,
     models_dir: ModelsDirOption = None,
     server: Annotated[
         str | None,

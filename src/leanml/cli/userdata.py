@@ -23,7 +23,16 @@ import typer
 from rich.progress import Progress
 
 from leanml._predict import predict_with_confidence
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
+from leanml.cli._common import (
+    EncodingOption,
+    LabelColumnOption,
+    ModelsDirOption,
+    StoreUrlOption,
+    TextColumnOption,
+    console,
+    registry_of,
+    settings_of,
+)
 from leanml.datasets import read_labelled, read_texts
 from leanml.errors import ParameterError
 from leanml.groundtruth import IdIssuer
@@ -54,11 +63,9 @@ def import_model(
         list[str] | None,
         typer.Option(help="Also accept this type (repeatable), for this command only."),
     ] = None,
-    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
-    encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of the files (default: UTF-8).")
-    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    encoding: EncodingOption = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Import a fitted scikit-learn model (.skops) as a new, serving version of NAME."""
@@ -107,19 +114,15 @@ def predict(
     output: Annotated[
         Path, typer.Option(help="Where the predictions go: .csv, .tsv, .jsonl or .parquet.")
     ],
-    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
+    text_column: TextColumnOption = "text",
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 256,
     version: Annotated[int | None, typer.Option(help="Version (default: serving).")] = None,
     variant: Annotated[
         str | None, typer.Option(help="original or compact (default: the active one).")
     ] = None,
     monitoring: Annotated[bool, typer.Option(help="Record predictions in the store.")] = True,
-    store: Annotated[
-        str | None, typer.Option("--store", help="Monitor store URL (default: store_url).")
-    ] = None,
-    encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of the input (default: UTF-8).")
-    ] = None,
+    store: StoreUrlOption = None,
+    encoding: EncodingOption = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score a file in batches, record the predictions in the monitor, write them out."""
