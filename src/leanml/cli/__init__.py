@@ -18,6 +18,7 @@ from leanml.cli import (
     compress,
     config,
     datasets,
+    feedback,
     models,
     monitor,
     report,
@@ -90,7 +91,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _area in (models, userdata, datasets, compress, monitor, serve, report, config):
+for _area in (models, userdata, feedback, datasets, compress, monitor, serve, report, config):
     _area.register(app)
 
 

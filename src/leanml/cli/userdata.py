@@ -13,8 +13,6 @@ text, predicted label, confidence and id as CSV, JSON Lines or Parquet (by the o
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,16 +31,13 @@ from leanml.cli._common import (
     registry_of,
     settings_of,
 )
-from leanml.datasets import read_labelled, read_texts
-from leanml.errors import ParameterError
+from leanml.datasets import check_output, read_labelled, read_texts, write_rows
 from leanml.groundtruth import IdIssuer
 from leanml.monitor import ModelMonitor
 from leanml.registry import check_name
 from leanml.workflows import read_model_file, register_model
 
 __all__ = ["import_model", "predict", "register"]
-
-_OUTPUTS = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
 def register(app: typer.Typer) -> None:
@@ -126,12 +121,7 @@ def predict(
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score a file in batches, record the predictions in the monitor, write them out."""
-    if output.suffix.lower() not in _OUTPUTS:
-        raise ParameterError(
-            f"The 'output' parameter of leanml predict must end with one of "
-            f"{', '.join(_OUTPUTS)}, got {str(output)!r} instead.",
-            param="--output",
-        )
+    check_output(output, "leanml predict", "--output")
     texts, _ = read_texts(input_path, text_column, None, encoding=encoding)
     loaded = registry_of(ctx, models_dir).load(name, version, variant)
     monitor = None
@@ -148,7 +138,7 @@ def predict(
     finally:
         if monitor is not None:
             monitor.close()
-    _write(output, rows)
+    write_rows(output, ["text", "label", "confidence", "id"], rows)
     console.print(
         f"wrote {len(rows)} predictions of {name} v{loaded.version} ({loaded.variant}) to "
         f"{output}" + (" and recorded them in the monitor store" if monitor else "")
@@ -180,29 +170,3 @@ def _score(
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["text", "label", "confidence", "id"]
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow as pa  # optional: the 'parquet' extra
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ParameterError(
-                "Writing Parquet needs pyarrow: pip install 'leanml[parquet]'.", param="--output"
-            ) from None
-        pq.write_table(pa.table({c: [r[c] for r in rows] for c in columns}), path)
-    elif suffix == ".jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps({c: r[c] for c in columns}, ensure_ascii=False) + "\n")
-    else:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(
-                fh, columns, delimiter="\t" if suffix == ".tsv" else ",", extrasaction="ignore"
-            )
-            writer.writeheader()
-            writer.writerows(rows)
