@@ -3,8 +3,11 @@ predict, versions, and every refusal leaving the registry unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -15,9 +18,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from tests.serving.conftest import Server, running, wait_for
 
+from leanml._ids import is_sampled
 from leanml.cli import main
-from leanml.datasets import load_file
+from leanml.datasets import load_file, read_labelled
+from leanml.monitor._redact import redact
 from leanml.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,28 +86,112 @@ def _as(kind: str, folder: Path) -> Path:
     return tree
 
 
-@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet", "folder"])
-def test_each_kind_of_file_trains_compresses_predicts_and_trains_again(env, capsys, kind):
-    data = _as(kind, env)
-    models = env / "m"
-    assert main(["train", "tickets", "--data", str(data), "--models-dir", str(models)]) == 0
-    assert "registered tickets v1 (logreg, tickets)" in capsys.readouterr().out
-    stored = ModelRegistry(models).validation_sample("tickets")
-    assert stored is not None and len(stored[0]) == 29
-    out = env / "c.json"
-    assert main(["compress", "tickets", "--json", str(out), "--models-dir", str(models)]) == 0
-    row = json.loads(out.read_text())["models"][0]
-    assert row["task"] == "tickets" and row["accuracy_original"] > 0.8
-    preds = env / "preds.csv"
-    args = ["predict", "tickets", "--input", str(TICKETS), "--output", str(preds)]
-    assert main([*args, "--batch-size", "50", "--models-dir", str(models)]) == 0
-    lines = preds.read_text().splitlines()
-    assert lines[0] == "text,label,confidence,id" and len(lines) == 289
-    assert main(["monitor", "stats", "--store", f"sqlite:///{env / 'monitor.db'}"]) == 0
-    assert "tickets" in capsys.readouterr().out
-    assert main(["train", "tickets", "--data", str(data), "--models-dir", str(models)]) == 0
-    assert ModelRegistry(models).versions("tickets") == [1, 2]
-    assert ModelRegistry(models).serving_version("tickets") == 2
+# Served as the tests of tests/serving are, but keeping every second prediction's text
+# (deterministic in the id) so that the export both keeps and skips rows.
+CHAIN_CONFIG = """
+[serving]
+poll_interval_s = 0.05
+heartbeat_s = 0.5
+registry_watch_s = 0.5
+stats_flush_s = 0
+
+[monitor]
+flush_interval_s = 0.05
+store_interval_s = 0.2
+sampling_rate = 0.5
+"""
+#: each kind of training file, and the kind of file its feedback is exported as
+CHAINS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "folder": ".csv"}
+
+
+@dataclasses.dataclass
+class Chain:
+    root: Path
+    models: Path
+    store: str
+    server: Server
+    files: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Iterator[Chain]:
+    """The tickets as each kind of file, trained and compressed (``leanml train``, ``leanml
+    compress``) as four models of one registry, served by one ``leanml serve``."""
+    root = tmp_path_factory.mktemp("chain")
+    models, store = root / "m", f"sqlite:///{root / 'monitor.db'}"
+    files = {kind: _as(kind, root) for kind in CHAINS}
+    (root / "chain.toml").write_text(CHAIN_CONFIG)  # for the export's hint: this sampling_rate
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("LEANML_")]:
+            mp.delenv(var)
+        mp.setenv("LEANML_CACHE_DIR", str(root / "cache"))
+        for kind, data in files.items():
+            args = ["train", f"t_{kind}", "--data", str(data), "--models-dir", str(models)]
+            assert main(args) == 0
+        stored = ModelRegistry(models).validation_sample("t_csv")
+        assert stored is not None and len(stored[0]) == 29
+        report = root / "compress.json"
+        args = ["compress", "--activate", "--json", str(report), "--models-dir", str(models)]
+        assert main(args) == 0
+        rows = json.loads(report.read_text())["models"]
+        assert sorted(r["task"] for r in rows) == sorted(f"t_{k}" for k in CHAINS)
+        assert all(r["accuracy_original"] > 0.8 for r in rows)
+        with running(models, store, root, config=CHAIN_CONFIG) as server:
+            yield Chain(root, models, store, server, files)
+
+
+def _tickets() -> tuple[list[str], list[str]]:
+    texts, labels = read_labelled(TICKETS)
+    return texts, labels
+
+
+@pytest.mark.parametrize("kind", CHAINS)
+def test_each_kind_of_file_goes_from_training_to_training_again(chain, capsys, kind):
+    """train -> compress (the fixture) -> serve -> predict -> feedback -> export -> train."""
+    name, models = f"t_{kind}", str(chain.models)
+    texts, labels = _tickets()
+    preds = chain.root / f"{name}-predictions.csv"
+    args = ["predict", name, "--input", str(chain.files[kind]), "--output", str(preds)]
+    assert main([*args, "--store", chain.store, "--models-dir", models]) == 0
+    assert len(preds.read_text().splitlines()) == 289
+    ids: list[str] = []
+    with chain.server.client() as client:
+        for start in (0, 144):
+            r = client.post(
+                f"/v1/models/{name}/predict", json={"inputs": texts[start : start + 144]}
+            )
+            assert r.status_code == 200, r.text
+            assert (r.json()["version"], r.json()["variant"]) == (1, "compact")
+            ids += [p["id"] for p in r.json()["predictions"]]
+        items = [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]
+        r = client.post(f"/v1/models/{name}/feedback", json={"items": items})
+        assert r.status_code == 200, r.text
+        assert [item["status"] for item in r.json()["items"]] == ["joined"] * 288
+    sampled = {i for i in ids if is_sampled(i, 0.5)}
+    assert 100 < len(sampled) < 188  # both kept and skipped rows
+    out = chain.root / f"{name}-feedback{CHAINS[kind]}"
+    export = ["--config", str(chain.root / "chain.toml"), "feedback", "export", name]
+    export += ["--out", str(out), "--store", chain.store]
+    export += ["--models-dir", models]
+
+    def exported() -> str | None:  # the server writes sampled predictions every 0.2 s
+        code = main(export)  # 1 (nothing written) until the first of them are in
+        said = capsys.readouterr().out
+        return said if code == 0 and f"({len(sampled)} with their text)" in said else None
+
+    said = wait_for(exported, timeout=30)
+    assert said is not None, "the sampled predictions never reached the store"
+    assert f"wrote {len(sampled)} labelled predictions of {name} to {out}" in said
+    skipped = 288 - len(sampled)
+    assert f"skipped {skipped} of the 288 labelled predictions: their text is not stored" in said
+    assert "sampling_rate is 0.5" in said
+    got_texts, got_labels = read_labelled(out)
+    truth = dict(zip(ids, zip(texts, labels, strict=True), strict=True))
+    expected = sorted((redact(truth[i][0]), truth[i][1]) for i in sampled)
+    assert sorted(zip(got_texts, got_labels, strict=True)) == expected
+    assert main(["train", name, "--data", str(out), "--models-dir", models]) == 0
+    assert f"registered {name} v2 (logreg, {out.stem})" in capsys.readouterr().out
+    assert ModelRegistry(chain.models).serving_version(name) == 2
 
 
 def test_size_and_show_work_on_a_model_of_the_users_data(env, capsys):

@@ -60,7 +60,7 @@ def labelled_predictions(
         )
         .select_from(f.outerjoin(p, detail))
         .where((f.c.model == model) & (f.c.status == "joined"))
-        .order_by(f.c.id)
+        .order_by(f.c.ts, f.c.id)
     )
     if since is not None:
         q = q.where(f.c.ts >= since)
