@@ -121,7 +121,7 @@ def export(
     written = rows if keep_without_text else with_text
     write_rows(out, LABELLED_COLUMNS, [_plain(r) for r in written])
     console.print(
-        f"wrote {len(written)} labelled predictions of {name}{window} to {out} "
+        f"wrote {_n(len(written), 'labelled prediction')} of {name}{window} to {out} "
         f"({len(with_text)} with their text)"
     )
     if without and keep_without_text:
@@ -131,8 +131,8 @@ def export(
         )
     elif without:
         console.print(
-            f"[yellow]note:[/] skipped {without} of the {len(rows)} labelled predictions: their "
-            f"text is not stored ({why})"
+            f"[yellow]note:[/] skipped {without} of the {_n(len(rows), 'labelled prediction')}: "
+            f"their text is not stored ({why})"
         )
 
 
@@ -144,6 +144,10 @@ def _why_no_text(cfg: MonitorConfig) -> str:
         f"the store keeps the text of sampled predictions only: [monitor] sampling_rate is "
         f"{cfg.sampling_rate:g}; raise it to keep more"
     )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _iso(ts: float | None) -> str | None:
