@@ -125,8 +125,9 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
         for var in [v for v in os.environ if v.startswith("LEANML_")]:
             mp.delenv(var)
         mp.setenv("LEANML_CACHE_DIR", str(root / "cache"))
-        for kind, data in files.items():
-            args = ["train", f"t_{kind}", "--data", str(data), "--models-dir", str(models)]
+        trained = [(f"t_{kind}", data) for kind, data in files.items()]
+        for name, data in [*trained, ("t_life", files["csv"])]:  # t_life: test_lifecycle...
+            args = ["train", name, "--data", str(data), "--models-dir", str(models)]
             assert main(args) == 0
         stored = ModelRegistry(models).validation_sample("t_csv")
         assert stored is not None and len(stored[0]) == 29
@@ -134,7 +135,7 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
         args = ["compress", "--activate", "--json", str(report), "--models-dir", str(models)]
         assert main(args) == 0
         rows = json.loads(report.read_text())["models"]
-        assert sorted(r["task"] for r in rows) == sorted(f"t_{k}" for k in CHAINS)
+        assert sorted(r["task"] for r in rows) == sorted([*(f"t_{k}" for k in CHAINS), "t_life"])
         assert all(r["accuracy_original"] > 0.8 for r in rows)
         with running(models, store, root, config=CHAIN_CONFIG) as server:
             yield Chain(root, models, store, server, files)
@@ -192,6 +193,43 @@ def test_each_kind_of_file_goes_from_training_to_training_again(chain, capsys, k
     assert main(["train", name, "--data", str(out), "--models-dir", models]) == 0
     assert f"registered {name} v2 (logreg, {out.stem})" in capsys.readouterr().out
     assert ModelRegistry(chain.models).serving_version(name) == 2
+
+
+def test_a_running_server_follows_promotions_as_it_follows_variant_switches(chain, capsys):
+    """``leanml models promote|rollback|switch`` on the registry; the server serving it follows
+    each (its registry watch: 0.5 s here) without a restart or an admin call."""
+    models = ["--models-dir", str(chain.models)]
+    data = str(chain.files["csv"])
+    with chain.server.client() as client:
+
+        def served() -> tuple[int, str]:
+            r = client.post("/v1/models/t_life/predict", json={"inputs": ["refund my order"]})
+            return int(r.json()["version"]), str(r.json()["variant"])
+
+        assert served() == (1, "compact")
+        assert main(["train", "t_life", "--data", data, *models]) == 0  # v2, promoted
+        # the active variant is compact (compress --activate), which v2 lacks: its original
+        assert wait_for(lambda: served() == (2, "original"))
+        assert main(["models", "promote", "t_life", "1", *models]) == 0
+        assert wait_for(lambda: served() == (1, "compact"))
+        assert main(["models", "switch", "t_life", "original", *models]) == 0
+        assert wait_for(lambda: served() == (1, "original"))
+        assert main(["models", "rollback", "t_life", *models]) == 0
+        assert wait_for(lambda: served() == (2, "original"))
+    assert "rolled back to v2 (was v1)" in capsys.readouterr().out
+
+
+def test_report_dashboard_and_v2_metadata_show_a_users_model(chain):
+    with chain.server.client() as client:
+        r = client.get("/v2/models/t_jsonl")
+        assert r.status_code == 200 and r.json()["name"] == "t_jsonl"
+        assert r.json()["outputs"][-1]["shape"] == [-1, 4]  # its four classes
+        r = client.get("/dashboard/data.json")
+        assert r.status_code == 200 and "t_jsonl" in r.text
+    out = chain.root / "report"
+    args = ["report", "--store", chain.store, "--models-dir", str(chain.models), "--out", str(out)]
+    assert main([*args, "--models", "t_jsonl"]) == 0
+    assert "t_jsonl" in (out / "report.html").read_text()
 
 
 def test_size_and_show_work_on_a_model_of_the_users_data(env, capsys):
