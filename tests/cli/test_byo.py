@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from tests.serving.conftest import Server, running, wait_for
+from tests.serving.conftest import CONFIG, Server, running, wait_for
 
 from leanml._ids import is_sampled
 from leanml.cli import main
@@ -86,20 +86,6 @@ def _as(kind: str, folder: Path) -> Path:
     return tree
 
 
-# Served as the tests of tests/serving are, but keeping every second prediction's text
-# (deterministic in the id) so that the export both keeps and skips rows.
-CHAIN_CONFIG = """
-[serving]
-poll_interval_s = 0.05
-heartbeat_s = 0.5
-registry_watch_s = 0.5
-stats_flush_s = 0
-
-[monitor]
-flush_interval_s = 0.05
-store_interval_s = 0.2
-sampling_rate = 0.5
-"""
 #: each kind of training file, and the kind of file its feedback is exported as
 CHAINS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "folder": ".csv"}
 
@@ -120,7 +106,10 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
     root = tmp_path_factory.mktemp("chain")
     models, store = root / "m", f"sqlite:///{root / 'monitor.db'}"
     files = {kind: _as(kind, root) for kind in CHAINS}
-    (root / "chain.toml").write_text(CHAIN_CONFIG)  # for the export's hint: this sampling_rate
+    # the servers of tests/serving keep every second prediction's text (sampling_rate 0.5,
+    # deterministic in the id): the export both keeps and skips rows. The export reads the
+    # same settings, for its hint.
+    (root / "chain.toml").write_text(CONFIG)
     with pytest.MonkeyPatch.context() as mp:
         for var in [v for v in os.environ if v.startswith("LEANML_")]:
             mp.delenv(var)
@@ -137,7 +126,7 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
         rows = json.loads(report.read_text())["models"]
         assert sorted(r["task"] for r in rows) == sorted([*(f"t_{k}" for k in CHAINS), "t_life"])
         assert all(r["accuracy_original"] > 0.8 for r in rows)
-        with running(models, store, root, config=CHAIN_CONFIG) as server:
+        with running(models, store, root) as server:
             yield Chain(root, models, store, server, files)
 
 
@@ -156,18 +145,20 @@ def test_each_kind_of_file_goes_from_training_to_training_again(chain, capsys, k
     assert main([*args, "--store", chain.store, "--models-dir", models]) == 0
     assert len(preds.read_text().splitlines()) == 289
     ids: list[str] = []
-    with chain.server.client() as client:
-        for start in (0, 144):
-            r = client.post(
-                f"/v1/models/{name}/predict", json={"inputs": texts[start : start + 144]}
-            )
+    with chain.server.client() as client:  # at most 16 texts, 20 labels a request (CONFIG)
+        for start in range(0, 288, 16):
+            batch = {"inputs": texts[start : start + 16]}
+            r = client.post(f"/v1/models/{name}/predict", json=batch)
             assert r.status_code == 200, r.text
             assert (r.json()["version"], r.json()["variant"]) == (1, "compact")
             ids += [p["id"] for p in r.json()["predictions"]]
         items = [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]
-        r = client.post(f"/v1/models/{name}/feedback", json={"items": items})
-        assert r.status_code == 200, r.text
-        assert [item["status"] for item in r.json()["items"]] == ["joined"] * 288
+        for start in range(0, 288, 20):
+            r = client.post(
+                f"/v1/models/{name}/feedback", json={"items": items[start : start + 20]}
+            )
+            assert r.status_code == 200, r.text
+            assert {item["status"] for item in r.json()["items"]} == {"joined"}
     sampled = {i for i in ids if is_sampled(i, 0.5)}
     assert 100 < len(sampled) < 188  # both kept and skipped rows
     out = chain.root / f"{name}-feedback{CHAINS[kind]}"
