@@ -338,6 +338,32 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
     assert _snapshot(models) == before
 
 
+@pytest.mark.parametrize(
+    "validation,extra,message",
+    [
+        ("body,label\nhi,billing\n", [], "has no column 'text' (columns found: 'body', 'label')"),
+        ("text,label\nhi,billing\nho,\n", [], "line 3, column 'label': the label is missing"),
+        ("text,label\nhi,nosuchclass\n", [], "'y_val' parameter of register"),
+        ("text,label\nhi,billing\n", ["--test", "missing.csv"], "No such data file"),
+        ("text,label\nhi,billing\n", ["--text-column", "body"], "has no column 'body'"),
+    ],
+)
+def test_register_bad_input_exits_2_naming_the_problem_and_writes_nothing(
+    env, capsys, validation, extra, message
+):
+    ds = load_file(TICKETS)
+    sio.dump(_fitted(ds), env / "model.skops")
+    models = env / "m"
+    ModelRegistry(models).register("other", _fitted(ds), task="x")
+    before = _snapshot(models)
+    val = env / "val.csv"
+    val.write_text(validation)
+    args = ["register", "mine", str(env / "model.skops"), "--validation", str(val), *extra]
+    assert main([*args, "--models-dir", str(models)]) == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(models) == before
+
+
 def test_latin1_data_is_refused_with_the_offset_then_read_with_encoding(env, capsys):
     data = env / "latin.csv"
     data.write_bytes(TICKETS.read_bytes().replace(b"March", b"M\xe4rz"))
