@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from leanml.groundtruth import FeedbackLog
 from leanml.monitor import MonitorStore
 from leanml.monitor.labelled import LABELLED_COLUMNS, labelled_predictions, store_models
@@ -33,16 +35,24 @@ def detail(pid: str, text: str | None, *, model: str = "m") -> dict:
     }  # fmt: skip
 
 
-def make_store(tmp_path: Path, labels: list[dict], details: list[dict]) -> MonitorStore:
-    st = MonitorStore(f"sqlite:///{tmp_path / 'store.db'}")
-    log = FeedbackLog(st.engine, "test")
+def make_store(
+    tmp_path: Path, labels: list[dict], details: list[dict], url: str = "", prefix: str = "leanml_"
+) -> MonitorStore:
+    st = MonitorStore(url or f"sqlite:///{tmp_path / 'store.db'}", table_prefix=prefix)
+    log = FeedbackLog(st.engine, "test", table_prefix=prefix)
     log.write_sync(labels)
     log.close()
     st.write(predictions=details)
     return st
 
 
-def test_each_joined_label_comes_with_its_prediction_and_stored_text(tmp_path):
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_each_joined_label_comes_with_its_prediction_and_stored_text(
+    tmp_path, request, table_prefix, backend
+):
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
     st = make_store(
         tmp_path,
         [
@@ -54,6 +64,8 @@ def test_each_joined_label_comes_with_its_prediction_and_stored_text(tmp_path):
             label("q-1", "a", T0 + 6, model="other"),
         ],
         [detail("p-1", "refund please"), detail("p-3", None), detail("q-1", "other text")],
+        url,
+        table_prefix,
     )
     rows = labelled_predictions(st, "m")
     assert [tuple(r) for r in rows] == [LABELLED_COLUMNS] * 3
@@ -66,6 +78,8 @@ def test_each_joined_label_comes_with_its_prediction_and_stored_text(tmp_path):
     )  # fmt: skip
     assert (first["labelled_at"], first["predicted_at"]) == (T0 + 1, T0 - 4)
     assert store_models(st) == {"m", "other"}
+    if backend == "postgres":
+        st.drop_all()
 
 
 def test_since_keeps_the_labels_received_from_then_on(tmp_path):
