@@ -46,6 +46,10 @@ def make_store(
     return st
 
 
+def list_of(st: MonitorStore, model: str, since: float | None = None) -> list[dict]:
+    return list(labelled_predictions(st, model, since, batch_rows=2))  # several batches
+
+
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -67,7 +71,7 @@ def test_each_joined_label_comes_with_its_prediction_and_stored_text(
         url,
         table_prefix,
     )
-    rows = labelled_predictions(st, "m")
+    rows = list_of(st, "m")
     assert [tuple(r) for r in rows] == [LABELLED_COLUMNS] * 3
     assert [(r["id"], r["text"], r["label"]) for r in rows] == [
         ("p-1", "refund please", "a"), ("p-2", None, "b"), ("p-3", None, "b"),
@@ -85,12 +89,12 @@ def test_each_joined_label_comes_with_its_prediction_and_stored_text(
 def test_since_keeps_the_labels_received_from_then_on(tmp_path):
     labels = [label(f"p-{i}", "a", T0 + i) for i in range(10)]
     st = make_store(tmp_path, labels, [])
-    assert [r["id"] for r in labelled_predictions(st, "m", since=T0 + 7)] == ["p-7", "p-8", "p-9"]
-    assert labelled_predictions(st, "m", since=T0 + 100) == []
+    assert [r["id"] for r in list_of(st, "m", since=T0 + 7)] == ["p-7", "p-8", "p-9"]
+    assert list_of(st, "m", since=T0 + 100) == []
 
 
 def test_a_prediction_with_two_detail_rows_gives_one_row_with_its_text(tmp_path):
     st = make_store(
         tmp_path, [label("p-1", "a", T0)], [detail("p-1", None), detail("p-1", "the text")]
     )
-    assert [(r["id"], r["text"]) for r in labelled_predictions(st, "m")] == [("p-1", "the text")]
+    assert [(r["id"], r["text"]) for r in list_of(st, "m")] == [("p-1", "the text")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -92,6 +93,15 @@ def export(
     registered = registry.list_models()
     check_store_exists(url)
     st = MonitorStore(url)  # opening it migrates an older store's feedback log
+    seen = {"labelled": 0, "with_text": 0}
+
+    def rows() -> Iterator[dict[str, Any]]:  # streamed from the store into the file
+        for r in labelled_predictions(st, name, start):
+            seen["labelled"] += 1
+            seen["with_text"] += bool(r["text"])
+            if r["text"] or keep_without_text:
+                yield _plain(r)
+
     try:
         known = store_models(st)
         if name not in known and name not in registered:
@@ -101,38 +111,39 @@ def export(
                 f"{', '.join(sorted(known | set(registered))) or 'none'}).",
                 param="NAME",
             )
-        rows = labelled_predictions(st, name, start)
+        written = write_rows(out, LABELLED_COLUMNS, rows(), keep_empty=False)
     finally:
         st.close()
+    labelled, with_text = seen["labelled"], seen["with_text"]
+    without = labelled - with_text
     window = f" labelled since {_iso(start)}" if start is not None else ""
-    if not rows:
+    why = _why_no_text(settings.monitor)
+    if not labelled:
         raise LeanMLError(
             f"No labelled predictions of {name}{window} in {url}: nothing written. Labels "
             f"arrive with POST /v1/models/{name}/feedback {{'id': <prediction id>, 'label': ...}}."
         )
-    with_text = [r for r in rows if r["text"]]
-    without = len(rows) - len(with_text)
-    why = _why_no_text(settings.monitor)
-    if not with_text and not keep_without_text:
+    if not written:
         raise LeanMLError(
-            f"None of the {len(rows)} labelled predictions of {name}{window} has its text "
+            f"None of the {labelled} labelled predictions of {name}{window} has its text "
             f"stored: nothing written ({why}; --keep-without-text writes them without text)."
         )
-    written = rows if keep_without_text else with_text
-    write_rows(out, LABELLED_COLUMNS, [_plain(r) for r in written])
     console.print(
-        f"wrote {_n(len(written), 'labelled prediction')} of {name}{window} to {out} "
-        f"({len(with_text)} with their text)"
+        f"wrote {_n(written, 'labelled prediction')} of {name}{window} to {out} "
+        f"({with_text} with their text)",
+        soft_wrap=True,  # one line per message, whatever the width: scripts grep them
     )
     if without and keep_without_text:
         console.print(
             f"[yellow]note:[/] kept {without} of them without a stored text (empty 'text'): "
-            f"drop those rows before leanml train --data {out} ({why})"
+            f"drop those rows before leanml train --data {out} ({why})",
+            soft_wrap=True,
         )
     elif without:
         console.print(
-            f"[yellow]note:[/] skipped {without} of the {_n(len(rows), 'labelled prediction')}: "
-            f"their text is not stored ({why})"
+            f"[yellow]note:[/] skipped {without} of the {_n(labelled, 'labelled prediction')}: "
+            f"their text is not stored ({why})",
+            soft_wrap=True,
         )
 
 

@@ -14,7 +14,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,26 @@ def check_output(path: Path, command: str, option: str) -> None:
         ) from None
 
 
-def write_rows(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``columns`` of ``rows`` to ``path`` (kind by suffix; missing values empty/null)."""
+def write_rows(
+    path: Path,
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    keep_empty: bool = True,
+) -> int:
+    """Write ``columns`` of ``rows`` to ``path`` (kind by suffix; missing values empty/null) and
+    return how many rows were written. ``rows`` may be an iterator: CSV, TSV and JSON Lines are
+    written as it yields (Parquet gathers them first). Without ``keep_empty``, no rows leave
+    ``path`` untouched (no file, or the old one)."""
     path = Path(path)
+    count = 0
+
+    def counted() -> Iterator[Mapping[str, Any]]:
+        nonlocal count
+        for r in rows:
+            count += 1
+            yield r
+
     suffix = path.suffix.lower()
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     tmp = Path(tmp_name)
@@ -67,22 +84,25 @@ def write_rows(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, A
             import pyarrow as pa  # optional: checked by check_output
             import pyarrow.parquet as pq
 
-            data = list(rows)
+            data = list(counted())
             pq.write_table(pa.table({c: [r.get(c) for r in data] for c in columns}), tmp)
         else:
             with open(fd, "w", newline="", encoding="utf-8") as fh:
                 if suffix == ".jsonl":
-                    for r in rows:
+                    for r in counted():
                         record = {c: r.get(c) for c in columns}
                         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 else:
                     delimiter = "\t" if suffix == ".tsv" else ","
                     writer = csv.DictWriter(fh, columns, delimiter=delimiter, extrasaction="ignore")
                     writer.writeheader()
-                    writer.writerows(rows)
+                    writer.writerows(counted())
+        if not count and not keep_empty:
+            return 0
         # mkstemp's file is private (0600): give the new file the old one's mode, else 0644
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
+        return count
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

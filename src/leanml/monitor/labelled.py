@@ -10,11 +10,13 @@ below ``sample_below_confidence``), and only as ``store_inputs`` says (``text`` 
 prediction was not sampled, or whose text was not kept, comes back with ``text`` None.
 
 Labels of a prediction id that the log holds twice (a label sent again is ``duplicate``, not
-``joined``) cannot occur; a prediction id with two detail rows yields one row.
+``joined``) cannot occur; a prediction id with two detail rows yields one row. The rows are
+streamed in batches (a large log is never held in memory).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,11 +40,14 @@ LABELLED_COLUMNS = (
 
 
 def labelled_predictions(
-    store: MonitorStore, model: str, since: float | None = None
-) -> list[dict[str, Any]]:
-    """The joined labels of ``model`` (labelled at or after ``since``, epoch seconds), oldest
-    first, each with the keys of :data:`LABELLED_COLUMNS` (times in epoch seconds; ``text`` None
-    when the store kept no text of the prediction)."""
+    store: MonitorStore, model: str, since: float | None = None, *, batch_rows: int = 5_000
+) -> Iterator[dict[str, Any]]:
+    """The joined labels of ``model`` (labelled at or after ``since``, epoch seconds), in label
+    time order, each with the keys of :data:`LABELLED_COLUMNS` (times in epoch seconds; ``text``
+    None when the store kept no text of the prediction).
+
+    Streamed: the rows are fetched ``batch_rows`` at a time while the caller consumes them, so
+    memory does not grow with the log (a connection stays open until the iterator ends)."""
     f, p = store.feedback, store.predictions
     detail = (p.c.prediction_id == f.c.prediction_id) & (p.c.model == f.c.model)
     q = (
@@ -64,14 +69,18 @@ def labelled_predictions(
     )
     if since is not None:
         q = q.where(f.c.ts >= since)
-    rows: dict[int, dict[str, Any]] = {}
+    row: dict[str, Any] | None = None
+    row_id = None
     with store.engine.connect() as conn:
-        for r in conn.execute(q):
-            seen = rows.get(r.id)
-            if seen is not None:  # a second detail row of the same prediction id
-                seen["text"] = seen["text"] or r.input_text
+        result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(q)
+        for r in result:
+            if row is not None and r.id == row_id:  # a second detail row of one prediction id
+                row["text"] = row["text"] or r.input_text
                 continue
-            rows[r.id] = {
+            if row is not None:
+                yield row
+            row_id = r.id
+            row = {
                 "text": r.input_text,
                 "label": r.label,
                 "predicted": r.predicted,
@@ -82,13 +91,14 @@ def labelled_predictions(
                 "version": r.version,
                 "id": r.prediction_id,
             }
-    return list(rows.values())
+    if row is not None:
+        yield row
 
 
 def store_models(store: MonitorStore) -> set[str]:
-    """The models the store holds anything of: predictions, windows or labels."""
+    """The models the store holds windows or labels of (indexed columns: no table scan)."""
     names: set[str] = set()
     with store.engine.connect() as conn:
-        for table in (store.snapshots, store.predictions, store.feedback):
+        for table in (store.snapshots, store.feedback):
             names.update(conn.execute(sa.select(table.c.model).distinct()).scalars())
     return names
