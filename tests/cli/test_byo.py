@@ -3,8 +3,11 @@ predict, versions, and every refusal leaving the registry unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -15,9 +18,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from tests.serving.conftest import CONFIG, Server, running, wait_for
 
+from leanml._ids import is_sampled
 from leanml.cli import main
-from leanml.datasets import load_file
+from leanml.datasets import load_file, read_labelled
+from leanml.monitor._redact import redact
 from leanml.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,28 +86,141 @@ def _as(kind: str, folder: Path) -> Path:
     return tree
 
 
-@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet", "folder"])
-def test_each_kind_of_file_trains_compresses_predicts_and_trains_again(env, capsys, kind):
-    data = _as(kind, env)
-    models = env / "m"
-    assert main(["train", "tickets", "--data", str(data), "--models-dir", str(models)]) == 0
-    assert "registered tickets v1 (logreg, tickets)" in capsys.readouterr().out
-    stored = ModelRegistry(models).validation_sample("tickets")
-    assert stored is not None and len(stored[0]) == 29
-    out = env / "c.json"
-    assert main(["compress", "tickets", "--json", str(out), "--models-dir", str(models)]) == 0
-    row = json.loads(out.read_text())["models"][0]
-    assert row["task"] == "tickets" and row["accuracy_original"] > 0.8
-    preds = env / "preds.csv"
-    args = ["predict", "tickets", "--input", str(TICKETS), "--output", str(preds)]
-    assert main([*args, "--batch-size", "50", "--models-dir", str(models)]) == 0
-    lines = preds.read_text().splitlines()
-    assert lines[0] == "text,label,confidence,id" and len(lines) == 289
-    assert main(["monitor", "stats", "--store", f"sqlite:///{env / 'monitor.db'}"]) == 0
-    assert "tickets" in capsys.readouterr().out
-    assert main(["train", "tickets", "--data", str(data), "--models-dir", str(models)]) == 0
-    assert ModelRegistry(models).versions("tickets") == [1, 2]
-    assert ModelRegistry(models).serving_version("tickets") == 2
+#: each kind of training file, and the kind of file its feedback is exported as
+CHAINS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "folder": ".csv"}
+
+
+@dataclasses.dataclass
+class Chain:
+    root: Path
+    models: Path
+    store: str
+    server: Server
+    files: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Iterator[Chain]:
+    """The tickets as each kind of file, trained and compressed (``leanml train``, ``leanml
+    compress``) as four models of one registry, served by one ``leanml serve``."""
+    root = tmp_path_factory.mktemp("chain")
+    models, store = root / "m", f"sqlite:///{root / 'monitor.db'}"
+    files = {kind: _as(kind, root) for kind in CHAINS}
+    # the servers of tests/serving keep every second prediction's text (sampling_rate 0.5,
+    # deterministic in the id): the export both keeps and skips rows. The export reads the
+    # same settings, for its hint.
+    (root / "chain.toml").write_text(CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("LEANML_")]:
+            mp.delenv(var)
+        mp.setenv("LEANML_CACHE_DIR", str(root / "cache"))
+        trained = [(f"t_{kind}", data) for kind, data in files.items()]
+        for name, data in [*trained, ("t_life", files["csv"])]:  # t_life: test_lifecycle...
+            args = ["train", name, "--data", str(data), "--models-dir", str(models)]
+            assert main(args) == 0
+        stored = ModelRegistry(models).validation_sample("t_csv")
+        assert stored is not None and len(stored[0]) == 29
+        report = root / "compress.json"
+        args = ["compress", "--activate", "--json", str(report), "--models-dir", str(models)]
+        assert main(args) == 0
+        rows = json.loads(report.read_text())["models"]
+        assert sorted(r["task"] for r in rows) == sorted([*(f"t_{k}" for k in CHAINS), "t_life"])
+        assert all(r["accuracy_original"] > 0.8 for r in rows)
+        with running(models, store, root) as server:
+            yield Chain(root, models, store, server, files)
+
+
+def _tickets() -> tuple[list[str], list[str]]:
+    texts, labels = read_labelled(TICKETS)
+    return texts, labels
+
+
+@pytest.mark.parametrize("kind", CHAINS)
+def test_each_kind_of_file_goes_from_training_to_training_again(chain, capsys, kind):
+    """train -> compress (the fixture) -> serve -> predict -> feedback -> export -> train."""
+    name, models = f"t_{kind}", str(chain.models)
+    texts, labels = _tickets()
+    preds = chain.root / f"{name}-predictions.csv"
+    args = ["predict", name, "--input", str(chain.files[kind]), "--output", str(preds)]
+    assert main([*args, "--store", chain.store, "--models-dir", models]) == 0
+    assert len(preds.read_text().splitlines()) == 289
+    ids: list[str] = []
+    with chain.server.client() as client:  # at most 16 texts, 20 labels a request (CONFIG)
+        for start in range(0, 288, 16):
+            batch = {"inputs": texts[start : start + 16]}
+            r = client.post(f"/v1/models/{name}/predict", json=batch)
+            assert r.status_code == 200, r.text
+            assert (r.json()["version"], r.json()["variant"]) == (1, "compact")
+            ids += [p["id"] for p in r.json()["predictions"]]
+        items = [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]
+        for start in range(0, 288, 20):
+            r = client.post(
+                f"/v1/models/{name}/feedback", json={"items": items[start : start + 20]}
+            )
+            assert r.status_code == 200, r.text
+            assert {item["status"] for item in r.json()["items"]} == {"joined"}
+    sampled = {i for i in ids if is_sampled(i, 0.5)}
+    assert 100 < len(sampled) < 188  # both kept and skipped rows
+    out = chain.root / f"{name}-feedback{CHAINS[kind]}"
+    export = ["--config", str(chain.root / "chain.toml"), "feedback", "export", name]
+    export += ["--out", str(out), "--store", chain.store]
+    export += ["--models-dir", models]
+
+    def exported() -> str | None:  # the server writes sampled predictions every 0.2 s
+        code = main(export)  # 1 (nothing written) until the first of them are in
+        said = capsys.readouterr().out
+        return said if code == 0 and f"({len(sampled)} with their text)" in said else None
+
+    said = wait_for(exported, timeout=30)
+    assert said is not None, "the sampled predictions never reached the store"
+    assert f"wrote {len(sampled)} labelled predictions of {name} to {out}" in said
+    skipped = 288 - len(sampled)
+    assert f"skipped {skipped} of the 288 labelled predictions: their text is not stored" in said
+    assert "sampling_rate is 0.5" in said
+    got_texts, got_labels = read_labelled(out)
+    truth = dict(zip(ids, zip(texts, labels, strict=True), strict=True))
+    expected = sorted((redact(truth[i][0]), truth[i][1]) for i in sampled)
+    assert sorted(zip(got_texts, got_labels, strict=True)) == expected
+    assert main(["train", name, "--data", str(out), "--models-dir", models]) == 0
+    assert f"registered {name} v2 (logreg, {out.stem})" in capsys.readouterr().out
+    assert ModelRegistry(chain.models).serving_version(name) == 2
+
+
+def test_a_running_server_follows_promotions_as_it_follows_variant_switches(chain, capsys):
+    """``leanml models promote|rollback|switch`` on the registry; the server serving it follows
+    each (its registry watch: 0.5 s here) without a restart or an admin call."""
+    models = ["--models-dir", str(chain.models)]
+    data = str(chain.files["csv"])
+    with chain.server.client() as client:
+
+        def served() -> tuple[int, str]:
+            r = client.post("/v1/models/t_life/predict", json={"inputs": ["refund my order"]})
+            return int(r.json()["version"]), str(r.json()["variant"])
+
+        assert served() == (1, "compact")
+        assert main(["train", "t_life", "--data", data, *models]) == 0  # v2, promoted
+        # the active variant is compact (compress --activate), which v2 lacks: its original
+        assert wait_for(lambda: served() == (2, "original"))
+        assert main(["models", "promote", "t_life", "1", *models]) == 0
+        assert wait_for(lambda: served() == (1, "compact"))
+        assert main(["models", "switch", "t_life", "original", *models]) == 0
+        assert wait_for(lambda: served() == (1, "original"))
+        assert main(["models", "rollback", "t_life", *models]) == 0
+        assert wait_for(lambda: served() == (2, "original"))
+    assert "rolled back to v2 (was v1)" in capsys.readouterr().out
+
+
+def test_report_dashboard_and_v2_metadata_show_a_users_model(chain):
+    with chain.server.client() as client:
+        r = client.get("/v2/models/t_jsonl")
+        assert r.status_code == 200 and r.json()["name"] == "t_jsonl"
+        assert r.json()["outputs"][-1]["shape"] == [-1, 4]  # its four classes
+        r = client.get("/dashboard/data.json")
+        assert r.status_code == 200 and "t_jsonl" in r.text
+    out = chain.root / "report"
+    args = ["report", "--store", chain.store, "--models-dir", str(chain.models), "--out", str(out)]
+    assert main([*args, "--models", "t_jsonl"]) == 0
+    assert "t_jsonl" in (out / "report.html").read_text()
 
 
 def test_size_and_show_work_on_a_model_of_the_users_data(env, capsys):
@@ -217,6 +336,32 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and (str(data) in err or "estimator" in message)
+    assert _snapshot(models) == before
+
+
+@pytest.mark.parametrize(
+    "validation,extra,message",
+    [
+        ("body,label\nhi,billing\n", [], "has no column 'text' (columns found: 'body', 'label')"),
+        ("text,label\nhi,billing\nho,\n", [], "line 3, column 'label': the label is missing"),
+        ("text,label\nhi,nosuchclass\n", [], "'y_val' parameter of register"),
+        ("text,label\nhi,billing\n", ["--test", "missing.csv"], "No such data file"),
+        ("text,label\nhi,billing\n", ["--text-column", "body"], "has no column 'body'"),
+    ],
+)
+def test_register_bad_input_exits_2_naming_the_problem_and_writes_nothing(
+    env, capsys, validation, extra, message
+):
+    ds = load_file(TICKETS)
+    sio.dump(_fitted(ds), env / "model.skops")
+    models = env / "m"
+    ModelRegistry(models).register("other", _fitted(ds), task="x")
+    before = _snapshot(models)
+    val = env / "val.csv"
+    val.write_text(validation)
+    args = ["register", "mine", str(env / "model.skops"), "--validation", str(val), *extra]
+    assert main([*args, "--models-dir", str(models)]) == 2
+    assert message in capsys.readouterr().err
     assert _snapshot(models) == before
 
 

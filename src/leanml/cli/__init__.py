@@ -18,6 +18,7 @@ from leanml.cli import (
     compress,
     config,
     datasets,
+    feedback,
     models,
     monitor,
     report,
@@ -59,10 +60,7 @@ def demo(
         int, typer.Option(min=10, help="Single-text predictions per model in the load.")
     ] = 2000,
     retrain: Annotated[bool, typer.Option(help="Retrain even when a model exists.")] = False,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", help="Monitoring store URL (default: settings store_url)."),
-    ] = None,
+    store: _common.StoreUrlOption = None,
     report_dir: Annotated[
         Path, typer.Option("--report-dir", help="Where the HTML report is written.")
     ] = Path("leanml-report"),
@@ -93,7 +91,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _area in (models, userdata, datasets, compress, monitor, serve, report, config):
+for _area in (models, userdata, feedback, datasets, compress, monitor, serve, report, config):
     _area.register(app)
 
 

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from leanml._format import human_bytes
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
+from leanml.cli._common import (
+    EncodingOption,
+    LabelColumnOption,
+    ModelsDirOption,
+    TextColumnOption,
+    console,
+    registry_of,
+    settings_of,
+)
 from leanml.registry import VARIANTS, check_name
 
 __all__ = [
@@ -49,17 +57,15 @@ def train(
         Path | None,
         typer.Option(help="Labelled texts: CSV/TSV, JSONL, Parquet or a folder per class."),
     ] = None,
-    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
     validation: Annotated[
         Path | None, typer.Option(help="Validation file (default: split from --data).")
     ] = None,
     test: Annotated[
         Path | None, typer.Option(help="Test file (default: split from --data).")
     ] = None,
-    encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of the files (default: UTF-8).")
-    ] = None,
+    encoding: EncodingOption = None,
     estimator: Annotated[
         str,
         typer.Option(help="logreg, linearsvc, complementnb, sgd or randomforest."),

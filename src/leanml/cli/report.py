@@ -7,7 +7,6 @@ SQLAlchemy and httpx.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from pathlib import Path
@@ -15,49 +14,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
-from leanml.errors import MonitorError, ParameterError
+from leanml.cli._common import (
+    ModelsDirOption,
+    StoreUrlOption,
+    check_store_exists,
+    console,
+    parse_duration,
+    parse_time,
+    registry_of,
+    settings_of,
+)
+from leanml.errors import ParameterError
 
 if TYPE_CHECKING:
     from leanml.dashboard.report import Report
 
 __all__ = ["parse_duration", "parse_size", "register", "report"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZES = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
 def register(app: typer.Typer) -> None:
     app.command()(report)
-
-
-def parse_duration(text: str, name: str = "since") -> float:
-    """``90s``, ``15m``, ``1h``, ``2d``, ``1w`` (or a bare number of seconds) -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if not m or float(m.group(1)) <= 0:
-        raise ParameterError(
-            f"The {name!r} parameter of leanml report must be a duration such as 30m, 1h or 2d, "
-            f"got {text!r} instead."
-        )
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-
-
-def _parse_time(text: str, now: float, name: str) -> float:
-    """A duration ago (``1h``) or an ISO time (``2026-11-28T10:00``, UTC unless it says)."""
-    try:
-        return now - parse_duration(text, name)
-    except ParameterError:
-        pass
-    try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ParameterError(
-            f"The {name!r} parameter of leanml report must be a duration (1h) or an ISO time, "
-            f"got {text!r} instead."
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.timestamp()
 
 
 def parse_size(text: str) -> int:
@@ -68,19 +46,6 @@ def parse_size(text: str) -> int:
             f"got {text!r} instead."
         )
     return int(float(m.group(1)) * _SIZES[m.group(2)])
-
-
-def _check_exists(url: str) -> None:
-    """A mistyped SQLite path would otherwise create an empty database file."""
-    import sqlalchemy as sa  # heavy: see the module docstring
-
-    try:
-        u = sa.engine.make_url(url)
-    except Exception as exc:
-        raise ParameterError(f"cannot parse the store URL {url!r}: {exc}") from exc
-    db = u.database
-    if u.get_backend_name() == "sqlite" and db and db != ":memory:" and not Path(db).exists():
-        raise MonitorError(f"no monitor store at {db} (from {url!r})")
 
 
 def _fetch_serving(url: str, names: list[str]) -> dict[str, Any]:
@@ -114,9 +79,7 @@ def report(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for report.html and the PNG charts.")
     ] = Path("leanml-report"),
-    store: Annotated[
-        str | None, typer.Option("--store", help="Monitor store URL (default: settings store_url).")
-    ] = None,
+    store: StoreUrlOption = None,
     models_dir: ModelsDirOption = None,
     server: Annotated[
         str | None,
@@ -147,7 +110,7 @@ def report(
     names = _model_names(models)
     registry = registry_of(ctx, models_dir)
     url = store or settings.store_url
-    _check_exists(url)
+    check_store_exists(url)
     st = MonitorStore(url, create=False)
     try:
         serving = _fetch_serving(server, names or registry.list_models()) if server else None
@@ -177,8 +140,8 @@ def report(
 def _time_range(since: str, until: str | None) -> tuple[float, float]:
     """``--since`` and ``--until`` as timestamps; the end must come after the start."""
     now = time.time()
-    start = _parse_time(since, now, "since")
-    end = _parse_time(until, now, "until") if until else now
+    start = parse_time(since, now, "since", "leanml report")
+    end = parse_time(until, now, "until", "leanml report") if until else now
     if end <= start:
         raise ParameterError(
             f"The 'until' parameter of leanml report must be after --since, got {until!r} instead."

@@ -13,8 +13,6 @@ text, predicted label, confidence and id as CSV, JSON Lines or Parquet (by the o
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,17 +21,23 @@ import typer
 from rich.progress import Progress
 
 from leanml._predict import predict_with_confidence
-from leanml.cli._common import ModelsDirOption, console, registry_of, settings_of
-from leanml.datasets import read_labelled, read_texts
-from leanml.errors import ParameterError
+from leanml.cli._common import (
+    EncodingOption,
+    LabelColumnOption,
+    ModelsDirOption,
+    StoreUrlOption,
+    TextColumnOption,
+    console,
+    registry_of,
+    settings_of,
+)
+from leanml.datasets import check_output, read_labelled, read_texts, write_rows
 from leanml.groundtruth import IdIssuer
 from leanml.monitor import ModelMonitor
 from leanml.registry import check_name
 from leanml.workflows import read_model_file, register_model
 
 __all__ = ["import_model", "predict", "register"]
-
-_OUTPUTS = (".csv", ".tsv", ".jsonl", ".parquet")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,11 +58,9 @@ def import_model(
         list[str] | None,
         typer.Option(help="Also accept this type (repeatable), for this command only."),
     ] = None,
-    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Column of the labels.")] = "label",
-    encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of the files (default: UTF-8).")
-    ] = None,
+    text_column: TextColumnOption = "text",
+    label_column: LabelColumnOption = "label",
+    encoding: EncodingOption = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Import a fitted scikit-learn model (.skops) as a new, serving version of NAME."""
@@ -107,28 +109,19 @@ def predict(
     output: Annotated[
         Path, typer.Option(help="Where the predictions go: .csv, .tsv, .jsonl or .parquet.")
     ],
-    text_column: Annotated[str, typer.Option(help="Column of the texts.")] = "text",
+    text_column: TextColumnOption = "text",
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch.")] = 256,
     version: Annotated[int | None, typer.Option(help="Version (default: serving).")] = None,
     variant: Annotated[
         str | None, typer.Option(help="original or compact (default: the active one).")
     ] = None,
     monitoring: Annotated[bool, typer.Option(help="Record predictions in the store.")] = True,
-    store: Annotated[
-        str | None, typer.Option("--store", help="Monitor store URL (default: store_url).")
-    ] = None,
-    encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of the input (default: UTF-8).")
-    ] = None,
+    store: StoreUrlOption = None,
+    encoding: EncodingOption = None,
     models_dir: ModelsDirOption = None,
 ) -> None:
     """Score a file in batches, record the predictions in the monitor, write them out."""
-    if output.suffix.lower() not in _OUTPUTS:
-        raise ParameterError(
-            f"The 'output' parameter of leanml predict must end with one of "
-            f"{', '.join(_OUTPUTS)}, got {str(output)!r} instead.",
-            param="--output",
-        )
+    check_output(output, "leanml predict", "--output")
     texts, _ = read_texts(input_path, text_column, None, encoding=encoding)
     loaded = registry_of(ctx, models_dir).load(name, version, variant)
     monitor = None
@@ -145,7 +138,7 @@ def predict(
     finally:
         if monitor is not None:
             monitor.close()
-    _write(output, rows)
+    write_rows(output, ["text", "label", "confidence", "id"], rows)
     console.print(
         f"wrote {len(rows)} predictions of {name} v{loaded.version} ({loaded.variant}) to "
         f"{output}" + (" and recorded them in the monitor store" if monitor else "")
@@ -177,29 +170,3 @@ def _score(
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["text", "label", "confidence", "id"]
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow as pa  # optional: the 'parquet' extra
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ParameterError(
-                "Writing Parquet needs pyarrow: pip install 'leanml[parquet]'.", param="--output"
-            ) from None
-        pq.write_table(pa.table({c: [r[c] for r in rows] for c in columns}), path)
-    elif suffix == ".jsonl":
-        with open(path, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps({c: r[c] for c in columns}, ensure_ascii=False) + "\n")
-    else:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(
-                fh, columns, delimiter="\t" if suffix == ".tsv" else ",", extrasaction="ignore"
-            )
-            writer.writeheader()
-            writer.writerows(rows)

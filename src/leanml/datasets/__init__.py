@@ -5,6 +5,8 @@
 >>> ds.X_train[:1], ds.y_train[:1]
 >>> mine = load_file("tickets.csv", text_column="text", label_column="label")
 
+:func:`write_rows` writes rows (predictions, exported feedback) as a file these loaders read back.
+
 Each loader returns stratified (or official) train / validation / test splits with a fixed seed,
 and the source, licence and citation to show the user.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from leanml.config import Settings
 from leanml.datasets._base import Dataset
+from leanml.datasets._writers import OUTPUT_SUFFIXES, check_output, write_rows
 from leanml.datasets.email import load_email
 from leanml.datasets.files import MIN_PER_CLASS, load_file, read_labelled, read_texts
 from leanml.datasets.intent import (
@@ -29,8 +32,10 @@ from leanml.errors import ParameterError
 
 __all__ = [
     "MIN_PER_CLASS",
+    "OUTPUT_SUFFIXES",
     "TASKS",
     "Dataset",
+    "check_output",
     "fetch_clinc150",
     "find_clinc150",
     "load_clinc150",
@@ -42,6 +47,7 @@ __all__ = [
     "load_sentiment",
     "read_labelled",
     "read_texts",
+    "write_rows",
 ]
 
 #: task name -> what it classifies
