@@ -121,7 +121,16 @@ def chain(tmp_path_factory) -> Iterator[Chain]:
         stored = ModelRegistry(models).validation_sample("t_csv")
         assert stored is not None and len(stored[0]) == 29
         report = root / "compress.json"
-        args = ["compress", "--activate", "--json", str(report), "--models-dir", str(models)]
+        args = [
+            "compress",
+            "--activate",
+            "--confidence",
+            "0",
+            "--json",
+            str(report),
+            "--models-dir",
+            str(models),
+        ]
         assert main(args) == 0
         rows = json.loads(report.read_text())["models"]
         assert sorted(r["task"] for r in rows) == sorted([*(f"t_{k}" for k in CHAINS), "t_life"])
