@@ -34,6 +34,10 @@ class AlertRule:
     hysteresis: float = 0.0
     for_evaluations: int = 1
     clear_evaluations: int = 1
+    #: compare the metric's 95% interval bound, when the monitor has one, not its value: a
+    #: "below" rule fires when the upper bound is below the threshold, an "above" rule when the
+    #: lower bound is above it (a figure whose interval still reaches the threshold holds)
+    interval: bool = True
 
     def __post_init__(self) -> None:
         owner = "AlertRule"
@@ -65,6 +69,8 @@ class AlertRule:
         check_number(self.hysteresis, "hysteresis", owner, low=0)
         check_number(self.for_evaluations, "for_evaluations", owner, low=1, integer=True)
         check_number(self.clear_evaluations, "clear_evaluations", owner, low=1, integer=True)
+        if not isinstance(self.interval, bool):
+            raise param_error("interval", owner, "a bool", self.interval)
 
     def breaches(self, value: float, threshold: float, margin: float = 0.0) -> bool:
         if self.direction == "above":

@@ -199,9 +199,11 @@ def _add_to_windows(
     groups: list[tuple[float, Any]] = (
         [(lo, slice(None))] if lo == hi else [(float(s), starts == s) for s in np.unique(starts)]
     )
+    det = st.drift_detector
+    cmap = None if det is None else det.reference.calibration
     for start, sel in groups:
         w = st.window(start)
-        w.add(lab[sel], conf[sel], lat[sel], k)
+        w.add(lab[sel], conf[sel], lat[sel], k, cmap)
         if lengths is not None:
             ln = lengths[sel]
             w.lengths.push(ln[~np.isnan(ln)])

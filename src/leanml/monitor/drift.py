@@ -3,7 +3,10 @@
 The reference (written by training into the model manifest) is a dict::
 
     {"n": int, "class_counts": {label: int}, "confidences": [float, ...],
-     "input_lengths": [int, ...], "oov_rate": float}
+     "input_lengths": [int, ...], "oov_rate": float, "calibration": {...}}
+
+``calibration`` (optional) is the model's :class:`~leanml._calibration.ConfidenceMap` as JSON:
+the monitor's estimated accuracy maps each confidence through it.
 
 Scores, each computed over one window of live predictions:
 
@@ -32,6 +35,7 @@ from typing import Any, Final, TypedDict
 import numpy as np
 from scipy import stats
 
+from leanml._calibration import ConfidenceMap
 from leanml.errors import ParameterError
 
 __all__ = [
@@ -118,6 +122,8 @@ class Reference:
     confidences: np.ndarray = field(default_factory=lambda: np.zeros(0))
     input_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0))
     oov_rate: float | None = None
+    #: top-class confidence -> P(correct), fitted on the validation split (None: raw confidences)
+    calibration: ConfidenceMap | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reference:
@@ -131,7 +137,9 @@ class Reference:
             n = int(d.get("n", sum(counts.values())))
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"invalid drift reference: {exc}") from exc
-        return cls(n, counts, conf, lengths, None if oov is None else float(oov))
+        cal = d.get("calibration")
+        cmap = None if cal is None else ConfidenceMap.from_dict(cal)
+        return cls(n, counts, conf, lengths, None if oov is None else float(oov), cmap)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +148,7 @@ class Reference:
             "confidences": [float(x) for x in self.confidences],
             "input_lengths": [int(x) for x in self.input_lengths],
             "oov_rate": self.oov_rate,
+            **({} if self.calibration is None else {"calibration": self.calibration.to_dict()}),
         }
 
     @classmethod

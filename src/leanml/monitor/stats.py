@@ -58,12 +58,19 @@ class LatencyStats(TypedDict):
 
 
 class AccuracyStats(TypedDict):
-    realized: dict[str, Any]  # CountWindow.get(): accuracy, macro_f1, n, per class...
+    """Realized accuracy (with its Wilson 95% interval, ``accuracy_lower`` / ``_upper`` in
+    ``realized``) and the estimate from calibrated confidences with its 95% interval."""
+
+    realized: dict[str, Any]  # CountWindow.get(): accuracy (+ _lower/_upper), macro_f1, n...
     realized_time: dict[str, Any]  # TimeWindow.get()
     window_n: int
     window_s: float
     estimated: float | None
+    estimated_lower: float | None
+    estimated_upper: float | None
     estimated_n: int
+    estimated_method: str  # the confidence map: identity | temperature | isotonic
+    mean_confidence: float | None  # the raw top-class confidences' mean
     calibration: dict[str, Any]  # CalibrationWindow.get()
 
 

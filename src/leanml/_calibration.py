@@ -1,0 +1,235 @@
+"""A map from a model's top-class confidence to the probability that its prediction is correct.
+
+Confidence-based accuracy estimation (the monitor's ``estimated_accuracy``) needs calibrated
+confidences: the mean of P(correct) over a window is its expected accuracy. Raw confidences are
+not calibrated (a 150-class logistic regression is under-confident, a 3-class one
+over-confident), so at training and registration :func:`fit_confidence_map` fits, on the
+validation split, two candidate maps of the top-class confidence ``c``:
+
+* ``temperature``: temperature scaling of the top-class probability, read as the probability of
+  the event "the prediction is correct": ``p = sigmoid(logit(c) / T)``, one parameter ``T``
+  fitted by maximum likelihood. (The monitor receives the top-class confidence only, so the
+  temperature acts on that probability rather than on the whole probability vector.)
+* ``isotonic``: isotonic regression of correctness on ``c`` (pool adjacent violators), a
+  non-decreasing piecewise-linear map through its knots.
+
+and keeps the one with the lower validation log-loss, measured out of fold (``folds``-fold
+cross-validation on the validation split, so that the flexible isotonic map is not favoured by
+fitting and scoring on the same rows); the chosen map is then refitted on the whole split.
+``identity`` (no map) is kept when neither candidate beats the raw confidences.
+
+The map is plain JSON (:meth:`ConfidenceMap.to_dict` / :meth:`ConfidenceMap.from_dict`), stored
+in the model manifest with the drift reference; never pickled.
+
+Interval of an estimate (:meth:`ConfidenceMap.interval`): the realized accuracy of ``n``
+predictions whose P(correct) are ``p_i`` has mean ``mean(p)`` and, the outcomes being
+independent Bernoulli draws, variance ``sum p_i (1 - p_i) / n**2``; the map itself is uncertain
+by about the sampling error of the validation accuracy it was fitted to reproduce,
+``acc (1 - acc) / n_val`` (stored as ``level_var``). The 95% interval is
+``mean(p) +- 1.96 sqrt(both)``, clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leanml._intervals import Z95
+from leanml.errors import ParameterError
+
+__all__ = ["METHODS", "ConfidenceMap", "fit_confidence_map", "log_loss"]
+
+#: The maps :func:`fit_confidence_map` chooses from.
+METHODS = ("identity", "temperature", "isotonic")
+_EPS = 1e-4
+
+
+def log_loss(p: np.ndarray, correct: np.ndarray) -> float:
+    """Mean binary log-loss of P(correct) ``p`` against the outcomes ``correct``."""
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    y = np.asarray(correct, dtype=np.float64)
+    return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
+
+
+def _logit(c: np.ndarray) -> np.ndarray:
+    c = np.clip(np.asarray(c, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(c) - np.log1p(-c)
+
+
+def _temperature_apply(c: np.ndarray, t: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-_logit(c) / t))
+
+
+def _fit_temperature(c: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the log-loss (golden-section search on log T)."""
+    z = _logit(c)
+
+    def loss(log_t: float) -> float:
+        return log_loss(1.0 / (1.0 + np.exp(-z / math.exp(log_t))), y)
+
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = loss(b)
+    return math.exp((lo + hi) / 2)
+
+
+def _fit_isotonic(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (x, y) of the isotonic regression of ``y`` on ``c`` (pool adjacent violators)."""
+    order = np.argsort(c, kind="mergesort")
+    xs, ys = np.asarray(c, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order]
+    # one block per distinct confidence, then pool adjacent violators
+    ux, start = np.unique(xs, return_index=True)
+    sums = np.add.reduceat(ys, start)
+    counts = np.diff(np.append(start, xs.size)).astype(np.float64)
+    bx: list[list[float]] = []  # [x_first, x_last] of each block
+    bs: list[float] = []
+    bn: list[float] = []
+    for x, s, n in zip(ux, sums, counts, strict=True):
+        bx.append([x, x])
+        bs.append(s)
+        bn.append(n)
+        while len(bs) > 1 and bs[-2] / bn[-2] >= bs[-1] / bn[-1]:
+            s2, n2, x2 = bs.pop(), bn.pop(), bx.pop()
+            bs[-1] += s2
+            bn[-1] += n2
+            bx[-1][1] = x2[1]
+    kx: list[float] = []
+    ky: list[float] = []
+    for (x0, x1), s, n in zip(bx, bs, bn, strict=True):
+        kx.extend((x0, x1) if x1 > x0 else (x0,))
+        ky.extend((s / n, s / n) if x1 > x0 else (s / n,))
+    return np.asarray(kx), np.asarray(ky)
+
+
+@dataclass
+class ConfidenceMap:
+    """Top-class confidence -> P(correct) (see the module docstring)."""
+
+    method: str = "identity"
+    temperature: float = 1.0
+    knots_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    knots_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n: int = 0
+    level_var: float = 0.0
+    val_accuracy: float | None = None
+    log_loss: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, confidences: Any) -> np.ndarray:
+        """P(correct) of each confidence."""
+        c = np.asarray(confidences, dtype=np.float64)
+        if self.method == "temperature":
+            return _temperature_apply(c, self.temperature)
+        if self.method == "isotonic" and self.knots_x.size:
+            return np.interp(c, self.knots_x, self.knots_y)
+        return c
+
+    def interval(self, p: np.ndarray) -> tuple[float, float, float]:
+        """``(estimate, lower, upper)``: the expected accuracy of predictions with P(correct)
+        ``p`` (already mapped) and its 95% interval (see the module docstring)."""
+        p = np.asarray(p, dtype=np.float64)
+        if p.size == 0:
+            return math.nan, math.nan, math.nan
+        est = float(p.mean())
+        var = float((p * (1 - p)).sum()) / p.size**2 + self.level_var
+        half = Z95 * math.sqrt(var)
+        return est, max(0.0, est - half), min(1.0, est + half)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method,
+            "n": self.n,
+            "level_var": self.level_var,
+            "val_accuracy": self.val_accuracy,
+            "log_loss": {k: round(v, 6) for k, v in self.log_loss.items()},
+        }
+        if self.method == "temperature":
+            out["temperature"] = self.temperature
+        if self.method == "isotonic":
+            out["knots_x"] = [float(x) for x in self.knots_x]
+            out["knots_y"] = [float(y) for y in self.knots_y]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ConfidenceMap:
+        if not isinstance(d, dict):
+            raise ParameterError(f"a confidence map must be a dict, got {type(d).__name__}")
+        method = d.get("method", "identity")
+        if method not in METHODS:
+            raise ParameterError(
+                f"a confidence map's method must be one of {', '.join(METHODS)}, "
+                f"got {method!r} instead."
+            )
+        try:
+            kx = np.asarray(d.get("knots_x", []), dtype=np.float64)
+            ky = np.asarray(d.get("knots_y", []), dtype=np.float64)
+            t = float(d.get("temperature", 1.0))
+            out = cls(
+                method,
+                t,
+                kx,
+                ky,
+                int(d.get("n", 0)),
+                float(d.get("level_var", 0.0)),
+                None if d.get("val_accuracy") is None else float(d["val_accuracy"]),
+                {str(k): float(v) for k, v in dict(d.get("log_loss", {})).items()},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"invalid confidence map: {exc}") from exc
+        if method == "isotonic" and (kx.size == 0 or kx.shape != ky.shape):
+            raise ParameterError("an isotonic confidence map needs knots_x and knots_y alike")
+        if method == "temperature" and not t > 0:
+            raise ParameterError(f"a confidence map's temperature must be > 0, got {t}")
+        return out
+
+
+def _fit(method: str, c: np.ndarray, y: np.ndarray) -> ConfidenceMap:
+    if method == "temperature":
+        return ConfidenceMap("temperature", temperature=_fit_temperature(c, y))
+    if method == "isotonic":
+        kx, ky = _fit_isotonic(c, y)
+        return ConfidenceMap("isotonic", knots_x=kx, knots_y=ky)
+    return ConfidenceMap()
+
+
+def fit_confidence_map(
+    confidences: Any, correct: Any, *, folds: int = 5, seed: int = 0
+) -> ConfidenceMap:
+    """Fit the temperature and isotonic maps on validation predictions and keep the one with
+    the lower out-of-fold log-loss (see the module docstring)."""
+    c = np.asarray(confidences, dtype=np.float64).ravel()
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    if c.size == 0 or c.size != y.size:
+        raise ParameterError(
+            "The 'correct' parameter of fit_confidence_map must be as long as the non-empty "
+            f"confidences, got {y.size} outcomes for {c.size} confidences instead."
+        )
+    k = max(2, min(folds, c.size))
+    fold = np.random.default_rng(seed).permutation(c.size) % k
+    losses: dict[str, float] = {}
+    for method in METHODS:
+        p = np.empty_like(c)
+        for f in range(k):
+            test = fold == f
+            p[test] = _fit(method, c[~test], y[~test]).apply(c[test])
+        losses[method] = log_loss(p, y)
+    best = min(METHODS, key=lambda m: (losses[m], METHODS.index(m)))
+    out = _fit(best, c, y)
+    acc = float(y.mean())
+    out.n = int(c.size)
+    out.level_var = acc * (1 - acc) / c.size
+    out.val_accuracy = acc
+    out.log_loss = losses
+    return out
