@@ -457,8 +457,8 @@ def test_the_estimate_uses_the_reference_map_with_an_interval_and_does_not_warn(
     # an under-confident model: confidence 0.6 means correct 9 times out of 10
     reference = {
         "class_counts": {"ham": 50, "spam": 50},
-        "calibration": {"method": "isotonic", "knots_x": [0.0, 0.6, 1.0], "knots_y": [0.5, 0.9, 1.0],
-                        "n": 5000, "level_var": 0.9 * 0.1 / 5000},
+        "calibration": {"method": "isotonic", "knots_x": [0.0, 0.6, 1.0],
+                        "knots_y": [0.5, 0.9, 1.0], "n": 5000, "level_var": 0.9 * 0.1 / 5000},
     }  # fmt: skip
     m = ModelMonitor("email", version="1", config=MonitorConfig(), clock=clock,
                      start=False, sinks=[], reference=reference)  # fmt: skip

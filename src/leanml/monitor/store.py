@@ -287,9 +287,7 @@ class MonitorStore:
         # the windows keep the sum of the predictions' P(correct), not its variance: the
         # binomial bound (Wilson at the estimate) is the conservative interval
         out["estimated_accuracy"] = conf_sum / conf_n if conf_n else None
-        out["estimated_accuracy_lower"], out["estimated_accuracy_upper"] = wilson(
-            conf_sum, conf_n
-        )
+        out["estimated_accuracy_lower"], out["estimated_accuracy_upper"] = wilson(conf_sum, conf_n)
         qs = list(quantiles)
         if sketch is not None and sketch.count:
             vals = sketch.quantiles(qs)
