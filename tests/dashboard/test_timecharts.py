@@ -93,7 +93,11 @@ def test_chart_data_has_one_point_per_window_and_the_rules_thresholds():
     assert acc is not None
     low, real, high = (acc["series"][k][0] for k in ("realized_low", "realized", "realized_high"))
     assert low < real == 0.9 < high  # a 95% band around 45/50
-    assert "estimated_low" not in acc["series"]  # no estimated interval in the windows yet
+    # the estimate's band: Wilson at the estimate with the window's count (conservative)
+    e_low, est, e_high = (
+        acc["series"][k][0] for k in ("estimated_low", "estimated", "estimated_high")
+    )
+    assert e_low < est < e_high
 
 
 def test_a_day_gets_hour_ticks_and_its_date():

@@ -141,9 +141,16 @@ JS = r"""
       ["predictions", m.predictions === null ? "-" : Number(m.predictions).toLocaleString("en")],
       ["throughput", `${fmt(m.per_s, 0)} /s · ${fmt(m.per_min, 0)} /min`],
       ["latency p50 / p95 / p99", `${ms(m.p50)} / ${ms(m.p95)} / ${ms(m.p99)}`],
-      ["realized accuracy", m.realized === null ? "no labels yet" :
-        `${fmt(m.realized, 3)} (n=${m.realized_n})`],
-      ["estimated accuracy", fmt(m.estimated, 3)],
+      ["accuracy: realized | estimated (95%)",
+        (m.realized === null ? "no labels yet" : `${fmt(m.realized, 3)}` +
+          (m.realized_lower === null || m.realized_lower === undefined ? "" :
+            ` [${fmt(m.realized_lower, 3)}, ${fmt(m.realized_upper, 3)}]`) +
+          ` (n=${m.realized_n})`) + " | " +
+        (m.estimated === null ? "-" : `${fmt(m.estimated, 3)}` +
+          (m.estimated_lower === null || m.estimated_lower === undefined ? "" :
+            ` [${fmt(m.estimated_lower, 3)}, ${fmt(m.estimated_upper, 3)}]`) +
+          ` (n=${m.estimated_n ?? "-"}` +
+          (m.estimated_method ? `, ${m.estimated_method} map)` : ")"))],
       ["drift: class PSI / confidence KS", `${fmt(m.class_psi, 3)} / ${fmt(m.confidence_ks, 3)}`],
       ["error rate", m.error_rate === null ? "-" : fmt(100 * m.error_rate, 2, "%")],
       ["cache", m.cache_hit_rate === null ? "not reported" :

@@ -91,6 +91,7 @@ class ModelData:
     confusion_labels: list[str] = dataclasses.field(default_factory=list)
     confusion: list[list[int]] = dataclasses.field(default_factory=list)  # rows true, cols pred
     estimated_accuracy: float | None = None
+    estimated_n: int = 0  # predictions with a confidence behind the estimate
     alert_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     levels: dict[str, str] = dataclasses.field(default_factory=dict)  # rule -> worst level now
     reasons: list[str] = dataclasses.field(default_factory=list)
@@ -313,6 +314,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
     conf = sum(w.confidence_sum for w in md.windows)
     conf_n = sum(w.count if w.confidence_count is None else w.confidence_count for w in md.windows)
     md.estimated_accuracy = conf / conf_n if conf_n else None
+    md.estimated_n = conf_n
     if total is not None and total.count:
         qs = total.quantiles([0.5, 0.95, 0.99, 0.999])
         md.latency = {

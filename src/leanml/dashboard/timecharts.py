@@ -9,9 +9,10 @@ UTC), one list per plotted ``series`` (``None`` where a window has no value), th
 rule left ``ok`` and when it came back; ``end`` ``None``: still open at the end of the range).
 
 Times are UTC on hour ticks; latencies in milliseconds. The realized accuracy carries a 95%
-Wilson band from each window's labeled count; an estimated-accuracy band is drawn when the
-windows carry one (``estimated_low`` / ``estimated_high`` series, absent until the monitor
-reports intervals).
+Wilson band from each window's labeled count; the estimated accuracy (the mean calibrated
+P(correct)) a 95% band too (``estimated_low`` / ``estimated_high``): Wilson at the estimate
+with the window's count, conservative (the windows keep the sum of P(correct), not its
+variance, and a Poisson-binomial variance is at most the binomial one).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from matplotlib.dates import AutoDateLocator, DateFormatter, HourLocator, num2da
 
 from leanml.config import AlertRule
 from leanml.dashboard._figure import new_figure, to_png
-from leanml.dashboard.data import ModelData, wilson_interval
+from leanml.dashboard.data import ModelData, WindowPoint, wilson_interval
 from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = [
@@ -150,6 +151,12 @@ def throughput_data(md: ModelData) -> dict[str, Any] | None:
     return d
 
 
+def _estimated_band(w: WindowPoint) -> tuple[float, float] | None:
+    est = w.estimated_accuracy
+    n = w.count if w.confidence_count is None else w.confidence_count
+    return None if est is None or not n else wilson_interval(round(est * n), n)
+
+
 def accuracy_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, Any] | None:
     pts = [w for w in md.windows if w.count or w.labeled]
     if not pts or not any(w.count for w in pts):
@@ -162,6 +169,9 @@ def accuracy_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, A
     bands = [wilson_interval(w.labeled_correct, w.labeled) for w in pts]
     s["realized_low"] = [b[0] if b else None for b in bands]
     s["realized_high"] = [b[1] if b else None for b in bands]
+    est_bands = [_estimated_band(w) for w in pts]
+    s["estimated_low"] = [b[0] if b else None for b in est_bands]
+    s["estimated_high"] = [b[1] if b else None for b in est_bands]
     d["thresholds"] = _thresholds(_rule(rules, "realized_accuracy")) + _thresholds(
         _rule(rules, "estimated_accuracy")
     )
