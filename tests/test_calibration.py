@@ -109,3 +109,33 @@ def test_the_map_survives_a_save_and_load_through_the_manifest(tmp_path, tiny_pi
     expected = fit_confidence_map(conf, correct)
     np.testing.assert_allclose(cmap.apply(conf), expected.apply(conf), atol=1e-5)
     assert cmap.val_accuracy == pytest.approx(correct.mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["email", "intent", "sentiment"])
+def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task, data_dir):
+    """Issue 18's targets on a demo model: the calibrated estimate within 2 points of the
+    realized test accuracy; over 200 seeded windows of 200 rows resampled from the test split
+    (real labels), the Wilson interval covers the split's accuracy and the estimate's interval
+    the window's realized accuracy in at least 90% of windows."""
+    from leanml._intervals import wilson
+    from leanml._predict import predict_with_confidence
+    from leanml.training import train_model
+
+    trained = train_model(task)
+    cmap = Reference.from_dict(trained.reference).calibration
+    assert cmap is not None
+    data = trained.dataset
+    labels, conf, _ = predict_with_confidence(trained.pipeline, data.X_test)
+    ok = labels == np.asarray(data.y_test)
+    p = cmap.apply(conf)
+    assert abs(p.mean() - ok.mean()) <= 0.02
+    assert abs(p.mean() - ok.mean()) < abs(conf.mean() - ok.mean())  # better than raw
+    wilson_hits = estimate_hits = 0
+    for w in range(200):
+        idx = np.random.default_rng(1000 + w).choice(ok.size, 200)
+        lo, hi = wilson(float(ok[idx].sum()), 200)
+        wilson_hits += lo <= ok.mean() <= hi
+        _, elo, ehi = cmap.interval(p[idx])
+        estimate_hits += elo <= ok[idx].mean() <= ehi
+    assert wilson_hits / 200 >= 0.9 and estimate_hits / 200 >= 0.9

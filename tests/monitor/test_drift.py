@@ -144,3 +144,11 @@ def test_no_intervals_without_data_or_when_asked_for_none() -> None:
     d = det.score({}, None)
     assert d["intervals"] == {}
     assert det.score({"a": 3}, np.array([0.6, 0.7]), bootstrap=0)["intervals"] == {}
+
+
+def test_no_psi_interval_below_five_predictions_per_reference_class() -> None:
+    det = DriftDetector({"class_counts": {str(i): 10 for i in range(150)}})
+    thin = det.score({str(i): 1 for i in range(200)}, None)
+    assert thin["class_psi"] is not None and "class_psi" not in thin["intervals"]
+    thick = det.score({str(i): 5 for i in range(150)}, None)
+    assert "class_psi" in thick["intervals"]

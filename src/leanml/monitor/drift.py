@@ -24,16 +24,21 @@ Scores, each computed over one window of live predictions:
 
 Intervals (``intervals``: score -> ``[lower, upper]``, 95%): ``class_psi``, ``confidence_ks``
 and ``input_length_ks`` are sampled figures (the window holds a sample of the traffic). Their
-interval is the *basic* (reverse-percentile) bootstrap over the window's sampled values, the
-reference held fixed: ``B`` = :data:`BOOTSTRAP_REPLICATES` replicates resample the live class
-counts (multinomial) or the live values (with replacement), and the interval is
-``[2 s - q97.5, 2 s - q2.5]`` clipped to the score's range, where ``s`` is the window's score and
-``q`` the replicates' percentiles. The basic form corrects the upward bias of these distances on
-small samples, which the plain percentile interval inherits. The truth it covers is the score of
-the population the window was sampled from against the same reference; coverage is tested on
-shifted populations (``tests/monitor/test_drift.py``, and on the demo data in
-``benchmarks/calibration.py``). At zero drift a distance cannot be estimated without bias (the
-lower bound is then 0). The effective sample size of each score is its ``n`` /
+interval comes from a bootstrap over the window's sampled values, the reference held fixed:
+``B`` = :data:`BOOTSTRAP_REPLICATES` replicates resample the live class counts (multinomial) or
+the live values (with replacement). With ``s`` the window's score and ``q`` the replicates'
+percentiles, the lower bound is the *basic* bootstrap's, ``2 s - q97.5`` (it corrects the upward
+bias these distances have on small samples, which the plain percentile bound inherits), and the
+upper bound the larger of the basic and the percentile ones, ``max(q97.5, 2 s - q2.5)`` (near a
+small true distance the basic upper bound alone falls short: 85% coverage measured on the
+sentiment model, 92% with this one), clipped to the score's range. The truth it covers is the
+score of the population the window was sampled from against the same reference; coverage is
+tested on shifted populations (``tests/monitor/test_drift.py``; on the demo data by
+``benchmarks/calibration.py``). ``class_psi`` gets an interval only when the window has at
+least 5 predictions per reference class (the chi-square rule of thumb): below that the PSI's
+small-sample bias dominates and no bootstrap covers it (1% coverage measured on the 150-class
+intent model with 200-row windows). At zero drift a distance cannot be estimated without bias
+(the lower bound is then 0). The effective sample size of each score is its ``n`` /
 ``confidence_n`` / ``input_length_n``.
 
 Costs: O(k) for classes, O(n log n) for KS over at most a few thousand values; the bootstrap
@@ -242,7 +247,8 @@ class DriftDetector:
         intervals: dict[str, list[float]] = {}
         if bootstrap:
             rng = np.random.default_rng(seed)
-            if classes["class_psi"] is not None:
+            thick = sum(class_counts.values()) >= 5 * len(ref.class_counts)
+            if classes["class_psi"] is not None and thick:
                 intervals["class_psi"] = self._psi_interval(class_counts, bootstrap, rng)
             if conf_ks is not None and confidences is not None:
                 intervals["confidence_ks"] = _ks_interval(
@@ -310,9 +316,10 @@ class DriftDetector:
 
 
 def _basic(score: float, replicates: np.ndarray, low: float, high: float) -> list[float]:
-    """The basic bootstrap 95% interval ``[2 s - q97.5, 2 s - q2.5]`` within [low, high]."""
+    """``[2 s - q97.5, max(q97.5, 2 s - q2.5)]`` within [low, high] (see the module docstring)."""
     q_lo, q_hi = np.percentile(replicates, [2.5, 97.5])
-    return [float(max(low, 2 * score - q_hi)), float(min(high, 2 * score - q_lo))]
+    upper = max(q_hi, 2 * score - q_lo)
+    return [float(max(low, 2 * score - q_hi)), float(min(high, upper))]
 
 
 def _ks_interval(
