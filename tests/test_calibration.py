@@ -139,3 +139,33 @@ def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task,
         _, elo, ehi = cmap.interval(p[idx])
         estimate_hits += elo <= ok[idx].mean() <= ehi
     assert wilson_hits / 200 >= 0.9 and estimate_hits / 200 >= 0.9
+
+
+def _three_class_model(n: int, prior: list[float], seed: int):
+    """Labels drawn with ``prior``; the model right 90% / 80% / 50% of the time per true class
+    (its errors spread over the other classes), confidences uninformative (0.8)."""
+    rng = np.random.default_rng(seed)
+    true = rng.choice(3, n, p=prior)
+    recall = np.array([0.9, 0.8, 0.5])[true]
+    right = rng.random(n) < recall
+    wrong = (true + rng.integers(1, 3, n)) % 3
+    pred = np.where(right, true, wrong)
+    names = np.array(["a", "b", "c"])
+    return names[pred], names[true], np.full(n, 0.8), pred == true
+
+
+def test_the_class_mix_shift_correction_follows_the_prior():
+    pred, true, conf, ok = _three_class_model(6000, [0.4, 0.4, 0.2], 0)
+    cmap = fit_confidence_map(conf, ok, predicted=pred, true=true)
+    assert cmap.classes == ["a", "b", "c"] and cmap.confusion.sum() == 6000
+    back = ConfidenceMap.from_dict(json.loads(json.dumps(cmap.to_dict())))
+    np.testing.assert_array_equal(back.confusion, cmap.confusion)
+    # the same mix: left alone
+    pred2, _, conf2, ok2 = _three_class_model(2000, [0.4, 0.4, 0.2], 1)
+    p2 = cmap.apply(conf2)
+    assert cmap.shift_adjusted(p2, pred2) is p2
+    # the weak class now dominates: the map alone is 10+ points off, corrected within 3
+    pred3, _, conf3, ok3 = _three_class_model(6000, [0.1, 0.1, 0.8], 2)
+    p3 = cmap.apply(conf3)
+    assert abs(p3.mean() - ok3.mean()) > 0.1
+    assert abs(back.shift_adjusted(p3, pred3).mean() - ok3.mean()) < 0.03

@@ -18,6 +18,21 @@ cross-validation on the validation split, so that the flexible isotonic map is n
 fitting and scoring on the same rows); the chosen map is then refitted on the whole split.
 ``identity`` (no map) is kept when neither candidate beats the raw confidences.
 
+Class-mix shift (:meth:`ConfidenceMap.shift_adjusted`): a map of the confidence alone cannot see
+that the traffic's class mix moved away from the validation split's, yet the precision of each
+predicted class moves with it. For models with at most :data:`MAX_SHIFT_CLASSES` classes the
+map also keeps the validation confusion counts (rows predicted, columns true). When a window's
+predicted-class counts differ from the validation split's (chi-square p < ``SHIFT_P``), the
+true class weights ``w`` (live prior / validation prior) are estimated by black-box shift
+estimation (Lipton et al. 2018: non-negative least squares of ``C w = q``, with ``C`` the
+validation joint of predicted and true class and ``q`` the window's predicted-class shares),
+and each P(correct) ``p`` of a prediction of class ``i`` has its odds scaled twice: by the
+ratio of class ``i``'s validation precision to its mean mapped P(correct) (the map is fitted
+across classes, the precision of each class differs, and a shifted mix weighs the classes
+differently), then by the prior ratio ``w_i / r_i``, where ``r_i`` is the weight of the classes
+that class ``i``'s validation errors came from. Without evidence of a shift the estimate is left as
+it is (the weights of a small window are noisy).
+
 The map is plain JSON (:meth:`ConfidenceMap.to_dict` / :meth:`ConfidenceMap.from_dict`), stored
 in the model manifest with the drift reference; never pickled.
 
@@ -39,15 +54,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import optimize, stats
 
 from leanml._intervals import wilson
 from leanml.errors import ParameterError
 
-__all__ = ["METHODS", "ConfidenceMap", "fit_confidence_map", "log_loss"]
+__all__ = [
+    "MAX_SHIFT_CLASSES",
+    "METHODS",
+    "SHIFT_P",
+    "ConfidenceMap",
+    "fit_confidence_map",
+    "log_loss",
+]
 
 #: The maps :func:`fit_confidence_map` chooses from.
 METHODS = ("identity", "temperature", "isotonic")
 _EPS = 1e-4
+#: models with more classes keep no confusion counts (the weights would be too noisy to solve)
+MAX_SHIFT_CLASSES = 20
+#: the chi-square p-value below which a window's class mix counts as shifted
+SHIFT_P = 0.001
 
 
 def log_loss(p: np.ndarray, correct: np.ndarray) -> float:
@@ -55,6 +82,11 @@ def log_loss(p: np.ndarray, correct: np.ndarray) -> float:
     p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
     y = np.asarray(correct, dtype=np.float64)
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
+
+
+def _odds(p: Any) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return q / (1 - q)
 
 
 def _logit(c: np.ndarray) -> np.ndarray:
@@ -129,6 +161,48 @@ class ConfidenceMap:
     level_var: float = 0.0
     val_accuracy: float | None = None
     log_loss: dict[str, float] = field(default_factory=dict)
+    #: class labels (str) and validation counts [predicted][true], for the shift correction
+    classes: list[str] = field(default_factory=list)
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: per class (as ``classes``): the mean mapped P(correct) of its validation predictions
+    class_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def shift_adjusted(self, p: np.ndarray, predicted: Any) -> np.ndarray:
+        """P(correct) ``p`` of predictions of the classes ``predicted`` (labels), corrected for
+        the window's class-mix shift (see the module docstring); ``p`` itself without evidence
+        of a shift or without confusion counts."""
+        p = np.asarray(p, dtype=np.float64)
+        pred = np.asarray(predicted).astype(str)
+        k = len(self.classes)
+        if k < 2 or pred.size != p.size or pred.size == 0:
+            return p
+        index = {c: i for i, c in enumerate(self.classes)}
+        codes = np.fromiter((index.get(c, -1) for c in pred), np.int64, pred.size)
+        if (codes < 0).any():
+            return p  # a class the validation split never predicted: no estimate of w
+        joint = self.confusion / self.confusion.sum()
+        val_pred = joint.sum(axis=1)
+        live = np.bincount(codes, minlength=k).astype(np.float64)
+        seen = val_pred > 0
+        expected = val_pred[seen] * pred.size
+        chi = float(((live[seen] - expected) ** 2 / expected).sum())
+        if stats.chi2.sf(chi, max(int(seen.sum()) - 1, 1)) >= SHIFT_P:
+            return p
+        w, _ = optimize.nnls(joint, live / pred.size)
+        prior = joint.sum(axis=0)
+        if (w * prior).sum() <= 0:
+            return p
+        w /= (w * prior).sum()
+        off = joint - np.diag(np.diag(joint))
+        errors = off.sum(axis=1)
+        r = np.where(errors > 0, (off * w).sum(axis=1) / np.where(errors > 0, errors, 1), w)
+        # odds of p, times (precision / mean map) odds of the class, times the prior ratio
+        diag = np.diag(joint)
+        precision = np.where(val_pred > 0, diag / np.where(seen, val_pred, 1), 0.5)
+        ratio = _odds(precision) / _odds(self.class_mean) if self.class_mean.size == k else 1.0
+        factor = (np.ones(k) * ratio * w / np.where(r > 0, r, 1))[codes]
+        o = _odds(p) * factor
+        return o / (1 + o)
 
     def apply(self, confidences: Any) -> np.ndarray:
         """P(correct) of each confidence."""
@@ -166,6 +240,10 @@ class ConfidenceMap:
         if self.method == "isotonic":
             out["knots_x"] = [float(x) for x in self.knots_x]
             out["knots_y"] = [float(y) for y in self.knots_y]
+        if self.classes:
+            out["classes"] = list(self.classes)
+            out["confusion"] = self.confusion.astype(int).tolist()
+            out["class_mean"] = [float(x) for x in self.class_mean]
         return out
 
     @classmethod
@@ -191,11 +269,17 @@ class ConfidenceMap:
                 float(d.get("level_var", 0.0)),
                 None if d.get("val_accuracy") is None else float(d["val_accuracy"]),
                 {str(k): float(v) for k, v in dict(d.get("log_loss", {})).items()},
+                [str(c) for c in d.get("classes", [])],
+                np.asarray(d.get("confusion", np.zeros((0, 0))), dtype=np.float64),
+                np.asarray(d.get("class_mean", []), dtype=np.float64),
             )
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"invalid confidence map: {exc}") from exc
         if method == "isotonic" and (kx.size == 0 or kx.shape != ky.shape):
             raise ParameterError("an isotonic confidence map needs knots_x and knots_y alike")
+        k = len(out.classes)
+        if k and out.confusion.shape != (k, k):
+            raise ParameterError("a confidence map's confusion must be classes x classes")
         if method == "temperature" and not t > 0:
             raise ParameterError(f"a confidence map's temperature must be > 0, got {t}")
         return out
@@ -211,10 +295,18 @@ def _fit(method: str, c: np.ndarray, y: np.ndarray) -> ConfidenceMap:
 
 
 def fit_confidence_map(
-    confidences: Any, correct: Any, *, folds: int = 5, seed: int = 0
+    confidences: Any,
+    correct: Any,
+    *,
+    predicted: Any = None,
+    true: Any = None,
+    folds: int = 5,
+    seed: int = 0,
 ) -> ConfidenceMap:
     """Fit the temperature and isotonic maps on validation predictions and keep the one with
-    the lower out-of-fold log-loss (see the module docstring)."""
+    the lower out-of-fold log-loss (see the module docstring); given the ``predicted`` and
+    ``true`` labels of a model with at most :data:`MAX_SHIFT_CLASSES` classes, keep their
+    confusion counts for the class-mix shift correction."""
     c = np.asarray(confidences, dtype=np.float64).ravel()
     y = np.asarray(correct, dtype=np.float64).ravel()
     if c.size == 0 or c.size != y.size:
@@ -238,4 +330,22 @@ def fit_confidence_map(
     out.level_var = acc * (1 - acc) / c.size
     out.val_accuracy = acc
     out.log_loss = losses
+    if predicted is not None and true is not None:
+        pred = np.asarray(predicted).astype(str)
+        truth = np.asarray(true).astype(str)
+        classes = sorted(set(pred.tolist()) | set(truth.tolist()))
+        if len(classes) <= MAX_SHIFT_CLASSES and pred.size == c.size == truth.size:
+            index = {v: i for i, v in enumerate(classes)}
+            confusion = np.zeros((len(classes), len(classes)))
+            np.add.at(
+                confusion,
+                (np.array([index[v] for v in pred]), np.array([index[v] for v in truth])),
+                1,
+            )
+            codes = np.array([index[v] for v in pred])
+            mapped = out.apply(c)
+            sums = np.bincount(codes, weights=mapped, minlength=len(classes))
+            counts = np.bincount(codes, minlength=len(classes))
+            out.classes, out.confusion = classes, confusion
+            out.class_mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.5)
     return out

@@ -142,7 +142,9 @@ def make_reference(
                 f"{len(y)} labels for {len(labels)} texts instead."
             )
         correct = np.asarray([str(a) == str(b) for a, b in zip(labels, y, strict=True)])
-        reference["calibration"] = fit_confidence_map(confidences, correct, seed=seed).to_dict()
+        reference["calibration"] = fit_confidence_map(
+            confidences, correct, predicted=labels, true=y, seed=seed
+        ).to_dict()
     return reference
 
 

@@ -65,6 +65,15 @@ def confidence_map(st: MonitorState) -> ConfidenceMap | None:
     return None if st.drift_detector is None else st.drift_detector.reference.calibration
 
 
+def _estimate(st: MonitorState, cmap: ConfidenceMap | None) -> dict[str, Any]:
+    """The confidence window's estimate, with the recent predicted labels for the class-mix
+    shift correction when they line up with its confidences."""
+    codes = st.recent_labels.values()
+    names = st.labels
+    predicted = [str(names[i]) for i in codes] if cmap is not None and cmap.classes else None
+    return st.confidence.get(cmap, predicted)
+
+
 def _latency(sk: LogSketch) -> LatencyStats:
     if sk.count == 0:
         return {
@@ -134,7 +143,7 @@ def metric_table(st: MonitorState, now: float) -> dict[str, tuple[float | None, 
     cw = st.count_window.get(st.labels)
     tw = st.time_window.get(st.labels)
     cmap = confidence_map(st)
-    est = st.confidence.get(cmap)
+    est = _estimate(st, cmap)
     cal = st.calibration.get(cmap)
     qs = sk.quantiles([0.95, 0.99]) if sk.count else [None, None]
     tp = _throughput(st, now)
@@ -206,7 +215,7 @@ def _counts(st: MonitorState) -> CountStats:
 
 def _accuracy(st: MonitorState) -> AccuracyStats:
     cmap = confidence_map(st)
-    est = st.confidence.get(cmap)
+    est = _estimate(st, cmap)
     return {
         "realized": st.count_window.get(st.labels),
         "realized_time": st.time_window.get(st.labels),
@@ -217,6 +226,7 @@ def _accuracy(st: MonitorState) -> AccuracyStats:
         "estimated_upper": est["upper"],
         "estimated_n": est["n"],
         "estimated_method": est["method"],
+        "estimated_shift_adjusted": est["shift_adjusted"],
         "mean_confidence": est["mean_confidence"],
         "calibration": st.calibration.get(cmap),
     }

@@ -71,7 +71,9 @@ class ConfidenceWindow:
     def values(self) -> np.ndarray:
         return self._ring.values()
 
-    def get(self, cmap: ConfidenceMap | None = None) -> dict[str, Any]:
+    def get(self, cmap: ConfidenceMap | None = None, predicted: Any = None) -> dict[str, Any]:
+        """The estimate through ``cmap``; given the window's ``predicted`` labels (aligned with
+        its confidences), corrected for a class-mix shift (``ConfidenceMap.shift_adjusted``)."""
         cmap = cmap or _IDENTITY
         v = self._ring.values()
         if not v.size:
@@ -82,8 +84,14 @@ class ConfidenceWindow:
                 "upper": None,
                 "mean_confidence": None,
                 "method": cmap.method,
+                "shift_adjusted": False,
             }
-        est, lo, hi = cmap.interval(cmap.apply(v))
+        p = cmap.apply(v)
+        adjusted = False
+        if predicted is not None and len(predicted) == v.size:
+            q = cmap.shift_adjusted(p, predicted)
+            adjusted, p = q is not p, q
+        est, lo, hi = cmap.interval(p)
         return {
             "n": int(v.size),
             "estimated_accuracy": est,
@@ -91,6 +99,7 @@ class ConfidenceWindow:
             "upper": hi,
             "mean_confidence": float(v.mean()),
             "method": cmap.method,
+            "shift_adjusted": adjusted,
         }
 
 

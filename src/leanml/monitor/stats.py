@@ -70,6 +70,7 @@ class AccuracyStats(TypedDict):
     estimated_upper: float | None
     estimated_n: int
     estimated_method: str  # the confidence map: identity | temperature | isotonic
+    estimated_shift_adjusted: bool  # corrected for the window's class-mix shift
     mean_confidence: float | None  # the raw top-class confidences' mean
     calibration: dict[str, Any]  # CalibrationWindow.get()
 
