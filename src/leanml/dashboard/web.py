@@ -182,7 +182,12 @@ def _normalize(stats: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(acc, Mapping) and not isinstance(acc.get("realized"), Mapping | type(None)):
         st["accuracy"] = {
             **acc,
-            "realized": {"accuracy": acc["realized"], "n": acc.get("realized_joined") or 0},
+            "realized": {
+                "accuracy": acc["realized"],
+                "accuracy_lower": acc.get("realized_lower"),
+                "accuracy_upper": acc.get("realized_upper"),
+                "n": acc.get("realized_joined") or 0,
+            },
         }
     merged = stats.get("merged") or {}
     if merged.get("count") is not None:
