@@ -195,6 +195,9 @@ class MonitorConfig:
     gc_idle_s: float = setting(2.0, "Idle time before that collection (s).")
     relative_accuracy: float = setting(0.005, "Relative error bound of the latency sketch.")
     max_oov_per_flush: int = setting(256, "Most texts per flush scored for out-of-vocabulary.")
+    overhead_budget: float = setting(
+        0.05, "CPU of optional analysis (text statistics) as a share of the model's time."
+    )
     max_labels: int = setting(1_000, "Most distinct labels counted per model.")
 
     def __post_init__(self) -> None:
@@ -211,6 +214,7 @@ class MonitorConfig:
         for name in _POS_FLOAT:
             check_number(getattr(self, name), name, owner, low=0, low_open=True)
         check_number(self.calibration_tolerance, "calibration_tolerance", owner, low=0)
+        check_number(self.overhead_budget, "overhead_budget", owner, low=0)
         check_number(
             self.relative_accuracy, "relative_accuracy", owner, low=0, high=0.5, low_open=True
         )

@@ -117,6 +117,7 @@ def _ingest(
     lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
+    st.budget.credit(float(np.nansum(lat)))
     oov = _oov(st, inputs, picked) if inputs is not None else None
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     _count_seconds(st, ts)
@@ -172,13 +173,17 @@ def _sample(
 
 
 def _oov(st: MonitorState, inputs: list[Any], picked: np.ndarray) -> np.ndarray | None:
-    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``; NaN elsewhere)."""
+    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``, and as many as the CPU
+    budget of optional work allows; NaN elsewhere). The sampling itself never changes."""
     if st.analyzer is None or st.vocabulary is None:
         return None
     oov = np.full(len(inputs), math.nan)
     cand = [i for i in picked if inputs[i] is not None][: st.config.max_oov_per_flush]
+    cand = cand[: st.budget.allowed(len(cand))]
     if cand:
-        oov[cand] = oov_rates([inputs[i] for i in cand], st.analyzer, st.vocabulary)
+        analyzer, vocabulary = st.analyzer, st.vocabulary
+        texts = [inputs[i] for i in cand]
+        oov[cand] = st.budget.run(lambda: oov_rates(texts, analyzer, vocabulary), len(cand))
     return oov
 
 

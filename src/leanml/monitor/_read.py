@@ -196,6 +196,7 @@ def stats(st: MonitorState, now: float) -> MonitorStats:
         "resources": st.resources.latest(),
         "retention": st.last_retention,
         "counters": dict(st.counters),
+        "optional_work": st.budget.stats(),
         "store": st.store.url if st.store is not None else None,
     }
 

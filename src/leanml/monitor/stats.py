@@ -110,4 +110,5 @@ class MonitorStats(TypedDict):
     resources: dict[str, Any] | None
     retention: dict[str, Any] | None
     counters: dict[str, int]
+    optional_work: dict[str, Any]  # OverheadBudget.stats(): budget, effective share, CPU spent
     store: str | None
