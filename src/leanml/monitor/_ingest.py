@@ -68,12 +68,18 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     tss: list[float] = [r[5] for r in singles]
     inputs: list[Any] = [r[4] for r in singles]
     has_inputs = bool(singles) and inputs.count(None) != len(inputs)
+    # the model's time, what the optional work's CPU budget is a share of: one latency per
+    # single prediction, one per batch (its longest: the batch ran once for all of them)
+    model_s = math.fsum(x for x in lats if x == x)
     for i, lab, c, lat, inp, ts in batches:
         n = len(i)
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-        lats.extend(_latencies(lat, n))
+        batch_lats = _latencies(lat, n)
+        lats.extend(batch_lats)
+        finite = [x for x in batch_lats if x == x]
+        model_s += max(finite) if finite else 0.0
         tss.extend([ts] * n)
         if inp is None:
             inputs.extend([None] * n)
@@ -90,6 +96,7 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         np.asarray(lats, dtype=np.float64),
         inputs if has_inputs else None,
         np.asarray(tss, dtype=np.float64),
+        model_s,
     )
 
 
@@ -112,12 +119,13 @@ def _ingest(
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
+    model_s: float,
 ) -> None:
     _count_labels(st, lab)
     lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
-    st.budget.credit(float(np.nansum(lat)))
+    st.budget.credit(model_s)
     oov = _oov(st, inputs, picked) if inputs is not None else None
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     _count_seconds(st, ts)

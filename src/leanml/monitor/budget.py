@@ -10,12 +10,14 @@ text statistics are computed).
 
 Contract: over any run, the CPU spent on optional work stays within ``budget`` times the
 model's time plus one burst (``burst_s``, what the bucket may hold, and one item's cost while
-the first item measures it). The model's time is what the callers record as latencies (the
-monitor sees no other measure of the model's cost). :meth:`OverheadBudget.allowed` grants
-items while the allowance covers their measured mean cost (an exponential moving average of
-CPU per item, read from ``meter``, by default :func:`time.thread_time`, injectable for tests);
-:meth:`OverheadBudget.run` charges what the work really took. ``share`` reports the effective
-share of offered items that got the optional work.
+the first item measures it). The model's time is what the callers record as latencies, one per
+single prediction and one per batch (its longest), the monitor seeing no other measure of the
+model's cost: wall time, so on a loaded machine it overstates the model's CPU.
+:meth:`OverheadBudget.allowed` grants items while the allowance covers their measured mean
+cost (an exponential moving average of CPU per item, read from ``meter``, by default
+:func:`time.thread_time`, injectable for tests); :meth:`OverheadBudget.run` charges what the
+work really took. ``share`` reports the effective share of offered items that got the
+optional work.
 """
 
 from __future__ import annotations
