@@ -211,6 +211,12 @@ def main() -> None:
         ),
         "shift_within_3_points": all(r["shift"]["max_abs_error"] <= 0.03 for r in results.values()),
         "coverage_at_least_0.90": all(min(r["coverage"].values()) >= 0.9 for r in results.values()),
+        # no estimate alert worse than the realized one on the same traffic
+        "no_false_accuracy_alert": all(
+            _RANK[r["monitor"]["worst_accuracy_alert"]["estimated_accuracy"]]
+            <= _RANK[r["monitor"]["worst_accuracy_alert"]["realized_accuracy"]]
+            for r in results.values()
+        ),
     }
     text = json.dumps({"models": results, "targets": targets}, indent=2)
     print(text)
