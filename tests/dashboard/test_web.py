@@ -226,6 +226,19 @@ def test_model_entry_reads_leanml_serve_stats_shape():
         "oov_delta": 0.05,
     }
     assert "oov_rate" not in m and "confidence_ks_p" not in m
+    assert m["drift_intervals"] == {}  # none in these stats
+
+
+def test_model_entry_carries_the_drift_intervals_and_samples():
+    stats = {
+        "drift": {
+            "n": 400, "confidence_n": 380, "class_psi": 0.2, "confidence_ks": 0.15,
+            "intervals": {"class_psi": [0.12, 0.3], "confidence_ks": [0.1, 0.2]},
+        }
+    }  # fmt: skip
+    m = model_entry("email", stats)
+    assert m["drift_intervals"] == {"class_psi": [0.12, 0.3], "confidence_ks": [0.1, 0.2]}
+    assert (m["drift_n"], m["confidence_n"]) == (400, 380)
 
 
 def test_monitor_provider_over_real_monitors_and_store(tmp_path, tiny_pipeline, tiny_texts):

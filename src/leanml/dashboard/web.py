@@ -237,6 +237,14 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "estimated_n": int(acc.get("estimated_n") or 0),
         "estimated_method": str(acc.get("estimated_method") or ""),
         **{key: _num(drift.get(key)) for key in DRIFT_SCORES},
+        # 95% intervals of the sampled drift scores, and the samples behind them
+        "drift_intervals": {
+            str(k): [_num(v[0]), _num(v[1])]
+            for k, v in (drift.get("intervals") or {}).items()
+            if isinstance(v, list | tuple) and len(v) == 2
+        },
+        "drift_n": _num(drift.get("n")),
+        "confidence_n": _num(drift.get("confidence_n")),
         "error_rate": _num(st.get("error_rate")),
         "cache_hit_rate": hit_rate,
         "cache_entries": _num(cache.get("entries")),
