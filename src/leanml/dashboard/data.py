@@ -58,6 +58,9 @@ class WindowPoint:
     labeled: int = 0  # predictions made in this window whose label has arrived
     labeled_correct: int = 0
     drift: dict[str, float] = dataclasses.field(default_factory=dict)  # keys: DRIFT_SCORES
+    #: score -> [lower, upper] 95% (bootstrap), when one process scored the window alone (the
+    #: intervals of several processes' samples do not combine)
+    drift_intervals: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     label_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
@@ -306,6 +309,9 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
             else:
                 total.merge(sketch)
         w.drift = {k: drift_sum[k] / drift_n[k] for k in drift_sum if drift_n[k]}
+        scored = [json.loads(r["drift"]) for r in group if r["drift"]]
+        if len(scored) == 1:
+            w.drift_intervals = dict(scored[0].get("intervals") or {})
         md.windows.append(w)
         md.count += w.count
         md.errors += w.errors

@@ -190,6 +190,10 @@ def drift_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, Any]
         ys = [_none(w.drift.get(key)) for w in pts]
         if any(y is not None for y in ys):
             d["series"][key] = ys
+            bands = [w.drift_intervals.get(key) for w in pts]
+            if any(b is not None for b in bands):  # the 95% bootstrap band, per window
+                d["series"][f"{key}_low"] = [_none(b[0]) if b else None for b in bands]
+                d["series"][f"{key}_high"] = [_none(b[1]) if b else None for b in bands]
     d["count"] = [w.count for w in pts]
     names = []
     for _, _, metric in _DRIFT_PANELS:
@@ -377,7 +381,10 @@ def drift_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
     for ax, (ylabel, keys, metric) in zip(axes, panels, strict=True):
         for key in keys:
             if key in d["series"]:
-                ax.plot(t, _floats(d["series"][key]), marker=".", label=_DRIFT_NAMES[key])
+                line = ax.plot(t, _floats(d["series"][key]), marker=".", label=_DRIFT_NAMES[key])
+                if f"{key}_low" in d["series"]:
+                    s = d["series"]
+                    _band(ax, t, s[f"{key}_low"], s[f"{key}_high"], line[0].get_color(), "95%")
         ths = [x for x in d["thresholds"] if x["metric"] == metric]
         _draw_thresholds(ax, ths)
         rules_here = {x["rule"] for x in ths}
