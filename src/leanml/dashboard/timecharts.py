@@ -346,7 +346,7 @@ def accuracy_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | No
     ax = fig.add_subplot()
     t = _times(d["t"])
     est, real = _floats(s["estimated"]), _floats(s["realized"])
-    ax.plot(t, est, marker=".", color="#2b7bba", label="estimated (confidence)")
+    ax.plot(t, est, marker=".", color="#2b7bba", label="estimated (calibrated confidence)")
     if "estimated_low" in s:
         _band(ax, t, s["estimated_low"], s["estimated_high"], "#2b7bba", "estimated, interval")
     if not np.all(np.isnan(real)):
