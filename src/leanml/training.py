@@ -4,7 +4,8 @@
 macro-F1 and per-class precision / recall / F1 on the validation and test splits. It also keeps
 the validation predictions' class counts, a sample of their confidences and of the input
 lengths, and the out-of-vocabulary rate: the *reference* that drift monitoring compares live
-traffic against, stored in the model's manifest.
+traffic against, stored in the model's manifest, with the map from confidence to P(correct)
+fitted on the validation split that the monitor's accuracy estimate uses.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from leanml._calibration import fit_confidence_map
 from leanml._predict import predict_with_confidence
 from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
@@ -115,19 +117,35 @@ def oov_rate(model: Any, texts: Sequence[str]) -> float | None:
     return float(np.mean(rates)) if rates else 0.0
 
 
-def make_reference(model: Any, X_val: Sequence[str], *, seed: int = 0) -> dict[str, Any]:
-    """The drift reference: the validation predictions' class mix and confidence sample."""
+def make_reference(
+    model: Any, X_val: Sequence[str], y_val: Any = None, *, seed: int = 0
+) -> dict[str, Any]:
+    """The drift reference: the validation predictions' class mix and confidence sample, and,
+    given the validation labels ``y_val``, the confidence -> P(correct) map fitted on them
+    (:func:`~leanml._calibration.fit_confidence_map`) that the monitor's estimate uses."""
     labels, confidences, _ = predict_with_confidence(model, X_val)
     values, counts = np.unique(labels, return_counts=True)
     rng = np.random.default_rng(seed)
     take = rng.permutation(len(X_val))[:_REFERENCE_SAMPLE]
-    return {
+    reference = {
         "n": len(X_val),
         "class_counts": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
         "confidences": [round(float(confidences[i]), 5) for i in take],
         "input_lengths": [len(X_val[i]) for i in take],
         "oov_rate": oov_rate(model, X_val),
     }
+    if y_val is not None:
+        y = np.asarray(y_val)
+        if len(y) != len(labels):
+            raise ParameterError(
+                "The 'y_val' parameter of make_reference must be as long as X_val, got "
+                f"{len(y)} labels for {len(labels)} texts instead."
+            )
+        correct = np.asarray([str(a) == str(b) for a, b in zip(labels, y, strict=True)])
+        reference["calibration"] = fit_confidence_map(
+            confidences, correct, predicted=labels, true=y, seed=seed
+        ).to_dict()
+    return reference
 
 
 @dataclasses.dataclass
@@ -165,5 +183,5 @@ def train_model(
         pipeline=pipeline,
         dataset=dataset,
         metrics=metrics,
-        reference=make_reference(pipeline, dataset.X_val),
+        reference=make_reference(pipeline, dataset.X_val, dataset.y_val),
     )

@@ -167,7 +167,7 @@ def register_model(
         metrics=metrics,
         extra={
             "estimator": type(model).__name__,
-            "reference": make_reference(model, list(X_val)),
+            "reference": make_reference(model, list(X_val), y_val_arr),
             "registered_from": source,
         },
         validation=(list(X_val), y_val_arr.tolist()),
@@ -272,8 +272,9 @@ def compress_registered(
     to_store = result.model if result.compressed else result.rejected_model
     if to_store is not None:
         # The compact model's confidences differ a little from the original's: drift monitoring
-        # of the compact variant compares against its own validation predictions.
-        reference = make_reference(to_store, X_val)
+        # of the compact variant compares against its own validation predictions, and its
+        # confidence -> P(correct) map is fitted on its own confidences.
+        reference = make_reference(to_store, X_val, y_val)
         stored = registry.register(
             name,
             to_store,

@@ -93,7 +93,11 @@ def test_chart_data_has_one_point_per_window_and_the_rules_thresholds():
     assert acc is not None
     low, real, high = (acc["series"][k][0] for k in ("realized_low", "realized", "realized_high"))
     assert low < real == 0.9 < high  # a 95% band around 45/50
-    assert "estimated_low" not in acc["series"]  # no estimated interval in the windows yet
+    # the estimate's band: Wilson at the estimate with the window's count (conservative)
+    e_low, est, e_high = (
+        acc["series"][k][0] for k in ("estimated_low", "estimated", "estimated_high")
+    )
+    assert e_low < est < e_high
 
 
 def test_a_day_gets_hour_ticks_and_its_date():
@@ -138,3 +142,19 @@ def test_first_screen_says_health_what_changed_and_what_to_do():
     assert "Evidence:" in page and "href='#model-email'" in page
     # back to ok: healthy, nothing open, and no review suggested
     assert suggest_drift_review(_day_model(), RULES) is None
+
+
+def test_drift_chart_draws_the_windows_bootstrap_band_when_one_process_scored_them():
+    windows = [
+        WindowPoint(1_700_000_000.0 + 60 * i, 60.0, count=300,
+                    drift={"class_psi": 0.1 * i, "confidence_ks": 0.05},
+                    drift_intervals={"class_psi": [0.1 * i - 0.02, 0.1 * i + 0.03]} if i else {})
+        for i in range(3)
+    ]  # fmt: skip
+    md = ModelData("email", windows=windows)
+    d = drift_data(md)
+    assert d is not None
+    assert d["series"]["class_psi_low"] == [None, pytest.approx(0.08), pytest.approx(0.18)]
+    assert d["series"]["class_psi_high"][2] == pytest.approx(0.23)
+    assert "confidence_ks_low" not in d["series"]  # no interval there: no band
+    assert_valid_png(drift_chart(md))

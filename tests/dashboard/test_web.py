@@ -193,13 +193,27 @@ def test_model_entry_reads_leanml_serve_stats_shape():
             "error_rate": 0.0,
         },
         "latency": {"p50": 0.001, "p95": 0.002, "p99": 0.003},
-        "accuracy": {"realized": 0.8, "realized_joined": 10, "estimated": 0.7},
+        "accuracy": {
+            "realized": 0.8,
+            "realized_lower": 0.49,
+            "realized_upper": 0.94,
+            "realized_joined": 10,
+            "estimated": 0.7,
+            "estimated_lower": 0.65,
+            "estimated_upper": 0.75,
+            "estimated_n": 300,
+            "estimated_method": "isotonic",
+        },
         "alerts": [{"rule": "latency_p99", "level": "critical", "value": 2.0, "reason": "slow"}],
         "active_variant": "compact",
         "drift": {"class_psi": 0.2, "oov_rate": 0.3, "oov_delta": 0.05, "confidence_ks_p": 0.01},
     }
     m = model_entry("email", serve_stats)
     assert m["predictions"] == 42 and m["realized"] == 0.8 and m["realized_n"] == 10
+    # side by side, each with its 95% interval and n
+    assert (m["realized_lower"], m["realized_upper"]) == (0.49, 0.94)
+    assert (m["estimated_lower"], m["estimated_upper"], m["estimated_n"]) == (0.65, 0.75, 300)
+    assert m["estimated_method"] == "isotonic"
     assert m["reasons"] == ["latency_p99: critical - slow"] and m["dropped"] == 2
     assert m["batch_mean"] == 1.6 and m["queue_wait_p99"] == 1e-4 and m["cache_hit_rate"] == 0.5
     assert m["rps"] == pytest.approx(1.0)
@@ -212,6 +226,19 @@ def test_model_entry_reads_leanml_serve_stats_shape():
         "oov_delta": 0.05,
     }
     assert "oov_rate" not in m and "confidence_ks_p" not in m
+    assert m["drift_intervals"] == {}  # none in these stats
+
+
+def test_model_entry_carries_the_drift_intervals_and_samples():
+    stats = {
+        "drift": {
+            "n": 400, "confidence_n": 380, "class_psi": 0.2, "confidence_ks": 0.15,
+            "intervals": {"class_psi": [0.12, 0.3], "confidence_ks": [0.1, 0.2]},
+        }
+    }  # fmt: skip
+    m = model_entry("email", stats)
+    assert m["drift_intervals"] == {"class_psi": [0.12, 0.3], "confidence_ks": [0.1, 0.2]}
+    assert (m["drift_n"], m["confidence_n"]) == (400, 380)
 
 
 def test_monitor_provider_over_real_monitors_and_store(tmp_path, tiny_pipeline, tiny_texts):

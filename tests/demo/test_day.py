@@ -95,7 +95,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         name="email",
         task="email",
         day_start=DAY,
-        reference=make_reference(model, ds.X_val),
+        reference=make_reference(model, ds.X_val, ds.y_val),  # with its calibration
     )
     report = build_report(
         url,

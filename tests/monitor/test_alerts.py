@@ -174,3 +174,33 @@ def test_webhook_gives_up_and_counts_failure() -> None:
     sink.flush()
     assert sink.stats()["failed"] == 1 and sink.stats()["attempts"] == 2
     sink.close()
+
+
+def test_a_below_rule_reads_the_upper_bound_of_the_interval() -> None:
+    rule = AlertRule("est", "estimated_accuracy", "below", warning=0.85, min_samples=10)
+    mgr = AlertManager([rule])
+    # the estimate is under the threshold but its interval reaches above it: hold
+    table = {
+        "estimated_accuracy": (0.84, 200),
+        "estimated_accuracy_lower": (0.79, 200),
+        "estimated_accuracy_upper": (0.89, 200),
+    }
+    mgr.evaluate(table, now=0.0)
+    assert mgr.levels()["est"] == "ok"
+    # the whole interval under the threshold: warn, and the reason names the bound
+    table["estimated_accuracy_upper"] = (0.849, 200)
+    (event,) = mgr.evaluate(table, now=1.0)
+    assert event.level == "warning" and "upper bound 0.849" in event.reason
+    # a rule that ignores the interval compares the value itself
+    plain = AlertManager([AlertRule("e", "estimated_accuracy", "below", 0.85, interval=False)])
+    table["estimated_accuracy_upper"] = (0.89, 200)
+    plain.evaluate(table, now=0.0)
+    assert plain.levels()["e"] == "warning"
+
+
+def test_an_above_rule_reads_the_lower_bound() -> None:
+    mgr = AlertManager([AlertRule("e", "error_rate", "above", warning=0.01)])
+    mgr.evaluate({"error_rate": (0.02, 100), "error_rate_lower": (0.005, 100)}, now=0.0)
+    assert mgr.levels()["e"] == "ok"
+    mgr.evaluate({"error_rate": (0.05, 1000), "error_rate_lower": (0.04, 1000)}, now=1.0)
+    assert mgr.levels()["e"] == "warning"

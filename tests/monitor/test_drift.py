@@ -101,3 +101,54 @@ def test_oov_with_a_vectorizer_and_reference_build() -> None:
     assert ref.oov_rate == 1.0
     big = Reference.build(["a"] * 5000, np.linspace(0, 1, 5000), max_values=2000)
     assert big.confidences.size == 2000 and big.n == 5000
+
+
+@pytest.mark.parametrize(
+    ("name", "live_conf", "live_classes"),
+    [
+        ("beta(4,2) vs beta(5,2), 30/30/20/20 vs 50/30/15/5", (4, 2), [0.3, 0.3, 0.2, 0.2]),
+        ("beta(2,2) vs beta(5,2), 10/10/40/40 vs 50/30/15/5", (2, 2), [0.1, 0.1, 0.4, 0.4]),
+    ],
+)
+@pytest.mark.parametrize("n", [200, 1000])
+def test_drift_intervals_cover_the_population_score(name, live_conf, live_classes, n) -> None:
+    """The basic bootstrap's 95% interval covers the score of the population each window was
+    sampled from in at least 90% of 200 windows, for the class PSI and the confidence KS."""
+    rng = np.random.default_rng(0)
+    ref_conf = rng.beta(5, 2, 2000)
+    ref_p = np.array([0.5, 0.3, 0.15, 0.05])
+    det = DriftDetector(
+        {"class_counts": {str(i): int(c) for i, c in enumerate(ref_p * 10_000)},
+         "confidences": ref_conf.tolist()}
+    )  # fmt: skip
+    population = rng.beta(*live_conf, 200_000)
+    true_ks = stats.ks_2samp(population, ref_conf).statistic
+    true_psi = psi(ref_p, np.asarray(live_classes))
+    covered = {"confidence_ks": 0, "class_psi": 0}
+    for w in range(200):
+        r = np.random.default_rng(100 + w)
+        counts = r.multinomial(n, live_classes)
+        d = det.score(
+            {str(i): int(c) for i, c in enumerate(counts)}, r.choice(population, n), seed=w
+        )
+        for key, truth in (("confidence_ks", true_ks), ("class_psi", true_psi)):
+            lo, hi = d["intervals"][key]
+            assert lo <= d[key] <= hi or lo == 0.0  # type: ignore[literal-required]
+            covered[key] += lo <= truth <= hi
+    assert covered["confidence_ks"] / 200 >= 0.9, name
+    assert covered["class_psi"] / 200 >= 0.9, name
+
+
+def test_no_intervals_without_data_or_when_asked_for_none() -> None:
+    det = DriftDetector({"class_counts": {"a": 5, "b": 5}, "confidences": [0.5, 0.9]})
+    d = det.score({}, None)
+    assert d["intervals"] == {}
+    assert det.score({"a": 3}, np.array([0.6, 0.7]), bootstrap=0)["intervals"] == {}
+
+
+def test_no_psi_interval_below_five_predictions_per_reference_class() -> None:
+    det = DriftDetector({"class_counts": {str(i): 10 for i in range(150)}})
+    thin = det.score({str(i): 1 for i in range(200)}, None)
+    assert thin["class_psi"] is not None and "class_psi" not in thin["intervals"]
+    thick = det.score({str(i): 5 for i in range(150)}, None)
+    assert "class_psi" in thick["intervals"]

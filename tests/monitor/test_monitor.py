@@ -451,3 +451,58 @@ def test_forked_child_starts_fresh_and_writes_as_its_own_process(tmp_path) -> No
     assert merged["count"] == 15
     assert len(merged["processes"]) == 2
     assert merged["label_counts"] == {"a": 10, "b": 5}
+
+
+def test_the_estimate_uses_the_reference_map_with_an_interval_and_does_not_warn(clock) -> None:
+    # an under-confident model: confidence 0.6 means correct 9 times out of 10
+    reference = {
+        "class_counts": {"ham": 50, "spam": 50},
+        "calibration": {"method": "isotonic", "knots_x": [0.0, 0.6, 1.0],
+                        "knots_y": [0.5, 0.9, 1.0], "n": 5000, "level_var": 0.9 * 0.1 / 5000},
+    }  # fmt: skip
+    m = ModelMonitor("email", version="1", config=MonitorConfig(), clock=clock,
+                     start=False, sinks=[], reference=reference)  # fmt: skip
+    m.record_batch([f"p{i}" for i in range(1000)], np.array(["ham"] * 1000),
+                   np.full(1000, 0.6), 0.001)  # fmt: skip
+    for _ in range(4):  # the default rule fires after 2 evaluations below 0.85
+        clock.advance(1.0)
+        m.flush()
+    s = m.stats()
+    acc = s["accuracy"]
+    assert acc["estimated"] == pytest.approx(0.9) and acc["estimated_method"] == "isotonic"
+    assert acc["mean_confidence"] == pytest.approx(0.6)
+    assert acc["estimated_lower"] < 0.9 < acc["estimated_upper"]
+    # Wilson's at the effective n of both variances: about the normal interval's width here
+    assert acc["estimated_upper"] - acc["estimated_lower"] == pytest.approx(
+        2 * 1.96 * np.sqrt(0.09 / 1000 + 0.09 / 5000), rel=0.02
+    )
+    assert s["alerts"]["levels"]["estimated_accuracy"] == "ok"  # raw 0.6 would have warned
+    assert m.metrics()["estimated_accuracy_upper"][0] == pytest.approx(acc["estimated_upper"])
+
+
+def test_the_estimate_is_corrected_for_a_class_mix_shift(clock) -> None:
+    from leanml._calibration import fit_confidence_map
+
+    rng = np.random.default_rng(0)
+
+    def model(n: int, prior: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        true = rng.choice(2, n, p=prior)
+        right = rng.random(n) < np.array([0.95, 0.6])[true]
+        pred = np.where(right, true, 1 - true)
+        return np.array(["ham", "spam"])[pred], np.array(["ham", "spam"])[true], pred == true
+
+    pred, true, ok = model(20_000, [0.7, 0.3])
+    cmap = fit_confidence_map(np.full(20_000, 0.8), ok, predicted=pred, true=true)
+    reference = {"class_counts": {"ham": 60, "spam": 40}, "calibration": cmap.to_dict()}
+    m = ModelMonitor("email", version="1", config=MonitorConfig(), clock=clock,
+                     start=False, sinks=[], reference=reference)  # fmt: skip
+    pred, _, ok = model(2000, [0.2, 0.8])  # mostly spam, the class the model is weak on
+    m.record_batch([f"p{i}" for i in range(2000)], pred, np.full(2000, 0.8), 0.001)
+    m.flush()
+    acc = m.stats()["accuracy"]
+    assert acc["estimated_shift_adjusted"] is True
+    expected = 0.2 * 0.95 + 0.8 * 0.6  # the accuracy under the new mix
+    assert abs(cmap.apply(np.full(1, 0.8))[0] - expected) > 0.1  # the map alone is off
+    assert acc["estimated"] == pytest.approx(expected, abs=0.03)
+    assert acc["estimated_lower"] <= ok.mean() <= acc["estimated_upper"]
+    m.close()

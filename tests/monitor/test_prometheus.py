@@ -61,6 +61,22 @@ def test_exposition_parses_and_matches_stats(clock) -> None:
     assert p99 == pytest.approx(a.stats()["latency"]["p99"])
     assert val("leanml_accuracy", kind="estimated", **base) == pytest.approx(0.9)
     assert val("leanml_accuracy", kind="realized", **base) == 1.0
+    # intervals and sample sizes: Wilson for the one labeled prediction, the estimate's own
+    st = a.stats()
+    assert val("leanml_accuracy_lower", kind="realized", **base) == pytest.approx(
+        st["accuracy"]["realized"]["accuracy_lower"]
+    )
+    assert val("leanml_accuracy_lower", kind="realized", **base) < 0.25  # one label: wide
+    assert val("leanml_accuracy_upper", kind="realized", **base) == 1.0
+    assert val("leanml_accuracy_samples", kind="realized", **base) == 1
+    assert val("leanml_accuracy_samples", kind="estimated", **base) == 2000  # recent window
+    lo = val("leanml_accuracy_lower", kind="estimated", **base)
+    assert lo < 0.9 < val("leanml_accuracy_upper", kind="estimated", **base)
+    for side in ("lower", "upper"):
+        assert val(f"leanml_drift_score_{side}", score="class_psi", **base) == pytest.approx(
+            st["drift"]["intervals"]["class_psi"][side == "upper"]  # type: ignore[index]
+        )
+    assert val("leanml_drift_samples", score="confidence_ks", **base) == 2000
     assert val("leanml_model_health", **base) == 0
     assert val("leanml_alert_level", rule="latency_p99", **base) == 0
     assert val("leanml_pending_joins", **base) == 4999

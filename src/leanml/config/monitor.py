@@ -34,6 +34,10 @@ class AlertRule:
     hysteresis: float = 0.0
     for_evaluations: int = 1
     clear_evaluations: int = 1
+    #: compare the metric's 95% interval bound, when the monitor has one, not its value: a
+    #: "below" rule fires when the upper bound is below the threshold, an "above" rule when the
+    #: lower bound is above it (a figure whose interval still reaches the threshold holds)
+    interval: bool = True
 
     def __post_init__(self) -> None:
         owner = "AlertRule"
@@ -65,6 +69,8 @@ class AlertRule:
         check_number(self.hysteresis, "hysteresis", owner, low=0)
         check_number(self.for_evaluations, "for_evaluations", owner, low=1, integer=True)
         check_number(self.clear_evaluations, "clear_evaluations", owner, low=1, integer=True)
+        if not isinstance(self.interval, bool):
+            raise param_error("interval", owner, "a bool", self.interval)
 
     def breaches(self, value: float, threshold: float, margin: float = 0.0) -> bool:
         if self.direction == "above":
@@ -189,6 +195,9 @@ class MonitorConfig:
     gc_idle_s: float = setting(2.0, "Idle time before that collection (s).")
     relative_accuracy: float = setting(0.005, "Relative error bound of the latency sketch.")
     max_oov_per_flush: int = setting(256, "Most texts per flush scored for out-of-vocabulary.")
+    overhead_budget: float = setting(
+        0.05, "CPU of optional analysis (text statistics) as a share of the model's time."
+    )
     max_labels: int = setting(1_000, "Most distinct labels counted per model.")
 
     def __post_init__(self) -> None:
@@ -205,6 +214,7 @@ class MonitorConfig:
         for name in _POS_FLOAT:
             check_number(getattr(self, name), name, owner, low=0, low_open=True)
         check_number(self.calibration_tolerance, "calibration_tolerance", owner, low=0)
+        check_number(self.overhead_budget, "overhead_budget", owner, low=0)
         check_number(
             self.relative_accuracy, "relative_accuracy", owner, low=0, high=0.5, low_open=True
         )

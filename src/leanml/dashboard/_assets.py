@@ -71,6 +71,10 @@ JS = r"""
     if (v === null || v === undefined || Number.isNaN(v)) return "-";
     return Number(v).toFixed(digits) + (unit || "");
   }
+  function band(intervals, key) {  // " [lo, hi]" of a 95% interval, "" without one
+    const b = (intervals || {})[key];
+    return b && b[0] !== null && b[1] !== null ? ` [${fmt(b[0], 3)}, ${fmt(b[1], 3)}]` : "";
+  }
   function ms(v) { return v === null || v === undefined ? "-" : (v * 1000).toFixed(2) + " ms"; }
   function clock(t) { return new Date(t * 1000).toISOString().slice(11, 19); }
 
@@ -141,10 +145,20 @@ JS = r"""
       ["predictions", m.predictions === null ? "-" : Number(m.predictions).toLocaleString("en")],
       ["throughput", `${fmt(m.per_s, 0)} /s · ${fmt(m.per_min, 0)} /min`],
       ["latency p50 / p95 / p99", `${ms(m.p50)} / ${ms(m.p95)} / ${ms(m.p99)}`],
-      ["realized accuracy", m.realized === null ? "no labels yet" :
-        `${fmt(m.realized, 3)} (n=${m.realized_n})`],
-      ["estimated accuracy", fmt(m.estimated, 3)],
-      ["drift: class PSI / confidence KS", `${fmt(m.class_psi, 3)} / ${fmt(m.confidence_ks, 3)}`],
+      ["accuracy: realized | estimated (95%)",
+        (m.realized === null ? "no labels yet" : `${fmt(m.realized, 3)}` +
+          (m.realized_lower === null || m.realized_lower === undefined ? "" :
+            ` [${fmt(m.realized_lower, 3)}, ${fmt(m.realized_upper, 3)}]`) +
+          ` (n=${m.realized_n})`) + " | " +
+        (m.estimated === null ? "-" : `${fmt(m.estimated, 3)}` +
+          (m.estimated_lower === null || m.estimated_lower === undefined ? "" :
+            ` [${fmt(m.estimated_lower, 3)}, ${fmt(m.estimated_upper, 3)}]`) +
+          ` (n=${m.estimated_n ?? "-"}` +
+          (m.estimated_method ? `, ${m.estimated_method} map)` : ")"))],
+      ["drift: class PSI / confidence KS (95%)",
+        `${fmt(m.class_psi, 3)}${band(m.drift_intervals, "class_psi")} (n=${m.drift_n ?? "-"}) / ` +
+        `${fmt(m.confidence_ks, 3)}${band(m.drift_intervals, "confidence_ks")} ` +
+        `(n=${m.confidence_n ?? "-"})`],
       ["error rate", m.error_rate === null ? "-" : fmt(100 * m.error_rate, 2, "%")],
       ["cache", m.cache_hit_rate === null ? "not reported" :
         `${fmt(100 * m.cache_hit_rate, 1, "%")} hits · ${m.cache_entries ?? "-"} entries`],

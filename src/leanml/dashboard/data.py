@@ -58,6 +58,9 @@ class WindowPoint:
     labeled: int = 0  # predictions made in this window whose label has arrived
     labeled_correct: int = 0
     drift: dict[str, float] = dataclasses.field(default_factory=dict)  # keys: DRIFT_SCORES
+    #: score -> [lower, upper] 95% (bootstrap), when one process scored the window alone (the
+    #: intervals of several processes' samples do not combine)
+    drift_intervals: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     label_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
@@ -91,6 +94,7 @@ class ModelData:
     confusion_labels: list[str] = dataclasses.field(default_factory=list)
     confusion: list[list[int]] = dataclasses.field(default_factory=list)  # rows true, cols pred
     estimated_accuracy: float | None = None
+    estimated_n: int = 0  # predictions with a confidence behind the estimate
     alert_history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     levels: dict[str, str] = dataclasses.field(default_factory=dict)  # rule -> worst level now
     reasons: list[str] = dataclasses.field(default_factory=list)
@@ -305,6 +309,9 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
             else:
                 total.merge(sketch)
         w.drift = {k: drift_sum[k] / drift_n[k] for k in drift_sum if drift_n[k]}
+        scored = [json.loads(r["drift"]) for r in group if r["drift"]]
+        if len(scored) == 1:
+            w.drift_intervals = dict(scored[0].get("intervals") or {})
         md.windows.append(w)
         md.count += w.count
         md.errors += w.errors
@@ -313,6 +320,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
     conf = sum(w.confidence_sum for w in md.windows)
     conf_n = sum(w.count if w.confidence_count is None else w.confidence_count for w in md.windows)
     md.estimated_accuracy = conf / conf_n if conf_n else None
+    md.estimated_n = conf_n
     if total is not None and total.count:
         qs = total.quantiles([0.5, 0.95, 0.99, 0.999])
         md.latency = {

@@ -222,7 +222,10 @@ def render_html(
         "<p class='muted'>Latency quantiles come from mergeable log sketches (relative error "
         "bounded by the monitor's relative_accuracy), merged per window over every process. "
         "Realized accuracy counts predictions made in a window whose ground truth has arrived; "
-        "estimated accuracy is the mean top-class confidence.</p></body></html>"
+        "estimated accuracy is the mean probability of being correct, each prediction's "
+        "top-class confidence mapped through the calibration fitted on the model's validation "
+        "split. Intervals are 95% (Wilson for accuracies, basic bootstrap for drift scores)."
+        "</p></body></html>"
     )
     return "\n".join(parts)
 
@@ -288,6 +291,18 @@ def _model_section(md: ModelData, pngs: Mapping[str, bytes]) -> str:
         if ci and md.realized_accuracy is not None
         else "no labels yet"
     )
+    # the windows keep the sum of P(correct), not its variance: the binomial (Wilson) bound at
+    # the estimate is the conservative interval
+    eci = (
+        wilson_interval(round(md.estimated_accuracy * md.estimated_n), md.estimated_n)
+        if md.estimated_accuracy is not None
+        else None
+    )
+    est = (
+        f"{md.estimated_accuracy:.3f} (95% CI {eci[0]:.3f}-{eci[1]:.3f}, n={md.estimated_n})"
+        if eci and md.estimated_accuracy is not None
+        else "-"
+    )
     span = sum(w.width for w in md.windows) or 1.0
     reg = md.registry or {}
     facts = [
@@ -297,8 +312,8 @@ def _model_section(md: ModelData, pngs: Mapping[str, bytes]) -> str:
             "latency p50 / p95 / p99 / p99.9 (ms)",
             " / ".join(_ms(lat.get(k)) for k in ("p50", "p95", "p99", "p999")),
         ),
-        ("realized accuracy", real),
-        ("estimated accuracy", _num(md.estimated_accuracy)),
+        ("accuracy: realized (labeled)", real),
+        ("accuracy: estimated (calibrated confidences)", est),
         ("ground-truth coverage", _num(md.label_coverage, ".1%")),
         (
             "duplicate inputs (sampled)",

@@ -9,9 +9,10 @@ UTC), one list per plotted ``series`` (``None`` where a window has no value), th
 rule left ``ok`` and when it came back; ``end`` ``None``: still open at the end of the range).
 
 Times are UTC on hour ticks; latencies in milliseconds. The realized accuracy carries a 95%
-Wilson band from each window's labeled count; an estimated-accuracy band is drawn when the
-windows carry one (``estimated_low`` / ``estimated_high`` series, absent until the monitor
-reports intervals).
+Wilson band from each window's labeled count; the estimated accuracy (the mean calibrated
+P(correct)) a 95% band too (``estimated_low`` / ``estimated_high``): Wilson at the estimate
+with the window's count, conservative (the windows keep the sum of P(correct), not its
+variance, and a Poisson-binomial variance is at most the binomial one).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from matplotlib.dates import AutoDateLocator, DateFormatter, HourLocator, num2da
 
 from leanml.config import AlertRule
 from leanml.dashboard._figure import new_figure, to_png
-from leanml.dashboard.data import ModelData, wilson_interval
+from leanml.dashboard.data import ModelData, WindowPoint, wilson_interval
 from leanml.monitor.drift import DRIFT_SCORES
 
 __all__ = [
@@ -150,6 +151,12 @@ def throughput_data(md: ModelData) -> dict[str, Any] | None:
     return d
 
 
+def _estimated_band(w: WindowPoint) -> tuple[float, float] | None:
+    est = w.estimated_accuracy
+    n = w.count if w.confidence_count is None else w.confidence_count
+    return None if est is None or not n else wilson_interval(round(est * n), n)
+
+
 def accuracy_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, Any] | None:
     pts = [w for w in md.windows if w.count or w.labeled]
     if not pts or not any(w.count for w in pts):
@@ -162,6 +169,9 @@ def accuracy_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, A
     bands = [wilson_interval(w.labeled_correct, w.labeled) for w in pts]
     s["realized_low"] = [b[0] if b else None for b in bands]
     s["realized_high"] = [b[1] if b else None for b in bands]
+    est_bands = [_estimated_band(w) for w in pts]
+    s["estimated_low"] = [b[0] if b else None for b in est_bands]
+    s["estimated_high"] = [b[1] if b else None for b in est_bands]
     d["thresholds"] = _thresholds(_rule(rules, "realized_accuracy")) + _thresholds(
         _rule(rules, "estimated_accuracy")
     )
@@ -180,6 +190,10 @@ def drift_data(md: ModelData, rules: Sequence[AlertRule] = ()) -> dict[str, Any]
         ys = [_none(w.drift.get(key)) for w in pts]
         if any(y is not None for y in ys):
             d["series"][key] = ys
+            bands = [w.drift_intervals.get(key) for w in pts]
+            if any(b is not None for b in bands):  # the 95% bootstrap band, per window
+                d["series"][f"{key}_low"] = [_none(b[0]) if b else None for b in bands]
+                d["series"][f"{key}_high"] = [_none(b[1]) if b else None for b in bands]
     d["count"] = [w.count for w in pts]
     names = []
     for _, _, metric in _DRIFT_PANELS:
@@ -332,7 +346,7 @@ def accuracy_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | No
     ax = fig.add_subplot()
     t = _times(d["t"])
     est, real = _floats(s["estimated"]), _floats(s["realized"])
-    ax.plot(t, est, marker=".", color="#2b7bba", label="estimated (confidence)")
+    ax.plot(t, est, marker=".", color="#2b7bba", label="estimated (calibrated confidence)")
     if "estimated_low" in s:
         _band(ax, t, s["estimated_low"], s["estimated_high"], "#2b7bba", "estimated, interval")
     if not np.all(np.isnan(real)):
@@ -367,7 +381,10 @@ def drift_chart(md: ModelData, rules: Sequence[AlertRule] = ()) -> bytes | None:
     for ax, (ylabel, keys, metric) in zip(axes, panels, strict=True):
         for key in keys:
             if key in d["series"]:
-                ax.plot(t, _floats(d["series"][key]), marker=".", label=_DRIFT_NAMES[key])
+                line = ax.plot(t, _floats(d["series"][key]), marker=".", label=_DRIFT_NAMES[key])
+                if f"{key}_low" in d["series"]:
+                    s = d["series"]
+                    _band(ax, t, s[f"{key}_low"], s[f"{key}_high"], line[0].get_color(), "95%")
         ths = [x for x in d["thresholds"] if x["metric"] == metric]
         _draw_thresholds(ax, ths)
         rules_here = {x["rule"] for x in ths}

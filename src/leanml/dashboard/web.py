@@ -182,7 +182,12 @@ def _normalize(stats: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(acc, Mapping) and not isinstance(acc.get("realized"), Mapping | type(None)):
         st["accuracy"] = {
             **acc,
-            "realized": {"accuracy": acc["realized"], "n": acc.get("realized_joined") or 0},
+            "realized": {
+                "accuracy": acc["realized"],
+                "accuracy_lower": acc.get("realized_lower"),
+                "accuracy_upper": acc.get("realized_upper"),
+                "n": acc.get("realized_joined") or 0,
+            },
         }
     merged = stats.get("merged") or {}
     if merged.get("count") is not None:
@@ -223,9 +228,23 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "p95": _num(lat.get("p95")),
         "p99": _num(lat.get("p99")),
         "realized": _num(real.get("accuracy")),
+        "realized_lower": _num(real.get("accuracy_lower")),
+        "realized_upper": _num(real.get("accuracy_upper")),
         "realized_n": int(real.get("n") or 0),
         "estimated": _num(acc.get("estimated")),
+        "estimated_lower": _num(acc.get("estimated_lower")),
+        "estimated_upper": _num(acc.get("estimated_upper")),
+        "estimated_n": int(acc.get("estimated_n") or 0),
+        "estimated_method": str(acc.get("estimated_method") or ""),
         **{key: _num(drift.get(key)) for key in DRIFT_SCORES},
+        # 95% intervals of the sampled drift scores, and the samples behind them
+        "drift_intervals": {
+            str(k): [_num(v[0]), _num(v[1])]
+            for k, v in (drift.get("intervals") or {}).items()
+            if isinstance(v, list | tuple) and len(v) == 2
+        },
+        "drift_n": _num(drift.get("n")),
+        "confidence_n": _num(drift.get("confidence_n")),
         "error_rate": _num(st.get("error_rate")),
         "cache_hit_rate": hit_rate,
         "cache_entries": _num(cache.get("entries")),

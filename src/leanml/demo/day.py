@@ -167,7 +167,12 @@ def day_rules(
     psi_warn = max(0.1, round(1.5 * float(np.quantile(noise, 0.99)), 2))
     m = max(1, len(reference.get("confidences") or ()))
     ks_warn = max(0.1, round(1.95 * math.sqrt(1 / min_samples + 1 / m), 2))  # KS at alpha 0.001
-    conf = float(np.mean(reference.get("confidences") or [accuracy]))
+    # the estimate's level on healthy traffic: the validation accuracy its calibration map
+    # reproduces (the raw mean confidence for a reference without a map)
+    calibration = reference.get("calibration") or {}
+    conf = calibration.get("val_accuracy") or float(
+        np.mean(reference.get("confidences") or [accuracy])
+    )
     return (
         AlertRule(
             "realized_accuracy",

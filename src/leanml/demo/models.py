@@ -29,7 +29,8 @@ def ensure_model(
     """
     if not retrain and registry.versions(name):
         manifest = registry.manifest(name)
-        if manifest.metrics.get("dataset") == dataset.name:
+        calibrated = "calibration" in (manifest.extra.get("reference") or {})
+        if manifest.metrics.get("dataset") == dataset.name and calibrated:
             return "reused", 0.0
     started = time.perf_counter()
     trained = train_model(task, dataset=dataset)
@@ -53,7 +54,9 @@ def ensure_compact(
     """Compress the latest version unless it has a compact variant already (``None`` then)."""
     version = registry.latest_version(name)
     if not fresh and "compact" in registry.variants(name, version):
-        return None
+        compact = registry.manifest(name, version, variant="compact")
+        if "calibration" in (compact.extra.get("reference") or {}):
+            return None
     return compress_registered(registry, name, version=version, dataset=dataset, activate=True)
 
 

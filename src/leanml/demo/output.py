@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ _MONITORING_COLUMNS = (
     "model",
     "overhead",
     "true acc",
-    "joined acc",
-    "estimated acc",
+    "joined acc [95%]",
+    "estimated acc [95%]",
     "labels joined",
     "missing",
     "late",
@@ -97,8 +98,8 @@ def _monitoring_table(results: dict[str, Any]) -> Table:
             name,
             f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)",
             _fmt(m["true_accuracy"]),
-            _fmt(m["joined_accuracy"]),
-            _fmt(m["estimated_accuracy"]),
+            _fmt_interval(m["joined_accuracy"], m.get("joined_interval")),
+            _fmt_interval(m["estimated_accuracy"], m.get("estimated_interval")),
             str(gt["joined"]),
             str(m["labels_missing"]),
             str(gt["late"]),
@@ -160,3 +161,10 @@ def _print_notes(console: Console, out: dict[str, Any]) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _fmt_interval(value: float | None, interval: Sequence[float | None] | None) -> str:
+    """``0.906 [0.889, 0.921]``: a figure and its 95% interval (the figure alone without one)."""
+    if value is None or not interval or None in interval:
+        return _fmt(value)
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"

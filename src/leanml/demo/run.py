@@ -258,7 +258,13 @@ def _monitor(
         "monitored_predict_us": round(overhead["monitored_predict_us"], 1),
         "true_accuracy": simulation["true_accuracy"],
         "joined_accuracy": simulation["joined_accuracy"],
+        "joined_interval": simulation["joined_interval"],
         "estimated_accuracy": simulation["estimated_accuracy"],
+        "estimated_interval": simulation["estimated_interval"],
+        "estimated_n": simulation["estimated_n"],
+        "accuracy_alerts": {
+            k: v for k, v in simulation["alerts"].items() if k.endswith("accuracy")
+        },
         "ground_truth": simulation["ground_truth"],
         "labels_missing": simulation["labels_missing"],
         "health": simulation["health"],

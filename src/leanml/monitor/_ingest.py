@@ -68,12 +68,18 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     tss: list[float] = [r[5] for r in singles]
     inputs: list[Any] = [r[4] for r in singles]
     has_inputs = bool(singles) and inputs.count(None) != len(inputs)
+    # the model's time, what the optional work's CPU budget is a share of: one latency per
+    # single prediction, one per batch (its longest: the batch ran once for all of them)
+    model_s = math.fsum(x for x in lats if x == x)
     for i, lab, c, lat, inp, ts in batches:
         n = len(i)
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-        lats.extend(_latencies(lat, n))
+        batch_lats = _latencies(lat, n)
+        lats.extend(batch_lats)
+        finite = [x for x in batch_lats if x == x]
+        model_s += max(finite) if finite else 0.0
         tss.extend([ts] * n)
         if inp is None:
             inputs.extend([None] * n)
@@ -90,6 +96,7 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         np.asarray(lats, dtype=np.float64),
         inputs if has_inputs else None,
         np.asarray(tss, dtype=np.float64),
+        model_s,
     )
 
 
@@ -112,11 +119,13 @@ def _ingest(
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
+    model_s: float,
 ) -> None:
     _count_labels(st, lab)
     lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
+    st.budget.credit(model_s)
     oov = _oov(st, inputs, picked) if inputs is not None else None
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     _count_seconds(st, ts)
@@ -172,13 +181,17 @@ def _sample(
 
 
 def _oov(st: MonitorState, inputs: list[Any], picked: np.ndarray) -> np.ndarray | None:
-    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``; NaN elsewhere)."""
+    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``, and as many as the CPU
+    budget of optional work allows; NaN elsewhere). The sampling itself never changes."""
     if st.analyzer is None or st.vocabulary is None:
         return None
     oov = np.full(len(inputs), math.nan)
     cand = [i for i in picked if inputs[i] is not None][: st.config.max_oov_per_flush]
+    cand = cand[: st.budget.allowed(len(cand))]
     if cand:
-        oov[cand] = oov_rates([inputs[i] for i in cand], st.analyzer, st.vocabulary)
+        analyzer, vocabulary = st.analyzer, st.vocabulary
+        texts = [inputs[i] for i in cand]
+        oov[cand] = st.budget.run(lambda: oov_rates(texts, analyzer, vocabulary), len(cand))
     return oov
 
 
@@ -199,9 +212,11 @@ def _add_to_windows(
     groups: list[tuple[float, Any]] = (
         [(lo, slice(None))] if lo == hi else [(float(s), starts == s) for s in np.unique(starts)]
     )
+    det = st.drift_detector
+    cmap = None if det is None else det.reference.calibration
     for start, sel in groups:
         w = st.window(start)
-        w.add(lab[sel], conf[sel], lat[sel], k)
+        w.add(lab[sel], conf[sel], lat[sel], k, cmap)
         if lengths is not None:
             ln = lengths[sel]
             w.lengths.push(ln[~np.isnan(ln)])

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._calibration import ConfidenceMap
 from leanml.groundtruth import STATUSES
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import DRIFT_SCORES, DriftScores
@@ -25,7 +26,7 @@ from leanml.monitor.stats import (
     WindowDrift,
 )
 
-__all__ = ["drift_of", "metric_table", "rolling_drift", "stats"]
+__all__ = ["confidence_map", "drift_of", "metric_table", "rolling_drift", "stats"]
 
 _QS = (0.5, 0.95, 0.99, 0.999)
 
@@ -57,6 +58,20 @@ def rolling_drift(st: MonitorState) -> DriftScores | None:
         st.recent_lengths.values(),
         st.recent_oov.values(),
     )
+
+
+def confidence_map(st: MonitorState) -> ConfidenceMap | None:
+    """The served variant's confidence -> P(correct) map (from its reference), if any."""
+    return None if st.drift_detector is None else st.drift_detector.reference.calibration
+
+
+def _estimate(st: MonitorState, cmap: ConfidenceMap | None) -> dict[str, Any]:
+    """The confidence window's estimate, with the recent predicted labels for the class-mix
+    shift correction when they line up with its confidences."""
+    codes = st.recent_labels.values()
+    names = st.labels
+    predicted = [str(names[i]) for i in codes] if cmap is not None and cmap.classes else None
+    return st.confidence.get(cmap, predicted)
 
 
 def _latency(sk: LogSketch) -> LatencyStats:
@@ -127,15 +142,22 @@ def metric_table(st: MonitorState, now: float) -> dict[str, tuple[float | None, 
     sk, count, errors = _recent(st, now)
     cw = st.count_window.get(st.labels)
     tw = st.time_window.get(st.labels)
-    est = st.confidence.get()
-    cal = st.calibration.get()
+    cmap = confidence_map(st)
+    est = _estimate(st, cmap)
+    cal = st.calibration.get(cmap)
     qs = sk.quantiles([0.95, 0.99]) if sk.count else [None, None]
     tp = _throughput(st, now)
     out: dict[str, tuple[float | None, int]] = {
         "realized_accuracy": (cw["accuracy"], cw["n"]),
+        "realized_accuracy_lower": (cw["accuracy_lower"], cw["n"]),
+        "realized_accuracy_upper": (cw["accuracy_upper"], cw["n"]),
         "realized_macro_f1": (cw["macro_f1"], cw["n"]),
         "realized_accuracy_time": (tw["accuracy"], tw["n"]),
+        "realized_accuracy_time_lower": (tw["accuracy_lower"], tw["n"]),
+        "realized_accuracy_time_upper": (tw["accuracy_upper"], tw["n"]),
         "estimated_accuracy": (est["estimated_accuracy"], est["n"]),
+        "estimated_accuracy_lower": (est["lower"], est["n"]),
+        "estimated_accuracy_upper": (est["upper"], est["n"]),
         "calibration_gap": (cal["calibration_gap"], cal["n_labeled"]),
         "latency_p95_s": (None if qs[0] is None else float(qs[0]), sk.count),
         "latency_p99_s": (None if qs[1] is None else float(qs[1]), sk.count),
@@ -174,6 +196,7 @@ def stats(st: MonitorState, now: float) -> MonitorStats:
         "resources": st.resources.latest(),
         "retention": st.last_retention,
         "counters": dict(st.counters),
+        "optional_work": st.budget.stats(),
         "store": st.store.url if st.store is not None else None,
     }
 
@@ -192,15 +215,21 @@ def _counts(st: MonitorState) -> CountStats:
 
 
 def _accuracy(st: MonitorState) -> AccuracyStats:
-    est = st.confidence.get()
+    cmap = confidence_map(st)
+    est = _estimate(st, cmap)
     return {
         "realized": st.count_window.get(st.labels),
         "realized_time": st.time_window.get(st.labels),
         "window_n": st.config.metrics_window_n,
         "window_s": st.config.metrics_window_s,
         "estimated": est["estimated_accuracy"],
+        "estimated_lower": est["lower"],
+        "estimated_upper": est["upper"],
         "estimated_n": est["n"],
-        "calibration": st.calibration.get(),
+        "estimated_method": est["method"],
+        "estimated_shift_adjusted": est["shift_adjusted"],
+        "mean_confidence": est["mean_confidence"],
+        "calibration": st.calibration.get(cmap),
     }
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from leanml.config import MonitorConfig
 from leanml.groundtruth import GroundTruth
 from leanml.monitor.alerts import AlertManager
+from leanml.monitor.budget import OverheadBudget
 from leanml.monitor.drift import DriftDetector
 from leanml.monitor.estimate import CalibrationWindow, ConfidenceWindow, _Ring
 from leanml.monitor.metrics import CountWindow, TimeWindow
@@ -116,6 +117,7 @@ class MonitorState:
             vocabulary=self.vocabulary,
         )
         st.ground_truth, st.ground_truth_code = self.ground_truth, self.ground_truth_code
+        st.budget.meter = self.budget.meter
         return st
 
     # ------------------------------------------------------------------ construction steps
@@ -173,6 +175,8 @@ class MonitorState:
         self.gc = IdleCollector(cfg.gc_idle_s) if cfg.gc_idle_collect else None
         self.last_retention: dict[str, Any] | None = None
         self.counters = dict.fromkeys(_COUNTERS, 0)
+        #: the CPU budget of optional work (text statistics), fed by the recorded latencies
+        self.budget = OverheadBudget(cfg.overhead_budget)
 
     def _init_schedule(self) -> None:
         cfg = self.config
@@ -195,6 +199,7 @@ class MonitorState:
         if cfg.recent_window_n != old.recent_window_n:
             self._init_recent(cfg)
         self.calibration.tolerance = cfg.calibration_tolerance
+        self.budget.budget = cfg.overhead_budget
         self.alerts.set_rules(cfg.alert_rules)
         self.alerts.max_events = cfg.max_events
         self.resources.samples = deque(self.resources.samples, maxlen=cfg.resource_history)

@@ -3,7 +3,10 @@
 A rule watches one metric of the monitor's flat metric table (``monitor.metrics()``: name ->
 (value, sample size)) and has a warning and/or critical threshold, a direction (``"above"`` or
 ``"below"``), ``min_samples`` below which it holds its state (never fires on thin data),
-``hysteresis`` (an absolute margin the value must recover past the threshold before the level
+``interval`` (compare the bound of the metric's 95% interval nearest to the healthy side, read
+from the table's ``<metric>_upper`` for a "below" rule and ``<metric>_lower`` for an "above"
+one, so that a figure whose interval still reaches the threshold does not fire), ``hysteresis``
+(an absolute margin the value must recover past the threshold before the level
 drops) and ``for_evaluations`` / ``clear_evaluations`` (consecutive evaluations needed to raise /
 lower the level). Together they keep an alert from flapping around its threshold.
 
@@ -262,7 +265,10 @@ class AlertManager:
             if value is None or value != value or n < rule.min_samples:
                 st.streak = 0
                 continue  # hold: not enough data to change anything
-            target = rule.level_for(value, st.level)
+            side = "upper" if rule.direction == "below" else "lower"
+            bound = metrics.get(f"{rule.metric}_{side}", (None, 0))[0] if rule.interval else None
+            tested = value if bound is None or bound != bound else bound
+            target = rule.level_for(tested, st.level)
             if target == st.level:
                 st.streak = 0
                 st.candidate = target
@@ -277,10 +283,13 @@ class AlertManager:
                 continue
             thr = getattr(rule, target) if target != "ok" else getattr(rule, st.level)
             op = ">" if rule.direction == "above" else "<"
+            shown = f"{rule.metric}={value:.6g}"
+            if tested is not value:
+                shown += f" (95% {side} bound {tested:.4g})"
             if target == "ok":
-                reason = f"{rule.metric}={value:.6g} recovered past {thr} (n={n})"
+                reason = f"{shown} recovered past {thr} (n={n})"
             else:
-                reason = f"{rule.metric}={value:.6g} {op} {thr} ({target}, n={n})"
+                reason = f"{shown} {op} {thr} ({target}, n={n})"
             event = AlertEvent(
                 self.model,
                 self.variant,

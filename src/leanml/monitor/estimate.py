@@ -1,12 +1,16 @@
 """Accuracy estimated from confidences before labels arrive, and its calibration check.
 
-Confidence-based performance estimation (in the spirit of NannyML's CBPE): if the model's
-top-class probability ``c`` is calibrated, a prediction is correct with probability ``c``, so the
-expected accuracy of a set of predictions is the mean of their confidences. The estimate is only
-as good as the calibration, hence the check: over the predictions whose labels have arrived, the
-mean confidence is compared with the realized accuracy of the same predictions (the *gap*) and an
-expected calibration error (ECE, 10 equal-width bins) is computed. ``calibrated`` is true when the
-absolute gap is within ``tolerance``.
+Confidence-based performance estimation (in the spirit of NannyML's CBPE): a prediction is
+correct with probability ``P(correct)``, so the expected accuracy of a set of predictions is the
+mean of their P(correct). Raw confidences are not calibrated; the model's
+:class:`~leanml._calibration.ConfidenceMap` (fitted on its validation split, stored in its
+manifest with the drift reference) turns each top-class confidence into P(correct). Without a
+map the raw confidence is used. The estimate comes with a 95% interval and its sample size
+(:meth:`ConfidenceMap.interval`). The estimate is only as good as the calibration, hence the
+check: over the predictions whose labels have arrived, the mean mapped confidence is compared
+with the realized accuracy of the same predictions (the *gap*, with the realized accuracy's
+Wilson interval) and an expected calibration error (ECE, 10 equal-width bins) is computed.
+``calibrated`` is true when the absolute gap is within ``tolerance``.
 
 Bounds: :class:`ConfidenceWindow` keeps the last ``size`` confidences (one float64 ring), and
 :class:`CalibrationWindow` the last ``size`` labeled (confidence, correct) pairs. ``update`` is
@@ -19,7 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from leanml._calibration import ConfidenceMap
+from leanml._intervals import wilson
 from leanml._validation import check_number
+
+_IDENTITY = ConfidenceMap()
 
 __all__ = ["CalibrationWindow", "ConfidenceWindow", "expected_calibration_error"]
 
@@ -50,7 +58,8 @@ class _Ring:
 
 
 class ConfidenceWindow:
-    """Estimated accuracy = mean top-class confidence of the last ``size`` predictions."""
+    """Estimated accuracy = mean P(correct) of the last ``size`` predictions (their top-class
+    confidences through ``cmap``), with its 95% interval."""
 
     def __init__(self, size: int = 2000) -> None:
         check_number(size, "size", "ConfidenceWindow", low=1, integer=True)
@@ -62,9 +71,36 @@ class ConfidenceWindow:
     def values(self) -> np.ndarray:
         return self._ring.values()
 
-    def get(self) -> dict[str, Any]:
+    def get(self, cmap: ConfidenceMap | None = None, predicted: Any = None) -> dict[str, Any]:
+        """The estimate through ``cmap``; given the window's ``predicted`` labels (aligned with
+        its confidences), corrected for a class-mix shift (``ConfidenceMap.shift_adjusted``)."""
+        cmap = cmap or _IDENTITY
         v = self._ring.values()
-        return {"n": int(v.size), "estimated_accuracy": float(v.mean()) if v.size else None}
+        if not v.size:
+            return {
+                "n": 0,
+                "estimated_accuracy": None,
+                "lower": None,
+                "upper": None,
+                "mean_confidence": None,
+                "method": cmap.method,
+                "shift_adjusted": False,
+            }
+        p = cmap.apply(v)
+        adjusted = False
+        if predicted is not None and len(predicted) == v.size:
+            q = cmap.shift_adjusted(p, predicted)
+            adjusted, p = q is not p, q
+        est, lo, hi = cmap.interval(p)
+        return {
+            "n": int(v.size),
+            "estimated_accuracy": est,
+            "lower": lo,
+            "upper": hi,
+            "mean_confidence": float(v.mean()),
+            "method": cmap.method,
+            "shift_adjusted": adjusted,
+        }
 
 
 def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -95,7 +131,9 @@ class CalibrationWindow:
         self._conf.push(confidences)
         self._ok.push(correct)
 
-    def get(self) -> dict[str, Any]:
+    def get(self, cmap: ConfidenceMap | None = None) -> dict[str, Any]:
+        """The gap of the mapped confidences (``cmap``, default none) on labeled predictions."""
+        cmap = cmap or _IDENTITY
         conf = self._conf.values()
         ok = self._ok.values()
         if conf.size == 0:
@@ -103,18 +141,24 @@ class CalibrationWindow:
                 "n_labeled": 0,
                 "estimated_accuracy_labeled": None,
                 "realized_accuracy_labeled": None,
+                "realized_lower": None,
+                "realized_upper": None,
                 "calibration_gap": None,
                 "ece": None,
                 "calibrated": None,
             }
-        est = float(conf.mean())
+        p = cmap.apply(conf)
+        est = float(p.mean())
         real = float(ok.mean())
+        lo, hi = wilson(float(ok.sum()), ok.size)
         gap = est - real
         return {
             "n_labeled": int(conf.size),
             "estimated_accuracy_labeled": est,
             "realized_accuracy_labeled": real,
+            "realized_lower": lo,
+            "realized_upper": hi,
             "calibration_gap": gap,
-            "ece": expected_calibration_error(conf, ok),
+            "ece": expected_calibration_error(p, ok),
             "calibrated": bool(abs(gap) <= self.tolerance),
         }

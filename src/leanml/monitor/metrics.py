@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._intervals import wilson
 from leanml._validation import check_number
 
 __all__ = ["ConfusionWindow", "CountWindow", "TimeWindow", "metrics_from_confusion"]
@@ -36,6 +37,8 @@ def metrics_from_confusion(cm: np.ndarray, labels: list[Any] | None = None) -> d
         return {
             "n": 0,
             "accuracy": None,
+            "accuracy_lower": None,
+            "accuracy_upper": None,
             "macro_f1": None,
             "precision": {},
             "recall": {},
@@ -51,9 +54,12 @@ def metrics_from_confusion(cm: np.ndarray, labels: list[Any] | None = None) -> d
         denom = precision + recall
         f1 = np.where(denom > 0, 2 * precision * recall / denom, 0.0)
     idx = np.flatnonzero(present)
+    lower, upper = wilson(float(tp.sum()), n)
     return {
         "n": n,
         "accuracy": float(tp.sum() / n),
+        "accuracy_lower": lower,  # Wilson 95%
+        "accuracy_upper": upper,
         "macro_f1": float(f1[idx].mean()),
         "precision": {_key(names[i]): float(precision[i]) for i in idx},
         "recall": {_key(names[i]): float(recall[i]) for i in idx},

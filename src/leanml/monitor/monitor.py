@@ -126,6 +126,7 @@ class ModelMonitor:
         clock: Callable[[], float] = time.time,
         process_id: str | None = None,
         start: bool = True,
+        cpu_meter: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise param_error("name", "ModelMonitor", "a non-empty str", name)
@@ -155,6 +156,8 @@ class ModelMonitor:
             analyzer=analyzer,
             vocabulary=vocabulary,
         )
+        if cpu_meter is not None:  # what the optional work's CPU budget reads (thread CPU time)
+            self.state.budget.meter = cpu_meter
         self._bind_intake(cfg)
         self._closed = False
         self._stop = threading.Event()

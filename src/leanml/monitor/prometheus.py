@@ -15,8 +15,11 @@ Histogram.observe, about 870 ns per prediction here). Series, each labelled ``mo
   relative accuracy of a bucket bound may be counted in the neighbouring bucket;
 * ``leanml_prediction_latency_window_seconds`` summary (``{quantile}``, ``_sum``, ``_count``)
   over the stats window;
-* gauges: ``leanml_accuracy{kind=realized|estimated}``, ``leanml_calibration_gap``,
-  ``leanml_drift_score{score}``, ``leanml_model_health`` (0 healthy, 1 degraded, 2 unhealthy),
+* gauges: ``leanml_accuracy{kind=realized|estimated}`` with ``leanml_accuracy_lower`` /
+  ``leanml_accuracy_upper`` (95%) and ``leanml_accuracy_samples``, ``leanml_calibration_gap``,
+  ``leanml_drift_score{score}`` with ``leanml_drift_score_lower`` / ``_upper`` (95%, basic
+  bootstrap) and ``leanml_drift_samples``, ``leanml_model_health`` (0 healthy, 1 degraded,
+  2 unhealthy),
   ``leanml_alert_level{rule}`` (0 ok, 1 warning, 2 critical), ``leanml_pending_joins``,
   ``leanml_throughput_per_second``, ``leanml_process_resident_memory_bytes``.
 """
@@ -77,6 +80,7 @@ class MonitorSource(Protocol):
 
 
 _Labels = Mapping[str, object]
+_Family = Callable[[Exposition, _Labels, MonitorStats, LogSketch], None]
 
 
 def render(monitors: Iterable[MonitorSource]) -> str:
@@ -154,11 +158,44 @@ def _quantiles(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) ->
     o.sample(f"{name}_count", base, count)
 
 
-def _accuracy(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+def _accuracy_rows(st: MonitorStats) -> dict[str, tuple[float | None, ...]]:
+    """kind -> (value, lower, upper, sample size) of the realized and estimated accuracy."""
     a = st["accuracy"]
-    o.family("leanml_accuracy", "gauge", "Realized (labeled window) and estimated accuracy.")
-    o.sample("leanml_accuracy", {**base, "kind": "realized"}, a["realized"]["accuracy"])
-    o.sample("leanml_accuracy", {**base, "kind": "estimated"}, a["estimated"])
+    r = a["realized"]
+    return {
+        "realized": (r["accuracy"], r.get("accuracy_lower"), r.get("accuracy_upper"), r["n"]),
+        "estimated": (
+            a["estimated"],
+            a.get("estimated_lower"),
+            a.get("estimated_upper"),
+            a["estimated_n"],
+        ),
+    }
+
+
+def _accuracy_family(name: str, help_: str, column: int) -> _Family:
+    """One family per function: every monitor's samples of a family stay together."""
+
+    def write(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+        o.family(name, "gauge", help_)
+        for kind, row in _accuracy_rows(st).items():
+            o.sample(name, {**base, "kind": kind}, row[column])
+
+    return write
+
+
+_accuracy = _accuracy_family(
+    "leanml_accuracy", "Realized (labeled window) and estimated accuracy.", 0
+)
+_accuracy_lower = _accuracy_family(
+    "leanml_accuracy_lower", "95% lower bound (realized: Wilson; estimated: map).", 1
+)
+_accuracy_upper = _accuracy_family(
+    "leanml_accuracy_upper", "95% upper bound (realized: Wilson; estimated: map).", 2
+)
+_accuracy_samples = _accuracy_family(
+    "leanml_accuracy_samples", "Predictions behind each accuracy figure.", 3
+)
 
 
 def _f1(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
@@ -180,6 +217,39 @@ def _drift(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> Non
         value = d[k]
         if value is not None:
             o.sample("leanml_drift_score", {**base, "score": k}, value)
+
+
+def _drift_bound(side: str, column: int) -> _Family:
+    name = f"leanml_drift_score_{side}"
+
+    def write(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+        o.family(name, "gauge", f"95% {side} bound of a drift score (basic bootstrap).")
+        d = st["drift"]
+        intervals = {} if d is None else d.get("intervals") or {}
+        for k, bounds in intervals.items():
+            o.sample(name, {**base, "score": k}, bounds[column])
+
+    return write
+
+
+_drift_lower = _drift_bound("lower", 0)
+_drift_upper = _drift_bound("upper", 1)
+
+
+def _drift_samples(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+    o.family("leanml_drift_samples", "gauge", "Sampled values behind each drift score.")
+    d = st["drift"]
+    if d is None:
+        return
+    sizes = {
+        "class_psi": d["n"],
+        "class_chi2": d["n"],
+        "confidence_ks": d["confidence_n"],
+        "input_length_ks": d["input_length_n"],
+    }
+    for k, size in sizes.items():
+        if d[k] is not None:  # type: ignore[literal-required]
+            o.sample("leanml_drift_samples", {**base, "score": k}, size)
 
 
 def _health(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
@@ -210,7 +280,6 @@ def _rss(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
         o.sample("leanml_process_resident_memory_bytes", base, r["rss_bytes"])
 
 
-_Family = Callable[[Exposition, _Labels, MonitorStats, LogSketch], None]
 _FAMILIES: list[_Family] = [
     _counts,
     _by_label,
@@ -221,9 +290,15 @@ _FAMILIES: list[_Family] = [
     _hist,
     _quantiles,
     _accuracy,
+    _accuracy_lower,
+    _accuracy_upper,
+    _accuracy_samples,
     _f1,
     _calibration,
     _drift,
+    _drift_lower,
+    _drift_upper,
+    _drift_samples,
     _health,
     _levels,
     _pending,

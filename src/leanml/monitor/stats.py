@@ -58,12 +58,20 @@ class LatencyStats(TypedDict):
 
 
 class AccuracyStats(TypedDict):
-    realized: dict[str, Any]  # CountWindow.get(): accuracy, macro_f1, n, per class...
+    """Realized accuracy (with its Wilson 95% interval, ``accuracy_lower`` / ``_upper`` in
+    ``realized``) and the estimate from calibrated confidences with its 95% interval."""
+
+    realized: dict[str, Any]  # CountWindow.get(): accuracy (+ _lower/_upper), macro_f1, n...
     realized_time: dict[str, Any]  # TimeWindow.get()
     window_n: int
     window_s: float
     estimated: float | None
+    estimated_lower: float | None
+    estimated_upper: float | None
     estimated_n: int
+    estimated_method: str  # the confidence map: identity | temperature | isotonic
+    estimated_shift_adjusted: bool  # corrected for the window's class-mix shift
+    mean_confidence: float | None  # the raw top-class confidences' mean
     calibration: dict[str, Any]  # CalibrationWindow.get()
 
 
@@ -102,4 +110,5 @@ class MonitorStats(TypedDict):
     resources: dict[str, Any] | None
     retention: dict[str, Any] | None
     counters: dict[str, int]
+    optional_work: dict[str, Any]  # OverheadBudget.stats(): budget, effective share, CPU spent
     store: str | None

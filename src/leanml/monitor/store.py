@@ -44,6 +44,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from leanml._intervals import wilson
 from leanml._validation import check_choice
 from leanml.errors import ConfigError, MonitorError
 from leanml.groundtruth.log import log_counts
@@ -280,7 +281,13 @@ class MonitorStore:
             out["joined"], out["correct"] = logged
             out["ground_truth_source"] = "log"
         out["realized_accuracy"] = out["correct"] / out["joined"] if out["joined"] else None
+        out["realized_accuracy_lower"], out["realized_accuracy_upper"] = wilson(
+            out["correct"], out["joined"]
+        )
+        # the windows keep the sum of the predictions' P(correct), not its variance: the
+        # binomial bound (Wilson at the estimate) is the conservative interval
         out["estimated_accuracy"] = conf_sum / conf_n if conf_n else None
+        out["estimated_accuracy_lower"], out["estimated_accuracy_upper"] = wilson(conf_sum, conf_n)
         qs = list(quantiles)
         if sketch is not None and sketch.count:
             vals = sketch.quantiles(qs)

@@ -1,7 +1,10 @@
 """One time window of a model's predictions: counters, a latency sketch and drift inputs.
 
 A :class:`Window` is what a process persists per (model, variant, window) and what readers merge:
-exact counts (total, per label, errors, joined and correct labels, confidence sum) and a
+exact counts (total, per label, errors, joined and correct labels, the sum of the predictions'
+P(correct), i.e. of their confidences through the model's confidence map, stored as
+``confidence_sum`` so that any reader's estimated accuracy is ``confidence_sum /
+confidence_count``, calibrated) and a
 :class:`~leanml.monitor.sketch.LogSketch` of latencies. It also keeps bounded rings (the last
 ``sample_n`` confidences, input lengths and OOV rates) so a drift score can be computed per
 window. Memory: the sketch (at most ~15 KB) plus 3 * ``sample_n`` floats.
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._calibration import ConfidenceMap
 from leanml.monitor.drift import DriftScores
 from leanml.monitor.estimate import _Ring
 from leanml.monitor.sketch import LogSketch
@@ -58,7 +62,16 @@ class Window:
         self.drift: DriftScores | None = None
         self.dirty = True
 
-    def add(self, labels: np.ndarray, conf: np.ndarray, lat: np.ndarray, k: int) -> None:
+    def add(
+        self,
+        labels: np.ndarray,
+        conf: np.ndarray,
+        lat: np.ndarray,
+        k: int,
+        cmap: ConfidenceMap | None = None,
+    ) -> None:
+        """Count a batch; ``cmap`` maps its confidences to the P(correct) summed for the
+        estimate (the raw confidences feed the drift ring)."""
         self.count += int(labels.size)
         counts = np.bincount(labels, minlength=k)
         if counts.size > self.label_counts.size:
@@ -67,7 +80,7 @@ class Window:
             self.label_counts = grown
         self.label_counts[: counts.size] += counts
         finite = conf[np.isfinite(conf)]  # models without scores record NaN confidences
-        self.confidence_sum += float(finite.sum())
+        self.confidence_sum += float((finite if cmap is None else cmap.apply(finite)).sum())
         self.confidence_n += int(finite.size)
         self.sketch.add_many(lat)
         self.conf.push(finite)

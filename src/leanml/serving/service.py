@@ -455,11 +455,18 @@ class Service:
         if local is not None:
             out["throughput"] = local["throughput"]
             out["latency"] = (merged or {}).get("latency") or local["latency"]
+            acc = local["accuracy"]
             out["accuracy"] = {
                 "realized": (merged or {}).get("realized_accuracy"),
+                "realized_lower": (merged or {}).get("realized_accuracy_lower"),
+                "realized_upper": (merged or {}).get("realized_accuracy_upper"),
                 "realized_joined": (merged or {}).get("joined"),
-                "realized_window": local["accuracy"]["realized"],
-                "estimated": local["accuracy"]["estimated"],
+                "realized_window": acc["realized"],
+                "estimated": acc["estimated"],
+                "estimated_lower": acc["estimated_lower"],
+                "estimated_upper": acc["estimated_upper"],
+                "estimated_n": acc["estimated_n"],
+                "estimated_method": acc["estimated_method"],
             }
             out["drift"] = local["drift"]
             out["alerts"] = local["alerts"]["active"]
