@@ -234,8 +234,9 @@ def compress_registered(
 
     ``original``: that version's original, already loaded from ``registry`` by the caller
     (used instead of loading it again when it is the right name, version and variant)."""
-    loaded = original
-    if not _is_original_of(loaded, registry, name, version):
+    if original is not None and _is_original_of(original, registry, name, version):
+        loaded = original
+    else:
         loaded = registry.load(name, version=version, variant="original")
     manifest = loaded.manifest
     model = loaded.model
@@ -299,9 +300,9 @@ def compress_registered(
 
 
 def _is_original_of(
-    loaded: LoadedModel | None, registry: ModelRegistry, name: str, version: int | None
+    loaded: LoadedModel, registry: ModelRegistry, name: str, version: int | None
 ) -> bool:
-    if loaded is None or loaded.name != name or loaded.variant != "original":
+    if loaded.name != name or loaded.variant != "original":
         return False
     wanted = registry.serving_version(name) if version is None else version
     return loaded.version == wanted
