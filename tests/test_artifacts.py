@@ -210,3 +210,47 @@ def test_an_entry_point_that_cannot_load_is_reported(tmp_path, loaders, monkeypa
     save_model(_Toy("hello"), folder, name="toy", version=1, task="email")
     with pytest.raises(UnsupportedFormatError, match="toy = 'leanml.no_such_module:load'"):
         load_model(folder)
+
+
+def _count_listings(monkeypatch) -> list[int]:
+    """Count the skops passes that list a payload's untrusted types (each parses it all)."""
+    import skops.io as sio
+
+    calls: list[int] = []
+    listing = sio.get_untrusted_types
+
+    def counted(**kwargs):
+        calls.append(1)
+        return listing(**kwargs)
+
+    monkeypatch.setattr(sio, "get_untrusted_types", counted)
+    return calls
+
+
+def test_a_payload_of_default_trusted_types_loads_in_one_pass(
+    tmp_path, tiny_pipeline, tiny_texts, monkeypatch
+):
+    listings = _count_listings(monkeypatch)
+    loaded, _ = load_model(_save(tiny_pipeline, tmp_path))
+    X, _ = tiny_texts
+    np.testing.assert_array_equal(loaded.predict(X), tiny_pipeline.predict(X))
+    assert listings == []  # loaded trusting skops' defaults only: never listed first
+
+
+def test_an_allow_listed_type_is_listed_then_loaded(tmp_path, tiny_texts, monkeypatch):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = tiny_texts
+    tree = Pipeline([("t", TfidfVectorizer()), ("c", DecisionTreeClassifier(random_state=0))])
+    tree.fit(X, y)
+    listings = _count_listings(monkeypatch)
+    loaded, _ = load_model(_save(tree, tmp_path))  # sklearn.tree._tree.Tree: on the allow-list
+    np.testing.assert_array_equal(loaded.predict(X), tree.predict(X))
+    assert listings == [1]
+
+
+def test_an_unreadable_skops_payload_names_its_file(tmp_path, tiny_pipeline):
+    folder = _save(tiny_pipeline, tmp_path)
+    with pytest.raises(artifacts.ArtifactError, match="not a readable skops payload"):
+        artifacts.skops_loads(b"not a zip file", str(folder / "model.skops"))

@@ -115,6 +115,40 @@ def test_report_has_sizes_load_time_memory_and_accuracy(registry):
     assert report["active_variant"] == "original"
 
 
+def _count_loads(monkeypatch) -> list[str]:
+    """The artifact folders the registry reads a model from (each a full verify and parse)."""
+    import leanml.registry as registry_module
+
+    folders: list[str] = []
+    load = registry_module.load_model
+
+    def counted(directory, **kwargs):
+        folders.append(str(Path(directory).relative_to(Path(directory).parents[2])))
+        return load(directory, **kwargs)
+
+    monkeypatch.setattr(registry_module, "load_model", counted)
+    return folders
+
+
+def test_report_reuses_the_variants_already_loaded(registry, tiny_pipeline, monkeypatch):
+    registry.register(
+        "email", _FakeCompact(["ham", "spam"]), task="email", variant="compact",
+        extra={"guard": {"passed": False, "reason": "accuracy dropped"}},
+    )  # fmt: skip
+    original = registry.load("email", variant="original")
+    loads = _count_loads(monkeypatch)
+    report = registry.report("email", loaded=[original])
+    # the original is not loaded again: its load time and model are the ones handed over
+    assert report["variants"]["original"]["load_seconds"] == round(original.load_seconds, 4)
+    assert report["variants"]["original"]["memory_bytes"] > 0
+    assert loads == []  # (the compact failed its guard: not loadable, reported with its error)
+    assert "failed its accuracy guard" in report["variants"]["compact"]["error"]
+    # another version's original (or a fallback standing for a compact) is not reused
+    registry.register("email", tiny_pipeline, task="email")
+    registry.report("email", loaded=[original])
+    assert loads == ["email/2/original"]
+
+
 def _installed_from_this_checkout() -> bool:
     """Whether the installed leanml metadata (its entry points) comes from this source tree."""
     try:

@@ -77,3 +77,26 @@ def test_when_every_candidate_fails_the_smallest_is_kept_marked_failed(registry,
     assert registry.manifest("email", 1, "compact").extra["guard"]["passed"] is False
     loaded = registry.load("email", variant="compact")
     assert loaded.variant == "original" and "failed its accuracy guard" in loaded.fallback_reason
+
+
+def test_an_original_handed_over_is_compressed_without_loading_it_again(
+    registry, tiny_texts, monkeypatch
+):
+    import leanml.registry as registry_module
+
+    X, y = tiny_texts
+    original = registry.load("email", variant="original")
+    loads: list[str] = []
+    load = registry_module.load_model
+
+    def counted(directory, **kwargs):
+        loads.append(str(directory))
+        return load(directory, **kwargs)
+
+    monkeypatch.setattr(registry_module, "load_model", counted)
+    row = compress_registered(registry, "email", dataset=_dataset(X, y), original=original)
+    assert row["guard_passed"] is True and loads == []
+    # an original of another version is not taken for this one
+    registry.register("email", original.model, task="email")
+    compress_registered(registry, "email", dataset=_dataset(X, y), original=original)
+    assert [p.split("/")[-2:] for p in loads] == [["2", "original"]]

@@ -409,12 +409,20 @@ def _describe(loader: Loader) -> str:
 
 def refused_types(data: bytes, where: str, trusted_types: Iterable[str] = ()) -> list[str]:
     """The types of skops ``data`` outside skops' defaults, the allow-list and ``trusted_types``."""
+    return _refused(_untrusted_types(data, where), trusted_types)
+
+
+def _untrusted_types(data: bytes, where: str) -> list[str]:
+    """The types of skops ``data`` that skops does not trust by default."""
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(data=data)
+        return list(sio.get_untrusted_types(data=data))
     except Exception as exc:  # a corrupt zip or schema: say which payload
         raise ArtifactError(f"{where} is not a readable skops payload: {exc}") from exc
+
+
+def _refused(untrusted: Iterable[str], trusted_types: Iterable[str]) -> list[str]:
     accepted = ALLOWED_TYPES | frozenset(trusted_types)
     return sorted(t for t in untrusted if t not in accepted)
 
@@ -434,14 +442,24 @@ def skops_loads(data: bytes, where: str, *, trusted_types: Iterable[str] = ()) -
     """Load skops bytes after checking every type skops does not trust against the allow-list
     (plus the operator's ``trusted_types``).
 
+    A payload made of skops' default-trusted types only (the demo pipelines) is read in one pass,
+    trusting nothing more. Any other payload is listed first: refused unless each of its other
+    types is accepted, then loaded trusting exactly those. (Each pass parses the whole schema: a
+    large vocabulary takes seconds, so the common case does not list before loading.)
+
     ``where`` names the payload in error messages (a path, or e.g. "pass-through step").
     """
     import skops.io as sio
 
-    refused = refused_types(data, where, trusted_types)
+    try:
+        return sio.loads(data)  # trusting skops' defaults only
+    except Exception:  # other types (UntrustedTypesFoundException), or unreadable: checked below
+        pass
+    untrusted = _untrusted_types(data, where)
+    refused = _refused(untrusted, trusted_types)
     if refused:
         raise UntrustedTypeError(untrusted_message(where, refused))
-    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    return sio.loads(data, trusted=untrusted)
 
 
 # -- the validation sample kept with a version -------------------------------------------------

@@ -414,9 +414,25 @@ class ModelRegistry:
 
     # -- reports ------------------------------------------------------------------------
 
-    def report(self, name: str, version: int | None = None) -> dict[str, Any]:
-        """Per variant: artifact bytes, load time, in-memory size, accuracy; plus the guard."""
+    def report(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        loaded: Iterable[LoadedModel] = (),
+    ) -> dict[str, Any]:
+        """Per variant: artifact bytes, load time, in-memory size, accuracy; plus the guard.
+
+        Each variant is loaded to time its load and size it in memory, unless ``loaded`` holds
+        it already (loaded by :meth:`load` from this registry: same name, version and variant
+        actually loaded), whose load time and model are used instead.
+        """
         version = self._resolve_version(name, version)
+        have = {
+            m.variant: m
+            for m in loaded
+            if m.name == name and m.version == version and m.model is not None
+        }
         variants: dict[str, Any] = {}
         for variant in self.variants(name, version):
             entry: dict[str, Any] = {}
@@ -429,9 +445,9 @@ class ModelRegistry:
                 entry["test_macro_f1"] = test.get("macro_f1")
                 if "guard" in manifest.extra:
                     entry["guard"] = manifest.extra["guard"]
-                loaded = self._load_exact(name, version, variant, variant)
-                entry["load_seconds"] = round(loaded.load_seconds, 4)
-                entry["memory_bytes"] = deep_sizeof(loaded.model)
+                model = have.get(variant) or self._load_exact(name, version, variant, variant)
+                entry["load_seconds"] = round(model.load_seconds, 4)
+                entry["memory_bytes"] = deep_sizeof(model.model)
             except (ArtifactError, RegistryError) as exc:
                 entry["error"] = str(exc)
             variants[variant] = entry

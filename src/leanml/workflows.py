@@ -42,7 +42,7 @@ from leanml.compress.quantizer import ModelQuantizer
 from leanml.config import Settings
 from leanml.datasets import TASKS, Dataset, load_dataset
 from leanml.errors import ArtifactError, ParameterError, UntrustedTypeError
-from leanml.registry import DEFAULT_SAMPLE_ROWS, ModelRegistry
+from leanml.registry import DEFAULT_SAMPLE_ROWS, LoadedModel, ModelRegistry
 from leanml.training import TrainedModel, evaluate, make_reference, train_model
 
 __all__ = [
@@ -226,11 +226,18 @@ def compress_registered(
     dataset: Dataset | None = None,
     settings: Settings | None = None,
     activate: bool = False,
+    original: LoadedModel | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Compress ``name`` behind the guard (``options`` go to ``ModelQuantizer.compress``) and
-    return one row of figures: sizes, accuracy, agreement, latencies, recipe, fallback reason."""
-    loaded = registry.load(name, version=version, variant="original")
+    return one row of figures: sizes, accuracy, agreement, latencies, recipe, fallback reason.
+
+    ``original``: that version's original, already loaded from ``registry`` by the caller
+    (used instead of loading it again when it is the right name, version and variant)."""
+    if original is not None and _is_original_of(original, registry, name, version):
+        loaded = original
+    else:
+        loaded = registry.load(name, version=version, variant="original")
     manifest = loaded.manifest
     model = loaded.model
     X_val, y_val = _validation_of(registry, loaded.version, manifest, dataset, settings)
@@ -291,6 +298,15 @@ def compress_registered(
     if activate and result.compressed:
         registry.set_active_variant(name, "compact")
     return row
+
+
+def _is_original_of(
+    loaded: LoadedModel, registry: ModelRegistry, name: str, version: int | None
+) -> bool:
+    if loaded.name != name or loaded.variant != "original":
+        return False
+    wanted = registry.serving_version(name) if version is None else version
+    return loaded.version == wanted
 
 
 def _validation_of(

@@ -194,3 +194,48 @@ def test_report_from_postgresql(tmp_path):
     finally:
         store.drop_all()
         store.close()
+
+
+def test_variants_handed_over_are_not_loaded_again(filled, monkeypatch):
+    """The demo hands its loaded variants to the report: sizes, load times and the component
+    breakdown come from them, and no artifact is read again."""
+    import leanml.registry as registry_module
+    from leanml.dashboard.data import collect
+
+    sc, url, root = filled
+    registry = ModelRegistry(root / "models")
+    original = registry.load("intent", variant="original")
+    compact = registry.load("intent", variant="compact")
+    assert compact.variant == "compact"
+    loads: list[str] = []
+    load = registry_module.load_model
+
+    def counted(directory, **kwargs):
+        loads.append(str(directory))
+        return load(directory, **kwargs)
+
+    monkeypatch.setattr(registry_module, "load_model", counted)
+    store = MonitorStore(url)
+    try:
+        data = collect(
+            store,
+            registry=registry,
+            since=sc.start - 60,
+            until=sc.end + 60,
+            loaded={"intent": {"original": original, "compact": compact}},
+        )
+    finally:
+        store.close()
+    md = data.models["intent"]
+    assert loads == []
+    variants = md.registry["variants"]
+    assert variants["original"]["load_seconds"] == round(original.load_seconds, 4)
+    assert variants["compact"]["load_seconds"] == round(compact.load_seconds, 4)
+    assert set(md.components) == {"original", "compact"} and md.components["compact"]
+    # without them, each variant is loaded for the registry report and the breakdown
+    store = MonitorStore(url)
+    try:
+        collect(store, registry=registry, since=sc.start - 60, until=sc.end + 60)
+    finally:
+        store.close()
+    assert len(loads) == 4

@@ -30,6 +30,7 @@ from leanml.monitor.alerts import health_from_levels
 from leanml.monitor.drift import DRIFT_SCORES, psi
 from leanml.monitor.sketch import LogSketch
 from leanml.monitor.store import MonitorStore
+from leanml.registry import LoadedModel
 
 __all__ = [
     "ModelData",
@@ -170,8 +171,10 @@ def collect(
 ) -> ReportData:
     """Read the store (and optionally a registry) into a :class:`ReportData`.
 
-    ``loaded`` (model name -> ``{"original": model, "compact": model}``) hands over variants
-    already in memory, so their size breakdown does not load them from the registry again.
+    ``loaded`` (model name -> ``{"original": m, "compact": m}``, each ``m`` a
+    :class:`~leanml.registry.LoadedModel` or a bare model) hands over variants already in
+    memory, so the report does not load them from the registry again: a LoadedModel also gives
+    the registry report its load time and size; a bare model only serves the size breakdown.
 
     ``rules`` are the alert rules the models were monitored with (thresholds drawn on the charts,
     drift limits of the suggestions): one set for every model, or a set per model name (the
@@ -332,8 +335,9 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
 
 
 def _fill_registry(md: ModelData, registry: Any, loaded: Mapping[str, Any] | None = None) -> None:
+    in_memory = [m for m in (loaded or {}).values() if isinstance(m, LoadedModel)]
     try:
-        md.registry = registry.report(md.name)
+        md.registry = registry.report(md.name, loaded=in_memory)
         original = registry.manifest(md.name, variant="original")
     except Exception as exc:  # a broken artifact must not break the report
         md.registry = {"error": str(exc)}
@@ -352,7 +356,11 @@ def _fill_registry(md: ModelData, registry: Any, loaded: Mapping[str, Any] | Non
             k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
         }
         md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
-        md.components = _components(registry, md.name, loaded)
+        md.components = _components(
+            registry,
+            md.name,
+            {k: m.model if isinstance(m, LoadedModel) else m for k, m in (loaded or {}).items()},
+        )
 
 
 def _components(

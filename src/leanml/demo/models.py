@@ -49,15 +49,23 @@ def ensure_model(
 
 
 def ensure_compact(
-    registry: ModelRegistry, name: str, dataset: Dataset, fresh: bool
+    registry: ModelRegistry,
+    name: str,
+    dataset: Dataset,
+    fresh: bool,
+    original: LoadedModel | None = None,
 ) -> dict[str, Any] | None:
-    """Compress the latest version unless it has a compact variant already (``None`` then)."""
+    """Compress the latest version unless it has a compact variant already (``None`` then).
+
+    ``original``: the latest version's original, loaded already (not loaded again)."""
     version = registry.latest_version(name)
     if not fresh and "compact" in registry.variants(name, version):
         compact = registry.manifest(name, version, variant="compact")
         if "calibration" in (compact.extra.get("reference") or {}):
             return None
-    return compress_registered(registry, name, version=version, dataset=dataset, activate=True)
+    return compress_registered(
+        registry, name, version=version, dataset=dataset, activate=True, original=original
+    )
 
 
 def variant_figures(
