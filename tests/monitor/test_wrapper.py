@@ -107,3 +107,28 @@ def test_models_without_scores_and_label_bound(clock) -> None:
         m.monitor.flush()
         assert m.monitor.stats()["accuracy"]["realized"]["accuracy"] == 1.0
         assert store.merged("reg")["estimated_accuracy"] is None
+
+
+def test_compact_models_feed_oov_from_their_one_pass(model, clock) -> None:
+    from leanml.compress import to_compact
+
+    compact = to_compact(model)[0]
+    ref = {"class_counts": {"ham": 1, "spam": 1}, "confidences": [0.6, 0.7], "oov_rate": 0.0}
+    cfg = MonitorConfig(sampling_rate=0.0)  # counted for every prediction, sampled or not
+    with monitored(
+        compact, name="c", config=cfg, clock=clock, start=False, sinks=[], reference=ref
+    ) as m:
+        assert m.monitor.analyzer is None  # nothing to tokenize with: the counts come along
+        X = ["cheap money zzzunknown qqqunknown", "meeting at noon", "qqq lunch"]
+        for x in X:  # single texts: the one-pass path
+            assert m.predict([x]).tolist() == compact.predict([x]).tolist()
+            assert len(m.last_prediction_ids) == 1
+        labels, ids = m.predict_with_ids(X)  # a batch
+        assert labels.tolist() == compact.predict(X).tolist() and len(ids) == 3
+        np.testing.assert_allclose(m.predict_proba(X[:2]), compact.predict_proba(X[:2]))
+        m.monitor.flush()
+        # "at" is no token (2+ word characters) and "noon" is known: 0; 2 of 4; 1 of 2
+        oov = sorted(m.monitor.state.recent_oov.values().tolist())
+        assert oov == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5]
+        assert m.monitor.stats()["counts"]["recorded"] == 8
+        assert m.record_ground_truth(ids[0], "spam") == "joined"

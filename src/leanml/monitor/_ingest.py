@@ -68,8 +68,16 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     tss: list[float] = [r[5] for r in singles]
     inputs: list[Any] = [r[4] for r in singles]
     has_inputs = bool(singles) and inputs.count(None) != len(inputs)
-    for i, lab, c, lat, inp, ts in batches:
+    n_tok: list[int] = [r[6] for r in singles]
+    n_known: list[int] = [r[7] for r in singles]
+    for i, lab, c, lat, inp, ts, counts in batches:
         n = len(i)
+        if counts is None:
+            n_tok.extend([-1] * n)
+            n_known.extend([0] * n)
+        else:
+            n_tok.extend(counts[0].tolist() if isinstance(counts[0], np.ndarray) else counts[0])
+            n_known.extend(counts[1].tolist() if isinstance(counts[1], np.ndarray) else counts[1])
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
@@ -90,7 +98,21 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         np.asarray(lats, dtype=np.float64),
         inputs if has_inputs else None,
         np.asarray(tss, dtype=np.float64),
+        _counted_oov(n_tok, n_known),
     )
+
+
+def _counted_oov(n_tok: list[int], n_known: list[int]) -> np.ndarray | None:
+    """Out-of-vocabulary rate from the model's token counts: NaN for an input without
+    tokens, -1 where the model did not count (None when it counted none)."""
+    tok = np.asarray(n_tok, dtype=np.float64)
+    if not tok.size or tok.max() < 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        oov = (tok - np.asarray(n_known, dtype=np.float64)) / tok
+    oov[tok == 0] = math.nan
+    oov[tok < 0] = -1.0
+    return oov
 
 
 def _latencies(lat: Any, n: int) -> list[float]:
@@ -112,12 +134,13 @@ def _ingest(
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
+    counted: np.ndarray | None = None,
 ) -> None:
     _count_labels(st, lab)
     lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
-    oov = _oov(st, inputs, picked) if inputs is not None else None
+    oov = _oov(st, inputs, picked, counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     _count_seconds(st, ts)
     st.confidence.update(conf[np.isfinite(conf)])
@@ -171,11 +194,25 @@ def _sample(
     return sampled | low, reason_low
 
 
-def _oov(st: MonitorState, inputs: list[Any], picked: np.ndarray) -> np.ndarray | None:
-    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``; NaN elsewhere)."""
-    if st.analyzer is None or st.vocabulary is None:
+def _oov(
+    st: MonitorState, inputs: list[Any] | None, picked: np.ndarray, counted: np.ndarray | None
+) -> np.ndarray | None:
+    """OOV rate per prediction: from the model's token counts where it counted them (every
+    prediction, no tokenization); else, with an analyzer, of the sampled inputs (at most
+    ``max_oov_per_flush``); NaN elsewhere."""
+    if counted is not None:
+        oov = counted
+        rest = oov < 0
+        if not rest.any():
+            return oov
+        oov[rest] = math.nan
+        picked = picked[rest[picked]]
+    elif inputs is None or st.analyzer is None or st.vocabulary is None:
         return None
-    oov = np.full(len(inputs), math.nan)
+    else:
+        oov = np.full(len(inputs), math.nan)
+    if inputs is None or st.analyzer is None or st.vocabulary is None:
+        return oov
     cand = [i for i in picked if inputs[i] is not None][: st.config.max_oov_per_flush]
     if cand:
         oov[cand] = oov_rates([inputs[i] for i in cand], st.analyzer, st.vocabulary)
