@@ -132,3 +132,35 @@ def test_compact_models_feed_oov_from_their_one_pass(model, clock) -> None:
         assert oov == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5]
         assert m.monitor.stats()["counts"]["recorded"] == 8
         assert m.record_ground_truth(ids[0], "spam") == "joined"
+
+
+def test_the_monitor_publishes_its_own_overhead(model, clock) -> None:
+    from leanml.monitor._read import CALLER_SAMPLE_EVERY
+    from leanml.monitor.sketch import LogSketch
+
+    with monitored(model, name="e", clock=clock, start=False, sinks=[]) as m:
+        before = m.monitor.stats()["overhead"]
+        assert before["ratio"] is None and before["caller_samples"] == 0
+        for i in range(3 * CALLER_SAMPLE_EVERY):
+            m.predict([TEXTS[i % len(TEXTS)]])
+            if i % 50 == 0:
+                clock.advance(61.0)  # several windows: the lifetime view spans them
+                m.monitor.flush()
+        m.monitor.flush()
+        ov = m.monitor.stats()["overhead"]
+        assert ov["caller_samples"] == 3 and ov["caller_s"] > 0
+        assert ov["flusher_cpu_s"] > 0 and ov["model_s"] > 0
+        assert ov["monitor_cpu_s"] == pytest.approx(ov["flusher_cpu_s"] + ov["caller_s"])
+        assert ov["ratio"] == pytest.approx(ov["monitor_cpu_s"] / ov["model_s"])
+        text = m.monitor.prometheus_text()
+        assert 'leanml_monitor_overhead_ratio{model="e",variant="default"}' in text
+        assert "leanml_monitor_cpu_seconds_total{" in text
+        # the running lifetime sketch is the merge of every window's (retired ones included)
+        st = m.monitor.state
+        merged = LogSketch(st.config.relative_accuracy)
+        merged.merge(st.retired)
+        for w in st.windows.values():
+            merged.merge(w.sketch)
+        life = m.monitor.latency_sketch()
+        assert life.count == merged.count == 3 * CALLER_SAMPLE_EVERY
+        np.testing.assert_allclose(life.quantiles([0.5, 0.99]), merged.quantiles([0.5, 0.99]))

@@ -142,6 +142,8 @@ def _ingest(
     picked = np.flatnonzero(sampled)
     oov = _oov(st, inputs, picked, counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
+    st.lifetime.add_many(lat)
+    st.model_s += float(lat.sum())
     _count_seconds(st, ts)
     st.confidence.update(conf[np.isfinite(conf)])
     st.recent_labels.push(lab)

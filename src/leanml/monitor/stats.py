@@ -103,3 +103,4 @@ class MonitorStats(TypedDict):
     retention: dict[str, Any] | None
     counters: dict[str, int]
     store: str | None
+    overhead: dict[str, Any]  # the monitor's own CPU vs the model's time (_read.overhead)

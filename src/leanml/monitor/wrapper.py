@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from time import perf_counter
+from time import perf_counter, perf_counter_ns
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import numpy as np
 from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
+from leanml.monitor._read import CALLER_SAMPLE_EVERY
 from leanml.monitor.monitor import ModelMonitor
 
 __all__ = ["MonitoredEstimator", "monitored"]
@@ -77,6 +78,7 @@ class MonitoredEstimator:
         self._fused = fused if ok else None
         self._proba_fn = getattr(est, "predict_proba", None)
         self._decision_fn = getattr(est, "decision_function", None)
+        self._calls = 0
         self._issue = self.ground_truth.issue
         self._record = self.monitor.record
         self._record_batch = self.monitor.record_batch
@@ -104,12 +106,25 @@ class MonitoredEstimator:
             raise
         dt = perf_counter() - t0
         labels = self._labels
+        calls = self._calls = self._calls + 1
+        timed = not calls & _SAMPLE_MASK
+        if timed:
+            t1 = perf_counter_ns()
         ids = self._issue(1, 0, k, conf)
         self._record(
             ids[0], labels[k], conf, dt, X[0] if self.record_inputs else None, tokens, known
         )
         self._local.ids = ids
+        if timed:
+            self._note(perf_counter_ns() - t1)
         return labels[k : k + 1]
+
+    def _note(self, ns: int) -> None:
+        """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
+        st = self.monitor.state
+        st.caller_sampled_ns += ns
+        st.caller_samples += 1
+        st.caller_calls += _SAMPLE_MASK + 1
 
     def _run(self, X: Any, want_proba: bool = False) -> tuple[np.ndarray, Any, list[str]]:
         t0 = perf_counter()
@@ -130,6 +145,10 @@ class MonitoredEstimator:
             self.monitor.record_error(_len(X))
             raise
         dt = perf_counter() - t0
+        calls = self._calls = self._calls + 1
+        timed = not calls & _SAMPLE_MASK
+        if timed:
+            t1 = perf_counter_ns()
         n = len(labels)
         inputs = X if self.record_inputs and _is_texts(X) else None
         if top is None or self._labels is None:  # the ring's index of each predicted value
@@ -157,6 +176,8 @@ class MonitoredEstimator:
                 counts,
             )
         self._local.ids = ids
+        if timed:
+            self._note(perf_counter_ns() - t1)
         return labels, proba, ids
 
     def _scores(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,8 +307,11 @@ _OWN = frozenset(
         "_issue",
         "_record",
         "_record_batch",
+        "_calls",
     )
 )
+#: one wrapped call in CALLER_SAMPLE_EVERY times its own cost (the mask of a power of two)
+_SAMPLE_MASK = CALLER_SAMPLE_EVERY - 1
 
 
 def _classes_of(estimator: Any) -> Any:
