@@ -321,13 +321,13 @@ class MonitorStore:
             if fold is None:
                 fold = self._folds[key] = _Fold()
             now = time.monotonic()
-            late = now - fold.late_checked >= LATE_CHECK_S
-            if late:
+            check = now - fold.late_checked >= LATE_CHECK_S
+            if check:
                 fold.late_checked = now
-            sql, params = self._fold_sql(model, variant, late)
+            sql, params = self._fold_sql(model, variant, check)
             params = (*params, max(fold.frozen_until, -1e300))
             with self.engine.connect() as conn:
-                got = conn.exec_driver_sql(sql, (*params, fold.seen_at) if late else params)
+                got = conn.exec_driver_sql(sql, (*params, fold.seen_at) if check else params)
                 rows = [dict(r) for r in got.mappings()]
             if not rows:
                 return fold.copy()

@@ -105,7 +105,7 @@ class MonitoredEstimator:
             self.monitor.record_error(1)
             raise
         dt = perf_counter() - t0
-        labels = self._labels
+        labels: np.ndarray = self._labels  # type: ignore[assignment]  # set with fused_one
         calls = self._calls = self._calls + 1
         timed = not calls & _SAMPLE_MASK
         if timed:
