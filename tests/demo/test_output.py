@@ -91,3 +91,11 @@ def test_write_json_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "demo.json"
     write_json(out, path, Console(record=True))
     assert json.loads(path.read_text()) == out
+
+
+def test_the_overhead_cell_adds_the_self_measured_share() -> None:
+    from leanml.demo.output import _overhead
+
+    m = {"predict_us": 40.0, "monitored_predict_us": 42.0, "overhead_pct": 5.0}
+    assert _overhead(m) == "+2.0 µs (+5%)"
+    assert _overhead({**m, "self_measured_overhead_pct": 3.24}) == "+2.0 µs (+5%), self 3.2%"

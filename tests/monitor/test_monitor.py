@@ -506,3 +506,31 @@ def test_the_estimate_is_corrected_for_a_class_mix_shift(clock) -> None:
     assert acc["estimated"] == pytest.approx(expected, abs=0.03)
     assert acc["estimated_lower"] <= ok.mean() <= acc["estimated_upper"]
     m.close()
+
+
+def test_redact_prefilters_give_the_same_text_as_every_pattern() -> None:
+    from leanml.monitor import _redact as r
+
+    def every(text: str) -> str:
+        for pattern, mask in (
+            (r._EMAIL, "<email>"),
+            (r._URL, "<url>"),
+            (r._PHONE, "<phone>"),
+            (r._DIGITS, "<number>"),
+        ):
+            text = pattern.sub(mask, text)
+        return text
+
+    rng = np.random.default_rng(3)
+    parts = [
+        "a@b.co",
+        "x",
+        " ",
+        "http://h.io/p",
+        "www.w.org",
+        "12345",
+        "+1 (555) 010-9999",
+        "٣٤٥٦٧٨٩",
+    ]
+    texts = ["".join(rng.choice(parts, 6)) for _ in range(2000)] + ["plain words only", ""]
+    assert [r.redact(t) for t in texts] == [every(t) for t in texts]

@@ -233,3 +233,48 @@ def test_erase_details_postgres(pg_url: str, table_prefix: str, clock) -> None: 
     finally:
         store.drop_all()
         store.close()
+
+
+def test_lifetime_merge_is_incremental_and_equals_a_full_merge(tmp_path: Path) -> None:
+    import leanml.monitor.store as store_mod
+    from leanml.monitor.window import Window
+
+    def rows(process: str, starts: range, n: int, at: float | None) -> list[dict]:
+        out = []
+        for i in starts:
+            w = Window(60.0 * i, 60.0, 0.005, 10)
+            rng = np.random.default_rng(i)
+            w.add(rng.integers(0, 2, n), rng.uniform(0.5, 1, n), rng.lognormal(-7, 1, n), 2)
+            now = 60.0 * i + 1 if at is None else at  # a late writer writes at its own now
+            out.append({**w.row("m", "1", "default", ["a", "b"], now), "process": process})
+        return out
+
+    def write(process: str, starts: range, n: int = 50, at: float | None = None) -> None:
+        s = MonitorStore(f"sqlite:///{tmp_path}/m.db", process_id=process)
+        s.write(snapshots=rows(process, starts, n, at))
+        s.close()
+
+    def same(a: dict, b: dict) -> None:
+        for k in ("count", "windows", "processes", "label_counts", "estimated_accuracy"):
+            assert a[k] == b[k], k
+        assert a["latency"]["p99"] == b["latency"]["p99"]
+
+    write("p1", range(0, 100))
+    store = MonitorStore(f"sqlite:///{tmp_path}/m.db", process_id="reader")
+    first = store.merged("m")
+    assert first["count"] == 100 * 50
+    fold = store._folds[("m", None)]
+    assert fold.frozen_until == 60.0 * 99 - store_mod.FROZEN_AFTER_S and len(fold.ids) == 94
+    write("p1", range(100, 130))  # new windows: folded as they age
+    same(store.merged("m"), store.merged("m", since=0.0))
+    write("p2", range(10, 12), at=60.0 * 131)  # another process, late, into the folded range
+    fold.late_checked = -1e9  # its periodic look for late rows is due
+    same(store.merged("m"), store.merged("m", since=0.0))
+    assert store.merged("m")["processes"] == ["p1", "p2"]
+    write("p1", range(5, 6), n=80, at=60.0 * 132)  # a folded row rewritten: the fold starts over
+    fold = store._folds[("m", None)]
+    fold.late_checked = -1e9
+    merged = store.merged("m")
+    same(merged, store.merged("m", since=0.0))
+    assert merged["count"] == 130 * 50 + 2 * 50 + 30
+    store.close()

@@ -107,3 +107,60 @@ def test_models_without_scores_and_label_bound(clock) -> None:
         m.monitor.flush()
         assert m.monitor.stats()["accuracy"]["realized"]["accuracy"] == 1.0
         assert store.merged("reg")["estimated_accuracy"] is None
+
+
+def test_compact_models_feed_oov_from_their_one_pass(model, clock) -> None:
+    from leanml.compress import to_compact
+
+    compact = to_compact(model)[0]
+    ref = {"class_counts": {"ham": 1, "spam": 1}, "confidences": [0.6, 0.7], "oov_rate": 0.0}
+    cfg = MonitorConfig(sampling_rate=0.0)  # counted for every prediction, sampled or not
+    with monitored(
+        compact, name="c", config=cfg, clock=clock, start=False, sinks=[], reference=ref
+    ) as m:
+        assert m.monitor.analyzer is None  # nothing to tokenize with: the counts come along
+        X = ["cheap money zzzunknown qqqunknown", "meeting at noon", "qqq lunch"]
+        for x in X:  # single texts: the one-pass path
+            assert m.predict([x]).tolist() == compact.predict([x]).tolist()
+            assert len(m.last_prediction_ids) == 1
+        labels, ids = m.predict_with_ids(X)  # a batch
+        assert labels.tolist() == compact.predict(X).tolist() and len(ids) == 3
+        np.testing.assert_allclose(m.predict_proba(X[:2]), compact.predict_proba(X[:2]))
+        m.monitor.flush()
+        # "at" is no token (2+ word characters) and "noon" is known: 0; 2 of 4; 1 of 2
+        oov = sorted(m.monitor.state.recent_oov.values().tolist())
+        assert oov == [0.0, 0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5]
+        assert m.monitor.stats()["counts"]["recorded"] == 8
+        assert m.record_ground_truth(ids[0], "spam") == "joined"
+
+
+def test_the_monitor_publishes_its_own_overhead(model, clock) -> None:
+    from leanml.monitor._read import CALLER_SAMPLE_EVERY
+    from leanml.monitor.sketch import LogSketch
+
+    with monitored(model, name="e", clock=clock, start=False, sinks=[]) as m:
+        before = m.monitor.stats()["overhead"]
+        assert before["ratio"] is None and before["caller_samples"] == 0
+        for i in range(3 * CALLER_SAMPLE_EVERY):
+            m.predict([TEXTS[i % len(TEXTS)]])
+            if i % 50 == 0:
+                clock.advance(61.0)  # several windows: the lifetime view spans them
+                m.monitor.flush()
+        m.monitor.flush()
+        ov = m.monitor.stats()["overhead"]
+        assert ov["caller_samples"] == 3 and ov["caller_s"] > 0
+        assert ov["flusher_cpu_s"] > 0 and ov["model_s"] > 0
+        assert ov["monitor_cpu_s"] == pytest.approx(ov["flusher_cpu_s"] + ov["caller_s"])
+        assert ov["ratio"] == pytest.approx(ov["monitor_cpu_s"] / ov["model_s"])
+        text = m.monitor.prometheus_text()
+        assert 'leanml_monitor_overhead_ratio{model="e",variant="default"}' in text
+        assert "leanml_monitor_cpu_seconds_total{" in text
+        # the running lifetime sketch is the merge of every window's (retired ones included)
+        st = m.monitor.state
+        merged = LogSketch(st.config.relative_accuracy)
+        merged.merge(st.retired)
+        for w in st.windows.values():
+            merged.merge(w.sketch)
+        life = m.monitor.latency_sketch()
+        assert life.count == merged.count == 3 * CALLER_SAMPLE_EVERY
+        np.testing.assert_allclose(life.quantiles([0.5, 0.99]), merged.quantiles([0.5, 0.99]))

@@ -20,12 +20,15 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from leanml._predict import scores_to_proba
+
 __all__ = [
     "ConvertContext",
     "Head",
     "Recipe",
     "SparseRow",
     "Stage",
+    "TokenCounts",
     "Unsupported",
     "find_strategy",
     "node_class",
@@ -35,6 +38,8 @@ __all__ = [
 ]
 
 Arrays = dict[str, np.ndarray]
+#: per text of a batch: how many word tokens, how many of them in the vocabulary (int arrays)
+TokenCounts = tuple[np.ndarray, np.ndarray]
 
 
 class Unsupported(Exception):
@@ -172,6 +177,14 @@ class Stage(Node):
             return SparseRow(row.indices, row.data.astype(np.float32), row.shape[1])
         return np.asarray(out)[0]
 
+    def transform_counted(self, X: Any) -> tuple[Any, TokenCounts | None]:
+        """``transform(X)`` and, for a text stage, each text's (tokens, known tokens)."""
+        return self.transform(X), None
+
+    def transform_one_counted(self, x: Any) -> tuple[Any, tuple[int, int] | None]:
+        """``transform_one(x)`` and, for a text stage, the text's (tokens, known tokens)."""
+        return self.transform_one(x), None
+
 
 class Head(Node):
     """The final estimator: decision scores and (optionally) probabilities.
@@ -210,6 +223,24 @@ class Head(Node):
         if np.ndim(scores) == 0:
             return int(scores > 0)
         return int(np.argmax(scores))
+
+    def top(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, the top class index and its probability (``proba``, else a softmax of the
+        decision scores), as :func:`leanml._predict.predict_top` gives them."""
+        p = self.proba(X) if self.has_proba else scores_to_proba(self.decision(X))
+        p = np.asarray(p, dtype=np.float64)
+        top = p.argmax(axis=1)
+        return top, p[np.arange(len(top)), top]
+
+    def top_one(self, x: Any) -> tuple[int, float]:
+        """:meth:`top` of one row."""
+        if self.has_proba:
+            p = np.asarray(self.proba_one(x), dtype=np.float64).ravel()
+        else:
+            d = np.asarray(self.decision_one(x), dtype=np.float64)
+            p = scores_to_proba(d.reshape(1, -1) if d.ndim else d.reshape(1))[0]
+        i = int(p.argmax())
+        return i, float(p[i])
 
 
 @dataclasses.dataclass

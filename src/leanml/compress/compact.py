@@ -27,8 +27,16 @@ import sklearn
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 
+from leanml._predict import scores_to_proba
 from leanml.artifacts import register_loader
-from leanml.compress._base import Head, Node, Stage, chain_from_payload, chain_payload
+from leanml.compress._base import (
+    Head,
+    Node,
+    Stage,
+    TokenCounts,
+    chain_from_payload,
+    chain_payload,
+)
 from leanml.errors import ArtifactError, ArtifactMissingError, UnsupportedFormatError
 
 __all__ = ["ARRAYS_FILE", "FORMAT_VERSION", "SPEC_FILE", "CompactModel"]
@@ -149,6 +157,46 @@ class CompactModel(ClassifierMixin, BaseEstimator):
     def predict_proba_one(self, x: Any) -> np.ndarray:
         """Class probabilities (k,) of one document."""
         return np.asarray(self._head().proba_one(self.transform_one(x)), dtype=np.float64)
+
+    # -- one pass for monitoring ---------------------------------------------------------------
+    def predict_fused_one(self, x: Any) -> tuple[int, float, int, int]:
+        """One document in one pass: (class index, its probability, word tokens, known tokens).
+
+        The probability is the top class's (``predict_proba``'s, else a softmax of the decision
+        scores); the counts come from the tokenization the prediction makes anyway: the text's
+        word tokens and how many of them are in the vocabulary (-1, -1 when the model does not
+        start with a word vectorizer)."""
+        counts = None
+        stages = self.stages
+        if stages:
+            x, counts = stages[0].transform_one_counted(x)
+            for stage in stages[1:]:
+                x = stage.transform_one(x)
+        top, conf = self._head().top_one(x)
+        if counts is None:
+            return top, conf, -1, -1
+        return top, conf, counts[0], counts[1]
+
+    def predict_fused(
+        self, X: Any, proba: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, TokenCounts | None]:
+        """A batch in one pass: (class indices, top-class probabilities, the probabilities when
+        ``proba`` else None, per-text (word tokens, known tokens) or None); see
+        :meth:`predict_fused_one`."""
+        head = self._head()
+        counts = None
+        stages = self.stages
+        if stages:
+            X, counts = stages[0].transform_counted(X)
+            for stage in stages[1:]:
+                X = stage.transform(X)
+        if proba:
+            p = head.proba(X) if head.has_proba else scores_to_proba(head.decision(X))
+            p = np.asarray(p, dtype=np.float64)
+            top = p.argmax(axis=1)
+            return top, p[np.arange(len(top)), top], p, counts
+        top, conf = head.top(X)
+        return top, conf, None, counts
 
     # -- scikit-learn API ---------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:

@@ -23,6 +23,7 @@ probabilities (softmax/sigmoid, 1-Lipschitz in the max-norm) differ by at most t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -188,6 +189,26 @@ class LinearHead(Head):
         if np.ndim(scores) == 0:
             return int(scores > 0)
         return int(np.argmax(scores))
+
+    def top_one(self, x: Any) -> tuple[int, float]:
+        """Top class and its probability from the scores alone (no probability vector) for
+        the sigmoid and softmax links."""
+        s = self.decision_one(x)
+        if self.binary_margin:
+            v = float(s)
+            if self.link == "modified_huber" and self.has_proba:
+                p1 = (min(max(v, -1.0), 1.0) + 1.0) / 2.0
+            elif v >= 0:
+                p1 = 1.0 / (1.0 + math.exp(-v))
+            else:
+                e = math.exp(v)
+                p1 = e / (1.0 + e)
+            return (1, p1) if p1 > 0.5 else (0, 1.0 - p1)
+        if self.link in ("logistic", "softmax") or not self.has_proba:
+            s = np.asarray(s, dtype=np.float64)
+            i = int(s.argmax())
+            return i, 1.0 / float(np.exp(s - s[i]).sum())
+        return super().top_one(x)
 
     def used_inputs(self) -> np.ndarray | None:
         return np.asarray(np.any(self.W != 0, axis=0))

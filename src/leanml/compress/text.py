@@ -33,6 +33,7 @@ from leanml.compress._base import (
     ConvertContext,
     SparseRow,
     Stage,
+    TokenCounts,
     register_node,
     register_strategy,
 )
@@ -238,8 +239,16 @@ class TextStage(IdfHolder, Stage):
 
     def _count_arrays(self, docs: Iterable[Any]) -> _Counts:
         """Canonical CSR arrays of the counts, the row of each entry, and the shape."""
+        return self._count_arrays_counted(docs, False)[0]
+
+    def _count_arrays_counted(
+        self, docs: Iterable[Any], counted: bool
+    ) -> tuple[_Counts, TokenCounts | None]:
+        """:meth:`_count_arrays` and, when ``counted``, each document's (tokens, known tokens):
+        its word tokens and how many of them are unigram features (None for a char analyzer,
+        or word n-grams without unigrams in the *terms* layout)."""
         if self.tokens is not None:
-            return self._count_arrays_tokens(docs)
+            return self._count_arrays_tokens(docs, counted)
         analyze, get = self._analyze, self._lookup()
         ids: list[int] = []
         extend = ids.extend
@@ -254,9 +263,23 @@ class TextStage(IdfHolder, Stage):
         rows = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
         keep = cols >= 0
         shape = (n_docs, self.n_features)
-        return (*count_arrays(rows[keep], cols[keep], *shape), shape)
+        out = (*count_arrays(rows[keep], cols[keep], *shape), shape)
+        if not counted or not self._words_first():
+            return out, None
+        n_terms = np.asarray(lengths, dtype=np.int64)
+        n_tokens = _unigram_count(n_terms, self.cfg["ngram_range"][1])
+        starts = np.cumsum(n_terms) - n_terms
+        position = np.arange(len(cols), dtype=np.int64) - np.repeat(starts, n_terms)
+        unigram = keep & (position < np.repeat(n_tokens, n_terms))
+        return out, (n_tokens, np.bincount(rows[unigram], minlength=n_docs))
 
-    def _count_arrays_tokens(self, docs: Iterable[Any]) -> _Counts:
+    def _words_first(self) -> bool:
+        """Whether the analyzer's terms start with the document's word tokens (terms layout)."""
+        return self.cfg["analyzer"] == "word" and self.cfg["ngram_range"][0] == 1
+
+    def _count_arrays_tokens(
+        self, docs: Iterable[Any], counted: bool
+    ) -> tuple[_Counts, TokenCounts | None]:
         tokenize, get, unknown = self._tokenize, self._lookup(), self._T
         ids: list[int] = []
         extend, separate = ids.extend, ids.append
@@ -274,30 +297,54 @@ class TextStage(IdfHolder, Stage):
         f = np.concatenate(feats) if feats else np.zeros(0, dtype=np.int64)
         r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
         shape = (n_docs, self.n_features)
-        return (*count_arrays(r, f, *shape), shape)
+        out = (*count_arrays(r, f, *shape), shape)
+        if not counted:
+            return out, None
+        n_tokens = np.asarray(lengths, dtype=np.int64) - 1  # less the separator
+        known = np.bincount(doc_of[self._tok2feat[id_arr] >= 0], minlength=n_docs)
+        return out, (n_tokens, known)
 
     def transform(self, X: Any) -> sp.csr_matrix:
+        return self.transform_counted(X, False)[0]
+
+    def transform_counted(
+        self, X: Any, counted: bool = True
+    ) -> tuple[sp.csr_matrix, TokenCounts | None]:
         if isinstance(X, str):
             raise ParameterError(
                 "The 'X' parameter of CompactModel.predict must be an iterable of documents, "
                 "got a single string instead; use predict_one(text)."
             )
-        data, indices, indptr, rows, shape = self._count_arrays(X)
+        (data, indices, indptr, rows, shape), counts = self._count_arrays_counted(X, counted)
         weigh_data(data, indices, rows, shape[0], **self._weigh())
-        return canonical_csr(data, indices, indptr, shape)
+        return canonical_csr(data, indices, indptr, shape), counts
 
     def transform_one(self, x: Any) -> SparseRow:
+        return self.transform_one_counted(x, False)[0]
+
+    def transform_one_counted(
+        self, x: Any, counted: bool = True
+    ) -> tuple[SparseRow, tuple[int, int] | None]:
+        counts: tuple[int, int] | None = None
         if self.tokens is not None:
             toks = self._tokenize(x)
             ids = np.fromiter(map(self._lookup(), toks, repeat(self._T)), np.int64, len(toks))
             feats, _ = self._ngram_features(ids, None)
             found = feats[0] if len(feats) == 1 else np.concatenate([np.zeros(0, np.int64), *feats])
+            # with unigram features, feats[0] holds the known tokens' features, one per token
+            if counted:
+                known = len(feats[0]) if feats and self.cfg["ngram_range"][0] == 1 else 0
+                counts = (len(toks), known)
         else:
-            found = np.fromiter(map(self._lookup(), self._analyze(x), repeat(-1)), np.int64)
+            terms = self._analyze(x)
+            found = np.fromiter(map(self._lookup(), terms, repeat(-1)), np.int64, len(terms))
+            if counted and self._words_first():
+                n_tok = _unigram_count_one(len(terms), self.cfg["ngram_range"][1])
+                counts = (n_tok, int(np.count_nonzero(found[:n_tok] >= 0)))
             found = found[found >= 0]
-        idx, counts = np.unique(found, return_counts=True)
-        values = weigh_row(counts.astype(np.float32), idx, **self._weigh())
-        return SparseRow(idx, values, self.n_features)
+        idx, n = np.unique(found, return_counts=True)
+        values = weigh_row(n.astype(np.float32), idx, **self._weigh())
+        return SparseRow(idx, values, self.n_features), counts
 
     # -- pruning cooperation ------------------------------------------------------------------
     def can_select_outputs(self) -> bool:
@@ -431,6 +478,27 @@ class TfidfStage(IdfHolder, Stage):
 
     def size_components(self) -> dict[str, str]:
         return {"idf": "idf"}
+
+
+def _unigram_count(n_terms: np.ndarray, max_n: int) -> np.ndarray:
+    """Word tokens per document from its number of terms under ``ngram_range=(1, max_n)``:
+    ``T + (T - 1) + ... `` for the n-grams that fit, inverted."""
+    n_terms = np.asarray(n_terms, dtype=np.int64)
+    full = max_n * (max_n + 1) // 2  # the number of terms of a document of max_n tokens
+    long = (n_terms + max_n * (max_n - 1) // 2) // max_n
+    # fewer tokens than max_n: T (T + 1) / 2 terms
+    short = np.floor((np.sqrt(8.0 * n_terms + 1.0) - 1.0) / 2.0 + 1e-9).astype(np.int64)
+    return np.where(n_terms >= full, long, short)
+
+
+def _unigram_count_one(n_terms: int, max_n: int) -> int:
+    """:func:`_unigram_count` of one document (no array)."""
+    if n_terms >= max_n * (max_n + 1) // 2:
+        return (n_terms + max_n * (max_n - 1) // 2) // max_n
+    t = 0
+    while (t + 1) * (t + 2) // 2 <= n_terms:
+        t += 1
+    return t
 
 
 _HASHING_PARAMS = ("n_features", "binary", "norm", "alternate_sign", "dtype")

@@ -72,6 +72,8 @@ def _overhead(model: Any, texts: Sequence[str], rounds: int) -> dict[str, float]
                     model.predict(x)
                     t2 = pc()
                     mon, plain = mon + t1 - t0, plain + t2 - t1
+        wrapped.monitor.flush()
+        own = wrapped.monitor.stats()["overhead"]  # the monitor's own CPU over model time
     finally:
         wrapped.close()
     n = max(1, rounds * len(texts))
@@ -79,6 +81,10 @@ def _overhead(model: Any, texts: Sequence[str], rounds: int) -> dict[str, float]
         "predict_us": plain / n / 1000,
         "monitored_predict_us": mon / n / 1000,
         "overhead_pct": 100.0 * (mon - plain) / plain if plain else float("nan"),
+        "self_measured_overhead_pct": (
+            100.0 * own["ratio"] if own["ratio"] is not None else float("nan")
+        ),
+        "monitor_cpu_per_prediction_us": (own["per_prediction_ns"] or float("nan")) / 1000,
     }
 
 

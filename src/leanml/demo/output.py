@@ -87,6 +87,13 @@ def _variants_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def _overhead(m: dict[str, Any]) -> str:
+    """Added time per single-text predict (paired), and the monitor's self-measured CPU share."""
+    out = f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)"
+    own = m.get("self_measured_overhead_pct")
+    return out if own is None else f"{out}, self {own:.1f}%"
+
+
 def _monitoring_table(results: dict[str, Any]) -> Table:
     table = Table(title="monitoring: overhead and accuracy from delayed, partly missing labels")
     for column in _MONITORING_COLUMNS:
@@ -96,7 +103,7 @@ def _monitoring_table(results: dict[str, Any]) -> Table:
         gt = m["ground_truth"]
         table.add_row(
             name,
-            f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)",
+            _overhead(m),
             _fmt(m["true_accuracy"]),
             _fmt_interval(m["joined_accuracy"], m.get("joined_interval")),
             _fmt_interval(m["estimated_accuracy"], m.get("estimated_interval")),

@@ -272,6 +272,8 @@ def _monitor(
         "overhead_pct": round(overhead["overhead_pct"], 2),
         "predict_us": round(overhead["predict_us"], 1),
         "monitored_predict_us": round(overhead["monitored_predict_us"], 1),
+        # the monitor's own CPU (flusher + sampled caller cost) over the model's time
+        "self_measured_overhead_pct": round(overhead["self_measured_overhead_pct"], 2),
         "true_accuracy": simulation["true_accuracy"],
         "joined_accuracy": simulation["joined_accuracy"],
         "joined_interval": simulation["joined_interval"],

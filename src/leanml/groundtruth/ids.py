@@ -5,18 +5,22 @@
 * ``counter``: the issuer's prediction counter in hex; it indexes the pending-join ring
   (:class:`~leanml.groundtruth.ring.PendingRing`), so a join costs no dict and no id string
   lives on after the answer.
-* ``tag``: 16 hex digits, the first 64 bits of keyed BLAKE2b (its MAC mode) of
-  ``prefix-counter`` under a 32-byte secret drawn per issuer from :mod:`secrets`.
+* ``tag``: 16 hex digits. Counters come in blocks of 8 (``counter >> 3``); one keyed BLAKE2b
+  (its MAC mode, 64-byte digest) of ``prefix-block`` under a 32-byte secret drawn per issuer
+  from :mod:`secrets` gives the 8 tags of a block: the id of counter ``c`` takes the 64 bits
+  at slot ``c & 7`` of its block's digest.
 
 Knowing every id a client was ever given does not help guess another: the tag of a counter
-you have not seen is a 64-bit PRF output (2**-64 per guess). An altered or forged id fails
+you have not seen is 64 bits of a PRF output whose other bits say nothing about them (2**-64
+per guess), whether or not you hold ids of the same block. An altered or forged id fails
 :meth:`IdIssuer.verify` (a constant-time compare) and is answered ``unknown`` before the ring
 is read or written. The secret never leaves the process (not in the store, not in ``/health``):
 feedback for another worker's id is forwarded to that worker through the durable log, and only
 the owner checks the tag (:mod:`leanml.groundtruth.log`).
 
-Cost (``timeit``, this machine class; figures in the CHANGELOG): a tag is one C call on a copied
-keyed BLAKE2b state; :meth:`IdIssuer.take` makes a batch with one list comprehension.
+Cost: one keyed hash per 8 ids. :meth:`IdIssuer.take` hashes each block of a batch once and
+slices the tags; consecutive single ids (:meth:`IdIssuer.make`) share the issuer's last block
+(``benchmarks/id_cost.py``; figures in the CHANGELOG).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ __all__ = ["TAG_HEX", "IdIssuer", "parse_id"]
 
 #: hex digits of the tag (64 bits)
 TAG_HEX = 16
+#: ids per keyed hash (a 64-byte digest holds 8 tags of 64 bits)
+_BLOCK = 8
+_SHIFT, _MASK = 3, 7
+_SLOTS = range(0, _BLOCK * TAG_HEX, TAG_HEX)
 #: longest id the parser looks at (prefix <= 32, counter <= 16, tag 16, two dashes)
 _MAX_LEN = 66
 
@@ -71,30 +79,47 @@ class IdIssuer:
                 f"got {self.prefix!r} instead."
             )
         key = secret if secret is not None else secrets.token_bytes(32)
-        self._mac = hashlib.blake2b(key=key, digest_size=TAG_HEX // 2)
+        self._mac = hashlib.blake2b(key=key, digest_size=_BLOCK * TAG_HEX // 2)
         self._mac.update(self.prefix.encode() + b"-")
         self._fmt = (self.prefix + "-%x-%s").__mod__
+        #: (block, its 128 hex digits) last hashed by make/take: one tuple, swapped atomically
+        self._last: tuple[int, str] = (-1, "")
+
+    def _digest(self, block: int) -> str:
+        """The 128 hex digits holding the tags of counters ``8 * block .. 8 * block + 7``."""
+        h = self._mac.copy()
+        h.update(b"%x" % block)
+        return h.hexdigest()
+
+    def _block(self, block: int) -> str:
+        last = self._last
+        if last[0] == block:
+            return last[1]
+        digest = self._digest(block)
+        self._last = (block, digest)
+        return digest
 
     def tag(self, counter: int) -> str:
         """The 16-hex-digit tag of ``counter``."""
-        h = self._mac.copy()
-        h.update(b"%x" % counter)
-        return h.hexdigest()
+        j = (counter & _MASK) * TAG_HEX
+        return self._block(counter >> _SHIFT)[j : j + TAG_HEX]
 
     def make(self, counter: int) -> str:
         """The id of ``counter``."""
-        return self._fmt((counter, self.tag(counter)))
+        j = (counter & _MASK) * TAG_HEX
+        return self._fmt((counter, self._block(counter >> _SHIFT)[j : j + TAG_HEX]))
 
     def take(self, start: int, n: int) -> list[str]:
-        """The ids of counters ``start .. start + n - 1``."""
-        mac = self._mac
-        fmt = self._fmt
-        out = []
-        for c in range(start, start + n):
-            h = mac.copy()
-            h.update(b"%x" % c)
-            out.append(fmt((c, h.hexdigest())))
-        return out
+        """The ids of counters ``start .. start + n - 1`` (one hash per block they touch)."""
+        if n <= 0:
+            return []
+        first, last = start >> _SHIFT, (start + n - 1) >> _SHIFT
+        digests = [self._block(first)] + [self._digest(b) for b in range(first + 1, last + 1)]
+        if last > first:
+            self._last = (last, digests[-1])
+        tags = [d[j : j + TAG_HEX] for d in digests for j in _SLOTS]
+        lo = start & _MASK
+        return list(map(self._fmt, zip(range(start, start + n), tags[lo : lo + n], strict=True)))
 
     def verify(self, prediction_id: object) -> int:
         """The counter of an id this issuer made, else -1 (malformed, other prefix, bad tag).
@@ -110,6 +135,10 @@ class IdIssuer:
             counter = int(count, 16)
         except ValueError:
             return -1
-        if counter < 0 or not hmac.compare_digest(prediction_id, self.make(counter)):
+        if counter < 0:
+            return -1
+        j = (counter & _MASK) * TAG_HEX  # not through the issuing cache: joins hit old blocks
+        expected = self._fmt((counter, self._digest(counter >> _SHIFT)[j : j + TAG_HEX]))
+        if not hmac.compare_digest(prediction_id, expected):
             return -1
         return counter

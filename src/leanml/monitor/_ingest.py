@@ -71,8 +71,16 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     # the model's time, what the optional work's CPU budget is a share of: one latency per
     # single prediction, one per batch (its longest: the batch ran once for all of them)
     model_s = math.fsum(x for x in lats if x == x)
-    for i, lab, c, lat, inp, ts in batches:
+    n_tok: list[int] = [r[6] for r in singles]
+    n_known: list[int] = [r[7] for r in singles]
+    for i, lab, c, lat, inp, ts, counts in batches:
         n = len(i)
+        if counts is None:
+            n_tok.extend([-1] * n)
+            n_known.extend([0] * n)
+        else:
+            n_tok.extend(counts[0].tolist() if isinstance(counts[0], np.ndarray) else counts[0])
+            n_known.extend(counts[1].tolist() if isinstance(counts[1], np.ndarray) else counts[1])
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
@@ -97,7 +105,21 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         inputs if has_inputs else None,
         np.asarray(tss, dtype=np.float64),
         model_s,
+        _counted_oov(n_tok, n_known),
     )
+
+
+def _counted_oov(n_tok: list[int], n_known: list[int]) -> np.ndarray | None:
+    """Out-of-vocabulary rate from the model's token counts: NaN for an input without
+    tokens, -1 where the model did not count (None when it counted none)."""
+    tok = np.asarray(n_tok, dtype=np.float64)
+    if not tok.size or tok.max() < 0:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        oov = (tok - np.asarray(n_known, dtype=np.float64)) / tok
+    oov[tok == 0] = math.nan
+    oov[tok < 0] = -1.0
+    return oov
 
 
 def _latencies(lat: Any, n: int) -> list[float]:
@@ -120,14 +142,17 @@ def _ingest(
     inputs: list[Any] | None,
     ts: np.ndarray,
     model_s: float,
+    counted: np.ndarray | None = None,
 ) -> None:
     _count_labels(st, lab)
     lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
     st.budget.credit(model_s)
-    oov = _oov(st, inputs, picked) if inputs is not None else None
+    oov = _oov(st, inputs, picked, counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
+    st.lifetime.add_many(lat)
+    st.model_s += float(lat.sum())
     _count_seconds(st, ts)
     st.confidence.update(conf[np.isfinite(conf)])
     st.recent_labels.push(lab)
@@ -180,12 +205,26 @@ def _sample(
     return sampled | low, reason_low
 
 
-def _oov(st: MonitorState, inputs: list[Any], picked: np.ndarray) -> np.ndarray | None:
-    """OOV rate of the sampled inputs (at most ``max_oov_per_flush``, and as many as the CPU
-    budget of optional work allows; NaN elsewhere). The sampling itself never changes."""
-    if st.analyzer is None or st.vocabulary is None:
+def _oov(
+    st: MonitorState, inputs: list[Any] | None, picked: np.ndarray, counted: np.ndarray | None
+) -> np.ndarray | None:
+    """OOV rate per prediction: from the model's token counts where it counted them (every
+    prediction, no tokenization); else, with an analyzer, of the sampled inputs (at most
+    ``max_oov_per_flush``, and as many as the CPU budget of optional work allows); NaN
+    elsewhere. The sampling itself never changes."""
+    if counted is not None:
+        oov = counted
+        rest = oov < 0
+        if not rest.any():
+            return oov
+        oov[rest] = math.nan
+        picked = picked[rest[picked]]
+    elif inputs is None or st.analyzer is None or st.vocabulary is None:
         return None
-    oov = np.full(len(inputs), math.nan)
+    else:
+        oov = np.full(len(inputs), math.nan)
+    if inputs is None or st.analyzer is None or st.vocabulary is None:
+        return oov
     cand = [i for i in picked if inputs[i] is not None][: st.config.max_oov_per_flush]
     cand = cand[: st.budget.allowed(len(cand))]
     if cand:

@@ -26,7 +26,18 @@ from leanml.monitor.stats import (
     WindowDrift,
 )
 
-__all__ = ["confidence_map", "drift_of", "metric_table", "rolling_drift", "stats"]
+__all__ = [
+    "CALLER_SAMPLE_EVERY",
+    "confidence_map",
+    "drift_of",
+    "metric_table",
+    "overhead",
+    "rolling_drift",
+    "stats",
+]
+
+#: the monitored wrapper times its own work on one call in this many (a power of two)
+CALLER_SAMPLE_EVERY = 64
 
 _QS = (0.5, 0.95, 0.99, 0.999)
 
@@ -198,6 +209,30 @@ def stats(st: MonitorState, now: float) -> MonitorStats:
         "counters": dict(st.counters),
         "optional_work": st.budget.stats(),
         "store": st.store.url if st.store is not None else None,
+        "overhead": overhead(st),
+    }
+
+
+def overhead(st: MonitorState) -> dict[str, Any]:
+    """The monitor's own CPU against the model's time: the flusher's thread CPU (ingest,
+    windows, drift, detail rows, store writes) plus the caller-side cost (ids and record,
+    timed on one wrapped call in :data:`CALLER_SAMPLE_EVERY`, scaled to every call);
+    ``ratio`` = monitor CPU / model time (the sum of recorded latencies)."""
+    caller_s = (
+        st.caller_sampled_ns / st.caller_samples * st.caller_calls / 1e9
+        if st.caller_samples
+        else 0.0
+    )
+    flusher_s = st.flusher_cpu_ns / 1e9
+    monitor_s = flusher_s + caller_s
+    return {
+        "monitor_cpu_s": monitor_s,
+        "flusher_cpu_s": flusher_s,
+        "caller_s": caller_s,
+        "caller_samples": st.caller_samples,
+        "model_s": st.model_s,
+        "ratio": monitor_s / st.model_s if st.model_s > 0 else None,
+        "per_prediction_ns": monitor_s * 1e9 / st.total if st.total else None,
     }
 
 

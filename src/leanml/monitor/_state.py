@@ -143,6 +143,15 @@ class MonitorState:
         self.sampled = 0
         self.windows: dict[float, Window] = {}
         self.retired = LogSketch(cfg.relative_accuracy)  # the sketches of evicted windows
+        #: every latency ever ingested (a running merge: the lifetime view copies one sketch)
+        self.lifetime = LogSketch(cfg.relative_accuracy)
+        #: the monitor's own cost: flusher CPU (thread time of every step), the caller-side
+        #: cost measured on a sample of wrapped calls, and the model time it is compared with
+        self.flusher_cpu_ns = 0
+        self.caller_sampled_ns = 0
+        self.caller_samples = 0
+        self.caller_calls = 0
+        self.model_s = 0.0
         self.seconds: dict[int, int] = {}  # predictions per whole second (throughput)
         self.drift_cache: dict[str, Any] = {}  # the rolling drift of the last alert round
 
@@ -249,10 +258,11 @@ class MonitorState:
         return [w for w in self.windows.values() if w.start + w.width > lo]
 
     def latency_sketch(self, since: float | None = None) -> LogSketch:
-        """A merged copy of the window sketches (all of them plus retired if no ``since``)."""
-        out = LogSketch(self.config.relative_accuracy)
+        """A merged copy of the window sketches newer than ``since``; without ``since`` a copy
+        of the running lifetime sketch (every window, retired ones included: no merge)."""
         if since is None:
-            out.merge(self.retired)
+            return self.lifetime.copy()
+        out = LogSketch(self.config.relative_accuracy)
         for w in self.windows.values():
             if since is None or w.start + w.width > since:
                 out.merge(w.sketch)

@@ -191,10 +191,17 @@ class ModelMonitor:
         confidence: float,
         latency_s: float,
         input: str | None = None,
+        tokens: int = -1,
+        known: int = 0,
     ) -> None:
-        """Record one prediction; returns at once (no lock, no I/O)."""
+        """Record one prediction; returns at once (no lock, no I/O). ``tokens`` / ``known``:
+        the input's word tokens and how many the model knows, when the model counted them
+        (:meth:`~leanml.compress.CompactModel.predict_fused_one`): its out-of-vocabulary rate
+        then needs no tokenization (``tokens=-1``: not counted)."""
         if len(self._buf) < self._cap:
-            self._append((prediction_id, label, confidence, latency_s, input, self._clock()))
+            self._append(
+                (prediction_id, label, confidence, latency_s, input, self._clock(), tokens, known)
+            )
         else:
             self._drop("record_buffer", 1)
 
@@ -205,8 +212,10 @@ class ModelMonitor:
         confidences: Sequence[float] | np.ndarray,
         latencies: Sequence[float] | np.ndarray | float,
         inputs: Sequence[str | None] | None = None,
+        tokens: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Record a batch (arrays aligned by position; ``latencies`` may be one float)."""
+        """Record a batch (arrays aligned by position; ``latencies`` may be one float);
+        ``tokens``: the inputs' (word tokens, known tokens) arrays, as for :meth:`record`."""
         n = len(ids)
         if len(labels) != n or len(confidences) != n or (inputs is not None and len(inputs) != n):
             raise param_error(
@@ -226,7 +235,7 @@ class ModelMonitor:
                 len(latencies),
             )
         if len(self._bbuf) < self._bcap:
-            self._bappend((ids, labels, confidences, latencies, inputs, self._clock()))
+            self._bappend((ids, labels, confidences, latencies, inputs, self._clock(), tokens))
         else:
             self._drop("batch_buffer", n)
 

@@ -280,6 +280,19 @@ def _rss(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
         o.sample("leanml_process_resident_memory_bytes", base, r["rss_bytes"])
 
 
+def _overhead(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+    ov = st.get("overhead")
+    if ov is None:
+        return
+    name = "leanml_monitor_cpu_seconds_total"
+    o.family(name, "counter", "The monitor's own CPU: flusher thread plus sampled caller cost.")
+    o.sample(name, base, ov["monitor_cpu_s"])
+    name = "leanml_monitor_overhead_ratio"
+    o.family(name, "gauge", "Monitor CPU over model time (the sum of recorded latencies).")
+    if ov["ratio"] is not None:
+        o.sample(name, base, ov["ratio"])
+
+
 _FAMILIES: list[_Family] = [
     _counts,
     _by_label,
@@ -304,4 +317,5 @@ _FAMILIES: list[_Family] = [
     _pending,
     _tput,
     _rss,
+    _overhead,
 ]

@@ -112,3 +112,4 @@ class MonitorStats(TypedDict):
     counters: dict[str, int]
     optional_work: dict[str, Any]  # OverheadBudget.stats(): budget, effective share, CPU spent
     store: str | None
+    overhead: dict[str, Any]  # the monitor's own CPU vs the model's time (_read.overhead)

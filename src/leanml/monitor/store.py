@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import socket
+import threading
 import time
 import uuid
 import weakref
@@ -52,7 +54,13 @@ from leanml.monitor._migrate import migrate
 from leanml.monitor._schema import define_tables
 from leanml.monitor.sketch import LogSketch
 
-__all__ = ["PREDICTION_COLUMNS", "MonitorStore", "default_process_id"]
+__all__ = [
+    "FROZEN_AFTER_S",
+    "LATE_CHECK_S",
+    "PREDICTION_COLUMNS",
+    "MonitorStore",
+    "default_process_id",
+]
 
 _QUANTILES = (0.5, 0.95, 0.99, 0.999)
 #: column order of the tuples :meth:`MonitorStore.write` accepts for sampled predictions
@@ -70,6 +78,11 @@ PREDICTION_COLUMNS = (
     "input_hash",
     "reason",
 )
+#: snapshot rows of windows that started this long before the newest window are final: the
+#: lifetime view folds them once (the open window and the last few are read on every call)
+FROZEN_AFTER_S = 300.0
+#: how often (s) the lifetime view looks for rows written late into its folded range (a scan)
+LATE_CHECK_S = 60.0
 #: sampled predictions per INSERT statement on SQLite (12 x 80 = 960 parameters, under the
 #: 999 that old SQLite builds allow)
 _ROWS_PER_INSERT = 80
@@ -112,6 +125,8 @@ class MonitorStore:
         self.feedback: sa.Table = t.feedback
         self.idspaces: sa.Table = t.idspaces
         self.migrated_from: int | None = None
+        self._folds: dict[tuple[str | None, str | None], _Fold] = {}
+        self._fold_lock = threading.RLock()  # _folded starts over by calling itself
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         values = f"({', '.join([ph] * len(PREDICTION_COLUMNS))})"
         self._pred_sql = (
@@ -245,35 +260,34 @@ class MonitorStore:
         until: float | None = None,
         quantiles: Iterable[float] = _QUANTILES,
     ) -> dict[str, Any]:
-        """Counters summed and latency sketches merged over every process and window."""
-        rows = self.read_snapshots(model, variant, since, until)
-        sketch: LogSketch | None = None
-        labels: dict[str, int] = {}
+        """Counters summed and latency sketches merged over every process and window.
+
+        Without ``since`` / ``until`` (the lifetime view ``/stats`` and ``/metrics`` read) the
+        merge is incremental: rows of windows that started more than :data:`FROZEN_AFTER_S`
+        before the newest window are folded once into a running total kept by this object,
+        and each call reads and merges only the newer rows, so its cost does not grow with
+        how much is retained. Rows written into the folded range later (a lagging process)
+        are looked for every :data:`LATE_CHECK_S` and folded; a folded row rewritten, or
+        retention run here, starts the fold over.
+        """
+        if since is None and until is None:
+            fold = self._folded(model, variant)
+        else:
+            fold = _Fold()
+            fold.add(self.read_snapshots(model, variant, since, until))
+        sketch = fold.sketch
         out: dict[str, Any] = {
             "model": model,
             "variant": variant,
-            "windows": len({r["window_start"] for r in rows}),
-            "processes": sorted({r["process"] for r in rows}),
-            "count": 0,
-            "errors": 0,
-            "joined": 0,
-            "correct": 0,
+            "windows": len(fold.starts),
+            "processes": sorted(fold.processes),
+            "count": fold.count,
+            "errors": fold.errors,
+            "joined": fold.joined,
+            "correct": fold.correct,
         }
-        conf_sum = 0.0
-        conf_n = 0
-        for r in rows:
-            for key in ("count", "errors", "joined", "correct"):
-                out[key] += int(r[key])
-            conf_sum += float(r["confidence_sum"])
-            conf_n += int(r["confidence_count"])
-            for lab, c in json.loads(r["label_counts"]).items():
-                labels[lab] = labels.get(lab, 0) + int(c)
-            if r["sketch"]:
-                sk = LogSketch.from_bytes(bytes(r["sketch"]))
-                if sketch is None:
-                    sketch = sk
-                else:
-                    sketch.merge(sk)
+        labels = fold.labels
+        conf_sum, conf_n = fold.conf_sum, fold.conf_n
         out["label_counts"] = labels
         out["ground_truth_source"] = "snapshots"
         logged = log_counts(self.engine, self.feedback, model, variant, since, until)
@@ -302,6 +316,57 @@ class MonitorStore:
             out["latency"] = {"count": 0}
         out["sketch"] = sketch
         return out
+
+    def _folded(self, model: str | None, variant: str | None) -> _Fold:
+        """The lifetime fold of (model, variant): the running total of the frozen rows plus
+        the rows of the newest :data:`FROZEN_AFTER_S` (see :meth:`merged`). One statement
+        per call (driver SQL built once): the rows not folded yet and any written into the
+        folded range since (``updated_at`` newer than the newest folded)."""
+        key = (model, variant)
+        with self._fold_lock:
+            fold = self._folds.get(key)
+            if fold is None:
+                fold = self._folds[key] = _Fold()
+            now = time.monotonic()
+            check = now - fold.late_checked >= LATE_CHECK_S
+            if check:
+                fold.late_checked = now
+            sql, params = self._fold_sql(model, variant, check)
+            params = (*params, max(fold.frozen_until, -1e300))
+            with self.engine.connect() as conn:
+                got = conn.exec_driver_sql(sql, (*params, fold.seen_at) if check else params)
+                rows = [dict(r) for r in got.mappings()]
+            if not rows:
+                return fold.copy()
+            late = [r for r in rows if r["window_start"] < fold.frozen_until]
+            if any(r["id"] in fold.ids for r in late):  # a folded row changed: start over
+                del self._folds[key]
+                return self._folded(model, variant)
+            fold.add(late, keep=True)
+            edge = max(r["window_start"] for r in rows) - FROZEN_AFTER_S
+            live = [r for r in rows if r["window_start"] >= fold.frozen_until]
+            if edge > fold.frozen_until:
+                fold.add([r for r in live if r["window_start"] < edge], keep=True)
+                fold.frozen_until = edge
+                live = [r for r in live if r["window_start"] >= edge]
+            out = fold.copy()
+        out.add(live)
+        return out
+
+    def _fold_sql(
+        self, model: str | None, variant: str | None, late: bool
+    ) -> tuple[str, tuple[Any, ...]]:
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        t = self.snapshots
+        cond, params = [], []
+        for col, value in (("model", model), ("variant", variant)):
+            if value is not None:
+                cond.append(f"{col} = {ph}")
+                params.append(value)
+        cols = ", ".join(c.name for c in t.columns)
+        recent = f"(window_start >= {ph} OR updated_at > {ph})" if late else f"window_start >= {ph}"
+        where = " AND ".join([*cond, recent])
+        return f"SELECT {cols} FROM {t.name} WHERE {where}", tuple(params)
 
     def read_table(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
         check_choice(
@@ -399,6 +464,8 @@ class MonitorStore:
                     if edge is not None:
                         n = conn.execute(t.delete().where(t.c.id <= edge)).rowcount
                         deleted[t.name] = deleted.get(t.name, 0) + n
+        with self._fold_lock:  # the lifetime view is what is retained
+            self._folds.clear()
         if reclaim != "none" and sum(deleted.values()) > 0:
             self._reclaim(reclaim)
         after = self.disk_usage()
@@ -421,6 +488,62 @@ class MonitorStore:
                 kw = "VACUUM FULL" if mode == "full" else "VACUUM"
                 for t in self._md.sorted_tables:
                     conn.exec_driver_sql(f'{kw} "{t.name}"')
+
+
+class _Fold:
+    """Running sums of snapshot rows: counters, label counts, confidence sums, windows,
+    processes and the merged latency sketch (with the ids folded, to notice a rewrite)."""
+
+    def __init__(self) -> None:
+        self.count = self.errors = self.joined = self.correct = 0
+        self.conf_sum = 0.0
+        self.conf_n = 0
+        self.labels: dict[str, int] = {}
+        self.starts: set[float] = set()
+        self.processes: set[str] = set()
+        self.sketch: LogSketch | None = None
+        self.ids: set[int] = set()
+        self.seen_at = -1e300  # newest updated_at folded
+        self.frozen_until = -math.inf  # rows of windows starting before this are folded
+        self.late_checked = -math.inf  # when rows written late into that range were looked for
+
+    def add(self, rows: Iterable[Mapping[str, Any]], keep: bool = False) -> None:
+        for r in rows:
+            self.count += int(r["count"])
+            self.errors += int(r["errors"])
+            self.joined += int(r["joined"])
+            self.correct += int(r["correct"])
+            self.conf_sum += float(r["confidence_sum"])
+            self.conf_n += int(r["confidence_count"])
+            labels = self.labels
+            for lab, c in json.loads(r["label_counts"]).items():
+                labels[lab] = labels.get(lab, 0) + int(c)
+            self.starts.add(r["window_start"])
+            self.processes.add(r["process"])
+            if r["sketch"]:
+                sk = LogSketch.from_bytes(bytes(r["sketch"]))
+                if self.sketch is None:
+                    self.sketch = sk
+                else:
+                    self.sketch.merge(sk)
+            if keep:
+                self.ids.add(r["id"])
+                self.seen_at = max(self.seen_at, float(r["updated_at"]))
+
+    def copy(self) -> _Fold:
+        out = _Fold()
+        out.count, out.errors, out.joined, out.correct = (
+            self.count,
+            self.errors,
+            self.joined,
+            self.correct,
+        )
+        out.conf_sum, out.conf_n = self.conf_sum, self.conf_n
+        out.labels = dict(self.labels)
+        out.starts = set(self.starts)
+        out.processes = set(self.processes)
+        out.sketch = self.sketch.copy() if self.sketch is not None else None
+        return out
 
 
 def _store_after_fork(ref: weakref.ReferenceType[MonitorStore]) -> None:

@@ -19,15 +19,16 @@ monitor's accuracy windows are restored from that log (:meth:`ModelMonitor.resto
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
+from time import perf_counter, perf_counter_ns
 from typing import Any
 
 import numpy as np
 
-from leanml._predict import predict_with_confidence
+from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
+from leanml.monitor._read import CALLER_SAMPLE_EVERY
 from leanml.monitor.monitor import ModelMonitor
 
 __all__ = ["MonitoredEstimator", "monitored"]
@@ -56,6 +57,7 @@ class MonitoredEstimator:
         classes = getattr(estimator, "classes_", None)
         self._classes: list[Any] = [] if classes is None else list(np.asarray(classes).tolist())
         self._index = {c: i for i, c in enumerate(self._classes)}
+        self._bind(estimator)
         self.log: FeedbackLog | None = None
         store = monitor.store
         if store is not None:
@@ -64,6 +66,22 @@ class MonitoredEstimator:
             )
             self.log.register_space(self.ground_truth.prefix, monitor.name)
             monitor.restore(self.log)
+
+    def _bind(self, est: Any) -> None:
+        """Resolve once what every call needs: the model's one-pass methods (compact text
+        models), else its scoring method, the class array, the hot-path callables."""
+        self._labels = None if _classes_of(est) is None else np.asarray(_classes_of(est))
+        fused_one = getattr(est, "predict_fused_one", None)
+        fused = getattr(est, "predict_fused", None)
+        ok = self._labels is not None and callable(fused_one) and callable(fused)
+        self._fused_one = fused_one if ok else None
+        self._fused = fused if ok else None
+        self._proba_fn = getattr(est, "predict_proba", None)
+        self._decision_fn = getattr(est, "decision_function", None)
+        self._calls = 0
+        self._issue = self.ground_truth.issue
+        self._record = self.monitor.record
+        self._record_batch = self.monitor.record_batch
 
     def __getattr__(self, name: str) -> Any:
         if name in _OWN:
@@ -74,47 +92,108 @@ class MonitoredEstimator:
     def last_prediction_ids(self) -> list[str]:
         return getattr(self._local, "ids", [])
 
-    def _run(self, X: Any) -> tuple[np.ndarray, Any, list[str]]:
-        t0 = time.perf_counter()
-        est = self.estimator
+    def _one(self, X: Any) -> np.ndarray | None:
+        """The one-pass path of a single text (compact text models): its label array, or None
+        when ``X`` is not one text or the model has no such path."""
+        fused_one = self._fused_one
+        if fused_one is None or type(X) is not list or len(X) != 1 or type(X[0]) is not str:
+            return None
+        t0 = perf_counter()
         try:
-            if hasattr(est, "predict_proba") or hasattr(est, "decision_function"):
-                labels, conf, proba = predict_with_confidence(est, X)
+            k, conf, tokens, known = fused_one(X[0])
+        except Exception:
+            self.monitor.record_error(1)
+            raise
+        dt = perf_counter() - t0
+        labels: np.ndarray = self._labels  # type: ignore[assignment]  # set with fused_one
+        calls = self._calls = self._calls + 1
+        timed = not calls & _SAMPLE_MASK
+        if timed:
+            t1 = perf_counter_ns()
+        ids = self._issue(1, 0, k, conf)
+        self._record(
+            ids[0], labels[k], conf, dt, X[0] if self.record_inputs else None, tokens, known
+        )
+        self._local.ids = ids
+        if timed:
+            self._note(perf_counter_ns() - t1)
+        return labels[k : k + 1]
+
+    def _note(self, ns: int) -> None:
+        """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
+        st = self.monitor.state
+        st.caller_sampled_ns += ns
+        st.caller_samples += 1
+        st.caller_calls += _SAMPLE_MASK + 1
+
+    def _run(self, X: Any, want_proba: bool = False) -> tuple[np.ndarray, Any, list[str]]:
+        t0 = perf_counter()
+        counts = None
+        proba = None
+        try:
+            if self._fused is not None and _is_texts(X):
+                top, conf, proba, counts = self._fused(X, want_proba)
+                labels = self._labels[top]  # type: ignore[index]
+            elif self._proba_fn is not None or self._decision_fn is not None:
+                top, conf, proba = self._scores(X)
+                labels = self._labels[top] if self._labels is not None else top
             else:  # no scores (e.g. a regressor): labels only, confidence unknown (NaN)
-                labels = np.asarray(est.predict(X))
+                labels = np.asarray(self.estimator.predict(X))
                 conf = np.full(len(labels), np.nan)
-                proba = None
+                top = None
         except Exception:
             self.monitor.record_error(_len(X))
             raise
-        dt = time.perf_counter() - t0
+        dt = perf_counter() - t0
+        calls = self._calls = self._calls + 1
+        timed = not calls & _SAMPLE_MASK
+        if timed:
+            t1 = perf_counter_ns()
         n = len(labels)
         inputs = X if self.record_inputs and _is_texts(X) else None
-        m = self.monitor
-        index = self._index
-        if n == 1:
-            lab = labels[0]
-            i = index.get(lab)
-            ids = self.ground_truth.issue(1, 0, self._new_class(lab) if i is None else i, conf[0])
-            pid = ids[0]
-            m.record(pid, lab, float(conf[0]), dt, inputs[0] if inputs else None)
-        else:
+        if top is None or self._labels is None:  # the ring's index of each predicted value
             values = labels.tolist()
-            pred = [index.get(lab) for lab in values]
+            pred: Any = [self._index.get(lab) for lab in values]
             if None in pred:
                 new = self._new_class
                 pred = [new(v) if p is None else p for v, p in zip(values, pred, strict=True)]
-            ids = self.ground_truth.issue(n, 0, pred, conf)
-            m.record_batch(
+        else:
+            pred = top
+        if n == 1:
+            ids = self._issue(1, 0, int(pred[0]), float(conf[0]))
+            tok, known = (int(counts[0][0]), int(counts[1][0])) if counts is not None else (-1, 0)
+            self._record(
+                ids[0], labels[0], float(conf[0]), dt, inputs[0] if inputs else None, tok, known
+            )
+        else:
+            ids = self._issue(n, 0, pred, conf)
+            self._record_batch(
                 ids,
                 labels,
                 conf,
                 dt / n if n else 0.0,
                 list(inputs) if inputs is not None else None,
+                counts,
             )
         self._local.ids = ids
-        self._local.proba = proba
+        if timed:
+            self._note(perf_counter_ns() - t1)
         return labels, proba, ids
+
+    def _scores(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class indices, top-class probabilities, probabilities), as
+        :func:`leanml._predict.predict_top`, with the scoring method resolved at wrap time."""
+        if self._proba_fn is not None:
+            try:
+                proba = np.asarray(self._proba_fn(X))
+            except AttributeError:  # e.g. SGDClassifier(loss="hinge") has the name, refuses
+                if self._decision_fn is None:
+                    raise
+                proba = scores_to_proba(self._decision_fn(X))
+        else:
+            proba = scores_to_proba(self._decision_fn(X))  # type: ignore[misc]
+        top = proba.argmax(axis=1)
+        return top, proba[np.arange(len(top)), top], proba
 
     def _new_class(self, label: Any) -> int:
         """The ring's index of a predicted value the estimator has no ``classes_`` entry for
@@ -127,14 +206,18 @@ class MonitoredEstimator:
         return -1 if got is None else got
 
     def predict(self, X: Any) -> np.ndarray:
-        return self._run(X)[0]
+        one = self._one(X)
+        return one if one is not None else self._run(X)[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        if not hasattr(self.estimator, "predict_proba"):
+        if self._proba_fn is None:
             raise AttributeError(f"{type(self.estimator).__name__} has no predict_proba")
-        return self._run(X)[1]
+        return self._run(X, True)[1]
 
     def predict_with_ids(self, X: Any) -> tuple[np.ndarray, list[str]]:
+        one = self._one(X)
+        if one is not None:
+            return one, self._local.ids
         labels, _, ids = self._run(X)
         return labels, ids
 
@@ -207,8 +290,36 @@ class MonitoredEstimator:
 #: most distinct predicted values without a class (a regressor's) kept for the ground-truth join
 _MAX_VALUES = 1_000
 _OWN = frozenset(
-    ("estimator", "monitor", "ground_truth", "_local", "record_inputs", "_classes", "_index", "log")
+    (
+        "estimator",
+        "monitor",
+        "ground_truth",
+        "_local",
+        "record_inputs",
+        "_classes",
+        "_index",
+        "log",
+        "_labels",
+        "_fused_one",
+        "_fused",
+        "_proba_fn",
+        "_decision_fn",
+        "_issue",
+        "_record",
+        "_record_batch",
+        "_calls",
+    )
 )
+#: one wrapped call in CALLER_SAMPLE_EVERY times its own cost (the mask of a power of two)
+_SAMPLE_MASK = CALLER_SAMPLE_EVERY - 1
+
+
+def _classes_of(estimator: Any) -> Any:
+    """The estimator's ``classes_`` (None when it has none: a regressor, an unfitted model)."""
+    try:
+        return estimator.classes_
+    except AttributeError:
+        return None
 
 
 def _len(X: Any) -> int:
