@@ -79,6 +79,7 @@ CHANGEABLE_MONITORING = (
     "gc_idle_s",
     "max_oov_per_flush",
     "max_labels",
+    "overhead_budget",
 )
 
 #: Run-time bounds of the monitor's sizes and periods: a size allocates (rings of
@@ -139,6 +140,7 @@ def _monitoring_patch(monitor: MonitorConfig) -> dict[str, Any]:
         "sample_below_confidence": {**_SHARE, "type": ["number", "null"]},
         "store_inputs": {"enum": ["text", "redacted", "hash", "none"]},
         "calibration_tolerance": _SHARE,
+        "overhead_budget": _SHARE,
         "retention_max_age_s": {**_PERIOD, "type": ["number", "null"]},
         "retention_max_rows": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
         "retention_reclaim": {"enum": ["full", "plain", "none"]},
