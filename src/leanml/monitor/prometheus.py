@@ -252,6 +252,14 @@ def _drift_samples(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch
             o.sample("leanml_drift_samples", {**base, "score": k}, size)
 
 
+def _drift_needed(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+    name = "leanml_drift_interval_needed_samples"
+    o.family(name, "gauge", "Samples a drift score needs for a 95% interval (while it has none).")
+    d = st["drift"]
+    for k, why in ({} if d is None else d.get("no_interval") or {}).items():
+        o.sample(name, {**base, "score": k}, why["needed"])
+
+
 def _health(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
     o.family("leanml_model_health", "gauge", "0 healthy, 1 degraded, 2 unhealthy.")
     o.sample("leanml_model_health", base, _HEALTH[st["health"]])
@@ -312,6 +320,7 @@ _FAMILIES: list[_Family] = [
     _drift_lower,
     _drift_upper,
     _drift_samples,
+    _drift_needed,
     _health,
     _levels,
     _pending,
