@@ -18,17 +18,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
-
-from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from leanml._calibration import MAX_SHIFT_CLASSES, confusion_counts, fit_confidence_map
 from leanml._predict import predict_with_confidence

@@ -40,8 +40,8 @@ small-sample bias dominates and no bootstrap covers it (1% coverage measured on 
 intent model with 200-row windows). At zero drift a distance cannot be estimated without bias
 (the lower bound is then 0). A window without a ``class_psi`` interval says why in
 ``no_interval`` (``{"class_psi": {"reason", "n", "needed"}}``), and ``/metrics`` exports the
-samples it needs (``leanml_drift_interval_needed_samples``). The effective sample size of each score is its ``n`` /
-``confidence_n`` / ``input_length_n``.
+samples it needs (``leanml_drift_interval_needed_samples``). The effective sample size of
+each score is its ``n`` / ``confidence_n`` / ``input_length_n``.
 
 Costs: O(k) for classes, O(n log n) for KS over at most a few thousand values; the bootstrap
 O(B (k + n + m)) numpy work (15-30 ms for 200-2000 live vs 2000 reference values on the
