@@ -31,6 +31,7 @@ from sklearn.svm import LinearSVC
 
 from leanml._calibration import MAX_SHIFT_CLASSES, confusion_counts, fit_confidence_map
 from leanml._predict import predict_with_confidence
+from leanml._validation import check_number
 from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
 from leanml.errors import ParameterError
@@ -196,8 +197,15 @@ def train_model(
     *,
     dataset: Dataset | None = None,
     settings: Settings | None = None,
+    heldout_folds: int = 5,
 ) -> TrainedModel:
-    """Fit the demo pipeline for ``task`` and measure it on validation and test."""
+    """Fit the demo pipeline for ``task`` and measure it on validation and test.
+
+    ``heldout_folds``: folds of the out-of-fold predictions on the training split whose
+    confusion counts the calibration map pools (:func:`heldout_confusion`; the pipeline is
+    refitted that many times); 0: validation counts only."""
+    if heldout_folds != 0:
+        check_number(heldout_folds, "heldout_folds", "train_model", low=2, integer=True)
     dataset = dataset or load_dataset(task, settings=settings)
     pipeline = build_pipeline(estimator)
     started = time.perf_counter()
@@ -219,6 +227,15 @@ def train_model(
             pipeline,
             dataset.X_val,
             dataset.y_val,
-            heldout=heldout_confusion(build_pipeline(estimator), dataset.X_train, dataset.y_train),
+            heldout=(
+                heldout_confusion(
+                    build_pipeline(estimator),
+                    dataset.X_train,
+                    dataset.y_train,
+                    folds=heldout_folds,
+                )
+                if heldout_folds
+                else None
+            ),
         ),
     )
