@@ -115,9 +115,9 @@ def test_the_map_survives_a_save_and_load_through_the_manifest(tmp_path, tiny_pi
 @pytest.mark.parametrize("task", ["email", "intent", "sentiment"])
 def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task, data_dir):
     """Issue 18's targets on a demo model: the calibrated estimate within 2 points of the
-    realized test accuracy; over 200 seeded windows of 200 rows resampled from the test split
-    (real labels), the Wilson interval covers the split's accuracy and the estimate's interval
-    the window's realized accuracy in at least 90% of windows."""
+    realized test accuracy, within 3 under class-mix shift; over 200 seeded windows of 200
+    rows resampled from the test split (real labels), the Wilson interval covers the split's
+    accuracy and the estimate's interval the window's realized accuracy in >= 90% of them."""
     from leanml._intervals import wilson
     from leanml._predict import predict_with_confidence
     from leanml.training import train_model
@@ -139,6 +139,16 @@ def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task,
         _, elo, ehi = cmap.interval(p[idx])
         estimate_hits += elo <= ok[idx].mean() <= ehi
     assert wilson_hits / 200 >= 0.9 and estimate_hits / 200 >= 0.9
+    # class-mix shift: 5 seeded resamplings of the test split, Dirichlet(1) class weights,
+    # corrected as the monitor does: within 3 points (email's rare class needs the out-of-fold
+    # counts: 4.9 points off with the validation ones alone)
+    classes, codes = np.unique(np.asarray(data.y_test), return_inverse=True)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        weights = rng.dirichlet(np.ones(classes.size))[codes] / np.bincount(codes)[codes]
+        idx = rng.choice(ok.size, ok.size, p=weights / weights.sum())
+        adjusted = cmap.shift_adjusted(p[idx], labels[idx])
+        assert abs(adjusted.mean() - ok[idx].mean()) <= 0.03
 
 
 def _three_class_model(n: int, prior: list[float], seed: int):

@@ -19,8 +19,8 @@ Histogram.observe, about 870 ns per prediction here). Series, each labelled ``mo
   ``leanml_accuracy_upper`` (95%) and ``leanml_accuracy_samples``, ``leanml_calibration_gap``,
   ``leanml_drift_score{score}`` with ``leanml_drift_score_lower`` / ``_upper`` (95%, basic
   bootstrap), ``leanml_drift_samples`` and, for a score without an interval,
-  ``leanml_drift_interval_needed_samples`` (the samples it needs), ``leanml_model_health`` (0 healthy, 1 degraded,
-  2 unhealthy),
+  ``leanml_drift_interval_needed_samples`` (the samples it needs), ``leanml_model_health``
+  (0 healthy, 1 degraded, 2 unhealthy),
   ``leanml_alert_level{rule}`` (0 ok, 1 warning, 2 critical), ``leanml_pending_joins``,
   ``leanml_throughput_per_second``, ``leanml_process_resident_memory_bytes``.
 """
