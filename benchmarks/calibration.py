@@ -21,7 +21,8 @@ variants of each, and their confidence maps from the manifests. On each test spl
   sentiment model, 0.75 accurate, is truly below the generic 0.85 threshold);
 * ``drift_coverage``: the same 200 windows drawn from a class-shifted test split (Dirichlet(1)
   weights, seed 0): the share whose class-PSI and confidence-KS intervals (basic bootstrap)
-  cover the shifted population's score against the variant's reference.
+  cover the shifted population's score against the variant's reference (a window without a
+  class-PSI interval: the reason the detector gives, ``no_interval_reason``).
 
 Prints JSON (and writes it to ``--json``). No timing is measured.
 """
@@ -171,6 +172,7 @@ def _drift_coverage(
     true_ks = float(stats.ks_2samp(conf[population], detector.reference.confidences).statistic)
     hits = {"class_psi": 0, "confidence_ks": 0}
     given = {"class_psi": 0, "confidence_ks": 0}
+    why: dict[str, str] = {}
     for w in range(200):
         idx = np.random.default_rng(2000 + w).choice(population, 200)
         lab, cnt = np.unique(predicted[idx].astype(str), return_counts=True)
@@ -180,11 +182,14 @@ def _drift_coverage(
                 lo, hi = d["intervals"][key]
                 given[key] += 1
                 hits[key] += lo <= truth <= hi
+            elif key in d.get("no_interval", {}):
+                why[key] = d["no_interval"][key]["reason"]  # type: ignore[literal-required]
     return {
         "true_class_psi": round(true_psi, 4),
         "true_confidence_ks": round(true_ks, 4),
         **{k: (hits[k] / given[k] if given[k] else None) for k in hits},
         "windows_with_interval": given,
+        "no_interval_reason": why,
     }
 
 

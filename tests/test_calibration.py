@@ -115,9 +115,9 @@ def test_the_map_survives_a_save_and_load_through_the_manifest(tmp_path, tiny_pi
 @pytest.mark.parametrize("task", ["email", "intent", "sentiment"])
 def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task, data_dir):
     """Issue 18's targets on a demo model: the calibrated estimate within 2 points of the
-    realized test accuracy; over 200 seeded windows of 200 rows resampled from the test split
-    (real labels), the Wilson interval covers the split's accuracy and the estimate's interval
-    the window's realized accuracy in at least 90% of windows."""
+    realized test accuracy, within 3 under class-mix shift; over 200 seeded windows of 200
+    rows resampled from the test split (real labels), the Wilson interval covers the split's
+    accuracy and the estimate's interval the window's realized accuracy in >= 90% of them."""
     from leanml._intervals import wilson
     from leanml._predict import predict_with_confidence
     from leanml.training import train_model
@@ -139,6 +139,16 @@ def test_demo_models_estimate_and_interval_coverage_on_the_real_test_split(task,
         _, elo, ehi = cmap.interval(p[idx])
         estimate_hits += elo <= ok[idx].mean() <= ehi
     assert wilson_hits / 200 >= 0.9 and estimate_hits / 200 >= 0.9
+    # class-mix shift: 5 seeded resamplings of the test split, Dirichlet(1) class weights,
+    # corrected as the monitor does: within 3 points (email's rare class needs the out-of-fold
+    # counts: 4.9 points off with the validation ones alone)
+    classes, codes = np.unique(np.asarray(data.y_test), return_inverse=True)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        weights = rng.dirichlet(np.ones(classes.size))[codes] / np.bincount(codes)[codes]
+        idx = rng.choice(ok.size, ok.size, p=weights / weights.sum())
+        adjusted = cmap.shift_adjusted(p[idx], labels[idx])
+        assert abs(adjusted.mean() - ok[idx].mean()) <= 0.03
 
 
 def _three_class_model(n: int, prior: list[float], seed: int):
@@ -169,3 +179,57 @@ def test_the_class_mix_shift_correction_follows_the_prior():
     p3 = cmap.apply(conf3)
     assert abs(p3.mean() - ok3.mean()) > 0.1
     assert abs(back.shift_adjusted(p3, pred3).mean() - ok3.mean()) < 0.03
+
+
+def test_held_out_counts_pool_with_validation_and_survive_json():
+    """Validation alone (300 rows, ~30 of the weak class) against pooled with 3000 out-of-fold
+    rows, when the weak class comes to dominate: over 5 seeds the pool's shift-corrected
+    estimate is off by under 60% as much (mean absolute error; measured 0.071 -> 0.036);
+    the counts and their held-out share survive JSON."""
+    from leanml._calibration import confusion_counts
+
+    alone, pooled = [], []
+    for seed in range(5):
+        pred, true, conf, ok = _three_class_model(300, [0.45, 0.45, 0.1], 10 + seed)
+        hp, ht, _, _ = _three_class_model(3000, [0.45, 0.45, 0.1], 20 + seed)
+        held = confusion_counts(hp, ht, ["a", "b", "c"])
+        val = fit_confidence_map(conf, ok, predicted=pred, true=true)
+        cmap = fit_confidence_map(
+            conf, ok, predicted=pred, true=true, heldout=(["a", "b", "c"], held)
+        )
+        assert cmap.confusion.sum() == 3300 and cmap.n == 300
+        np.testing.assert_array_equal(cmap.confusion, val.confusion + held)
+        back = ConfidenceMap.from_dict(json.loads(json.dumps(cmap.to_dict())))
+        np.testing.assert_array_equal(back.heldout, held)
+        np.testing.assert_array_equal(back.confusion, cmap.confusion)
+        pred3, _, conf3, ok3 = _three_class_model(6000, [0.1, 0.1, 0.8], 30 + seed)
+        p3 = back.apply(conf3)
+        alone.append(abs(val.shift_adjusted(p3, pred3).mean() - ok3.mean()))
+        pooled.append(abs(back.shift_adjusted(p3, pred3).mean() - ok3.mean()))
+    assert np.mean(pooled) < 0.6 * np.mean(alone)
+    with pytest.raises(ParameterError, match="heldout"):
+        fit_confidence_map(conf, ok, predicted=pred, true=true, heldout=(["a"], held))
+
+
+def test_shrinkage_gives_an_unseen_error_pattern_to_a_small_class():
+    """A class seen 4 times, never mistaken in validation: without shrinkage a window full of it
+    would read 100% precise; the pseudo-rows lend it the others' error rate."""
+    from leanml._calibration import SHRINK_ROWS, _shrunk
+
+    c = np.array([[90.0, 10.0, 0.0], [10.0, 90.0, 0.0], [0.0, 0.0, 4.0]])
+    s = _shrunk(c)
+    np.testing.assert_allclose(s.sum(axis=0) - c.sum(axis=0), SHRINK_ROWS)
+    assert s[2, 2] / s[:, 2].sum() < 1.0 and s[0, 2] > 0 and s[1, 2] > 0
+    # a large class is barely moved
+    assert abs(s[0, 0] / s[:, 0].sum() - 0.9) < 0.01
+
+
+def test_held_out_confusion_of_the_training_split():
+    from leanml.training import build_pipeline, heldout_confusion
+
+    X = ["buy cheap pills now", "meeting notes attached", "win money fast", "lunch at noon"] * 10
+    y = ["spam", "ham", "spam", "ham"] * 10
+    classes, counts = heldout_confusion(build_pipeline(), X, y)
+    assert classes == ["ham", "spam"] and counts.sum() == len(X)
+    many = [f"c{i}" for i in range(25)] * 4
+    assert heldout_confusion(build_pipeline(), [f"text {v}" for v in many], many) is None

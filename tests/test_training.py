@@ -19,7 +19,7 @@ def test_unknown_estimator_is_a_clear_error():
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
 def test_every_estimator_trains_and_beats_chance(estimator, intents):
-    trained = train_model("intent", estimator, dataset=intents)
+    trained = train_model("intent", estimator, dataset=intents, heldout_folds=0)
     test = trained.metrics["test"]
     assert test["accuracy"] > 3 / len(intents.classes)  # well above chance for 20 intents
     predicted = trained.pipeline.predict(intents.X_test)
@@ -29,7 +29,7 @@ def test_every_estimator_trains_and_beats_chance(estimator, intents):
 
 
 def test_logreg_reference_describes_validation_predictions(intents):
-    trained = train_model("intent", dataset=intents)
+    trained = train_model("intent", dataset=intents, heldout_folds=0)
     ref = trained.reference
     assert ref["n"] == len(intents.X_val)
     assert sum(ref["class_counts"].values()) == len(intents.X_val)
@@ -53,3 +53,14 @@ def test_evaluate_per_class_matches_counts():
         "f1": 0.6667,
         "support": 1,
     }
+
+
+def test_out_of_fold_counts_join_the_calibration_map(intents):
+    """The 20-intent fixture (658 training rows): the map's confusion counts are the
+    validation ones plus one out-of-fold prediction per training row."""
+    trained = train_model("intent", "complementnb", dataset=intents, heldout_folds=3)
+    cal = trained.reference["calibration"]
+    assert sum(map(sum, cal["heldout_confusion"])) == len(intents.X_train)
+    assert sum(map(sum, cal["confusion"])) == len(intents.X_train) + len(intents.X_val)
+    with pytest.raises(ParameterError, match="heldout_folds"):
+        train_model("intent", "complementnb", dataset=intents, heldout_folds=1)

@@ -102,3 +102,22 @@ def test_an_original_handed_over_is_compressed_without_loading_it_again(
     registry.register("email", original.model, task="email")
     compress_registered(registry, "email", dataset=_dataset(X, y), original=original)
     assert [p.split("/")[-2:] for p in loads] == [["2", "original"]]
+
+
+def test_the_compact_map_pools_the_originals_out_of_fold_counts(
+    tmp_path, tiny_pipeline, tiny_texts
+):
+    """The original's reference carries out-of-fold counts: the compact variant's map keeps
+    them and adds its own validation counts (its own predictions)."""
+    from leanml.training import heldout_confusion, make_reference
+
+    X, y = tiny_texts
+    held = heldout_confusion(tiny_pipeline, X, y, folds=3)
+    assert held is not None
+    reg = ModelRegistry(tmp_path / "models")
+    reference = make_reference(tiny_pipeline, X, y, heldout=held)
+    reg.register("email", tiny_pipeline, task="email", extra={"reference": reference})
+    compress_registered(reg, "email", dataset=_dataset(X, y), confidence=None)
+    cal = reg.manifest("email", 1, "compact").extra["reference"]["calibration"]
+    assert cal["heldout_confusion"] == held[1].astype(int).tolist()
+    assert sum(map(sum, cal["confusion"])) == len(X) + held[1].sum()

@@ -63,7 +63,9 @@ __all__ = [
     "MAX_SHIFT_CLASSES",
     "METHODS",
     "SHIFT_P",
+    "SHRINK_ROWS",
     "ConfidenceMap",
+    "confusion_counts",
     "fit_confidence_map",
     "log_loss",
 ]
@@ -75,6 +77,8 @@ _EPS = 1e-4
 MAX_SHIFT_CLASSES = 20
 #: the chi-square p-value below which a window's class mix counts as shifted
 SHIFT_P = 0.001
+#: pseudo-rows per true class added to the confusion counts (shrinkage of small classes)
+SHRINK_ROWS = 5.0
 
 
 def log_loss(p: np.ndarray, correct: np.ndarray) -> float:
@@ -149,6 +153,28 @@ def _fit_isotonic(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(kx), np.asarray(ky)
 
 
+def _shrunk(confusion: np.ndarray, rows: float = SHRINK_ROWS) -> np.ndarray:
+    """Confusion counts [predicted][true] with ``rows`` pseudo-rows added to each true class:
+    correct at the overall accuracy, the errors spread as the overall errors are over the
+    predicted classes (other than the true one). A class seen 25 times keeps a trace of the
+    others' error pattern; one seen 200 times is barely moved."""
+    c = np.asarray(confusion, dtype=np.float64)
+    k = c.shape[0]
+    total = c.sum()
+    if k < 2 or total <= 0 or rows <= 0:
+        return c
+    acc = float(np.trace(c) / total)
+    errors = c.sum(axis=1) - np.diag(c)
+    prior = np.zeros_like(c)
+    for j in range(k):
+        e = errors.copy()
+        e[j] = 0.0
+        e = e / e.sum() if e.sum() > 0 else np.where(np.arange(k) == j, 0.0, 1.0 / (k - 1))
+        prior[:, j] = rows * (1 - acc) * e
+        prior[j, j] = rows * acc
+    return c + prior
+
+
 @dataclass
 class ConfidenceMap:
     """Top-class confidence -> P(correct) (see the module docstring)."""
@@ -166,6 +192,9 @@ class ConfidenceMap:
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     #: per class (as ``classes``): the mean mapped P(correct) of its validation predictions
     class_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: the share of ``confusion`` that came from out-of-fold predictions on the training split
+    #: (counts [predicted][true], as ``classes``; empty when only validation data was there)
+    heldout: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def shift_adjusted(self, p: np.ndarray, predicted: Any) -> np.ndarray:
         """P(correct) ``p`` of predictions of the classes ``predicted`` (labels), corrected for
@@ -180,7 +209,8 @@ class ConfidenceMap:
         codes = np.fromiter((index.get(c, -1) for c in pred), np.int64, pred.size)
         if (codes < 0).any():
             return p  # a class the validation split never predicted: no estimate of w
-        joint = self.confusion / self.confusion.sum()
+        counts = _shrunk(self.confusion)
+        joint = counts / counts.sum()
         val_pred = joint.sum(axis=1)
         live = np.bincount(codes, minlength=k).astype(np.float64)
         seen = val_pred > 0
@@ -244,6 +274,8 @@ class ConfidenceMap:
             out["classes"] = list(self.classes)
             out["confusion"] = self.confusion.astype(int).tolist()
             out["class_mean"] = [float(x) for x in self.class_mean]
+            if self.heldout.size:
+                out["heldout_confusion"] = self.heldout.astype(int).tolist()
         return out
 
     @classmethod
@@ -272,6 +304,7 @@ class ConfidenceMap:
                 [str(c) for c in d.get("classes", [])],
                 np.asarray(d.get("confusion", np.zeros((0, 0))), dtype=np.float64),
                 np.asarray(d.get("class_mean", []), dtype=np.float64),
+                np.asarray(d.get("heldout_confusion", np.zeros((0, 0))), dtype=np.float64),
             )
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"invalid confidence map: {exc}") from exc
@@ -280,6 +313,8 @@ class ConfidenceMap:
         k = len(out.classes)
         if k and out.confusion.shape != (k, k):
             raise ParameterError("a confidence map's confusion must be classes x classes")
+        if out.heldout.size and out.heldout.shape != (k, k):
+            raise ParameterError("a confidence map's heldout_confusion must be classes x classes")
         if method == "temperature" and not t > 0:
             raise ParameterError(f"a confidence map's temperature must be > 0, got {t}")
         return out
@@ -300,13 +335,16 @@ def fit_confidence_map(
     *,
     predicted: Any = None,
     true: Any = None,
+    heldout: tuple[Any, Any] | None = None,
     folds: int = 5,
     seed: int = 0,
 ) -> ConfidenceMap:
     """Fit the temperature and isotonic maps on validation predictions and keep the one with
     the lower out-of-fold log-loss (see the module docstring); given the ``predicted`` and
     ``true`` labels of a model with at most :data:`MAX_SHIFT_CLASSES` classes, keep their
-    confusion counts for the class-mix shift correction."""
+    confusion counts for the class-mix shift correction, pooled with ``heldout``: ``(classes,
+    counts [predicted][true])`` of more held-out predictions (out of fold on the training
+    split, :func:`leanml.training.heldout_confusion`)."""
     c = np.asarray(confidences, dtype=np.float64).ravel()
     y = np.asarray(correct, dtype=np.float64).ravel()
     if c.size == 0 or c.size != y.size:
@@ -333,19 +371,39 @@ def fit_confidence_map(
     if predicted is not None and true is not None:
         pred = np.asarray(predicted).astype(str)
         truth = np.asarray(true).astype(str)
-        classes = sorted(set(pred.tolist()) | set(truth.tolist()))
+        extra_classes: list[str] = []
+        extra = np.zeros((0, 0))
+        if heldout is not None:
+            extra_classes = [str(v) for v in heldout[0]]
+            extra = np.asarray(heldout[1], dtype=np.float64)
+            if extra.shape != (len(extra_classes), len(extra_classes)):
+                raise ParameterError(
+                    "The 'heldout' parameter of fit_confidence_map must be (classes, counts) "
+                    f"with classes x classes counts, got {extra.shape} for "
+                    f"{len(extra_classes)} classes instead."
+                )
+        classes = sorted(set(pred.tolist()) | set(truth.tolist()) | set(extra_classes))
         if len(classes) <= MAX_SHIFT_CLASSES and pred.size == c.size == truth.size:
-            index = {v: i for i, v in enumerate(classes)}
-            confusion = np.zeros((len(classes), len(classes)))
-            np.add.at(
-                confusion,
-                (np.array([index[v] for v in pred]), np.array([index[v] for v in truth])),
-                1,
-            )
-            codes = np.array([index[v] for v in pred])
+            confusion = confusion_counts(pred, truth, classes)
+            codes = np.array([classes.index(v) for v in pred])
+            if extra.size:
+                at = np.array([classes.index(v) for v in extra_classes])
+                out.heldout = np.zeros((len(classes), len(classes)))
+                out.heldout[np.ix_(at, at)] = extra
+                confusion = confusion + out.heldout
             mapped = out.apply(c)
             sums = np.bincount(codes, weights=mapped, minlength=len(classes))
             counts = np.bincount(codes, minlength=len(classes))
             out.classes, out.confusion = classes, confusion
             out.class_mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.5)
+    return out
+
+
+def confusion_counts(predicted: Any, true: Any, classes: list[str]) -> np.ndarray:
+    """Counts [predicted][true] of the label pairs (as str), rows and columns as ``classes``."""
+    index = {v: i for i, v in enumerate(classes)}
+    pred = np.asarray(predicted).astype(str)
+    truth = np.asarray(true).astype(str)
+    out = np.zeros((len(classes), len(classes)))
+    np.add.at(out, (np.array([index[v] for v in pred]), np.array([index[v] for v in truth])), 1)
     return out

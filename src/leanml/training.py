@@ -5,7 +5,9 @@ macro-F1 and per-class precision / recall / F1 on the validation and test splits
 the validation predictions' class counts, a sample of their confidences and of the input
 lengths, and the out-of-vocabulary rate: the *reference* that drift monitoring compares live
 traffic against, stored in the model's manifest, with the map from confidence to P(correct)
-fitted on the validation split that the monitor's accuracy estimate uses.
+fitted on the validation split that the monitor's accuracy estimate uses. For models with at
+most 20 classes the map's confusion counts (class-mix shift correction) also pool out-of-fold
+predictions on the training split (5 stratified folds, the pipeline refitted per fold).
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from leanml._calibration import fit_confidence_map
+from leanml._calibration import MAX_SHIFT_CLASSES, confusion_counts, fit_confidence_map
 from leanml._predict import predict_with_confidence
+from leanml._validation import check_number
 from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
 from leanml.errors import ParameterError
@@ -36,6 +41,7 @@ __all__ = [
     "TrainedModel",
     "build_pipeline",
     "evaluate",
+    "heldout_confusion",
     "make_reference",
     "oov_rate",
     "train_model",
@@ -117,12 +123,39 @@ def oov_rate(model: Any, texts: Sequence[str]) -> float | None:
     return float(np.mean(rates)) if rates else 0.0
 
 
+def heldout_confusion(
+    pipeline: Any, X_train: Sequence[str], y_train: Any, *, folds: int = 5, seed: int = 0
+) -> tuple[list[str], np.ndarray] | None:
+    """``(classes, counts [predicted][true])`` of out-of-fold predictions on the training split:
+    ``pipeline`` (unfitted, or a fitted one: it is cloned) refitted on ``folds - 1`` stratified
+    folds predicts the remaining one. More held-out predictions for the confusion counts of the
+    class-mix shift correction than the validation split has (email's rarest class: 25
+    validation rows, 175 training rows). None for models with more than
+    :data:`~leanml._calibration.MAX_SHIFT_CLASSES` classes (no correction) or a class with
+    fewer than 2 training rows."""
+    y = np.asarray(y_train)
+    classes, counts = np.unique(y, return_counts=True)
+    k = min(folds, int(counts.min())) if counts.size else 0
+    if not 2 <= classes.size <= MAX_SHIFT_CLASSES or k < 2:
+        return None
+    cv = StratifiedKFold(k, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(clone(pipeline), list(X_train), y, cv=cv)
+    names = [str(c) for c in classes]
+    return names, confusion_counts(predicted, y, names)
+
+
 def make_reference(
-    model: Any, X_val: Sequence[str], y_val: Any = None, *, seed: int = 0
+    model: Any,
+    X_val: Sequence[str],
+    y_val: Any = None,
+    *,
+    heldout: tuple[Any, Any] | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The drift reference: the validation predictions' class mix and confidence sample, and,
     given the validation labels ``y_val``, the confidence -> P(correct) map fitted on them
-    (:func:`~leanml._calibration.fit_confidence_map`) that the monitor's estimate uses."""
+    (:func:`~leanml._calibration.fit_confidence_map`) that the monitor's estimate uses, its
+    confusion counts pooled with ``heldout`` (:func:`heldout_confusion`)."""
     labels, confidences, _ = predict_with_confidence(model, X_val)
     values, counts = np.unique(labels, return_counts=True)
     rng = np.random.default_rng(seed)
@@ -143,7 +176,7 @@ def make_reference(
             )
         correct = np.asarray([str(a) == str(b) for a, b in zip(labels, y, strict=True)])
         reference["calibration"] = fit_confidence_map(
-            confidences, correct, predicted=labels, true=y, seed=seed
+            confidences, correct, predicted=labels, true=y, heldout=heldout, seed=seed
         ).to_dict()
     return reference
 
@@ -164,8 +197,15 @@ def train_model(
     *,
     dataset: Dataset | None = None,
     settings: Settings | None = None,
+    heldout_folds: int = 5,
 ) -> TrainedModel:
-    """Fit the demo pipeline for ``task`` and measure it on validation and test."""
+    """Fit the demo pipeline for ``task`` and measure it on validation and test.
+
+    ``heldout_folds``: folds of the out-of-fold predictions on the training split whose
+    confusion counts the calibration map pools (:func:`heldout_confusion`; the pipeline is
+    refitted that many times); 0: validation counts only."""
+    if heldout_folds != 0:
+        check_number(heldout_folds, "heldout_folds", "train_model", low=2, integer=True)
     dataset = dataset or load_dataset(task, settings=settings)
     pipeline = build_pipeline(estimator)
     started = time.perf_counter()
@@ -183,5 +223,19 @@ def train_model(
         pipeline=pipeline,
         dataset=dataset,
         metrics=metrics,
-        reference=make_reference(pipeline, dataset.X_val, dataset.y_val),
+        reference=make_reference(
+            pipeline,
+            dataset.X_val,
+            dataset.y_val,
+            heldout=(
+                heldout_confusion(
+                    build_pipeline(estimator),
+                    dataset.X_train,
+                    dataset.y_train,
+                    folds=heldout_folds,
+                )
+                if heldout_folds
+                else None
+            ),
+        ),
     )

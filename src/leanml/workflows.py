@@ -280,8 +280,10 @@ def compress_registered(
     if to_store is not None:
         # The compact model's confidences differ a little from the original's: drift monitoring
         # of the compact variant compares against its own validation predictions, and its
-        # confidence -> P(correct) map is fitted on its own confidences.
-        reference = make_reference(to_store, X_val, y_val)
+        # confidence -> P(correct) map is fitted on its own confidences. Its confusion counts
+        # pool its own validation predictions with the original's out-of-fold ones on the
+        # training split (>= 99% agreement: the pipeline's held-out behaviour), if it has them.
+        reference = make_reference(to_store, X_val, y_val, heldout=_heldout_of(manifest))
         stored = registry.register(
             name,
             to_store,
@@ -298,6 +300,14 @@ def compress_registered(
     if activate and result.compressed:
         registry.set_active_variant(name, "compact")
     return row
+
+
+def _heldout_of(manifest: Any) -> tuple[list[str], Any] | None:
+    """The out-of-fold confusion counts kept in an original's confidence map, if any."""
+    cal = (manifest.extra.get("reference") or {}).get("calibration") or {}
+    if not cal.get("heldout_confusion") or not cal.get("classes"):
+        return None
+    return list(cal["classes"]), cal["heldout_confusion"]
 
 
 def _is_original_of(

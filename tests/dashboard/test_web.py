@@ -239,6 +239,16 @@ def test_model_entry_carries_the_drift_intervals_and_samples():
     m = model_entry("email", stats)
     assert m["drift_intervals"] == {"class_psi": [0.12, 0.3], "confidence_ks": [0.1, 0.2]}
     assert (m["drift_n"], m["confidence_n"]) == (400, 380)
+    assert m["drift_needed"] == {}
+
+
+def test_model_entry_says_what_a_class_psi_without_interval_needs():
+    why = {"reason": "n too small", "n": 200, "needed": 750}
+    stats = {
+        "drift": {"n": 200, "class_psi": 0.7, "intervals": {}, "no_interval": {"class_psi": why}}
+    }
+    m = model_entry("intent", stats)
+    assert m["drift_intervals"] == {} and m["drift_needed"] == {"class_psi": 750}
 
 
 def test_monitor_provider_over_real_monitors_and_store(tmp_path, tiny_pipeline, tiny_texts):

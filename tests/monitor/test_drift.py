@@ -150,5 +150,7 @@ def test_no_psi_interval_below_five_predictions_per_reference_class() -> None:
     det = DriftDetector({"class_counts": {str(i): 10 for i in range(150)}})
     thin = det.score({str(i): 1 for i in range(200)}, None)
     assert thin["class_psi"] is not None and "class_psi" not in thin["intervals"]
+    why = thin["no_interval"]["class_psi"]
+    assert (why["n"], why["needed"]) == (200, 750) and "n too small" in why["reason"]
     thick = det.score({str(i): 5 for i in range(150)}, None)
-    assert "class_psi" in thick["intervals"]
+    assert "class_psi" in thick["intervals"] and "no_interval" not in thick

@@ -93,3 +93,26 @@ def test_empty_monitor_renders(clock) -> None:
     fam = _families(m.prometheus_text())
     assert "leanml_prediction_latency_seconds" in fam
     m.close()
+
+
+def test_a_class_psi_without_interval_exports_the_samples_it_needs(clock) -> None:
+    """150 reference classes, 200 predictions: no class_psi interval (< 5 per class), said in
+    stats() and as leanml_drift_interval_needed_samples (750)."""
+    ref = {"class_counts": {f"c{i}": 10 for i in range(150)}, "confidences": [0.5, 0.9]}
+    m = ModelMonitor("intent", clock=clock, start=False, sinks=[], reference=ref)
+    m.record_batch([f"i{i}" for i in range(200)], [f"c{i % 150}" for i in range(200)],
+                   np.full(200, 0.6), np.full(200, 0.001))  # fmt: skip
+    clock.advance(1)
+    m.flush()
+    drift = m.stats()["drift"]
+    assert drift is not None and "class_psi" not in drift["intervals"]
+    assert drift["no_interval"]["class_psi"]["needed"] == 750  # type: ignore[typeddict-item]
+    samples = {
+        (s.name, s.labels.get("score")): s.value
+        for f in _families(m.prometheus_text()).values()
+        for s in f.samples
+    }
+    assert samples[("leanml_drift_interval_needed_samples", "class_psi")] == 750
+    assert ("leanml_drift_score_lower", "class_psi") not in samples
+    assert ("leanml_drift_score_lower", "confidence_ks") in samples
+    m.close()

@@ -132,8 +132,8 @@ def running(*args: object, **kw: object) -> Iterator[Server]:
 def intent_models() -> tuple[Any, Any]:
     """Two intent models: logistic regression and ComplementNB (trained once per session)."""
     ds = load_email_intents()
-    return train_model("intent", "logreg", dataset=ds), train_model(
-        "intent", "complementnb", dataset=ds
+    return train_model("intent", "logreg", dataset=ds, heldout_folds=0), train_model(
+        "intent", "complementnb", dataset=ds, heldout_folds=0
     )
 
 

@@ -71,9 +71,11 @@ JS = r"""
     if (v === null || v === undefined || Number.isNaN(v)) return "-";
     return Number(v).toFixed(digits) + (unit || "");
   }
-  function band(intervals, key) {  // " [lo, hi]" of a 95% interval, "" without one
+  function band(intervals, key, needed) {  // " [lo, hi]" of a 95% interval, or why none
     const b = (intervals || {})[key];
-    return b && b[0] !== null && b[1] !== null ? ` [${fmt(b[0], 3)}, ${fmt(b[1], 3)}]` : "";
+    if (b && b[0] !== null && b[1] !== null) return ` [${fmt(b[0], 3)}, ${fmt(b[1], 3)}]`;
+    const n = (needed || {})[key];
+    return n ? ` [no interval: n < ${n}]` : "";
   }
   function ms(v) { return v === null || v === undefined ? "-" : (v * 1000).toFixed(2) + " ms"; }
   function clock(t) { return new Date(t * 1000).toISOString().slice(11, 19); }
@@ -156,7 +158,8 @@ JS = r"""
           ` (n=${m.estimated_n ?? "-"}` +
           (m.estimated_method ? `, ${m.estimated_method} map)` : ")"))],
       ["drift: class PSI / confidence KS (95%)",
-        `${fmt(m.class_psi, 3)}${band(m.drift_intervals, "class_psi")} (n=${m.drift_n ?? "-"}) / ` +
+        `${fmt(m.class_psi, 3)}${band(m.drift_intervals, "class_psi", m.drift_needed)} ` +
+        `(n=${m.drift_n ?? "-"}) / ` +
         `${fmt(m.confidence_ks, 3)}${band(m.drift_intervals, "confidence_ks")} ` +
         `(n=${m.confidence_n ?? "-"})`],
       ["error rate", m.error_rate === null ? "-" : fmt(100 * m.error_rate, 2, "%")],

@@ -243,6 +243,12 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in (drift.get("intervals") or {}).items()
             if isinstance(v, list | tuple) and len(v) == 2
         },
+        # a score without an interval: the samples it needs for one (class PSI, n too small)
+        "drift_needed": {
+            str(k): _num(v.get("needed"))
+            for k, v in (drift.get("no_interval") or {}).items()
+            if isinstance(v, dict)
+        },
         "drift_n": _num(drift.get("n")),
         "confidence_n": _num(drift.get("confidence_n")),
         "error_rate": _num(st.get("error_rate")),

@@ -38,8 +38,10 @@ tested on shifted populations (``tests/monitor/test_drift.py``; on the demo data
 least 5 predictions per reference class (the chi-square rule of thumb): below that the PSI's
 small-sample bias dominates and no bootstrap covers it (1% coverage measured on the 150-class
 intent model with 200-row windows). At zero drift a distance cannot be estimated without bias
-(the lower bound is then 0). The effective sample size of each score is its ``n`` /
-``confidence_n`` / ``input_length_n``.
+(the lower bound is then 0). A window without a ``class_psi`` interval says why in
+``no_interval`` (``{"class_psi": {"reason", "n", "needed"}}``), and ``/metrics`` exports the
+samples it needs (``leanml_drift_interval_needed_samples``). The effective sample size of
+each score is its ``n`` / ``confidence_n`` / ``input_length_n``.
 
 Costs: O(k) for classes, O(n log n) for KS over at most a few thousand values; the bootstrap
 O(B (k + n + m)) numpy work (15-30 ms for 200-2000 live vs 2000 reference values on the
@@ -64,6 +66,8 @@ __all__ = [
     "DRIFT_SCORES",
     "DriftDetector",
     "DriftScores",
+    "NoInterval",
+    "PSI_MIN_PER_CLASS",
     "Reference",
     "oov_rate",
     "oov_rates",
@@ -79,6 +83,8 @@ DRIFT_SCORES: Final = ("class_psi", "class_chi2", "confidence_ks", "input_length
 
 #: bootstrap replicates behind each drift score's interval (see the module docstring)
 BOOTSTRAP_REPLICATES: Final = 200
+#: predictions per reference class a window needs before ``class_psi`` gets an interval
+PSI_MIN_PER_CLASS: Final = 5
 
 
 class _ClassScores(TypedDict):
@@ -102,6 +108,16 @@ class DriftScores(_ClassScores):
     oov_delta: float | None
     #: score -> [lower, upper] 95% (basic bootstrap, see the module docstring)
     intervals: NotRequired[dict[str, list[float]]]
+    #: score -> why it has no interval, and the samples it needs for one (class_psi only)
+    no_interval: NotRequired[dict[str, NoInterval]]
+
+
+class NoInterval(TypedDict):
+    """Why a drift score has no interval: ``reason``, and ``needed`` samples for one."""
+
+    reason: str
+    n: int
+    needed: int
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, eps: float = _EPS) -> float:
@@ -245,11 +261,23 @@ class DriftDetector:
             o = oov[~np.isnan(oov)]
             rate = float(o.mean()) if o.size else None
         intervals: dict[str, list[float]] = {}
+        none: dict[str, NoInterval] = {}
         if bootstrap:
             rng = np.random.default_rng(seed)
-            thick = sum(class_counts.values()) >= 5 * len(ref.class_counts)
-            if classes["class_psi"] is not None and thick:
+            n = int(sum(class_counts.values()))
+            needed = PSI_MIN_PER_CLASS * len(ref.class_counts)
+            if classes["class_psi"] is not None and n >= needed:
                 intervals["class_psi"] = self._psi_interval(class_counts, bootstrap, rng)
+            elif classes["class_psi"] is not None:
+                none["class_psi"] = {
+                    "reason": (
+                        f"n too small: {n} predictions < {PSI_MIN_PER_CLASS} per class x "
+                        f"{len(ref.class_counts)} classes = {needed}; below that the PSI's "
+                        "small-sample bias is larger than any bootstrap interval covers"
+                    ),
+                    "n": n,
+                    "needed": needed,
+                }
             if conf_ks is not None and confidences is not None:
                 intervals["confidence_ks"] = _ks_interval(
                     confidences, ref.confidences, conf_ks, bootstrap, rng
@@ -260,6 +288,7 @@ class DriftDetector:
                 )
         return {
             "intervals": intervals,
+            **({"no_interval": none} if none else {}),  # type: ignore[typeddict-item]
             "n": int(sum(class_counts.values())),
             "class_psi": classes["class_psi"],
             "class_chi2": classes["class_chi2"],

@@ -18,8 +18,9 @@ Histogram.observe, about 870 ns per prediction here). Series, each labelled ``mo
 * gauges: ``leanml_accuracy{kind=realized|estimated}`` with ``leanml_accuracy_lower`` /
   ``leanml_accuracy_upper`` (95%) and ``leanml_accuracy_samples``, ``leanml_calibration_gap``,
   ``leanml_drift_score{score}`` with ``leanml_drift_score_lower`` / ``_upper`` (95%, basic
-  bootstrap) and ``leanml_drift_samples``, ``leanml_model_health`` (0 healthy, 1 degraded,
-  2 unhealthy),
+  bootstrap), ``leanml_drift_samples`` and, for a score without an interval,
+  ``leanml_drift_interval_needed_samples`` (the samples it needs), ``leanml_model_health``
+  (0 healthy, 1 degraded, 2 unhealthy),
   ``leanml_alert_level{rule}`` (0 ok, 1 warning, 2 critical), ``leanml_pending_joins``,
   ``leanml_throughput_per_second``, ``leanml_process_resident_memory_bytes``.
 """
@@ -252,6 +253,14 @@ def _drift_samples(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch
             o.sample("leanml_drift_samples", {**base, "score": k}, size)
 
 
+def _drift_needed(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
+    name = "leanml_drift_interval_needed_samples"
+    o.family(name, "gauge", "Samples a drift score needs for a 95% interval (while it has none).")
+    d = st["drift"]
+    for k, why in ({} if d is None else d.get("no_interval") or {}).items():
+        o.sample(name, {**base, "score": k}, why["needed"])
+
+
 def _health(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:
     o.family("leanml_model_health", "gauge", "0 healthy, 1 degraded, 2 unhealthy.")
     o.sample("leanml_model_health", base, _HEALTH[st["health"]])
@@ -312,6 +321,7 @@ _FAMILIES: list[_Family] = [
     _drift_lower,
     _drift_upper,
     _drift_samples,
+    _drift_needed,
     _health,
     _levels,
     _pending,
