@@ -64,3 +64,12 @@ def test_out_of_fold_counts_join_the_calibration_map(intents):
     assert sum(map(sum, cal["confusion"])) == len(intents.X_train) + len(intents.X_val)
     with pytest.raises(ParameterError, match="heldout_folds"):
         train_model("intent", "complementnb", dataset=intents, heldout_folds=1)
+
+
+def test_out_of_fold_counts_only_when_the_validation_split_is_thin_for_a_class() -> None:
+    from leanml.training import HELDOUT_BELOW, _thin_validation
+
+    enough = ["a"] * HELDOUT_BELOW + ["b"] * HELDOUT_BELOW
+    assert not _thin_validation(enough, ["a", "b"])
+    assert _thin_validation(enough[:-1], ["a", "b"])  # b: one row short
+    assert _thin_validation(["a"] * 500, ["a", "b"])  # b missing from validation
