@@ -313,7 +313,10 @@ def error_response(
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # a set's order: sorted, so the header is stable
+        headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+    return error_response(exc.status_code, str(exc.detail), headers=headers)
 
 
 #: Starlette's own 404/405 (with its ``Allow`` header) as JSON errors.
