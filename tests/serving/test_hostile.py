@@ -303,10 +303,46 @@ def _framing() -> list[Case]:
             head_only + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(*([b"a" * 8192] * 10)),
             "413",
         ),
+        # a chunk announced past the body limit (64 KiB): 413 at once, not the body timeout
         case(
             "chunked-huge-declared-chunk",
             head_only + b"Transfer-Encoding: chunked\r\n\r\nffffffffff\r\naaaa",
-            "408",  # the size is only a promise: the body timeout ends it
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-second-chunk-past-limit",
+            head_only + b"Transfer-Encoding: chunked\r\n\r\n" + b"a\r\n0123456789\r\nfffff\r\nab",
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-announced-in-parts",
+            (
+                head_only + b"Transfer-Encoding: chunked\r\n",
+                b"\r\n1000",
+                b"1;ext=1\r\n{",  # 0x10001: one byte past the limit
+            ),
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-past-limit-pipelined",
+            post(PREDICT, OK_BODY)
+            + head_only
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunked(OK_BODY)
+            + head_only
+            + b"Transfer-Encoding: chunked\r\n\r\n10001\r\n{",
+            "2xx",
+            "2xx",
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-past-limit-on-get",
+            req("GET", "/health", headers={"Transfer-Encoding": "chunked"}) + b"fffffff\r\n",
+            "413",
             closes=True,
         ),
         case(
