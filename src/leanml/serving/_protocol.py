@@ -202,12 +202,12 @@ def _head_end(tail: bytes, data: bytes) -> int:
     """The offset in ``data`` just past the first blank line (``tail``: the bytes before
     ``data``), 0 when there is none."""
     joined = tail + data
-    ends = [
-        k + len(mark) - len(tail)
-        for mark in (b"\r\n\r\n", b"\n\n")
-        if (k := joined.find(mark)) >= 0
-    ]
-    return max(min(ends), 0) if ends else 0
+    k = joined.find(b"\r\n\r\n")
+    end = k + 4 if k >= 0 else -1
+    j = joined.find(b"\n\n", 0, k + 2 if k >= 0 else len(joined))  # bare-LF lines, if any
+    if j >= 0:
+        end = j + 2
+    return max(end - len(tail), 0) if end >= 0 else 0
 
 
 def _declared_length(scope: Any) -> int:
