@@ -64,9 +64,13 @@ def main() -> None:
     whole: list[float] = []
     parts: list[float] = []
     for i in range(reps):
-        for fn, out in ((_whole, whole), (_parts, parts)) if i % 2 == 0 else (
-            (_parts, parts),
-            (_whole, whole),
+        for fn, out in (
+            ((_whole, whole), (_parts, parts))
+            if i % 2 == 0
+            else (
+                (_parts, parts),
+                (_whole, whole),
+            )
         ):
             out.append(fn(n) / n * 1e6)
     w, p = sorted(whole)[reps // 2], sorted(parts)[reps // 2]

@@ -14,7 +14,8 @@ __all__ = ["define_tables"]
 
 def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
     """snapshots, predictions, labels, resources, alerts and erasures, and the ground-truth
-    log's feedback and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named with prefix ``p``."""
+    log's feedback and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named
+    with prefix ``p``."""
     t = SimpleNamespace()
     t.snapshots = sa.Table(
         f"{p}snapshots",

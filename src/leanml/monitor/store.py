@@ -279,8 +279,9 @@ class MonitorStore:
         if befores:
             conds.append(t.c.ts < max(befores))
         return sum(
-            conn.execute(t.update().where(c, held).values(input_text=None, input_hash=None))
-            .rowcount
+            conn.execute(
+                t.update().where(c, held).values(input_text=None, input_hash=None)
+            ).rowcount
             for c in conds
         )
 
