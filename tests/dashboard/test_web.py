@@ -153,6 +153,29 @@ def test_admin_switch_needs_the_bearer_token():
         assert r.status_code == 403 and c.get("/dashboard/data.json").json()["admin"] is False
 
 
+def test_every_error_answer_is_json():
+    """The dashboard's own 404s and 405s, and the switch's refusals, are JSON errors (#20)."""
+    with client(FakeProvider()) as c:
+        for method, path, status in (
+            ("GET", "/dashboard/nope", 404),
+            ("GET", "/dashboard/%2e%2e/config.py", 404),
+            ("GET", "/dashboard/static/x.js", 404),
+            ("GET", "/dashboard/variant", 405),
+            ("DELETE", "/dashboard/data.json", 405),
+            ("POST", "/dashboard/", 405),
+            ("POST", "/dashboard/variant", 401),
+        ):
+            r = c.request(method, path, json={"model": EVIL, "variant": "original"})
+            assert r.status_code == status, (method, path, r.text)
+            assert r.headers["content-type"] == "application/json", (path, r.text)
+            body = r.json()
+            assert body["error"] and body["detail"] is not None and "field" in body, body
+            if status == 405:
+                assert "GET" in r.headers["allow"] or "POST" in r.headers["allow"]
+        r = c.post("/dashboard/variant", content=b"{", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 422 and r.json()["field"] == "body"
+
+
 def test_async_switch_callbacks_are_awaited():
     class AsyncProvider(FakeProvider):
         def switch_variant(self, name, variant):

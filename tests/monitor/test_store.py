@@ -235,6 +235,57 @@ def test_erase_details_postgres(pg_url: str, table_prefix: str, clock) -> None: 
         store.close()
 
 
+def _row(pid: str, ts: float, proc: str) -> tuple:
+    return (pid, ts, "m", "1", "original", proc, "a", 0.9, 0.001, f"text of {pid}", "h" * 64, "s")
+
+
+def _erase_across_case(url: str, prefix: str) -> None:
+    """An erasure recorded by one process applies to detail rows another process writes after
+    it (queued before it: issue #20), by id and by cut-off; rows outside it keep their text."""
+    a = MonitorStore(url, table_prefix=prefix, process_id="A")
+    b = MonitorStore(url, table_prefix=prefix, process_id="B")
+    try:
+        now = 1_000_000.0
+        b.write(predictions=[_row("b-0", now, "B")])  # b has looked at the erasures once
+        assert a.erase_details(ids=["q-1"], before=now + 10) == 1  # b-0 (made before the cut)
+        b.write(  # queued by b before the erasure, written after it
+            predictions=[_row("q-1", now + 20, "B"), _row("q-2", now + 5, "B")]
+            + [_row("q-3", now + 20, "B")]
+        )
+        b.write(predictions=[_row("q-4", now + 1, "B"), _row("q-5", now + 30, "B")])  # known
+        c = MonitorStore(url, table_prefix=prefix, process_id="C")  # opened after the erasure
+        try:
+            c.write(predictions=[_row("q-1", now + 40, "C"), _row("q-6", now + 40, "C")])
+        finally:
+            c.close()
+        rows = a.read_table("predictions")
+        texts = {(r["prediction_id"], r["process"]): r["input_text"] for r in rows}
+        hashes = {(r["prediction_id"], r["process"]): r["input_hash"] for r in rows}
+        blank = {k for k in texts if texts[k] is None and hashes[k] is None}
+        assert blank == {("b-0", "B"), ("q-1", "B"), ("q-2", "B"), ("q-4", "B"), ("q-1", "C")}
+        assert all(texts[k] for k in texts if k not in blank)  # q-3, q-5, q-6 keep theirs
+        assert len(rows) == 8  # every row is stored: only its text and hash go
+    finally:
+        a.close()
+        b.close()
+
+
+def test_erase_applies_to_rows_other_processes_write_later_sqlite(tmp_path: Path) -> None:
+    _erase_across_case(f"sqlite:///{tmp_path / 'across.db'}", "leanml_")
+
+
+@pytest.mark.postgres
+def test_erase_applies_to_rows_other_processes_write_later_postgres(
+    pg_url: str, table_prefix: str
+) -> None:
+    try:
+        _erase_across_case(pg_url, table_prefix)
+    finally:
+        store = MonitorStore(pg_url, table_prefix=table_prefix)
+        store.drop_all()
+        store.close()
+
+
 def test_lifetime_merge_is_incremental_and_equals_a_full_merge(tmp_path: Path) -> None:
     import leanml.monitor.store as store_mod
     from leanml.monitor.window import Window

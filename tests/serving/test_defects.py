@@ -223,13 +223,38 @@ def test_405_carries_allow(server: Server) -> None:
     with server.client() as c:
         for method, path, allow in (
             ("GET", P, "POST"),
-            ("DELETE", "/v1/models/intent", "GET"),
-            ("POST", "/metrics", "GET"),
+            ("DELETE", "/v1/models/intent", "GET, HEAD"),
+            ("POST", "/metrics", "GET, HEAD"),
+            ("HEAD", P, "POST"),
             ("GET", "/v2/models/intent/infer", "POST"),
         ):
             r = c.request(method, path)
             assert r.status_code == 405 and r.headers["allow"] == allow, (method, path)
-            assert r.json()["error"] in ("method_not_allowed", "Method Not Allowed")  # V2: text
+            if method != "HEAD":
+                assert r.json()["error"] in ("method_not_allowed", "Method Not Allowed")  # V2
+
+
+def test_head_answers_like_get_without_a_body(server: Server) -> None:
+    """HTTP requires HEAD wherever GET is: same status and headers, no body (#20)."""
+    with server.client() as c:
+        for path in (
+            "/health",
+            "/metrics",
+            "/v1/models",
+            "/v1/models/intent",
+            "/v1/models/intent/stats",
+            "/v2/health/ready",
+            "/v2/models/intent",
+            "/openapi.json",
+            "/v1/models/nope",
+        ):
+            get, head = c.get(path), c.head(path)
+            assert head.status_code == get.status_code, (path, head.status_code)
+            assert head.content == b"", path
+            assert head.headers["content-type"] == get.headers["content-type"], path
+            if path in ("/v1/models", "/openapi.json"):  # a fixed body: the same length
+                assert head.headers["content-length"] == get.headers["content-length"], path
+        assert c.get("/health").status_code == 200  # the connection is still usable
 
 
 def test_v2_health_and_readiness_have_json_bodies(server: Server) -> None:

@@ -303,10 +303,46 @@ def _framing() -> list[Case]:
             head_only + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(*([b"a" * 8192] * 10)),
             "413",
         ),
+        # a chunk announced past the body limit (64 KiB): 413 at once, not the body timeout
         case(
             "chunked-huge-declared-chunk",
             head_only + b"Transfer-Encoding: chunked\r\n\r\nffffffffff\r\naaaa",
-            "408",  # the size is only a promise: the body timeout ends it
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-second-chunk-past-limit",
+            head_only + b"Transfer-Encoding: chunked\r\n\r\n" + b"a\r\n0123456789\r\nfffff\r\nab",
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-announced-in-parts",
+            (
+                head_only + b"Transfer-Encoding: chunked\r\n",
+                b"\r\n1000",
+                b"1;ext=1\r\n{",  # 0x10001: one byte past the limit
+            ),
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-past-limit-pipelined",
+            post(PREDICT, OK_BODY)
+            + head_only
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunked(OK_BODY)
+            + head_only
+            + b"Transfer-Encoding: chunked\r\n\r\n10001\r\n{",
+            "2xx",
+            "2xx",
+            "413",
+            closes=True,
+        ),
+        case(
+            "chunked-past-limit-on-get",
+            req("GET", "/health", headers={"Transfer-Encoding": "chunked"}) + b"fffffff\r\n",
+            "413",
             closes=True,
         ),
         case(
@@ -660,21 +696,48 @@ def _traversal() -> list[Case]:
             post(FEEDBACK, b'{"id": "../../etc/passwd", "label": "x"}'),
             "4xx",
         ),
-        case(
-            "traversal-dashboard",
-            req("GET", "/dashboard/../../../etc/passwd"),
-            "404",
-            json=False,  # the dashboard's pages, not the API
-        ),
+        case("traversal-dashboard", req("GET", "/dashboard/../../../etc/passwd"), "404"),
         case(
             "traversal-dashboard-encoded",
             req("GET", "/dashboard/static/..%2f..%2fconfig.py"),
             "404",
-            json=False,
         ),
         case("traversal-openapi", req("GET", "/openapi.json/../../etc/passwd"), "404"),
     ]
     return out
+
+
+def _dashboard() -> list[Case]:
+    """The dashboard mounted at ``/dashboard``: its own 404s and 405s are JSON too."""
+    variant = b'{"model": "intent", "variant": "original"}'
+    return [
+        case("dashboard-page", req("GET", "/dashboard/"), "2xx", json=False),  # HTML
+        case("dashboard-page-head", req("HEAD", "/dashboard/"), "2xx", head=True),
+        case("dashboard-data-head", req("HEAD", "/dashboard/data.json"), "2xx", head=True),
+        case("dashboard-no-slash", req("GET", "/dashboard"), "307", json=False),  # redirect
+        case("dashboard-unknown", req("GET", "/dashboard/nope"), "404"),
+        case("dashboard-unknown-deep", req("GET", "/dashboard/a/b/c.js"), "404"),
+        case("dashboard-unknown-post", post("/dashboard/nope", b"{}"), "404"),
+        case("dashboard-variant-get", req("GET", "/dashboard/variant"), "405", allow="POST"),
+        case("dashboard-data-post", post("/dashboard/data.json", b"{}"), "405", allow="GET, HEAD"),
+        case(
+            "dashboard-js-delete",
+            req("DELETE", "/dashboard/dashboard.js"),
+            "405",
+            allow="GET, HEAD",
+        ),
+        case("dashboard-variant-no-token", post("/dashboard/variant", variant), "401"),
+        case(
+            "dashboard-variant-wrong-token",
+            post("/dashboard/variant", variant, headers={"Authorization": "Bearer nope"}),
+            "403",
+        ),
+        case(
+            "dashboard-variant-bad-json",
+            post("/dashboard/variant", b"{", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+            "422",
+        ),
+    ]
 
 
 #: every route of the API with the methods it answers (OpenAPI ``paths``)
@@ -689,6 +752,7 @@ ROUTES: dict[str, str] = {
     f"/v1/models/{NAME}/variant": "PUT",
     f"/v1/models/{NAME}/reload": "POST",
     "/v1/monitoring/config": "PATCH",
+    "/v1/monitoring/erase": "POST",
     "/v2": "GET",
     "/v2/health/live": "GET",
     "/v2/health/ready": "GET",
@@ -703,19 +767,21 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 def _every_method() -> list[Case]:
-    """Every method on every route, without a body: GET routes answer 2xx, body-taking routes
-    a 4xx (no body, or no admin token), the others 405 with ``Allow``."""
+    """Every method on every route, without a body: GET routes answer GET and HEAD (HEAD: no
+    body) 2xx, body-taking routes a 4xx (no body, or no admin token), the others 405 with
+    ``Allow`` (``GET, HEAD`` on a GET route)."""
     out: list[Case] = []
     for path, allowed in ROUTES.items():
+        allow = "GET, HEAD" if allowed == "GET" else allowed
         for method in METHODS:
             body = None if method in ("GET", "HEAD", "OPTIONS", "TRACE") else b""
             raw = req(method, path, body)
             head = method == "HEAD"
-            if method == allowed:
-                expect = "2xx" if method == "GET" else "4xx"
+            if method in allow.split(", "):
+                expect = "2xx" if method in ("GET", "HEAD") else "4xx"
                 out.append(case(f"{method}-{path}", raw, expect, head=head))
             else:
-                out.append(case(f"{method}-{path}", raw, "405", head=head, allow=allowed))
+                out.append(case(f"{method}-{path}", raw, "405", head=head, allow=allow))
     return out
 
 
@@ -725,6 +791,7 @@ CASES = [
     *_pipelining(),
     *_versions_and_lines(),
     *_traversal(),
+    *_dashboard(),
     *_every_method(),
 ]
 
@@ -746,7 +813,7 @@ def run_case(server: Server, c: Case) -> list[Answer]:
         data, closed = b"", False
         answers: list[Answer] = []
         while True:
-            answers, _ = parse_answers(data, heads)
+            answers, rest = parse_answers(data, heads)
             if len(answers) >= len(c.expect) and not (c.closes or not c.expect):
                 break
             try:
@@ -772,11 +839,13 @@ def run_case(server: Server, c: Case) -> list[Answer]:
         assert ok, f"{c.id}: {a.status} {a.body[:300]!r}, expected {want}"
         assert a.status < 500, f"{c.id}: {a.status} {a.body[:300]!r}"
         ctype = a.headers.get("content-type", "")
-        if ctype.startswith("text/plain; version=0.0.4"):  # /metrics: Prometheus text
+        if c.head:  # no body, whatever length the headers announce: nothing follows
+            assert rest == b"", (c.id, rest[:200])
+        elif ctype.startswith("text/plain; version=0.0.4"):  # /metrics: Prometheus text
             assert a.status == 200 and a.body.startswith(b"# HELP"), (c.id, a.body[:200])
         elif not c.json:
             assert b"root:" not in a.body and b"import" not in a.body, (c.id, a.body[:200])
-        elif not c.head:
+        else:
             assert a.headers.get("content-type", "").startswith("application/json"), (
                 c.id,
                 a.headers,

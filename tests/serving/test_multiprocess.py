@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from leanml.monitor import MonitorStore
 
-from .conftest import admin_headers, make_registry, running, start_server, wait_for
+from .conftest import CONFIG, admin_headers, make_registry, running, start_server, wait_for
 
 # uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM
 GRACEFUL = (0, -signal.SIGTERM)
@@ -123,6 +123,62 @@ def test_two_workers_merge_stats_and_join_feedback_across_workers(  # type: igno
 
         m = wait_for(merged)
         assert m is not None and m["processes"] == 2
+
+
+def test_erase_with_two_workers_reaches_rows_the_other_worker_still_queues(  # type: ignore[no-untyped-def]
+    tmp_path, models_dir
+) -> None:
+    """``POST /v1/monitoring/erase`` answered by one worker erases the predictions the other
+    worker still holds in its queue (written to the store seconds later): by id and by age.
+    Every prediction is kept in detail and the store is written every 3 s."""
+    store = f"sqlite:///{tmp_path / 'erase.db'}"
+    config = CONFIG.replace("store_interval_s = 0.2", "store_interval_s = 3.0").replace(
+        "sampling_rate = 0.5", "sampling_rate = 1.0"
+    )
+    with running(models_dir, store, tmp_path, workers=2, config=config) as s:
+
+        def both_workers(tag: str) -> dict[str, list[str]]:
+            by_worker: dict[str, list[str]] = defaultdict(list)
+            for i in range(300):
+                text = f"write to jane.doe{i}@example.com about {tag} {uuid.uuid4().hex}"
+                worker, preds = _predict(s.url, "intent", [text])
+                by_worker[worker] += [p["id"] for p in preds]
+                if len(by_worker) == 2 and min(len(v) for v in by_worker.values()) >= 4:
+                    break
+            assert len(by_worker) == 2, "both workers should have answered"
+            return by_worker
+
+        def erase(body: dict) -> None:
+            with httpx.Client(timeout=30) as c:
+                r = c.post(f"{s.url}/v1/monitoring/erase", json=body, headers=admin_headers())
+            assert r.status_code == 200, r.text
+
+        by_id = both_workers("ids")
+        ids = [i for v in by_id.values() for i in v]
+        erase({"ids": ids})
+        by_age = both_workers("age")
+        aged = [i for v in by_age.values() for i in v]
+        erase({"older_than": "0s"})
+        later = both_workers("after")  # made after both erasures: kept
+        kept = [i for v in later.values() for i in v]
+
+        st = MonitorStore(store, create=False)
+        try:
+
+            def stored() -> list[dict] | None:  # every prediction's detail row, once written
+                rows = [r for r in st.read_table("predictions")]
+                have = {r["prediction_id"] for r in rows}
+                return rows if have >= set(ids + aged + kept) else None
+
+            rows = wait_for(stored, timeout=30)
+            assert rows is not None, "every prediction should be stored in detail"
+        finally:
+            st.close()
+    text = {r["prediction_id"]: (r["input_text"], r["input_hash"]) for r in rows}
+    left = [i for i in ids + aged if text[i] != (None, None)]
+    assert not left, f"{len(left)} erased predictions still hold a text: {left[:4]}"
+    assert all(text[i][0] and text[i][1] for i in kept)
+    assert "jane.doe" not in str([text[i] for i in kept])  # stored redacted (the default)
 
 
 def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_texts) -> None:  # type: ignore[no-untyped-def]

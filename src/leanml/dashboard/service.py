@@ -24,7 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from leanml.dashboard.web import MonitorProvider, dashboard_app
+from leanml.dashboard.web import ERROR_HANDLERS, MonitorProvider, dashboard_app
 from leanml.errors import LeanMLError
 from leanml.registry import VARIANTS
 
@@ -72,7 +72,10 @@ def with_dashboard(app: Any, *, prefix: str = "/dashboard", **options: Any) -> A
     """
     service = app.service
     options.setdefault("admin_token", lambda: service.admin_token)
-    dash = Starlette(routes=[Mount(prefix, app=dashboard_app(ServiceProvider(service), **options))])
+    dash = Starlette(
+        routes=[Mount(prefix, app=dashboard_app(ServiceProvider(service), **options))],
+        exception_handlers=ERROR_HANDLERS,
+    )
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")

@@ -13,10 +13,12 @@ Routes (relative to the mount point): ``/`` the page, ``/data.json`` what it pol
 ``/dashboard.js`` and ``/dashboard.css`` (served from the package: no CDN, works offline), and
 ``POST /variant`` (``{"model", "variant"}``) which calls the provider's switch behind the bearer
 token (401 without a token, 403 when wrong or when no token is configured; compared in constant
-time). Charts are drawn in the browser as SVG by the page's own ~60-line script from the JSON
-series, so the serving process spends no CPU on rendering. The page sends a strict
-Content-Security-Policy (scripts only from this server, no inline script) and the script writes
-every value with ``textContent``: model names and labels cannot inject markup.
+time). Every error answer is JSON ``{"error", "detail", "field"}``, the dashboard's own 404s
+and 405s (with ``Allow``) included. Charts are drawn in the browser as SVG by the page's own
+~60-line script from the JSON series, so the serving process spends no CPU on rendering. The
+page sends a strict Content-Security-Policy (scripts only from this server, no inline script)
+and the script writes every value with ``textContent``: model names and labels cannot inject
+markup.
 
 The data comes from any object implementing :class:`DashboardProvider`; :class:`MonitorProvider`
 builds it from :class:`~leanml.monitor.ModelMonitor` objects, a registry and the serving layer's
@@ -35,10 +37,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from html import escape
+from http import HTTPStatus
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -48,7 +52,14 @@ from leanml.dashboard.data import batch_figures, collect_windows
 from leanml.errors import LeanMLError
 from leanml.monitor.drift import DRIFT_SCORES
 
-__all__ = ["DashboardProvider", "MonitorProvider", "dashboard_app", "model_entry"]
+__all__ = [
+    "ERROR_HANDLERS",
+    "DashboardProvider",
+    "MonitorProvider",
+    "dashboard_app",
+    "error_response",
+    "model_entry",
+]
 
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -292,6 +303,34 @@ class _Series:
         return out
 
 
+def error_response(
+    status: int,
+    detail: str,
+    field: str | None = None,
+    error: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON error answer ``{"error", "detail", "field"}`` (``error`` defaults to the status's
+    phrase in snake case: ``not_found``, ``method_not_allowed``...)."""
+    code = error or HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    body = {"error": code, "detail": detail, "field": field}
+    return JSONResponse(body, status, headers=dict(headers or {}) or None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # a set's order: sorted, so the header is stable
+        headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+    return error_response(exc.status_code, str(exc.detail), headers=headers)
+
+
+#: Starlette's own 404/405 (with its ``Allow`` header) as JSON errors.
+ERROR_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    HTTPException: _http_error
+}
+
+
 def _page(root: str, title: str, refresh_s: float) -> str:
     r = escape(root, quote=True)
     return f"""<!DOCTYPE html>
@@ -366,7 +405,8 @@ def dashboard_app(
             Route("/dashboard.js", script),
             Route("/dashboard.css", style),
             Route("/variant", switch, methods=["POST"]),
-        ]
+        ],
+        exception_handlers=ERROR_HANDLERS,
     )
 
 
@@ -452,27 +492,27 @@ async def _switch_variant(
         payload = await request.json()
         name, variant = str(payload["model"]), str(payload["variant"])
     except (ValueError, KeyError, TypeError):
-        return JSONResponse({"detail": "expected JSON {'model': ..., 'variant': ...}"}, 422)
+        return error_response(422, "expected JSON {'model': ..., 'variant': ...}", "body")
     try:
         result = provider.switch_variant(name, variant)  # may be a coroutine
         if inspect.isawaitable(result):
             result = await result
     except KeyError:
-        return JSONResponse({"detail": f"unknown model {name!r}"}, 404)
+        return error_response(404, f"unknown model {name!r}", "model")
     except ValueError as exc:
-        return JSONResponse({"detail": str(exc)}, 422)
+        return error_response(422, str(exc), "variant")
     except LeanMLError as exc:  # e.g. the model is not served
-        return JSONResponse({"detail": str(exc)}, 404 if "No " in str(exc) else 422)
+        return error_response(404 if "No " in str(exc) else 422, str(exc), "model")
     return JSONResponse({"model": name, "variant": variant, **dict(result or {})})
 
 
 def _check_bearer(auth: str, expected: str | None) -> Response | None:
     """401 without a bearer token, 403 when wrong or when no token is configured, else None."""
     if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-        return JSONResponse(
-            {"detail": "missing bearer token"}, 401, headers={"WWW-Authenticate": "Bearer"}
+        return error_response(
+            401, "missing bearer token", "authorization", headers={"WWW-Authenticate": "Bearer"}
         )
     given = auth[7:].strip().encode()
     if not expected or not hmac.compare_digest(given, expected.encode()):
-        return JSONResponse({"detail": "invalid token or admin disabled"}, 403)
+        return error_response(403, "invalid token or admin disabled", "authorization")
     return None

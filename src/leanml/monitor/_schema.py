@@ -13,8 +13,9 @@ __all__ = ["define_tables"]
 
 
 def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
-    """snapshots, predictions, labels, resources and alerts, and the ground-truth log's feedback
-    and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named with prefix ``p``."""
+    """snapshots, predictions, labels, resources, alerts and erasures, and the ground-truth
+    log's feedback and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named
+    with prefix ``p``."""
     t = SimpleNamespace()
     t.snapshots = sa.Table(
         f"{p}snapshots",
@@ -100,6 +101,15 @@ def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
         sa.Column("n", sa.BigInteger, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Index(f"{p}alerts_ts", "ts"),
+    )
+    t.erasures = sa.Table(  # erase requests, applied by every writer of detail rows
+        f"{p}erasures",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False),  # when the erasure was requested
+        sa.Column("prediction_id", sa.String(200), nullable=True),  # erase this id ...
+        sa.Column("cutoff", sa.Float, nullable=True),  # ... or every prediction made before it
+        sa.Index(f"{p}erasures_ts", "ts"),
     )
     log = define_log_tables(md, p)
     t.feedback, t.idspaces = log.feedback, log.idspaces

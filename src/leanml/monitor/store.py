@@ -10,6 +10,10 @@ Tables (all names prefixed by ``table_prefix`` so several stores can share one d
   confidence, latency, input text or its hash, why it was sampled).
 * ``labels``: joined ground truth (id, true and predicted label, confidence, both times).
 * ``resources`` and ``alerts``: time series of process resources and alert transitions.
+* ``erasures``: erase requests (a prediction id, or a cut-off time), recorded by
+  :meth:`MonitorStore.erase_details`. Every writer of detail rows applies them at write time
+  (:meth:`MonitorStore.write`), so a prediction another process still held in its queue when
+  the erasure was requested is stored without its text (see "Erasure across processes").
 * ``feedback`` and ``idspaces``: the durable ground-truth log of :mod:`leanml.groundtruth`
   (labels with what their prediction was; the id prefixes in use). :meth:`MonitorStore.merged`
   takes the joined/correct counts from it whenever it holds labels of the model, so they equal
@@ -20,6 +24,17 @@ Tables (all names prefixed by ``table_prefix`` so several stores can share one d
 Readers merge across processes and hosts: :meth:`MonitorStore.merged` sums the counters and merges
 the sketches of every process's rows, so the p99 of 4 worker processes is the p99 of all their
 predictions, within the sketch's relative-error contract.
+
+Erasure across processes: :meth:`~MonitorStore.erase_details` records its request and
+clears the rows already stored in one transaction; :meth:`~MonitorStore.write` blanks the
+text and hash of the rows it inserts that match an erasure it knows of, then, after the
+insert and in the same transaction, reads the erasures recorded since it last looked and
+clears the rows they match. On SQLite one writer at a time holds the database: an erasure
+committed before the write is read after its insert, one committed after it finds the rows
+stored. On PostgreSQL (read committed) the write takes ``erasures`` in SHARE mode and an
+erasure takes it in SHARE ROW EXCLUSIVE mode, which gives the same two orders. A process
+reads the erasures requested from a minute before it opened the store, then only new ones
+(by id; erasures are serialized, so ids commit in order).
 
 Retention (:meth:`MonitorStore.apply_retention`) deletes rows older than ``max_age_s`` and detail
 rows beyond the newest ``max_rows``, then reclaims space (SQLite: WAL checkpoint + ``VACUUM``;
@@ -124,6 +139,12 @@ class MonitorStore:
         self.alerts: sa.Table = t.alerts
         self.feedback: sa.Table = t.feedback
         self.idspaces: sa.Table = t.idspaces
+        self.erasures: sa.Table = t.erasures
+        # erasures this process knows of (see "Erasure across processes")
+        self._erased_ids: set[str] = set()
+        self._erased_before = -math.inf
+        self._erasures_seen: int | None = None  # the newest erasure id read; None: none yet
+        self._opened_at = time.time()
         self.migrated_from: int | None = None
         self._folds: dict[tuple[str | None, str | None], _Fold] = {}
         self._fold_lock = threading.RLock()  # _folded starts over by calling itself
@@ -180,6 +201,9 @@ class MonitorStore:
         dicts = [r for r in predictions if not isinstance(r, tuple)]
         try:
             with self.engine.begin() as conn:
+                if predictions:
+                    self._lock_erasures(conn, "SHARE")
+                    tuples, dicts = self._blank(tuples, dicts)
                 for row in snapshots:
                     self._upsert_snapshot(conn, {**row, "process": proc})
                 if tuples:
@@ -192,8 +216,74 @@ class MonitorStore:
                 ):
                     if rows:
                         conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
+                if predictions:  # erasures recorded since this process last looked
+                    new = self._read_erasures(conn)
+                    if new:
+                        self._clear(conn, [i for i, _ in new if i], [b for _, b in new if b])
         except SQLAlchemyError as exc:
             raise MonitorError(f"monitor store write failed: {exc}") from exc
+
+    # -- erasure at write time -----------------------------------------------------------------
+    def _lock_erasures(self, conn: sa.Connection, mode: str) -> None:
+        """PostgreSQL: lock ``erasures`` in ``mode`` for the transaction (SQLite: one writer
+        holds the whole database already)."""
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(f'LOCK TABLE "{self.erasures.name}" IN {mode} MODE')
+
+    def _read_erasures(self, conn: sa.Connection) -> list[tuple[str | None, float | None]]:
+        """The erasures recorded since the last call (the first call: those requested from a
+        minute before the store was opened), added to what this process knows."""
+        t = self.erasures
+        q = sa.select(t.c.id, t.c.prediction_id, t.c.cutoff).order_by(t.c.id)
+        seen = self._erasures_seen
+        q = q.where(t.c.ts >= self._opened_at - 60.0) if seen is None else q.where(t.c.id > seen)
+        rows = conn.execute(q).all()
+        if seen is None:
+            self._erasures_seen = 0
+        out: list[tuple[str | None, float | None]] = []
+        for rid, pid, before in rows:
+            self._erasures_seen = max(self._erasures_seen or 0, int(rid))
+            if pid is not None:
+                self._erased_ids.add(str(pid))
+            if before is not None:
+                self._erased_before = max(self._erased_before, float(before))
+            out.append((pid, before))
+        return out
+
+    def _blank(
+        self, tuples: list[tuple], dicts: list[Mapping[str, Any]]
+    ) -> tuple[list[tuple], list[Mapping[str, Any]]]:
+        """The rows with the text and hash blanked where a known erasure matches them."""
+        ids, before = self._erased_ids, self._erased_before
+        if not ids and before == -math.inf:
+            return tuples, dicts
+        t_out = [
+            r[:9] + (None, None) + r[11:] if (r[0] in ids or r[1] < before) else r for r in tuples
+        ]
+        d_out = [
+            {**r, "input_text": None, "input_hash": None}
+            if (str(r.get("prediction_id")) in ids or float(r.get("ts", math.inf)) < before)
+            else r
+            for r in dicts
+        ]
+        return t_out, d_out
+
+    def _clear(self, conn: sa.Connection, ids: Sequence[str], befores: Sequence[float]) -> int:
+        """Set the text and hash of the matching detail rows to NULL: how many held one."""
+        t = self.predictions
+        held = sa.or_(t.c.input_text.is_not(None), t.c.input_hash.is_not(None))
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        conds: list[sa.ColumnElement[bool]] = [
+            t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
+        ]
+        if befores:
+            conds.append(t.c.ts < max(befores))
+        return sum(
+            conn.execute(
+                t.update().where(c, held).values(input_text=None, input_hash=None)
+            ).rowcount
+            for c in conds
+        )
 
     def _insert_tuples(self, conn: sa.Connection, rows: list[tuple]) -> None:
         raw = conn.connection.dbapi_connection
@@ -395,23 +485,21 @@ class MonitorStore:
         Only ``input_text`` and ``input_hash`` are cleared (set to NULL): every count, window,
         sketch and the rest of each detail row (id, time, label, confidence, latency) stay, so
         totals and accuracy do not change. Returns how many rows still held a text or a hash
-        and were erased (erasing again erases 0).
+        and were erased (erasing again erases 0). The request is recorded in ``erasures``:
+        rows another process writes later (queued before the call) are stored blank.
         """
-        t = self.predictions
-        held = sa.or_(t.c.input_text.is_not(None), t.c.input_hash.is_not(None))
         wanted = list(dict.fromkeys(str(i) for i in ids))
-        conds: list[sa.ColumnElement[bool]] = [
-            t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
-        ]
+        now = time.time()
+        rows = [{"ts": now, "prediction_id": i, "cutoff": None} for i in wanted]
         if before is not None:
-            conds.append(t.c.ts < before)
-        erased = 0
+            rows.append({"ts": now, "prediction_id": None, "cutoff": float(before)})
+        if not rows:
+            return 0
         try:
             with self.engine.begin() as conn:
-                for cond in conds:
-                    erased += conn.execute(
-                        t.update().where(cond, held).values(input_text=None, input_hash=None)
-                    ).rowcount
+                self._lock_erasures(conn, "SHARE ROW EXCLUSIVE")
+                conn.execute(self.erasures.insert(), rows)
+                erased = self._clear(conn, wanted, [before] if before is not None else [])
         except SQLAlchemyError as exc:
             raise MonitorError(f"cannot erase in the monitor store {self.url}: {exc}") from exc
         return erased
@@ -450,7 +538,13 @@ class MonitorStore:
         with self.engine.begin() as conn:
             if max_age_s is not None:
                 cutoff = now - max_age_s
-                for t in (self.predictions, self.labels, self.resources, self.alerts):
+                for t in (
+                    self.predictions,
+                    self.labels,
+                    self.resources,
+                    self.alerts,
+                    self.erasures,  # requested before the cut-off: their rows are gone too
+                ):
                     deleted[t.name] = conn.execute(t.delete().where(t.c.ts < cutoff)).rowcount
                 s = self.snapshots
                 deleted[s.name] = conn.execute(

@@ -33,6 +33,13 @@ A client that half-closes (shuts down its sending side after its request, as ``n
 still gets its answers, then the connection closes; a request cut short by the half-close gets
 a JSON 400 (:meth:`CoalescingHttpToolsProtocol.eof_received`; the hostile corpus in
 ``tests/serving/test_hostile.py`` found both missing).
+
+With limits set (:func:`use_limits`), a chunked body is followed on the raw bytes
+(:class:`_ChunkedBody`): a chunk whose announced size takes the body past ``max_body_bytes``
+gets a JSON 413 at once and the connection closes (the parser keeps chunk sizes to itself, and
+the app only sees the bytes that arrived: it would wait for the body timeout, 408). To know
+where a body starts, a read is handed to the parser in parts: up to the end of a request's
+head, then its ``Content-Length`` body or its chunked body, then the next request.
 """
 
 from __future__ import annotations
@@ -135,6 +142,74 @@ def _ask(scope: Any, body: bytes) -> bytes | None:
         return None
 
 
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+class _ChunkedBody:
+    """The framing of one chunked body, followed on the raw bytes after its request's head:
+    :meth:`scan` says how many bytes of a read belong to it and notices a chunk announced
+    past ``budget`` body bytes (``over``). Anything it cannot follow (``lost``) is left to
+    the parser, which rejects bad framing itself."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.total = 0  # body bytes announced so far
+        self.state = "size"  # size line | data | the CRLF after data | trailer lines
+        self.left = 0  # data bytes left in the current chunk
+        self.line = b""  # a line split across reads
+        self.over = self.done = self.lost = False
+
+    def scan(self, data: bytes) -> int:
+        i, n = 0, len(data)
+        while i < n and not (self.over or self.done or self.lost):
+            if self.state == "data":
+                take = min(self.left, n - i)
+                i += take
+                self.left -= take
+                if self.left == 0:
+                    self.state = "crlf"
+                continue
+            eol = data.find(b"\n", i)
+            if eol < 0:
+                self.line += data[i:]
+                self.lost = len(self.line) > 4096
+                return n
+            line = (self.line + data[i:eol]).rstrip(b"\r")
+            self.line = b""
+            i = eol + 1
+            if self.state == "size":
+                token = line.split(b";", 1)[0].strip(b" \t")
+                if _HEX.fullmatch(token) is None:
+                    self.lost = True
+                    break
+                size = int(token, 16)
+                if size == 0:
+                    self.state = "trailer"
+                elif self.total + size > self.budget:
+                    self.over = True
+                else:
+                    self.total += size
+                    self.left = size
+                    self.state = "data"
+            elif self.state == "crlf":
+                self.state = "size"
+            elif not line:  # the blank line after the trailers: the body has ended
+                self.done = True
+        return i if self.done or self.over else n
+
+
+def _head_end(tail: bytes, data: bytes) -> int:
+    """The offset in ``data`` just past the first blank line (``tail``: the bytes before
+    ``data``), 0 when there is none."""
+    joined = tail + data
+    k = joined.find(b"\r\n\r\n")
+    end = k + 4 if k >= 0 else -1
+    j = joined.find(b"\n\n", 0, k + 2 if k >= 0 else len(joined))  # bare-LF lines, if any
+    if j >= 0:
+        end = j + 2
+    return max(end - len(tail), 0) if end >= 0 else 0
+
+
 def _declared_length(scope: Any) -> int:
     """The request's ``Content-Length`` (0 when absent or unreadable: uvicorn's parser has
     already refused a malformed one)."""
@@ -210,6 +285,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _timer: asyncio.TimerHandle | None = None  # the header or body read timeout
     _rejected = False  # a request's headers were too large: answer 431 and close
     _eof = False  # the client half-closed: close once what it sent in full is answered
+    _tail = b""  # the last bytes handed to the parser (a head's end may span two reads)
+    _chunked: _ChunkedBody | None = None  # the chunked body being received
+    _body_left: int | None = None  # Content-Length bytes of the body being received
+    _starts_body: str | bool = False  # on_headers_complete: "chunked" or the Content-Length
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -224,13 +303,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             and self._answer_whole(data)
         ):
             return
-        if self._in_head:
-            self._head_bytes += len(data)
+        limits = _limits
         try:
-            super().data_received(data)
+            if limits is None:
+                if self._in_head:
+                    self._head_bytes += len(data)
+                super().data_received(data)
+            else:
+                self._feed_in_parts(data, limits.max_body_bytes)
         finally:  # a miss's handover is for the request in this read only
             self._handover = None
-        limits = _limits
         if (
             limits is not None
             and (self._rejected or (self._in_head and self._head_bytes > limits.max_header_bytes))
@@ -239,6 +321,50 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._reject_head(limits.max_header_bytes)
 
     # ------------------------------------------------------------------ limits
+    def _feed_in_parts(self, data: bytes, budget: int) -> None:
+        """Hand ``data`` to the parser in parts (a head, a body, the next request), following
+        chunked bodies: 413 as soon as a chunk is announced past ``budget``."""
+        pending = data
+        while pending and not self.transport.is_closing() and not self._rejected:
+            chunked = self._chunked
+            head = False
+            if chunked is not None:
+                cut = chunked.scan(pending)
+                if chunked.over:
+                    self._chunked = None
+                    self._reject_chunk(budget)
+                    return
+                if chunked.done or chunked.lost:
+                    self._chunked = None
+            elif self._body_left is not None:
+                cut = min(self._body_left, len(pending))
+                self._body_left = self._body_left - cut or None
+            elif self._in_head:
+                cut = _head_end(self._tail, pending) or len(pending)
+                head = True
+            else:
+                cut = len(pending)
+            part, pending = pending[:cut], pending[cut:]
+            self._tail = part[-3:] if len(part) >= 3 else (self._tail + part)[-3:]
+            if self._in_head:
+                self._head_bytes += len(part)
+            self._starts_body = False
+            super().data_received(part)
+            follows, self._starts_body = self._starts_body, False
+            if head and follows and self._in_message:  # the body starts at ``pending``
+                if follows == "chunked":
+                    self._chunked = _ChunkedBody(budget)
+                else:
+                    self._body_left = int(follows) or None
+
+    def _reject_chunk(self, limit: int) -> None:
+        """413: a chunk is announced past the body limit; close (the app sees a disconnect)."""
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            detail = f"a chunk of the body is announced past {limit} bytes"
+            self.transport.write(_error_response(413, "payload_too_large", detail, "body"))
+        self._close_cycle()
+
     def _arm_read_timeout(self, what: str) -> None:
         """Arm the ``header`` or ``body`` read timeout (replacing the armed one)."""
         limits = _limits
@@ -303,6 +429,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._rejected = True  # answered 431 once this read is parsed; no ASGI task
                 return
             self._arm_read_timeout("body")  # cancelled when the message completes
+            framing = dict(self.headers)  # uvicorn's (lowercased name, value) of this request
+            te = framing.get(b"transfer-encoding", b"").strip().lower()
+            length = framing.get(b"content-length", b"").strip()
+            if te == b"chunked":
+                self._starts_body = "chunked"
+            elif not te and length.isdigit():
+                self._starts_body = length.decode()
         super().on_headers_complete()
 
     def _answer_whole(self, data: bytes) -> bool:
@@ -409,6 +542,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._in_message = False
         self._in_head = True
         self._head_bytes = 0
+        self._chunked = None
+        self._body_left = None
         self._cancel_read_timeout()
         if self._rejected:
             return

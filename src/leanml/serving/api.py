@@ -143,7 +143,13 @@ def _add_error_handlers(api: FastAPI) -> None:
         if request.url.path.startswith("/v2/"):
             body.pop("detail")
             body["error"] = str(exc.detail)
-        return _json(body, exc.status_code, dict(exc.headers or {}))  # 405: its Allow header
+        headers = dict(exc.headers or {})
+        if "Allow" in headers:  # 405: HEAD is answered wherever GET is (ServeApp)
+            allowed = {m.strip() for m in headers["Allow"].split(",") if m.strip()}
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            headers["Allow"] = ", ".join(sorted(allowed))
+        return _json(body, exc.status_code, headers)
 
     @api.exception_handler(LeanMLError)
     async def _lean(request: Request, exc: LeanMLError) -> Response:

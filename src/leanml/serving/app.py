@@ -25,7 +25,9 @@ FastAPI app behind it (:mod:`leanml.serving.api`). Both answer predict and feedb
 :mod:`leanml.serving.answers`, so a request gets the same answer from either.
 :func:`leanml.serving.server.run` starts uvicorn with httptools and uvloop.
 
-Errors are JSON ``{"error", "detail", "field"}`` everywhere: 400 malformed JSON, 401/403 admin
+``HEAD`` is answered wherever ``GET`` is, as ``GET`` without the body (the FastAPI routes
+only declare ``GET``; a 405's ``Allow`` names both). Errors are JSON ``{"error", "detail",
+"field"}`` everywhere: 400 malformed JSON, 401/403 admin
 auth, 404 unknown model or prediction id, 413 a bound exceeded (body, inputs, text length,
 feedback items), 422 wrong types, 503 not ready; bad input never yields a 500.
 
@@ -144,6 +146,8 @@ class ServeApp:
                 status_box[0] = msg["status"]
             await send(msg)
 
+        if method == "HEAD":  # HTTP: HEAD wherever GET is; uvicorn drops the body it sends
+            scope = {**scope, "method": "GET"}
         try:
             await self._to_api(scope, receive, counting_send)
         except Disconnected:

@@ -216,7 +216,9 @@ class Service:
     async def erase_details(self, ids: list[str], older_than_s: float | None) -> dict[str, Any]:
         """Erase stored input texts and hashes by prediction id and/or age (see
         :meth:`MonitorStore.erase_details`). This process's queued detail rows are written
-        first, so a prediction it made before the call is erased too."""
+        first; the request is recorded in the store, and every worker blanks the matching
+        rows it writes afterwards, so a prediction another worker still queues is erased
+        too."""
         if self.store is None:
             raise ServingError("the monitor store is not open")
         before = time.time() - older_than_s if older_than_s is not None else None
