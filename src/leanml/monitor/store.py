@@ -181,8 +181,12 @@ class MonitorStore:
         dict rows for the thousands of sampled records a busy process writes per flush.
         """
         proc = self.process_id
-        tuples = [r for r in predictions if isinstance(r, tuple)]
-        dicts = [r for r in predictions if not isinstance(r, tuple)]
+        tuples = [r for r in predictions if type(r) is tuple]
+        if len(tuples) == len(predictions):
+            dicts: list[Any] = []
+        else:
+            tuples = [r for r in predictions if isinstance(r, tuple)]
+            dicts = [r for r in predictions if not isinstance(r, tuple)]
         try:
             with self.engine.begin() as conn:
                 for row in snapshots:
