@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving import (  # noqa: E402  (the serving benchmark's helpers)
+from serving import (  # the serving benchmark's helpers
     CACHE,
     leanml_server,
     prepare_models,

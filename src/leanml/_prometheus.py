@@ -35,7 +35,7 @@ def format_value(value: float | None) -> str:
     if kind is int:
         return str(value)
     if kind is float:
-        return repr(value) if value - value == 0 else _special(value)  # type: ignore[operator]
+        return repr(value) if value - value == 0 else _special(value)  # type: ignore[operator,arg-type]
     if value is None:
         return "NaN"
     if isinstance(value, bool):

@@ -51,6 +51,8 @@ def keep_details(
     pids = [x if type(x) is str else str(x) for x in map(ids.__getitem__, at)]
     labs = list(map(names.__getitem__, lab[picked].tolist()))
     texts = [None] * len(at) if inputs is None else list(map(inputs.__getitem__, at))
+    stored: Any
+    hashes: Any
     if mode == "none":
         stored = hashes = repeat(None)
     else:

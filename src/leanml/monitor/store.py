@@ -450,11 +450,11 @@ class MonitorStore:
             upto = int(upto)
             sql, params = self._log_sql(model, variant, f"id > {ph} AND id <= {ph}")
             n, c = conn.exec_driver_sql(sql, (*params, lf.upto, upto)).one()
-            cond, params = self._log_where(model, None)
+            cond, model_params = self._log_where(model, None)
             fwd = conn.exec_driver_sql(
                 f"SELECT id FROM {src} WHERE {' AND '.join(cond)} AND id > {ph} AND id <= {ph} "
                 "AND status = 'forwarded'",
-                (*params, lf.upto, upto),
+                (*model_params, lf.upto, upto),
             ).all()
         lf.joined, lf.correct = lf.joined + int(n or 0), lf.correct + int(c or 0)
         lf.pending.update(int(r[0]) for r in fwd)
@@ -638,7 +638,7 @@ class MonitorStore:
 class _Row(NamedTuple):
     """A snapshot row parsed: what a fold sums of it."""
 
-    count: int
+    n: int
     errors: int
     joined: int
     correct: int
@@ -697,7 +697,7 @@ class _Fold:
     def add_parsed(self, rows: Iterable[_Row]) -> None:
         labels = self.labels
         for r in rows:
-            self.count += r.count
+            self.count += r.n
             self.errors += r.errors
             self.joined += r.joined
             self.correct += r.correct
