@@ -70,7 +70,9 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     n_tok: list[int]
     n_known: list[int]
     if singles:  # the records' columns, transposed at C speed
-        ids, labels, confs, lats, inputs, tss, n_tok, n_known = map(list, zip(*singles))
+        ids, labels, confs, lats, inputs, tss, n_tok, n_known = map(
+            list, zip(*singles, strict=True)
+        )
     else:
         ids, labels, confs, lats, inputs, tss, n_tok, n_known = [], [], [], [], [], [], [], []
     has_inputs = bool(singles) and inputs.count(None) != len(inputs)
