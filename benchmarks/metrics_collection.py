@@ -1,7 +1,8 @@
 """Cost of metrics collection with a full day of retained one-minute windows (issue #17).
 
-Three models, one process, 1,440 one-minute snapshot rows each in a SQLite store (plus a
-monitor per model holding an hour of windows in memory); times ``MonitorStore.merged`` (what
+Three models, one process, 1,440 one-minute snapshot rows and 50,000 joined labels in the
+feedback log each in a SQLite store (plus a monitor per model holding an hour of windows in
+memory); times ``MonitorStore.merged`` (what
 ``/v1/models/NAME/stats`` and ``/metrics`` read per model), ``ModelMonitor.stats()`` and the
 monitors' Prometheus exposition. Medians of repeated calls, in ms; prints JSON.
 
@@ -35,6 +36,26 @@ def _fill(store: MonitorStore, model: str, windows: int, rng: np.random.Generato
     store.write(snapshots=rows)
 
 
+def _feedback(store: MonitorStore, model: str, labels: int, rng: np.random.Generator) -> None:
+    """A day of joined labels in the durable feedback log (what ``merged`` counts)."""
+    rows = [
+        {
+            "prediction_id": f"{model}-{i}",
+            "model": model,
+            "label": "a",
+            "owner": "o",
+            "received_by": "r",
+            "ts": T0 + 86_400.0 * i / labels,
+            "status": "joined",
+            "variant": "default",
+            "predicted": "a" if rng.random() < 0.9 else "b",
+        }
+        for i in range(labels)
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(store.feedback.insert(), rows)
+
+
 def _ms(f, reps: int) -> float:
     out = []
     for _ in range(reps):
@@ -48,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=1440)
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--labels", type=int, default=50_000, help="feedback rows per model")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     models = ["email", "intent", "sentiment"]
@@ -55,6 +77,7 @@ def main() -> None:
         store = MonitorStore(f"sqlite:///{tmp}/m.db")
         for m in models:
             _fill(store, m, args.windows, rng)
+            _feedback(store, m, args.labels, rng)
         clock = [T0 + 60.0 * args.windows]
         mons = []
         for m in models:
@@ -68,6 +91,7 @@ def main() -> None:
             mons.append(mon)
         out = {
             "windows_per_model": args.windows,
+            "feedback_labels_per_model": args.labels,
             "models": len(models),
             "store_merged_ms_per_model": _ms(lambda: store.merged(model="intent"), args.reps),
             "monitor_stats_ms": _ms(mons[1].stats, args.reps),

@@ -34,7 +34,7 @@ def test_escape_label_escapes_backslash_newline_and_quote() -> None:
         (1e-05, "1e-05"),
         (math.inf, "+Inf"),
         (-math.inf, "-Inf"),
-        (math.nan, "nan"),
+        (math.nan, "NaN"),  # the format writes NaN
     ],
 )
 def test_format_value(value, text) -> None:
@@ -92,24 +92,26 @@ def test_monitor_and_service_families_go_through_the_one_writer(monkeypatch) -> 
     m = ModelMonitor(NAME, clock=lambda: 1_000.0, start=False, sinks=[])
     m.record("p1", "x", 0.5, 0.002)
     m.flush()
-    seen: list[object] = []
 
-    def spy(value: object) -> str:
-        seen.append(value)
-        return escape_label(value)
+    def spy(value: object) -> str:  # marks what went through the one escape function
+        return "SPY" + escape_label(value)
 
+    plain_text = render_prometheus([m])
     monkeypatch.setattr(prom, "escape_label", spy)
     monitor_text = render_prometheus([m])
     service_text = render_service(_service(m))  # type: ignore[arg-type]
     m.close()
-    want = 'model="in\\"tent\\nmodel\\\\x"'
+    want = 'model="SPYin\\"tent\\nmodel\\\\x"'
     # every sample labelled with the model, from both writers, was escaped by the one function
-    assert seen.count(NAME) == monitor_text.count(want) + service_text.count(want)
+    assert 'model="in' not in monitor_text + service_text
+    assert monitor_text.count(want) == plain_text.count('model="in\\"tent\\nmodel\\\\x"')
     assert service_text.count(want) > monitor_text.count(want) > 0
     for name in ("leanml_predictions_total", "leanml_cache_hits_total", "leanml_batch_size_count"):
         (line,) = [ln for ln in service_text.splitlines() if ln.startswith(name + "{")]
         assert want in line
     assert service_text.startswith(monitor_text)
     fam = {f.name: f for f in text_string_to_metric_families(service_text)}
-    assert fam["leanml_cache_hits"].samples[0].labels["model"] == NAME
-    assert fam["leanml_predictions"].samples[0].labels["model"] == NAME
+    assert fam["leanml_cache_hits"].samples[0].labels["model"] == "SPY" + NAME
+    assert fam["leanml_predictions"].samples[0].labels["model"] == "SPY" + NAME
+    fam = {f.name: f for f in text_string_to_metric_families(plain_text)}
+    assert fam["leanml_predictions"].samples[0].labels["model"] == NAME  # escaped as it parses

@@ -22,11 +22,20 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def escape_label(value: object) -> str:
     """A label value as the format writes it between double quotes."""
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    s = value if type(value) is str else str(value)
+    if "\\" in s or "\n" in s or '"' in s:
+        return s.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return s
 
 
 def format_value(value: float | None) -> str:
-    """A sample value: ``NaN`` for None, integers (numpy's too) as integers, floats by repr."""
+    """A sample value: ``NaN`` for None and NaN, integers (numpy's too) as integers, floats by
+    repr, infinities as ``+Inf`` / ``-Inf``."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value) if value - value == 0 else _special(value)  # type: ignore[operator,arg-type]
     if value is None:
         return "NaN"
     if isinstance(value, bool):
@@ -34,9 +43,14 @@ def format_value(value: float | None) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     v = float(value)
+    return repr(v) if v - v == 0 else _special(v)
+
+
+def _special(v: float) -> str:
+    """inf, -inf, nan as the format writes them."""
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    return repr(v)
+    return "NaN"
 
 
 class Exposition:
@@ -54,8 +68,16 @@ class Exposition:
             self.lines.append(f"# TYPE {name} {kind}")
 
     def sample(self, name: str, labels: Mapping[str, object], value: float | None) -> None:
-        lab = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
-        self.lines.append(f"{name}{{{lab}}} {format_value(value)}")
+        self.lines.append(f"{name}{{{self.labels(labels)}}} {format_value(value)}")
+
+    @staticmethod
+    def labels(labels: Mapping[str, object]) -> str:
+        """The label pairs of ``labels`` as a sample writes them between braces."""
+        return ",".join([f'{k}="{escape_label(v)}"' for k, v in labels.items()])
+
+    def sample_raw(self, name: str, labels: str, value: float | None) -> None:
+        """A sample whose label pairs are already written (by :meth:`labels`)."""
+        self.lines.append(f"{name}{{{labels}}} {format_value(value)}")
 
     def histogram(
         self,
@@ -69,11 +91,15 @@ class Exposition:
         """``_bucket`` samples (one per bound, then ``+Inf`` = ``count``), ``_count``, ``_sum``.
 
         ``cumulative[i]`` counts the observations ``<= bounds[i]``."""
+        base = self.labels(labels)
+        sep = "," if base else ""
+        bucket = f"{name}_bucket{{{base}{sep}le="
+        add = self.lines.append
         for le, n in zip(bounds, cumulative, strict=True):
-            self.sample(f"{name}_bucket", {**labels, "le": repr(float(le))}, n)
-        self.sample(f"{name}_bucket", {**labels, "le": "+Inf"}, count)
-        self.sample(f"{name}_count", labels, count)
-        self.sample(f"{name}_sum", labels, total)
+            add(f'{bucket}"{float(le)!r}"}} {format_value(n)}')
+        add(f'{bucket}"+Inf"}} {format_value(count)}')
+        add(f"{name}_count{{{base}}} {format_value(count)}")
+        add(f"{name}_sum{{{base}}} {format_value(total)}")
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"

@@ -534,3 +534,24 @@ def test_redact_prefilters_give_the_same_text_as_every_pattern() -> None:
     ]
     texts = ["".join(rng.choice(parts, 6)) for _ in range(2000)] + ["plain words only", ""]
     assert [r.redact(t) for t in texts] == [every(t) for t in texts]
+
+
+def test_redact_of_stretches_around_marks_equals_the_patterns_over_the_text() -> None:
+    """The e-mail and URL patterns run only between whitespace around '@' / '://' / 'www.':
+    the same text as running them over the whole text (tabs, newlines, several marks in one
+    stretch, marks at the ends)."""
+    import random
+
+    from leanml.monitor import _redact as r
+
+    def whole(text: str) -> str:
+        text = r._EMAIL.sub("<email>", text)
+        text = r._URL.sub("<url>", text)
+        text = r._PHONE.sub("<phone>", text)
+        return r._DIGITS.sub("<number>", text)
+
+    rng = random.Random(0)
+    alpha = ["a", "b1", "@", ".", ":", "/", "www.", "://", " ", "-", "\n", "\t", "+", "x_9", "é"]
+    texts = ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 30))) for _ in range(5000)]
+    texts += ["a@b.co\tc@d.org", "@x.io", "http://h.io/p@q.org www.", "x" * 3000 + " u@v.io"]
+    assert [r.redact(t) for t in texts] == [whole(t) for t in texts]

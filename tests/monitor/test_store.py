@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +330,80 @@ def test_lifetime_merge_is_incremental_and_equals_a_full_merge(tmp_path: Path) -
     same(merged, store.merged("m", since=0.0))
     assert merged["count"] == 130 * 50 + 2 * 50 + 30
     store.close()
+
+
+def _log_case(store: MonitorStore) -> None:
+    """The lifetime (joined, correct) of the feedback log is summed incrementally and always
+    equals a full count: new rows, forwarded rows joined after they were folded, variants."""
+    from leanml.groundtruth.log import log_counts
+
+    t = store.feedback
+    old = 1_000.0  # received long ago: summed once
+
+    def rows(start: int, n: int, status: str = "joined", ts: float = old) -> list[dict]:
+        out = []
+        for i in range(start, start + n):
+            joined = status == "joined"
+            out.append(
+                {
+                    "prediction_id": f"p{i}",
+                    "model": "m" if i % 3 else "other",
+                    "label": "a",
+                    "owner": "o",
+                    "received_by": "r",
+                    "ts": ts,
+                    "status": status,
+                    "variant": ("v1" if i % 2 else "v2") if joined else None,
+                    "predicted": ("a" if i % 5 else "b") if joined else None,
+                }
+            )
+        return out
+
+    def insert(r: list[dict]) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(t.insert(), r)
+
+    def check() -> None:
+        for model, variant in (("m", None), ("m", "v1"), (None, None), ("other", "v2")):
+            full = log_counts(store.engine, t, model, variant)
+            assert store.merged(model, variant)["joined"] == full[0], (model, variant)
+            assert store.merged(model, variant)["correct"] == full[1], (model, variant)
+            assert full[0] > 0
+
+    insert(rows(0, 300))
+    insert(rows(300, 20, status="forwarded"))
+    insert(rows(320, 30))
+    check()
+    lf = store._log_folds[("m", None)]
+    assert lf.upto >= 350 and len(lf.pending) > 0  # summed once; the forwarded kept apart
+    insert(rows(350, 40, ts=time.time() + 3600))  # recent: counted per call, not summed yet
+    check()
+    assert store._log_folds[("m", None)].upto < 360
+    with store.engine.begin() as conn:  # the owner joins the forwarded rows
+        conn.execute(
+            t.update()
+            .where(t.c.status == "forwarded")
+            .values(status="joined", variant="v1", predicted="a")
+        )
+    check()  # counted per call before the next look
+    for f in store._log_folds.values():
+        f.advanced = -1e9
+    check()
+    assert not store._log_folds[("m", None)].pending
+
+
+def test_lifetime_log_counts_are_incremental_sqlite(tmp_path: Path) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path}/m.db")
+    try:
+        _log_case(store)
+    finally:
+        store.close()
+
+
+def test_lifetime_log_counts_are_incremental_postgres(pg_url: str, table_prefix: str) -> None:
+    store = MonitorStore(pg_url, table_prefix=table_prefix)
+    try:
+        _log_case(store)
+    finally:
+        store.drop_all()
+        store.close()

@@ -13,6 +13,7 @@ silent. Not thread-safe: :class:`~leanml.groundtruth.path.GroundTruth` holds a l
 
 from __future__ import annotations
 
+import array
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +27,12 @@ __all__ = ["PendingRing"]
 
 _PENDING, _LABELED = 1, 2
 _MANY = (list, tuple, np.ndarray)
+
+
+def _column(code: str, dtype: Any, n: int) -> tuple[array.array[Any], np.ndarray]:
+    """``n`` zeros as an array.array and a writable numpy view of the same memory."""
+    a = array.array(code, bytes(n * array.array(code).itemsize))
+    return a, np.frombuffer(a, dtype=dtype)
 
 
 class PendingRing:
@@ -43,11 +50,14 @@ class PendingRing:
         self.max_age_s = float(max_age_s)
         self.clock = clock
         self.issued = 0
-        self._ts = np.zeros(self.capacity, dtype=np.float64)
-        self._state = np.zeros(self.capacity, dtype=np.int8)
-        self._code = np.zeros(self.capacity, dtype=np.int16)
-        self._pred = np.zeros(self.capacity, dtype=np.int32)  # index into the code's classes
-        self._conf = np.zeros(self.capacity, dtype=np.float64)
+        # each column is an array.array (item access ~3x faster than a numpy scalar's, for
+        # the one-prediction hot path) with a numpy view of the same memory (slices, counts)
+        cap = self.capacity
+        self._ts_a, self._ts = _column("d", np.float64, cap)
+        self._state_a, self._state = _column("b", np.int8, cap)
+        self._code_a, self._code = _column("h", np.int16, cap)
+        self._pred_a, self._pred = _column("i", np.int32, cap)  # index into the code's classes
+        self._conf_a, self._conf = _column("d", np.float64, cap)
         self.counters = {"evicted_capacity": 0, "evicted_age": 0}
 
     def put(self, n: int, code: int, pred: Any = 0, conf: Any = math.nan) -> int:
@@ -59,14 +69,16 @@ class PendingRing:
         now = self.clock()
         if n == 1:
             i = start % cap
-            if self._state[i] == _PENDING:  # one slot: no array call (~3 us) in the hot path
-                key = "evicted_age" if self._ts[i] < now - self.max_age_s else "evicted_capacity"
+            ts = self._ts_a
+            state = self._state_a
+            if state[i] == _PENDING:  # one slot: no array call (~3 us) in the hot path
+                key = "evicted_age" if ts[i] < now - self.max_age_s else "evicted_capacity"
                 self.counters[key] += 1
-            self._ts[i] = now
-            self._state[i] = _PENDING
-            self._code[i] = code
-            self._pred[i] = pred[0] if isinstance(pred, _MANY) else pred
-            self._conf[i] = conf[0] if isinstance(conf, _MANY) else conf
+            ts[i] = now
+            state[i] = _PENDING
+            self._code_a[i] = code
+            self._pred_a[i] = int(pred[0] if isinstance(pred, _MANY) else pred)
+            self._conf_a[i] = float(conf[0] if isinstance(conf, _MANY) else conf)
             return start
         pred = np.broadcast_to(pred, (n,))
         conf = np.broadcast_to(conf, (n,))

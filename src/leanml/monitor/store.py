@@ -54,7 +54,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -72,6 +72,7 @@ from leanml.monitor.sketch import LogSketch
 __all__ = [
     "FROZEN_AFTER_S",
     "LATE_CHECK_S",
+    "LOG_SETTLE_S",
     "PREDICTION_COLUMNS",
     "MonitorStore",
     "default_process_id",
@@ -98,6 +99,8 @@ PREDICTION_COLUMNS = (
 FROZEN_AFTER_S = 300.0
 #: how often (s) the lifetime view looks for rows written late into its folded range (a scan)
 LATE_CHECK_S = 60.0
+#: feedback rows received this long ago (s, wall clock) are summed once by the lifetime view
+LOG_SETTLE_S = 60.0
 #: sampled predictions per INSERT statement on SQLite (12 x 80 = 960 parameters, under the
 #: 999 that old SQLite builds allow)
 _ROWS_PER_INSERT = 80
@@ -148,6 +151,8 @@ class MonitorStore:
         self.migrated_from: int | None = None
         self._folds: dict[tuple[str | None, str | None], _Fold] = {}
         self._fold_lock = threading.RLock()  # _folded starts over by calling itself
+        self._merged_cache: dict[tuple[str | None, str | None], tuple[Any, dict[str, Any]]] = {}
+        self._log_folds: dict[tuple[str | None, str | None], _LogFold] = {}
         ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         values = f"({', '.join([ph] * len(PREDICTION_COLUMNS))})"
         self._pred_sql = (
@@ -197,8 +202,12 @@ class MonitorStore:
         dict rows for the thousands of sampled records a busy process writes per flush.
         """
         proc = self.process_id
-        tuples = [r for r in predictions if isinstance(r, tuple)]
-        dicts = [r for r in predictions if not isinstance(r, tuple)]
+        tuples = [r for r in predictions if type(r) is tuple]
+        if len(tuples) == len(predictions):
+            dicts: list[Any] = []
+        else:
+            tuples = [r for r in predictions if isinstance(r, tuple)]
+            dicts = [r for r in predictions if not isinstance(r, tuple)]
         try:
             with self.engine.begin() as conn:
                 if predictions:
@@ -360,11 +369,32 @@ class MonitorStore:
         are looked for every :data:`LATE_CHECK_S` and folded; a folded row rewritten, or
         retention run here, starts the fold over.
         """
+        qs = list(quantiles)
         if since is None and until is None:
-            fold = self._folded(model, variant)
-        else:
-            fold = _Fold()
-            fold.add(self.read_snapshots(model, variant, since, until))
+            fold, sig = self._folded(model, variant)
+            logged = self._log_totals(model, variant)
+            key = (sig, logged, tuple(qs))
+            with self._fold_lock:
+                cached = self._merged_cache.get((model, variant))
+            if cached is not None and cached[0] == key:
+                return _copy_merged(cached[1])
+            out = self._merged_out(model, variant, fold, logged, qs)
+            with self._fold_lock:
+                self._merged_cache[(model, variant)] = (key, out)
+            return _copy_merged(out)
+        fold = _Fold()
+        fold.add(self.read_snapshots(model, variant, since, until))
+        logged = log_counts(self.engine, self.feedback, model, variant, since, until)
+        return self._merged_out(model, variant, fold, logged, qs)
+
+    def _merged_out(
+        self,
+        model: str | None,
+        variant: str | None,
+        fold: _Fold,
+        logged: tuple[int, int],
+        qs: list[float],
+    ) -> dict[str, Any]:
         sketch = fold.sketch
         out: dict[str, Any] = {
             "model": model,
@@ -376,11 +406,9 @@ class MonitorStore:
             "joined": fold.joined,
             "correct": fold.correct,
         }
-        labels = fold.labels
         conf_sum, conf_n = fold.conf_sum, fold.conf_n
-        out["label_counts"] = labels
+        out["label_counts"] = fold.labels
         out["ground_truth_source"] = "snapshots"
-        logged = log_counts(self.engine, self.feedback, model, variant, since, until)
         if logged[0]:  # the durable log is the truth whenever it holds labels of the model
             out["joined"], out["correct"] = logged
             out["ground_truth_source"] = "log"
@@ -392,7 +420,6 @@ class MonitorStore:
         # binomial bound (Wilson at the estimate) is the conservative interval
         out["estimated_accuracy"] = conf_sum / conf_n if conf_n else None
         out["estimated_accuracy_lower"], out["estimated_accuracy_upper"] = wilson(conf_sum, conf_n)
-        qs = list(quantiles)
         if sketch is not None and sketch.count:
             vals = sketch.quantiles(qs)
             out["latency"] = {
@@ -407,11 +434,14 @@ class MonitorStore:
         out["sketch"] = sketch
         return out
 
-    def _folded(self, model: str | None, variant: str | None) -> _Fold:
+    def _folded(self, model: str | None, variant: str | None) -> tuple[_Fold, tuple[Any, ...]]:
         """The lifetime fold of (model, variant): the running total of the frozen rows plus
-        the rows of the newest :data:`FROZEN_AFTER_S` (see :meth:`merged`). One statement
-        per call (driver SQL built once): the rows not folded yet and any written into the
-        folded range since (``updated_at`` newer than the newest folded)."""
+        the rows of the newest :data:`FROZEN_AFTER_S` (see :meth:`merged`), and a signature
+        that changes whenever the result does. One statement per call (driver SQL built
+        once): the rows not folded yet and any written into the folded range since
+        (``updated_at`` newer than the newest folded). Live rows are parsed once per
+        ``updated_at``; an unchanged set of live rows returns the previous result as is
+        (callers do not modify it)."""
         key = (model, variant)
         with self._fold_lock:
             fold = self._folds.get(key)
@@ -426,22 +456,135 @@ class MonitorStore:
             with self.engine.connect() as conn:
                 got = conn.exec_driver_sql(sql, (*params, fold.seen_at) if check else params)
                 rows = [dict(r) for r in got.mappings()]
-            if not rows:
-                return fold.copy()
             late = [r for r in rows if r["window_start"] < fold.frozen_until]
             if any(r["id"] in fold.ids for r in late):  # a folded row changed: start over
                 del self._folds[key]
+                self._merged_cache.pop(key, None)
                 return self._folded(model, variant)
-            fold.add(late, keep=True)
-            edge = max(r["window_start"] for r in rows) - FROZEN_AFTER_S
+            if late:
+                fold.add(late, keep=True)
             live = [r for r in rows if r["window_start"] >= fold.frozen_until]
-            if edge > fold.frozen_until:
-                fold.add([r for r in live if r["window_start"] < edge], keep=True)
-                fold.frozen_until = edge
-                live = [r for r in live if r["window_start"] >= edge]
+            if rows:
+                edge = max(r["window_start"] for r in rows) - FROZEN_AFTER_S
+                if edge > fold.frozen_until:
+                    fold.add([r for r in live if r["window_start"] < edge], keep=True)
+                    fold.frozen_until = edge
+                    live = [r for r in live if r["window_start"] >= edge]
+            sig = (id(fold), fold.version, tuple((r["id"], r["updated_at"]) for r in live))
+            if fold.result is not None and fold.result[0] == sig:
+                return fold.result[1], sig
+            parsed = fold.parsed
+            now_parsed: dict[int, tuple[Any, _Row]] = {}
+            for r in live:
+                hit = parsed.get(r["id"])
+                if hit is None or hit[0] != r["updated_at"]:
+                    hit = (r["updated_at"], _parse(r))
+                now_parsed[r["id"]] = hit
+            fold.parsed = now_parsed  # only the live rows stay parsed
             out = fold.copy()
-        out.add(live)
-        return out
+            out.add_parsed([p for _, p in now_parsed.values()])
+            fold.result = (sig, out)
+            return out, sig
+
+    def _log_totals(self, model: str | None, variant: str | None) -> tuple[int, int]:
+        """(joined, correct) of the whole feedback log of (model, variant), incrementally.
+
+        Rows up to a watermark are summed once; each call counts only the rows above it (and
+        the few below it still ``forwarded`` then: the owner may join them later). Every
+        :data:`LATE_CHECK_S` the watermark moves up to the newest row received more than
+        :data:`LOG_SETTLE_S` ago (a transaction that allocated a lower id would have to stay
+        open that long to be missed) and the pending rows are looked up again."""
+        key = (model, variant)
+        with self._fold_lock:
+            lf = self._log_folds.get(key)
+            if lf is None:
+                lf = self._log_folds[key] = _LogFold()
+            now = time.monotonic()
+            if now - lf.advanced >= LATE_CHECK_S:
+                self._advance_log(lf, model, variant)
+                lf.advanced = now
+            upto, joined, correct = lf.upto, lf.joined, lf.correct
+            pending = sorted(lf.pending)
+        sql, params = self._log_sql(model, variant, "id > {ph}")
+        with self.engine.connect() as conn:
+            n, c = conn.exec_driver_sql(sql, (*params, upto)).one()
+            joined, correct = joined + int(n or 0), correct + int(c or 0)
+            if pending:
+                n, c = self._log_in(conn, model, variant, pending)
+                joined, correct = joined + n, correct + c
+        return joined, correct
+
+    def _advance_log(self, lf: _LogFold, model: str | None, variant: str | None) -> None:
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        name = self.feedback.name
+        src = f"{name} NOT INDEXED" if self.dialect == "sqlite" else name  # the id range
+        settled = time.time() - LOG_SETTLE_S
+        with self.engine.connect() as conn:
+            upto = conn.exec_driver_sql(
+                f"SELECT MAX(id) FROM {src} WHERE id > {ph} AND ts < {ph}", (lf.upto, settled)
+            ).scalar()
+            if lf.pending:  # rows still forwarded when folded: joined since?
+                ids = sorted(lf.pending)
+                got = conn.exec_driver_sql(
+                    f"SELECT id FROM {name} WHERE id IN ({', '.join([ph] * len(ids))}) "
+                    "AND status <> 'forwarded'",
+                    tuple(ids),
+                ).all()
+                done = sorted(int(r[0]) for r in got)
+                if done:
+                    n, c = self._log_in(conn, model, variant, done)
+                    lf.joined, lf.correct = lf.joined + n, lf.correct + c
+                    lf.pending.difference_update(done)
+            if upto is None:
+                return
+            upto = int(upto)
+            sql, params = self._log_sql(model, variant, f"id > {ph} AND id <= {ph}")
+            n, c = conn.exec_driver_sql(sql, (*params, lf.upto, upto)).one()
+            cond, model_params = self._log_where(model, None)
+            fwd = conn.exec_driver_sql(
+                f"SELECT id FROM {src} WHERE {' AND '.join(cond)} AND id > {ph} AND id <= {ph} "
+                "AND status = 'forwarded'",
+                (*model_params, lf.upto, upto),
+            ).all()
+        lf.joined, lf.correct = lf.joined + int(n or 0), lf.correct + int(c or 0)
+        lf.pending.update(int(r[0]) for r in fwd)
+        lf.upto = upto
+
+    def _log_in(
+        self, conn: sa.Connection, model: str | None, variant: str | None, ids: list[int]
+    ) -> tuple[int, int]:
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql, params = self._log_sql(model, variant, f"id IN ({', '.join([ph] * len(ids))})")
+        n, c = conn.exec_driver_sql(sql, (*params, *ids)).one()
+        return int(n or 0), int(c or 0)
+
+    def _log_where(self, model: str | None, variant: str | None) -> tuple[list[str], list[Any]]:
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        cond, params = ["1 = 1"], []
+        for col, value in (("model", model), ("variant", variant)):
+            if value is not None:
+                cond.append(f"{col} = {ph}")
+                params.append(value)
+        return cond, params
+
+    def _log_sql(
+        self, model: str | None, variant: str | None, ids: str
+    ) -> tuple[str, tuple[Any, ...]]:
+        """(joined, correct) over the rows ``ids`` selects (as :func:`log_counts` counts);
+        on SQLite the id range is read by rowid, never through the model index (whose scan
+        would grow with the log)."""
+        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        name = self.feedback.name
+        src = f"{name} NOT INDEXED" if self.dialect == "sqlite" and ">" in ids else name
+        cond, params = self._log_where(model, variant)
+        where = " AND ".join(
+            [*cond, "status = 'joined'", "predicted IS NOT NULL", ids.format(ph=ph)]
+        )
+        sql = (
+            "SELECT COUNT(*), SUM(CASE WHEN label = predicted THEN 1 ELSE 0 END) "
+            f"FROM {src} WHERE {where}"
+        )
+        return sql, tuple(params)
 
     def _fold_sql(
         self, model: str | None, variant: str | None, late: bool
@@ -560,6 +703,8 @@ class MonitorStore:
                         deleted[t.name] = deleted.get(t.name, 0) + n
         with self._fold_lock:  # the lifetime view is what is retained
             self._folds.clear()
+            self._merged_cache.clear()
+            self._log_folds.clear()
         if reclaim != "none" and sum(deleted.values()) > 0:
             self._reclaim(reclaim)
         after = self.disk_usage()
@@ -584,6 +729,37 @@ class MonitorStore:
                     conn.exec_driver_sql(f'{kw} "{t.name}"')
 
 
+class _Row(NamedTuple):
+    """A snapshot row parsed: what a fold sums of it."""
+
+    n: int
+    errors: int
+    joined: int
+    correct: int
+    conf_sum: float
+    conf_n: int
+    labels: dict[str, int]
+    start: float
+    process: str
+    sketch: LogSketch | None
+
+
+def _parse(r: Mapping[str, Any]) -> _Row:
+    blob = r["sketch"]
+    return _Row(
+        int(r["count"]),
+        int(r["errors"]),
+        int(r["joined"]),
+        int(r["correct"]),
+        float(r["confidence_sum"]),
+        int(r["confidence_count"]),
+        {str(k): int(v) for k, v in json.loads(r["label_counts"]).items()},
+        r["window_start"],
+        r["process"],
+        LogSketch.from_bytes(bytes(blob)) if blob else None,
+    )
+
+
 class _Fold:
     """Running sums of snapshot rows: counters, label counts, confidence sums, windows,
     processes and the merged latency sketch (with the ids folded, to notice a rewrite)."""
@@ -600,29 +776,36 @@ class _Fold:
         self.seen_at = -1e300  # newest updated_at folded
         self.frozen_until = -math.inf  # rows of windows starting before this are folded
         self.late_checked = -math.inf  # when rows written late into that range were looked for
+        self.version = 0  # bumped whenever rows are folded
+        self.parsed: dict[int, tuple[Any, _Row]] = {}  # live row id -> (updated_at, parsed)
+        self.result: tuple[tuple[Any, ...], _Fold] | None = None  # (signature, fold + live)
 
     def add(self, rows: Iterable[Mapping[str, Any]], keep: bool = False) -> None:
         for r in rows:
-            self.count += int(r["count"])
-            self.errors += int(r["errors"])
-            self.joined += int(r["joined"])
-            self.correct += int(r["correct"])
-            self.conf_sum += float(r["confidence_sum"])
-            self.conf_n += int(r["confidence_count"])
-            labels = self.labels
-            for lab, c in json.loads(r["label_counts"]).items():
-                labels[lab] = labels.get(lab, 0) + int(c)
-            self.starts.add(r["window_start"])
-            self.processes.add(r["process"])
-            if r["sketch"]:
-                sk = LogSketch.from_bytes(bytes(r["sketch"]))
-                if self.sketch is None:
-                    self.sketch = sk
-                else:
-                    self.sketch.merge(sk)
+            self.add_parsed((_parse(r),))
             if keep:
                 self.ids.add(r["id"])
                 self.seen_at = max(self.seen_at, float(r["updated_at"]))
+                self.version += 1
+
+    def add_parsed(self, rows: Iterable[_Row]) -> None:
+        labels = self.labels
+        for r in rows:
+            self.count += r.n
+            self.errors += r.errors
+            self.joined += r.joined
+            self.correct += r.correct
+            self.conf_sum += r.conf_sum
+            self.conf_n += r.conf_n
+            for lab, c in r.labels.items():
+                labels[lab] = labels.get(lab, 0) + c
+            self.starts.add(r.start)
+            self.processes.add(r.process)
+            if r.sketch is not None:
+                if self.sketch is None:
+                    self.sketch = r.sketch.copy()  # parsed rows are kept: never merged into
+                else:
+                    self.sketch.merge(r.sketch)
 
     def copy(self) -> _Fold:
         out = _Fold()
@@ -638,6 +821,29 @@ class _Fold:
         out.processes = set(self.processes)
         out.sketch = self.sketch.copy() if self.sketch is not None else None
         return out
+
+
+class _LogFold:
+    """(joined, correct) of the feedback rows with ids up to ``upto``, all final (see
+    :meth:`MonitorStore._log_totals`)."""
+
+    def __init__(self) -> None:
+        self.joined = self.correct = 0
+        self.upto = 0
+        self.advanced = -math.inf
+        self.pending: set[int] = set()  # ids up to ``upto`` still forwarded when folded
+
+
+def _copy_merged(out: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a cached :meth:`MonitorStore.merged` answer that callers may modify."""
+    sketch = out["sketch"]
+    return {
+        **out,
+        "processes": list(out["processes"]),
+        "label_counts": dict(out["label_counts"]),
+        "latency": dict(out["latency"]),
+        "sketch": sketch.copy() if sketch is not None else None,
+    }
 
 
 def _store_after_fork(ref: weakref.ReferenceType[MonitorStore]) -> None:

@@ -135,6 +135,11 @@ class ModelHandle:
                 _, conf, proba = predict_with_confidence(loaded.model, batch)
                 if proba.shape != (len(batch), len(loaded.model.classes_)):
                     raise ServingError(f"predict_proba returned shape {proba.shape}")
+                fused = getattr(loaded.model, "predict_fused", None)
+                if fused is not None:  # what the batcher calls (see _predict_batch)
+                    proba = fused(batch, True)[2]
+                    if proba.shape != (len(batch), len(loaded.model.classes_)):
+                        raise ServingError(f"predict_fused returned shape {proba.shape}")
 
     def default_variant(self) -> str:
         if self.config.variant != "auto":
@@ -185,17 +190,27 @@ class ModelHandle:
     def _predict_batch(
         self, texts: list[str], starts: np.ndarray | None = None
     ) -> tuple[ServedState, list[Any], list[float], Any, list[str]]:
-        """Predict one micro-batch, issue its ids and monitor it with one ``record_batch``."""
+        """Predict one micro-batch, issue its ids and monitor it with one ``record_batch``.
+
+        A compact text model predicts in one pass (``predict_fused``): probabilities plus each
+        text's word-token and known-token counts, which the monitor scores out-of-vocabulary
+        drift from without tokenizing the texts again."""
         state = self.state
         if state is None:
             raise ServingError(f"model {self.name!r} is not loaded yet")
-        top, confidences_a, proba = predict_top(state.loaded.model, texts)
+        model = state.loaded.model
+        fused = getattr(model, "predict_fused", None)  # compact text models: one pass
+        counts = None
+        if fused is not None:
+            top, confidences_a, proba, counts = fused(texts, True)
+        else:
+            top, confidences_a, proba = predict_top(model, texts)
         labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
         ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
-            mon.record_batch(ids, labels, confs, latency, texts)
+            mon.record_batch(ids, labels, confs, latency, texts, tokens=counts)
         return state, labels, confs, proba, ids
 
     def cache_keys(self, texts: Sequence[str]) -> list[bytes] | None:
