@@ -192,6 +192,8 @@ def _normalize(stats: Mapping[str, Any]) -> dict[str, Any]:
     merged = stats.get("merged") or {}
     if merged.get("count") is not None:
         st["counts"] = {**(st.get("counts") or {}), "predictions": merged["count"]}
+    if merged.get("processes") is not None:  # every process (all workers, all hosts) merged
+        st["processes"] = merged["processes"]
     return st
 
 
@@ -221,6 +223,7 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "variant": str(served if served not in (None, "", "default") else active or ""),
         "variants": [str(v) for v in variants],
         "predictions": _num((st.get("counts") or {}).get("predictions")),
+        "processes": _num(st.get("processes")),
         "per_s": _num(tp.get("per_s")),
         "rps": _rate(tp, st.get("uptime_s")),
         "per_min": _num(tp.get("per_min")),
