@@ -90,16 +90,12 @@ def render(monitors: Iterable[MonitorSource]) -> str:
     return out.text()
 
 
-def write(
-    out: Exposition, monitors: Iterable[MonitorSource], labels: Mapping[str, str] | None = None
-) -> None:
-    """Write the families of ``monitors`` into ``out`` (nothing without monitors); ``labels``
-    are added to every series (``leanml serve`` adds ``worker``, its process id)."""
+def write(out: Exposition, monitors: Iterable[MonitorSource]) -> None:
+    """Write the families of ``monitors`` into ``out`` (nothing without monitors)."""
     collected = [(m, m.stats(), m.latency_sketch()) for m in monitors]
-    extra = dict(labels or {})
     for emit in _FAMILIES:
         for m, st, sk in collected:
-            emit(out, {"model": m.name, "variant": m.variant, **extra}, st, sk)
+            emit(out, {"model": m.name, "variant": m.variant}, st, sk)
 
 
 def _counts(o: Exposition, base: _Labels, st: MonitorStats, sk: LogSketch) -> None:

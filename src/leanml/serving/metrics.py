@@ -1,7 +1,6 @@
 """Prometheus text for the service: every monitor of this process, serving figures, merged totals.
 
-The monitors' families carry a ``worker`` label (this process's id, the ``x-leanml-worker``
-header). Families added to :func:`leanml.monitor.render_prometheus`'s (all labelled ``model``):
+Families added to :func:`leanml.monitor.render_prometheus`'s (all labelled ``model``):
 
 * ``leanml_cache_{hits,misses,evictions,expired,invalidations}_total``, ``leanml_cache_entries``,
   ``leanml_cache_bytes``;
@@ -19,7 +18,6 @@ header). Families added to :func:`leanml.monitor.render_prometheus`'s (all label
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING
@@ -49,10 +47,7 @@ def render_service(service: Service, merged: bool = True) -> str:
     """The exposition of every monitor of ``service``, then its own families."""
     out = Exposition()
     handles = list(service.handles.values())
-    # each worker's own counters carry its process id: a load balancer or one host's port
-    # answers a scrape from any worker, and summing rate() over the workers stays exact
-    monitors = [m for h in handles for m in h.monitor_list()]
-    write_monitors(out, monitors, {"worker": str(os.getpid())})
+    write_monitors(out, [m for h in handles for m in h.monitor_list()])
     _cache(out, handles)
     _batching(out, handles)
     name = "leanml_http_responses_total"
