@@ -253,7 +253,12 @@ def test_three_hosts_behind_nginx(tmp_path, intent_models, intent_texts) -> None
             lb, prom = f"http://127.0.0.1:{lb_port}", f"http://127.0.0.1:{prom_port}"
             _wait(lambda: httpx.get(f"{lb}/health", timeout=2).status_code == 200)
             _wait(lambda: httpx.get(f"{prom}/-/ready", timeout=2).status_code == 200)
-            _run_checks(hosts, lb, prom, texts, store)
+            try:
+                _run_checks(hosts, lb, prom, texts, store)
+            except BaseException:
+                for h in hosts:  # shown with the failure (pytest's captured stdout)
+                    print(f"--- {h.log}\n{h.log.read_text()[-4000:]}")
+                raise
         finally:
             for p in procs:
                 p.terminate()

@@ -424,7 +424,8 @@ class _LiveData:
 
 
 def _active_alerts(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every model's active alerts, one row each, the value a finite number or None."""
+    """Every model's active alerts, one row each, the value a finite number or None (``leanml
+    serve``'s /stats shape lists them under ``alerts``, a monitor's under ``alerts.active``)."""
     return [
         {
             "model": n,
@@ -434,7 +435,7 @@ def _active_alerts(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
             "reason": a.get("reason"),
         }
         for n, st in stats.items()
-        for a in ((st.get("alerts") or {}).get("active") or [])
+        for a in ((_normalize(st).get("alerts") or {}).get("active") or [])
     ]
 
 
