@@ -407,7 +407,9 @@ def _run_checks(hosts, lb, prom, texts, store) -> None:  # type: ignore[no-untyp
                 except httpx.HTTPError as exc:
                     refused.append(repr(exc))
                     continue
-                if r.status_code == 200 and r.json()["status"] in ("joined", "stored"):
+                # "duplicate": nginx repeated a label the killed host had stored but not
+                # answered; it is acknowledged, so it must be in the log too
+                if r.status_code == 200 and r.json()["status"] in ("joined", "stored", "duplicate"):
                     acked[pid] = lab
                 else:
                     refused.append(f"{r.status_code} {r.text[:200]}")
