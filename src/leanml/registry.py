@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from leanml._logging import limited
 from leanml._sizing import deep_sizeof
 from leanml.artifacts import (
     MANIFEST_FILE,
@@ -77,6 +78,7 @@ except ImportError:  # pragma: no cover - Windows: threads of one process are st
     _fcntl = None
 
 _log = logging.getLogger(__name__)
+_outage_log = limited(f"{__name__}.shared")  # a store outage repeats it every watch
 
 VARIANTS = ("original", "compact")
 #: Rows of the validation split kept with a version unless the caller says otherwise.
@@ -360,7 +362,12 @@ class ModelRegistry:
         """The newer of ``state.json`` and the shared state (when there is one)."""
         state = self._read_file_state(name)
         if self.shared_state is not None:
-            state = _newer(state, self.shared_state.read(name))
+            try:
+                shared = self.shared_state.read(name)
+            except Exception as exc:  # the store is down: serve what this host knows
+                _outage_log.warning("the shared registry state of %s cannot be read: %s", name, exc)
+                shared = None
+            state = _newer(state, shared)
         return state
 
     def _read_file_state(self, name: str) -> dict[str, Any]:

@@ -58,3 +58,16 @@ def test_two_models_dirs_share_switches_and_promotions(backend, tmp_path, tiny_p
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {prefix}registry_state"))
         engine.dispose()
+
+
+class _DownStore:
+    def read(self, name: str) -> None:
+        raise ConnectionError("store down")
+
+
+def test_a_store_outage_serves_the_local_state(tmp_path, tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    reg = ModelRegistry(tmp_path / "m")
+    reg.register("m", tiny_pipeline, task="email", metrics={})
+    reg.set_active_variant("m", "original")
+    reg.shared_state = _DownStore()
+    assert (reg.serving_version("m"), reg.active_variant("m")) == (1, "original")
