@@ -22,9 +22,10 @@ compact rows (``speedup_vs_*``) keep leanml's default, the compact variant. The 
 started once and run inside the same alternation as the leanml configurations; every ratio is
 the median of the per-repetition (back-to-back) ratios. Any non-2xx answer voids a run.
 
-Also: leanml with monitoring off (cost <= 5%, in server CPU per request: process CPU time), leanml at 50% duplicate inputs with the cache on
-vs off (>= 1.5x), and idle latency (concurrency 1) with micro-batching on vs off. These
-configurations (and the peers) each get one server, started once; their load runs alternate (6 x 2 s with
+Also: leanml with monitoring off (cost <= 5%, in server CPU per request: process CPU time),
+leanml at 50% duplicate inputs with the cache on vs off (>= 1.5x), and idle latency
+(concurrency 1) with micro-batching on vs off. These configurations (and the peers) each get
+one server, started once; their load runs alternate (6 x 2 s with
 ``--quick``, 14 x 5 s otherwise; idle runs 2 s / 3 s), in forward order on even repetitions
 and reverse order on odd ones, so a change in the shared machine's load hits all of them and
 no configuration always runs right after the same other one; the targets use the median of
