@@ -1,6 +1,6 @@
 """Serving benchmark: leanml serve vs BentoML 1.4 vs plain FastAPI, monitoring and cache costs.
 
-    flock /tmp/leanml-bench.lock python benchmarks/serving.py --json serving.json [--quick]
+    flock /tmp/bench.lock python benchmarks/serving.py --json serving.json [--quick]
 
 Same machine, same run, same email model (``train_model("email")``), single-text requests of
 real emails from the test split, closed loop at concurrency 32 with ``leanml bench http``
@@ -15,9 +15,17 @@ real emails from the test split, closed loop at concurrency 32 with ``leanml ben
 * **FastAPI plain**: FastAPI + uvicorn (httptools/uvloop installed, as for leanml), a pydantic
   body and ``pipeline.predict([text])`` per request.
 
-Also: leanml with monitoring off (cost <= 5%), leanml at 50% duplicate inputs with the cache on
-vs off (>= 1.5x), and idle latency (concurrency 1) with micro-batching on vs off. These six
-configurations each get one server, started once; their load runs alternate (6 x 2 s with
+Like-for-like rows (#21): **leanml_original** is ``leanml serve --variant original``, the same
+original pipeline the peers serve, so ``like_for_like_vs_*`` is the stack alone and
+``compact_gain`` (compact vs original, both leanml) is the compression's share on top; the
+compact rows (``speedup_vs_*``) keep leanml's default, the compact variant. The peers are
+started once and run inside the same alternation as the leanml configurations; every ratio is
+the median of the per-repetition (back-to-back) ratios. Any non-2xx answer voids a run.
+
+Also: leanml with monitoring off (cost <= 5%, in server CPU per request: process CPU time),
+leanml at 50% duplicate inputs with the cache on vs off (>= 1.5x), and idle latency
+(concurrency 1) with micro-batching on vs off. These configurations (and the peers) each get
+one server, started once; their load runs alternate (6 x 2 s with
 ``--quick``, 14 x 5 s otherwise; idle runs 2 s / 3 s), in forward order on even repetitions
 and reverse order on odd ones, so a change in the shared machine's load hits all of them and
 no configuration always runs right after the same other one; the targets use the median of
@@ -276,7 +284,20 @@ BENTO_SERVICE = textwrap.dedent("""
 """)
 
 
-def fastapi_run(work: Path, pkl: Path, texts: Path, duration: float) -> dict[str, Any]:
+class PeerServer:
+    """A running peer (FastAPI plain or BentoML): one load run per ``run`` call."""
+
+    def __init__(self, url: str, pid: int, body_format: str) -> None:
+        self.url, self.pid, self.body_format = url, pid, body_format
+
+    def run(self, texts: Path, **kw: Any) -> dict[str, Any]:
+        return bench(
+            self.url, self.pid, texts=texts, path="/predict", body_format=self.body_format, **kw
+        )
+
+
+@contextlib.contextmanager
+def fastapi_server(work: Path, pkl: Path) -> Iterator[PeerServer]:
     app_dir = work / "fastapi_plain"
     app_dir.mkdir(exist_ok=True)
     (app_dir / "plain_app.py").write_text(FASTAPI_APP)
@@ -299,14 +320,7 @@ def fastapi_run(work: Path, pkl: Path, texts: Path, duration: float) -> dict[str
         cwd=app_dir,
         log=work / "fastapi.log",
     ) as pid:
-        return bench(
-            f"http://127.0.0.1:{port}",
-            pid,
-            texts=texts,
-            duration=duration,
-            path="/predict",
-            body_format="plain",
-        )
+        yield PeerServer(f"http://127.0.0.1:{port}", pid, "plain")
 
 
 def bentoml_install() -> Path:
@@ -341,7 +355,8 @@ def bentoml_install() -> Path:
     return py
 
 
-def bentoml_run(work: Path, pkl: Path, texts: Path, duration: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def bentoml_server(work: Path, pkl: Path) -> Iterator[PeerServer]:
     py = bentoml_install()
     home = work / "bentoml_home"
     env = {
@@ -379,20 +394,15 @@ def bentoml_run(work: Path, pkl: Path, texts: Path, duration: float) -> dict[str
     with server(
         cmd, f"http://127.0.0.1:{port}/readyz", env=env, cwd=svc_dir, log=work / "bentoml.log"
     ) as pid:
-        r = bench(
-            f"http://127.0.0.1:{port}",
-            pid,
-            texts=texts,
-            duration=duration,
-            path="/predict",
-            body_format="bentoml",
-        )
-    r["bentoml_version"] = subprocess.run(
-        [str(py), "-c", "import bentoml; print(bentoml.__version__)"],
+        yield PeerServer(f"http://127.0.0.1:{port}", pid, "bentoml")
+
+
+def bentoml_version() -> str:
+    return subprocess.run(
+        [str(BENTO_VENV / "bin" / "python"), "-c", "import bentoml; print(bentoml.__version__)"],
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return r
 
 
 def paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> float | None:
@@ -416,6 +426,9 @@ def safe(label: str, fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
     t = time.monotonic()
     try:
         r = fn(*args, **kw)
+        bad = (r.get("errors") or {}).get("non_2xx")
+        if bad:
+            raise RuntimeError(f"{bad} non-2xx answers: the run is void")
     except Exception as exc:  # report the peer's failure instead of aborting the benchmark
         print(f"[{label}] failed: {exc}", file=sys.stderr)
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -444,27 +457,40 @@ def main(argv: list[str] | None = None) -> int:
     texts = texts_file(work)
     lean = ["--no-cache"]  # every text is unique anyway; keep the headline run cache-free
     idle = 2.0 if args.quick else 3.0
-    peer_duration = 3.0 if args.quick else 10.0  # the single runs: peers, no batching
+    peer_duration = 3.0 if args.quick else 10.0  # the single run without batching
     pairs: dict[str, tuple[list[str], dict[str, Any]]] = {  # A/B configurations, run in turn
         "leanml": (lean, {}),
+        # like-for-like: the same original pipeline the peers serve
+        "leanml_original": ([*lean, "--variant", "original"], {}),
         "monitor_off": ([*lean, "--no-monitoring"], {}),
         "cache50": ([], {"duplicates": 0.5}),
         "cache_off": (["--no-cache"], {"duplicates": 0.5}),
         "idle_batching": (lean, {"concurrency": 1, "duration": idle}),
         "idle_nobatch": ([*lean, "--no-batching"], {"concurrency": 1, "duration": idle}),
     }
-    reps_out: dict[str, list[dict[str, Any]]] = {k: [] for k in pairs}
+    peers = ["fastapi_plain"] + ([] if args.skip_bentoml else ["bentoml"])
+    reps_out: dict[str, list[dict[str, Any]]] = {k: [] for k in [*pairs, *peers]}
+    runs: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:  # one server per configuration, loaded in turn
-        servers = {
+        servers: dict[str, Any] = {
             label: stack.enter_context(leanml_server(work, models, label, extra))
             for label, (extra, _) in pairs.items()
         }
+        starters = {"fastapi_plain": fastapi_server, "bentoml": bentoml_server}
+        for label in peers:  # the peers run inside the same alternation
+            try:
+                servers[label] = stack.enter_context(starters[label](work, pkl))
+            except Exception as exc:  # a peer that cannot start is reported, not fatal
+                print(f"[{label}] cannot start: {exc}", file=sys.stderr)
+                runs[label] = {"error": f"{type(exc).__name__}: {exc}"}
+        configs = [(k, kw) for k, (_, kw) in pairs.items()] + [
+            (k, {}) for k in peers if k in servers
+        ]
         for rep in range(reps):
-            order = list(pairs.items())
-            for label, (_, kw) in order if rep % 2 == 0 else order[::-1]:
+            for label, kw in configs if rep % 2 == 0 else configs[::-1]:
                 kw = {"duration": duration, "warmup": warm, **kw}
                 reps_out[label].append(safe(label, servers[label].run, texts, **kw))
-    runs: dict[str, dict[str, Any]] = {k: median_run(v) for k, v in reps_out.items()}
+    runs.update({k: median_run(v) for k, v in reps_out.items() if v})
     runs["c32_nobatch"] = safe(
         "c32 no batching",
         leanml_run,
@@ -476,11 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         [*lean, "--no-batching"],
         warmup=warm,
     )
-    runs["fastapi_plain"] = safe("fastapi plain", fastapi_run, work, pkl, texts, peer_duration)
     if args.skip_bentoml:
         runs["bentoml"] = {"error": "skipped (--skip-bentoml)"}
-    else:
-        runs["bentoml"] = safe("bentoml", bentoml_run, work, pkl, texts, peer_duration)
+    elif "error" not in runs.get("bentoml", {}):
+        runs["bentoml"]["bentoml_version"] = bentoml_version()
 
     def rps(k: str) -> float | None:
         return runs[k].get("rps")
@@ -493,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out: dict[str, Any] = {
         "rps_leanml": rps("leanml"),
+        "rps_leanml_original": rps("leanml_original"),
+        "p99_ms_leanml_original": p99("leanml_original"),
         "rps_bentoml": rps("bentoml"),
         "rps_fastapi_plain": rps("fastapi_plain"),
         "p99_ms_leanml": p99("leanml"),
@@ -511,8 +538,18 @@ def main(argv: list[str] | None = None) -> int:
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a and b else None
 
-    out["speedup_vs_bentoml"] = ratio(out["rps_leanml"], out["rps_bentoml"])
-    out["speedup_vs_fastapi_plain"] = ratio(out["rps_leanml"], out["rps_fastapi_plain"])
+    def pair(a: str, b: str) -> float | None:
+        r = paired(reps_out.get(a) or [], reps_out.get(b) or [], "rps")
+        return round(r, 3) if r else None
+
+    # paired ratios (median over repetitions of the back-to-back runs): the compact rows (leanml
+    # serving its compact variant vs the peers on the original pipeline), the like-for-like rows
+    # (the same original pipeline on both sides) and the compact gain on top
+    out["speedup_vs_bentoml"] = pair("leanml", "bentoml")
+    out["speedup_vs_fastapi_plain"] = pair("leanml", "fastapi_plain")
+    out["like_for_like_vs_bentoml"] = pair("leanml_original", "bentoml")
+    out["like_for_like_vs_fastapi_plain"] = pair("leanml_original", "fastapi_plain")
+    out["compact_gain"] = pair("leanml", "leanml_original")
     cost = (
         1 - out["rps_leanml"] / out["rps_monitor_off"]
         if out["rps_leanml"] and out["rps_monitor_off"]
@@ -527,7 +564,13 @@ def main(argv: list[str] | None = None) -> int:
     out["monitoring_cost"] = round(1 - on_off, 4) if on_off is not None else None
     out["cache_speedup_unpaired"] = ratio(out["rps_cache50"], out["rps_cache_off"])
     out["cache_speedup"] = round(c50_off, 3) if c50_off is not None else None
-    cost = out["monitoring_cost"]
+    cpu_on = [r.get("server_cpu_us_per_request") for r in reps_out["leanml"]]
+    cpu_off = [r.get("server_cpu_us_per_request") for r in reps_out["monitor_off"]]
+    cpu_ratios = sorted(a / b - 1 for a, b in zip(cpu_on, cpu_off, strict=True) if a and b)
+    out["monitoring_cost_cpu_paired"] = (
+        round(cpu_ratios[len(cpu_ratios) // 2], 4) if cpu_ratios else None
+    )
+    cost = out["monitoring_cost_cpu_paired"]
     out["batching_speedup_c32"] = ratio(out["rps_leanml"], out["rps_c32_nobatch"])
     idle_ratio = paired(reps_out["idle_batching"], reps_out["idle_nobatch"], "rps")
     out["idle_rps_ratio_batching_vs_not"] = round(idle_ratio, 3) if idle_ratio else None
@@ -544,6 +587,23 @@ def main(argv: list[str] | None = None) -> int:
         else out["speedup_vs_fastapi_plain"] >= 2.0,
         "p99_le_bentoml": le(out["p99_ms_leanml"], out["p99_ms_bentoml"]),
         "p99_le_fastapi_plain": le(out["p99_ms_leanml"], out["p99_ms_fastapi_plain"]),
+        "compact_8x_bentoml": None
+        if out["speedup_vs_bentoml"] is None
+        else out["speedup_vs_bentoml"] >= 8.0,
+        "compact_8x_fastapi_plain": None
+        if out["speedup_vs_fastapi_plain"] is None
+        else out["speedup_vs_fastapi_plain"] >= 8.0,
+        "like_for_like_2x_bentoml": None
+        if out["like_for_like_vs_bentoml"] is None
+        else out["like_for_like_vs_bentoml"] >= 2.0,
+        "like_for_like_2x_fastapi_plain": None
+        if out["like_for_like_vs_fastapi_plain"] is None
+        else out["like_for_like_vs_fastapi_plain"] >= 2.0,
+        "like_for_like_p99_le_bentoml": le(out["p99_ms_leanml_original"], out["p99_ms_bentoml"]),
+        "like_for_like_p99_le_fastapi_plain": le(
+            out["p99_ms_leanml_original"], out["p99_ms_fastapi_plain"]
+        ),
+        # the monitoring cost in server CPU per request (process CPU time), not a rps ratio
         "monitoring_cost_le_5pct": None if cost is None else cost <= 0.05,
         "cache50_1_5x": None if out["cache_speedup"] is None else out["cache_speedup"] >= 1.5,
     }

@@ -8,6 +8,11 @@
     <root>/<name>/state.json            {"active_variant": "original" | "compact",
                                          "promotions": [versions promoted, oldest first]}
 
+``state.json`` also records ``updated_at``. A registry with a :attr:`ModelRegistry.shared_state`
+(``leanml serve`` sets one on its monitor store) writes every choice to that shared state too and
+reads whichever of the two is newer, so a switch or promotion made on one host reaches hosts
+that have their own copy of the models directory.
+
 A new version is staged in ``<root>/<name>/.new-*`` and renamed into place (atomic; two
 processes registering one name get distinct versions) and, by default, promoted. ``load(name)``
 serves the *active* variant of the *serving* version: the last promoted one (``promote``,
@@ -38,6 +43,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from leanml._logging import limited
 from leanml._sizing import deep_sizeof
 from leanml.artifacts import (
     MANIFEST_FILE,
@@ -72,6 +78,7 @@ except ImportError:  # pragma: no cover - Windows: threads of one process are st
     _fcntl = None
 
 _log = logging.getLogger(__name__)
+_outage_log = limited(f"{__name__}.shared")  # a store outage repeats it every watch
 
 VARIANTS = ("original", "compact")
 #: Rows of the validation split kept with a version unless the caller says otherwise.
@@ -109,6 +116,11 @@ class ModelRegistry:
         self.trusted_types = frozenset(trusted_types)
         self._lock = threading.Lock()
         self._fallbacks: list[dict[str, Any]] = []
+        #: Where the served-version and variant choices are shared between hosts (None: the
+        #: ``state.json`` file only). An object with ``read(name) -> dict | None`` and a
+        #: context manager ``transaction(name)`` yielding ``(current, save)`` (current: the
+        #: shared dict or None, locked until the block ends; ``save(dict)`` writes it).
+        self.shared_state: Any = None
 
     # -- names and versions -------------------------------------------------------------
 
@@ -319,19 +331,46 @@ class ModelRegistry:
 
     @contextlib.contextmanager
     def _state(self, name: str) -> Iterator[dict[str, Any]]:
-        """Read, change and atomically rewrite ``state.json``, locked against other threads
-        and (where ``fcntl`` exists) other processes."""
+        """Read, change and atomically rewrite ``state.json`` (and the shared state when there
+        is one), locked against other threads and (where ``fcntl`` exists) other processes."""
         folder = self.root / name
         with self._lock, open(folder / ".lock", "a+b") as lock:
             if _fcntl is not None:
                 _fcntl.flock(lock, _fcntl.LOCK_EX)
-            state = self._read_state(name)
-            yield state
-            tmp = folder / f".state-{os.getpid()}-{threading.get_ident()}.tmp"
-            tmp.write_text(json.dumps(state, indent=2) + "\n")
-            os.replace(tmp, folder / "state.json")
+            shared = self.shared_state
+            if shared is None:
+                state = self._read_file_state(name)
+                yield state
+                self._write_file_state(name, state)
+                return
+            with shared.transaction(name) as (current, save):
+                state = _newer(self._read_file_state(name), current)
+                yield state
+                state["updated_at"] = time.time()
+                save(state)
+                self._write_file_state(name, state, stamp=False)
+
+    def _write_file_state(self, name: str, state: dict[str, Any], *, stamp: bool = True) -> None:
+        if stamp:
+            state["updated_at"] = time.time()
+        folder = self.root / name
+        tmp = folder / f".state-{os.getpid()}-{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, folder / "state.json")
 
     def _read_state(self, name: str) -> dict[str, Any]:
+        """The newer of ``state.json`` and the shared state (when there is one)."""
+        state = self._read_file_state(name)
+        if self.shared_state is not None:
+            try:
+                shared = self.shared_state.read(name)
+            except Exception as exc:  # the store is down: serve what this host knows
+                _outage_log.warning("the shared registry state of %s cannot be read: %s", name, exc)
+                shared = None
+            state = _newer(state, shared)
+        return state
+
+    def _read_file_state(self, name: str) -> dict[str, Any]:
         try:
             data = json.loads((self.root / name / "state.json").read_text())
         except FileNotFoundError:
@@ -463,6 +502,15 @@ class ModelRegistry:
             "variants": variants,
             "fallbacks": [f for f in self.fallbacks() if f["name"] == name],
         }
+
+
+def _newer(local: dict[str, Any], shared: dict[str, Any] | None) -> dict[str, Any]:
+    """The more recently written of a local and a shared registry state (local on a tie)."""
+    if shared is None:
+        return local
+    if float(shared.get("updated_at") or 0) > float(local.get("updated_at") or 0):
+        return dict(shared)
+    return local
 
 
 def check_name(name: str, owner: str = "ModelRegistry.register") -> None:

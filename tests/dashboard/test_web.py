@@ -342,3 +342,34 @@ def test_dashboard_inside_leanml_serve(tmp_path):
         assert "Prediction cache hit rate" in doc and "No cache figures" not in doc
     finally:
         stop(proc)
+
+
+class _ServeShapedProvider:
+    """A provider answering leanml serve's /stats shape: active alerts as a list, merged figures."""
+
+    def snapshot(self):  # type: ignore[no-untyped-def]
+        alert = {"rule": "error_rate", "level": "warning", "value": 0.02, "reason": "2% > 1%"}
+        stats = {
+            "model": "intent",
+            "alerts": [alert],
+            "merged": {"count": 4500, "processes": 6},
+            "local": {"counts": {"predictions": 700}},
+        }
+        return {"models": {"intent": stats}}
+
+    def switch_variant(self, name, variant):  # type: ignore[no-untyped-def]
+        raise KeyError(name)
+
+
+def test_data_json_with_serve_shaped_active_alerts_and_merged_processes():
+    """Regression (#21): with an active alert, /data.json of a leanml serve host answered 500
+    (its alerts are a list there); the entry shows the merged count and process count."""
+    with ASGIClient(dashboard_app(_ServeShapedProvider())) as c:
+        r = c.get("/data.json")
+        assert r.status_code == 200, r.text
+        d = r.json()
+    assert d["alerts"] == [
+        {"model": "intent", "rule": "error_rate", "level": "warning", "value": 0.02,
+         "reason": "2% > 1%"}
+    ]  # fmt: skip
+    assert (d["models"][0]["predictions"], d["models"][0]["processes"]) == (4500, 6)

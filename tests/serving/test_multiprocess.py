@@ -14,7 +14,15 @@ import sqlalchemy as sa
 
 from leanml.monitor import MonitorStore
 
-from .conftest import CONFIG, admin_headers, make_registry, running, start_server, wait_for
+from .conftest import (
+    CONFIG,
+    admin_headers,
+    free_port,
+    make_registry,
+    running,
+    start_server,
+    wait_for,
+)
 
 # uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM
 GRACEFUL = (0, -signal.SIGTERM)
@@ -210,3 +218,39 @@ def test_sigterm_loses_no_acknowledged_feedback(tmp_path, models_dir, intent_tex
         assert {r[0] for r in rows} == set(acked) and {r[1] for r in rows} == {"joined"}
     finally:
         st.close()
+
+
+def _counter(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_each_worker_serves_its_own_metrics_port(tmp_path, models_dir, intent_texts) -> None:  # type: ignore[no-untyped-def]
+    """[serving] worker_metrics_port: every worker scraped on its own port, so the per-worker
+    counters add up to every prediction made (issue #21); a bad port is refused."""
+    first = free_port()
+    config = CONFIG.replace("[serving]\n", f"[serving]\nworker_metrics_port = {first}\n")
+    store = f"sqlite:///{tmp_path / 'wm.db'}"
+    with running(models_dir, store, tmp_path, workers=2, config=config) as s:
+        workers = set()
+        for i in range(40):
+            worker, _ = _predict(s.url, "intent", [f"{intent_texts[i % 50]} @{i}"])
+            workers.add(worker)
+
+        def scraped():  # type: ignore[no-untyped-def]
+            texts = [
+                httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=10) for p in (first, first + 1)
+            ]
+            return (
+                texts
+                if sum(_counter(t.text, "leanml_predictions_total") for t in texts) == 40
+                else None
+            )
+
+        texts = wait_for(scraped)
+        assert texts is not None and all(t.status_code == 200 for t in texts)
+        if len(workers) == 2:  # both answered predictions: both counters are non-zero
+            assert all(_counter(t.text, "leanml_predictions_total") > 0 for t in texts)
+        assert httpx.get(f"http://127.0.0.1:{first}/other", timeout=10).status_code == 404
+    bad = CONFIG.replace("[serving]\n", "[serving]\nworker_metrics_port = 70000\n")
+    with pytest.raises(RuntimeError, match="worker_metrics_port"):
+        start_server(models_dir, store, tmp_path, config=bad)

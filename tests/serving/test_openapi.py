@@ -204,7 +204,7 @@ def test_the_known_rules_are_stated(document: dict[str, Any]) -> None:
     patch = _schema(document, "MonitoringConfigPatch")
     assert patch["additionalProperties"] is False and patch["minProperties"] == 1
     assert set(patch["properties"]) == {*CHANGEABLE_MONITORING, "thresholds"}
-    fixed = {"alert_rules", "relative_accuracy", "pending_max_entries", "overhead_budget"}
+    fixed = {"alert_rules", "relative_accuracy", "pending_max_entries"}
     assert set(CHANGEABLE_MONITORING) == {f.name for f in dataclasses.fields(MonitorConfig)} - fixed
     for name, sub in patch["properties"].items():
         if name != "thresholds":

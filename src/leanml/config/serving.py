@@ -90,6 +90,15 @@ class ServingConfig:
         (),
         "Origins browsers may call the API from (comma-separated, '*' for any); empty: CORS off.",
     )
+    worker_metrics_port: int = setting(
+        0,
+        "First port of the per-worker /metrics listeners: each worker takes the first free "
+        "port from it (workers 2 on one host: this port and the next), so Prometheus scrapes "
+        "every worker, not whichever answers the shared port; 0: off.",
+    )
+    worker_metrics_host: str = setting(
+        "127.0.0.1", "Interface the per-worker /metrics listeners bind (worker_metrics_port)."
+    )
 
     def __post_init__(self) -> None:
         owner = "ServingConfig"
@@ -102,6 +111,11 @@ class ServingConfig:
             "max_connections",
         ):
             check_number(getattr(self, name), name, owner, low=1, integer=True)
+        check_number(
+            self.worker_metrics_port, "worker_metrics_port", owner, low=0, high=65535, integer=True
+        )
+        if not isinstance(self.worker_metrics_host, str) or not self.worker_metrics_host:
+            raise param_error("worker_metrics_host", owner, "a host name", self.worker_metrics_host)
         for name in ("cache_max_entries", "cache_max_bytes", "warmup", "max_drain_bytes"):
             check_number(getattr(self, name), name, owner, low=0, integer=True)
         check_number(self.max_batch_size, "max_batch_size", owner, low=1, integer=True)

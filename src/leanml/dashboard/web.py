@@ -203,6 +203,8 @@ def _normalize(stats: Mapping[str, Any]) -> dict[str, Any]:
     merged = stats.get("merged") or {}
     if merged.get("count") is not None:
         st["counts"] = {**(st.get("counts") or {}), "predictions": merged["count"]}
+    if merged.get("processes") is not None:  # every process (all workers, all hosts) merged
+        st["processes"] = merged["processes"]
     return st
 
 
@@ -232,6 +234,7 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "variant": str(served if served not in (None, "", "default") else active or ""),
         "variants": [str(v) for v in variants],
         "predictions": _num((st.get("counts") or {}).get("predictions")),
+        "processes": _num(st.get("processes")),
         "per_s": _num(tp.get("per_s")),
         "rps": _rate(tp, st.get("uptime_s")),
         "per_min": _num(tp.get("per_min")),
@@ -467,7 +470,8 @@ class _LiveData:
 
 
 def _active_alerts(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every model's active alerts, one row each, the value a finite number or None."""
+    """Every model's active alerts, one row each, the value a finite number or None (``leanml
+    serve``'s /stats shape lists them under ``alerts``, a monitor's under ``alerts.active``)."""
     return [
         {
             "model": n,
@@ -477,7 +481,7 @@ def _active_alerts(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
             "reason": a.get("reason"),
         }
         for n, st in stats.items()
-        for a in ((st.get("alerts") or {}).get("active") or [])
+        for a in ((_normalize(st).get("alerts") or {}).get("active") or [])
     ]
 
 

@@ -31,6 +31,7 @@ from leanml.errors import ConfigError, LeanMLError, ModelNotFoundError, Paramete
 from leanml.monitor import PROMETHEUS_CONTENT_TYPE
 from leanml.serving import answers, openapi, v2
 from leanml.serving._http import dumps, read_body
+from leanml.serving._worker_metrics import WorkerMetrics
 from leanml.serving.auth import check_bearer
 from leanml.serving.metrics import render_service
 from leanml.serving.schemas import (
@@ -95,9 +96,20 @@ def build_api(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        cfg = service.config
+        extra = None
         try:
+            if cfg.worker_metrics_port:
+                extra = await asyncio.to_thread(
+                    WorkerMetrics,
+                    lambda: render_service(service),
+                    cfg.worker_metrics_host,
+                    cfg.worker_metrics_port,
+                )
             yield
         finally:
+            if extra is not None:
+                await asyncio.to_thread(extra.close)
             await service.stop()
 
     api = FastAPI(

@@ -24,6 +24,7 @@ from leanml.errors import LeanMLError, ModelNotFoundError, ParameterError, Servi
 from leanml.groundtruth import FeedbackLog, parse_id
 from leanml.monitor import MonitorConfig, MonitorStore, freeze_after_load
 from leanml.registry import ModelRegistry
+from leanml.serving._shared import SharedRegistryState
 from leanml.serving.handle import ModelHandle
 from leanml.serving.openapi import CHANGEABLE_MONITORING
 
@@ -134,6 +135,10 @@ class Service:
         self.loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(MonitorStore, self.settings.store_url)
         self.store = store
+        # promotions and variant switches reach every host sharing this store
+        self.registry.shared_state = await asyncio.to_thread(
+            SharedRegistryState, store.engine, store.prefix
+        )
         self.feedback_log = FeedbackLog(
             store.engine,
             store.process_id,
