@@ -4,6 +4,8 @@ original is detected and every worker sharing the store falls back; a good one k
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from leanml.registry import ModelRegistry
 from leanml.serving.shadow import shadow_tables
 
 SHADOW = CONFIG.replace(
-    "[serving]\n", "[serving]\nshadow_rate = 1.0\nshadow_budget = 100.0\nshadow_interval_s = 0.2\n", 1
+    "[serving]\n",
+    "[serving]\nshadow_rate = 1.0\nshadow_budget = 100.0\nshadow_interval_s = 0.2\n",
+    1,
 )
 
 
@@ -56,9 +60,10 @@ def test_bad_compact_falls_back_in_every_worker_and_switches_back(
 ) -> None:
     models = _bad_registry(tmp_path / "reg", intent_models)
     store = f"sqlite:///{tmp_path / 'monitor.db'}"
-    with running(models, store, tmp_path, config=SHADOW) as a, running(
-        models, store, tmp_path, config=SHADOW
-    ) as b:
+    with (
+        running(models, store, tmp_path, config=SHADOW) as a,
+        running(models, store, tmp_path, config=SHADOW) as b,
+    ):
         ca, cb = a.client(), b.client()
         assert ca.get("/v1/models/intent").json()["variant"] == "compact"
         # only worker a gets traffic: b must follow the decision through the store
@@ -89,6 +94,26 @@ def test_bad_compact_falls_back_in_every_worker_and_switches_back(
         metrics = ca.get("/metrics").text
         assert 'leanml_shadow_agreement{model="intent"' in metrics
         assert "leanml_shadow_agreement_lower" in metrics
+        # `leanml models show` reads the decision from the store
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "leanml.cli",
+                "models",
+                "show",
+                "intent",
+                "--models-dir",
+                str(models),
+                "--store",
+                store,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(shown.stdout)["shadow"]["reason"] == reason
         # switching back is one admin command; every worker follows
         r = cb.put(
             "/v1/models/intent/variant", json={"variant": "compact"}, headers=admin_headers()
@@ -109,6 +134,7 @@ def test_good_compact_keeps_serving(
     with running(models, store, tmp_path, config=SHADOW) as a:
         c = a.client()
         _predict_all(c, intent_texts, 3)
+
         def settled() -> dict[str, Any] | None:
             sh = c.get("/v1/models/intent/stats").json().get("shadow") or {}
             done = (sh.get("budget") or {}).get("done")

@@ -37,7 +37,7 @@ from leanml.monitor import MonitorStore
 from leanml.monitor.budget import OverheadBudget
 from leanml.registry import LoadedModel, ModelRegistry
 
-__all__ = ["FLOOR_RATE", "ShadowGuard", "clear_fallback", "shadow_tables"]
+__all__ = ["FLOOR_RATE", "ShadowGuard", "clear_fallback", "read_decision", "shadow_tables"]
 
 _log = logging.getLogger("leanml.serving.shadow")
 
@@ -457,3 +457,41 @@ def clear_fallback(store: MonitorStore | None, name: str, version: int) -> bool:
             .values(epoch=state.c.epoch + 1, fallen_back=0, reason=None, ts=time.time())
         )
     return bool(res.rowcount)
+
+
+def read_decision(store: MonitorStore, name: str, version: int) -> dict[str, Any] | None:
+    """The shadow check's state of ``name`` v``version`` in ``store`` (any process's view):
+    epoch, whether it fell back and why, and the merged figures of the current epoch; None
+    when no shadow check ever ran on it."""
+    insp = sa.inspect(store.engine)
+    if not insp.has_table(f"{store.prefix}shadow_state"):
+        return None
+    counts, state = shadow_tables(store)
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(state).where(state.c.model == name, state.c.version == str(version))
+        ).first()
+        if row is None:
+            return None
+        n, k = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(counts.c.n), 0),
+                sa.func.coalesce(sa.func.sum(counts.c.agree), 0),
+            ).where(
+                counts.c.model == name,
+                counts.c.version == str(version),
+                counts.c.epoch == row.epoch,
+            )
+        ).one()
+    lo, hi = wilson(float(k), float(n))
+    return {
+        "version": version,
+        "epoch": int(row.epoch),
+        "fallen_back": bool(row.fallen_back),
+        "reason": row.reason,
+        "ts": row.ts,
+        "shadowed": int(n),
+        "agreement": float(k) / float(n) if n else None,
+        "agreement_lower": lo,
+        "agreement_upper": hi,
+    }
