@@ -4,6 +4,7 @@ original is detected and every worker sharing the store falls back; a good one k
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,11 @@ def test_bad_compact_falls_back_in_every_worker_and_switches_back(
         metrics = ca.get("/metrics").text
         assert 'leanml_shadow_agreement{model="intent"' in metrics
         assert "leanml_shadow_agreement_lower" in metrics
+        if shutil.which("promtool"):
+            lint = subprocess.run(
+                ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True
+            )
+            assert lint.returncode == 0, lint.stdout + lint.stderr
         # `leanml models show` reads the decision from the store
         shown = subprocess.run(
             [

@@ -140,6 +140,9 @@ class ShadowGuard:
         self.reason: str | None = None
         self.serving_compact = False
         self._last_sync = 0.0
+        self.thread_cpu_s = 0.0
+        self._skip = self._gap()
+        self._published: tuple[float, ...] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,25 +179,35 @@ class ShadowGuard:
             self._shadowed.clear()
 
     # ------------------------------------------------------------------ request path
+    def _gap(self) -> int:
+        """Predictions to skip before the next sampled one: geometric, so each prediction is
+        sampled with probability ``shadow_rate`` independently, at one draw per sample."""
+        rate = self.config.shadow_rate
+        return 0 if rate >= 1 else int(self.rng.geometric(rate)) - 1
+
     def offer(
         self, texts: list[str], ids: list[str], labels: list[Any], confs: Any, model_s: float
     ) -> None:
-        """A served batch (loop thread): sample it, queue the sample; O(batch) numpy work."""
+        """A served batch (loop thread): sample it, queue the sample (a subtraction when none)."""
         if not self.serving_compact or self.fallen_back:
             return
         n = len(texts)
         self.budget.credit(model_s)
-        u = self.rng.random(n)
-        rate = self.config.shadow_rate
-        picked = np.flatnonzero(u < rate)
-        if picked.size == 0:
+        if n <= self._skip:  # the common case: one subtraction per batch
+            self._skip -= n
             return
-        floor = u[picked] < FLOOR_RATE
-        extra = picked[~floor]
-        keep = list(picked[floor])
-        if extra.size:  # until the first scored batch measures the cost, the queue bounds it
-            allowed = self.budget.allowed(int(extra.size))
-            keep += list(extra if self.budget.cost is None else extra[:allowed])
+        picked: list[int] = []
+        i = self._skip
+        while i < n:
+            picked.append(i)
+            i += 1 + self._gap()
+        self._skip = i - n
+        rng, floor_share = self.rng, FLOOR_RATE / self.config.shadow_rate
+        keep = [i for i in picked if rng.random() < floor_share]
+        extra = [i for i in picked if i not in keep]
+        if extra:  # until the first scored batch measures the cost, the queue bounds it
+            allowed = self.budget.allowed(len(extra))
+            keep += extra if self.budget.cost is None else extra[:allowed]
         q = self._queue
         if len(q) + len(keep) > _QUEUE:
             self.dropped += len(q) + len(keep) - _QUEUE
@@ -233,6 +246,7 @@ class ShadowGuard:
             except Exception:
                 _log.exception("shadow check of %s failed", self.name)
                 self._stop.wait(1.0)
+            self.thread_cpu_s = time.thread_time()  # everything this thread did, syncs too
 
     def _due(self) -> bool:
         return time.monotonic() - self._last_sync >= self.config.shadow_interval_s
@@ -318,18 +332,21 @@ class ShadowGuard:
             mine = dict(self.local)
         proc = self.store.process_id
         key = (counts.c.model == model) & (counts.c.version == version) & (counts.c.epoch == epoch)
+        mark = (epoch, *(mine[k] for k in _COUNTS))
         with self.store.engine.begin() as conn:
-            conn.execute(counts.delete().where(key & (counts.c.process == proc)))
-            conn.execute(
-                counts.insert().values(
-                    model=model,
-                    version=version,
-                    epoch=epoch,
-                    process=proc,
-                    updated_at=time.time(),
-                    **{k: mine[k] for k in _COUNTS},
+            if mark != self._published:  # nothing new here: only read the others' counts
+                conn.execute(counts.delete().where(key & (counts.c.process == proc)))
+                conn.execute(
+                    counts.insert().values(
+                        model=model,
+                        version=version,
+                        epoch=epoch,
+                        process=proc,
+                        updated_at=time.time(),
+                        **{k: mine[k] for k in _COUNTS},
+                    )
                 )
-            )
+                self._published = mark
             total = conn.execute(
                 sa.select(*[sa.func.coalesce(sa.func.sum(counts.c[k]), 0) for k in _COUNTS]).where(
                     key
@@ -437,6 +454,7 @@ class ShadowGuard:
             "dropped": self.dropped,
             "original_memory_bytes": self.original_bytes,
             "budget": self.budget.stats(),
+            "thread_cpu_s": self.thread_cpu_s,
             "test": test,
             "fallen_back": self.fallen_back,
             "fallback": self.config.fallback,
