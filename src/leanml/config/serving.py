@@ -111,7 +111,7 @@ class ServingConfig:
         0.01, "False-alarm probability of the sequential agreement test over an unbounded run."
     )
     shadow_interval_s: float = setting(
-        1.0, "How often the shadow check merges counts through the store and decides."
+        2.0, "How often the shadow check merges counts through the store and decides."
     )
     fallback: str = setting(
         "auto",
