@@ -14,11 +14,13 @@ from leanml.cli._common import (
     EncodingOption,
     LabelColumnOption,
     ModelsDirOption,
+    StoreUrlOption,
     TextColumnOption,
     console,
     registry_of,
     settings_of,
 )
+from leanml.monitor import MonitorStore
 from leanml.registry import VARIANTS, check_name
 
 __all__ = [
@@ -141,9 +143,12 @@ def show(
     version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     models_dir: ModelsDirOption = None,
+    store: StoreUrlOption = None,
 ) -> None:
-    """A model's report: artifact bytes, load time, in-memory size and accuracy per variant."""
+    """A model's report: artifact bytes, load time, in-memory size and accuracy per variant;
+    the live shadow check's agreement and decision from the monitor store."""
     report = registry_of(ctx, models_dir).report(name, version)
+    report["shadow"] = _shadow_state(store or settings_of(ctx).store_url, name, report["version"])
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
@@ -160,6 +165,31 @@ def show(
     console.print(table)
     for fallback in report["fallbacks"]:
         console.print(f"[yellow]fallback[/] v{fallback['version']}: {fallback['reason']}")
+    sh = report["shadow"]
+    if sh is not None and sh["fallen_back"]:
+        console.print(f"[red]shadow fallback[/] v{sh['version']}: {sh['reason']}")
+    elif sh is not None and sh["agreement"] is not None:
+        console.print(
+            f"shadow check v{sh['version']}: live agreement {sh['agreement']:.3f} "
+            f"[{sh['agreement_lower']:.3f}, {sh['agreement_upper']:.3f}] over "
+            f"{sh['shadowed']:,} shadowed predictions"
+        )
+
+
+def _shadow_state(url: str, name: str, version: int) -> dict[str, Any] | None:
+    """The shadow check's state in the monitor store; None without one (or unreachable)."""
+    from leanml.serving.shadow import read_decision  # the web stack only when asked
+
+    try:
+        st = MonitorStore(url, create=False)
+    except Exception:
+        return None
+    try:
+        return read_decision(st, name, version)
+    except Exception:
+        return None
+    finally:
+        st.close()
 
 
 def _variant_cells(entry: dict[str, Any]) -> list[str]:
@@ -188,12 +218,26 @@ def switch(
     name: str,
     variant: Annotated[str, typer.Argument(help="original or compact.")],
     models_dir: ModelsDirOption = None,
+    store: StoreUrlOption = None,
 ) -> None:
     """Make ``variant`` the one served for NAME (falls back to the original if unusable)."""
     if variant not in VARIANTS:
         raise typer.BadParameter(f"must be one of {', '.join(VARIANTS)}", param_hint="VARIANT")
     registry = registry_of(ctx, models_dir)
     registry.set_active_variant(name, variant)
+    if variant == "compact":  # ends a shadow fallback in every server sharing the store
+        from leanml.serving.shadow import clear_fallback, read_decision
+
+        url = store or settings_of(ctx).store_url
+        try:
+            st = MonitorStore(url, create=False)
+            try:
+                if read_decision(st, name, registry.serving_version(name)) is not None:
+                    clear_fallback(st, name, registry.serving_version(name))
+            finally:
+                st.close()
+        except Exception as exc:
+            console.print(f"[yellow]the shadow check's state in {url} was not cleared: {exc}[/]")
     loaded = registry.load(name)
     if loaded.fell_back:
         console.print(

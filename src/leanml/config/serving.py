@@ -100,8 +100,48 @@ class ServingConfig:
         "127.0.0.1", "Interface the per-worker /metrics listeners bind (worker_metrics_port)."
     )
 
+    shadow: str = setting(
+        "on",
+        "Shadow check while a compact variant serves: the original re-scores a sample of served "
+        "texts off the request path (on); off saves the original's memory.",
+    )
+    shadow_rate: float = setting(
+        0.01, "Share of served predictions the shadow check re-scores (never below 0.005)."
+    )
+    shadow_budget: float = setting(
+        0.01,
+        "CPU share of the model's time the shadow check may spend above the 0.005 floor rate.",
+    )
+    shadow_threshold: float | None = setting(
+        None,
+        "Live agreement the compact variant must keep; unset: the guard's min_agreement - 0.02.",
+    )
+    shadow_alpha: float = setting(
+        0.01, "False-alarm probability of the sequential agreement test over an unbounded run."
+    )
+    shadow_interval_s: float = setting(
+        2.0, "How often the shadow check merges counts through the store and decides."
+    )
+    fallback: str = setting(
+        "auto",
+        "When the live agreement test fails: auto switches to the original (every process, "
+        "through the store) and records why; off only alerts.",
+    )
+
     def __post_init__(self) -> None:
         owner = "ServingConfig"
+        check_choice(self.shadow, "shadow", owner, ("on", "off"))
+        check_choice(self.fallback, "fallback", owner, ("auto", "off"))
+        check_number(self.shadow_rate, "shadow_rate", owner, low=0.005, high=1)
+        check_number(self.shadow_budget, "shadow_budget", owner, low=0)
+        check_number(
+            self.shadow_alpha, "shadow_alpha", owner, low=0, high=1, low_open=True, high_open=True
+        )
+        check_number(self.shadow_interval_s, "shadow_interval_s", owner, low=0, low_open=True)
+        if self.shadow_threshold is not None:
+            check_number(
+                self.shadow_threshold, "shadow_threshold", owner, low=0, high=1, low_open=True
+            )
         for name in (
             "max_body_bytes",
             "max_inputs",

@@ -32,6 +32,7 @@ from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
 from leanml.registry import LoadedModel, ModelRegistry
 from leanml.serving.batching import MicroBatcher
 from leanml.serving.cache import PredictionCache
+from leanml.serving.shadow import ShadowGuard
 
 __all__ = ["ModelHandle", "ServedState"]
 
@@ -105,6 +106,9 @@ class ModelHandle:
         self.predictions = 0
         self.errors = 0
         self.loaded_at = 0.0
+        self.shadow: ShadowGuard | None = (
+            ShadowGuard(registry, name, config, store) if config.shadow == "on" else None
+        )
 
     # ------------------------------------------------------------------ loading
     def load(self, variant: str | None = None, version: int | None = None) -> LoadedModel:
@@ -171,6 +175,8 @@ class ModelHandle:
             loaded, monitor, code, self.code_classes[code], self.cache.generation
         )
         self.loaded_at = time.time()
+        if self.shadow is not None:
+            self.shadow.follow(loaded.version, loaded.variant, loaded.requested_variant)
         return self.state
 
     def _make_monitor(self, loaded: LoadedModel) -> ModelMonitor | None:
@@ -198,15 +204,19 @@ class ModelHandle:
         state = self.state
         if state is None:
             raise ServingError(f"model {self.name!r} is not loaded yet")
+        shadow = self.shadow
         model = state.loaded.model
         fused = getattr(model, "predict_fused", None)  # compact text models: one pass
         counts = None
+        t_model = time.perf_counter()
         if fused is not None:
             top, confidences_a, proba, counts = fused(texts, True)
         else:
             top, confidences_a, proba = predict_top(model, texts)
         labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
         ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
+        if shadow is not None and shadow.serving_compact and state.variant == "compact":
+            shadow.offer(texts, ids, labels, confidences_a, time.perf_counter() - t_model)
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
@@ -371,6 +381,8 @@ class ModelHandle:
 
     def count_joined(self, joined: Sequence[Joined]) -> None:
         """Hand stored joined labels to the monitor of the code that predicted them."""
+        if self.shadow is not None:
+            self.shadow.joined([(j.id, j.label) for j in joined])
         by_code: dict[int, list[Joined]] = {}
         for j in joined:
             by_code.setdefault(j.code, []).append(j)
@@ -399,7 +411,27 @@ class ModelHandle:
             "classes": st.classes if st else [],
             "load_seconds": round(st.loaded.load_seconds, 4) if st else None,
             "task": st.loaded.manifest.task if st else None,
+            "shadow": self.shadow_stats(),
         }
+
+    def shadow_stats(self) -> dict[str, Any] | None:
+        """The shadow check's live figures, or None when it is off or never ran here."""
+        sh = self.shadow
+        if sh is None or sh.version is None:
+            return None
+        return sh.stats()
+
+    def load_for_shadow(self, variant: str, reason: str | None) -> LoadedModel:
+        """What the shadow check's decision serves (any thread): the original of the served
+        version with ``reason`` recorded, or its compact variant again."""
+        st = self.state
+        version = st.version if st is not None else None
+        if variant == "original":
+            loaded = self.registry.load(self.name, version=version, variant="original")
+            loaded.requested_variant = "compact"
+            loaded.fallback_reason = reason
+            return loaded
+        return self.load("compact", version=version)
 
     def monitor_list(self) -> list[ModelMonitor]:
         return [m for m in self.monitors if m is not None]
@@ -415,5 +447,7 @@ class ModelHandle:
             m.flush()
 
     def close(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close()
         for m in self.monitor_list():
             m.close()

@@ -11,6 +11,11 @@ Families added to :func:`leanml.monitor.render_prometheus`'s (all labelled ``mod
   ``leanml_merged_processes`` and the ``leanml_merged_latency_seconds`` summary: the store's
   view summed over every process sharing it (all workers, all hosts), so one scrape of any
   worker shows the totals;
+* ``leanml_shadow_agreement`` with ``_lower``/``_upper`` (95% Wilson), the
+  ``leanml_shadow_predictions`` and ``leanml_shadow_joined`` sample counts, the
+  ``leanml_shadow_proba_diff_mean``, ``leanml_shadow_accuracy{variant}`` and
+  ``leanml_shadow_fallback`` (1 while the check's decision holds the original in service): the
+  shadow check's figures, merged across the processes sharing the store (models it watches);
 * ``leanml_store_up``: 1 when the store answered, 0 during an outage (then the merged families
   are left out and the local ones still served).
 """
@@ -50,6 +55,7 @@ def render_service(service: Service, merged: bool = True) -> str:
     write_monitors(out, [m for h in handles for m in h.monitor_list()])
     _cache(out, handles)
     _batching(out, handles)
+    _shadow(out, handles)
     name = "leanml_http_responses_total"
     out.family(name, "counter", "HTTP responses of this process.")
     for (route, status), n in sorted(service.http_counts.items()):
@@ -77,6 +83,32 @@ def _cache(out: Exposition, handles: Sequence[ModelHandle]) -> None:
     out.family(name, "counter", "Predictions answered from the cache.")
     for h in handles:
         out.sample(name, {"model": h.name}, h.cached_predictions)
+
+
+def _shadow(out: Exposition, handles: Sequence[ModelHandle]) -> None:
+    rows = [(h.name, s) for h in handles if (s := h.shadow_stats()) is not None]
+    gauges = (
+        ("leanml_shadow_agreement", "agreement", "Label agreement of compact and original."),
+        ("leanml_shadow_agreement_lower", "agreement_lower", "95% Wilson lower bound."),
+        ("leanml_shadow_agreement_upper", "agreement_upper", "95% Wilson upper bound."),
+        ("leanml_shadow_predictions", "shadowed", "Predictions re-scored by the original."),
+        ("leanml_shadow_joined", "joined", "Shadowed predictions with ground truth joined."),
+        ("leanml_shadow_proba_diff_mean", "proba_diff_mean", "Mean top-class probability diff."),
+        ("leanml_shadow_threshold", "threshold", "Agreement the sequential test defends."),
+    )
+    for fam, key, help_ in gauges:
+        out.family(fam, "gauge", help_)
+        for model, st in rows:
+            out.sample(fam, {"model": model}, st[key])
+    fam = "leanml_shadow_accuracy"
+    out.family(fam, "gauge", "Realized accuracy of each variant on shadowed, joined predictions.")
+    for model, st in rows:
+        for variant in ("compact", "original"):
+            out.sample(fam, {"model": model, "variant": variant}, st[f"accuracy_{variant}"])
+    fam = "leanml_shadow_fallback"
+    out.family(fam, "gauge", "1 while the shadow check holds the original in service.")
+    for model, st in rows:
+        out.sample(fam, {"model": model}, int(bool(st["fallen_back"])))
 
 
 def _batching(out: Exposition, handles: Sequence[ModelHandle]) -> None:

@@ -27,6 +27,7 @@ from leanml.registry import ModelRegistry
 from leanml.serving._shared import SharedRegistryState
 from leanml.serving.handle import ModelHandle
 from leanml.serving.openapi import CHANGEABLE_MONITORING
+from leanml.serving.shadow import clear_fallback
 
 __all__ = ["SERVING_PROFILE", "FeedbackOutcome", "Service", "serving_profile"]
 
@@ -160,6 +161,8 @@ class Service:
             except Exception:  # one model that cannot load must not take the others down
                 _log.exception("model %s cannot be loaded; not serving it", name)
                 continue
+            if handle.shadow is not None:
+                handle.shadow.switch = self._shadow_switcher(name)
             state = handle.install(loaded)
             prefix = handle.ground_truth.prefix
             await asyncio.to_thread(self.feedback_log.register_space, prefix, name)
@@ -208,9 +211,39 @@ class Service:
     async def switch_variant(self, name: str, variant: str) -> dict[str, Any]:
         h = self.handle(name)
         await asyncio.to_thread(self.registry.set_active_variant, name, variant)
+        st = h.state
+        if variant == "compact" and st is not None and h.shadow is not None:
+            # switching back after a shadow fallback: every process, through the store
+            await asyncio.to_thread(clear_fallback, self.store, name, st.version)
+            h.shadow.fallen_back, h.shadow.reason = False, None
         loaded = await asyncio.to_thread(h.load, variant)
         h.install(loaded)
         return h.info()
+
+    def _shadow_switcher(self, name: str) -> Any:
+        """The callback a model's shadow check calls (from its thread) to change variant."""
+
+        def switch(variant: str, reason: str | None) -> None:
+            loop = self.loop
+            if loop is None or loop.is_closed():
+                return
+
+            async def run() -> None:
+                hh = self.handles.get(name)
+                if hh is None:
+                    return
+                loaded = await asyncio.to_thread(hh.load_for_shadow, variant, reason)
+                hh.install(loaded)
+                _log.warning(
+                    "%s: shadow check: now serving the %s%s",
+                    name,
+                    variant,
+                    f" ({reason})" if reason else "",
+                )
+
+            asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=120)
+
+        return switch
 
     async def reload(self, name: str) -> dict[str, Any]:
         h = self.handle(name)
@@ -477,4 +510,5 @@ class Service:
             }
             out["drift"] = local["drift"]
             out["alerts"] = local["alerts"]["active"]
+        out["shadow"] = h.shadow_stats()
         return out

@@ -1,0 +1,515 @@
+"""The shadow check: the original re-scores a sample of what a compact variant served.
+
+While a compact variant serves, :class:`ShadowGuard` loads the original once per process (its
+in-memory size is reported) and, on its own background thread, re-scores in batches a sample of
+the served texts: every served prediction is sampled with probability ``shadow_rate`` (default
+1%); the first 0.5% always, the rest only while the CPU budget (:class:`OverheadBudget`,
+``shadow_budget`` times the model's time) allows. It counts label agreement, the difference of
+the top-class probability and, where ground truth joins, both variants' realized accuracy.
+
+Across workers and hosts the counts go to the shared monitor store (one row per process), and
+the decision is made on the merged counts by :class:`leanml._sequential.AgreementTest` (an
+always-valid test: checked every ``shadow_interval_s`` without inflating its false-alarm rate).
+A decision is a row of the store's ``shadow_state`` table, which every process reads: with
+``fallback = "auto"`` each one switches the model to its original and reports the reason; the
+alert history gets one ``shadow_agreement`` row. Switching back (``PUT /v1/models/NAME/variant``
+with the admin token) starts a new epoch: fresh counts, a fresh test.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from leanml._intervals import wilson
+from leanml._predict import predict_top
+from leanml._sequential import AgreementTest
+from leanml._sizing import deep_sizeof
+from leanml.config import ServingConfig
+from leanml.monitor import MonitorStore
+from leanml.monitor.budget import OverheadBudget
+from leanml.registry import LoadedModel, ModelRegistry
+
+__all__ = ["FLOOR_RATE", "ShadowGuard", "clear_fallback", "read_decision", "shadow_tables"]
+
+_log = logging.getLogger("leanml.serving.shadow")
+
+#: The share of served predictions always re-scored, whatever the budget.
+FLOOR_RATE = 0.005
+_BATCH = 32
+_QUEUE = 4096
+_JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
+_COUNTS = ("n", "agree", "diff_sum", "joined", "correct_compact", "correct_original")
+
+_tables_cache: dict[tuple[int, str], tuple[sa.Table, sa.Table]] = {}
+
+
+def shadow_tables(store: MonitorStore) -> tuple[sa.Table, sa.Table]:
+    """The store's ``shadow_counts`` and ``shadow_state`` tables (created when missing)."""
+    key = (id(store.engine), store.prefix)
+    if key in _tables_cache:
+        return _tables_cache[key]
+    md = sa.MetaData()
+    p = store.prefix
+    counts = sa.Table(
+        f"{p}shadow_counts",
+        md,
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("version", sa.String(100), primary_key=True),
+        sa.Column("epoch", sa.Integer, primary_key=True),
+        sa.Column("process", sa.String(200), primary_key=True),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.Column("agree", sa.BigInteger, nullable=False),
+        sa.Column("diff_sum", sa.Float, nullable=False),
+        sa.Column("joined", sa.BigInteger, nullable=False),
+        sa.Column("correct_compact", sa.BigInteger, nullable=False),
+        sa.Column("correct_original", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    state = sa.Table(
+        f"{p}shadow_state",
+        md,
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("version", sa.String(100), primary_key=True),
+        sa.Column("epoch", sa.Integer, nullable=False),
+        sa.Column("fallen_back", sa.Integer, nullable=False),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("figures", sa.Text, nullable=True),
+        sa.Column("ts", sa.Float, nullable=False),
+    )
+    md.create_all(store.engine, checkfirst=True)
+    _tables_cache[key] = (counts, state)
+    return counts, state
+
+
+def _fmt_reason(agreement: float, lo: float, hi: float, threshold: float, n: int) -> str:
+    return (
+        f"live agreement {agreement:.3f} [{lo:.3f}, {hi:.3f}] < {threshold:g} "
+        f"over {n:,} shadowed predictions"
+    )
+
+
+class ShadowGuard:
+    """The shadow check of one served model in one process (see the module docstring).
+
+    ``switch(variant, reason)`` is called from the guard's thread when every process must serve
+    another variant: ``("original", reason)`` on a fallback, ``("compact", None)`` once the
+    fallback was cleared elsewhere.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        name: str,
+        config: ServingConfig,
+        store: MonitorStore | None,
+        switch: Callable[[str, str | None], None] | None = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.config = config
+        self.store = store
+        self.switch = switch
+        self.rng = np.random.default_rng(seed)
+        self.budget = OverheadBudget(config.shadow_budget)
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[str, str, Any, float]] = collections.deque(
+            maxlen=_QUEUE
+        )
+        self._shadowed: collections.OrderedDict[str, tuple[Any, Any]] = collections.OrderedDict()
+        self.version: int | None = None
+        self.original: LoadedModel | None = None
+        self.original_bytes: int | None = None
+        self.threshold: float | None = None
+        self.test: AgreementTest | None = None
+        self.epoch = 0
+        self.local = dict.fromkeys(_COUNTS, 0.0)
+        self.merged = dict.fromkeys(_COUNTS, 0.0)
+        self.diff_max = 0.0
+        self.dropped = 0
+        self.fallen_back = False
+        self.reason: str | None = None
+        self.serving_compact = False
+        self._last_sync = 0.0
+        self.thread_cpu_s = 0.0
+        self._skip = self._gap()
+        self._published: tuple[float, ...] | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def follow(self, version: int, variant: str, requested: str) -> None:
+        """The handle serves ``version``/``variant`` now (loop thread)."""
+        self.serving_compact = variant == "compact"
+        if requested != "compact":
+            return
+        if self.version != version:
+            self.version = version
+            self.original = None  # loaded on the guard's thread
+            self.epoch, self.fallen_back, self.reason, self.test = 0, False, None, None
+            self._reset_counts()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"leanml-shadow-{self.name}", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _reset_counts(self) -> None:
+        with self._lock:
+            self.local = dict.fromkeys(_COUNTS, 0.0)
+            self.merged = dict.fromkeys(_COUNTS, 0.0)
+            self.diff_max = 0.0
+            self._queue.clear()
+            self._shadowed.clear()
+
+    # ------------------------------------------------------------------ request path
+    def _gap(self) -> int:
+        """Predictions to skip before the next sampled one: geometric, so each prediction is
+        sampled with probability ``shadow_rate`` independently, at one draw per sample."""
+        rate = self.config.shadow_rate
+        return 0 if rate >= 1 else int(self.rng.geometric(rate)) - 1
+
+    def offer(
+        self, texts: list[str], ids: list[str], labels: list[Any], confs: Any, model_s: float
+    ) -> None:
+        """A served batch (loop thread): sample it, queue the sample (a subtraction when none)."""
+        if not self.serving_compact or self.fallen_back:
+            return
+        n = len(texts)
+        self.budget.credit(model_s)
+        if n <= self._skip:  # the common case: one subtraction per batch
+            self._skip -= n
+            return
+        picked: list[int] = []
+        i = self._skip
+        while i < n:
+            picked.append(i)
+            i += 1 + self._gap()
+        self._skip = i - n
+        rng, floor_share = self.rng, FLOOR_RATE / self.config.shadow_rate
+        keep = [i for i in picked if rng.random() < floor_share]
+        extra = [i for i in picked if i not in keep]
+        if extra:  # until the first scored batch measures the cost, the queue bounds it
+            allowed = self.budget.allowed(len(extra))
+            keep += extra if self.budget.cost is None else extra[:allowed]
+        q = self._queue
+        if len(q) + len(keep) > _QUEUE:
+            self.dropped += len(q) + len(keep) - _QUEUE
+        for i in keep:
+            q.append((texts[i], ids[i], labels[i], float(confs[i])))
+        if len(q) >= _BATCH:
+            self._wake.set()
+
+    def joined(self, rows: list[tuple[str, Any]]) -> None:
+        """``(id, true label)`` pairs joined here (loop thread): realized accuracies."""
+        if not self._shadowed:
+            return
+        with self._lock:
+            for pid, truth in rows:
+                pair = self._shadowed.pop(pid, None)
+                if pair is None:
+                    continue
+                compact, original = pair
+                self.local["joined"] += 1
+                self.local["correct_compact"] += str(compact) == str(truth)
+                self.local["correct_original"] += str(original) == str(truth)
+
+    # ------------------------------------------------------------------ guard thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=min(0.5, self.config.shadow_interval_s))
+            self._wake.clear()
+            try:
+                if self.original is None and self.version is not None:
+                    self._load_original()
+                while len(self._queue) >= _BATCH or (self._queue and self._due()):
+                    self._score_batch()
+                if self._due():
+                    self._last_sync = time.monotonic()
+                    self.sync()
+            except Exception:
+                _log.exception("shadow check of %s failed", self.name)
+                self._stop.wait(1.0)
+            self.thread_cpu_s = time.thread_time()  # everything this thread did, syncs too
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._last_sync >= self.config.shadow_interval_s
+
+    def _load_original(self) -> None:
+        version = self.version
+        assert version is not None
+        loaded = self.registry.load(self.name, version=version, variant="original")
+        self.original = loaded
+        self.original_bytes = deep_sizeof(loaded.model)
+        threshold = self.config.shadow_threshold
+        if threshold is None:
+            try:
+                guard = self.registry.manifest(self.name, version, "compact").extra.get("guard")
+            except Exception:
+                guard = None
+            min_agreement = (guard or {}).get("min_agreement", 0.99)
+            threshold = round(float(min_agreement) - 0.02, 6)
+        self.threshold = threshold
+        self.test = AgreementTest(threshold, self.config.shadow_alpha)
+        _log.info(
+            "%s: shadow check on (original v%s loaded, %d bytes; threshold %g)",
+            self.name,
+            version,
+            self.original_bytes,
+            threshold,
+        )
+
+    def _score_batch(self) -> None:
+        original = self.original
+        if original is None:
+            return
+        batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+        if not batch:
+            return
+        texts = [b[0] for b in batch]
+
+        def work() -> tuple[Any, Any]:
+            top, conf, _ = predict_top(original.model, texts)
+            return np.asarray(original.model.classes_)[top], conf
+
+        labels, conf = self.budget.run(work, len(batch))
+        with self._lock:
+            for (_, pid, label, c), olab, oconf in zip(batch, labels.tolist(), conf, strict=True):
+                self.local["n"] += 1
+                self.local["agree"] += str(label) == str(olab)
+                d = abs(c - float(oconf))
+                self.local["diff_sum"] += d
+                self.diff_max = max(self.diff_max, d)
+                self._shadowed[pid] = (label, olab)
+            while len(self._shadowed) > _JOIN_MEMORY:
+                self._shadowed.popitem(last=False)
+
+    def sync(self) -> None:
+        """Publish this process's counts, merge everyone's, decide, follow the decision."""
+        if self.version is None or self.test is None:
+            return
+        if self.store is None:
+            with self._lock:
+                self.merged = dict(self.local)
+            self._decide_local()
+            return
+        counts, state = shadow_tables(self.store)
+        model, version = self.name, str(self.version)
+        with self.store.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(state).where(state.c.model == model, state.c.version == version)
+            ).first()
+            if row is None:
+                conn.execute(
+                    state.insert().values(
+                        model=model, version=version, epoch=0, fallen_back=0, ts=time.time()
+                    )
+                )
+                epoch, fallen, reason = 0, False, None
+            else:
+                epoch, fallen, reason = int(row.epoch), bool(row.fallen_back), row.reason
+        if epoch != self.epoch:  # switched back elsewhere: fresh counts, fresh test
+            self.epoch = epoch
+            self._reset_counts()
+            self.test.reset()
+        with self._lock:
+            mine = dict(self.local)
+        proc = self.store.process_id
+        key = (counts.c.model == model) & (counts.c.version == version) & (counts.c.epoch == epoch)
+        mark = (epoch, *(mine[k] for k in _COUNTS))
+        with self.store.engine.begin() as conn:
+            if mark != self._published:  # nothing new here: only read the others' counts
+                conn.execute(counts.delete().where(key & (counts.c.process == proc)))
+                conn.execute(
+                    counts.insert().values(
+                        model=model,
+                        version=version,
+                        epoch=epoch,
+                        process=proc,
+                        updated_at=time.time(),
+                        **{k: mine[k] for k in _COUNTS},
+                    )
+                )
+                self._published = mark
+            total = conn.execute(
+                sa.select(*[sa.func.coalesce(sa.func.sum(counts.c[k]), 0) for k in _COUNTS]).where(
+                    key
+                )
+            ).one()
+        with self._lock:
+            self.merged = {k: float(v) for k, v in zip(_COUNTS, total, strict=True)}
+        if not fallen and self._alarm():
+            reason = self._reason()
+            with self.store.engine.begin() as conn:
+                res = conn.execute(
+                    state.update()
+                    .where(
+                        state.c.model == model,
+                        state.c.version == version,
+                        state.c.epoch == epoch,
+                        state.c.fallen_back == 0,
+                    )
+                    .values(fallen_back=1, reason=reason, ts=time.time())
+                )
+                won = res.rowcount == 1
+            if won:  # one process records the alert
+                self.store.write(
+                    alerts=[
+                        {
+                            "ts": time.time(),
+                            "model": model,
+                            "variant": "compact",
+                            "rule": "shadow_agreement",
+                            "previous": "ok",
+                            "level": "critical",
+                            "value": self.agreement(),
+                            "n": int(self.merged["n"]),
+                            "reason": reason
+                            + ("; fell back to the original" if self._auto() else ""),
+                        }
+                    ]
+                )
+            fallen = True
+        self._follow(fallen, reason)
+
+    def _auto(self) -> bool:
+        return self.config.fallback == "auto"
+
+    def _alarm(self) -> bool:
+        assert self.test is not None
+        return self.test.update(int(self.merged["agree"]), int(self.merged["n"]))
+
+    def _decide_local(self) -> None:
+        if not self.fallen_back and self._alarm():
+            self._follow(True, self._reason())
+
+    def _follow(self, fallen: bool, reason: str | None) -> None:
+        was = self.fallen_back
+        self.fallen_back, self.reason = fallen, reason if fallen else None
+        if not self._auto() or self.switch is None:
+            return
+        if fallen and (not was or self.serving_compact):
+            self.switch("original", reason)
+        elif not fallen and was:
+            self.switch("compact", None)
+
+    # ------------------------------------------------------------------ reading
+    def agreement(self) -> float | None:
+        n = self.merged["n"]
+        return self.merged["agree"] / n if n else None
+
+    def _reason(self) -> str:
+        n = int(self.merged["n"])
+        lo, hi = wilson(self.merged["agree"], n)
+        return _fmt_reason(self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n)
+
+    def stats(self) -> dict[str, Any]:
+        """Live figures with 95% Wilson intervals (merged across processes, and this one's)."""
+        with self._lock:
+            m, local = dict(self.merged), dict(self.local)
+        n, k = int(m["n"]), int(m["agree"])
+        lo, hi = wilson(k, n)
+        j = int(m["joined"])
+        ac_lo, ac_hi = wilson(m["correct_compact"], j)
+        ao_lo, ao_hi = wilson(m["correct_original"], j)
+        test = self.test.stats(k, n) if self.test is not None else None
+        return {
+            "enabled": True,
+            "active": self.serving_compact or self.fallen_back,
+            "epoch": self.epoch,
+            "rate": self.config.shadow_rate,
+            "floor_rate": FLOOR_RATE,
+            "threshold": self.threshold,
+            "shadowed": n,
+            "agreement": k / n if n else None,
+            "agreement_lower": lo,
+            "agreement_upper": hi,
+            "proba_diff_mean": m["diff_sum"] / n if n else None,
+            "proba_diff_max_local": self.diff_max,
+            "joined": j,
+            "accuracy_compact": m["correct_compact"] / j if j else None,
+            "accuracy_compact_lower": ac_lo,
+            "accuracy_compact_upper": ac_hi,
+            "accuracy_original": m["correct_original"] / j if j else None,
+            "accuracy_original_lower": ao_lo,
+            "accuracy_original_upper": ao_hi,
+            "local_shadowed": int(local["n"]),
+            "queued": len(self._queue),
+            "dropped": self.dropped,
+            "original_memory_bytes": self.original_bytes,
+            "budget": self.budget.stats(),
+            "thread_cpu_s": self.thread_cpu_s,
+            "test": test,
+            "fallen_back": self.fallen_back,
+            "fallback": self.config.fallback,
+            "reason": self.reason,
+        }
+
+
+def clear_fallback(store: MonitorStore | None, name: str, version: int) -> bool:
+    """End a shadow fallback of ``name`` v``version`` for every process (a new epoch: fresh
+    counts, a fresh test); True when there was one."""
+    if store is None:
+        return False
+    _, state = shadow_tables(store)
+    with store.engine.begin() as conn:
+        res = conn.execute(
+            state.update()
+            .where(state.c.model == name, state.c.version == str(version))
+            .values(epoch=state.c.epoch + 1, fallen_back=0, reason=None, ts=time.time())
+        )
+    return bool(res.rowcount)
+
+
+def read_decision(store: MonitorStore, name: str, version: int) -> dict[str, Any] | None:
+    """The shadow check's state of ``name`` v``version`` in ``store`` (any process's view):
+    epoch, whether it fell back and why, and the merged figures of the current epoch; None
+    when no shadow check ever ran on it."""
+    insp = sa.inspect(store.engine)
+    if not insp.has_table(f"{store.prefix}shadow_state"):
+        return None
+    counts, state = shadow_tables(store)
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(state).where(state.c.model == name, state.c.version == str(version))
+        ).first()
+        if row is None:
+            return None
+        n, k = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(counts.c.n), 0),
+                sa.func.coalesce(sa.func.sum(counts.c.agree), 0),
+            ).where(
+                counts.c.model == name,
+                counts.c.version == str(version),
+                counts.c.epoch == row.epoch,
+            )
+        ).one()
+    lo, hi = wilson(float(k), float(n))
+    return {
+        "version": version,
+        "epoch": int(row.epoch),
+        "fallen_back": bool(row.fallen_back),
+        "reason": row.reason,
+        "ts": row.ts,
+        "shadowed": int(n),
+        "agreement": float(k) / float(n) if n else None,
+        "agreement_lower": lo,
+        "agreement_upper": hi,
+    }
