@@ -79,6 +79,7 @@ def _service(monitor: ModelMonitor) -> SimpleNamespace:
             wait_sum=0.001,
         ),
         monitor_list=lambda: [monitor],
+        shadow_stats=lambda: None,  # no compact variant serving: no shadow check
     )
     return SimpleNamespace(
         handles={NAME: handle},

@@ -149,6 +149,24 @@ def test_report_reuses_the_variants_already_loaded(registry, tiny_pipeline, monk
     assert loads == ["email/2/original"]
 
 
+def test_a_fallback_reuses_the_original_handed_over(registry, tiny_pipeline, monkeypatch):
+    registry.register(
+        "email", _FakeCompact(["ham", "spam"]), task="email", variant="compact",
+        extra={"guard": {"passed": False, "reason": "accuracy dropped"}},
+    )  # fmt: skip
+    original = registry.load("email", variant="original")
+    loads = _count_loads(monkeypatch)
+    served = registry.load("email", variant="compact", original=original)
+    assert loads == [] and served.model is original.model
+    assert (served.variant, served.requested_variant) == ("original", "compact")
+    assert "failed its accuracy guard" in served.fallback_reason
+    assert original.fallback_reason is None  # the one handed over is not changed
+    # another version's original is not taken for this one
+    registry.register("email", tiny_pipeline, task="email")
+    registry.load("email", variant="original", original=original)
+    assert loads == ["email/2/original"]
+
+
 def _installed_from_this_checkout() -> bool:
     """Whether the installed leanml metadata (its entry points) comes from this source tree."""
     try:

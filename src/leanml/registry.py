@@ -393,12 +393,19 @@ class ModelRegistry:
             raise ModelNotFoundError(f"{name!r} v{version} {variant}: {exc}") from exc
 
     def load(
-        self, name: str, version: int | None = None, variant: str | None = None
+        self,
+        name: str,
+        version: int | None = None,
+        variant: str | None = None,
+        *,
+        original: LoadedModel | None = None,
     ) -> LoadedModel:
         """Load ``variant`` (default: the active one) of ``version`` (default: the latest).
 
         A compact variant that cannot serve falls back to the original with the reason
-        recorded; an original that cannot load raises.
+        recorded; an original that cannot load raises. ``original``: that version's original,
+        loaded already from this registry: the fallback (or a request for the original) uses
+        it instead of reading the artifact again.
         """
         version = self._resolve_version(name, version)
         requested = variant or self.active_variant(name)
@@ -412,11 +419,23 @@ class ModelRegistry:
                 return self._load_exact(name, version, "compact", requested)
             except (ArtifactError, VariantUnavailableError) as exc:
                 reason = str(exc)
-                loaded = self._load_exact(name, version, "original", requested)
+                loaded = self._original(name, version, requested, original)
                 loaded.fallback_reason = reason
                 self._record_fallback(name, version, reason)
                 return loaded
-        return self._load_exact(name, version, "original", requested)
+        return self._original(name, version, requested, original)
+
+    def _original(
+        self, name: str, version: int, requested: str, loaded: LoadedModel | None
+    ) -> LoadedModel:
+        """The original of ``version``: ``loaded`` when it is that one, else read."""
+        if loaded is None or (loaded.name, loaded.version, loaded.variant) != (
+            name,
+            version,
+            "original",
+        ):
+            return self._load_exact(name, version, "original", requested)
+        return dataclasses.replace(loaded, requested_variant=requested, fallback_reason=None)
 
     def _load_exact(self, name: str, version: int, variant: str, requested: str) -> LoadedModel:
         folder = self.path(name, version, variant)

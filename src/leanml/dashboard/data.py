@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from leanml._intervals import wilson
 from leanml.config import AlertRule, default_rules
 from leanml.errors import MonitorError
 from leanml.monitor.alerts import health_from_levels
@@ -147,13 +148,8 @@ class ReportData:
 
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     """95% Wilson score interval of a proportion (None without data)."""
-    if n <= 0:
-        return None
-    p = correct / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lower, upper = wilson(correct, n, z)
+    return None if lower is None or upper is None else (lower, upper)
 
 
 def collect(
@@ -356,29 +352,30 @@ def _fill_registry(md: ModelData, registry: Any, loaded: Mapping[str, Any] | Non
             k: v for k, v in compact.extra.items() if k not in ("reference", "dataset")
         }
         md.compression.setdefault("test_accuracy", compact.metrics.get("test", {}).get("accuracy"))
-        md.components = _components(
-            registry,
-            md.name,
-            {k: m.model if isinstance(m, LoadedModel) else m for k, m in (loaded or {}).items()},
-        )
+        md.components = _components(registry, md.name, loaded)
 
 
 def _components(
     registry: Any, name: str, loaded: Mapping[str, Any] | None = None
 ) -> dict[str, dict[str, int]]:
     """Bytes per model component of both variants (leanml.compress.size_breakdown); ``loaded``
-    holds variants the caller has in memory already (``{"original": model, "compact": model}``),
-    the others are loaded from the registry."""
+    holds variants the caller has in memory already (``{"original": ..., "compact": ...}``,
+    models or LoadedModel), the others are loaded from the registry (a compact that falls back
+    reuses a loaded original)."""
     loaded = loaded or {}
     try:
         from leanml.compress import size_breakdown
 
-        original = loaded.get("original")
-        if original is None:
-            original = registry.load(name, variant="original").model
+        held = loaded.get("original")
+        if held is None:
+            held = registry.load(name, variant="original")
+        original = held.model if isinstance(held, LoadedModel) else held
         compact = loaded.get("compact")
+        if isinstance(compact, LoadedModel):
+            compact = compact.model
         if compact is None:
-            served = registry.load(name, variant="compact")
+            reuse = held if isinstance(held, LoadedModel) else None
+            served = registry.load(name, variant="compact", original=reuse)
             compact = served.model if served.variant == "compact" else None
         if compact is None:  # fell back: the guard rejected it
             return {"original": size_breakdown(original)["before"]}

@@ -189,9 +189,7 @@ def _run_model(
         registry, name, dataset, fresh=action == "trained", original=original
     )
     bar.step("load through each variant")
-    served = registry.load(name)
-    if served.variant == "original" and served.version == original.version:
-        served = original  # serving the original (no compact, or its guard failed): loaded
+    served = registry.load(name, original=original)  # a fallback reuses the loaded original
     loaded[name] = {"original": original}
     if served.variant == "compact":
         loaded[name]["compact"] = served
@@ -241,9 +239,13 @@ def _measure_variants(
     """The figures of the original and, when the registry has one, the compact variant (the
     served one when it is that variant, else loaded here)."""
     variants = {"original": variant_figures(original, dataset, n_requests, bar.advance)}
-    compact = served
-    if not (served.variant == "compact" and served.version == original.version):
-        compact = registry.load(original.name, version=original.version, variant="compact")
+    compact = served  # fell back: the compact cannot serve, and the registry said why already
+    if not served.fell_back and not (
+        served.variant == "compact" and served.version == original.version
+    ):
+        compact = registry.load(
+            original.name, version=original.version, variant="compact", original=original
+        )
     if compact.variant == "compact":
         variants["compact"] = variant_figures(compact, dataset, n_requests, bar.advance)
     else:  # the registry fell back to the original: that load's share of the bar is done
