@@ -5,7 +5,9 @@ During an outage the same failure repeats at the rate of whatever hits it (a flu
 PostgreSQL store that was down. :func:`limited` attaches a :class:`RateLimit` filter to a
 logger: per call site (logger, message template, file, line), at most ``burst`` records per
 ``period_s``; the rest are dropped and counted, and the next record let through says how many
-were left out. The first occurrence of every failure is always written, traceback included.
+were left out. The first occurrence of every failure in a period is written with its traceback;
+the rest of the burst as one line each, ending with the exception's type and message (a chained
+database error prints three tracebacks of 30 lines: one per site and period is enough to debug).
 """
 
 from __future__ import annotations
@@ -53,10 +55,22 @@ class RateLimit(logging.Filter):
                     record.msg = f"{record.msg} [{dropped} more like this in the last period]"
             if site[1] < self.burst:
                 site[1] += 1
+                if site[1] > 1 and record.exc_info:
+                    _one_line(record)
                 return True
             site[2] += 1
             self.suppressed += 1
             return False
+
+
+def _one_line(record: logging.LogRecord) -> None:
+    """Replace the record's traceback by ``: Type: message`` at the end of its message."""
+    exc = record.exc_info[1] if record.exc_info else None
+    summary = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    record.msg = f"{record.getMessage()}: {summary}"
+    record.args = None
+    record.exc_info = None
+    record.exc_text = None
 
 
 def limited(name: str, burst: int = 5, period_s: float = 60.0) -> logging.Logger:

@@ -149,8 +149,9 @@ def test_postgres_outage(
     lost = acked - stored
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged labels lost"
     log = srv.log.read_text(errors="replace")
-    # failed writes are logged at a bounded rate (5 per message a minute), not one per write
-    assert log.count("Traceback") <= 40, f"{log.count('Traceback')} tracebacks logged"
+    # failed writes are logged at a bounded rate (5 per message a minute, one with its
+    # traceback), not one per write
+    assert log.count("Traceback") <= 30, f"{log.count('Traceback')} tracebacks logged"
     print(
         json.dumps(
             {
