@@ -361,10 +361,17 @@ def _run_checks(hosts, lb, prom, texts, store) -> None:  # type: ignore[no-untyp
             got.append((entry["predictions"], entry["processes"]))
         return got
 
-    # every host shows the merged count and the processes that served (nginx keeps its
-    # upstream connections alive, so a host's second worker may have served none: 3 to 6)
+    # every host shows the merged count and exactly the processes that served: the workers
+    # Prometheus saw count predictions (nginx keeps its upstream connections alive, so a
+    # host's second worker may serve none; every host serves)
+    time.sleep(2.5)  # a scrape after the last prediction
+    now = time.time()
+    served = _prom_query(prom, "count(sum by (instance) (leanml_predictions_total) > 0)", now)
+    by_host = 'label_replace(leanml_predictions_total > 0, "host", "$1", "instance", "(.*):[0-9]+")'
+    hosts_served = _prom_query(prom, f"count(count by (host) ({by_host}))", now)
+    assert hosts_served == 3 and 3 <= served <= 6, (hosts_served, served)
     seen = dashboards()
-    assert all(n == sent and 3 <= p <= 6 for n, p in seen), seen
+    assert all(n == sent and p == served for n, p in seen), (seen, served)
 
     # 4. a variant switch on host 0 reaches every worker of every host through the store
     r = httpx.put(
