@@ -31,6 +31,7 @@ __all__ = [
     "COUNTS",
     "clear_fallback",
     "default_threshold",
+    "fallback_reason",
     "merged_counts",
     "read_decision",
     "shadow_figures",
@@ -87,6 +88,14 @@ def default_threshold(configured: float | None, guard: Mapping[str, Any] | None)
     if configured is not None:
         return configured
     return round(float((guard or {}).get("min_agreement", 0.99)) - 0.02, 6)
+
+
+def fallback_reason(agreement: float, lower: float, upper: float, threshold: float, n: int) -> str:
+    """Why the shadow check fell back (the ``reason`` of its state row and alert)."""
+    return (
+        f"live agreement {agreement:.3f} [{lower:.3f}, {upper:.3f}] < {threshold:g} "
+        f"over {n:,} shadowed predictions"
+    )
 
 
 def merged_counts(

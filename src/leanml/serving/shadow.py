@@ -43,6 +43,7 @@ from leanml.monitor.shadow import (
     COUNTS,
     clear_fallback,
     default_threshold,
+    fallback_reason,
     merged_counts,
     read_decision,
     shadow_figures,
@@ -60,13 +61,6 @@ _BATCH = 32
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
 _COUNTS = COUNTS  # the store schema: leanml.monitor.shadow
-
-
-def _fmt_reason(agreement: float, lo: float, hi: float, threshold: float, n: int) -> str:
-    return (
-        f"live agreement {agreement:.3f} [{lo:.3f}, {hi:.3f}] < {threshold:g} "
-        f"over {n:,} shadowed predictions"
-    )
 
 
 class ShadowGuard:
@@ -390,7 +384,9 @@ class ShadowGuard:
     def _reason(self) -> str:
         n = int(self.merged["n"])
         lo, hi = wilson(self.merged["agree"], n)
-        return _fmt_reason(self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n)
+        return fallback_reason(
+            self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n
+        )
 
     def stats(self) -> dict[str, Any]:
         """Live figures with 95% Wilson intervals (merged across processes, and this one's)."""
