@@ -16,12 +16,15 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from leanml._intervals import wilson
+from leanml.config import ServingConfig
 from leanml.dashboard import build_report
 from leanml.datasets import Dataset
 from leanml.demo.day import DAY_S, simulate_day
 from leanml.demo.output import _day_table, shadow_cell
+from leanml.demo.run import _day_shadow, _shadow_result
 from leanml.demo.shadow import DayShadow
 from leanml.monitor import MonitorStore
+from leanml.registry import ModelRegistry
 
 DAY = 19_675 * 86_400.0  # 2023-11-14 00:00 UTC
 
@@ -140,3 +143,30 @@ def test_a_simulated_day_with_the_shadow_check(
     console.print(_day_table({"tiny": result}))
     text = console.export_text()
     assert "shadow agreement [95%]" in text and shadow_cell(got) in text
+
+
+def test_without_a_compact_serving_the_day_says_why(
+    tmp_path: Path, tiny_pipeline: Pipeline, nb: Pipeline
+) -> None:
+    reg = ModelRegistry(tmp_path / "models")
+    reg.register("spam", tiny_pipeline, task="email")
+    original = reg.load("spam", variant="original")
+    on, off = ServingConfig(), ServingConfig(shadow="off")
+    # the compression guard kept no compact variant: its reason
+    assert _day_shadow(original, original, on, 0) is None
+    rejected = {"fallback_reason": "no candidate passed the guard"}
+    assert _shadow_result(None, original, on, rejected) == {
+        "enabled": False,
+        "reason": "serving the original: no candidate passed the guard",
+    }
+    # a compact variant that serves, with the check off
+    reg.register("spam", nb, task="email", variant="compact", version=original.version)
+    reg.set_active_variant("spam", "compact")
+    compact = reg.load("spam", original=original)
+    assert compact.variant == "compact" and _day_shadow(original, compact, off, 0) is None
+    assert (
+        _shadow_result(None, compact, off)["reason"] == "shadow check off ([serving] shadow = off)"
+    )
+    shadow = _day_shadow(original, compact, on, 0)
+    assert shadow is not None and shadow.original is original.model  # the loaded one, reused
+    assert shadow.threshold == 0.97  # no guard verdict stored: 0.99 - 0.02

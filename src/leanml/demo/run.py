@@ -240,7 +240,7 @@ def _run_model(
         "compression": compression,
         "monitoring": monitoring,
         "day": day,
-        "shadow": _shadow_result(shadow, served, serving_config),
+        "shadow": _shadow_result(shadow, served, serving_config, compression),
     }
 
 
@@ -262,14 +262,18 @@ def _day_shadow(
 
 
 def _shadow_result(
-    shadow: DayShadow | None, served: LoadedModel, config: ServingConfig
+    shadow: DayShadow | None,
+    served: LoadedModel,
+    config: ServingConfig,
+    compression: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The day's shadow figures, or why there are none."""
+    """The day's shadow figures, or why there are none (``compression``: this run's
+    compression, whose guard may have kept no compact variant)."""
     if shadow is not None:
         return shadow.summary()
     if served.variant != "compact":  # the accuracy guard fell back: no compact to check
-        why = served.fallback_reason or "the original serves"
-        return {"enabled": False, "reason": f"serving the original: {why}"}
+        why = served.fallback_reason or (compression or {}).get("fallback_reason")
+        return {"enabled": False, "reason": f"serving the original: {why or 'no compact variant'}"}
     return {"enabled": False, "reason": f"shadow check off ([serving] shadow = {config.shadow})"}
 
 
