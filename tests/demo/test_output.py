@@ -60,9 +60,22 @@ def _results() -> dict:
         "variants": {"original": figures, "compact": {**figures, "accuracy": 0.905}},
         "monitoring": monitoring,
         "day": day,
+        "shadow": {
+            "enabled": True,
+            "shadowed": 412,
+            "agreement": 0.9927,
+            "agreement_lower": 0.9787,
+            "agreement_upper": 0.9975,
+            "fallen_back": False,
+        },
+    }
+    intent = {
+        **model,
+        "fallback_reason": "guard failed",
+        "shadow": {"enabled": False, "reason": "serving the original: guard failed"},
     }
     return {
-        "models": {"email": model, "intent": {**model, "fallback_reason": "guard failed"}},
+        "models": {"email": model, "intent": intent},
         "models_dir": "/tmp/models",
         "store_url": "sqlite:///m.db",
         "notes": ["intent: bundled subset"],
@@ -84,6 +97,24 @@ def test_print_results_shows_both_tables_and_every_note() -> None:
     # the day's summary: predictions, peak vs night, labels, the drift phase, detection, alerts
     assert "a simulated day (2023-11-14, UTC)" in text and "40,123" in text
     assert "1.16/0.13" in text and "13:00 spam wave, +30 min" in text and "2 / 2" in text
+    # the shadow check: the compact's live agreement, or "—" and why there is none
+    assert "shadow agreement [95%]" in text and "0.993 [0.979, 0.998] n=412" in text
+    assert "— serving the original: guard failed" in text
+    assert "shadow check failed" not in text
+
+
+def test_a_failed_shadow_check_is_a_note_with_its_time_and_reason() -> None:
+    out = _results()
+    email = out["models"]["email"]
+    reason = "live agreement 0.912 [0.880, 0.936] < 0.97 over 412 shadowed predictions"
+    start = email["day"]["start"]
+    email["shadow"] |= {"fallen_back": True, "fallen_back_at": start + 9.5 * 3600, "reason": reason}
+    console = Console(record=True, width=250)
+    print_results(console, out)
+    text = console.export_text()
+    assert "0.993 [0.979, 0.998] n=412 FAILED" in text
+    assert "email: the shadow check failed at 09:30 (leanml serve would fall back" in text
+    assert reason in text
 
 
 def test_write_json_round_trips(tmp_path: Path) -> None:

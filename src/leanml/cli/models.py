@@ -21,6 +21,7 @@ from leanml.cli._common import (
     settings_of,
 )
 from leanml.monitor import MonitorStore
+from leanml.monitor.shadow import clear_fallback, read_decision
 from leanml.registry import VARIANTS, check_name
 
 __all__ = [
@@ -178,8 +179,6 @@ def show(
 
 def _shadow_state(url: str, name: str, version: int) -> dict[str, Any] | None:
     """The shadow check's state in the monitor store; None without one (or unreachable)."""
-    from leanml.serving.shadow import read_decision  # the web stack only when asked
-
     try:
         st = MonitorStore(url, create=False)
     except Exception:
@@ -226,8 +225,6 @@ def switch(
     registry = registry_of(ctx, models_dir)
     registry.set_active_variant(name, variant)
     if variant == "compact":  # ends a shadow fallback in every server sharing the store
-        from leanml.serving.shadow import clear_fallback, read_decision
-
         url = store or settings_of(ctx).store_url
         try:
             st = MonitorStore(url, create=False)

@@ -158,8 +158,12 @@ def _print_summary(result: Report, url: str) -> None:
     data = result.data
     if not data.models:
         console.print(f"[yellow]no monitored predictions in {url} for this range[/]")
+    from leanml.dashboard.data import model_shadow_lines
+
     for name, md in data.models.items():
         console.print(f"{name}: {md.health}, {md.count:,} predictions")
+        for line in model_shadow_lines(md):  # the online shadow check, when one ran
+            console.print(f"  shadow check: {line}", highlight=False)
     console.print(
         f"{len(result.insights)} insight(s), {len(result.suggestions)} suggestion(s), "
         f"{len(result.charts)} chart(s)"

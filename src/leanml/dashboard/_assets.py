@@ -31,6 +31,7 @@ table{border-collapse:collapse;width:100%;font-size:.86em}
 td,th{padding:.2em .4em;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:top}
 th{color:#52606d;font-weight:500}
 .reasons{color:#b3261e;font-size:.82em;margin:.3em 0 0;padding-left:1.1em}
+.shadow{font-size:.82em;margin:.3em 0 0;padding-left:1.1em;color:#52606d}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:.6em;
   margin-top:.4em}
 .chart{background:#fff;border:1px solid #d9dee4;border-radius:6px;padding:.3em}
@@ -176,6 +177,12 @@ JS = r"""
       t.appendChild(tr);
     }
     c.appendChild(t);
+    if (m.shadow && m.shadow.length) {  // the shadow check: nothing when none ran
+      const ul = el("ul", {class: "shadow" + (m.shadow_fallen_back ? " fallen" : "")});
+      m.shadow.forEach((line, i) => ul.appendChild(el("li",
+        i === 1 && m.shadow_fallen_back ? {class: "level-critical"} : {}, line)));
+      c.appendChild(ul);
+    }
     if (m.reasons && m.reasons.length) {
       const ul = el("ul", {class: "reasons"});
       for (const r of m.reasons) ul.appendChild(el("li", {}, r));

@@ -4,8 +4,10 @@
 summed, latency sketches merged per window, so a window's p99 is the p99 of every process's
 predictions in it), reads joined ground truth (realized accuracy per window of *prediction* time
 and the confusion matrix), the alert history (replayed to the current level of every rule and
-process), the sampled predictions (duplicate-input rate), process resources, and per model the
-registry's variants, guard verdict and drift reference.
+process), the sampled predictions (duplicate-input rate), process resources, per model the
+registry's variants, guard verdict and drift reference, and the online shadow check of the
+version that served last (:mod:`leanml.monitor.shadow`: live agreement with the original and its
+fallback; a running server's own figures win when handed over in ``serving``).
 
 Everything here is plain data (dataclasses of floats, lists and dicts); the charts, insights,
 suggestions and the HTML are computed from it, so each of them can be tested on constructed data.
@@ -29,6 +31,7 @@ from leanml.config import AlertRule, default_rules
 from leanml.errors import MonitorError
 from leanml.monitor.alerts import health_from_levels
 from leanml.monitor.drift import DRIFT_SCORES, psi
+from leanml.monitor.shadow import read_decision
 from leanml.monitor.sketch import LogSketch
 from leanml.monitor.store import MonitorStore
 from leanml.registry import LoadedModel
@@ -40,6 +43,8 @@ __all__ = [
     "batch_figures",
     "collect",
     "collect_windows",
+    "model_shadow_lines",
+    "shadow_lines",
     "wilson_interval",
 ]
 
@@ -112,6 +117,11 @@ class ModelData:
     components: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     serving: dict[str, Any] | None = None  # live figures from leanml serve (cache, batching)
     rules: tuple[AlertRule, ...] | None = None  # this model's alert rules (None: the report's)
+    #: the shadow check of the version that served last (the keys of
+    #: leanml.monitor.shadow.read_decision); None when none ran on it
+    shadow: dict[str, Any] | None = None
+    served_version: str | None = None  # of the newest window
+    served_variant: str | None = None
 
     @property
     def realized_accuracy(self) -> float | None:
@@ -206,6 +216,7 @@ def collect(
                     w.drift["class_psi"] = _psi(md.reference_counts, w.label_counts)
         if serving and name in serving:
             md.serving = dict(serving[name])
+        _fill_shadow(md, store)
         if name in per_model:
             md.rules = tuple(per_model[name])
         out[name] = md
@@ -301,6 +312,7 @@ def _fill_windows(md: ModelData, rows: list[dict[str, Any]]) -> None:
                 md.processes.append(r["process"])
             if r["variant"] not in md.variants_seen:
                 md.variants_seen.append(r["variant"])
+            md.served_version, md.served_variant = str(r["version"]), str(r["variant"])
         if sketch is not None and sketch.count:
             w.p50, w.p95, w.p99 = (float(v) for v in sketch.quantiles([0.5, 0.95, 0.99]))
             if total is None:
@@ -386,6 +398,87 @@ def _components(
         "original": {k: int(v) for k, v in parts["before"].items() if v},
         "compact": {k: int(v["raw"]) for k, v in parts.get("after", {}).items() if v["raw"]},
     }
+
+
+def _fill_shadow(md: ModelData, store: MonitorStore) -> None:
+    """The shadow check of the version that served last: a running server's figures when the
+    report was handed them (``serving``), else the store's merged counts and decision."""
+    live = (md.serving or {}).get("shadow")
+    if isinstance(live, Mapping):
+        md.shadow = dict(live)
+        return
+    version = md.served_version
+    if version is None and md.registry and md.registry.get("version") is not None:
+        version = str(md.registry["version"])
+    if version is None:
+        return
+    try:
+        md.shadow = read_decision(store, md.name, version)
+    except Exception:  # a figure of the report, never a reason for it to fail
+        md.shadow = None
+
+
+def _pct(value: float | None, lower: float | None, upper: float | None) -> str:
+    if value is None:
+        return "-"
+    if lower is None or upper is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{lower:.3f}, {upper:.3f}]"
+
+
+def shadow_lines(shadow: Mapping[str, Any] | None, *, serving_compact: bool = False) -> list[str]:
+    """The shadow check in a few sentences: live agreement with the original (95% Wilson
+    interval, shadowed predictions, threshold), the fallback state and its reason, and both
+    variants' realized accuracy where ground truth joined. Nothing without figures, or
+    ``["shadow check off"]`` when a compact variant serves without one (``serving_compact``)."""
+    if not shadow:
+        return ["shadow check off"] if serving_compact else []
+    n = int(shadow.get("shadowed") or 0)
+    th = shadow.get("threshold")
+    threshold = f" (threshold {th:g})" if isinstance(th, int | float) else ""
+    if n:
+        agreement = _pct(
+            shadow.get("agreement"), shadow.get("agreement_lower"), shadow.get("agreement_upper")
+        )
+        line = f"live agreement with the original: {agreement} over {n:,} shadowed{threshold}"
+        diff = shadow.get("proba_diff_mean")
+        if isinstance(diff, int | float):
+            line += f"; mean top-class probability difference {diff:.4f}"
+    else:
+        line = f"live agreement with the original: nothing shadowed yet{threshold}"
+    lines = [line]
+    reason = shadow.get("reason") or "no reason recorded"
+    if shadow.get("fallen_back") and shadow.get("fallback") == "off":
+        lines.append(f"agreement test failed (fallback off: alert only): {reason}")
+    elif shadow.get("fallen_back"):
+        lines.append(f"fell back to the original: {reason}")
+    else:
+        lines.append("fallback: none (the agreement test holds)")
+    j = int(shadow.get("joined") or 0)
+    if j:
+        compact = _pct(
+            shadow.get("accuracy_compact"),
+            shadow.get("accuracy_compact_lower"),
+            shadow.get("accuracy_compact_upper"),
+        )
+        original = _pct(
+            shadow.get("accuracy_original"),
+            shadow.get("accuracy_original_lower"),
+            shadow.get("accuracy_original_upper"),
+        )
+        lines.append(
+            f"realized accuracy of the {j:,} shadowed with ground truth: compact {compact}, "
+            f"original {original}"
+        )
+    return lines
+
+
+def model_shadow_lines(md: ModelData) -> list[str]:
+    """``md``'s shadow check in sentences (:func:`shadow_lines`): nothing without figures,
+    "shadow check off" when the stats of a server handed over in ``serving`` say so."""
+    serving = md.serving or {}
+    off_known = "shadow" in serving and serving.get("variant") == "compact"
+    return shadow_lines(md.shadow, serving_compact=off_known)
 
 
 def _fill_labels(md: ModelData, store: MonitorStore, since: float, until: float, cap: int) -> None:

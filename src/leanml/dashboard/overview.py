@@ -3,8 +3,10 @@
 :func:`model_overview` turns one model's data into plain sentences: its health at the end of the
 range, its alert transitions grouped by rule (``class_drift: warning at 13:20, critical at 13:30,
 ok at 15:50``) with the warnings and critical insights about it, and the suggestions for it, each
-with its evidence and the exact command. :func:`overview_html` draws them as the report's first
-section. All text from data is HTML-escaped.
+with its evidence and the exact command; a fallback of the online shadow check is one of the
+changes. :func:`overview_html` draws them as the report's first section, with the live agreement
+with the original under the model's name when a shadow check ran. All text from data is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from leanml.dashboard.data import ModelData, ReportData
+from leanml.dashboard.data import ModelData, ReportData, model_shadow_lines
 from leanml.dashboard.insights import Insight
 from leanml.dashboard.suggest import Suggestion
 
@@ -68,6 +70,8 @@ def model_overview(
     suggestions: Sequence[Suggestion] = (),
 ) -> ModelOverview:
     changes = _changes(md, data.since, data.until)
+    if md.shadow and md.shadow.get("fallen_back"):
+        changes.append(f"shadow check: {model_shadow_lines(md)[1]}.")
     changes += [i.text for i in insights if i.model == md.name and i.severity != "info"]
     mine = [s for s in suggestions if s.model == md.name]
     actions = sorted(mine, key=lambda s: s.rule not in _FIRST)  # what the alerts ask first
@@ -99,9 +103,11 @@ def overview_html(
         )
         todo = f"<ul>{todo}</ul>" if todo else "<span class='muted'>nothing to do</span>"
         verdict = "healthy" if o.health == "healthy" else f"not healthy ({o.health})"
+        shadow = model_shadow_lines(md)[:1]  # live agreement with the original, when checked
+        shadow_html = "".join(f"<br><span class='muted shadow'>{_e(s)}</span>" for s in shadow)
         rows.append(
             f"<tr><td><a href='#{_e(anchors.get(md.name, md.name))}'>{_e(md.name)}</a><br>"
-            f"<span class='badge {_e(o.health)}'>{_e(verdict)}</span></td>"
+            f"<span class='badge {_e(o.health)}'>{_e(verdict)}</span>{shadow_html}</td>"
             f"<td>{changed}</td><td>{todo}</td></tr>"
         )
     return (

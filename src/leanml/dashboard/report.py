@@ -23,13 +23,25 @@ from typing import Any
 
 from leanml.config import AlertRule, MonitorConfig
 from leanml.dashboard import charts
-from leanml.dashboard.data import ModelData, ReportData, collect, wilson_interval
+from leanml.dashboard.data import (
+    ModelData,
+    ReportData,
+    collect,
+    model_shadow_lines,
+    wilson_interval,
+)
 from leanml.dashboard.insights import Insight, generate_insights
 from leanml.dashboard.overview import overview_html
 from leanml.dashboard.suggest import Suggestion, generate_suggestions
 from leanml.monitor.store import MonitorStore
 
-__all__ = ["REFERENCE_FIGURES", "Report", "build_report", "load_benchmarks", "render_html"]
+__all__ = [
+    "REFERENCE_FIGURES",
+    "Report",
+    "build_report",
+    "load_benchmarks",
+    "render_html",
+]
 
 #: The reference system's published figures, shown beside ours.
 REFERENCE_FIGURES = {
@@ -322,6 +334,10 @@ def _model_section(md: ModelData, pngs: Mapping[str, bytes]) -> str:
         ("variants served", ", ".join(md.variants_seen) or "-"),
         ("active variant (registry)", reg.get("active_variant", "-")),
         ("processes", str(len(md.processes))),
+    ]
+    facts += [
+        ("shadow check (vs the original)" if i == 0 else "", line)
+        for i, line in enumerate(model_shadow_lines(md))
     ]
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
     captions = {

@@ -48,9 +48,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from leanml.dashboard import _assets
-from leanml.dashboard.data import batch_figures, collect_windows
+from leanml.dashboard.data import batch_figures, collect_windows, shadow_lines
 from leanml.errors import LeanMLError
 from leanml.monitor.drift import DRIFT_SCORES
+from leanml.monitor.shadow import read_decision
 
 __all__ = [
     "ERROR_HANDLERS",
@@ -132,8 +133,21 @@ class MonitorProvider:
                 st.setdefault("active_variant", self.registry.active_variant(name))
             if self.extras is not None:
                 st.update(self.extras(name) or {})
+            if self.store is not None and "shadow" not in st:
+                shadow = self._shadow(name, getattr(mon, "version", None))
+                if shadow is not None:
+                    st["shadow"] = shadow
             models[name] = st
         return {"models": models, "resources": resources}
+
+    def _shadow(self, name: str, version: Any) -> dict[str, Any] | None:
+        """The shadow check of ``name`` v``version`` as the store has it (None: none ran)."""
+        if self.store is None or version in (None, ""):
+            return None
+        try:
+            return read_decision(self.store, name, version)
+        except Exception:  # an unreachable store must not break the page
+            return None
 
     def switch_variant(self, name: str, variant: str) -> dict[str, Any]:
         if name not in self.monitors():
@@ -226,6 +240,9 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
     alerts = (st.get("alerts") or {}).get("active") or []
     variants = st.get("variants") or []
     served, active = st.get("variant"), st.get("active_variant")
+    shadow = st.get("shadow") if isinstance(st.get("shadow"), Mapping) else None
+    # a server's stats carry the key (None: its shadow check is off); a monitor's do not
+    knows_shadow = "shadow" in stats and served == "compact"
     return {
         "name": str(name),
         "health": str(st.get("health") or "unknown"),
@@ -271,6 +288,10 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "batch_mean": _num(batch["mean"]),
         "queue_wait_p99": _num(batch["queue_wait_p99_s"]),
         "dropped": int(sum(v for v in (st.get("drops") or {}).values() if isinstance(v, int))),
+        # the online shadow check: sentences (nothing when none ran), and whether it fell back
+        "shadow": shadow_lines(shadow, serving_compact=knows_shadow),
+        "shadow_agreement": _num((shadow or {}).get("agreement")),
+        "shadow_fallen_back": bool((shadow or {}).get("fallen_back")),
     }
 
 

@@ -25,7 +25,10 @@ does) and writes the monitoring store, which the report then reads. The day, rep
 * **alerts**: rules fitted to the model (:func:`day_rules`): accuracy thresholds below its
   validation figures, drift thresholds above each score's own sampling noise at ``min_samples``
   predictions. No throughput-drop rule: a daily traffic shape makes a plain drop rule (the last
-  window against the ten before it) fire every evening.
+  window against the ten before it) fire every evening;
+* **shadow check** (when a compact variant serves and ``shadow`` is given): the original
+  re-scores a sample of the served texts and its agreement is tested at every flush
+  (:class:`~leanml.demo.shadow.DayShadow`).
 
 The monitor writes as process ``leanml-demo-day:<model>``; a new run first deletes that process's
 rows, so the store holds one simulated day per model, never two merged.
@@ -46,6 +49,7 @@ from leanml._predict import predict_with_confidence
 from leanml.bench.inprocess import run_single_text_load
 from leanml.config import AlertRule, MonitorConfig
 from leanml.datasets import Dataset
+from leanml.demo.shadow import DayShadow
 from leanml.groundtruth import GroundTruth
 from leanml.monitor import ModelMonitor, MonitorStore
 from leanml.monitor.drift import psi
@@ -248,6 +252,7 @@ class _Day:
     service_s: np.ndarray  # measured single-text latencies (s)
     drift: DriftPhase
     bursts: list[float]  # burst start hours
+    shadow: DayShadow | None = None  # the original re-scoring a sample of what was served
     due: dict[int, list[tuple[str, str, float]]] = dataclasses.field(
         default_factory=lambda: defaultdict(list)
     )
@@ -271,10 +276,13 @@ def simulate_day(
     config: MonitorConfig | None = None,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
+    shadow: DayShadow | None = None,
 ) -> dict[str, Any]:
     """Run the day described in the module docstring into ``store``; return its summary.
 
     ``progress(share)`` is called after each simulated hour with its share of the day (1/24).
+    ``shadow`` is fed the served predictions and the joined labels; its figures are read from
+    it afterwards (``shadow.summary()``).
     """
     texts = [str(x) for x in dataset.X_test]
     y = np.asarray([str(v) for v in dataset.y_test], dtype=object)
@@ -316,10 +324,13 @@ def simulate_day(
             service_s=_service_times(model, texts),
             drift=drift_phase(task, y, correct),
             bursts=sorted(rng.uniform(6.0, 22.0, BURSTS).round(2).tolist()),
+            shadow=shadow,
         )
         _run(day, day_start, progress)
         clock.t = day_start + DAY_S + 1.0  # the last window closes: it gets its drift score
         monitor.flush()
+        if shadow is not None:
+            shadow.decide(clock.t)
         monitor.close()
         return _summary(day, day_start, rules)
     finally:
@@ -376,6 +387,8 @@ def _run(day: _Day, day_start: float, progress: Callable[[float], None] | None) 
         if (minute + 1) % _FLUSH_EVERY == 0:
             day.clock.t = t + _STEP_S
             day.monitor.flush()
+            if day.shadow is not None:
+                day.shadow.decide(day.clock.t)
         if progress is not None and (minute + 1) % 60 == 0:
             progress(1 / 24)
 
@@ -398,9 +411,10 @@ def _predict_minute(day: _Day, hour: float, t: float) -> None:
     served = day.labels[idx]
     pred = np.searchsorted(day.classes, served)
     ids = day.truth.issue(n, 0, pred, day.conf[idx])
-    day.monitor.record_batch(
-        ids, day.labels[idx], day.conf[idx], latency, [day.texts[i] for i in idx]
-    )
+    texts = [day.texts[i] for i in idx]
+    day.monitor.record_batch(ids, day.labels[idx], day.conf[idx], latency, texts)
+    if day.shadow is not None:
+        day.shadow.offer(texts, ids, served, day.conf[idx])
     day.predictions += n
     _schedule_labels(day, ids, idx, t)
 
@@ -446,6 +460,8 @@ def _deliver_labels(day: _Day, minute: int) -> None:
             [j.pred_ts for j in joined],
             [arrived[j.id] for j in joined],
         )
+        if day.shadow is not None:
+            day.shadow.joined((j.id, j.label) for j in joined)
     day.labels_sent += len(ids)
 
 

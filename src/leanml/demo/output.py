@@ -12,7 +12,7 @@ from rich.table import Table
 
 from leanml._format import human_bytes
 
-__all__ = ["print_results", "write_json"]
+__all__ = ["print_results", "shadow_cell", "write_json"]
 
 _VARIANT_COLUMNS = (
     "model",
@@ -45,6 +45,7 @@ _DAY_COLUMNS = (
     "drift (UTC): detected after",
     "alerts: fired/resolved",
     "health 24:00",
+    "shadow agreement [95%]",
 )
 
 
@@ -135,14 +136,31 @@ def _day_table(results: dict[str, Any]) -> Table:
                 + _minutes(drift["detection_s"]),
                 f"{d['alerts_fired']} / {d['alerts_resolved']}",
                 str(d["health"]),
+                shadow_cell(r.get("shadow")),
             )
         )
     for column in _DAY_COLUMNS:
-        left = column in ("model", "drift (UTC): detected after")
+        left = column in ("model", "drift (UTC): detected after", "shadow agreement [95%]")
         table.add_column(column, justify="left" if left else "right")
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def shadow_cell(shadow: dict[str, Any] | None) -> str:
+    """The day's shadow check in one cell: ``0.987 [0.981, 0.991] n=412`` (the compact's live
+    agreement with the original, its 95% Wilson interval, the shadowed predictions), "—" with the
+    reason when no compact variant was checked."""
+    if not shadow:
+        return "-"
+    if not shadow.get("enabled"):
+        return f"— {shadow.get('reason') or ''}".rstrip()
+    n = int(shadow.get("shadowed") or 0)
+    cell = _fmt_interval(
+        shadow.get("agreement"), (shadow.get("agreement_lower"), shadow.get("agreement_upper"))
+    )
+    cell = f"{cell} n={n:,}" if n else "nothing shadowed"
+    return cell + (" FAILED" if shadow.get("fallen_back") else "")
 
 
 def _hour(ts: float, day_start: float) -> str:
@@ -158,6 +176,13 @@ def _print_notes(console: Console, out: dict[str, Any]) -> None:
     for name, r in out["models"].items():
         if r["fallback_reason"]:
             console.print(f"[yellow]{name}: serving the original: {r['fallback_reason']}[/]")
+        shadow = r.get("shadow") or {}
+        if shadow.get("fallen_back"):  # the demo keeps the compact; a server would switch
+            at = _hour(shadow["fallen_back_at"], r["day"]["start"]) if "day" in r else "?"
+            console.print(
+                f"[red]{name}: the shadow check failed at {at} (leanml serve would fall back to "
+                f"the original): {shadow['reason']}[/]"
+            )
     for note in out["notes"]:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"models stored in {out['models_dir']}; monitoring store {out['store_url']}")

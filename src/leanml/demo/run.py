@@ -4,9 +4,11 @@ For each model of :data:`DEMO_MODELS` the run loads its dataset, trains or reuse
 compresses it behind the accuracy guard, measures each variant loaded back through the registry
 (:mod:`leanml.demo.models`), then runs the monitoring phase (:mod:`leanml.demo.monitoring`) and
 the simulated day (:mod:`leanml.demo.day`: yesterday, midnight to midnight UTC, written to the
-monitoring store). A progress bar per model shows the step and the work done. The report is
-written from the store over that day at the end, and the results printed and optionally written
-as JSON (:mod:`leanml.demo.output`).
+monitoring store), in which the original already loaded re-scores a sample of what the compact
+variant served, as ``leanml serve``'s shadow check does (:mod:`leanml.demo.shadow`). A progress
+bar per model shows the step and the work done. The report is written from the store over that
+day at the end (with each model's shadow figures), and the results printed and optionally
+written as JSON (:mod:`leanml.demo.output`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from leanml.config import AlertRule, MonitorConfig, Settings
+from leanml.config import AlertRule, MonitorConfig, ServingConfig, Settings
 from leanml.dashboard import build_report
 from leanml.datasets import Dataset, load_dataset
 from leanml.demo.day import DAY_S, day_start_for, simulate_day
 from leanml.demo.models import ensure_compact, ensure_model, variant_figures
 from leanml.demo.monitoring import monitoring_demo
 from leanml.demo.output import print_results, write_json
+from leanml.demo.shadow import DayShadow
 from leanml.monitor import MonitorStore
+from leanml.monitor.shadow import default_threshold
 from leanml.registry import LoadedModel, ModelRegistry
 
 __all__ = ["DEMO_MODELS", "run_demo"]
@@ -77,6 +81,13 @@ def run_demo(
                     for name, r in results.items()
                 },
                 loaded=loaded,
+                serving={  # the shadow check of each day, as a server's stats carry it
+                    name: {
+                        "variant": r["served_variant"],
+                        "shadow": r["shadow"] if r["shadow"].get("enabled") else None,
+                    }
+                    for name, r in results.items()
+                },
                 sampling_rate=settings.monitor.sampling_rate,
                 retention_max_age_s=settings.monitor.retention_max_age_s,
             )
@@ -149,6 +160,7 @@ def _run_models(
                     registry,
                     store,
                     settings.monitor,
+                    settings.serving,
                     name,
                     task,
                     dataset,
@@ -168,6 +180,7 @@ def _run_model(
     registry: ModelRegistry,
     store: MonitorStore,
     monitor_config: MonitorConfig,
+    serving_config: ServingConfig,
     name: str,
     task: str,
     dataset: Dataset,
@@ -197,6 +210,7 @@ def _run_model(
     bar.step("monitoring")
     monitoring = _monitor(served, dataset, monitor_config, n_requests)
     bar.step("a simulated day")
+    shadow = _day_shadow(original, served, serving_config, plan.seed)
     day = simulate_day(
         served.model,
         dataset,
@@ -210,6 +224,7 @@ def _run_model(
         config=monitor_config,
         seed=plan.seed,
         progress=lambda share: bar.advance(share * n_requests),
+        shadow=shadow,
     )
     return {
         "task": task,
@@ -225,7 +240,41 @@ def _run_model(
         "compression": compression,
         "monitoring": monitoring,
         "day": day,
+        "shadow": _shadow_result(shadow, served, serving_config, compression),
     }
+
+
+def _day_shadow(
+    original: LoadedModel, served: LoadedModel, config: ServingConfig, seed: int
+) -> DayShadow | None:
+    """The day's shadow check when the compact variant serves and the setting is on: the
+    loaded original re-scores a sample at the server's rate against the server's threshold."""
+    if served.variant != "compact" or config.shadow != "on":
+        return None
+    guard = served.manifest.extra.get("guard")
+    return DayShadow(
+        original.model,
+        rate=config.shadow_rate,
+        threshold=default_threshold(config.shadow_threshold, guard),
+        alpha=config.shadow_alpha,
+        seed=seed,
+    )
+
+
+def _shadow_result(
+    shadow: DayShadow | None,
+    served: LoadedModel,
+    config: ServingConfig,
+    compression: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The day's shadow figures, or why there are none (``compression``: this run's
+    compression, whose guard may have kept no compact variant)."""
+    if shadow is not None:
+        return shadow.summary()
+    if served.variant != "compact":  # the accuracy guard fell back: no compact to check
+        why = served.fallback_reason or (compression or {}).get("fallback_reason")
+        return {"enabled": False, "reason": f"serving the original: {why or 'no compact variant'}"}
+    return {"enabled": False, "reason": f"shadow check off ([serving] shadow = {config.shadow})"}
 
 
 def _measure_variants(

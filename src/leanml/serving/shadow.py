@@ -13,12 +13,16 @@ always-valid test: checked every ``shadow_interval_s`` without inflating its fal
 A decision is a row of the store's ``shadow_state`` table, which every process reads: with
 ``fallback = "auto"`` each one switches the model to its original and reports the reason; the
 alert history gets one ``shadow_agreement`` row. Switching back (``PUT /v1/models/NAME/variant``
-with the admin token) starts a new epoch: fresh counts, a fresh test.
+with the admin token) starts a new epoch: fresh counts, a fresh test. The store side (the tables,
+the merged counts, the figures and the decision as any reader sees them) is
+:mod:`leanml.monitor.shadow`; ``shadow_tables``, ``read_decision`` and ``clear_fallback`` are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -35,6 +39,16 @@ from leanml._sizing import deep_sizeof
 from leanml.config import ServingConfig
 from leanml.monitor import MonitorStore
 from leanml.monitor.budget import OverheadBudget
+from leanml.monitor.shadow import (
+    COUNTS,
+    clear_fallback,
+    default_threshold,
+    fallback_reason,
+    merged_counts,
+    read_decision,
+    shadow_figures,
+    shadow_tables,
+)
 from leanml.registry import LoadedModel, ModelRegistry
 
 __all__ = ["FLOOR_RATE", "ShadowGuard", "clear_fallback", "read_decision", "shadow_tables"]
@@ -46,54 +60,7 @@ FLOOR_RATE = 0.005
 _BATCH = 32
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
-_COUNTS = ("n", "agree", "diff_sum", "joined", "correct_compact", "correct_original")
-
-_tables_cache: dict[tuple[int, str], tuple[sa.Table, sa.Table]] = {}
-
-
-def shadow_tables(store: MonitorStore) -> tuple[sa.Table, sa.Table]:
-    """The store's ``shadow_counts`` and ``shadow_state`` tables (created when missing)."""
-    key = (id(store.engine), store.prefix)
-    if key in _tables_cache:
-        return _tables_cache[key]
-    md = sa.MetaData()
-    p = store.prefix
-    counts = sa.Table(
-        f"{p}shadow_counts",
-        md,
-        sa.Column("model", sa.String(200), primary_key=True),
-        sa.Column("version", sa.String(100), primary_key=True),
-        sa.Column("epoch", sa.Integer, primary_key=True),
-        sa.Column("process", sa.String(200), primary_key=True),
-        sa.Column("n", sa.BigInteger, nullable=False),
-        sa.Column("agree", sa.BigInteger, nullable=False),
-        sa.Column("diff_sum", sa.Float, nullable=False),
-        sa.Column("joined", sa.BigInteger, nullable=False),
-        sa.Column("correct_compact", sa.BigInteger, nullable=False),
-        sa.Column("correct_original", sa.BigInteger, nullable=False),
-        sa.Column("updated_at", sa.Float, nullable=False),
-    )
-    state = sa.Table(
-        f"{p}shadow_state",
-        md,
-        sa.Column("model", sa.String(200), primary_key=True),
-        sa.Column("version", sa.String(100), primary_key=True),
-        sa.Column("epoch", sa.Integer, nullable=False),
-        sa.Column("fallen_back", sa.Integer, nullable=False),
-        sa.Column("reason", sa.Text, nullable=True),
-        sa.Column("figures", sa.Text, nullable=True),
-        sa.Column("ts", sa.Float, nullable=False),
-    )
-    md.create_all(store.engine, checkfirst=True)
-    _tables_cache[key] = (counts, state)
-    return counts, state
-
-
-def _fmt_reason(agreement: float, lo: float, hi: float, threshold: float, n: int) -> str:
-    return (
-        f"live agreement {agreement:.3f} [{lo:.3f}, {hi:.3f}] < {threshold:g} "
-        f"over {n:,} shadowed predictions"
-    )
+_COUNTS = COUNTS  # the store schema: leanml.monitor.shadow
 
 
 class ShadowGuard:
@@ -257,14 +224,13 @@ class ShadowGuard:
         loaded = self.registry.load(self.name, version=version, variant="original")
         self.original = loaded
         self.original_bytes = deep_sizeof(loaded.model)
-        threshold = self.config.shadow_threshold
-        if threshold is None:
+        guard = None
+        if self.config.shadow_threshold is None:
             try:
                 guard = self.registry.manifest(self.name, version, "compact").extra.get("guard")
             except Exception:
                 guard = None
-            min_agreement = (guard or {}).get("min_agreement", 0.99)
-            threshold = round(float(min_agreement) - 0.02, 6)
+        threshold = default_threshold(self.config.shadow_threshold, guard)
         self.threshold = threshold
         self.test = AgreementTest(threshold, self.config.shadow_alpha)
         _log.info(
@@ -318,7 +284,12 @@ class ShadowGuard:
             if row is None:
                 conn.execute(
                     state.insert().values(
-                        model=model, version=version, epoch=0, fallen_back=0, ts=time.time()
+                        model=model,
+                        version=version,
+                        epoch=0,
+                        fallen_back=0,
+                        figures=json.dumps({"threshold": self.threshold}),  # for readers
+                        ts=time.time(),
                     )
                 )
                 epoch, fallen, reason = 0, False, None
@@ -347,13 +318,9 @@ class ShadowGuard:
                     )
                 )
                 self._published = mark
-            total = conn.execute(
-                sa.select(*[sa.func.coalesce(sa.func.sum(counts.c[k]), 0) for k in _COUNTS]).where(
-                    key
-                )
-            ).one()
+            total = merged_counts(conn, counts, model, version, epoch)
         with self._lock:
-            self.merged = {k: float(v) for k, v in zip(_COUNTS, total, strict=True)}
+            self.merged = total
         if not fallen and self._alarm():
             reason = self._reason()
             with self.store.engine.begin() as conn:
@@ -417,17 +384,15 @@ class ShadowGuard:
     def _reason(self) -> str:
         n = int(self.merged["n"])
         lo, hi = wilson(self.merged["agree"], n)
-        return _fmt_reason(self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n)
+        return fallback_reason(
+            self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n
+        )
 
     def stats(self) -> dict[str, Any]:
         """Live figures with 95% Wilson intervals (merged across processes, and this one's)."""
         with self._lock:
             m, local = dict(self.merged), dict(self.local)
         n, k = int(m["n"]), int(m["agree"])
-        lo, hi = wilson(k, n)
-        j = int(m["joined"])
-        ac_lo, ac_hi = wilson(m["correct_compact"], j)
-        ao_lo, ao_hi = wilson(m["correct_original"], j)
         test = self.test.stats(k, n) if self.test is not None else None
         return {
             "enabled": True,
@@ -436,19 +401,8 @@ class ShadowGuard:
             "rate": self.config.shadow_rate,
             "floor_rate": FLOOR_RATE,
             "threshold": self.threshold,
-            "shadowed": n,
-            "agreement": k / n if n else None,
-            "agreement_lower": lo,
-            "agreement_upper": hi,
-            "proba_diff_mean": m["diff_sum"] / n if n else None,
+            **shadow_figures(m),  # shadowed, agreement, accuracies: each with its interval
             "proba_diff_max_local": self.diff_max,
-            "joined": j,
-            "accuracy_compact": m["correct_compact"] / j if j else None,
-            "accuracy_compact_lower": ac_lo,
-            "accuracy_compact_upper": ac_hi,
-            "accuracy_original": m["correct_original"] / j if j else None,
-            "accuracy_original_lower": ao_lo,
-            "accuracy_original_upper": ao_hi,
             "local_shadowed": int(local["n"]),
             "queued": len(self._queue),
             "dropped": self.dropped,
@@ -460,56 +414,3 @@ class ShadowGuard:
             "fallback": self.config.fallback,
             "reason": self.reason,
         }
-
-
-def clear_fallback(store: MonitorStore | None, name: str, version: int) -> bool:
-    """End a shadow fallback of ``name`` v``version`` for every process (a new epoch: fresh
-    counts, a fresh test); True when there was one."""
-    if store is None:
-        return False
-    _, state = shadow_tables(store)
-    with store.engine.begin() as conn:
-        res = conn.execute(
-            state.update()
-            .where(state.c.model == name, state.c.version == str(version))
-            .values(epoch=state.c.epoch + 1, fallen_back=0, reason=None, ts=time.time())
-        )
-    return bool(res.rowcount)
-
-
-def read_decision(store: MonitorStore, name: str, version: int) -> dict[str, Any] | None:
-    """The shadow check's state of ``name`` v``version`` in ``store`` (any process's view):
-    epoch, whether it fell back and why, and the merged figures of the current epoch; None
-    when no shadow check ever ran on it."""
-    insp = sa.inspect(store.engine)
-    if not insp.has_table(f"{store.prefix}shadow_state"):
-        return None
-    counts, state = shadow_tables(store)
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(state).where(state.c.model == name, state.c.version == str(version))
-        ).first()
-        if row is None:
-            return None
-        n, k = conn.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(counts.c.n), 0),
-                sa.func.coalesce(sa.func.sum(counts.c.agree), 0),
-            ).where(
-                counts.c.model == name,
-                counts.c.version == str(version),
-                counts.c.epoch == row.epoch,
-            )
-        ).one()
-    lo, hi = wilson(float(k), float(n))
-    return {
-        "version": version,
-        "epoch": int(row.epoch),
-        "fallen_back": bool(row.fallen_back),
-        "reason": row.reason,
-        "ts": row.ts,
-        "shadowed": int(n),
-        "agreement": float(k) / float(n) if n else None,
-        "agreement_lower": lo,
-        "agreement_upper": hi,
-    }
