@@ -5,6 +5,7 @@ Usage (the machine is shared: serialize benchmark runs with the lock)::
     flock /tmp/bench.lock python benchmarks/store_capacity.py --seconds 20 --json out.json
     # --store URL (default: LEANML_TEST_POSTGRES_URL; a database is created and dropped on it)
     # --writers 1,2,4 --backends postgresql,sqlite --texts intent|email|synthetic
+    # --sampling-rate, --detail-buffer-size, --store-interval-s, --store-inputs: [monitor]
 
 Each writer is a process with one real :class:`~leanml.monitor.ModelMonitor` at its defaults
 (20% detail sampling, texts given, ``store_inputs="redacted"``, its background flusher writing
@@ -30,6 +31,11 @@ Per configuration it prints:
   on a shared server), read with psutil; ``pg_rows_per_backend_cpu_s`` = committed rows per
   second of backend CPU, the figure to extrapolate from (an assumption: PostgreSQL's cost per
   row stays the same when it has a core to itself).
+
+Then (PostgreSQL, ``--feedback-writers`` processes, 0: skipped) labels as ``leanml serve``
+acknowledges them: ``--feedback-threads`` concurrent requests per process, one label each,
+written through the process's :class:`~leanml.groundtruth.FeedbackLog` and waited for:
+``committed_labels_per_s`` and ``pg_labels_per_backend_cpu_s``.
 
 SQLite is single-host (one file, one writer at a time): its rows are the comparison with the
 embedded default, not a cluster store. Nothing here is asserted in tests; the machinery is
@@ -102,7 +108,7 @@ def _timed_writes(store: MonitorStore, log: list[tuple[float, int]]) -> None:
         write(**rows)
         log.append((time.perf_counter() - t0, len(rows.get("predictions", ()))))
 
-    store.write = timed  # type: ignore[method-assign]
+    store.write = timed  # type: ignore[method-assign,assignment]
 
 
 def _writer(
