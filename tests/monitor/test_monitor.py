@@ -420,6 +420,51 @@ def test_flush_batch_size_rounds(clock) -> None:
     m.close()
 
 
+def _batch(m: ModelMonitor, k: int, n: int) -> None:
+    m.record_batch([f"{k}-{i}" for i in range(n)], ["a"] * n, [0.9] * n, 0.001, ["text"] * n)
+
+
+def test_half_full_detail_queue_is_written_before_the_store_interval(clock, tmp_path) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path}/s.db")
+    cfg = MonitorConfig(sampling_rate=1.0, detail_buffer_size=100, store_interval_s=3600.0)
+    m = ModelMonitor("email", config=cfg, store=store, clock=clock, start=False, sinks=[])
+    for k in range(5):  # 60 sampled rows per step: over half the queue, written at once
+        _batch(m, k, 60)
+        assert m._step(force=False) is False
+        clock.advance(0.2)
+    assert store.count_rows("predictions") == 300
+    assert m.drops["detail_buffer"] == 0
+    _batch(m, 5, 40)  # under half: waits for the interval
+    m._step(force=False)
+    assert store.count_rows("predictions") == 300
+    clock.advance(3600.0)
+    m._step(force=False)
+    assert store.count_rows("predictions") == 340
+    m.close()
+
+
+def test_after_a_failed_write_the_detail_queue_waits_for_the_interval(clock, tmp_path) -> None:
+    store = MonitorStore(f"sqlite:///{tmp_path}/s.db")
+    cfg = MonitorConfig(sampling_rate=1.0, detail_buffer_size=100, store_interval_s=60.0)
+    m = ModelMonitor("email", config=cfg, store=store, clock=clock, start=False, sinks=[])
+    store.predictions.drop(store.engine)  # writes fail until it is back
+    _batch(m, 0, 60)
+    m._step(force=False)
+    assert m.counters["store_errors"] == 1 and m.drops["store_rows"] >= 60
+    store.predictions.create(store.engine)
+    _batch(m, 1, 60)
+    m._step(force=False)  # half full, but the last write failed: no retry before the interval
+    assert m.counters["store_errors"] == 1 and store.count_rows("predictions") == 0
+    clock.advance(60.0)
+    _batch(m, 2, 10)
+    m._step(force=False)
+    assert store.count_rows("predictions") == 70
+    _batch(m, 3, 60)  # the store works again: early writes resume
+    m._step(force=False)
+    assert store.count_rows("predictions") == 130
+    m.close()
+
+
 def test_forked_child_starts_fresh_and_writes_as_its_own_process(tmp_path) -> None:
     import os
 
