@@ -237,16 +237,21 @@ def test_each_worker_serves_its_own_metrics_port(tmp_path, models_dir, intent_te
             workers.add(worker)
 
         def scraped():  # type: ignore[no-untyped-def]
-            texts = [
-                httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=10) for p in (first, first + 1)
-            ]
+            # a worker still starting (loading its models) has not opened its port yet
+            try:
+                texts = [
+                    httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=10)
+                    for p in (first, first + 1)
+                ]
+            except httpx.ConnectError:
+                return None
             return (
                 texts
                 if sum(_counter(t.text, "leanml_predictions_total") for t in texts) == 40
                 else None
             )
 
-        texts = wait_for(scraped)
+        texts = wait_for(scraped, timeout=60)
         assert texts is not None and all(t.status_code == 200 for t in texts)
         if len(workers) == 2:  # both answered predictions: both counters are non-zero
             assert all(_counter(t.text, "leanml_predictions_total") > 0 for t in texts)
