@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from leanml.datasets import load_email_intents
 from leanml.registry import ModelRegistry
@@ -172,6 +175,25 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tmp = tmp_path_factory.mktemp("server")
     with running(models_dir, f"sqlite:///{tmp / 'monitor.db'}", tmp) as s:
         yield s
+
+
+@contextlib.contextmanager
+def fresh_postgres(tag: str) -> Iterator[str]:
+    """The URL of a new database on the server of ``LEANML_TEST_POSTGRES_URL`` (skips the test
+    when it is unset), dropped afterwards."""
+    url = os.environ.get("LEANML_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("LEANML_TEST_POSTGRES_URL is not set (this test needs a PostgreSQL server)")
+    db = f"leanml_{tag}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{db}"'))
+    try:
+        yield make_url(url).set(database=db).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:

@@ -1,28 +1,54 @@
 """The shadow check on real servers (loopback): a compact variant that disagrees with its
-original is detected and every worker sharing the store falls back; a good one keeps serving."""
+original is detected and every worker sharing the store falls back (SQLite and PostgreSQL), on
+another host too (its own models directory, one store); ``leanml models switch NAME compact``
+and the admin API switch back; ``fallback = "off"`` alerts without switching; both variants'
+realized accuracy on shadowed predictions once labels are joined; a good compact keeps
+serving."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.serving.conftest import CONFIG, admin_headers, make_registry, running, wait_for
+from tests.serving.conftest import (
+    CONFIG,
+    admin_headers,
+    fresh_postgres,
+    make_registry,
+    running,
+    wait_for,
+)
 
+from leanml.datasets import load_email_intents
 from leanml.monitor import MonitorStore
 from leanml.registry import ModelRegistry
-from leanml.serving.shadow import shadow_tables
+from leanml.serving.shadow import read_decision, shadow_tables
 
 SHADOW = CONFIG.replace(
     "[serving]\n",
     "[serving]\nshadow_rate = 1.0\nshadow_budget = 100.0\nshadow_interval_s = 0.2\n",
     1,
 )
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def _store(backend: str, tmp: Path) -> Iterator[str]:
+    """The monitor store's URL: a SQLite file, or a database of its own on PostgreSQL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'monitor.db'}"
+    else:
+        with fresh_postgres("shadow") as url:
+            yield url
 
 
 def _bad_registry(root: Path, models: tuple[Any, Any]) -> Path:
@@ -56,12 +82,28 @@ def _predict_all(c: httpx.Client, texts: list[str], rounds: int) -> None:
             assert c.post("/v1/models/intent/predict", json={"inputs": batch}).status_code == 200
 
 
+def _fell_back(c: httpx.Client) -> dict[str, Any] | None:
+    info = c.get("/v1/models/intent").json()
+    return info if info["variant"] == "original" else None
+
+
+def _serves(c: httpx.Client, variant: str) -> bool:
+    return bool(c.get("/v1/models/intent").json()["variant"] == variant)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "leanml.cli", *args], capture_output=True, text=True, check=True
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_compact_falls_back_in_every_worker_and_switches_back(
-    tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
+    backend: str, tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
 ) -> None:
     models = _bad_registry(tmp_path / "reg", intent_models)
-    store = f"sqlite:///{tmp_path / 'monitor.db'}"
     with (
+        _store(backend, tmp_path) as store,
         running(models, store, tmp_path, config=SHADOW) as a,
         running(models, store, tmp_path, config=SHADOW) as b,
     ):
@@ -69,55 +111,38 @@ def test_bad_compact_falls_back_in_every_worker_and_switches_back(
         assert ca.get("/v1/models/intent").json()["variant"] == "compact"
         # only worker a gets traffic: b must follow the decision through the store
         _predict_all(ca, intent_texts, 3)
-
-        def fell_back(c: httpx.Client) -> dict[str, Any] | None:
-            info = c.get("/v1/models/intent").json()
-            return info if info["variant"] == "original" else None
-
-        info = wait_for(lambda: fell_back(ca), timeout=30)
+        info = wait_for(lambda: _fell_back(ca), timeout=30)
         assert info, ca.get("/v1/models/intent").json()
         assert info["requested_variant"] == "compact"
         reason = info["fallback_reason"]
         assert reason.startswith("live agreement") and "shadowed predictions" in reason
         sh = info["shadow"]
-        assert sh["fallen_back"] and sh["agreement"] < sh["threshold"]
+        assert sh["fallen_back"] and sh["alarm"] and sh["agreement"] < sh["threshold"]
         assert sh["shadowed"] <= 500  # the target: fallback within 500 shadowed predictions
         assert sh["original_memory_bytes"] > 0
         lo, hi = sh["agreement_lower"], sh["agreement_upper"]
         assert lo <= sh["agreement"] <= hi
-        info_b = wait_for(lambda: fell_back(cb), timeout=30)
+        info_b = wait_for(lambda: _fell_back(cb), timeout=30)
         assert info_b and info_b["fallback_reason"] == reason
+        assert info_b["shadow"]["local_shadowed"] == 0  # b re-scored nothing itself
         # the alert history has one row, written once for both workers
         st = MonitorStore(store)
         alerts = [r for r in st.read_table("alerts") if r["rule"] == "shadow_agreement"]
         assert len(alerts) == 1 and alerts[0]["reason"].startswith(reason)
+        assert alerts[0]["reason"].endswith("; fell back to the original")
         # /metrics carries the live figures
         metrics = ca.get("/metrics").text
         assert 'leanml_shadow_agreement{model="intent"' in metrics
         assert "leanml_shadow_agreement_lower" in metrics
+        assert 'leanml_shadow_fallback{model="intent"} 1' in metrics
         if shutil.which("promtool"):
             lint = subprocess.run(
                 ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True
             )
             assert lint.returncode == 0, lint.stdout + lint.stderr
         # `leanml models show` reads the decision from the store
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "leanml.cli",
-                "models",
-                "show",
-                "intent",
-                "--models-dir",
-                str(models),
-                "--store",
-                store,
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+        shown = _cli(
+            "models", "show", "intent", "--models-dir", str(models), "--store", store, "--json"
         )
         assert json.loads(shown.stdout)["shadow"]["reason"] == reason
         # switching back is one admin command; every worker follows
@@ -125,11 +150,146 @@ def test_bad_compact_falls_back_in_every_worker_and_switches_back(
             "/v1/models/intent/variant", json={"variant": "compact"}, headers=admin_headers()
         )
         assert r.status_code == 200, r.text
-        assert wait_for(lambda: ca.get("/v1/models/intent").json()["variant"] == "compact")
+        assert wait_for(lambda: _serves(ca, "compact"))
         _, state = shadow_tables(st)
-        rows = st.engine.connect().execute(state.select()).all()
-        assert rows[0].epoch == 1 and rows[0].fallen_back == 0
+        with st.engine.connect() as conn:
+            rows = conn.execute(state.select()).all()
+        assert len(rows) == 1 and rows[0].epoch == 1 and rows[0].fallen_back == 0
         st.close()
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fallback_reaches_another_host_through_the_store_only(
+    backend: str, tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
+) -> None:
+    """Two hosts: a ``leanml serve`` each with its own copy of the models directory (host b's
+    copied before either server ran) and one store. Only host a gets traffic and decides; host b
+    falls back with nothing on its disk saying so, then ``leanml models switch intent compact``
+    run against host b's directory and the store brings both hosts back to the compact."""
+    models_a = _bad_registry(tmp_path / "models-a", intent_models)
+    models_b = tmp_path / "models-b"
+    shutil.copytree(models_a, models_b)
+    disk_b = _files(models_b)
+    with (
+        _store(backend, tmp_path) as store,
+        running(models_a, store, tmp_path, config=SHADOW) as a,
+        running(models_b, store, tmp_path, config=SHADOW) as b,
+    ):
+        ca, cb = a.client(), b.client()
+        assert _serves(ca, "compact") and _serves(cb, "compact")
+        _predict_all(ca, intent_texts, 3)
+        info_a = wait_for(lambda: _fell_back(ca), timeout=30)
+        assert info_a, ca.get("/v1/models/intent").json()
+        info_b = wait_for(lambda: _fell_back(cb), timeout=30)
+        assert info_b, cb.get("/v1/models/intent").json()
+        assert info_b["fallback_reason"] == info_a["fallback_reason"]
+        assert info_b["shadow"]["local_shadowed"] == 0  # b decided nothing: it read a's decision
+        assert _files(models_b) == disk_b  # b's models directory never changed
+        r = cb.post("/v1/models/intent/predict", json={"inputs": ["move my meeting to 3pm"]})
+        assert r.json()["variant"] == "original"
+        # the CLI on host b: its directory and the shared store
+        out = _cli(
+            "models", "switch", "intent", "compact", "--models-dir", str(models_b), "--store", store
+        )
+        assert "compact" in out.stdout, out.stdout + out.stderr
+        assert wait_for(lambda: _serves(cb, "compact") and _serves(ca, "compact"), timeout=30)
+        r = ca.post("/v1/models/intent/predict", json={"inputs": ["move my meeting to 3pm"]})
+        assert r.json()["variant"] == "compact"
+        st = MonitorStore(store)
+        decision = read_decision(st, "intent", 1)
+        st.close()
+        assert decision is not None
+        assert decision["epoch"] == 1 and not decision["fallen_back"] and decision["reason"] is None
+        for c in (ca, cb):  # a fresh epoch: fresh counts, a fresh test
+            sh = c.get("/v1/models/intent").json()["shadow"]
+            assert sh["epoch"] == 1 and not sh["fallen_back"] and not sh["alarm"]
+
+
+def test_fallback_off_alerts_and_keeps_serving_the_compact(
+    tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
+) -> None:
+    models = _bad_registry(tmp_path / "reg", intent_models)
+    store = f"sqlite:///{tmp_path / 'monitor.db'}"
+    config = SHADOW.replace("[serving]\n", '[serving]\nfallback = "off"\n', 1)
+    with running(models, store, tmp_path, config=config) as a:
+        c = a.client()
+        _predict_all(c, intent_texts, 3)
+
+        def alarmed() -> dict[str, Any] | None:
+            sh = c.get("/v1/models/intent/stats").json().get("shadow") or {}
+            return sh if sh.get("reason") else None
+
+        sh = wait_for(alarmed, timeout=30)
+        assert sh, c.get("/v1/models/intent/stats").json().get("shadow")
+        assert sh["fallback"] == "off" and sh["alarm"] and not sh["fallen_back"]
+        assert sh["reason"].startswith("live agreement") and sh["agreement"] < sh["threshold"]
+        assert sh["test"]["alarmed"] and sh["test"]["log_ratio"] >= sh["test"]["log_boundary"]
+        st = MonitorStore(store)
+        alerts = wait_for(
+            lambda: [r for r in st.read_table("alerts") if r["rule"] == "shadow_agreement"]
+        )
+        st.close()
+        assert len(alerts) == 1 and alerts[0]["reason"] == sh["reason"]  # no "fell back"
+        # many sync intervals later the compact still answers
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            r = c.post("/v1/models/intent/predict", json={"inputs": ["cancel my 3pm meeting"]})
+            assert r.json()["variant"] == "compact"
+        info = c.get("/v1/models/intent").json()
+        assert info["variant"] == "compact" and info["fallback_reason"] is None
+        metrics = c.get("/metrics").text
+        assert 'leanml_shadow_fallback{model="intent"} 0' in metrics
+
+
+def test_realized_accuracy_of_both_variants_on_joined_labels(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    """Every served prediction is shadowed (rate 1); the true labels of all of them are sent
+    as feedback: the shadow check reports each variant's accuracy on them, which the test
+    computes from the served labels and the original's own predictions."""
+    models = _bad_registry(tmp_path / "reg", intent_models)
+    store = f"sqlite:///{tmp_path / 'monitor.db'}"
+    ds = load_email_intents()
+    texts, truth = [str(t) for t in ds.X_test], [str(y) for y in ds.y_test]
+    assert len(set(texts)) == len(texts)  # no cache hits: every text is a model call
+    # the threshold is low enough never to fire: the compact keeps serving and being shadowed
+    config = SHADOW.replace("[serving]\n", "[serving]\nshadow_threshold = 0.5\n", 1)
+    with running(models, store, tmp_path, config=config) as a:
+        c = a.client()
+        ids, served = [], []
+        for i in range(0, len(texts), 16):
+            r = c.post("/v1/models/intent/predict", json={"inputs": texts[i : i + 16]})
+            assert r.status_code == 200 and r.json()["variant"] == "compact", r.text
+            ids += [p["id"] for p in r.json()["predictions"]]
+            served += [str(p["label"]) for p in r.json()["predictions"]]
+
+        def stats() -> dict[str, Any]:
+            return c.get("/v1/models/intent/stats").json()["shadow"]
+
+        assert wait_for(lambda: stats()["local_shadowed"] == len(texts), timeout=30), stats()
+        for i in range(0, len(ids), 20):
+            pairs = zip(ids[i : i + 20], truth[i : i + 20], strict=True)
+            items = [{"id": p, "label": y} for p, y in pairs]
+            r = c.post("/v1/models/intent/feedback", json={"items": items})
+            assert r.status_code == 200, r.text
+        sh = wait_for(lambda: (s := stats())["joined"] == len(texts) and s, timeout=30)
+        assert sh, stats()
+    original = [str(y) for y in intent_models[0].pipeline.predict(texts)]
+    n = len(texts)
+    want_compact = sum(s == y for s, y in zip(served, truth, strict=True)) / n
+    want_original = sum(o == y for o, y in zip(original, truth, strict=True)) / n
+    assert want_compact != want_original  # two different models: the figures are told apart
+    assert sh["accuracy_compact"] == pytest.approx(want_compact, abs=1e-12)
+    assert sh["accuracy_original"] == pytest.approx(want_original, abs=1e-12)
+    agree = sum(s == o for s, o in zip(served, original, strict=True))
+    assert sh["shadowed"] == n and sh["agreement"] == pytest.approx(agree / n, abs=1e-12)
+    assert not sh["fallen_back"]
+    for v in ("compact", "original"):
+        assert sh[f"accuracy_{v}_lower"] <= sh[f"accuracy_{v}"] <= sh[f"accuracy_{v}_upper"]
 
 
 def test_good_compact_keeps_serving(

@@ -410,7 +410,9 @@ class ShadowGuard:
             "budget": self.budget.stats(),
             "thread_cpu_s": self.thread_cpu_s,
             "test": test,
-            "fallen_back": self.fallen_back,
+            # the test fired (the store's decision); with fallback = "off" the compact serves on
+            "alarm": self.fallen_back,
+            "fallen_back": self.fallen_back and self._auto(),
             "fallback": self.config.fallback,
             "reason": self.reason,
         }
