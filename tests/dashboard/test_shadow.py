@@ -178,7 +178,7 @@ def test_the_live_dashboard_data_carries_the_shadow_check(
     served = model_entry("spam", {"variant": "original", "shadow": stats})
     assert served["shadow"][0].startswith("live agreement with the original: 0.000 [0.000, ")
     assert served["shadow"][1] == f"fell back to the original: {stats['reason']}"
-    assert served["shadow_fallen_back"] and served["shadow_agreement"] == 0.0
+    assert served["shadow_failed"] and served["shadow_agreement"] == 0.0
     # a dashboard over monitors and the store reads the same decision from the store
     version = str(reg.serving_version("spam"))
     est = monitored(

@@ -128,3 +128,13 @@ def test_figures_without_data_are_none_and_the_default_threshold() -> None:
     assert default_threshold(None, {"min_agreement": 0.995}) == pytest.approx(0.975)
     assert default_threshold(None, None) == pytest.approx(0.97)
     assert default_threshold(0.9, {"min_agreement": 0.995}) == 0.9
+
+
+def test_with_fallback_off_a_fired_test_reads_as_an_alarm_not_a_fallback(
+    store: MonitorStore,
+) -> None:
+    figures = json.dumps({"threshold": 0.97, "fallback": "off"})
+    _state(store, "1", fallen_back=1, reason="live agreement 0.5 < 0.97", figures=figures)
+    got = read_decision(store, "intent", "1")
+    assert got is not None and got["alarm"] is True and got["fallen_back"] is False
+    assert got["fallback"] == "off" and got["threshold"] == 0.97

@@ -234,6 +234,12 @@ def test_fallback_off_alerts_and_keeps_serving_the_compact(
         )
         st.close()
         assert len(alerts) == 1 and alerts[0]["reason"] == sh["reason"]  # no "fell back"
+        # every reader of the store sees an alarm, not a fallback
+        decision = read_decision(MonitorStore(store), "intent", 1)
+        assert decision is not None and decision["fallback"] == "off"
+        assert decision["alarm"] and not decision["fallen_back"]
+        shown = _cli("models", "show", "intent", "--models-dir", str(models), "--store", store)
+        assert "shadow alarm" in shown.stdout and "shadow fallback" not in shown.stdout
         # many sync intervals later the compact still answers
         end = time.monotonic() + 2.0
         while time.monotonic() < end:

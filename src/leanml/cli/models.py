@@ -169,6 +169,8 @@ def show(
     sh = report["shadow"]
     if sh is not None and sh["fallen_back"]:
         console.print(f"[red]shadow fallback[/] v{sh['version']}: {sh['reason']}")
+    elif sh is not None and sh["alarm"]:  # fallback = "off": the compact serves on
+        console.print(f"[red]shadow alarm[/] v{sh['version']} (fallback off): {sh['reason']}")
     elif sh is not None and sh["agreement"] is not None:
         console.print(
             f"shadow check v{sh['version']}: live agreement {sh['agreement']:.3f} "

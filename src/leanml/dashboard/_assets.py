@@ -178,9 +178,9 @@ JS = r"""
     }
     c.appendChild(t);
     if (m.shadow && m.shadow.length) {  // the shadow check: nothing when none ran
-      const ul = el("ul", {class: "shadow" + (m.shadow_fallen_back ? " fallen" : "")});
+      const ul = el("ul", {class: "shadow" + (m.shadow_failed ? " fallen" : "")});
       m.shadow.forEach((line, i) => ul.appendChild(el("li",
-        i === 1 && m.shadow_fallen_back ? {class: "level-critical"} : {}, line)));
+        i === 1 && m.shadow_failed ? {class: "level-critical"} : {}, line)));
       c.appendChild(ul);
     }
     if (m.reasons && m.reasons.length) {

@@ -448,7 +448,7 @@ def shadow_lines(shadow: Mapping[str, Any] | None, *, serving_compact: bool = Fa
         line = f"live agreement with the original: nothing shadowed yet{threshold}"
     lines = [line]
     reason = shadow.get("reason") or "no reason recorded"
-    if shadow.get("fallen_back") and shadow.get("fallback") == "off":
+    if shadow.get("alarm") and not shadow.get("fallen_back"):
         lines.append(f"agreement test failed (fallback off: alert only): {reason}")
     elif shadow.get("fallen_back"):
         lines.append(f"fell back to the original: {reason}")

@@ -70,7 +70,7 @@ def model_overview(
     suggestions: Sequence[Suggestion] = (),
 ) -> ModelOverview:
     changes = _changes(md, data.since, data.until)
-    if md.shadow and md.shadow.get("fallen_back"):
+    if md.shadow and (md.shadow.get("alarm") or md.shadow.get("fallen_back")):
         changes.append(f"shadow check: {model_shadow_lines(md)[1]}.")
     changes += [i.text for i in insights if i.model == md.name and i.severity != "info"]
     mine = [s for s in suggestions if s.model == md.name]

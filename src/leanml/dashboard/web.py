@@ -288,10 +288,10 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         "batch_mean": _num(batch["mean"]),
         "queue_wait_p99": _num(batch["queue_wait_p99_s"]),
         "dropped": int(sum(v for v in (st.get("drops") or {}).values() if isinstance(v, int))),
-        # the online shadow check: sentences (nothing when none ran), and whether it fell back
+        # the online shadow check: sentences (nothing when none ran), and whether its test failed
         "shadow": shadow_lines(shadow, serving_compact=knows_shadow),
         "shadow_agreement": _num((shadow or {}).get("agreement")),
-        "shadow_fallen_back": bool((shadow or {}).get("fallen_back")),
+        "shadow_failed": bool((shadow or {}).get("alarm") or (shadow or {}).get("fallen_back")),
     }
 
 

@@ -151,9 +151,10 @@ def clear_fallback(store: MonitorStore | None, name: str, version: int | str) ->
 
 def read_decision(store: MonitorStore, name: str, version: int | str) -> dict[str, Any] | None:
     """The shadow check's state of ``name`` v``version`` in ``store`` (any process's view):
-    epoch, whether it fell back and why, the threshold it tests against (None when the guard
-    did not publish one) and the merged figures of the current epoch (:func:`shadow_figures`);
-    None when no shadow check ever ran on it."""
+    epoch, whether the test fired (``alarm``) and why, whether that made the processes serve
+    the original (``fallen_back``: ``fallback = "auto"``), the threshold it tests against
+    (None when the guard did not publish one) and the merged figures of the current epoch
+    (:func:`shadow_figures`); None when no shadow check ever ran on it."""
     if not sa.inspect(store.engine).has_table(f"{store.prefix}shadow_state"):
         return None
     counts, state = shadow_tables(store)
@@ -168,11 +169,17 @@ def read_decision(store: MonitorStore, name: str, version: int | str) -> dict[st
         published = json.loads(row.figures) if row.figures else {}
     except ValueError:
         published = {}
-    threshold = published.get("threshold") if isinstance(published, dict) else None
+    if not isinstance(published, dict):
+        published = {}
+    threshold = published.get("threshold")
+    mode = published.get("fallback", "auto")  # rows written before it was published: "auto"
+    alarm = bool(row.fallen_back)  # the test fired; the processes switch only when "auto"
     return {
         "version": version,
         "epoch": int(row.epoch),
-        "fallen_back": bool(row.fallen_back),
+        "alarm": alarm,
+        "fallback": mode,
+        "fallen_back": alarm and mode == "auto",
         "reason": row.reason,
         "ts": row.ts,
         "threshold": float(threshold) if isinstance(threshold, int | float) else None,

@@ -288,7 +288,9 @@ class ShadowGuard:
                         version=version,
                         epoch=0,
                         fallen_back=0,
-                        figures=json.dumps({"threshold": self.threshold}),  # for readers
+                        figures=json.dumps(  # for readers: what is tested, what a failure does
+                            {"threshold": self.threshold, "fallback": self.config.fallback}
+                        ),
                         ts=time.time(),
                     )
                 )
