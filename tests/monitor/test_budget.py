@@ -93,3 +93,12 @@ def test_the_monitor_bounds_its_text_statistics_but_never_its_sampling(clock) ->
     assert full["optional_work"]["share"] > 0.95  # all but the first flush's (it measures)
     # the id-deterministic sampling is the same whatever the budget
     assert bounded["counts"]["sampled"] == full["counts"]["sampled"] > 0
+
+
+def test_a_floor_done_whatever_the_budget_counts_as_offered() -> None:
+    meter = Meter()
+    b = OverheadBudget(0.0, meter=meter)  # no budget: only the floor gets the work
+    b.always(10)
+    assert b.allowed(90) == 0
+    b.run(lambda: None, 10)
+    assert b.stats()["offered"] == 100 and b.stats()["share"] == pytest.approx(0.1)

@@ -315,5 +315,6 @@ def test_good_compact_keeps_serving(
         sh = wait_for(settled, timeout=30)
         assert sh, json.dumps(c.get("/v1/models/intent/stats").json().get("shadow"))
         assert sh["agreement"] == 1.0 and not sh["fallen_back"]
+        assert sh["budget"]["share"] == pytest.approx(1.0)  # everything sampled was scored
         assert sh["threshold"] == pytest.approx(0.97)
         assert c.get("/v1/models/intent").json()["variant"] == "compact"

@@ -73,6 +73,11 @@ class OverheadBudget:
             return 1  # the first item measures the cost
         return min(offered, int(self.allowance / self.cost)) if self.cost > 0 else offered
 
+    def always(self, items: int) -> None:
+        """``items`` get the work whatever the budget (a floor): offered, not asked about;
+        their cost is charged by :meth:`run` like the rest, so ``share`` stays done/offered."""
+        self.offered += max(0, items)
+
     def run(self, work: Callable[[], _T], items: int) -> _T:
         """Run ``work`` (``items`` items) and charge its CPU time to the allowance."""
         started = self.meter()

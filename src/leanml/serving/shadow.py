@@ -172,6 +172,7 @@ class ShadowGuard:
         rng, floor_share = self.rng, FLOOR_RATE / self.config.shadow_rate
         keep = [i for i in picked if rng.random() < floor_share]
         extra = [i for i in picked if i not in keep]
+        self.budget.always(len(keep))
         if extra:  # until the first scored batch measures the cost, the queue bounds it
             allowed = self.budget.allowed(len(extra))
             keep += extra if self.budget.cost is None else extra[:allowed]
