@@ -121,10 +121,7 @@ class MonitoredEstimator:
 
     def _note(self, ns: int) -> None:
         """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
-        st = self.monitor.state
-        st.caller_sampled_ns += ns
-        st.caller_samples += 1
-        st.caller_calls += _SAMPLE_MASK + 1
+        self.monitor.note_caller_cost(ns, _SAMPLE_MASK + 1)
 
     def _run(self, X: Any, want_proba: bool = False) -> tuple[np.ndarray, Any, list[str]]:
         t0 = perf_counter()
