@@ -36,6 +36,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -85,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="pairs (default 10 quick, 20)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument(
+        "--together",
+        action="store_true",
+        help="load both servers at once in each repetition (each with its own client) "
+        "instead of one after the other",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     reps = args.reps or (10 if args.quick else 20)
@@ -104,25 +111,31 @@ def main(argv: list[str] | None = None) -> int:
             k: stack.enter_context(leanml_server(work, models, f"cpu-{k}", extra))
             for k, extra in configs.items()
         }
+        def one(k: str, rep: int) -> dict[str, Any]:
+            return safe(
+                f"{k} #{rep}",
+                servers[k].run,
+                texts,
+                duration=duration,
+                warmup=0.5,
+                concurrency=args.concurrency,
+            )
+
         for rep in range(reps):
-            order = list(configs) if rep % 2 == 0 else list(configs)[::-1]
-            for k in order:
-                before = monitor_figures(servers[k]) if k == "on" else None
-                runs[k].append(
-                    safe(
-                        f"{k} #{rep}",
-                        servers[k].run,
-                        texts,
-                        duration=duration,
-                        warmup=0.5,
-                        concurrency=args.concurrency,
-                    )
-                )
-                if before is not None:
-                    after = monitor_figures(servers[k])
-                    cpu, mon, n = (a - b for a, b in zip(after, before, strict=True))
-                    if cpu > 0 and n > 0:
-                        self_runs.append({"share": mon / cpu, "us_per_prediction": mon / n * 1e6})
+            before = monitor_figures(servers["on"])
+            if args.together:  # both loads at once: the machine's other load hits both
+                with ThreadPoolExecutor(2) as pool:
+                    futures = {k: pool.submit(one, k, rep) for k in configs}
+                    for k, f in futures.items():
+                        runs[k].append(f.result())
+            else:
+                order = list(configs) if rep % 2 == 0 else list(configs)[::-1]
+                for k in order:
+                    runs[k].append(one(k, rep))
+            after = monitor_figures(servers["on"])
+            cpu, mon, n = (a - b for a, b in zip(after, before, strict=True))
+            if cpu > 0 and n > 0:
+                self_runs.append({"share": mon / cpu, "us_per_prediction": mon / n * 1e6})
     cpu = {k: [r.get("server_cpu_us_per_request") for r in v] for k, v in runs.items()}
     ratios = [a / b - 1 for a, b in zip(cpu["on"], cpu["off"], strict=True) if a and b]
     cost = statistics.median(ratios) if ratios else None
@@ -162,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "variant": {k: v[0].get("variant") if v else None for k, v in runs.items()},
         "pass": {"monitoring_cpu_le_3pct": None if cost is None else cost <= 0.03},
         "reps": reps,
+        "together": args.together,
         "duration_s_per_run": duration,
         "concurrency": args.concurrency,
         "model": model_info,
