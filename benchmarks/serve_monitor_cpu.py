@@ -17,12 +17,16 @@ Two figures:
   ``cpu_on / cpu_off - 1`` (the target: <= 3%), with its spread (quartiles, extremes) and a
   bootstrap 95% interval of the median: on this shared 2-core machine one pair moves by
   +-10% or more, so read the interval, not one pair;
-* ``self_measured``: the low-noise view from inside the monitored server, over the same
-  runs: the monitor's own CPU (its flusher thread's CPU time, the ``stats()["overhead"]``
+* ``self_measured``: the low-noise view from inside the monitored server, per repetition
+  (from before its first run to after its last): the monitor's own CPU (its flusher thread's CPU time, the ``stats()["overhead"]``
   figure of every monitor, plus the caller-side ``record_batch`` cost the handle times on one
   batch in 64) over the server's process CPU in the same interval, and per prediction.
   It leaves out what the monitor costs the rest of the process indirectly (GIL hand-overs,
   caches), so it is a floor of the paired figure.
+
+``--together`` loads both servers at once in each repetition (one client each): the rest of
+the machine's load then hits both runs of a pair alike (narrower pairs on a shared machine),
+at the price of the two servers sharing the cores.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             k: stack.enter_context(leanml_server(work, models, f"cpu-{k}", extra))
             for k, extra in configs.items()
         }
+
         def one(k: str, rep: int) -> dict[str, Any]:
             return safe(
                 f"{k} #{rep}",
