@@ -18,9 +18,10 @@ Two figures:
   bootstrap 95% interval of the median: on this shared 2-core machine one pair moves by
   +-10% or more, so read the interval, not one pair;
 * ``self_measured``: the low-noise view from inside the monitored server, per repetition
-  (from before its first run to after its last): the monitor's own CPU (its flusher thread's CPU time, the ``stats()["overhead"]``
-  figure of every monitor, plus the caller-side ``record_batch`` cost the handle times on one
-  batch in 64) over the server's process CPU in the same interval, and per prediction.
+  (from before its first run to after its last): the monitor's own CPU (its flusher
+  thread's CPU time, the ``stats()["overhead"]`` figure, plus the caller-side
+  ``record_batch`` cost the handle times on one batch in 64) over the server's process CPU
+  in the same interval, and per prediction.
   It leaves out what the monitor costs the rest of the process indirectly (GIL hand-overs,
   caches), so it is a floor of the paired figure.
 
