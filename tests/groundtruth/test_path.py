@@ -99,3 +99,24 @@ def test_issue_from_many_threads_gives_unique_joinable_ids(clock) -> None:
     assert len(ids) == len(set(ids)) == 4 * sum(1 + i % 3 for i in range(500))
     statuses, joined = gt.join([(i, "x") for i in ids])
     assert statuses == ["joined"] * len(ids) and {j.pred for j in joined} == {1}
+
+
+def test_issue_one_is_issue_of_one(clock) -> None:
+    """The single-prediction fast path gives the same ids, ring entries and eviction counts
+    as ``issue(1, ...)`` (a ring of 3: slots are reused, by capacity and by age)."""
+    a = GroundTruth(3, 50.0, prefix="p", secret=b"k" * 32, clock=clock)
+    b = GroundTruth(3, 50.0, prefix="p", secret=b"k" * 32, clock=clock)
+    ids_a, ids_b = [], []
+    for i in range(20):
+        if i == 9:
+            clock.t += 60  # the pending ones expire: reusing their slots counts by age
+        ids_a.append(a.issue(1, i % 2, i % 5, i / 20)[0])
+        ids_b.append(b.issue_one(i % 2, i % 5, i / 20))
+        if i % 4 == 0:  # some are labeled before their slot is reused
+            assert a.join([(ids_a[-1], "x")])[0] == b.join([(ids_b[-1], "x")])[0] == ["joined"]
+    assert ids_a == ids_b
+    assert a.ring.counters == b.ring.counters
+    assert a.ring.counters["evicted_capacity"] > 0 and a.ring.counters["evicted_age"] > 0
+    for col in ("_ts", "_state", "_code", "_pred", "_conf"):
+        np.testing.assert_array_equal(getattr(a.ring, col), getattr(b.ring, col))
+    assert a.join([(ids_a[-1], "y")])[1][0].pred == b.join([(ids_b[-1], "y")])[1][0].pred == 4

@@ -597,6 +597,47 @@ def test_redact_of_stretches_around_marks_equals_the_patterns_over_the_text() ->
 
     rng = random.Random(0)
     alpha = ["a", "b1", "@", ".", ":", "/", "www.", "://", " ", "-", "\n", "\t", "+", "x_9", "é"]
+    alpha += ["\r", "\v", "\f"]
     texts = ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 30))) for _ in range(5000)]
     texts += ["a@b.co\tc@d.org", "@x.io", "http://h.io/p@q.org www.", "x" * 3000 + " u@v.io"]
     assert [r.redact(t) for t in texts] == [whole(t) for t in texts]
+
+
+def test_redact_of_digit_regions_equals_the_patterns_over_the_text() -> None:
+    """The phone and digit patterns run only over the stretches that start at a digit (found
+    through a byte translation for ASCII texts, a pattern otherwise): the same text as both
+    patterns over the whole text, on texts dense in digits, separators, ``+(``, word
+    characters, Unicode digits and whitespace (NBSP, em space, \\x1c, \\v)."""
+    import random
+
+    from leanml.monitor import _redact as r
+
+    def whole(text: str) -> str:
+        text = r._EMAIL.sub("<email>", text)
+        text = r._URL.sub("<url>", text)
+        text = r._PHONE.sub("<phone>", text)
+        return r._DIGITS.sub("<number>", text)
+
+    rng = random.Random(1)
+    alpha = ["a", "1", "12", "123", "4567", " ", "  ", "\t", "\n", "\v", "\x1c", "(", ")", ".",
+             "-", "+", "+(", "x_9", "_", "é", "٣", "٤٥", "\u00a0", "\u2003", ":", "/", "@",
+             "a@b.co", "www.", "http://h.io/p"]  # fmt: skip
+    ascii_only = [a for a in alpha if a.isascii()]  # the byte-translation path
+    texts = [
+        "".join(rng.choice(alpha if i % 2 else ascii_only) for _ in range(rng.randint(0, 40)))
+        for i in range(30000)
+    ]
+    texts += [
+        "+1 (555) 010-9999",
+        "call 555 123 4567.",
+        "1234567",
+        "a1234567",
+        "12345 6",
+        "(12) 345-67 x",
+        "٣٤٥٦٧٨٩ and 12345",
+        "+44 20 7946 0958\u00a0ok",
+        "12 34 5",
+    ]
+    assert [r.redact(t) for t in texts] == [whole(t) for t in texts]
+    changed = sum(r.redact(t) != t for t in texts)
+    assert changed > 5000  # the texts do hold what the patterns mask

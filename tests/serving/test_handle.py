@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -61,4 +62,31 @@ def test_compact_batches_predict_in_one_pass_and_score_oov_of_every_prediction(
             want.append(sum(1 for w in words if w not in vec.vocabulary_) / len(words))
     assert oov.size == len(want) > 0  # every prediction, none sampled
     np.testing.assert_allclose(oov, np.sort(want), atol=1e-12)
+    mon.close()
+
+
+def test_the_served_monitor_counts_its_caller_side_cost(tmp_path: Path) -> None:
+    """The handle times its record_batch on one batch in 64: the monitor's overhead figure
+    then holds a caller-side share next to the flusher's CPU."""
+    ds = load_dataset("email")
+    train = [t[:500] for t in ds.X_train[:300]]
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(train, ds.y_train[:300])
+    reg = ModelRegistry(tmp_path / "models")
+    reg.register("email", pipe, task="email")
+    mc = MonitorConfig(flush_interval_s=3600.0)
+    handle = ModelHandle(reg, "email", config=ServingConfig(), monitor_config=mc)
+    handle.install(handle.load("original"))
+    mon = handle.state.monitor  # type: ignore[union-attr]
+    assert mon.stats()["overhead"]["caller_samples"] == 0
+
+    async def serve() -> None:
+        for t in train[:130]:  # one at a time: one batch each
+            await handle.predict([t], False, time.perf_counter())
+
+    asyncio.run(serve())
+    assert handle.batcher.batches == 130
+    mon.flush()
+    ov = mon.stats()["overhead"]
+    assert ov["caller_samples"] == 2 and ov["caller_s"] > 0
+    assert ov["monitor_cpu_s"] == pytest.approx(ov["flusher_cpu_s"] + ov["caller_s"])
     mon.close()

@@ -77,6 +77,13 @@ class GroundTruth:
             return [self.issuer.make(start)]
         return self.issuer.take(start, n)
 
+    def issue_one(self, code: int, pred: int, conf: float) -> str:
+        """The id of one new prediction (class index ``pred``, confidence ``conf``) by
+        monitor ``code``: :meth:`issue` of one, without the list."""
+        with self._lock:
+            counter = self.ring.put_one(code, pred, conf)
+        return self.issuer.make(counter)
+
     # ------------------------------------------------------------------ labels
     def lookup(self, prediction_id: Any) -> tuple[str, int, int]:
         """(status, monitor code, counter) of an id; reads the ring only for a genuine id."""

@@ -94,6 +94,23 @@ class PendingRing:
                 self._mark(i, j, now, code, pred[lo : b - start], conf[lo : b - start])
         return start
 
+    def put_one(self, code: int, pred: int, conf: float) -> int:
+        """:meth:`put` of one prediction (class index ``pred``, confidence ``conf``): its
+        counter. The single-prediction hot path: item stores into the array columns only."""
+        start = self.issued
+        self.issued = start + 1
+        i = start % self.capacity
+        now = self.clock()
+        if self._state_a[i] == _PENDING:
+            key = "evicted_age" if self._ts_a[i] < now - self.max_age_s else "evicted_capacity"
+            self.counters[key] += 1
+        self._ts_a[i] = now
+        self._state_a[i] = _PENDING
+        self._code_a[i] = code
+        self._pred_a[i] = pred
+        self._conf_a[i] = conf
+        return start
+
     def _mark(
         self, i: int, j: int, now: float, code: int, pred: np.ndarray, conf: np.ndarray
     ) -> None:

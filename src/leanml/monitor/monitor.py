@@ -301,6 +301,15 @@ class ModelMonitor:
             )
         return len(rows)
 
+    def note_caller_cost(self, ns: int, calls: int) -> None:
+        """The caller's own cost of one timed call (ids, record) in ``ns``, standing for
+        ``calls`` calls (the caller times one call in that many): the caller-side share of
+        the ``overhead`` figure of :meth:`stats`."""
+        st = self.state
+        st.caller_sampled_ns += ns
+        st.caller_samples += 1
+        st.caller_calls += calls
+
     def _drop(self, which: str, n: int) -> None:
         if self._closed:
             raise MonitorError(f"monitor {self.name!r} is closed")

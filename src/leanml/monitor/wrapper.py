@@ -80,6 +80,8 @@ class MonitoredEstimator:
         self._decision_fn = getattr(est, "decision_function", None)
         self._calls = 0
         self._issue = self.ground_truth.issue
+        self._issue_one = self.ground_truth.issue_one
+        self._label_list: list[Any] = [] if self._labels is None else self._labels.tolist()
         self._record = self.monitor.record
         self._record_batch = self.monitor.record_batch
 
@@ -105,26 +107,23 @@ class MonitoredEstimator:
             self.monitor.record_error(1)
             raise
         dt = perf_counter() - t0
-        labels: np.ndarray = self._labels  # type: ignore[assignment]  # set with fused_one
         calls = self._calls = self._calls + 1
         timed = not calls & _SAMPLE_MASK
         if timed:
             t1 = perf_counter_ns()
-        ids = self._issue(1, 0, k, conf)
+        pid = self._issue_one(0, k, conf)
+        # the class as a Python object (what record_batch's labels become in the flusher)
         self._record(
-            ids[0], labels[k], conf, dt, X[0] if self.record_inputs else None, tokens, known
+            pid, self._label_list[k], conf, dt, X[0] if self.record_inputs else None, tokens, known
         )
-        self._local.ids = ids
+        self._local.ids = [pid]
         if timed:
             self._note(perf_counter_ns() - t1)
-        return labels[k : k + 1]
+        return self._labels[k : k + 1]  # type: ignore[index]  # set with fused_one
 
     def _note(self, ns: int) -> None:
         """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
-        st = self.monitor.state
-        st.caller_sampled_ns += ns
-        st.caller_samples += 1
-        st.caller_calls += _SAMPLE_MASK + 1
+        self.monitor.note_caller_cost(ns, _SAMPLE_MASK + 1)
 
     def _run(self, X: Any, want_proba: bool = False) -> tuple[np.ndarray, Any, list[str]]:
         t0 = perf_counter()
@@ -305,6 +304,8 @@ _OWN = frozenset(
         "_proba_fn",
         "_decision_fn",
         "_issue",
+        "_issue_one",
+        "_label_list",
         "_record",
         "_record_batch",
         "_calls",
