@@ -116,6 +116,10 @@ def run(
                 c.post(path, json={"inputs": [f"{texts[i % len(texts)]} w{i}"]})
             time.sleep(2)
             sh0 = c.get("/v1/models/intent").json().get("shadow") or {}
+            until = time.monotonic() + 60 * dilate  # the original loaded before the count
+            while sh0 and not sh0.get("original_memory_bytes") and time.monotonic() < until:
+                time.sleep(1)
+                sh0 = c.get("/v1/models/intent").json().get("shadow") or {}
             if instructions:
                 subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True)
             before, t0 = _cpu(proc), time.perf_counter()
