@@ -15,14 +15,6 @@ median, the shadowed counts (the rate actually applied) and ``self_measured_over
 the shadow thread's own CPU time (scoring and store syncs) over the off runs' CPU per request
 (on a shared 2-core machine the paired difference is within the run-to-run spread).
 Nothing here is asserted in tests.
-
-``--instructions``: the same on/off pair with the server under valgrind's callgrind, which
-counts the instructions the server process executes (every thread) between the end of the
-warm-up and the end of the load (``callgrind_control --zero`` / ``--dump``). Instruction counts
-do not depend on what else the machine runs, so one pair resolves differences far below the
-CPU-time spread. Under valgrind the server runs ~30x slower while the background threads keep
-wall-clock intervals, so ``--dilate`` (default 30) multiplies the flusher's, the store's and
-the shadow check's intervals in both runs to keep their work per request as in a native run.
 """
 
 from __future__ import annotations
@@ -63,45 +55,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _callgrind_total(path: Path) -> int:
-    """The instruction total of a callgrind dump (its ``summary:``/``totals:`` line)."""
-    for line in path.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no totals in {path}")
-
-
-def run(
-    models: Path,
-    shadow: str,
-    texts: list[str],
-    n: int,
-    tmp: Path,
-    instructions: bool = False,
-    dilate: float = 1.0,
-) -> dict[str, Any]:
+def run(models: Path, shadow: str, texts: list[str], n: int, tmp: Path) -> dict[str, Any]:
     port = _free_port()
     cfg = tmp / f"serve-{port}.toml"
-    cfg.write_text(
-        f'[serving]\ncache_max_entries = 0\nshadow = "{shadow}"\n'
-        f"shadow_interval_s = {2.0 * dilate}\n"
-        f"[monitor]\nflush_interval_s = {0.2 * dilate}\nstore_interval_s = {5.0 * dilate}\n"
-    )
-    out = tmp / f"callgrind-{port}.out"
-    grind = (
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no"]
-        if instructions
-        else []
-    )
+    cfg.write_text(f'[serving]\ncache_max_entries = 0\nshadow = "{shadow}"\n')
     cmd = [
-        *grind, sys.executable, "-m", "leanml.cli", "serve", str(models), "--port", str(port),
+        sys.executable, "-m", "leanml.cli", "serve", str(models), "--port", str(port),
         "--store", f"sqlite:///{tmp / f'm-{port}.db'}", "--config", str(cfg),
         "--workers", "1", "--log-level", "warning",
     ]  # fmt: skip
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + (1800 if instructions else 120)
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
@@ -116,31 +82,22 @@ def run(
                 c.post(path, json={"inputs": [f"{texts[i % len(texts)]} w{i}"]})
             time.sleep(2)
             sh0 = c.get("/v1/models/intent").json().get("shadow") or {}
-            until = time.monotonic() + 60 * dilate  # the original loaded before the count
+            until = time.monotonic() + 60  # the original loaded before the count starts
             while sh0 and not sh0.get("original_memory_bytes") and time.monotonic() < until:
                 time.sleep(1)
                 sh0 = c.get("/v1/models/intent").json().get("shadow") or {}
-            if instructions:
-                subprocess.run(["callgrind_control", "--zero", str(server.pid)], check=True)
             before, t0 = _cpu(proc), time.perf_counter()
             for i in range(n):
                 r = c.post(path, json={"inputs": [f"{texts[i % len(texts)]} r{i}"]})
                 r.raise_for_status()
-            time.sleep(1.5 * dilate)  # the shadow thread's last batch and sync: this run's
+            time.sleep(1.5)  # the shadow thread's last batch and sync belong to this run
             cpu, wall = _cpu(proc) - before, time.perf_counter() - t0
-            instr = None
-            if instructions:
-                dumped = set(tmp.glob(f"callgrind-{port}.out*"))
-                subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True)
-                new = sorted(set(tmp.glob(f"callgrind-{port}.out*")) - dumped)
-                instr = sum(_callgrind_total(f) for f in new)
             info = c.get("/v1/models/intent").json()
         sh = info.get("shadow") or {}
         return {
             "shadow": shadow,
             "variant": info["variant"],
             "cpu_us_per_request": cpu / n * 1e6,
-            "instructions_per_request": instr / n if instr is not None else None,
             "wall_s": wall,
             "shadowed": (sh.get("local_shadowed") or 0) - (sh0.get("local_shadowed") or 0)
             if sh
@@ -153,7 +110,7 @@ def run(
         }
     finally:
         server.terminate()
-        server.wait(600 if instructions else 60)
+        server.wait(60)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -161,34 +118,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--models-dir", type=Path, required=True)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--pairs", type=int, default=3)
-    ap.add_argument(
-        "--instructions", action="store_true", help="count instructions under callgrind"
-    )
-    ap.add_argument("--dilate", type=float, default=None, help="interval factor (see above)")
     args = ap.parse_args(argv)
-    dilate = args.dilate if args.dilate is not None else (30.0 if args.instructions else 1.0)
     texts = [str(t) for t in load_email_intents().X_test]
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         for _ in range(args.pairs):
             for mode in ("on", "off"):
-                runs.append(
-                    run(
-                        args.models_dir,
-                        mode,
-                        texts,
-                        args.requests,
-                        Path(d),
-                        args.instructions,
-                        dilate,
-                    )  # fmt: skip
-                )
+                runs.append(run(args.models_dir, mode, texts, args.requests, Path(d)))
     on = [r["cpu_us_per_request"] for r in runs if r["shadow"] == "on"]
     off = [r["cpu_us_per_request"] for r in runs if r["shadow"] == "off"]
     ratios = [a / b - 1 for a, b in zip(on, off, strict=True)]
-    out: dict[str, Any] = {
+    out = {
         "requests_per_run": args.requests,
-        "dilate": dilate,
         "pairs": args.pairs,
         "cpu_us_per_request_on": statistics.median(on),
         "cpu_us_per_request_off": statistics.median(off),
@@ -206,14 +147,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": runs,
         "cpu_count": os.cpu_count(),
     }
-    if args.instructions:  # one count per run: paired ratios of instructions per request
-        i_on = [r["instructions_per_request"] for r in runs if r["shadow"] == "on"]
-        i_off = [r["instructions_per_request"] for r in runs if r["shadow"] == "off"]
-        out["instructions_per_request_on"] = statistics.median(i_on)
-        out["instructions_per_request_off"] = statistics.median(i_off)
-        out["instructions_overhead_pct_paired"] = [
-            round(100 * (a / b - 1), 3) for a, b in zip(i_on, i_off, strict=True)
-        ]
     print(json.dumps(out, indent=2))
     return out
 
