@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .conftest import running, wait_for
+from .conftest import fresh_postgres, running, wait_for
 
 NAME = "intent"
 P = f"/v1/models/{NAME}/predict"
@@ -34,21 +33,17 @@ OUTAGE_S = 8.0
 @pytest.fixture
 def outage_db() -> Iterator[tuple[str, sa.engine.Engine, str]]:
     """(store URL of a fresh database, admin engine on the server, database name); dropped
-    afterwards."""
-    url = os.environ.get("LEANML_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("LEANML_TEST_POSTGRES_URL is not set (the outage needs a PostgreSQL server)")
-    db = f"leanml_outage_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    try:
-        yield make_url(url).set(database=db).render_as_string(hide_password=False), admin, db
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
+    afterwards (skips without ``LEANML_TEST_POSTGRES_URL``)."""
+    with fresh_postgres("outage") as store_url:
+        url = os.environ["LEANML_TEST_POSTGRES_URL"]
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        db = str(make_url(store_url).database)
+        try:
+            yield store_url, admin, db
+        finally:  # connections allowed again before the database is dropped
+            with admin.connect() as c:
+                c.execute(sa.text(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
+            admin.dispose()
 
 
 def _down(admin: sa.engine.Engine, db: str) -> None:
