@@ -247,6 +247,14 @@ def test_fallback_off_alerts_and_keeps_serving_the_compact(
             assert r.json()["variant"] == "compact"
         info = c.get("/v1/models/intent").json()
         assert info["variant"] == "compact" and info["fallback_reason"] is None
+        # and it is still shadowed: the live figures go on after the alarm (what was queued
+        # before it has long been scored by now)
+        mid = c.get("/v1/models/intent/stats").json()["shadow"]["shadowed"]
+        _predict_all(c, [f"{t} after the alarm" for t in intent_texts[:64]], 1)  # not cached
+        later = wait_for(
+            lambda: (s := c.get("/v1/models/intent/stats").json()["shadow"])["shadowed"] > mid and s
+        )
+        assert later and later["alarm"] and not later["fallen_back"]
         metrics = c.get("/metrics").text
         assert 'leanml_shadow_fallback{model="intent"} 0' in metrics
 

@@ -156,7 +156,8 @@ class ShadowGuard:
         self, texts: list[str], ids: list[str], labels: list[Any], confs: Any, model_s: float
     ) -> None:
         """A served batch (loop thread): sample it, queue the sample (a subtraction when none)."""
-        if not self.serving_compact or self.fallen_back:
+        if not self.serving_compact or (self.fallen_back and self._auto()):
+            # with fallback = "off" the compact serves on after an alarm: keep its figures live
             return
         n = len(texts)
         self.budget.credit(model_s)
