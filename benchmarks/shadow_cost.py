@@ -31,20 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
+from leanml.bench.http import ServerSampler
 from leanml.datasets import load_email_intents
-
-
-def _cpu(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def _free_port() -> int:
@@ -75,7 +64,7 @@ def run(models: Path, shadow: str, texts: list[str], n: int, tmp: Path) -> dict[
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        proc = psutil.Process(server.pid)
+        proc = ServerSampler(server.pid)  # its CPU: the process and its children
         with httpx.Client(base_url=url, timeout=30) as c:
             path = "/v1/models/intent/predict"
             for i in range(300):  # warm-up, and the original loaded by the shadow thread
@@ -86,12 +75,12 @@ def run(models: Path, shadow: str, texts: list[str], n: int, tmp: Path) -> dict[
             while sh0 and not sh0.get("original_memory_bytes") and time.monotonic() < until:
                 time.sleep(1)
                 sh0 = c.get("/v1/models/intent").json().get("shadow") or {}
-            before, t0 = _cpu(proc), time.perf_counter()
+            before, t0 = proc.cpu(), time.perf_counter()
             for i in range(n):
                 r = c.post(path, json={"inputs": [f"{texts[i % len(texts)]} r{i}"]})
                 r.raise_for_status()
             time.sleep(1.5)  # the shadow thread's last batch and sync belong to this run
-            cpu, wall = _cpu(proc) - before, time.perf_counter() - t0
+            cpu, wall = proc.cpu() - before, time.perf_counter() - t0
             info = c.get("/v1/models/intent").json()
         sh = info.get("shadow") or {}
         return {

@@ -55,3 +55,19 @@ def tiny_texts() -> tuple[list[str], np.ndarray]:
 def tiny_pipeline(tiny_texts: tuple[list[str], np.ndarray]) -> Pipeline:
     X, y = tiny_texts
     return Pipeline([("tfidf", TfidfVectorizer()), ("clf", LogisticRegression())]).fit(X, y)
+
+
+def count_registry_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the artifact folders the registry reads a model from (each a full verify
+    and parse), as ``name/version/variant``, in order."""
+    import leanml.registry as registry_module
+
+    folders: list[str] = []
+    load = registry_module.load_model
+
+    def counted(directory, **kwargs):  # type: ignore[no-untyped-def]
+        folders.append("/".join(Path(directory).parts[-3:]))
+        return load(directory, **kwargs)
+
+    monkeypatch.setattr(registry_module, "load_model", counted)
+    return folders

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import count_registry_loads
 
 from leanml.artifacts import LOADER_GROUP
 from leanml.errors import ChecksumMismatchError, ModelNotFoundError, ParameterError, RegistryError
@@ -115,28 +116,13 @@ def test_report_has_sizes_load_time_memory_and_accuracy(registry):
     assert report["active_variant"] == "original"
 
 
-def _count_loads(monkeypatch) -> list[str]:
-    """The artifact folders the registry reads a model from (each a full verify and parse)."""
-    import leanml.registry as registry_module
-
-    folders: list[str] = []
-    load = registry_module.load_model
-
-    def counted(directory, **kwargs):
-        folders.append(str(Path(directory).relative_to(Path(directory).parents[2])))
-        return load(directory, **kwargs)
-
-    monkeypatch.setattr(registry_module, "load_model", counted)
-    return folders
-
-
 def test_report_reuses_the_variants_already_loaded(registry, tiny_pipeline, monkeypatch):
     registry.register(
         "email", _FakeCompact(["ham", "spam"]), task="email", variant="compact",
         extra={"guard": {"passed": False, "reason": "accuracy dropped"}},
     )  # fmt: skip
     original = registry.load("email", variant="original")
-    loads = _count_loads(monkeypatch)
+    loads = count_registry_loads(monkeypatch)
     report = registry.report("email", loaded=[original])
     # the original is not loaded again: its load time and model are the ones handed over
     assert report["variants"]["original"]["load_seconds"] == round(original.load_seconds, 4)
@@ -155,7 +141,7 @@ def test_a_fallback_reuses_the_original_handed_over(registry, tiny_pipeline, mon
         extra={"guard": {"passed": False, "reason": "accuracy dropped"}},
     )  # fmt: skip
     original = registry.load("email", variant="original")
-    loads = _count_loads(monkeypatch)
+    loads = count_registry_loads(monkeypatch)
     served = registry.load("email", variant="compact", original=original)
     assert loads == [] and served.model is original.model
     assert (served.variant, served.requested_variant) == ("original", "compact")

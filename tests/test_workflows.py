@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import count_registry_loads
 
 from leanml.datasets import Dataset
 from leanml.errors import ParameterError
@@ -82,18 +83,9 @@ def test_when_every_candidate_fails_the_smallest_is_kept_marked_failed(registry,
 def test_an_original_handed_over_is_compressed_without_loading_it_again(
     registry, tiny_texts, monkeypatch
 ):
-    import leanml.registry as registry_module
-
     X, y = tiny_texts
     original = registry.load("email", variant="original")
-    loads: list[str] = []
-    load = registry_module.load_model
-
-    def counted(directory, **kwargs):
-        loads.append(str(directory))
-        return load(directory, **kwargs)
-
-    monkeypatch.setattr(registry_module, "load_model", counted)
+    loads = count_registry_loads(monkeypatch)
     row = compress_registered(
         registry, "email", dataset=_dataset(X, y), original=original, confidence=None
     )

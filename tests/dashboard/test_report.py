@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from tests.conftest import count_registry_loads
 
 from leanml.cli import main
 from leanml.dashboard import ModelData, ReportData, build_report
@@ -199,7 +200,6 @@ def test_report_from_postgresql(tmp_path):
 def test_variants_handed_over_are_not_loaded_again(filled, monkeypatch):
     """The demo hands its loaded variants to the report: sizes, load times and the component
     breakdown come from them, and no artifact is read again."""
-    import leanml.registry as registry_module
     from leanml.dashboard.data import collect
 
     sc, url, root = filled
@@ -207,14 +207,7 @@ def test_variants_handed_over_are_not_loaded_again(filled, monkeypatch):
     original = registry.load("intent", variant="original")
     compact = registry.load("intent", variant="compact")
     assert compact.variant == "compact"
-    loads: list[str] = []
-    load = registry_module.load_model
-
-    def counted(directory, **kwargs):
-        loads.append(str(directory))
-        return load(directory, **kwargs)
-
-    monkeypatch.setattr(registry_module, "load_model", counted)
+    loads = count_registry_loads(monkeypatch)
     store = MonitorStore(url)
     try:
         data = collect(

@@ -26,8 +26,16 @@ server's CPU and RSS), ``_summary`` (latency figures, table, JSON) and ``_run`` 
 from __future__ import annotations
 
 from leanml.bench.http._run import run_bench
-from leanml.bench.http._sampler import find_server_pid
+from leanml.bench.http._sampler import ServerSampler, find_server_pid
 from leanml.bench.http._summary import print_table, write_json
 from leanml.bench.http._workload import BenchConfig, load_texts
 
-__all__ = ["BenchConfig", "find_server_pid", "load_texts", "print_table", "run_bench", "write_json"]
+__all__ = [
+    "BenchConfig",
+    "ServerSampler",
+    "find_server_pid",
+    "load_texts",
+    "print_table",
+    "run_bench",
+    "write_json",
+]
