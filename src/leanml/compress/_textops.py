@@ -25,6 +25,7 @@ __all__ = [
     "IdfHolder",
     "analyzer_config",
     "build_analyzer",
+    "build_preprocessor",
     "canonical_csr",
     "count_arrays",
     "decode_terms",
@@ -40,8 +41,9 @@ __all__ = [
 _WHITE_SPACES = re.compile(r"\s\s+")
 
 
-def build_analyzer(cfg: dict[str, Any]) -> Callable[[Any], list[str]]:
-    """A function mapping one document to its list of features, as scikit-learn's analyzer."""
+def build_preprocessor(cfg: dict[str, Any]) -> Callable[[Any], str]:
+    """A function mapping one document to the text the analyzer tokenizes: bytes decoded,
+    lower-cased and accents stripped as configured (scikit-learn's preprocessing)."""
     encoding, errors = cfg["encoding"], cfg["decode_error"]
     accent = {"ascii": strip_accents_ascii, "unicode": strip_accents_unicode}.get(
         cfg["strip_accents"] or ""
@@ -58,6 +60,12 @@ def build_analyzer(cfg: dict[str, Any]) -> Callable[[Any], list[str]]:
             doc = doc.lower()
         return accent(doc) if accent is not None else doc
 
+    return pre
+
+
+def build_analyzer(cfg: dict[str, Any]) -> Callable[[Any], list[str]]:
+    """A function mapping one document to its list of features, as scikit-learn's analyzer."""
+    pre = build_preprocessor(cfg)
     min_n, max_n = cfg["ngram_range"]
     kind = cfg["analyzer"]
     if kind == "char":

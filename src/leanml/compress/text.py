@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import repeat
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +42,7 @@ from leanml.compress._textops import (
     IdfHolder,
     analyzer_config,
     build_analyzer,
+    build_preprocessor,
     canonical_csr,
     count_arrays,
     decode_terms,
@@ -52,9 +53,14 @@ from leanml.compress._textops import (
     weigh_data,
     weigh_row,
 )
+from leanml.compress._wordruns import DEFAULT_TOKEN_PATTERNS, IntTable, WordRunIndex
 from leanml.errors import CompressionError, ParameterError
 
 __all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
+
+#: batches of at least this many characters are tokenized by :class:`WordRunIndex`; below it
+#: ``re.findall`` and a dict are faster (numpy's fixed cost, ~30 us a batch, dominates)
+_RUNS_MIN_CHARS = 1200
 
 _Counts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]
 
@@ -98,6 +104,7 @@ class TextStage(IdfHolder, Stage):
         self.aux_precision = aux_precision
         self._analyze = build_analyzer(cfg)
         self._tokenize = build_analyzer({**cfg, "ngram_range": [1, 1]})
+        self._preprocess = build_preprocessor(cfg)
         self._build_index(grams)
 
     # -- lookup structures ------------------------------------------------------------------
@@ -108,6 +115,8 @@ class TextStage(IdfHolder, Stage):
         documents of a batch) has id T, so no n-gram holding it matches: no validity mask.
         """
         self._index: dict[str, int] | None = None
+        self._word_runs: WordRunIndex | None | Literal[False] = None  # False: not applicable
+        self._gram_tables: dict[int, IntTable] = {}
         if self.tokens is None:
             return
         T = self._T = max(len(self.tokens), 1)
@@ -147,6 +156,57 @@ class TextStage(IdfHolder, Stage):
             self._index = dict(zip(keys, range(len(keys)), strict=True))
             self._get = self._index.get
         return self._get
+
+    def _gram_table(self, n: int, codes: np.ndarray) -> IntTable:
+        """The n-gram codes' positions as a hash table (built on first use)."""
+        table = self._gram_tables.get(n)
+        if table is None:
+            table = self._gram_tables[n] = IntTable(codes, np.arange(len(codes)))
+        return table
+
+    def _runs_index(self) -> WordRunIndex | None:
+        """The batch tokenizer (:mod:`._wordruns`) when the analyzer is scikit-learn's default
+        word tokenizer without stop words (tokens layout), built on first use; else None."""
+        if self._word_runs is None:
+            self._word_runs = False
+            cfg = self.cfg
+            if (
+                self.tokens is not None
+                and cfg["analyzer"] == "word"
+                and cfg["token_pattern"] in DEFAULT_TOKEN_PATTERNS
+                and cfg["stop_words"] is None
+            ):
+                try:
+                    self._word_runs = WordRunIndex(self.tokens, self._T)
+                except ValueError:  # two vocabulary tokens share a 64-bit hash: keep the dict
+                    pass
+        return self._word_runs if self._word_runs is not False else None
+
+    def _token_ids(self, docs: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens layout: each document's token ids (unknown: T) followed by one T, so no
+        n-gram spans two documents, and each document's token count + 1.
+
+        Batches of at least ``_RUNS_MIN_CHARS`` characters go through :class:`WordRunIndex`
+        (numpy over the whole batch); shorter ones, where numpy's fixed cost per call
+        dominates, through ``re.findall`` and a dict look-up per token."""
+        docs = docs if isinstance(docs, list) else list(docs)
+        index = self._runs_index()
+        if index is not None:
+            texts = list(map(self._preprocess, docs))
+            if sum(map(len, texts)) >= _RUNS_MIN_CHARS:
+                ids, n_tokens = index.encode(texts)
+                return ids, n_tokens + 1
+        tokenize, get, unknown = self._tokenize, self._lookup(), self._T
+        out: list[int] = []
+        extend, separate = out.extend, out.append
+        lengths: list[int] = []
+        append = lengths.append
+        for doc in docs:
+            toks = tokenize(doc)
+            extend(map(get, toks, repeat(unknown)))
+            separate(unknown)
+            append(len(toks) + 1)
+        return np.array(out, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
     @property
     def n_features(self) -> int:
@@ -225,8 +285,8 @@ class TextStage(IdfHolder, Stage):
             for j in range(2, n):
                 code *= T1
                 code += ids[j : j + m]
-            pos = codes.searchsorted(code)
-            hit = codes.take(pos, mode="clip") == code
+            pos = self._gram_table(n, codes).get(code, -1)
+            hit = pos >= 0
             feats.append(pos[hit] + offset)
             if doc_of is not None:
                 rows.append(doc_of[:m][hit])
@@ -280,18 +340,8 @@ class TextStage(IdfHolder, Stage):
     def _count_arrays_tokens(
         self, docs: Iterable[Any], counted: bool
     ) -> tuple[_Counts, TokenCounts | None]:
-        tokenize, get, unknown = self._tokenize, self._lookup(), self._T
-        ids: list[int] = []
-        extend, separate = ids.extend, ids.append
-        lengths: list[int] = []
-        append = lengths.append
-        for doc in docs:
-            toks = tokenize(doc)
-            extend(map(get, toks, repeat(unknown)))
-            separate(unknown)  # no n-gram spans two documents
-            append(len(toks) + 1)
+        id_arr, lengths = self._token_ids(docs)
         n_docs = len(lengths)
-        id_arr = np.array(ids, dtype=np.int64)
         doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
         feats, rows = self._ngram_features(id_arr, doc_of)
         f = np.concatenate(feats) if feats else np.zeros(0, dtype=np.int64)
@@ -300,7 +350,7 @@ class TextStage(IdfHolder, Stage):
         out = (*count_arrays(r, f, *shape), shape)
         if not counted:
             return out, None
-        n_tokens = np.asarray(lengths, dtype=np.int64) - 1  # less the separator
+        n_tokens = lengths - 1  # less the separator
         known = np.bincount(doc_of[self._tok2feat[id_arr] >= 0], minlength=n_docs)
         return out, (n_tokens, known)
 
@@ -327,14 +377,13 @@ class TextStage(IdfHolder, Stage):
     ) -> tuple[SparseRow, tuple[int, int] | None]:
         counts: tuple[int, int] | None = None
         if self.tokens is not None:
-            toks = self._tokenize(x)
-            ids = np.fromiter(map(self._lookup(), toks, repeat(self._T)), np.int64, len(toks))
+            ids = self._token_ids([x])[0][:-1]  # less the separator
             feats, _ = self._ngram_features(ids, None)
             found = feats[0] if len(feats) == 1 else np.concatenate([np.zeros(0, np.int64), *feats])
             # with unigram features, feats[0] holds the known tokens' features, one per token
             if counted:
                 known = len(feats[0]) if feats and self.cfg["ngram_range"][0] == 1 else 0
-                counts = (len(toks), known)
+                counts = (len(ids), known)
         else:
             terms = self._analyze(x)
             found = np.fromiter(map(self._lookup(), terms, repeat(-1)), np.int64, len(terms))

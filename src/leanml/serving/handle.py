@@ -137,7 +137,9 @@ class ModelHandle:
         return loaded
 
     def _check(self, loaded: LoadedModel) -> None:
-        texts = ["warm up the model", "hello world, this is a test message"]
+        # the long text takes a compact text model's batch tokenizer (built on first use) past
+        # its size threshold, the "é" its Unicode table: both built here, not in a request
+        texts = ["warm up the model", "hello world, this is a test message é " * 40]
         for _ in range(max(1, self.config.warmup // 2)):
             for batch in (texts[:1], texts):
                 _, conf, proba = predict_with_confidence(loaded.model, batch)
