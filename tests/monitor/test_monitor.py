@@ -356,6 +356,22 @@ def test_batch_latencies_as_one_value_or_one_per_prediction(clock) -> None:
     m.close()
 
 
+def test_the_overhead_ratio_is_over_the_model_time_not_the_latencies(clock) -> None:
+    """A server's latencies hold queueing: the batch's model seconds count once, when given;
+    without them, a batch's longest latency; a single call its latency."""
+    m = _mon(clock)
+    m.record_batch(
+        ["a", "b", "c"], ["x"] * 3, [0.9] * 3, [0.010, 0.020, 0.030], model_seconds=0.002
+    )
+    m.record_batch(["d", "e"], ["x"] * 2, [0.9] * 2, [0.004, 0.005])  # no model time: 0.005
+    m.record("f", "x", 0.9, 0.001)
+    m.flush()
+    ov = m.stats()["overhead"]
+    assert ov["model_s"] == pytest.approx(0.002 + 0.005 + 0.001)
+    assert ov["ratio"] == pytest.approx(ov["monitor_cpu_s"] / ov["model_s"])
+    m.close()
+
+
 def test_throughput_drop_metric_and_alert(clock) -> None:
     rule = AlertRule("tp", "throughput_drop", "above", warning=0.5, critical=0.8, min_samples=3)
     clock.t = 1_700_000_040.0  # start of a minute

@@ -159,7 +159,14 @@ def _score(
             elapsed = time.perf_counter() - started
             batch_ids = ids.take(start, len(batch))
             if monitor is not None:
-                monitor.record_batch(batch_ids, labels, confidences, elapsed / len(batch), batch)
+                monitor.record_batch(
+                    batch_ids,
+                    labels,
+                    confidences,
+                    elapsed / len(batch),
+                    batch,
+                    model_seconds=elapsed,
+                )
             rows.extend(
                 {"id": i, "text": t, "label": _plain(y), "confidence": round(float(c), 6)}
                 for i, t, y, c in zip(batch_ids, batch, labels, confidences, strict=True)

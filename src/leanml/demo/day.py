@@ -412,7 +412,9 @@ def _predict_minute(day: _Day, hour: float, t: float) -> None:
     pred = np.searchsorted(day.classes, served)
     ids = day.truth.issue(n, 0, pred, day.conf[idx])
     texts = [day.texts[i] for i in idx]
-    day.monitor.record_batch(ids, day.labels[idx], day.conf[idx], latency, texts)
+    day.monitor.record_batch(
+        ids, day.labels[idx], day.conf[idx], latency, texts, model_seconds=float(service.sum())
+    )
     if day.shadow is not None:
         day.shadow.offer(texts, ids, served, day.conf[idx])
     day.predictions += n

@@ -76,10 +76,11 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     else:
         ids, labels, confs, lats, inputs, tss, n_tok, n_known = [], [], [], [], [], [], [], []
     has_inputs = bool(singles) and inputs.count(None) != len(inputs)
-    # the model's time, what the optional work's CPU budget is a share of: one latency per
-    # single prediction, one per batch (its longest: the batch ran once for all of them)
+    # the model's time, what the optional work's CPU budget and the overhead ratio are shares
+    # of: one latency per single prediction; per batch, the model seconds its caller timed,
+    # else its longest latency (the batch ran once for all of them)
     model_s = math.fsum([x for x in lats if x == x])
-    for i, lab, c, lat, inp, ts, counts in batches:
+    for i, lab, c, lat, inp, ts, counts, model_seconds in batches:
         n = len(i)
         if counts is None:
             n_tok.extend([-1] * n)
@@ -92,8 +93,11 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
         batch_lats = _latencies(lat, n)
         lats.extend(batch_lats)
-        finite = [x for x in batch_lats if x == x]
-        model_s += max(finite) if finite else 0.0
+        if model_seconds is not None:
+            model_s += model_seconds
+        else:
+            finite = [x for x in batch_lats if x == x]
+            model_s += max(finite) if finite else 0.0
         tss.extend([ts] * n)
         if inp is None:
             inputs.extend([None] * n)
@@ -158,7 +162,7 @@ def _ingest(
     oov = _oov(st, inputs, picked, counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     st.lifetime.add_many(lat)
-    st.model_s += float(lat.sum())
+    st.model_s += model_s
     _count_seconds(st, ts)
     st.confidence.update(conf[np.isfinite(conf)])
     st.recent_labels.push(lab)

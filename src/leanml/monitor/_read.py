@@ -217,7 +217,8 @@ def overhead(st: MonitorState) -> dict[str, Any]:
     """The monitor's own CPU against the model's time: the flusher's thread CPU (ingest,
     windows, drift, detail rows, store writes) plus the caller-side cost (ids and record,
     timed on one wrapped call in :data:`CALLER_SAMPLE_EVERY`, scaled to every call);
-    ``ratio`` = monitor CPU / model time (the sum of recorded latencies)."""
+    ``ratio`` = monitor CPU / the model's time (each single call's latency; each batch's
+    model seconds as its caller timed them, else its longest latency)."""
     caller_s = (
         st.caller_sampled_ns / st.caller_samples * st.caller_calls / 1e9
         if st.caller_samples

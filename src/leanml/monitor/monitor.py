@@ -213,9 +213,14 @@ class ModelMonitor:
         latencies: Sequence[float] | np.ndarray | float,
         inputs: Sequence[str | None] | None = None,
         tokens: tuple[np.ndarray, np.ndarray] | None = None,
+        model_seconds: float | None = None,
     ) -> None:
         """Record a batch (arrays aligned by position; ``latencies`` may be one float);
-        ``tokens``: the inputs' (word tokens, known tokens) arrays, as for :meth:`record`."""
+        ``tokens``: the inputs' (word tokens, known tokens) arrays, as for :meth:`record`;
+        ``model_seconds``: the time the model took for the whole batch, when the caller knows
+        it (a server: the latencies then also hold queueing and HTTP), else the batch's
+        longest latency stands for it. It is what the ``overhead`` ratio and the optional
+        work's budget are shares of."""
         n = len(ids)
         if len(labels) != n or len(confidences) != n or (inputs is not None and len(inputs) != n):
             raise param_error(
@@ -235,7 +240,9 @@ class ModelMonitor:
                 len(latencies),
             )
         if len(self._bbuf) < self._bcap:
-            self._bappend((ids, labels, confidences, latencies, inputs, self._clock(), tokens))
+            self._bappend(
+                (ids, labels, confidences, latencies, inputs, self._clock(), tokens, model_seconds)
+            )
         else:
             self._drop("batch_buffer", n)
 

@@ -173,6 +173,7 @@ class MonitoredEstimator:
                 dt / n if n else 0.0,
                 list(inputs) if inputs is not None else None,
                 counts,
+                dt,  # the model's time for the batch
             )
         self._local.ids = ids
         if timed:

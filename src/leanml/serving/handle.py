@@ -219,19 +219,20 @@ class ModelHandle:
             top, confidences_a, proba, counts = fused(texts, True)
         else:
             top, confidences_a, proba = predict_top(model, texts)
+        model_s = time.perf_counter() - t_model
         labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
         ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
         if shadow is not None and shadow.serving_compact and state.variant == "compact":
-            shadow.offer(texts, ids, labels, confidences_a, time.perf_counter() - t_model)
+            shadow.offer(texts, ids, labels, confidences_a, model_s)
         mon = state.monitor
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
             batches = self._monitored_batches = self._monitored_batches + 1
             if batches & _TIME_MASK:
-                mon.record_batch(ids, labels, confs, latency, texts, tokens=counts)
+                mon.record_batch(ids, labels, confs, latency, texts, counts, model_s)
             else:  # one batch in _TIME_EVERY times the caller's share of the monitor's cost
                 t1 = time.perf_counter_ns()
-                mon.record_batch(ids, labels, confs, latency, texts, tokens=counts)
+                mon.record_batch(ids, labels, confs, latency, texts, counts, model_s)
                 mon.note_caller_cost(time.perf_counter_ns() - t1, _TIME_EVERY)
         return state, labels, confs, proba, ids
 
