@@ -14,9 +14,10 @@ is of the original text, so duplicates still match without keeping the text.
 Cost: the patterns never scan the whole text. The e-mail and URL patterns run only over the
 whitespace-delimited stretches around an ``@`` / ``://`` / ``www.``; the phone and digit
 patterns only over the stretches that can hold a match (a digit followed by digits,
-whitespace and ``().+-``), found for an ASCII text by one ``bytes.translate`` and ``find``
-calls. The output is the same as the four patterns' ``sub`` over the whole text, in order
-(tests/monitor compare them on random texts).
+whitespace and ``().+-``). For an ASCII text both kinds of stretch are found in a
+``bytes.translate`` of it (whitespace to one byte for ``find``/``rfind``; character classes
+for a bytes pattern). The output is the same as the four patterns' ``sub`` over the whole
+text, in order (tests/monitor compare them on random texts).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def redact(text: str) -> str:
 
 
 _WS = " \t\n\r\f\v"
+#: ``bytes.translate`` table: each of ``_WS`` to a space, every other byte to itself
+_ONE_SPACE = bytes(ord(" ") if chr(c) in _WS else c for c in range(256))
 
 
 def _around(text: str, marks: tuple[str, ...], pattern: re.Pattern[str], repl: str) -> str:
@@ -57,22 +60,35 @@ def _around(text: str, marks: tuple[str, ...], pattern: re.Pattern[str], repl: s
     a mark (a stretch starts after whitespace, as the pattern's ``\\b`` expects). Each
     boundary is searched only as far as the nearest whitespace found so far (a space first),
     and only for the whitespace characters the text holds."""
-    present = [c for c in _WS if c in text]
     n = len(text)
     spans: list[tuple[int, int]] = []
-    for mark in marks:
-        i = text.find(mark)
-        while i >= 0:
-            lo, hi = 0, n
-            for c in present:
-                j = text.rfind(c, lo, i)
-                if j >= 0:
-                    lo = j + 1
-                j = text.find(c, i, hi)
-                if j >= 0:
-                    hi = j
-            spans.append((lo, hi))
-            i = text.find(mark, hi)
+    if text.isascii():  # one whitespace byte: two finds a mark
+        flat = text.encode("ascii").translate(_ONE_SPACE)
+        find, rfind = flat.find, flat.rfind
+        for mark in marks:
+            bmark = mark.encode("ascii")
+            i = find(bmark)
+            while i >= 0:
+                hi = find(b" ", i)
+                if hi < 0:
+                    hi = n
+                spans.append((rfind(b" ", 0, i) + 1, hi))
+                i = find(bmark, hi)
+    else:
+        present = [c for c in _WS if c in text]
+        for mark in marks:
+            i = text.find(mark)
+            while i >= 0:
+                lo, hi = 0, n
+                for c in present:
+                    j = text.rfind(c, lo, i)
+                    if j >= 0:
+                        lo = j + 1
+                    j = text.find(c, i, hi)
+                    if j >= 0:
+                        hi = j
+                spans.append((lo, hi))
+                i = text.find(mark, hi)
     spans.sort()
     out: list[str] = []
     at = 0
@@ -101,25 +117,22 @@ def _char_classes() -> bytes:
 
 
 _CLASSES = _char_classes()
+#: a region over the classes: a digit, then as many digits and ``.`` as follow, 5 or more in
+#: all (a shorter stretch fails at its first digit, and so at every later digit in it)
+_CLASS_REGION = re.compile(rb"0[0.]{4,}")
 
 
 def _regions(text: str) -> list[tuple[int, int, bool, bool]]:
     """The stretches ``[d, e)`` that start at a digit and run over digits, whitespace and
     ``().+-`` (as long as they go: ``text[e]`` is none of those), each with whether it may
     hold a phone-like number (7+ digits) and a run of 5 digits."""
-    if text.isascii():
+    if text.isascii():  # the stretches of 5+ are a bytes pattern over the classes
         cls = text.encode("ascii").translate(_CLASSES)
         find, count = cls.find, cls.count
-        out = []
-        d = find(b"0")
-        while d >= 0:
-            e = find(b"x", d)
-            if e < 0:
-                e = len(cls)
-            if e - d >= 5:
-                out.append((d, e, count(b"0", d, e) >= 7, find(b"00000", d, e) >= 0))
-            d = find(b"0", e)
-        return out
+        return [
+            (d, e, count(b"0", d, e) >= 7, find(b"00000", d, e) >= 0)
+            for d, e in (m.span() for m in _CLASS_REGION.finditer(cls))
+        ]
     # every Unicode decimal digit and whitespace, as the patterns see them
     return [(d, e, e - d >= 7, True) for d, e in (m.span() for m in _REGION.finditer(text))]
 
