@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from tests.serving.conftest import (
     CONFIG,
@@ -326,3 +327,62 @@ def test_good_compact_keeps_serving(
         assert sh["budget"]["share"] == pytest.approx(1.0)  # everything sampled was scored
         assert sh["threshold"] == pytest.approx(0.97)
         assert c.get("/v1/models/intent").json()["variant"] == "compact"
+
+
+def _guard_scores(registry: Path, texts: list[str]) -> tuple[Any, list[Any]]:
+    """A ShadowGuard (no store) that shadows every text of ``texts`` in batches of 32; returns
+    it once every text is scored, and the original pipeline's labels for them."""
+    from leanml.config import ServingConfig
+    from leanml.serving.shadow import ShadowGuard
+
+    cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
+    guard = ShadowGuard(ModelRegistry(registry), "intent", cfg, None, seed=0)
+    guard.follow(1, "compact", "compact")
+    try:
+        wait_for(lambda: guard.original, timeout=60)
+        assert guard.original is not None
+        for s in range(0, len(texts), 32):
+            part = texts[s : s + 32]
+            guard.offer(
+                part,
+                [f"p{s + i}" for i in range(len(part))],
+                ["x"] * len(part),
+                [0.5] * len(part),
+                0.01,
+            )
+        assert wait_for(lambda: guard.local["n"] >= len(texts), timeout=60)
+    finally:
+        guard.close()
+    return guard, list(guard.original.model.predict(texts))
+
+
+def test_the_lossless_conversion_re_scores_once_it_matched_the_original(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    texts = [str(t) for t in load_email_intents().X_test[:96]]
+    guard, original = _guard_scores(_good_registry(tmp_path / "reg", intent_models), texts)
+    assert guard.scorer == "lossless conversion (checked on 32)"
+    assert guard.scorer_bytes and guard.scorer_bytes > 0
+    assert guard.stats()["scorer"] == guard.scorer
+    # what it re-scored is the original's labels: the shadowed pairs hold them
+    assert [guard._shadowed[f"p{i}"][1] for i in range(len(texts))] == original
+
+
+def test_a_conversion_that_differs_leaves_the_original_scoring(
+    tmp_path: Path, intent_models: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leanml.compress import to_compact
+    from leanml.serving import shadow
+
+    class Shifted:  # the conversion, every label moved to the next class
+        def __init__(self, model: Any) -> None:
+            self.model, self.classes_ = model, model.classes_
+
+        def predict_proba(self, X: Any) -> Any:
+            return np.roll(self.model.predict_proba(X), 1, axis=1)
+
+    monkeypatch.setattr(shadow, "to_compact", lambda m: (Shifted(to_compact(m)[0]), []))
+    texts = [str(t) for t in load_email_intents().X_test[:64]]
+    guard, original = _guard_scores(_good_registry(tmp_path / "reg", intent_models), texts)
+    assert guard.scorer == "original" and guard.scorer_bytes is None
+    assert [guard._shadowed[f"p{i}"][1] for i in range(len(texts))] == original
