@@ -31,7 +31,8 @@ Two figures:
 the machine's load then hits both runs of a pair alike (narrower pairs on a shared machine),
 at the price of the two servers sharing the cores. The repetitions run in two blocks, each
 with freshly started servers, the second started in the opposite order: being the first or the
-second process biased one whole run by 2-4% either way here, which the halves cancel.
+second process moved a whole block here (the two blocks' medians differed by 0.8-1.2
+points), which the halves cancel.
 """
 
 from __future__ import annotations
