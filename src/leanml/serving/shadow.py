@@ -12,8 +12,7 @@ the default recipe: the same features, float32 weights, no pruning), once it gav
 labels, and its probabilities within ``1e-4``, on the first batch of shadowed texts, which both
 score; otherwise (a model it cannot convert, or any difference) the original itself. On the
 demo's e-mail model the conversion re-scores 5x faster (71 against 370 us a text, batches of
-32) with the same labels and probabilities within 6e-7 on the test split: the check costs less
-than the compression it watches.
+32), with the same labels and probabilities within 6e-7 on 400 test e-mails.
 
 Across workers and hosts the counts go to the shared monitor store (one row per process), and
 the decision is made on the merged counts by :class:`leanml._sequential.AgreementTest` (an
@@ -295,7 +294,6 @@ class ShadowGuard:
         """The lossless conversion scores the first batch too: it re-scores from now on if it
         gave the original's labels and probabilities within 1e-4."""
         candidate, self._candidate = self._candidate, None
-        assert self.original is not None
         try:
             top, _, p = predict_top(candidate, texts)
             same = bool(np.array_equal(np.asarray(candidate.classes_)[top], labels))
