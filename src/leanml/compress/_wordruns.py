@@ -45,7 +45,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key *
 _SPREAD = np.uint64(29)
 _BASES = (np.uint64(0x5851F42D4C957F2D), np.uint64(0x27BB2EE687B0B0FD))  # odd: invertible
 _INVERSES = tuple(np.uint64(pow(int(b), -1, 2**64)) for b in _BASES)
-_CHUNK = 1 << 18  # characters hashed per pass: bounds the power tables (2 MB each)
+_CHUNK = 1 << 16  # characters hashed per pass: bounds the 4 power tables (512 kB each)
 
 _ASCII_WORD = np.array([re.match(r"\w", chr(i)) is not None for i in range(256)])
 _unicode_word: np.ndarray | None = None
