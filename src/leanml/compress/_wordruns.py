@@ -72,27 +72,23 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
     return np.cumprod(out, dtype=np.uint64)
 
 
-class _Powers:
-    """The powers of both bases and of their inverses, for up to ``_CHUNK`` positions."""
-
-    def __init__(self) -> None:
-        self.up = tuple(_powers(b, _CHUNK) for b in _BASES)
-        self.down = tuple(_powers(b, _CHUNK) for b in _INVERSES)
-
-    def get(self, n: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-        if n <= _CHUNK:
-            return self.up, self.down
-        return tuple(_powers(b, n) for b in _BASES), tuple(_powers(b, n) for b in _INVERSES)
+_Tables = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]
+_cached_powers: _Tables | None = None
 
 
-_powers_cache: _Powers | None = None
+def _powers_for(n: int) -> _Tables:
+    """The powers of both bases and of their inverses for ``n`` positions: tables of
+    ``_CHUNK`` positions kept for every batch (a longer single text gets its own)."""
+    global _cached_powers
 
+    def tables(size: int) -> _Tables:
+        return tuple(_powers(b, size) for b in _BASES), tuple(_powers(b, size) for b in _INVERSES)
 
-def _powers_for(n: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    global _powers_cache
-    if _powers_cache is None:
-        _powers_cache = _Powers()
-    return _powers_cache.get(n)
+    if n > _CHUNK:
+        return tables(n)
+    if _cached_powers is None or _cached_powers[0][0].size < n:
+        _cached_powers = tables(_CHUNK)
+    return _cached_powers
 
 
 def _code_points(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +135,9 @@ class IntTable:
     def __init__(self, keys: np.ndarray, values: np.ndarray) -> None:
         keys = np.ascontiguousarray(keys).view(np.uint64)
         values = np.asarray(values, dtype=np.int64)
-        if keys.size != np.unique(keys).size:
+        order = np.argsort(keys)
+        self._sorted_keys, self._sorted_values = keys[order], values[order]
+        if np.any(self._sorted_keys[1:] == self._sorted_keys[:-1]):
             raise ValueError("IntTable keys must be distinct")
         if values.size and not 0 <= values.min() <= values.max() < 2**31:
             raise ValueError("IntTable values must be in [0, 2**31)")
@@ -163,8 +161,6 @@ class IntTable:
             pending = pending[~placed[pending]]
             probes += 1
         self._probes = max(probes, 1)
-        order = np.argsort(keys)
-        self._sorted_keys, self._sorted_values = keys[order], values[order]
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         mixed = keys ^ (keys >> _SPREAD)  # the high bits into the low ones, then spread back

@@ -62,6 +62,12 @@ __all__ = ["HashingStage", "TextStage", "TfidfStage", "build_analyzer"]
 #: ``re.findall`` and a dict are faster (numpy's fixed cost, ~30 us a batch, dominates)
 _RUNS_MIN_CHARS = 1200
 
+
+def _chars(docs: list[Any]) -> int:
+    """Characters (or bytes) of the text documents in ``docs``."""
+    return sum(len(d) for d in docs if isinstance(d, (str, bytes)))
+
+
 _Counts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]
 
 
@@ -191,11 +197,10 @@ class TextStage(IdfHolder, Stage):
         dominates, through ``re.findall`` and a dict look-up per token."""
         docs = docs if isinstance(docs, list) else list(docs)
         index = self._runs_index()
-        if index is not None:
-            texts = list(map(self._preprocess, docs))
-            if sum(map(len, texts)) >= _RUNS_MIN_CHARS:
-                ids, n_tokens = index.encode(texts)
-                return ids, n_tokens + 1
+        # the size test reads the raw texts: a short batch is preprocessed once, by findall's
+        if index is not None and _chars(docs) >= _RUNS_MIN_CHARS:
+            ids, n_tokens = index.encode(list(map(self._preprocess, docs)))
+            return ids, n_tokens + 1
         tokenize, get, unknown = self._tokenize, self._lookup(), self._T
         out: list[int] = []
         extend, separate = out.extend, out.append
