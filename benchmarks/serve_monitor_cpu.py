@@ -29,10 +29,12 @@ Two figures:
 
 ``--together`` loads both servers at once in each repetition (one client each): the rest of
 the machine's load then hits both runs of a pair alike (narrower pairs on a shared machine),
-at the price of the two servers sharing the cores. The repetitions run in two blocks, each
-with freshly started servers, the second started in the opposite order: being the first or the
-second process moved a whole block here (the two blocks' medians differed by 0.8-1.2
-points), which the halves cancel.
+at the price of the two servers sharing the cores. The repetitions run in ``--blocks`` blocks
+(default 2), each with freshly started servers, every other block started in the opposite
+order: a pair of processes carries an offset of its own (being the first or the second process,
+where the memory landed: two blocks' medians differed by 0.8-1.2 points, and an A/A run, both
+servers off, had pairs from -3% to +3%), which only more blocks average out. For a cost near
+1%, use many short blocks (``--blocks 8 --reps 32``).
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         default="monitoring",
         help="what is on in one server and off in the other (shadow: the shadow check)",
     )
+    ap.add_argument(
+        "--blocks",
+        type=int,
+        default=2,
+        help="blocks of repetitions, each with freshly started servers (start order alternates)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     reps = args.reps or (10 if args.quick else 20)
@@ -132,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     self_runs: list[dict[str, float]] = []
     load_before = os.getloadavg()[0]
     t0 = time.monotonic()
-    # two blocks, each with servers of its own started in the opposite order: what comes of
-    # being the first or second process (ports, caches, where the scheduler puts it) cancels
-    blocks = [list(configs), list(configs)[::-1]] if reps >= 2 else [list(configs)]
+    # blocks, each with servers of its own, every other one started in the opposite order: what
+    # comes of being the first or second process (ports, caches, memory placement) averages out
+    n_blocks = max(1, min(args.blocks, reps))
+    blocks = [list(configs)[:: 1 if b % 2 == 0 else -1] for b in range(n_blocks)]
     rep = 0
+    pair_block: list[int] = []  # the block of each pair
     for block, start_order in enumerate(blocks):
         with contextlib.ExitStack() as stack:
             servers = {
@@ -171,9 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                 cpu, mon, n = (a - b for a, b in zip(after, before, strict=True))
                 if cpu > 0 and n > 0:
                     self_runs.append({"share": mon / cpu, "us_per_prediction": mon / n * 1e6})
+                pair_block.append(block)
                 rep += 1
     cpu = {k: [r.get("server_cpu_us_per_request") for r in v] for k, v in runs.items()}
-    ratios = [a / b - 1 for a, b in zip(cpu["on"], cpu["off"], strict=True) if a and b]
+    pairs = [
+        (b, a / o - 1) for b, a, o in zip(pair_block, cpu["on"], cpu["off"], strict=True) if a and o
+    ]
+    ratios = [r for _, r in pairs]
+    by_block = [[r for b, r in pairs if b == k] for k in range(n_blocks)]
     cost = statistics.median(ratios) if ratios else None
     med = {
         k: round(statistics.median([x for x in v if x]), 1) if any(v) else None
@@ -187,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "pair_costs_spread": quartiles(ratios) if ratios else None,
         "pair_costs_median_ci95": bootstrap_median(ratios) if ratios else None,
         "pair_costs": [round(x, 4) for x in ratios],
+        "block_medians": [round(statistics.median(v), 4) if v else None for v in by_block],
         "cost_of_medians": (
             round(med["on"] / med["off"] - 1, 4) if med["on"] and med["off"] else None
         ),
@@ -216,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         },
         "reps": reps,
+        "blocks": n_blocks,
         "together": args.together,
         "duration_s_per_run": duration,
         "concurrency": args.concurrency,

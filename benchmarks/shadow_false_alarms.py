@@ -16,9 +16,12 @@ The decision is the server's own: a :class:`leanml.serving.shadow.ShadowGuard` w
 (every prediction sampled at the 1% rate is re-scored: the most looks, the worst case for false
 alarms). It samples with its own geometric skips, re-scores with the real original model
 (loaded once per model) and runs its :class:`~leanml._sequential.AgreementTest`; where the
-server's guard thread scores a batch of 32 and checks every ``shadow_interval_s``, here the
-guard is driven on this thread and checks after *every* batch of 32 (``store=None``: the counts
-are this process's, as in a server without a store).
+server's guard thread scores what was sampled and checks once every ``shadow_interval_s`` (a
+tick), here the guard is driven on this thread and checks after *every* 32 shadowed predictions
+(``store=None``: the counts are this process's, as in a server without a store). That is more
+looks than a server makes below 16 shadowed predictions a second (3,200 predictions/s at 1%
+with the 2 s tick): the worst case for false alarms. For time to fallback a server decides at
+its first tick after the count given here, so up to one tick's sample later.
 
 * healthy: ``--runs`` seeded runs (default 20) of ``--predictions`` single-text predictions
   (default 50,000, ~500 shadowed) drawing test texts with replacement; a run "falls back" when
@@ -55,7 +58,7 @@ from leanml.demo.run import DEMO_MODELS
 from leanml.registry import LoadedModel, ModelRegistry
 from leanml.serving.shadow import ShadowGuard
 
-BATCH = 32  # the guard's scoring batch (leanml.serving.shadow._BATCH)
+BATCH = 32  # shadowed predictions between two checks (a server checks once a tick)
 #: Every sampled text is re-scored: the CPU budget is lifted (see the module docstring).
 CONFIG = ServingConfig(shadow_budget=1e9)
 

@@ -7,6 +7,13 @@ the served texts: every served prediction is sampled with probability ``shadow_r
 ``shadow_budget`` times the model's time) allows. It counts label agreement, the difference of
 the top-class probability and, where ground truth joins, both variants' realized accuracy.
 
+When: once every ``shadow_interval_s`` (a tick) the thread re-scores everything sampled since
+the last tick, in predict calls of at most 256 texts, then merges the counts and decides. One
+pass a tick rather than one per 32 texts queued: a pass pulls the scorer's tables through the
+caches (cold, a text cost ~130 us in the server against 58 us in a hot loop) and fewer, larger
+passes pay that less often. On ``leanml serve`` (e-mail compact, ~4,800 requests/s, 8 blocks of
+4 paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
+
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
 labels, and its probabilities within ``1e-4``, on the first batch of shadowed texts, which both
@@ -65,7 +72,7 @@ _log = logging.getLogger("leanml.serving.shadow")
 
 #: The share of served predictions always re-scored, whatever the budget.
 FLOOR_RATE = 0.005
-_BATCH = 32
+_BATCH = 256  # the most texts one predict call of the scorer takes (a tick's are chunked)
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
 _COUNTS = COUNTS  # the store schema: leanml.monitor.shadow
@@ -138,6 +145,7 @@ class ShadowGuard:
             self.original = None  # loaded on the guard's thread
             self.epoch, self.fallen_back, self.reason, self.test = 0, False, None, None
             self._reset_counts()
+            self._wake.set()  # load it now, not at the next tick
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"leanml-shadow-{self.name}", daemon=True
@@ -195,8 +203,6 @@ class ShadowGuard:
             self.dropped += len(q) + len(keep) - _QUEUE
         for i in keep:
             q.append((texts[i], ids[i], labels[i], float(confs[i])))
-        if len(q) >= _BATCH:
-            self._wake.set()
 
     def joined(self, rows: list[tuple[str, Any]]) -> None:
         """``(id, true label)`` pairs joined here (loop thread): realized accuracies."""
@@ -215,23 +221,25 @@ class ShadowGuard:
     # ------------------------------------------------------------------ guard thread
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=min(0.5, self.config.shadow_interval_s))
+            self._wake.wait(timeout=self._until_due())
             self._wake.clear()
             try:
                 if self.original is None and self.version is not None:
                     self._load_original()
-                while len(self._queue) >= _BATCH or (self._queue and self._due()):
-                    self._score_batch()
-                if self._due():
+                if self._until_due() <= 0:  # a tick: score what was sampled since, then decide
                     self._last_sync = time.monotonic()
+                    if self.original is not None:
+                        for _ in range(-(-len(self._queue) // _BATCH)):
+                            self._score_batch()
                     self.sync()
             except Exception:
                 _log.exception("shadow check of %s failed", self.name)
                 self._stop.wait(1.0)
             self.thread_cpu_s = time.thread_time()  # everything this thread did, syncs too
 
-    def _due(self) -> bool:
-        return time.monotonic() - self._last_sync >= self.config.shadow_interval_s
+    def _until_due(self) -> float:
+        """Seconds to the next tick (0 when it is due)."""
+        return max(0.0, self._last_sync + self.config.shadow_interval_s - time.monotonic())
 
     def _load_original(self) -> None:
         version = self.version
