@@ -9,10 +9,11 @@ the top-class probability and, where ground truth joins, both variants' realized
 
 When: once every ``shadow_interval_s`` (a tick) the thread re-scores everything sampled since
 the last tick, in predict calls of at most 256 texts, then merges the counts and decides. One
-pass a tick rather than one per 32 texts queued: a pass pulls the scorer's tables through the
-caches (cold, a text cost ~130 us in the server against 58 us in a hot loop) and fewer, larger
-passes pay that less often. On ``leanml serve`` (e-mail compact, ~4,800 requests/s, 8 blocks of
-4 paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
+pass a tick rather than one per 32 texts queued: a call on cold caches (the scorer's tables
+pushed out by serving since its last pass) costs ~0.5 ms more than a hot one whatever its size
+(e-mail conversion: +42 us a text in batches of 10, +5 us in batches of 100), so fewer, larger
+passes pay it less often. On ``leanml serve`` (e-mail compact, ~4,800 requests/s, 8 blocks of 4
+paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
 
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
