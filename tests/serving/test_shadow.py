@@ -369,7 +369,10 @@ def test_the_lossless_conversion_re_scores_once_it_matched_the_original(
     checked = re.fullmatch(r"lossless conversion \(checked on (\d+)\)", guard.scorer)
     assert checked and 1 <= int(checked[1]) <= len(texts), guard.scorer
     assert guard.scorer_bytes and guard.scorer_bytes > 0
-    assert guard.stats()["scorer"] == guard.scorer
+    stats = guard.stats()
+    assert stats["scorer"] == guard.scorer
+    # the thread's CPU, of which its syncs (each tick's merge and decision, after its scoring)
+    assert 0 < stats["sync_cpu_s"] < stats["thread_cpu_s"]
     # what it re-scored is the original's labels: the shadowed pairs hold them
     assert [guard._shadowed[f"p{i}"][1] for i in range(len(texts))] == original
 

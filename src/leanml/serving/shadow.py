@@ -129,6 +129,7 @@ class ShadowGuard:
         self.serving_compact = False
         self._last_sync = 0.0
         self.thread_cpu_s = 0.0
+        self.sync_cpu_s = 0.0  # of which merging counts through the store and deciding
         self._skip = self._gap()
         self._published: tuple[float, ...] | None = None
         self._stop = threading.Event()
@@ -232,7 +233,9 @@ class ShadowGuard:
                     if self.original is not None:
                         for _ in range(-(-len(self._queue) // _BATCH)):
                             self._score_batch()
+                    t0 = time.thread_time()
                     self.sync()
+                    self.sync_cpu_s += time.thread_time() - t0
             except Exception:
                 _log.exception("shadow check of %s failed", self.name)
                 self._stop.wait(1.0)
@@ -470,6 +473,7 @@ class ShadowGuard:
             "scorer_memory_bytes": self.scorer_bytes,
             "budget": self.budget.stats(),
             "thread_cpu_s": self.thread_cpu_s,
+            "sync_cpu_s": self.sync_cpu_s,
             "test": test,
             # the test fired (the store's decision); with fallback = "off" the compact serves on
             "alarm": self.fallen_back,
