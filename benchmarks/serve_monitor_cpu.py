@@ -95,18 +95,10 @@ def quartiles(xs: list[float]) -> dict[str, float]:
     }
 
 
-def bootstrap_median(xs: list[float], n: int = 2000, seed: int = 0) -> list[float]:
-    """Percentile bootstrap 95% interval of the median of ``xs``."""
-    rng = random.Random(seed)
-    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(n))
-    return [round(meds[int(0.025 * n)], 4), round(meds[int(0.975 * n) - 1], 4)]
-
-
-def block_bootstrap_median(
-    blocks: list[list[float]], n: int = 2000, seed: int = 0
-) -> list[float] | None:
-    """95% interval of the median of all pairs, resampling whole blocks (a block's pairs share
-    its processes' offset: resampling single pairs would read them as independent)."""
+def bootstrap_median(blocks: list[list[float]], n: int = 2000, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap 95% interval of the median of all values, resampling whole blocks
+    (a block's pairs share its processes' offset: resampled one by one they would read as
+    independent); blocks of one value resample the pairs."""
     blocks = [b for b in blocks if b]
     if len(blocks) < 2:
         return None
@@ -224,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         "what": args.what,
         "cost_cpu": None if cost is None else round(cost, 4),
         "pair_costs_spread": quartiles(ratios) if ratios else None,
-        "pair_costs_median_ci95": bootstrap_median(ratios) if ratios else None,
+        "pair_costs_median_ci95": bootstrap_median([[r] for r in ratios]),
         "pair_costs": [round(x, 4) for x in ratios],
         "block_medians": [round(statistics.median(v), 4) if v else None for v in by_block],
-        "median_ci95_by_blocks": block_bootstrap_median(by_block),
+        "median_ci95_by_blocks": bootstrap_median(by_block),
         "cost_of_medians": (
             round(med["on"] / med["off"] - 1, 4) if med["on"] and med["off"] else None
         ),

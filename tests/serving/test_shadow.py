@@ -320,7 +320,9 @@ def test_good_compact_keeps_serving(
         def settled() -> dict[str, Any] | None:
             sh = c.get("/v1/models/intent/stats").json().get("shadow") or {}
             done = (sh.get("budget") or {}).get("done")
-            return sh if sh.get("shadowed", 0) >= 30 and sh["shadowed"] == done else None
+            # every sampled text scored (none queued for the next tick) and synced
+            idle = sh.get("queued") == 0
+            return sh if idle and sh.get("shadowed", 0) >= 30 and sh["shadowed"] == done else None
 
         sh = wait_for(settled, timeout=30)
         assert sh, json.dumps(c.get("/v1/models/intent/stats").json().get("shadow"))

@@ -230,9 +230,8 @@ class ShadowGuard:
                     self._load_original()
                 if self._until_due() <= 0:  # a tick: score what was sampled since, then decide
                     self._last_sync = time.monotonic()
-                    if self.original is not None:
-                        for _ in range(-(-len(self._queue) // _BATCH)):
-                            self._score_batch()
+                    for _ in range(-(-len(self._queue) // _BATCH)):  # none until loaded
+                        self._score_batch()
                     t0 = time.thread_time()
                     self.sync()
                     self.sync_cpu_s += time.thread_time() - t0
