@@ -367,9 +367,9 @@ def test_the_lossless_conversion_re_scores_once_it_matched_the_original(
     texts = [str(t) for t in [*data.X_test, *data.X_train][:600]]
     assert len(texts) == 600
     guard, original = _guard_scores(_good_registry(tmp_path / "reg", intent_models), texts)
-    # it was checked on the first tick's texts (how many came by then depends on timing)
+    # checked on the first ticks' texts, at least 32 (how many came by then depends on timing)
     checked = re.fullmatch(r"lossless conversion \(checked on (\d+)\)", guard.scorer)
-    assert checked and 1 <= int(checked[1]) <= len(texts), guard.scorer
+    assert checked and 32 <= int(checked[1]) <= len(texts), guard.scorer
     assert guard.scorer_bytes and guard.scorer_bytes > 0
     stats = guard.stats()
     assert stats["scorer"] == guard.scorer
@@ -397,3 +397,87 @@ def test_a_conversion_that_differs_leaves_the_original_scoring(
     guard, original = _guard_scores(_good_registry(tmp_path / "reg", intent_models), texts)
     assert guard.scorer == "original" and guard.scorer_bytes is None
     assert [guard._shadowed[f"p{i}"][1] for i in range(len(texts))] == original
+
+
+def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    from leanml.config import ServingConfig
+    from leanml.serving.shadow import ShadowGuard
+
+    texts = [str(t) for t in load_email_intents().X_test[:96]]
+    cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
+    registry = ModelRegistry(_good_registry(tmp_path / "reg", intent_models))
+    guard = ShadowGuard(registry, "intent", cfg, None, seed=0)
+    guard.follow(1, "compact", "compact")
+
+    def offer(part: list[str], tag: str) -> None:  # served labels the original agrees with
+        ids = [f"{tag}{i}" for i in range(len(part))]
+        labels = list(intent_models[0].pipeline.predict(part))
+        guard.offer(part, ids, labels, [0.5] * len(part), 0.01)
+
+    try:
+        assert wait_for(lambda: guard.original, timeout=60)
+        offer(texts[:32], "a")
+        assert wait_for(lambda: guard.local["n"] >= 32, timeout=60)
+        test = guard.test
+        guard.pause()
+        assert wait_for(lambda: guard.original is None and guard._scorer is None, timeout=30)
+        assert guard.stats()["paused"] and guard.stats()["original_memory_bytes"] is None
+        offer(texts[32:64], "b")
+        assert not guard._queue and guard.local["n"] == 32  # nothing sampled while paused
+        guard.resume()
+        assert wait_for(lambda: guard.original, timeout=60)
+        offer(texts[64:], "c")
+        assert wait_for(lambda: guard.local["n"] >= 64, timeout=60)
+        assert not guard.stats()["paused"] and guard.test is test  # the same test carries on
+        assert guard.agreement() == 1.0 and not guard.fallen_back
+        assert {p[0] for p in guard._shadowed} == {"a", "c"}
+    finally:
+        guard.close()
+
+
+def test_the_admin_api_pauses_and_resumes_the_check_in_the_process(
+    tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
+) -> None:
+    models = _good_registry(tmp_path / "reg", intent_models)
+    store = f"sqlite:///{tmp_path / 'monitor.db'}"
+    with running(models, store, tmp_path, config=SHADOW) as a:
+        c = a.client()
+        url = "/v1/models/intent/shadow"
+        r = c.put(url, json={"shadow": "off"})
+        assert r.status_code == 401 and r.json()["field"] == "authorization"
+        r = c.put(url, json={"shadow": "paused"}, headers=admin_headers())
+        assert r.status_code == 422 and "shadow" in json.dumps(r.json())
+        _predict_all(c, intent_texts[:64], 1)
+
+        def shadow() -> dict[str, Any]:
+            return dict(c.get("/v1/models/intent/stats").json()["shadow"])
+
+        distinct = len(set(intent_texts[:64]))  # the cache answers repeats: not shadowed
+        assert wait_for(lambda: shadow()["local_shadowed"] >= distinct, timeout=30)
+        r = c.put(url, json={"shadow": "off"}, headers=admin_headers())
+        assert r.status_code == 200 and r.json()["shadow"]["paused"], r.text
+        assert wait_for(lambda: shadow()["original_memory_bytes"] is None, timeout=30)
+        before = shadow()["local_shadowed"]
+        _predict_all(c, [f"{t} paused" for t in intent_texts[:64]], 1)
+        time.sleep(0.5)  # several ticks: nothing was sampled to score
+        assert shadow()["local_shadowed"] == before and shadow()["queued"] == 0
+        assert c.get("/v1/models/intent").json()["variant"] == "compact"
+        r = c.put(url, json={"shadow": "on"}, headers=admin_headers())
+        assert r.status_code == 200 and not r.json()["shadow"]["paused"]
+        _predict_all(c, [f"{t} resumed" for t in intent_texts[:64]], 1)
+        assert wait_for(lambda: shadow()["local_shadowed"] >= before + distinct, timeout=60)
+        assert shadow()["original_memory_bytes"]
+
+
+def test_pausing_a_check_the_server_does_not_run_is_a_409(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    models = _good_registry(tmp_path / "reg", intent_models)
+    config = SHADOW.replace("[serving]\n", '[serving]\nshadow = "off"\n', 1)
+    with running(models, f"sqlite:///{tmp_path / 'm.db'}", tmp_path, config=config) as a:
+        r = a.client().put(
+            "/v1/models/intent/shadow", json={"shadow": "off"}, headers=admin_headers()
+        )
+        assert r.status_code == 409 and r.json()["field"] == "shadow", r.text

@@ -39,6 +39,7 @@ from leanml.serving.schemas import (
     ErrorBody,
     FeedbackResponse,
     PredictResponse,
+    ShadowRequest,
     VariantRequest,
 )
 from leanml.serving.service import Service
@@ -49,6 +50,7 @@ __all__ = ["ADMIN_ROUTES", "build_api"]
 ADMIN_ROUTES = frozenset(
     {
         ("PUT", "/v1/models/{name}/variant"),
+        ("PUT", "/v1/models/{name}/shadow"),
         ("POST", "/v1/models/{name}/reload"),
         ("PATCH", "/v1/monitoring/config"),
         ("POST", "/v1/monitoring/erase"),
@@ -74,6 +76,7 @@ _ERRORS = {
     ("post", "/v1/models/{name}/predict"): "predict",
     ("post", "/v1/models/{name}/feedback"): "feedback",
     **{(m.lower(), p): "admin" for m, p in ADMIN_ROUTES},
+    ("put", "/v1/models/{name}/shadow"): "admin_state",
     ("get", "/v2/health/ready"): "health",
     ("get", "/v2/models/{name}"): "model",
     ("get", "/v2/models/{name}/versions/{version}"): "model",
@@ -284,6 +287,20 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
         """Switch the served variant (persisted; other workers follow within seconds)."""
         service.handle(name)
         return _json(await service.switch_variant(name, body.variant))
+
+    @api.put("/v1/models/{name}/shadow", **guarded)
+    async def set_shadow(name: str, body: ShadowRequest) -> Response:
+        """Pause (``off``) or resume (``on``) the model's shadow check in this process: paused,
+        nothing is sampled or re-scored and the original is released; a fallback decided by
+        another process is still followed."""
+        info = service.set_shadow(name, body.shadow == "on")
+        if info is None:
+            raise BadRequest(
+                409,
+                "shadow",
+                'the shadow check is off in this server\'s configuration ([serving] shadow = "off")',
+            )
+        return _json(info)
 
     @api.post("/v1/models/{name}/reload", **guarded)
     async def reload(name: str) -> Response:

@@ -95,6 +95,7 @@ ERROR_STATUSES: dict[str, tuple[int, ...]] = {
     "feedback": (400, 401, 403, 404, 413, 415, 422, 503),
     "model": (404, 503),
     "admin": (400, 401, 403, 404, 413, 422, 503),
+    "admin_state": (400, 401, 403, 404, 409, 413, 422, 503),  # 409: a state it cannot change
     "v2": (400, 404, 413, 422, 503),
     "health": (503,),
 }
@@ -444,6 +445,7 @@ _PHRASES = {
     401: "Missing credential.",
     403: "Wrong credential.",
     404: "Unknown model, version or prediction id.",
+    409: "The server's configuration does not allow it.",
     413: "A bound exceeded (body bytes, texts, characters, items).",
     415: "Not sent as application/json.",
     422: "A field breaks a rule of the request schema.",

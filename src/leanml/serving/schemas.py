@@ -21,6 +21,7 @@ __all__ = [
     "FeedbackStatus",
     "Prediction",
     "PredictResponse",
+    "ShadowRequest",
     "VariantRequest",
     "check_feedback",
     "check_predict",
@@ -93,6 +94,10 @@ class FeedbackResponse(BaseModel):
 
 class VariantRequest(BaseModel):
     variant: Literal["original", "compact"]
+
+
+class ShadowRequest(BaseModel):
+    shadow: Literal["on", "off"]
 
 
 def check_predict(data: Any, max_inputs: int, max_chars: int) -> tuple[list[str], bool]:

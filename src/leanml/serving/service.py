@@ -220,6 +220,18 @@ class Service:
         h.install(loaded)
         return h.info()
 
+    def set_shadow(self, name: str, on: bool) -> dict[str, Any] | None:
+        """Resume or pause the shadow check of ``name`` in this process: the model's info, its
+        ``shadow`` figures included; None when this server runs without the check."""
+        h = self.handle(name)
+        if h.shadow is None:
+            return None
+        if on:
+            h.shadow.resume()
+        else:
+            h.shadow.pause()
+        return h.info()
+
     def _shadow_switcher(self, name: str) -> Any:
         """The callback a model's shadow check calls (from its thread) to change variant."""
 

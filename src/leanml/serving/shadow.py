@@ -17,8 +17,8 @@ paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
 
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
-labels, and its probabilities within ``1e-4``, on the first batch of shadowed texts, which both
-score; otherwise (a model it cannot convert, or any difference) the original itself. On the
+labels, and its probabilities within ``1e-4``, on the first 32 shadowed texts or more (the
+first ticks' batches), which both score; otherwise (a model it cannot convert, or any difference) the original itself. On the
 demo's e-mail model the conversion re-scores 5x faster (71 against 370 us a text, batches of
 32), with the same labels and probabilities within 6e-7 on 400 test e-mails.
 
@@ -73,6 +73,7 @@ _log = logging.getLogger("leanml.serving.shadow")
 
 #: The share of served predictions always re-scored, whatever the budget.
 FLOOR_RATE = 0.005
+_CHECK = 32  # shadowed texts the lossless conversion must match before it re-scores alone
 _BATCH = 256  # the most texts one predict call of the scorer takes (a tick's are chunked)
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
@@ -114,9 +115,13 @@ class ShadowGuard:
         self.original_bytes: int | None = None
         #: what re-scores: the original, or its lossless conversion once checked (see above)
         self._scorer: Any = None
-        self._candidate: Any = None  # the conversion, until the first batch checks it
+        self._candidate: Any = None  # the conversion, until checked on _CHECK texts
         self.scorer = "original"
         self.scorer_bytes: int | None = None
+        self._checked = 0  # shadowed texts on which the conversion matched the original so far
+        #: paused in this process (``PUT /v1/models/NAME/shadow``): nothing sampled or
+        #: re-scored, the original released; decisions taken elsewhere are still followed
+        self.paused = False
         self.threshold: float | None = None
         self.test: AgreementTest | None = None
         self.epoch = 0
@@ -154,6 +159,18 @@ class ShadowGuard:
             )
             self._thread.start()
 
+    def pause(self) -> None:
+        """Stop sampling and re-scoring in this process and release the original (its thread
+        does, at once); a fallback decided by another process is still followed."""
+        self.paused = True
+        self._wake.set()
+
+    def resume(self) -> None:
+        """Sample and re-score again: the original loads again on the guard's thread (the
+        counts and the test of the served version carry on)."""
+        self.paused = False
+        self._wake.set()
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -179,7 +196,7 @@ class ShadowGuard:
         self, texts: list[str], ids: list[str], labels: list[Any], confs: Any, model_s: float
     ) -> None:
         """A served batch (loop thread): sample it, queue the sample (a subtraction when none)."""
-        if not self.serving_compact or (self.fallen_back and self._auto()):
+        if self.paused or not self.serving_compact or (self.fallen_back and self._auto()):
             # with fallback = "off" the compact serves on after an alarm: keep its figures live
             return
         n = len(texts)
@@ -226,14 +243,19 @@ class ShadowGuard:
             self._wake.wait(timeout=self._until_due())
             self._wake.clear()
             try:
-                if self.original is None and self.version is not None:
+                if self.paused:
+                    self._release()
+                elif self.original is None and self.version is not None:
                     self._load_original()
                 if self._until_due() <= 0:  # a tick: score what was sampled since, then decide
                     self._last_sync = time.monotonic()
                     for _ in range(-(-len(self._queue) // _BATCH)):  # none until loaded
                         self._score_batch()
                     t0 = time.thread_time()
-                    self.sync()
+                    if self.paused:
+                        self._follow_store()
+                    else:
+                        self.sync()
                     self.sync_cpu_s += time.thread_time() - t0
             except Exception:
                 _log.exception("shadow check of %s failed", self.name)
@@ -244,6 +266,16 @@ class ShadowGuard:
         """Seconds to the next tick (0 when it is due)."""
         return max(0.0, self._last_sync + self.config.shadow_interval_s - time.monotonic())
 
+    def _release(self) -> None:
+        """Paused: drop the original, its conversion and what waits to be re-scored."""
+        if self.original is None and not self._queue:
+            return
+        self.original = self._scorer = self._candidate = None
+        self.original_bytes = self.scorer_bytes = None
+        self.scorer = "original"
+        self._queue.clear()
+        _log.info("%s: shadow check paused in this process (original released)", self.name)
+
     def _load_original(self) -> None:
         version = self.version
         assert version is not None
@@ -251,11 +283,14 @@ class ShadowGuard:
         self.original = loaded
         self.original_bytes = deep_sizeof(loaded.model)
         self._scorer, self.scorer, self.scorer_bytes = loaded.model, "original", None
+        self._checked = 0
         try:
             self._candidate = to_compact(loaded.model)[0]
         except Exception as exc:  # any model leanml cannot convert: the original scores
             self._candidate = None
             _log.info("%s: the shadow check scores with the original (%s)", self.name, exc)
+        if self.test is not None:  # loaded again after a pause: the same test carries on
+            return
         guard = None
         if self.config.shadow_threshold is None:
             try:
@@ -302,9 +337,10 @@ class ShadowGuard:
                 self._shadowed.popitem(last=False)
 
     def _check_candidate(self, texts: list[str], labels: np.ndarray, proba: np.ndarray) -> None:
-        """The lossless conversion scores the first batch too: it re-scores from now on if it
-        gave the original's labels and probabilities within 1e-4."""
-        candidate, self._candidate = self._candidate, None
+        """The lossless conversion scores what the original scores until it has matched it on
+        :data:`_CHECK` texts (labels equal, probabilities within 1e-4), and re-scores from then
+        on; at the first difference the original re-scores for good."""
+        candidate = self._candidate
         try:
             top, _, p = predict_top(candidate, texts)
             same = bool(np.array_equal(np.asarray(candidate.classes_)[top], labels))
@@ -313,9 +349,14 @@ class ShadowGuard:
             same, diff = False, float("nan")
             _log.info("%s: the lossless conversion cannot score (%r)", self.name, exc)
         if same and diff <= 1e-4:
-            self._scorer, self.scorer = candidate, f"lossless conversion (checked on {len(texts)})"
-            self.scorer_bytes = deep_sizeof(candidate)
+            self._checked += len(texts)
+            if self._checked >= _CHECK:
+                self._candidate = None
+                self._scorer = candidate
+                self.scorer = f"lossless conversion (checked on {self._checked})"
+                self.scorer_bytes = deep_sizeof(candidate)
             return
+        self._candidate = None
         _log.warning(
             "%s: the shadow check scores with the original: its lossless conversion differs "
             "on the first %d shadowed texts (labels %s, largest probability difference %.3g)",
@@ -416,6 +457,21 @@ class ShadowGuard:
             fallen = True
         self._follow(fallen, reason)
 
+    def _follow_store(self) -> None:
+        """Paused: nothing to publish; read the decision row and follow it (a fallback decided
+        by another process, or the switch back)."""
+        if self.store is None or self.version is None:
+            return
+        _, state = shadow_tables(self.store)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(state.c.fallen_back, state.c.reason).where(
+                    state.c.model == self.name, state.c.version == str(self.version)
+                )
+            ).first()
+        if row is not None:
+            self._follow(bool(row.fallen_back), row.reason)
+
     def _auto(self) -> bool:
         return self.config.fallback == "auto"
 
@@ -457,6 +513,7 @@ class ShadowGuard:
         test = self.test.stats(k, n) if self.test is not None else None
         return {
             "enabled": True,
+            "paused": self.paused,
             "active": self.serving_compact or self.fallen_back,
             "epoch": self.epoch,
             "rate": self.config.shadow_rate,
