@@ -40,6 +40,19 @@ order: a pair of processes carries an offset of its own (being the first or the 
 where the memory landed: the server started first cost ~1.5 points more in 16-block runs, and
 an A/A run had pairs from -3% to +3%), which only more blocks average out. For a cost near 1%,
 use many short blocks (``--blocks 16 --reps 64``: 12 minutes).
+
+``--what shadow --crossover`` removes that offset instead of averaging it: both servers start at
+the defaults; in each repetition the check runs in one and is paused in the other
+(``PUT /v1/models/email/shadow``: nothing sampled or re-scored, the original released), both
+loaded at once, and the roles swap at the next repetition. A process's offset ``o`` enters one
+repetition's ratio as ``1 + o`` and the next one's as ``1 / (1 + o)``, so the geometric mean of
+the two (a swap) holds the check's cost alone. Resuming reloads the original; a short unmeasured
+load then runs until the lossless conversion is chosen again, so a measured run never holds the
+load. A paused check still reads the decision row every tick (``paused_thread_cpu_share``),
+which a server started with ``shadow = "off"`` does not: that share is left out of the cost.
+
+    flock /tmp/bench.lock python benchmarks/serve_monitor_cpu.py --what shadow --crossover \
+        --concurrency 16 --reps 48 --blocks 6
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import random
 import statistics
@@ -69,6 +83,9 @@ from serving import (  # the serving benchmark's helpers
     safe,
     texts_file,
 )
+
+#: the admin token the servers get (``--crossover`` pauses and resumes their shadow check)
+ADMIN = {"Authorization": "Bearer bench-admin-token"}
 
 
 def own_figures(srv: LeanServer, what: str) -> tuple[float, float, int]:
@@ -110,6 +127,129 @@ def bootstrap_median(blocks: list[list[float]], n: int = 2000, seed: int = 0) ->
     return [round(meds[int(0.025 * n)], 4), round(meds[int(0.975 * n) - 1], 4)]
 
 
+def set_shadow(srv: LeanServer, on: bool, texts: Path) -> None:
+    """Resume or pause the shadow check in ``srv`` and wait until it is in that state: paused,
+    the original released; running, the original loaded and its scorer chosen."""
+    url = f"{srv.url}/v1/models/email"
+    r = httpx.put(
+        f"{url}/shadow", json={"shadow": "on" if on else "off"}, headers=ADMIN, timeout=30
+    )
+    r.raise_for_status()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sh = httpx.get(f"{url}/stats", timeout=30).json().get("shadow") or {}
+        loaded = sh.get("original_memory_bytes") is not None
+        if (loaded and str(sh.get("scorer", "")).startswith("lossless")) if on else not loaded:
+            return
+        if on:  # the conversion is chosen once it matched the original on 32 shadowed texts
+            safe("shadow warm-up", srv.run, texts, duration=1.5, warmup=0.1, concurrency=16)
+        else:
+            time.sleep(0.05)
+    raise RuntimeError(f"the shadow check did not turn {'on' if on else 'off'} in 60 s")
+
+
+def crossover(args: argparse.Namespace) -> int:
+    """``--what shadow --crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
+    reps = args.reps or 16
+    duration = args.duration or 5.0
+    work = CACHE / "serving"
+    work.mkdir(parents=True, exist_ok=True)
+    models, _, model_info = prepare_models(work)
+    texts = texts_file(work)
+    os.environ["LEANML_ADMIN_TOKEN"] = ADMIN["Authorization"].split()[1]
+    load_before = os.getloadavg()[0]
+    t0 = time.monotonic()
+    n_blocks = max(1, min(args.blocks, reps // 2))
+    ratios: list[list[float]] = []  # per block: cpu_on / cpu_off - 1 of each repetition
+    thread: list[float] = []  # the running check's thread CPU over its process CPU
+    paused_thread: list[float] = []  # the same, in the paused process (it still reads the store)
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    for block in range(n_blocks):
+        names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
+        ratios.append([])
+        with contextlib.ExitStack() as stack:
+            servers = {
+                k: stack.enter_context(
+                    leanml_server(work, models, f"cross-{k}-{block}", ["--no-cache"])
+                )
+                for k in names
+            }
+            for k in servers:  # a first load, not counted
+                safe(f"{k} warm-up", servers[k].run, texts, duration=2.0, concurrency=16)
+            for rep in range(reps // n_blocks):
+                on, off = ("a", "b") if rep % 2 == 0 else ("b", "a")
+                set_shadow(servers[off], False, texts)
+                set_shadow(servers[on], True, texts)
+                before = {k: own_figures(servers[k], "shadow") for k in servers}
+                with ThreadPoolExecutor(2) as pool:
+                    futures = {
+                        k: pool.submit(
+                            safe,
+                            f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
+                            servers[k].run,
+                            texts,
+                            duration=duration,
+                            warmup=0.5,
+                            concurrency=args.concurrency,
+                        )
+                        for k in servers
+                    }
+                    got = {k: f.result() for k, f in futures.items()}
+                after = {k: own_figures(servers[k], "shadow") for k in servers}
+                c_on = got[on].get("server_cpu_us_per_request")
+                c_off = got[off].get("server_cpu_us_per_request")
+                if c_on and c_off:
+                    ratios[-1].append(c_on / c_off - 1)
+                    cpu["on"].append(c_on)
+                    cpu["off"].append(c_off)
+                for k, share in ((on, thread), (off, paused_thread)):
+                    d_cpu = after[k][0] - before[k][0]
+                    if d_cpu > 0:
+                        share.append((after[k][1] - before[k][1]) / d_cpu)
+    # a process's offset enters one repetition as 1 + o and the next as 1 / (1 + o): the
+    # geometric mean of consecutive repetitions (a swap) cancels it
+    swaps = [
+        [math.sqrt((1 + b[i]) * (1 + b[i + 1])) - 1 for i in range(0, len(b) - 1, 2)]
+        for b in ratios
+    ]
+    flat = [x for b in swaps for x in b]
+    cost = statistics.median(flat) if flat else None
+    out: dict[str, Any] = {
+        "metric": "server process CPU per request, shadow check running vs paused in the same "
+        "processes (crossover: the roles swap every repetition; median over swaps)",
+        "what": "shadow",
+        "crossover": True,
+        "cost_cpu": None if cost is None else round(cost, 4),
+        "swap_costs": [round(x, 4) for x in flat],
+        "swap_costs_spread": quartiles(flat) if flat else None,
+        "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
+        "median_ci95_by_blocks": bootstrap_median(swaps),
+        "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
+        "server_cpu_us_per_request": {
+            k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
+        },
+        "self_measured": {
+            "thread_cpu_share": quartiles(thread) if thread else None,
+            "paused_thread_cpu_share": quartiles(paused_thread) if paused_thread else None,
+            "what": "the shadow thread's CPU over its server's process CPU, same run: running, "
+            "and paused (it still reads the decision row every tick)",
+        },
+        "pass": {"shadow_cpu_le_1pct": None if cost is None else cost <= 0.01},
+        "reps": reps,
+        "blocks": n_blocks,
+        "duration_s_per_run": duration,
+        "concurrency": args.concurrency,
+        "model": model_info,
+        "loadavg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+    text = json.dumps(out, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10 pairs of 3 s runs")
@@ -135,8 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="blocks of repetitions, each with freshly started servers (start order alternates)",
     )
+    ap.add_argument(
+        "--crossover",
+        action="store_true",
+        help="--what shadow: two servers at the defaults, the check paused in one and running in "
+        "the other (PUT /v1/models/email/shadow), the roles swapped every repetition: each "
+        "process is measured on and off, so its own offset cancels",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.crossover:
+        if args.what != "shadow":
+            ap.error("--crossover measures the shadow check: use it with --what shadow")
+        return crossover(args)
     reps = args.reps or (10 if args.quick else 20)
     duration = args.duration or (3.0 if args.quick else 5.0)
     work = CACHE / "serving"

@@ -298,7 +298,8 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
             raise BadRequest(
                 409,
                 "shadow",
-                'the shadow check is off in this server\'s configuration ([serving] shadow = "off")',
+                "the shadow check is off in this server's configuration "
+                '([serving] shadow = "off")',
             )
         return _json(info)
 

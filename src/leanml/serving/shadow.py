@@ -18,9 +18,15 @@ paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
 labels, and its probabilities within ``1e-4``, on the first 32 shadowed texts or more (the
-first ticks' batches), which both score; otherwise (a model it cannot convert, or any difference) the original itself. On the
-demo's e-mail model the conversion re-scores 5x faster (71 against 370 us a text, batches of
-32), with the same labels and probabilities within 6e-7 on 400 test e-mails.
+first ticks' batches), which both score; otherwise (a model it cannot convert, or any
+difference) the original itself. On the demo's e-mail model the conversion re-scores 5x
+faster (71 against 370 us a text, batches of 32), with the same labels and probabilities within
+6e-7 on 400 test e-mails.
+
+Pausing (``PUT /v1/models/NAME/shadow``, admin): :meth:`ShadowGuard.pause` stops the sampling
+and re-scoring in this process and releases the original and its conversion; the thread still
+reads the decision row every tick, so a fallback decided elsewhere is followed.
+:meth:`ShadowGuard.resume` loads the original again; the counts and the test carry on.
 
 Across workers and hosts the counts go to the shared monitor store (one row per process), and
 the decision is made on the merged counts by :class:`leanml._sequential.AgreementTest` (an
