@@ -148,6 +148,29 @@ def set_shadow(srv: LeanServer, on: bool, texts: Path) -> None:
     raise RuntimeError(f"the shadow check did not turn {'on' if on else 'off'} in 60 s")
 
 
+def _split(srv: LeanServer) -> tuple[float, float, float, int]:
+    """(process CPU s, its main thread's, the shadow thread's, predictions served) now: the
+    event loop runs on the main thread."""
+    proc, shadow, served = own_figures(srv, "shadow")
+    main = next(
+        (t.user_time + t.system_time for t in psutil.Process(srv.pid).threads() if t.id == srv.pid),
+        0.0,
+    )
+    return proc, main, shadow, served
+
+
+def _per_prediction(
+    a: tuple[float, float, float, int], b: tuple[float, float, float, int]
+) -> dict[str, float] | None:
+    """Microseconds per prediction between two :func:`_split` readings: the loop's thread, the
+    shadow thread, the rest of the process."""
+    n = b[3] - a[3]
+    if n <= 0:
+        return None
+    proc, loop, shadow = ((b[i] - a[i]) * 1e6 / n for i in range(3))
+    return {"loop": loop, "shadow": shadow, "rest": proc - loop - shadow}
+
+
 def crossover(args: argparse.Namespace) -> int:
     """``--what shadow --crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
     reps = args.reps or 16
@@ -164,7 +187,9 @@ def crossover(args: argparse.Namespace) -> int:
     thread: list[float] = []  # the running check's thread CPU over its process CPU
     paused_thread: list[float] = []  # the same, in the paused process (it still reads the store)
     cpu: dict[str, list[float]] = {"on": [], "off": []}
+    split: list[list[dict[str, float]]] = []  # per block: the threads' ratios, each repetition
     for block in range(n_blocks):
+        split.append([])
         names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
         ratios.append([])
         with contextlib.ExitStack() as stack:
@@ -180,7 +205,7 @@ def crossover(args: argparse.Namespace) -> int:
                 on, off = ("a", "b") if rep % 2 == 0 else ("b", "a")
                 set_shadow(servers[off], False, texts)
                 set_shadow(servers[on], True, texts)
-                before = {k: own_figures(servers[k], "shadow") for k in servers}
+                before = {k: _split(servers[k]) for k in servers}
                 with ThreadPoolExecutor(2) as pool:
                     futures = {
                         k: pool.submit(
@@ -195,7 +220,11 @@ def crossover(args: argparse.Namespace) -> int:
                         for k in servers
                     }
                     got = {k: f.result() for k, f in futures.items()}
-                after = {k: own_figures(servers[k], "shadow") for k in servers}
+                after = {k: _split(servers[k]) for k in servers}
+                per = {k: _per_prediction(before[k], after[k]) for k in servers}
+                if per[on] and per[off]:
+                    split[-1].append({p: per[on][p] / per[off][p] - 1 for p in ("loop", "rest")})
+                    split[-1][-1]["shadow_us"] = per[on]["shadow"]
                 c_on = got[on].get("server_cpu_us_per_request")
                 c_off = got[off].get("server_cpu_us_per_request")
                 if c_on and c_off:
@@ -205,7 +234,7 @@ def crossover(args: argparse.Namespace) -> int:
                 for k, share in ((on, thread), (off, paused_thread)):
                     d_cpu = after[k][0] - before[k][0]
                     if d_cpu > 0:
-                        share.append((after[k][1] - before[k][1]) / d_cpu)
+                        share.append((after[k][2] - before[k][2]) / d_cpu)
     # a process's offset enters one repetition as 1 + o and the next as 1 / (1 + o): the
     # geometric mean of consecutive repetitions (a swap) cancels it
     swaps = [
@@ -214,6 +243,18 @@ def crossover(args: argparse.Namespace) -> int:
     ]
     flat = [x for b in swaps for x in b]
     cost = statistics.median(flat) if flat else None
+    by_thread: dict[str, Any] = {}
+    for part in ("loop", "rest"):
+        sw = [
+            math.sqrt((1 + b[i][part]) * (1 + b[i + 1][part])) - 1
+            for b in split
+            for i in range(0, len(b) - 1, 2)
+        ]
+        by_thread[f"{part}_cost"] = round(statistics.median(sw), 4) if sw else None
+    shadow_us = [r["shadow_us"] for b in split for r in b]
+    by_thread["shadow_thread_us_per_prediction"] = (
+        round(statistics.median(shadow_us), 3) if shadow_us else None
+    )
     out: dict[str, Any] = {
         "metric": "server process CPU per request, shadow check running vs paused in the same "
         "processes (crossover: the roles swap every repetition; median over swaps)",
@@ -225,6 +266,12 @@ def crossover(args: argparse.Namespace) -> int:
         "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
         "median_ci95_by_blocks": bootstrap_median(swaps),
         "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
+        "by_thread": {
+            **by_thread,
+            "what": "CPU per prediction served, running vs paused, swaps as above: the event "
+            "loop's thread (the request path), every other thread but the shadow check's (the "
+            "monitor's flusher, the store), and the shadow thread's own CPU per prediction",
+        },
         "server_cpu_us_per_request": {
             k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
         },
