@@ -315,6 +315,8 @@ def test_good_compact_keeps_serving(
     store = f"sqlite:///{tmp_path / 'monitor.db'}"
     with running(models, store, tmp_path, config=SHADOW) as a:
         c = a.client()
+        # ready only once the check's original is loaded (no load stalls the first requests)
+        assert c.get("/v1/models/intent/stats").json()["shadow"]["original_memory_bytes"]
         _predict_all(c, intent_texts, 3)
 
         def settled() -> dict[str, Any] | None:
@@ -417,7 +419,7 @@ def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
         guard.offer(part, ids, labels, [0.5] * len(part), 0.01)
 
     try:
-        assert wait_for(lambda: guard.original, timeout=60)
+        assert guard.wait_loaded(60) and guard.original is not None
         offer(texts[:32], "a")
         assert wait_for(lambda: guard.local["n"] >= 32, timeout=60)
         test = guard.test

@@ -178,10 +178,20 @@ class Service:
             )
         self.feedback_log.start(self._resolve_threadsafe)
         self._tasks.append(asyncio.create_task(self._watch_registry()))
+        await asyncio.to_thread(self._wait_for_shadow_originals)
         freeze_after_load()
         self.ready = bool(self.handles)  # a server whose models all failed is not ready
         if not self.ready:
             _log.error("no model of %s could be loaded: not ready", self.registry.root)
+
+    def _wait_for_shadow_originals(self, timeout: float = 300.0) -> None:
+        """Before reporting ready: the originals the shadow checks load on their threads
+        (loading one while requests arrive would stall them; loaded now, it is also frozen
+        with the rest). A load that takes longer goes on in the background."""
+        deadline = time.monotonic() + timeout
+        for name, h in self.handles.items():
+            if h.shadow is not None and not h.shadow.wait_loaded(deadline - time.monotonic()):
+                _log.warning("%s: the shadow check's original is still loading", name)
 
     async def stop(self) -> None:
         self.ready = False

@@ -145,6 +145,8 @@ class ShadowGuard:
         self._published: tuple[float, ...] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: set once the thread tried to load the original of the version it follows
+        self._loaded = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -157,6 +159,7 @@ class ShadowGuard:
             self.version = version
             self.original = None  # loaded on the guard's thread
             self.epoch, self.fallen_back, self.reason, self.test = 0, False, None, None
+            self._loaded.clear()
             self._reset_counts()
             self._wake.set()  # load it now, not at the next tick
         if self._thread is None:
@@ -164,6 +167,13 @@ class ShadowGuard:
                 target=self._run, name=f"leanml-shadow-{self.name}", daemon=True
             )
             self._thread.start()
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Wait until the original of the followed version is loaded (or failed to load);
+        whether it was, within ``timeout`` seconds. The server waits so at start: a load
+        holds the GIL for seconds (~3 s for the e-mail model's skops file), which stalls the
+        requests that arrive meanwhile."""
+        return self._thread is None or self._loaded.wait(timeout)
 
     def pause(self) -> None:
         """Stop sampling and re-scoring in this process and release the original (its thread
@@ -252,7 +262,10 @@ class ShadowGuard:
                 if self.paused:
                     self._release()
                 elif self.original is None and self.version is not None:
-                    self._load_original()
+                    try:
+                        self._load_original()
+                    finally:
+                        self._loaded.set()
                 if self._until_due() <= 0:  # a tick: score what was sampled since, then decide
                     self._last_sync = time.monotonic()
                     for _ in range(-(-len(self._queue) // _BATCH)):  # none until loaded
