@@ -127,6 +127,13 @@ def bootstrap_median(blocks: list[list[float]], n: int = 2000, seed: int = 0) ->
     return [round(meds[int(0.025 * n)], 4), round(meds[int(0.975 * n) - 1], 4)]
 
 
+def measured_run(
+    srv: LeanServer, label: str, texts: Path, duration: float, concurrency: int
+) -> dict[str, Any]:
+    """One measured load run of ``srv`` (half a second of warm-up), its failure reported."""
+    return safe(label, srv.run, texts, duration=duration, warmup=0.5, concurrency=concurrency)
+
+
 def set_shadow(srv: LeanServer, on: bool, texts: Path) -> None:
     """Resume or pause the shadow check in ``srv`` and wait until it is in that state: paused,
     the original released; running, the original loaded and its scorer chosen."""
@@ -209,13 +216,12 @@ def crossover(args: argparse.Namespace) -> int:
                 with ThreadPoolExecutor(2) as pool:
                     futures = {
                         k: pool.submit(
-                            safe,
+                            measured_run,
+                            servers[k],
                             f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
-                            servers[k].run,
                             texts,
-                            duration=duration,
-                            warmup=0.5,
-                            concurrency=args.concurrency,
+                            duration,
+                            args.concurrency,
                         )
                         for k in servers
                     }
@@ -282,14 +288,33 @@ def crossover(args: argparse.Namespace) -> int:
             "and paused (it still reads the decision row every tick)",
         },
         "pass": {"shadow_cpu_le_1pct": None if cost is None else cost <= 0.01},
-        "reps": reps,
-        "blocks": n_blocks,
-        "duration_s_per_run": duration,
-        "concurrency": args.concurrency,
-        "model": model_info,
-        "loadavg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "wall_s": round(time.monotonic() - t0, 1),
     }
+    return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
+
+
+def report(
+    out: dict[str, Any],
+    args: argparse.Namespace,
+    reps: int,
+    blocks: int,
+    duration: float,
+    model_info: dict[str, Any],
+    load_before: float,
+    t0: float,
+) -> int:
+    """Add the run's settings and the machine's load to ``out``; print it (and write it)."""
+    out.update(
+        {
+            "reps": reps,
+            "blocks": blocks,
+            "together": args.together or args.crossover,
+            "duration_s_per_run": duration,
+            "concurrency": args.concurrency,
+            "model": model_info,
+            "loadavg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "wall_s": round(time.monotonic() - t0, 1),
+        }
+    )
     text = json.dumps(out, indent=2)
     if args.json:
         args.json.write_text(text + "\n")
@@ -368,14 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             }
 
             def one(k: str, rep: int, servers: dict[str, LeanServer] = servers) -> dict[str, Any]:
-                return safe(
-                    f"{k} #{rep}",
-                    servers[k].run,
-                    texts,
-                    duration=duration,
-                    warmup=0.5,
-                    concurrency=args.concurrency,
-                )
+                return measured_run(servers[k], f"{k} #{rep}", texts, duration, args.concurrency)
 
             # a first load, not counted: what loads lazily (the shadow's original) loads now
             for k in configs:
@@ -448,20 +466,8 @@ def main(argv: list[str] | None = None) -> int:
                 None if cost is None else cost <= (0.03 if args.what == "monitoring" else 0.01)
             )
         },
-        "reps": reps,
-        "blocks": n_blocks,
-        "together": args.together,
-        "duration_s_per_run": duration,
-        "concurrency": args.concurrency,
-        "model": model_info,
-        "loadavg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "wall_s": round(time.monotonic() - t0, 1),
     }
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
-    return 0
+    return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
 
 
 if __name__ == "__main__":

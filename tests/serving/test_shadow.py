@@ -308,13 +308,19 @@ def test_realized_accuracy_of_both_variants_on_joined_labels(
         assert sh[f"accuracy_{v}_lower"] <= sh[f"accuracy_{v}"] <= sh[f"accuracy_{v}_upper"]
 
 
-def test_good_compact_keeps_serving(
-    tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
-) -> None:
+@contextlib.contextmanager
+def _good_server(tmp_path: Path, intent_models: tuple[Any, Any]) -> Iterator[httpx.Client]:
+    """A running server (SQLite store) whose compact variant is the original itself."""
     models = _good_registry(tmp_path / "reg", intent_models)
     store = f"sqlite:///{tmp_path / 'monitor.db'}"
     with running(models, store, tmp_path, config=SHADOW) as a:
-        c = a.client()
+        yield a.client()
+
+
+def test_good_compact_keeps_serving(
+    tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
+) -> None:
+    with _good_server(tmp_path, intent_models) as c:
         # ready only once the check's original is loaded (no load stalls the first requests)
         assert c.get("/v1/models/intent/stats").json()["shadow"]["original_memory_bytes"]
         _predict_all(c, intent_texts, 3)
@@ -442,10 +448,7 @@ def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
 def test_the_admin_api_pauses_and_resumes_the_check_in_the_process(
     tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
 ) -> None:
-    models = _good_registry(tmp_path / "reg", intent_models)
-    store = f"sqlite:///{tmp_path / 'monitor.db'}"
-    with running(models, store, tmp_path, config=SHADOW) as a:
-        c = a.client()
+    with _good_server(tmp_path, intent_models) as c:
         url = "/v1/models/intent/shadow"
         r = c.put(url, json={"shadow": "off"})
         assert r.status_code == 401 and r.json()["field"] == "authorization"
