@@ -227,10 +227,11 @@ def crossover(args: argparse.Namespace) -> int:
                     }
                     got = {k: f.result() for k, f in futures.items()}
                 after = {k: _split(servers[k]) for k in servers}
-                per = {k: _per_prediction(before[k], after[k]) for k in servers}
-                if per[on] and per[off]:
-                    split[-1].append({p: per[on][p] / per[off][p] - 1 for p in ("loop", "rest")})
-                    split[-1][-1]["shadow_us"] = per[on]["shadow"]
+                p_on = _per_prediction(before[on], after[on])
+                p_off = _per_prediction(before[off], after[off])
+                if p_on and p_off:
+                    split[-1].append({p: p_on[p] / p_off[p] - 1 for p in ("loop", "rest")})
+                    split[-1][-1]["shadow_us"] = p_on["shadow"]
                 c_on = got[on].get("server_cpu_us_per_request")
                 c_off = got[off].get("server_cpu_us_per_request")
                 if c_on and c_off:
