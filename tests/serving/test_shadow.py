@@ -336,6 +336,7 @@ def test_good_compact_keeps_serving(
         assert sh, json.dumps(c.get("/v1/models/intent/stats").json().get("shadow"))
         assert sh["agreement"] == 1.0 and not sh["fallen_back"]
         assert sh["budget"]["share"] == pytest.approx(1.0)  # everything sampled was scored
+        assert sh["loop_cpu_s"] > 0  # by the server's event loop
         assert sh["threshold"] == pytest.approx(0.97)
         assert c.get("/v1/models/intent").json()["variant"] == "compact"
 
@@ -441,6 +442,60 @@ def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
         assert not guard.stats()["paused"] and guard.test is test  # the same test carries on
         assert guard.agreement() == 1.0 and not guard.fallen_back
         assert {p[0] for p in guard._shadowed} == {"a", "c"}
+    finally:
+        guard.close()
+
+
+def test_the_serving_event_loop_re_scores_and_the_thread_takes_over_once_it_closed(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    import asyncio
+    import threading
+
+    from leanml.config import ServingConfig
+    from leanml.serving.shadow import ShadowGuard
+
+    texts = [str(t) for t in load_email_intents().X_test[:200]]
+    cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
+    registry = ModelRegistry(_good_registry(tmp_path / "reg", intent_models))
+    guard = ShadowGuard(registry, "intent", cfg, None, seed=0)
+    guard.follow(1, "compact", "compact")
+    scored_on: set[int] = set()
+    score_batch = guard._score_batch
+
+    def spy(*args: Any) -> None:
+        scored_on.add(threading.get_ident())
+        score_batch(*args)
+
+    guard._score_batch = spy  # type: ignore[method-assign]
+
+    def offer(part: list[str], tag: str) -> None:  # served labels the original agrees with
+        ids = [f"{tag}{i}" for i in range(len(part))]
+        labels = list(intent_models[0].pipeline.predict(part))
+        guard.offer(part, ids, labels, [0.5] * len(part), 1.0)  # a budget for every text
+
+    async def serve() -> int:  # offers from inside a running loop, which stays responsive
+        offer(texts[:100], "a")
+        for _ in range(600):
+            if guard.local["n"] >= 100 and not guard._queue:
+                break
+            await asyncio.sleep(0.05)
+        return threading.get_ident()
+
+    try:
+        assert guard.wait_loaded(60) and guard.original is not None
+        loop = asyncio.new_event_loop()
+        try:
+            loop_thread = loop.run_until_complete(serve())
+        finally:
+            loop.close()
+        assert guard.local["n"] == 100
+        assert scored_on == {loop_thread} and guard.stats()["loop_cpu_s"] > 0
+        offer(texts[100:], "b")  # the loop is closed: the guard's thread re-scores
+        # (what the CPU budget's burst lets through of the 100)
+        assert wait_for(lambda: guard.local["n"] > 100 and not guard._queue, timeout=60)
+        assert guard._loop is None and len(scored_on) == 2
+        assert guard.agreement() == 1.0 and not guard.fallen_back
     finally:
         guard.close()
 

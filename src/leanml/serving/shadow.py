@@ -1,19 +1,29 @@
 """The shadow check: the original re-scores a sample of what a compact variant served.
 
 While a compact variant serves, :class:`ShadowGuard` loads the original once per process (its
-in-memory size is reported) and, on its own background thread, re-scores in batches a sample of
-the served texts: every served prediction is sampled with probability ``shadow_rate`` (default
+in-memory size is reported) and re-scores in batches, off the request path, a sample of the
+served texts: every served prediction is sampled with probability ``shadow_rate`` (default
 1%); the first 0.5% always, the rest only while the CPU budget (:class:`OverheadBudget`,
 ``shadow_budget`` times the model's time) allows. It counts label agreement, the difference of
 the top-class probability and, where ground truth joins, both variants' realized accuracy.
 
-When: once every ``shadow_interval_s`` (a tick) the thread re-scores everything sampled since
-the last tick, in predict calls of at most 256 texts, then merges the counts and decides. One
-pass a tick rather than one per 32 texts queued: a call on cold caches (the scorer's tables
-pushed out by serving since its last pass) costs ~0.5 ms more than a hot one whatever its size
-(e-mail conversion: +42 us a text in batches of 10, +5 us in batches of 100), so fewer, larger
-passes pay it less often. On ``leanml serve`` (e-mail compact, ~4,800 requests/s, 8 blocks of 4
-paired runs) the thread's own CPU went from 0.66% to 0.53% of the server's.
+When: once every ``shadow_interval_s`` (a tick) everything sampled since the last tick is
+re-scored, then the guard's thread merges the counts and decides. One pass a tick rather than
+one per 32 texts queued: a call on cold caches (the scorer's tables pushed out by serving since
+its last pass) costs ~0.5 ms more than a hot one whatever its size (e-mail conversion: +42 us a
+text in batches of 10, +5 us in batches of 100), so fewer, larger passes pay it less often.
+
+Where: on the event loop that serves, between its batches. The thread asks it at each tick
+(``call_soon_threadsafe``) and waits; the loop re-scores 32 texts a step (8 while the conversion
+is being checked), and requests that arrived meanwhile go before the next step. Without an
+event loop (the guard used on its own, as in tests) the thread re-scores, in predict calls of
+at most 256 texts. Why not the thread: re-scoring beside the serving thread costs more than
+the same re-scoring between its batches (GIL hand-overs; each side's tables pushed out of the
+caches by the other). ``benchmarks/shadow_where.py``, in-process: the compact e-mail model
+serving batches of 10, 10% of them re-scored by the conversion every 0.5 s: process CPU per
+served text +16.3% with the thread re-scoring (the re-scoring itself 6.1 us a text, and the
+serving thread 6% slower), +11.7% with the loop re-scoring (5.3 us); a step blocks the loop
+for ~1.6 ms.
 
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
@@ -42,7 +52,9 @@ re-exported here.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -81,6 +93,7 @@ _log = logging.getLogger("leanml.serving.shadow")
 FLOOR_RATE = 0.005
 _CHECK = 32  # shadowed texts the lossless conversion must match before it re-scores alone
 _BATCH = 256  # the most texts one predict call of the scorer takes (a tick's are chunked)
+_LOOP_CHUNK = 32  # texts one re-scoring step on the event loop takes (then requests go first)
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
 _COUNTS = COUNTS  # the store schema: leanml.monitor.shadow
@@ -141,6 +154,10 @@ class ShadowGuard:
         self._last_sync = 0.0
         self.thread_cpu_s = 0.0
         self.sync_cpu_s = 0.0  # of which merging counts through the store and deciding
+        self.loop_cpu_s = 0.0  # re-scoring on the event loop
+        #: the event loop that serves (seen in offer): it re-scores, asked by the thread
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scored = threading.Event()  # the loop re-scored what the thread asked for
         self._skip = self._gap()
         self._published: tuple[float, ...] | None = None
         self._stop = threading.Event()
@@ -190,6 +207,7 @@ class ShadowGuard:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._scored.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -233,6 +251,9 @@ class ShadowGuard:
         if extra:  # until the first scored batch measures the cost, the queue bounds it
             allowed = self.budget.allowed(len(extra))
             keep += extra if self.budget.cost is None else extra[:allowed]
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # None outside an event loop
+                self._loop = asyncio.get_running_loop()
         q = self._queue
         if len(q) + len(keep) > _QUEUE:
             self.dropped += len(q) + len(keep) - _QUEUE
@@ -268,8 +289,9 @@ class ShadowGuard:
                         self._loaded.set()
                 if self._until_due() <= 0:  # a tick: score what was sampled since, then decide
                     self._last_sync = time.monotonic()
-                    for _ in range(-(-len(self._queue) // _BATCH)):  # none until loaded
-                        self._score_batch()
+                    if not self._score_on_loop():  # no event loop serves: this thread scores
+                        for _ in range(-(-len(self._queue) // _BATCH)):  # none until loaded
+                            self._score_batch()
                     t0 = time.thread_time()
                     if self.paused:
                         self._follow_store()
@@ -280,6 +302,45 @@ class ShadowGuard:
                 _log.exception("shadow check of %s failed", self.name)
                 self._stop.wait(1.0)
             self.thread_cpu_s = time.thread_time()  # everything this thread did, syncs too
+
+    def _score_on_loop(self) -> bool:
+        """Have the serving event loop re-score the queue (see the module docstring: on this
+        thread the same texts cost about twice as much) and wait until it did, at most one
+        interval; False when no event loop serves (none seen, stopped or closed)."""
+        loop = self._loop
+        if loop is not None and loop.is_closed():
+            self._loop = loop = None  # the next offer from a running loop sets it again
+        if loop is None or not loop.is_running():
+            return False
+        if not self._queue or self.original is None:
+            return True
+        self._scored.clear()
+        try:
+            loop.call_soon_threadsafe(self._loop_chunk)
+        except RuntimeError:  # the loop is closed: this thread scores from now on
+            self._loop = None
+            return False
+        self._scored.wait(timeout=self.config.shadow_interval_s)
+        return True
+
+    def _loop_chunk(self) -> None:
+        """On the event loop: re-score one chunk of the queue, then let the requests that
+        arrived meanwhile through before the next chunk (each chunk blocks the loop for
+        ~2 ms on the demo's e-mail model; the first ones, still checking the conversion, for
+        ~7 ms)."""
+        t0 = time.thread_time()
+        more = False
+        try:
+            self._score_batch(_LOOP_CHUNK if self._candidate is None else _LOOP_CHUNK // 4)
+            more = bool(self._queue) and self.original is not None and not self._stop.is_set()
+        except Exception:  # as on the thread: logged, the rest waits for the next tick
+            _log.exception("shadow check of %s failed", self.name)
+        finally:
+            self.loop_cpu_s += time.thread_time() - t0
+        if more:
+            asyncio.get_running_loop().call_soon(self._loop_chunk)
+        else:
+            self._scored.set()
 
     def _until_due(self) -> float:
         """Seconds to the next tick (0 when it is due)."""
@@ -327,15 +388,14 @@ class ShadowGuard:
             threshold,
         )
 
-    def _score_batch(self) -> None:
-        original = self.original
-        if original is None:
+    def _score_batch(self, size: int = _BATCH) -> None:
+        original, model = self.original, self._scorer
+        if original is None or model is None:
             return
-        batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+        batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
         if not batch:
             return
         texts = [b[0] for b in batch]
-        model = self._scorer
 
         def work() -> tuple[Any, Any, Any]:
             top, conf, proba = predict_top(model, texts)
@@ -549,6 +609,7 @@ class ShadowGuard:
             "budget": self.budget.stats(),
             "thread_cpu_s": self.thread_cpu_s,
             "sync_cpu_s": self.sync_cpu_s,
+            "loop_cpu_s": self.loop_cpu_s,
             "test": test,
             # the test fired (the store's decision); with fallback = "off" the compact serves on
             "alarm": self.fallen_back,
