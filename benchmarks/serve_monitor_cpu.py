@@ -28,8 +28,9 @@ Two figures:
 * ``self_measured``: the low-noise view from inside the server that has it on, per repetition
   (from before its first run to after its last): the monitor's own CPU (its flusher thread's
   CPU time, the ``stats()["overhead"]`` figure, plus the caller-side ``record_batch`` cost the
-  handle times on one batch in 64), or the shadow thread's CPU time, over the server's process
-  CPU in the same interval, and per prediction. It leaves out indirect costs (GIL hand-overs,
+  handle times on one batch in 64), or the shadow check's (its thread's CPU time and its
+  re-scoring on the event loop, ``loop_cpu_s``), over the server's process CPU in the same
+  interval, and per prediction. It leaves out indirect costs (GIL hand-overs,
   caches), so it is a floor of the paired figure.
 
 ``--together`` loads both servers at once in each repetition (one client each): the rest of
@@ -172,8 +173,8 @@ def _split(srv: LeanServer) -> tuple[float, float, float, int]:
 def _per_prediction(
     a: tuple[float, float, float, int], b: tuple[float, float, float, int]
 ) -> dict[str, float] | None:
-    """Microseconds per prediction between two :func:`_split` readings: the loop's thread, the
-    shadow thread, the rest of the process."""
+    """Microseconds per prediction between two :func:`_split` readings: the loop's thread (its
+    re-scoring for the check left out), the check's own CPU, the rest of the process."""
     n = b[3] - a[3]
     if n <= 0:
         return None
@@ -279,8 +280,9 @@ def crossover(args: argparse.Namespace) -> int:
         "by_thread": {
             **by_thread,
             "what": "CPU per prediction served, running vs paused, swaps as above: the event "
-            "loop's thread (the request path), every other thread but the shadow check's (the "
-            "monitor's flusher, the store), and the shadow thread's own CPU per prediction",
+            "loop's thread (the request path, its re-scoring for the check left out), every "
+            "other thread but the shadow check's (the monitor's flusher, the store), and the "
+            "check's own CPU per prediction (its thread, its re-scoring on the loop)",
         },
         "server_cpu_us_per_request": {
             k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
@@ -288,8 +290,9 @@ def crossover(args: argparse.Namespace) -> int:
         "self_measured": {
             "thread_cpu_share": quartiles(thread) if thread else None,
             "paused_thread_cpu_share": quartiles(paused_thread) if paused_thread else None,
-            "what": "the shadow thread's CPU over its server's process CPU, same run: running, "
-            "and paused (it still reads the decision row every tick)",
+            "what": "the shadow check's own CPU (its thread, its re-scoring on the loop) over "
+            "its server's process CPU, same run: running, and paused (it still reads the "
+            "decision row every tick)",
         },
         "pass": {"shadow_cpu_le_1pct": None if cost is None else cost <= 0.01},
     }
@@ -450,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                 quartiles([r["us_per_prediction"] for r in self_runs]) if self_runs else None
             ),
             "what": "the monitor's own CPU (flusher thread + sampled caller record_batch) or "
-            "the shadow thread's, over the server's process CPU, same interval, per run",
+            "the shadow check's (thread + re-scoring on the loop), over the server's process "
+            "CPU, same interval, per run",
         },
         "reps_cpu_us_per_request": cpu,
         "rps_median": {
