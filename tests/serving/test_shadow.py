@@ -500,6 +500,22 @@ def test_the_serving_event_loop_re_scores_and_the_thread_takes_over_once_it_clos
         guard.close()
 
 
+def test_a_re_scoring_step_on_the_loop_holds_about_2_ms_of_the_scorer_s_measured_cost(
+    tmp_path: Path,
+) -> None:
+    from leanml.config import ServingConfig
+    from leanml.serving.shadow import ShadowGuard
+
+    guard = ShadowGuard(ModelRegistry(tmp_path / "reg"), "intent", ServingConfig(), None)
+    assert guard._step() == 4  # nothing measured yet
+    guard.budget.cost = 50e-6  # the e-mail conversion's order: 40 texts
+    assert guard._step() == 40
+    guard._candidate = object()  # the conversion checked beside the original: half
+    assert guard._step() == 20
+    guard.budget.cost = 0.030  # a slow original: one text a step, never none
+    assert guard._step() == 1
+
+
 def test_the_admin_api_pauses_and_resumes_the_check_in_the_process(
     tmp_path: Path, intent_models: tuple[Any, Any], intent_texts: list[str]
 ) -> None:

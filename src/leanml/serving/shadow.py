@@ -14,16 +14,16 @@ its last pass) costs ~0.5 ms more than a hot one whatever its size (e-mail conve
 text in batches of 10, +5 us in batches of 100), so fewer, larger passes pay it less often.
 
 Where: on the event loop that serves, between its batches. The thread asks it at each tick
-(``call_soon_threadsafe``) and waits; the loop re-scores 32 texts a step (8 while the conversion
-is being checked), and requests that arrived meanwhile go before the next step. Without an
+(``call_soon_threadsafe``) and waits; the loop re-scores in steps of ~2 ms of CPU (as many texts
+as the scorer's measured cost allows: ~40 on the e-mail model's conversion, 5 on its
+scikit-learn original), and requests that arrived meanwhile go before the next step. Without an
 event loop (the guard used on its own, as in tests) the thread re-scores, in predict calls of
 at most 256 texts. Why not the thread: re-scoring beside the serving thread costs more than
 the same re-scoring between its batches (GIL hand-overs; each side's tables pushed out of the
 caches by the other). ``benchmarks/shadow_where.py``, in-process: the compact e-mail model
 serving batches of 10, 10% of them re-scored by the conversion every 0.5 s: process CPU per
 served text +16.3% with the thread re-scoring (the re-scoring itself 6.1 us a text, and the
-serving thread 6% slower), +11.7% with the loop re-scoring (5.3 us); a step blocks the loop
-for ~1.6 ms.
+serving thread 6% slower), +11.7% with the loop re-scoring (5.3 us).
 
 What re-scores: the original's *lossless* conversion (:func:`leanml.compress.to_compact` with
 the default recipe: the same features, float32 weights, no pruning), once it gave the original's
@@ -93,7 +93,9 @@ _log = logging.getLogger("leanml.serving.shadow")
 FLOOR_RATE = 0.005
 _CHECK = 32  # shadowed texts the lossless conversion must match before it re-scores alone
 _BATCH = 256  # the most texts one predict call of the scorer takes (a tick's are chunked)
-_LOOP_CHUNK = 32  # texts one re-scoring step on the event loop takes (then requests go first)
+#: CPU seconds one re-scoring step on the event loop aims at (then waiting requests go first):
+#: as many texts as the scorer's measured cost a text allows, at least one; 4 until measured
+_STEP_S = 0.002
 _QUEUE = 4096
 _JOIN_MEMORY = 20_000  # shadowed ids remembered for the ground-truth join
 _COUNTS = COUNTS  # the store schema: leanml.monitor.shadow
@@ -305,8 +307,8 @@ class ShadowGuard:
 
     def _score_on_loop(self) -> bool:
         """Have the serving event loop re-score the queue (see the module docstring: on this
-        thread the same texts cost about twice as much) and wait until it did, at most one
-        interval; False when no event loop serves (none seen, stopped or closed)."""
+        thread the same texts cost more) and wait until it did, at most one interval; False
+        when no event loop serves (none seen, stopped or closed)."""
         loop = self._loop
         if loop is not None and loop.is_closed():
             self._loop = loop = None  # the next offer from a running loop sets it again
@@ -323,15 +325,24 @@ class ShadowGuard:
         self._scored.wait(timeout=self.config.shadow_interval_s)
         return True
 
+    def _step(self) -> int:
+        """Texts in the next re-scoring step on the loop: ~:data:`_STEP_S` of CPU at the
+        scorer's measured cost (half as many while the conversion is checked beside it), so a
+        slow original (a large forest, a long pipeline) blocks the loop no longer than a fast
+        one; 4 before the first step measured it."""
+        cost = self.budget.cost
+        if not cost or cost <= 0:
+            return 4
+        n = int(_STEP_S / cost)
+        return max(1, n // 2 if self._candidate is not None else n)
+
     def _loop_chunk(self) -> None:
-        """On the event loop: re-score one chunk of the queue, then let the requests that
-        arrived meanwhile through before the next chunk (each chunk blocks the loop for
-        ~2 ms on the demo's e-mail model; the first ones, still checking the conversion, for
-        ~7 ms)."""
+        """On the event loop: re-score one step of the queue (:meth:`_step`), then let the
+        requests that arrived meanwhile through before the next step."""
         t0 = time.thread_time()
         more = False
         try:
-            self._score_batch(_LOOP_CHUNK if self._candidate is None else _LOOP_CHUNK // 4)
+            self._score_batch(self._step())
             more = bool(self._queue) and self.original is not None and not self._stop.is_set()
         except Exception:  # as on the thread: logged, the rest waits for the next tick
             _log.exception("shadow check of %s failed", self.name)
