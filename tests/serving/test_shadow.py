@@ -463,9 +463,9 @@ def test_the_serving_event_loop_re_scores_and_the_thread_takes_over_once_it_clos
     scored_on: set[int] = set()
     score_batch = guard._score_batch
 
-    def spy(*args: Any) -> None:
+    def spy(*args: Any) -> int:
         scored_on.add(threading.get_ident())
-        score_batch(*args)
+        return score_batch(*args)
 
     guard._score_batch = spy  # type: ignore[method-assign]
 

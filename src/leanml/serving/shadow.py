@@ -319,7 +319,7 @@ class ShadowGuard:
         self._scored.clear()
         try:
             loop.call_soon_threadsafe(self._loop_chunk)
-        except RuntimeError:  # the loop is closed: this thread scores from now on
+        except RuntimeError:  # closed meanwhile: this thread scores
             self._loop = None
             return False
         self._scored.wait(timeout=self.config.shadow_interval_s)
@@ -342,8 +342,8 @@ class ShadowGuard:
         t0 = time.thread_time()
         more = False
         try:
-            self._score_batch(self._step())
-            more = bool(self._queue) and self.original is not None and not self._stop.is_set()
+            more = self._score_batch(self._step()) > 0 and bool(self._queue)
+            more = more and not self._stop.is_set()
         except Exception:  # as on the thread: logged, the rest waits for the next tick
             _log.exception("shadow check of %s failed", self.name)
         finally:
@@ -399,13 +399,15 @@ class ShadowGuard:
             threshold,
         )
 
-    def _score_batch(self, size: int = _BATCH) -> None:
+    def _score_batch(self, size: int = _BATCH) -> int:
+        """Re-score up to ``size`` queued texts and count them; how many (0: none queued, or
+        no original loaded)."""
         original, model = self.original, self._scorer
         if original is None or model is None:
-            return
+            return 0
         batch = [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
         if not batch:
-            return
+            return 0
         texts = [b[0] for b in batch]
 
         def work() -> tuple[Any, Any, Any]:
@@ -425,6 +427,7 @@ class ShadowGuard:
                 self._shadowed[pid] = (label, olab)
             while len(self._shadowed) > _JOIN_MEMORY:
                 self._shadowed.popitem(last=False)
+        return len(batch)
 
     def _check_candidate(self, texts: list[str], labels: np.ndarray, proba: np.ndarray) -> None:
         """The lossless conversion scores what the original scores until it has matched it on
