@@ -408,22 +408,36 @@ def test_a_conversion_that_differs_leaves_the_original_scoring(
     assert [guard._shadowed[f"p{i}"][1] for i in range(len(texts))] == original
 
 
-def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
-    tmp_path: Path, intent_models: tuple[Any, Any]
-) -> None:
+def _intent_guard(tmp_path: Path, intent_models: tuple[Any, Any]) -> Any:
+    """A ShadowGuard (no store; every text shadowed, 50 ms ticks) following the compact intent
+    model of a good registry."""
     from leanml.config import ServingConfig
     from leanml.serving.shadow import ShadowGuard
 
-    texts = [str(t) for t in load_email_intents().X_test[:96]]
     cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
     registry = ModelRegistry(_good_registry(tmp_path / "reg", intent_models))
     guard = ShadowGuard(registry, "intent", cfg, None, seed=0)
     guard.follow(1, "compact", "compact")
+    return guard
 
-    def offer(part: list[str], tag: str) -> None:  # served labels the original agrees with
-        ids = [f"{tag}{i}" for i in range(len(part))]
-        labels = list(intent_models[0].pipeline.predict(part))
-        guard.offer(part, ids, labels, [0.5] * len(part), 0.01)
+
+def _offer_agreeing(
+    guard: Any, intent_models: tuple[Any, Any], part: list[str], tag: str, model_s: float
+) -> None:
+    """Offer ``part`` as served with the labels the original gives (ids ``tag0``, ``tag1``...)."""
+    ids = [f"{tag}{i}" for i in range(len(part))]
+    labels = list(intent_models[0].pipeline.predict(part))
+    guard.offer(part, ids, labels, [0.5] * len(part), model_s)
+
+
+def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    texts = [str(t) for t in load_email_intents().X_test[:96]]
+    guard = _intent_guard(tmp_path, intent_models)
+
+    def offer(part: list[str], tag: str) -> None:
+        _offer_agreeing(guard, intent_models, part, tag, 0.01)
 
     try:
         assert guard.wait_loaded(60) and guard.original is not None
@@ -452,14 +466,8 @@ def test_the_serving_event_loop_re_scores_and_the_thread_takes_over_once_it_clos
     import asyncio
     import threading
 
-    from leanml.config import ServingConfig
-    from leanml.serving.shadow import ShadowGuard
-
     texts = [str(t) for t in load_email_intents().X_test[:200]]
-    cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
-    registry = ModelRegistry(_good_registry(tmp_path / "reg", intent_models))
-    guard = ShadowGuard(registry, "intent", cfg, None, seed=0)
-    guard.follow(1, "compact", "compact")
+    guard = _intent_guard(tmp_path, intent_models)
     scored_on: set[int] = set()
     score_batch = guard._score_batch
 
@@ -469,10 +477,8 @@ def test_the_serving_event_loop_re_scores_and_the_thread_takes_over_once_it_clos
 
     guard._score_batch = spy  # type: ignore[method-assign]
 
-    def offer(part: list[str], tag: str) -> None:  # served labels the original agrees with
-        ids = [f"{tag}{i}" for i in range(len(part))]
-        labels = list(intent_models[0].pipeline.predict(part))
-        guard.offer(part, ids, labels, [0.5] * len(part), 1.0)  # a budget for every text
+    def offer(part: list[str], tag: str) -> None:  # model_s 1 s: a budget for every text
+        _offer_agreeing(guard, intent_models, part, tag, 1.0)
 
     async def serve() -> int:  # offers from inside a running loop, which stays responsive
         offer(texts[:100], "a")
