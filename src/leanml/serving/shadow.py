@@ -318,7 +318,7 @@ class ShadowGuard:
             return True
         self._scored.clear()
         try:
-            loop.call_soon_threadsafe(self._loop_chunk)
+            loop.call_soon_threadsafe(self._loop_step)
         except RuntimeError:  # closed meanwhile: this thread scores
             self._loop = None
             return False
@@ -336,7 +336,7 @@ class ShadowGuard:
         n = int(_STEP_S / cost)
         return max(1, n // 2 if self._candidate is not None else n)
 
-    def _loop_chunk(self) -> None:
+    def _loop_step(self) -> None:
         """On the event loop: re-score one step of the queue (:meth:`_step`), then let the
         requests that arrived meanwhile through before the next step."""
         t0 = time.thread_time()
@@ -349,7 +349,7 @@ class ShadowGuard:
         finally:
             self.loop_cpu_s += time.thread_time() - t0
         if more:
-            asyncio.get_running_loop().call_soon(self._loop_chunk)
+            asyncio.get_running_loop().call_soon(self._loop_step)
         else:
             self._scored.set()
 
