@@ -278,10 +278,10 @@ def _ids_and_record(m: ModelMonitor, gt: GroundTruth, texts: list[str], batch: i
     """What the monitored wrapper does per call once the model has answered: ids (with the
     ring entry), then record / record_batch, texts given. Returns the predictions made."""
     rec, rb, issue = m.record, m.record_batch, gt.issue
-    if batch == 1:
+    if batch == 1:  # the wrapper's one-text path: issue_one, then record
+        issue_one = gt.issue_one
         for t in texts:
-            pid = issue(1, 0, 3, 0.93)[0]
-            rec(pid, "ham", 0.93, 0.00042, t)
+            rec(issue_one(0, 3, 0.93), "ham", 0.93, 0.00042, t)
         return len(texts)
     labels = np.array(["ham", "spam", "ham", "hard_ham"] * (batch // 4 + 1))[:batch]
     pred = np.zeros(batch, dtype=np.int64)

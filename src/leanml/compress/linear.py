@@ -37,6 +37,7 @@ from sklearn.linear_model import (
 )
 from sklearn.svm import LinearSVC
 
+from leanml._native import top_softmax
 from leanml.compress._base import (
     ConvertContext,
     Head,
@@ -205,9 +206,7 @@ class LinearHead(Head):
                 p1 = e / (1.0 + e)
             return (1, p1) if p1 > 0.5 else (0, 1.0 - p1)
         if self.link in ("logistic", "softmax") or not self.has_proba:
-            s = np.asarray(s, dtype=np.float64)
-            i = int(s.argmax())
-            return i, 1.0 / float(np.exp(s - s[i]).sum())
+            return top_softmax(np.ascontiguousarray(s, dtype=np.float64))  # one C pass
         return super().top_one(x)
 
     def used_inputs(self) -> np.ndarray | None:

@@ -18,9 +18,10 @@ is read or written. The secret never leaves the process (not in the store, not i
 feedback for another worker's id is forwarded to that worker through the durable log, and only
 the owner checks the tag (:mod:`leanml.groundtruth.log`).
 
-Cost: one keyed hash per 8 ids. :meth:`IdIssuer.take` hashes each block of a batch once and
-slices the tags; consecutive single ids (:meth:`IdIssuer.make`) share the issuer's last block
-(``benchmarks/id_cost.py``; figures in the CHANGELOG).
+Cost: one keyed hash per 8 ids. Minting is C (:class:`leanml._native.IssuerCore`): the last
+block's digest is cached, so consecutive ids (:meth:`~leanml._native.IssuerCore.make`, and
+:meth:`~leanml._native.IssuerCore.take` for a batch) share it (``benchmarks/id_cost.py``;
+figures in the CHANGELOG).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import hashlib
 import hmac
 import secrets
 
+from leanml._native import IssuerCore
+
 __all__ = ["TAG_HEX", "IdIssuer", "parse_id"]
 
 #: hex digits of the tag (64 bits)
@@ -36,7 +39,8 @@ TAG_HEX = 16
 #: ids per keyed hash (a 64-byte digest holds 8 tags of 64 bits)
 _BLOCK = 8
 _SHIFT, _MASK = 3, 7
-_SLOTS = range(0, _BLOCK * TAG_HEX, TAG_HEX)
+#: counters are C ``long long``: 0 .. 2**63 - 1
+_COUNTERS = 1 << 63
 #: longest id the parser looks at (prefix <= 32, counter <= 16, tag 16, two dashes)
 _MAX_LEN = 66
 
@@ -64,7 +68,7 @@ def parse_id(prediction_id: object) -> tuple[str, int, str] | None:
     return prefix, counter, tag
 
 
-class IdIssuer:
+class IdIssuer(IssuerCore):
     """Mints and verifies the ids of one prefix (see the module docstring).
 
     Not thread-safe by itself: :class:`~leanml.groundtruth.path.GroundTruth` reserves counters
@@ -72,54 +76,16 @@ class IdIssuer:
     """
 
     def __init__(self, prefix: str | None = None, secret: bytes | None = None) -> None:
-        self.prefix = prefix if prefix is not None else secrets.token_hex(4)
-        if "-" in self.prefix or not self.prefix or len(self.prefix) > 32:
+        prefix = prefix if prefix is not None else secrets.token_hex(4)
+        if "-" in prefix or not prefix or len(prefix) > 32 or not prefix.isascii():
             raise ValueError(
-                f"The 'prefix' parameter of IdIssuer must be 1-32 characters without '-', "
-                f"got {self.prefix!r} instead."
+                f"The 'prefix' parameter of IdIssuer must be 1-32 ASCII characters without "
+                f"'-', got {prefix!r} instead."
             )
+        self.prefix = prefix
         key = secret if secret is not None else secrets.token_bytes(32)
-        self._mac = hashlib.blake2b(key=key, digest_size=_BLOCK * TAG_HEX // 2)
-        self._mac.update(self.prefix.encode() + b"-")
-        self._fmt = (self.prefix + "-%x-%s").__mod__
-        #: (block, its 128 hex digits) last hashed by make/take: one tuple, swapped atomically
-        self._last: tuple[int, str] = (-1, "")
-
-    def _digest(self, block: int) -> str:
-        """The 128 hex digits holding the tags of counters ``8 * block .. 8 * block + 7``."""
-        h = self._mac.copy()
-        h.update(b"%x" % block)
-        return h.hexdigest()
-
-    def _block(self, block: int) -> str:
-        last = self._last
-        if last[0] == block:
-            return last[1]
-        digest = self._digest(block)
-        self._last = (block, digest)
-        return digest
-
-    def tag(self, counter: int) -> str:
-        """The 16-hex-digit tag of ``counter``."""
-        j = (counter & _MASK) * TAG_HEX
-        return self._block(counter >> _SHIFT)[j : j + TAG_HEX]
-
-    def make(self, counter: int) -> str:
-        """The id of ``counter``."""
-        j = (counter & _MASK) * TAG_HEX
-        return self._fmt((counter, self._block(counter >> _SHIFT)[j : j + TAG_HEX]))
-
-    def take(self, start: int, n: int) -> list[str]:
-        """The ids of counters ``start .. start + n - 1`` (one hash per block they touch)."""
-        if n <= 0:
-            return []
-        first, last = start >> _SHIFT, (start + n - 1) >> _SHIFT
-        digests = [self._block(first)] + [self._digest(b) for b in range(first + 1, last + 1)]
-        if last > first:
-            self._last = (last, digests[-1])
-        tags = [d[j : j + TAG_HEX] for d in digests for j in _SLOTS]
-        lo = start & _MASK
-        return list(map(self._fmt, zip(range(start, start + n), tags[lo : lo + n], strict=True)))
+        self.mac = hashlib.blake2b(key=key, digest_size=_BLOCK * TAG_HEX // 2)
+        self.mac.update(self.prefix.encode() + b"-")
 
     def verify(self, prediction_id: object) -> int:
         """The counter of an id this issuer made, else -1 (malformed, other prefix, bad tag).
@@ -135,10 +101,8 @@ class IdIssuer:
             counter = int(count, 16)
         except ValueError:
             return -1
-        if counter < 0:
+        if not 0 <= counter < _COUNTERS:  # the C minting's range (a ring never gets there)
             return -1
-        j = (counter & _MASK) * TAG_HEX  # not through the issuing cache: joins hit old blocks
-        expected = self._fmt((counter, self._digest(counter >> _SHIFT)[j : j + TAG_HEX]))
-        if not hmac.compare_digest(prediction_id, expected):
+        if not hmac.compare_digest(prediction_id, self.expected(counter)):
             return -1
         return counter

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from leanml._native import IssueCore
 from leanml.groundtruth.ids import IdIssuer, parse_id
 from leanml.groundtruth.ring import PendingRing
 
@@ -46,8 +47,11 @@ class Joined:
     counter: int
 
 
-class GroundTruth:
+class GroundTruth(IssueCore):
     """See module docstring."""
+
+    issuer: IdIssuer
+    ring: PendingRing
 
     def __init__(
         self,
@@ -60,7 +64,9 @@ class GroundTruth:
     ) -> None:
         self.issuer = IdIssuer(prefix, secret)
         self.ring = PendingRing(capacity, max_age_s, clock)
-        self._lock = threading.Lock()
+        # one lock around the ring: issue, join, give_back, and issue_one (the id of one
+        # prediction, :meth:`leanml._native.IssueCore.issue_one`, C)
+        self.lock = threading.Lock()
         self.counters = dict.fromkeys((*STATUSES, "refused"), 0)
 
     @property
@@ -71,25 +77,18 @@ class GroundTruth:
     def issue(self, n: int, code: int = 0, pred: Any = 0, conf: Any = math.nan) -> list[str]:
         """Ids of ``n`` new predictions (class indices ``pred``, confidences ``conf``: arrays
         of ``n`` or one value) by monitor ``code``."""
-        with self._lock:
+        with self.lock:
             start = self.ring.put(n, code, pred, conf)
         if n == 1:
             return [self.issuer.make(start)]
         return self.issuer.take(start, n)
-
-    def issue_one(self, code: int, pred: int, conf: float) -> str:
-        """The id of one new prediction (class index ``pred``, confidence ``conf``) by
-        monitor ``code``: :meth:`issue` of one, without the list."""
-        with self._lock:
-            counter = self.ring.put_one(code, pred, conf)
-        return self.issuer.make(counter)
 
     # ------------------------------------------------------------------ labels
     def lookup(self, prediction_id: Any) -> tuple[str, int, int]:
         """(status, monitor code, counter) of an id; reads the ring only for a genuine id."""
         counter = self.issuer.verify(prediction_id)
         if counter >= 0:
-            with self._lock:
+            with self.lock:
                 return (*self.ring.status(counter), counter)
         parsed = parse_id(prediction_id)
         if parsed is None:
@@ -111,7 +110,7 @@ class GroundTruth:
             if counter < 0:
                 status = self.lookup(pid)[0]  # malformed, foreign or forged (counted there)
             else:
-                with self._lock:
+                with self.lock:
                     status, _ = ring.status(counter)
                     if status == "pending":
                         code, pred, conf, ts = ring.take(counter)
@@ -123,21 +122,21 @@ class GroundTruth:
 
     def give_back(self, joined: Sequence[Joined]) -> None:
         """Return joined predictions to the ring (their labels could not be stored)."""
-        with self._lock:
+        with self.lock:
             for j in joined:
                 self.ring.give_back(j.counter)
         self.counters["joined"] -= len(joined)
 
     # ------------------------------------------------------------------ reading
     def pending(self, code: int | None = None) -> int:
-        with self._lock:
+        with self.lock:
             return self.ring.pending(code)
 
     def stats(self) -> dict[str, int]:
         """Outcome counters, issued and pending counts, and what left the ring unlabeled:
         ``evicted_capacity``, ``evicted_age`` (including expired predictions whose slot is not
         reused yet). No prefix, no secret."""
-        with self._lock:
+        with self.lock:
             out = {
                 **self.counters,
                 **self.ring.counters,

@@ -14,19 +14,18 @@ silent. Not thread-safe: :class:`~leanml.groundtruth.path.GroundTruth` holds a l
 from __future__ import annotations
 
 import array
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from leanml._native import RingCore
 from leanml._validation import check_number
 
 __all__ = ["PendingRing"]
 
 _PENDING, _LABELED = 1, 2
-_MANY = (list, tuple, np.ndarray)
 
 
 def _column(code: str, dtype: Any, n: int) -> tuple[array.array[Any], np.ndarray]:
@@ -35,7 +34,7 @@ def _column(code: str, dtype: Any, n: int) -> tuple[array.array[Any], np.ndarray
     return a, np.frombuffer(a, dtype=dtype)
 
 
-class PendingRing:
+class PendingRing(RingCore):
     """See module docstring."""
 
     def __init__(
@@ -50,83 +49,21 @@ class PendingRing:
         self.max_age_s = float(max_age_s)
         self.clock = clock
         self.issued = 0
-        # each column is an array.array (item access ~3x faster than a numpy scalar's, for
-        # the one-prediction hot path) with a numpy view of the same memory (slices, counts)
+        # each column is an array.array, written item by item by the one-prediction put (C),
+        # with a numpy view of the same memory (slices, counts)
         cap = self.capacity
         self._ts_a, self._ts = _column("d", np.float64, cap)
         self._state_a, self._state = _column("b", np.int8, cap)
         self._code_a, self._code = _column("h", np.int16, cap)
         self._pred_a, self._pred = _column("i", np.int32, cap)  # index into the code's classes
         self._conf_a, self._conf = _column("d", np.float64, cap)
-        self.counters = {"evicted_capacity": 0, "evicted_age": 0}
+        # the puts (RingCore.put and put_one, C) write the same memory
+        self.bind(self._ts_a, self._state_a, self._code_a, self._pred_a, self._conf_a)
 
-    def put(self, n: int, code: int, pred: Any = 0, conf: Any = math.nan) -> int:
-        """Reserve ``n`` counters for predictions of class indices ``pred`` with confidences
-        ``conf`` (arrays of ``n``, or one value for all) by monitor ``code``; the first counter."""
-        start = self.issued
-        self.issued = start + n
-        cap = self.capacity
-        now = self.clock()
-        if n == 1:
-            i = start % cap
-            ts = self._ts_a
-            state = self._state_a
-            if state[i] == _PENDING:  # one slot: no array call (~3 us) in the hot path
-                key = "evicted_age" if ts[i] < now - self.max_age_s else "evicted_capacity"
-                self.counters[key] += 1
-            ts[i] = now
-            state[i] = _PENDING
-            self._code_a[i] = code
-            self._pred_a[i] = int(pred[0] if isinstance(pred, _MANY) else pred)
-            self._conf_a[i] = float(conf[0] if isinstance(conf, _MANY) else conf)
-            return start
-        pred = np.broadcast_to(pred, (n,))
-        conf = np.broadcast_to(conf, (n,))
-        for a in range(start, start + n, cap):
-            b = min(start + n, a + cap)
-            i, j = a % cap, (b - 1) % cap + 1
-            lo = a - start
-            if j <= i:  # wraps around the ring
-                k = lo + cap - i
-                self._mark(i, cap, now, code, pred[lo:k], conf[lo:k])
-                self._mark(0, j, now, code, pred[k : b - start], conf[k : b - start])
-            else:
-                self._mark(i, j, now, code, pred[lo : b - start], conf[lo : b - start])
-        return start
-
-    def put_one(self, code: int, pred: int, conf: float) -> int:
-        """:meth:`put` of one prediction (class index ``pred``, confidence ``conf``): its
-        counter. The single-prediction hot path: item stores into the array columns only."""
-        start = self.issued
-        self.issued = start + 1
-        i = start % self.capacity
-        now = self.clock()
-        if self._state_a[i] == _PENDING:
-            key = "evicted_age" if self._ts_a[i] < now - self.max_age_s else "evicted_capacity"
-            self.counters[key] += 1
-        self._ts_a[i] = now
-        self._state_a[i] = _PENDING
-        self._code_a[i] = code
-        self._pred_a[i] = pred
-        self._conf_a[i] = conf
-        return start
-
-    def _mark(
-        self, i: int, j: int, now: float, code: int, pred: np.ndarray, conf: np.ndarray
-    ) -> None:
-        live = self._state[i:j] == _PENDING
-        if live.any():
-            self._count_evicted(self._ts[i:j][live], now)
-        self._ts[i:j] = now
-        self._state[i:j] = _PENDING
-        self._code[i:j] = code
-        self._pred[i:j] = pred
-        self._conf[i:j] = conf
-
-    def _count_evicted(self, ts: np.ndarray, now: float) -> None:
-        old = int(np.count_nonzero(ts < now - self.max_age_s))
-        self.counters["evicted_age"] += old
-        self.counters["evicted_capacity"] += int(ts.size) - old
+    @property
+    def counters(self) -> dict[str, int]:
+        """Unlabeled predictions whose slot a newer one took, by why they left."""
+        return {"evicted_capacity": self.evicted_capacity, "evicted_age": self.evicted_age}
 
     def status(self, counter: int) -> tuple[str, int]:
         """(status, monitor code) of a counter; ``pending`` means joinable."""

@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from leanml._logging import limited
+from leanml._native import Recorder
 from leanml._validation import param_error
 from leanml.config import MonitorConfig
 from leanml.errors import ConfigError, MonitorError
@@ -158,6 +159,10 @@ class ModelMonitor:
         )
         if cpu_meter is not None:  # what the optional work's CPU budget reads (thread CPU time)
             self.state.budget.meter = cpu_meter
+        # the C recorder's bound method shadows the method ``record`` below (same arguments,
+        # no Python frame per call)
+        self.recorder = Recorder(self.state.buf, cfg.buffer_size, clock, self._drop)
+        self.record = self.recorder.record  # type: ignore[method-assign]
         self._bind_intake(cfg)
         self._closed = False
         self._stop = threading.Event()
@@ -171,7 +176,9 @@ class ModelMonitor:
         """Hot-path references: the state's buffers, their bound appends and bounds."""
         st = self.state
         self._buf = st.buf
-        self._append = st.buf.append
+        # a forked child's fresh buffer goes to the same recorder: the ``record`` methods
+        # callers took before the fork keep working
+        self.recorder.bind(st.buf, cfg.buffer_size, self._clock, self._drop)
         self._bbuf = st.bbuf
         self._bappend = st.bbuf.append
         self._gt = st.gt
@@ -197,13 +204,12 @@ class ModelMonitor:
         """Record one prediction; returns at once (no lock, no I/O). ``tokens`` / ``known``:
         the input's word tokens and how many the model knows, when the model counted them
         (:meth:`~leanml.compress.CompactModel.predict_fused_one`): its out-of-vocabulary rate
-        then needs no tokenization (``tokens=-1``: not counted)."""
-        if len(self._buf) < self._cap:
-            self._append(
-                (prediction_id, label, confidence, latency_s, input, self._clock(), tokens, known)
-            )
-        else:
-            self._drop("record_buffer", 1)
+        then needs no tokenization (``tokens=-1``: not counted).
+
+        Each instance answers with :meth:`leanml._native.Recorder.record` (C), bound at
+        construction; this method is the same call for a caller that reaches it through the
+        class."""
+        self.recorder.record(prediction_id, label, confidence, latency_s, input, tokens, known)
 
     def record_batch(
         self,
@@ -351,7 +357,7 @@ class ModelMonitor:
         if self._closed:
             return
         # stop intake first: records racing with close are counted as dropped, later ones raise
-        self._cap = self._bcap = self._gtcap = 0
+        self._cap = self._bcap = self._gtcap = self.recorder.cap = 0
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -385,6 +391,7 @@ class ModelMonitor:
                 cfg.batch_buffer_size,
                 cfg.ground_truth_buffer_size,
             )
+            self.recorder.cap = cfg.buffer_size
             return cfg
 
     def set_reference(self, reference: Reference | Mapping[str, Any] | None) -> None:

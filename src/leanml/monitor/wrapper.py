@@ -4,7 +4,9 @@ The wrapper delegates every attribute to the estimator; ``predict`` and ``predic
 timed with ``perf_counter`` and recorded in the monitor (labels and top-class confidences from
 :func:`leanml._predict.predict_with_confidence`, so ``predict`` costs one ``predict_proba``; each
 prediction of a batch is recorded with the batch latency divided by its size). Exceptions are
-counted as errors and re-raised.
+counted as errors and re-raised. On a compact text model, one text (``predict([text])``,
+``predict_with_ids([text])``) takes :class:`leanml._native.OneText`: the model's one-pass
+``predict_fused_one``, the id and the record, in C from the call to the answer.
 
 Ground truth takes the same path as in the server (:mod:`leanml.groundtruth`): a
 :class:`~leanml.groundtruth.GroundTruth` issues the prediction ids (unguessable, thread-safe)
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._native import OneText
 from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
@@ -74,16 +77,30 @@ class MonitoredEstimator:
         fused_one = getattr(est, "predict_fused_one", None)
         fused = getattr(est, "predict_fused", None)
         ok = self._labels is not None and callable(fused_one) and callable(fused)
-        self._fused_one = fused_one if ok else None
         self._fused = fused if ok else None
         self._proba_fn = getattr(est, "predict_proba", None)
         self._decision_fn = getattr(est, "decision_function", None)
         self._calls = 0
         self._issue = self.ground_truth.issue
-        self._issue_one = self.ground_truth.issue_one
-        self._label_list: list[Any] = [] if self._labels is None else self._labels.tolist()
         self._record = self.monitor.record
         self._record_batch = self.monitor.record_batch
+        if ok and fused_one is not None:  # one text: C from call to answer (_native.OneText)
+            one = OneText(
+                fused_one,
+                self._labels,
+                self.ground_truth,
+                self.monitor.recorder,
+                self.record_inputs,
+                self._local,
+                self._note,
+                self.monitor.record_error,
+                _SAMPLE_MASK + 1,
+                self._predict_any,
+                self._predict_with_ids_any,
+            )
+            # instance attributes over the methods below, which the other models use
+            self.predict = one.predict  # type: ignore[method-assign]
+            self.predict_with_ids = one.predict_with_ids  # type: ignore[method-assign]
 
     def __getattr__(self, name: str) -> Any:
         if name in _OWN:
@@ -93,33 +110,6 @@ class MonitoredEstimator:
     @property
     def last_prediction_ids(self) -> list[str]:
         return getattr(self._local, "ids", [])
-
-    def _one(self, X: Any) -> np.ndarray | None:
-        """The one-pass path of a single text (compact text models): its label array, or None
-        when ``X`` is not one text or the model has no such path."""
-        fused_one = self._fused_one
-        if fused_one is None or type(X) is not list or len(X) != 1 or type(X[0]) is not str:
-            return None
-        t0 = perf_counter()
-        try:
-            k, conf, tokens, known = fused_one(X[0])
-        except Exception:
-            self.monitor.record_error(1)
-            raise
-        dt = perf_counter() - t0
-        calls = self._calls = self._calls + 1
-        timed = not calls & _SAMPLE_MASK
-        if timed:
-            t1 = perf_counter_ns()
-        pid = self._issue_one(0, k, conf)
-        # the class as a Python object (what record_batch's labels become in the flusher)
-        self._record(
-            pid, self._label_list[k], conf, dt, X[0] if self.record_inputs else None, tokens, known
-        )
-        self._local.ids = [pid]
-        if timed:
-            self._note(perf_counter_ns() - t1)
-        return self._labels[k : k + 1]  # type: ignore[index]  # set with fused_one
 
     def _note(self, ns: int) -> None:
         """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
@@ -206,8 +196,7 @@ class MonitoredEstimator:
         return -1 if got is None else got
 
     def predict(self, X: Any) -> np.ndarray:
-        one = self._one(X)
-        return one if one is not None else self._run(X)[0]
+        return self._run(X)[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if self._proba_fn is None:
@@ -215,11 +204,12 @@ class MonitoredEstimator:
         return self._run(X, True)[1]
 
     def predict_with_ids(self, X: Any) -> tuple[np.ndarray, list[str]]:
-        one = self._one(X)
-        if one is not None:
-            return one, self._local.ids
         labels, _, ids = self._run(X)
         return labels, ids
+
+    # what a compact model's one-text path (OneText) calls for anything but one text
+    _predict_any = predict
+    _predict_with_ids_any = predict_with_ids
 
     def record_ground_truth(self, prediction_id: str, true_label: Any) -> str:
         """Join the true label of an earlier prediction; its outcome (see
@@ -300,13 +290,12 @@ _OWN = frozenset(
         "_index",
         "log",
         "_labels",
-        "_fused_one",
         "_fused",
         "_proba_fn",
         "_decision_fn",
         "_issue",
-        "_issue_one",
-        "_label_list",
+        "predict",
+        "predict_with_ids",
         "_record",
         "_record_batch",
         "_calls",

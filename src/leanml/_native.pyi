@@ -1,0 +1,77 @@
+"""Types of the C module built from ``_native.pyx`` (see its docstring)."""
+
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any
+
+def top_softmax(scores: Any) -> tuple[int, float]: ...
+
+class IssuerCore:
+    mac: Any
+    prefix: str
+    def digest(self, block: int) -> bytes: ...
+    def make(self, counter: int) -> str: ...
+    def expected(self, counter: int) -> str: ...
+    def take(self, start: int, n: int) -> list[str]: ...
+
+class RingCore:
+    issued: int
+    capacity: int
+    max_age_s: float
+    clock: Callable[[], float]
+    evicted_age: int
+    evicted_capacity: int
+    def bind(self, ts: Any, state: Any, code: Any, pred: Any, conf: Any) -> None: ...
+    def put_one(self, code: int, pred: int, conf: float) -> int: ...
+    def put(self, n: int, code: int, pred: Any = ..., conf: Any = ...) -> int: ...
+
+class IssueCore:
+    issuer: IssuerCore
+    ring: RingCore
+    lock: Any
+    def issue_one(self, code: int, pred: int, conf: float) -> str: ...
+
+class Recorder:
+    cap: int
+    def __init__(
+        self,
+        buf: deque[tuple[Any, ...]],
+        cap: int,
+        clock: Callable[[], float],
+        drop: Callable[[str, int], None],
+    ) -> None: ...
+    def bind(
+        self,
+        buf: deque[tuple[Any, ...]],
+        cap: int,
+        clock: Callable[[], float],
+        drop: Callable[[str, int], None],
+    ) -> None: ...
+    def record(
+        self,
+        prediction_id: Hashable,
+        label: Any,
+        confidence: float,
+        latency_s: float,
+        input: str | None = None,
+        tokens: int = -1,
+        known: int = 0,
+    ) -> None: ...
+
+class OneText:
+    def __init__(
+        self,
+        fused: Callable[[str], tuple[int, float, int, int]],
+        labels: Any,
+        gt: IssueCore,
+        rec: Recorder,
+        inputs: bool,
+        local: Any,
+        note: Callable[[int], None],
+        error: Callable[[int], None],
+        sample_every: int,
+        fallback: Callable[[Any], Any],
+        fallback_ids: Callable[[Any], tuple[Any, list[str]]],
+    ) -> None: ...
+    def predict(self, X: Any) -> Any: ...
+    def predict_with_ids(self, X: Any) -> tuple[Any, list[str]]: ...

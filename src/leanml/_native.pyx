@@ -1,0 +1,358 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The per-prediction hot path in C (Cython): id minting, the pending ring's slot, the record.
+
+A monitored prediction costs, on the caller's thread, one id (``<prefix>-<counter>-<tag>``,
+:mod:`leanml.groundtruth.ids`), one slot of the pending-join ring
+(:mod:`leanml.groundtruth.ring`) and one record appended to the monitor's intake
+(:meth:`leanml.monitor.ModelMonitor.record`). In Python those took ~1.5 us per prediction in
+a tight loop and 3-6 us right after a large model's predict (its memory traffic evicts what
+the interpreter touches: every function, attribute and frame). Here each is a few C
+statements over a handful of fields.
+
+The Python classes keep everything else (validation, batch puts over numpy views, joins,
+verification) and subclass these cores, so there is one implementation of each rule:
+
+* :class:`IssuerCore`: the keyed BLAKE2b digest of a block of 8 counters (the last one cached),
+  :meth:`~IssuerCore.make` one id, :meth:`~IssuerCore.take` ``n`` consecutive ids.
+* :class:`RingCore`: the counter and :meth:`~RingCore.put_one` (one slot, counting the
+  unlabeled prediction it evicts).
+* :class:`IssueCore`: :meth:`~IssueCore.issue_one`, the two above under the ring's lock.
+* :class:`Recorder`: :meth:`~Recorder.record`, one tuple appended to a bounded deque.
+
+Every method runs with the GIL held and calls no Python code of its own between reading and
+writing a field (only C functions: ``time.time``, ``hashlib``, the deque's ``append``), so the
+cached digest and the counter change as one step for any other thread. A clock written in
+Python could let another thread run inside :meth:`RingCore.put_one`: the ring's lock covers
+that.
+"""
+
+import math
+
+import numpy as np
+
+from libc.math cimport exp, isnan
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+
+cdef long long _PENDING = 1
+_MANY = (list, tuple, np.ndarray)
+#: bytes of one tag (16 hex digits); ids per digest (a 64-byte digest holds 8 tags)
+cdef int _TAG_BYTES = 8
+cdef int _SHIFT = 3
+cdef long long _MASK = 7
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+def top_softmax(const double[::1] scores):
+    """(index of the largest score, its softmax probability ``1 / sum(exp(s - s[top]))``)
+    of one row of scores in one pass: ``argmax`` as numpy's (the first of equal maxima, the
+    first NaN), the sum in order."""
+    cdef Py_ssize_t n = scores.shape[0], k, top = 0
+    cdef double best, total = 0.0
+    if n == 0:
+        raise ValueError("no scores")
+    best = scores[0]
+    for k in range(n):
+        if isnan(scores[k]):
+            return k, float("nan")
+        if scores[k] > best:
+            best, top = scores[k], k
+    for k in range(n):
+        total += exp(scores[k] - best)
+    return top, 1.0 / total
+
+
+cdef class IssuerCore:
+    """Mints the ids of one prefix; the subclass sets :attr:`prefix` (ASCII, at most 32
+    characters) and :attr:`mac` (a keyed BLAKE2b with a 64-byte digest, already fed
+    ``prefix-``)."""
+
+    cdef public object mac
+    cdef bytes _prefix
+    cdef long long _block
+    cdef bytes _digest
+
+    def __cinit__(self):
+        self._prefix = b""
+        self._block = -1
+
+    @property
+    def prefix(self):
+        return self._prefix.decode("ascii")
+
+    @prefix.setter
+    def prefix(self, str value):
+        if not value.isascii() or len(value) > 32:  # the id is built in an 80-byte buffer
+            raise ValueError(f"an id prefix is at most 32 ASCII characters, got {value!r}")
+        self._prefix = value.encode("ascii")
+
+    cpdef bytes digest(self, long long block):
+        """The 64 bytes holding the tags of counters ``8 * block .. 8 * block + 7``."""
+        h = self.mac.copy()
+        h.update(b"%x" % block)
+        return h.digest()
+
+    cdef str _id(self, long long counter, bytes digest):
+        """``<prefix>-<counter in hex>-<16 hex digits of its slot in digest>``."""
+        cdef char buf[80]
+        cdef bytes prefix = self._prefix
+        cdef Py_ssize_t n = len(prefix), k, start
+        cdef unsigned long long c = <unsigned long long>counter
+        cdef const unsigned char* tag = <const unsigned char*>(<const char*>digest)
+        memcpy(buf, <const char*>prefix, n)
+        buf[n] = 45  # "-"
+        n += 1
+        start = n
+        while True:  # the counter's hex digits, lowest first, then reversed in place
+            buf[n] = _HEX[c & 15]
+            n += 1
+            c >>= 4
+            if c == 0:
+                break
+        k = n - 1
+        while start < k:
+            buf[start], buf[k] = buf[k], buf[start]
+            start += 1
+            k -= 1
+        buf[n] = 45
+        n += 1
+        tag += (counter & _MASK) * _TAG_BYTES
+        for k in range(_TAG_BYTES):
+            buf[n] = _HEX[tag[k] >> 4]
+            buf[n + 1] = _HEX[tag[k] & 15]
+            n += 2
+        out = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA(out), buf, n)
+        return out
+
+    cpdef str make(self, long long counter):
+        """The id of ``counter``; consecutive counters share the cached digest of their
+        block."""
+        cdef long long block = counter >> _SHIFT
+        if block != self._block:
+            self._digest = self.digest(block)
+            self._block = block
+        return self._id(counter, self._digest)
+
+    cpdef str expected(self, long long counter):
+        """The id of ``counter``, the cache left alone (to verify an id: joins read old
+        blocks)."""
+        return self._id(counter, self.digest(counter >> _SHIFT))
+
+    def take(self, long long start, Py_ssize_t n):
+        """The ids of counters ``start .. start + n - 1`` (one digest per block they touch)."""
+        cdef list out = []
+        cdef long long c
+        for c in range(start, start + n):
+            out.append(self.make(c))
+        return out
+
+
+cdef class RingCore:
+    """The counter and the one-slot put of :class:`~leanml.groundtruth.ring.PendingRing`; the
+    subclass binds the columns (:meth:`bind`) and does the rest."""
+
+    cdef public long long issued
+    cdef public long long capacity
+    cdef public double max_age_s
+    cdef public object clock
+    #: unlabeled predictions whose slot a new one took: older than ``max_age_s``, or not
+    cdef public long long evicted_age
+    cdef public long long evicted_capacity
+    cdef double[::1] _ts
+    cdef signed char[::1] _state
+    cdef short[::1] _code
+    cdef int[::1] _pred
+    cdef double[::1] _conf
+
+    def bind(self, ts, state, code, pred, conf):
+        """The ring's columns (``array.array`` of 'd', 'b', 'h', 'i', 'd', all ``capacity``
+        long: the memory the numpy views of the subclass read too)."""
+        self._ts, self._state, self._code, self._pred, self._conf = ts, state, code, pred, conf
+
+    cpdef long long put_one(self, int code, int pred, double conf) except -1:
+        """Reserve one counter for a prediction of class index ``pred`` with confidence
+        ``conf`` by monitor ``code``; the counter."""
+        cdef double now = self.clock()
+        cdef long long start = self.issued
+        self.issued = start + 1
+        self._put(start, now, code, pred, conf)
+        return start
+
+    def put(self, Py_ssize_t n, int code, pred=0, conf=math.nan):
+        """Reserve ``n`` counters for predictions of class indices ``pred`` with confidences
+        ``conf`` (sequences of ``n``, or one value for all) by monitor ``code``; the first
+        counter."""
+        if n == 1:
+            return self.put_one(
+                code,
+                int(pred[0] if isinstance(pred, _MANY) else pred),
+                float(conf[0] if isinstance(conf, _MANY) else conf),
+            )
+        cdef long long[::1] p
+        cdef double[::1] c
+        cdef bint many_p = isinstance(pred, _MANY), many_c = isinstance(conf, _MANY)
+        if many_p:
+            p = np.ascontiguousarray(pred, dtype=np.int64)
+        if many_c:
+            c = np.ascontiguousarray(conf, dtype=np.float64)
+        if (many_p and p.shape[0] != n) or (many_c and c.shape[0] != n):
+            raise ValueError(f"pred and conf must hold one value or {n}")
+        cdef int one_p = 0 if many_p else pred
+        cdef double one_c = 0.0 if many_c else conf
+        cdef double now = self.clock()
+        cdef long long start = self.issued
+        cdef Py_ssize_t k
+        self.issued = start + n
+        for k in range(n):
+            self._put(start + k, now, code, p[k] if many_p else one_p, c[k] if many_c else one_c)
+        return start
+
+    cdef inline void _put(self, long long counter, double now, int code, int pred, double conf):
+        """Write one slot, counting the unlabeled prediction it held (``evicted_age`` when it
+        was older than ``max_age_s``, else ``evicted_capacity``)."""
+        cdef Py_ssize_t i = counter % self.capacity
+        if self._state[i] == _PENDING:
+            if self._ts[i] < now - self.max_age_s:
+                self.evicted_age += 1
+            else:
+                self.evicted_capacity += 1
+        self._ts[i] = now
+        self._state[i] = _PENDING
+        self._code[i] = code
+        self._pred[i] = pred
+        self._conf[i] = conf
+
+
+cdef class IssueCore:
+    """:meth:`issue_one` of :class:`~leanml.groundtruth.path.GroundTruth`; the subclass sets
+    :attr:`issuer`, :attr:`ring` and :attr:`lock` (the lock every other ring access holds)."""
+
+    cdef public IssuerCore issuer
+    cdef public RingCore ring
+    cdef public object lock
+
+    def issue_one(self, int code, int pred, double conf):
+        """The id of one new prediction (class index ``pred``, confidence ``conf``) by
+        monitor ``code``."""
+        return self._issue_one(code, pred, conf)
+
+    cdef str _issue_one(self, int code, int pred, double conf):
+        cdef long long counter
+        self.lock.acquire()
+        try:
+            counter = self.ring.put_one(code, pred, conf)
+        finally:
+            self.lock.release()
+        return self.issuer.make(counter)
+
+
+cdef class Recorder:
+    """:meth:`~leanml.monitor.ModelMonitor.record`: append one record to the intake deque
+    while it holds fewer than :attr:`cap`, else call ``drop("record_buffer", 1)``."""
+
+    cdef object _append
+    cdef object _buf
+    cdef public Py_ssize_t cap
+    cdef object _clock
+    cdef object _drop
+
+    def __init__(self, buf, Py_ssize_t cap, clock, drop):
+        self.bind(buf, cap, clock, drop)
+
+    def bind(self, buf, Py_ssize_t cap, clock, drop):
+        """Point the recorder at another deque (a forked child's fresh state): the bound
+        ``record`` methods handed out before stay valid."""
+        self._buf, self._append, self.cap, self._clock, self._drop = (
+            buf, buf.append, cap, clock, drop
+        )
+
+    def record(
+        self, prediction_id, label, confidence, latency_s, input=None, tokens=-1, known=0
+    ):
+        """Record one prediction; returns at once (no lock, no I/O)."""
+        self._record(prediction_id, label, confidence, latency_s, input, tokens, known)
+
+    cdef void _record(
+        self, prediction_id, label, confidence, latency_s, input, tokens, known
+    ) except *:
+        if len(self._buf) < self.cap:
+            self._append(
+                (prediction_id, label, confidence, latency_s, input, self._clock(), tokens, known)
+            )
+        else:
+            self._drop("record_buffer", 1)
+
+
+cdef inline long long _now_ns() noexcept:
+    """``time.perf_counter_ns()`` (the same clock on Linux), without a Python call."""
+    cdef timespec t
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return t.tv_sec * 1_000_000_000LL + t.tv_nsec
+
+
+cdef class OneText:
+    """The monitored wrapper's path for one text (:class:`leanml.monitor.MonitoredEstimator`
+    on a compact text model): ``predict([text])`` and ``predict_with_ids([text])`` call the
+    model's one-pass ``fused_one(text)`` -> (class index, confidence, tokens, known tokens),
+    time it, issue the id (:meth:`IssueCore.issue_one`) and record it
+    (:meth:`Recorder.record`); anything but a list of one ``str`` goes to ``fallback``
+    (``fallback_ids`` for ``predict_with_ids``). One call in ``sample_every`` (a power of
+    two) times the ids and record and hands the nanoseconds to ``note``. A failing predict
+    calls ``error(1)`` and raises."""
+
+    cdef object _fused, _fallback, _fallback_ids, _labels, _local, _note, _error
+    cdef list _names
+    cdef IssueCore _gt
+    cdef Recorder _rec
+    cdef bint _inputs
+    cdef unsigned long long _calls, _mask
+
+    def __init__(
+        self, fused, labels, IssueCore gt, Recorder rec, bint inputs, local, note, error,
+        unsigned long long sample_every, fallback, fallback_ids,
+    ):
+        self._fused, self._labels, self._gt, self._rec, self._inputs = (
+            fused, labels, gt, rec, inputs
+        )
+        self._names = labels.tolist()  # the class as a Python object, as record_batch's
+        self._local, self._note, self._error = local, note, error
+        self._calls, self._mask = 0, sample_every - 1
+        self._fallback, self._fallback_ids = fallback, fallback_ids
+
+    cdef object _one(self, str text):
+        """The label array of one text; the id in ``local.ids``."""
+        cdef long long t0 = _now_ns(), t1
+        try:
+            k, conf, tokens, known = self._fused(text)
+        except BaseException:
+            self._error(1)
+            raise
+        cdef double dt = (_now_ns() - t0) * 1e-9
+        self._calls += 1
+        cdef bint timed = (self._calls & self._mask) == 0
+        if timed:
+            t1 = _now_ns()
+        pid = self._gt._issue_one(0, k, conf)
+        self._rec._record(
+            pid, self._names[k], conf, dt, text if self._inputs else None, tokens, known
+        )
+        self._local.ids = [pid]
+        if timed:
+            self._note(_now_ns() - t1)
+        return self._labels[k : k + 1]
+
+    def predict(self, X):
+        if type(X) is list and len(<list>X) == 1 and type((<list>X)[0]) is str:
+            return self._one((<list>X)[0])
+        return self._fallback(X)
+
+    def predict_with_ids(self, X):
+        if type(X) is list and len(<list>X) == 1 and type((<list>X)[0]) is str:
+            labels = self._one((<list>X)[0])
+            return labels, self._local.ids
+        return self._fallback_ids(X)
