@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from leanml._native import Recorder
+from leanml._native import DECISION, FUSED, PROBA, OneCall, Recorder
+from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
 
 
@@ -105,3 +106,103 @@ def test_the_recorder_appends_until_its_cap_then_drops() -> None:
     rec.cap = 3
     rec.record("c", "ham", 0.7, 0.003)
     assert len(buf) == 3 and dropped == [("record_buffer", 1)]
+
+
+class _Calls:
+    """What a OneCall hands back: fallback calls, errors, noted costs."""
+
+    def __init__(self) -> None:
+        self.fallback: list[object] = []
+        self.errors: list[int] = []
+        self.noted: list[int] = []
+
+    def one_call(self, kind: int, model, every: int = 64, inputs: bool = True):
+        gt = GroundTruth()
+        buf: collections.deque[tuple] = collections.deque()
+        rec = Recorder(buf, 100, lambda: 7.0, lambda which, n: None)
+        local = threading.local()
+        one = OneCall(
+            kind,
+            model,
+            np.array(["ham", "spam", "eggs"]),
+            gt,
+            rec,
+            inputs,
+            local,
+            self.noted.append,
+            self.errors.append,
+            every,
+            lambda X: self.fallback.append(X) or "fallback",
+            lambda X: (self.fallback.append(X) or "fallback", []),
+        )
+        return one, gt, buf, local
+
+
+def test_one_call_answers_and_records_the_top_probability() -> None:
+    calls = _Calls()
+    one, gt, buf, local = calls.one_call(PROBA, lambda X: np.array([[0.2, 0.5, 0.3]]))
+    labels = one.predict(["hello"])
+    assert labels.tolist() == ["spam"]
+    pid, label, conf, latency, text, ts, tokens, known = buf.popleft()
+    assert (label, conf, text, ts, tokens, known) == ("spam", 0.5, "hello", 7.0, -1, 0)
+    assert latency >= 0 and local.ids == [pid] and gt.issuer.verify(pid) == 0
+    assert gt.ring.take(0)[1:3] == (1, 0.5)  # the ring holds the class index and confidence
+    # equal maxima: the first, as numpy's argmax; a float32 answer is read as float64
+    one, _, buf, _ = calls.one_call(PROBA, lambda X: np.array([[0.4, 0.4, 0.2]], np.float32))
+    labels, ids = one.predict_with_ids([[1.0, 2.0]])  # not a text: no input recorded
+    assert labels.tolist() == ["ham"] and len(ids) == 1
+    assert buf[0][1:3] == ("ham", pytest.approx(0.4)) and buf[0][4] is None
+    assert calls.fallback == [] and calls.errors == []
+
+
+@pytest.mark.parametrize(
+    ("scores", "want"),
+    [
+        (np.array([[1.0, 3.0, 2.0]]), 1),  # softmax over the scores
+        (np.array([0.7]), 1),  # one binary margin: sigmoid, positive class
+        (np.array([-0.7]), 0),
+    ],
+)
+def test_one_call_turns_decision_scores_into_the_confidence_of_scores_to_proba(
+    scores: np.ndarray, want: int
+) -> None:
+    calls = _Calls()
+    one, _, buf, _ = calls.one_call(DECISION, lambda X: scores)
+    assert one.predict(["x"]).tolist() == [["ham", "spam", "eggs"][want]]
+    proba = scores_to_proba(scores.reshape(1, -1) if scores.ndim == 2 else scores)[0]
+    assert buf[0][2] == pytest.approx(proba.max(), rel=1e-12)
+    assert int(proba.argmax()) == want
+
+
+def test_one_call_hands_other_inputs_and_answers_to_the_fallback() -> None:
+    calls = _Calls()
+    one, gt, buf, _ = calls.one_call(PROBA, lambda X: [[0.1, 0.9, 0.0]])  # not an ndarray
+    assert one.predict(["a"]) == "fallback"
+    assert one.predict(["a", "b"]) == "fallback"  # two inputs
+    assert one.predict(("a",)) == "fallback"  # not a list
+    fused, *_ = calls.one_call(FUSED, lambda text: (0, 0.9, 1, 1))
+    assert fused.predict([b"bytes"]) == "fallback"  # the fused path takes one str only
+    assert len(calls.fallback) == 4 and not buf and gt.ring.issued == 0
+
+    def refuses(X):
+        raise AttributeError("predict_proba is not available")
+
+    one, *_ = calls.one_call(PROBA, refuses)  # the name exists but the model refuses
+    assert one.predict(["a"]) == "fallback" and calls.errors == []
+
+
+def test_one_call_counts_a_failing_model_and_times_one_call_in_sample_every() -> None:
+    calls = _Calls()
+
+    def broken(text):
+        raise RuntimeError("boom")
+
+    one, *_ = calls.one_call(FUSED, broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        one.predict(["a"])
+    assert calls.errors == [1]
+    one, _, buf, _ = calls.one_call(FUSED, lambda text: (2, 0.8, 5, 3), every=4)
+    for _ in range(10):
+        one.predict(["some text"])
+    assert len(buf) == 10 and buf[0][1:] == ("eggs", 0.8, buf[0][3], "some text", 7.0, 5, 3)
+    assert len(calls.noted) == 2 and all(ns > 0 for ns in calls.noted)

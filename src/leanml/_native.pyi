@@ -58,10 +58,15 @@ class Recorder:
         known: int = 0,
     ) -> None: ...
 
-class OneText:
+FUSED: int
+PROBA: int
+DECISION: int
+
+class OneCall:
     def __init__(
         self,
-        fused: Callable[[str], tuple[int, float, int, int]],
+        kind: int,
+        model: Callable[..., Any],
         labels: Any,
         gt: IssueCore,
         rec: Recorder,

@@ -295,17 +295,35 @@ cdef inline long long _now_ns() noexcept:
     return t.tv_sec * 1_000_000_000LL + t.tv_nsec
 
 
-cdef class OneText:
-    """The monitored wrapper's path for one text (:class:`leanml.monitor.MonitoredEstimator`
-    on a compact text model): ``predict([text])`` and ``predict_with_ids([text])`` call the
-    model's one-pass ``fused_one(text)`` -> (class index, confidence, tokens, known tokens),
-    time it, issue the id (:meth:`IssueCore.issue_one`) and record it
-    (:meth:`Recorder.record`); anything but a list of one ``str`` goes to ``fallback``
-    (``fallback_ids`` for ``predict_with_ids``). One call in ``sample_every`` (a power of
-    two) times the ids and record and hands the nanoseconds to ``note``. A failing predict
-    calls ``error(1)`` and raises."""
+cdef enum _Kind:
+    _FUSED, _PROBA, _DECISION
 
-    cdef object _fused, _fallback, _fallback_ids, _labels, _local, _note, _error
+#: how OneCall gets a class and its confidence from the model (see OneCall)
+FUSED, PROBA, DECISION = _FUSED, _PROBA, _DECISION
+
+
+cdef class OneCall:
+    """The monitored wrapper's path for one input (:class:`leanml.monitor.MonitoredEstimator`):
+    ``predict([x])`` and ``predict_with_ids([x])`` time the model, take the class and its
+    confidence, issue the id (:meth:`IssueCore.issue_one`), record it
+    (:meth:`Recorder.record`, with ``x`` when it is a ``str`` and ``inputs`` is true) and
+    answer ``labels[k : k + 1]``, in C from the call to the answer. ``model`` is, by ``kind``:
+
+    * ``FUSED``: a compact text model's ``predict_fused_one(text)`` -> (class index,
+      confidence, tokens, known tokens), for a list of one ``str``;
+    * ``PROBA``: ``predict_proba``, for a list of one item: the class is the row's argmax
+      (numpy's: the first of equal maxima), its probability the confidence;
+    * ``DECISION``: ``decision_function`` (no ``predict_proba``), the confidence as
+      :func:`leanml._predict.scores_to_proba` makes it (softmax; sigmoid for one score).
+
+    Anything else goes to ``fallback`` (``fallback_ids`` for ``predict_with_ids``): other
+    inputs, a model answering other than one row, an ``AttributeError`` from
+    ``predict_proba`` (a model that has the name and refuses). One call in ``sample_every``
+    (a power of two) times the ids and record and hands the nanoseconds to ``note``. A
+    failing model calls ``error(1)`` and raises."""
+
+    cdef object _model, _fallback, _fallback_ids, _labels, _local, _note, _error
+    cdef int _kind
     cdef list _names
     cdef IssueCore _gt
     cdef Recorder _rec
@@ -313,22 +331,42 @@ cdef class OneText:
     cdef unsigned long long _calls, _mask
 
     def __init__(
-        self, fused, labels, IssueCore gt, Recorder rec, bint inputs, local, note, error,
-        unsigned long long sample_every, fallback, fallback_ids,
+        self, int kind, model, labels, IssueCore gt, Recorder rec, bint inputs, local, note,
+        error, unsigned long long sample_every, fallback, fallback_ids,
     ):
-        self._fused, self._labels, self._gt, self._rec, self._inputs = (
-            fused, labels, gt, rec, inputs
+        self._kind, self._model, self._labels, self._gt, self._rec, self._inputs = (
+            kind, model, labels, gt, rec, inputs
         )
         self._names = labels.tolist()  # the class as a Python object, as record_batch's
         self._local, self._note, self._error = local, note, error
         self._calls, self._mask = 0, sample_every - 1
         self._fallback, self._fallback_ids = fallback, fallback_ids
 
-    cdef object _one(self, str text):
-        """The label array of one text; the id in ``local.ids``."""
+    cdef bint _fits(self, X):
+        if type(X) is not list or len(<list>X) != 1:
+            return False
+        return self._kind != _FUSED or type((<list>X)[0]) is str
+
+    cdef object _one(self, list X):
+        """The label array of ``X`` (one input), its id in ``local.ids``; None when the
+        model's answer is not one row (the caller falls back)."""
         cdef long long t0 = _now_ns(), t1
+        cdef object tokens = -1, known = 0
+        cdef Py_ssize_t k
+        cdef double conf
         try:
-            k, conf, tokens, known = self._fused(text)
+            if self._kind == _FUSED:
+                k, conf, tokens, known = self._model(X[0])
+            else:
+                out = _top_of(self._model(X), self._kind == _DECISION)
+                if out is None:
+                    return None
+                k, conf = out
+        except AttributeError:
+            if self._kind == _PROBA:
+                return None
+            self._error(1)
+            raise
         except BaseException:
             self._error(1)
             raise
@@ -338,8 +376,15 @@ cdef class OneText:
         if timed:
             t1 = _now_ns()
         pid = self._gt._issue_one(0, k, conf)
+        x = X[0]
         self._rec._record(
-            pid, self._names[k], conf, dt, text if self._inputs else None, tokens, known
+            pid,
+            self._names[k],
+            conf,
+            dt,
+            x if self._inputs and type(x) is str else None,
+            tokens,
+            known,
         )
         self._local.ids = [pid]
         if timed:
@@ -347,12 +392,41 @@ cdef class OneText:
         return self._labels[k : k + 1]
 
     def predict(self, X):
-        if type(X) is list and len(<list>X) == 1 and type((<list>X)[0]) is str:
-            return self._one((<list>X)[0])
+        if self._fits(X):
+            labels = self._one(X)
+            if labels is not None:
+                return labels
         return self._fallback(X)
 
     def predict_with_ids(self, X):
-        if type(X) is list and len(<list>X) == 1 and type((<list>X)[0]) is str:
-            labels = self._one((<list>X)[0])
-            return labels, self._local.ids
+        if self._fits(X):
+            labels = self._one(X)
+            if labels is not None:
+                return labels, self._local.ids
         return self._fallback_ids(X)
+
+
+cdef object _top_of(out, bint scores):
+    """(class index, confidence) of a model's answer for one input: a (1, k) array of
+    probabilities, or of scores (``scores``: softmax), or one score (sigmoid); None for any
+    other answer."""
+    cdef const double[:, :] rows
+    cdef double p
+    if type(out) is not np.ndarray:
+        return None
+    if scores and out.ndim == 1 and out.shape[0] == 1:  # one binary margin
+        p = 1.0 / (1.0 + exp(-<double>out[0]))
+        return (1, p) if p > 1.0 - p else (0, 1.0 - p)
+    if out.ndim != 2 or out.shape[0] != 1 or out.shape[1] == 0:
+        return None
+    if scores:
+        return top_softmax(np.ascontiguousarray(out[0], dtype=np.float64))
+    rows = out if out.dtype == np.float64 else out.astype(np.float64)
+    cdef Py_ssize_t k, n = rows.shape[1], top = 0
+    cdef double best = rows[0, 0]
+    for k in range(n):
+        if isnan(rows[0, k]):
+            return k, rows[0, k]
+        if rows[0, k] > best:
+            best, top = rows[0, k], k
+    return top, best

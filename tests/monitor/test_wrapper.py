@@ -48,6 +48,28 @@ def test_predict_is_transparent_and_recorded(model, clock) -> None:
     m.close()
 
 
+@pytest.mark.parametrize("kind", ["predict_proba", "decision_function"])
+def test_one_input_is_recorded_as_the_batch_path_records_it(model, kind, clock) -> None:
+    est = model if kind == "predict_proba" else make_pipeline(TfidfVectorizer(), LinearSVC())
+    est.fit(TEXTS, LABELS)
+    cfg = MonitorConfig(sampling_rate=1.0, store_inputs="text")
+    X = ["free money", "status meeting", "cheap offer", "lunch at noon"]
+    with monitored(est, name="m", config=cfg, clock=clock, start=False, sinks=[]) as m:
+        singles = [m.predict([x])[0] for x in X]  # the one-input path (C)
+        np.testing.assert_array_equal(m.predict(X), singles)  # the batch path (Python)
+        assert singles == est.predict(X).tolist()
+        m.monitor.flush()
+        rows = m.monitor.sampled_records()
+    assert len(rows) == 8
+    by_text: dict[str, list[tuple[str, float]]] = {}
+    for r in rows:
+        by_text.setdefault(r["input_text"], []).append((r["label"], r["confidence"]))
+    for x in X:  # the same label and confidence from both paths
+        (one_label, one_conf), (batch_label, batch_conf) = by_text[x]
+        assert one_label == batch_label
+        assert one_conf == pytest.approx(batch_conf, rel=1e-12)
+
+
 def test_errors_are_counted_and_reraised(model, clock) -> None:
     mon = ModelMonitor("email", clock=clock, start=False, sinks=[])
     m = monitored(model, name="email", monitor=mon)

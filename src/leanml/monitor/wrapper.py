@@ -4,9 +4,9 @@ The wrapper delegates every attribute to the estimator; ``predict`` and ``predic
 timed with ``perf_counter`` and recorded in the monitor (labels and top-class confidences from
 :func:`leanml._predict.predict_with_confidence`, so ``predict`` costs one ``predict_proba``; each
 prediction of a batch is recorded with the batch latency divided by its size). Exceptions are
-counted as errors and re-raised. On a compact text model, one text (``predict([text])``,
-``predict_with_ids([text])``) takes :class:`leanml._native.OneText`: the model's one-pass
-``predict_fused_one``, the id and the record, in C from the call to the answer.
+counted as errors and re-raised. One input (``predict([x])``, ``predict_with_ids([x])``) of a
+classifier takes :class:`leanml._native.OneCall`: the model's call (a compact text model's
+one-pass ``predict_fused_one``), the id and the record, in C from the call to the answer.
 
 Ground truth takes the same path as in the server (:mod:`leanml.groundtruth`): a
 :class:`~leanml.groundtruth.GroundTruth` issues the prediction ids (unguessable, thread-safe)
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from leanml._native import OneText
+from leanml._native import DECISION, FUSED, PROBA, OneCall
 from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
@@ -84,9 +84,11 @@ class MonitoredEstimator:
         self._issue = self.ground_truth.issue
         self._record = self.monitor.record
         self._record_batch = self.monitor.record_batch
-        if ok and fused_one is not None:  # one text: C from call to answer (_native.OneText)
-            one = OneText(
-                fused_one,
+        kind, model = _one_call_kind(self._labels, fused_one if ok else None, est)
+        if kind is not None:  # one input: C from the call to the answer (_native.OneCall)
+            one = OneCall(
+                kind,
+                model,
                 self._labels,
                 self.ground_truth,
                 self.monitor.recorder,
@@ -98,7 +100,7 @@ class MonitoredEstimator:
                 self._predict_any,
                 self._predict_with_ids_any,
             )
-            # instance attributes over the methods below, which the other models use
+            # instance attributes over the methods below, which take every other input
             self.predict = one.predict  # type: ignore[method-assign]
             self.predict_with_ids = one.predict_with_ids  # type: ignore[method-assign]
 
@@ -207,7 +209,7 @@ class MonitoredEstimator:
         labels, _, ids = self._run(X)
         return labels, ids
 
-    # what a compact model's one-text path (OneText) calls for anything but one text
+    # what the one-input path (OneCall) hands every other input
     _predict_any = predict
     _predict_with_ids_any = predict_with_ids
 
@@ -311,6 +313,21 @@ def _classes_of(estimator: Any) -> Any:
         return estimator.classes_
     except AttributeError:
         return None
+
+
+def _one_call_kind(labels: Any, fused_one: Any, est: Any) -> tuple[int | None, Any]:
+    """How :class:`~leanml._native.OneCall` gets one input's class and confidence: the
+    compact model's one-pass call, else ``predict_proba``, else ``decision_function``
+    (None: no one-input path, e.g. a regressor)."""
+    if labels is None:
+        return None, None
+    if fused_one is not None:
+        return FUSED, fused_one
+    for kind, name in ((PROBA, "predict_proba"), (DECISION, "decision_function")):
+        method = getattr(est, name, None)
+        if method is not None:
+            return kind, method
+    return None, None
 
 
 def _len(X: Any) -> int:
