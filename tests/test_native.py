@@ -9,7 +9,15 @@ import threading
 import numpy as np
 import pytest
 
-from leanml._native import DECISION, FUSED, PROBA, OneCall, Recorder
+from leanml._native import (
+    DECISION,
+    FUSED,
+    PROBA,
+    OneCall,
+    Recorder,
+    digit_regions,
+    mark_spans,
+)
 from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
 
@@ -206,3 +214,40 @@ def test_one_call_counts_a_failing_model_and_times_one_call_in_sample_every() ->
         one.predict(["some text"])
     assert len(buf) == 10 and buf[0][1:] == ("eggs", 0.8, buf[0][3], "some text", 7.0, 5, 3)
     assert len(calls.noted) == 2 and all(ns > 0 for ns in calls.noted)
+
+
+def _texts(seed: int, n: int) -> list[str]:
+    """Random texts over marks, digits, separators and whitespace, in 1-, 2- and 4-byte
+    kinds (Latin-1 'é' and NBSP, Arabic-Indic digits, an emoji)."""
+    import random
+
+    rng = random.Random(seed)
+    alpha = ["a", "w", "ww", "www.", "@", ":", "://", "/", "1", "12345", "6789012", " ",
+             "\t", "\n", "\x0b", "\x1c", "(", ")", ".", "+", "-", "é", "\u00a0", "٣٤٥",
+             "\U0001f600"]  # fmt: skip
+    return ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 40))) for _ in range(n)]
+
+
+def test_mark_spans_are_the_stretches_between_whitespace_that_hold_a_mark() -> None:
+    import re
+
+    for text in _texts(5, 5000):
+        for urls, marks in ((False, ("@",)), (True, ("://", "www."))):
+            want = [
+                m.span()
+                for m in re.finditer(r"[^ \t\n\r\f\v]+", text)
+                if any(mark in m.group() for mark in marks)
+            ]
+            assert mark_spans(text, urls) == want, (text, urls)
+
+
+def test_digit_regions_are_the_pattern_s_stretches_with_their_digit_counts() -> None:
+    import re
+
+    for text in _texts(6, 5000):
+        want = [
+            (m.start(), m.end(), len(re.findall(r"\d", m.group())) >= 7,
+             re.search(r"\d{5}", m.group()) is not None)
+            for m in re.finditer(r"\d[\d\s().+-]{4,}", text)
+        ]  # fmt: skip
+        assert digit_regions(text) == want, text

@@ -32,11 +32,20 @@ import numpy as np
 
 from libc.math cimport exp, isnan
 from libc.string cimport memcpy
+
+
+cdef extern from "string.h" nogil:
+    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    int PyUnicode_KIND(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
+    bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
+    bint Py_UNICODE_ISDECIMAL(Py_UCS4 ch)
 
 cdef long long _PENDING = 1
 _MANY = (list, tuple, np.ndarray)
@@ -430,3 +439,127 @@ cdef object _top_of(out, bint scores):
         if rows[0, k] > best:
             best, top = rows[0, k], k
     return top, best
+
+
+# -- redaction (leanml.monitor._redact): where the patterns must look, in one pass -------------
+
+cdef inline bint _space(Py_UCS4 c) noexcept:
+    """The ASCII whitespace ``_redact`` splits stretches at: space, \\t \\n \\r \\f \\v."""
+    return c == 32 or 9 <= c <= 13
+
+
+def mark_spans(str text, bint urls):
+    """The stretches ``[lo, hi)`` between ASCII whitespace that hold an ``@`` (``urls``
+    false) or a ``://`` / ``www.`` (``urls`` true), in order."""
+    if PyUnicode_KIND(text) == 1:  # Latin-1: find the marks at memchr speed
+        return _mark_spans1(
+            <const unsigned char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), urls
+        )
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* t = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i, lo = 0
+    cdef bint marked = False
+    cdef Py_UCS4 c
+    cdef list out = []
+    for i in range(n + 1):
+        c = PyUnicode_READ(kind, t, i) if i < n else 32
+        if _space(c):
+            if marked:
+                out.append((lo, i))
+                marked = False
+            lo = i + 1
+        elif not marked:
+            if not urls:
+                marked = c == 64  # "@"
+            elif c == 58:  # "://"
+                marked = (
+                    i + 2 < n
+                    and PyUnicode_READ(kind, t, i + 1) == 47
+                    and PyUnicode_READ(kind, t, i + 2) == 47
+                )
+            elif c == 119:  # "www."
+                marked = (
+                    i + 3 < n
+                    and PyUnicode_READ(kind, t, i + 1) == 119
+                    and PyUnicode_READ(kind, t, i + 2) == 119
+                    and PyUnicode_READ(kind, t, i + 3) == 46
+                )
+    return out
+
+
+cdef Py_ssize_t _find(const unsigned char* t, Py_ssize_t i, Py_ssize_t n, const char* what,
+                      Py_ssize_t size) noexcept:
+    """The first ``what`` in ``t[i:n]``, else ``n``."""
+    cdef const void* p = memmem(t + i, n - i, what, size) if i < n else NULL
+    return n if p == NULL else <const unsigned char*>p - t
+
+
+cdef list _mark_spans1(const unsigned char* t, Py_ssize_t n, bint urls):
+    """:func:`mark_spans` of a one-byte text: each mark found, then its stretch's ends."""
+    cdef list out = []
+    cdef Py_ssize_t i = 0, lo, hi, m, a, b
+    a = _find(t, 0, n, b"://", 3) if urls else _find(t, 0, n, b"@", 1)
+    b = _find(t, 0, n, b"www.", 4) if urls else n
+    while True:
+        m = a if a < b else b
+        if m >= n:
+            return out
+        lo = m
+        while lo > i and not _space(t[lo - 1]):
+            lo -= 1
+        hi = m
+        while hi < n and not _space(t[hi]):
+            hi += 1
+        out.append((lo, hi))
+        i = hi
+        if a < i:
+            a = _find(t, i, n, b"://", 3) if urls else _find(t, i, n, b"@", 1)
+        if b < i:
+            b = _find(t, i, n, b"www.", 4)
+
+
+cdef inline int _digit_class(Py_UCS4 c) noexcept:
+    """2 for a decimal digit (the patterns' ``\\d``), 1 for what else a phone-like number may
+    hold (their ``\\s``, and ``().+-``), 0 for the rest."""
+    if c < 256:
+        return _CLASS1[c]
+    if Py_UNICODE_ISDECIMAL(c):
+        return 2
+    return 1 if Py_UNICODE_ISSPACE(c) else 0
+
+
+cdef unsigned char _CLASS1[256]
+for _c in range(256):
+    _CLASS1[_c] = 2 if chr(_c).isdecimal() else 1 if chr(_c).isspace() or chr(_c) in "().+-" else 0
+
+
+def digit_regions(str text):
+    """The stretches ``[d, e)`` of 5 or more characters that start at a digit and run over
+    digits, whitespace and ``().+-`` as far as they go (``\\d[\\d\\s().+-]{4,}`` found
+    in order), each with whether it holds 7 digits (a phone-like number may be there) and 5
+    in a row (a digit run may)."""
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* t = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, d, digits, row, longest
+    cdef int k
+    cdef list out = []
+    while i < n:
+        if _digit_class(PyUnicode_READ(kind, t, i)) != 2:
+            i += 1
+            continue
+        d, digits, row, longest = i, 0, 0, 0
+        while i < n:
+            k = _digit_class(PyUnicode_READ(kind, t, i))
+            if k == 0:
+                break
+            if k == 2:
+                digits += 1
+                row += 1
+                if row > longest:
+                    longest = row
+            else:
+                row = 0
+            i += 1
+        if i - d >= 5:
+            out.append((d, i, digits >= 7, longest >= 5))
+    return out
