@@ -64,15 +64,16 @@ def _around(text: str, urls: bool, pattern: re.Pattern[str], repl: str) -> str:
 
 
 def _mask_digits(text: str) -> str:
-    """``_DIGITS.sub("<number>", _PHONE.sub("<phone>", text))``, the patterns run over
-    the regions of :func:`leanml._native.digit_regions` only. Why it is the same text: a phone
-    match holds only what a region holds and starts at most 2 characters (``+(``) before a digit, so it lies in
-    ``[d - 2, e)`` of the region of its first digit, and its lookarounds read one character on
-    each side (in the searched range: ``pos`` keeps what precedes for the lookbehind, ``endpos =
-    e + 1`` the lookahead's character); a match can never start before ``d`` in an earlier
-    region (7 digits in 2 characters). Digit runs lie inside regions and never touch a phone
-    match (its ends are not word characters), so the digit pattern over the parts of a region
-    outside phone matches finds the runs it finds after the phone substitution."""
+    """``_DIGITS.sub("<number>", _PHONE.sub("<phone>", text))``, the patterns run over the
+    regions of :func:`leanml._native.digit_regions` only. Why it is the same text: a phone
+    match holds only what a region holds and starts at most 2 characters (``+(``) before a
+    digit, so it lies in ``[d - 2, e)`` of the region of its first digit, and its lookarounds
+    read one character on each side (in the searched range: ``pos`` keeps what precedes for
+    the lookbehind, ``endpos = e + 1`` the lookahead's character); a match can never start
+    before ``d`` in an earlier region (7 digits in 2 characters). Digit runs lie inside
+    regions and never touch a phone match (its ends are not word characters), so the digit
+    pattern over the parts of a region outside phone matches finds the runs it finds after
+    the phone substitution."""
     regions = digit_regions(text)
     if not regions:
         return text
