@@ -39,11 +39,12 @@ cdef extern from "string.h" nogil:
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from "Python.h":
+    ctypedef unsigned char Py_UCS1
+    ctypedef unsigned short Py_UCS2
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     int PyUnicode_KIND(object o)
-    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
     bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
     bint Py_UNICODE_ISDECIMAL(Py_UCS4 ch)
 
@@ -448,53 +449,62 @@ cdef inline bint _space(Py_UCS4 c) noexcept:
     return c == 32 or 9 <= c <= 13
 
 
+ctypedef fused _char:
+    Py_UCS1
+    Py_UCS2
+    Py_UCS4
+
+
 def mark_spans(str text, bint urls):
     """The stretches ``[lo, hi)`` between ASCII whitespace that hold an ``@`` (``urls``
     false) or a ``://`` / ``www.`` (``urls`` true), in order."""
-    if PyUnicode_KIND(text) == 1:  # Latin-1: find the marks at memchr speed
-        return _mark_spans1(
-            <const unsigned char*>PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), urls
-        )
     cdef int kind = PyUnicode_KIND(text)
     cdef void* t = PyUnicode_DATA(text)
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i, lo = 0
-    cdef bint marked = False
-    cdef Py_UCS4 c
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    if kind == 1:  # Latin-1: find the marks at memchr speed
+        return _mark_spans1(<const Py_UCS1*>t, n, urls)
+    if kind == 2:
+        return _mark_spans_wide(<const Py_UCS2*>t, n, urls)
+    return _mark_spans_wide(<const Py_UCS4*>t, n, urls)
+
+
+cdef list _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls):
+    """:func:`mark_spans` of a two- or four-byte text: each mark found by a scan, then its
+    stretch's ends."""
     cdef list out = []
-    for i in range(n + 1):
-        c = PyUnicode_READ(kind, t, i) if i < n else 32
-        if _space(c):
-            if marked:
-                out.append((lo, i))
-                marked = False
-            lo = i + 1
-        elif not marked:
-            if not urls:
-                marked = c == 64  # "@"
-            elif c == 58:  # "://"
-                marked = (
-                    i + 2 < n
-                    and PyUnicode_READ(kind, t, i + 1) == 47
-                    and PyUnicode_READ(kind, t, i + 2) == 47
-                )
-            elif c == 119:  # "www."
-                marked = (
-                    i + 3 < n
-                    and PyUnicode_READ(kind, t, i + 1) == 119
-                    and PyUnicode_READ(kind, t, i + 2) == 119
-                    and PyUnicode_READ(kind, t, i + 3) == 46
-                )
-    return out
+    cdef Py_ssize_t i = 0, lo, hi, m
+    while True:
+        m = i
+        if urls:
+            while m < n and not (
+                (t[m] == 58 and m + 2 < n and t[m + 1] == 47 and t[m + 2] == 47)
+                or (t[m] == 119 and m + 3 < n and t[m + 1] == 119 and t[m + 2] == 119
+                    and t[m + 3] == 46)
+            ):
+                m += 1
+        else:
+            while m < n and t[m] != 64:
+                m += 1
+        if m >= n:
+            return out
+        lo = m
+        while lo > i and not _space(t[lo - 1]):
+            lo -= 1
+        hi = m
+        while hi < n and not _space(t[hi]):
+            hi += 1
+        out.append((lo, hi))
+        i = hi
 
 
-cdef Py_ssize_t _find(const unsigned char* t, Py_ssize_t i, Py_ssize_t n, const char* what,
+cdef Py_ssize_t _find(const Py_UCS1* t, Py_ssize_t i, Py_ssize_t n, const char* what,
                       Py_ssize_t size) noexcept:
     """The first ``what`` in ``t[i:n]``, else ``n``."""
     cdef const void* p = memmem(t + i, n - i, what, size) if i < n else NULL
-    return n if p == NULL else <const unsigned char*>p - t
+    return n if p == NULL else <const Py_UCS1*>p - t
 
 
-cdef list _mark_spans1(const unsigned char* t, Py_ssize_t n, bint urls):
+cdef list _mark_spans1(const Py_UCS1* t, Py_ssize_t n, bint urls):
     """:func:`mark_spans` of a one-byte text: each mark found, then its stretch's ends."""
     cdef list out = []
     cdef Py_ssize_t i = 0, lo, hi, m, a, b
@@ -540,16 +550,25 @@ def digit_regions(str text):
     in a row (a digit run may)."""
     cdef int kind = PyUnicode_KIND(text)
     cdef void* t = PyUnicode_DATA(text)
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0, d, digits, row, longest
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    if kind == 1:
+        return _digit_regions(<const Py_UCS1*>t, n)
+    if kind == 2:
+        return _digit_regions(<const Py_UCS2*>t, n)
+    return _digit_regions(<const Py_UCS4*>t, n)
+
+
+cdef list _digit_regions(const _char* t, Py_ssize_t n):
+    cdef Py_ssize_t i = 0, d, digits, row, longest
     cdef int k
     cdef list out = []
     while i < n:
-        if _digit_class(PyUnicode_READ(kind, t, i)) != 2:
+        if _digit_class(t[i]) != 2:
             i += 1
             continue
         d, digits, row, longest = i, 0, 0, 0
         while i < n:
-            k = _digit_class(PyUnicode_READ(kind, t, i))
+            k = _digit_class(t[i])
             if k == 0:
                 break
             if k == 2:
