@@ -143,6 +143,28 @@ def test_retention_runs_on_schedule_inside_the_monitor(tmp_path: Path, clock) ->
         assert m.stats()["counters"]["retention_runs"] == 1
 
 
+def test_a_new_sqlite_store_has_16k_pages_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    def page_size(path: Path) -> int:
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    MonitorStore(f"sqlite:///{tmp_path}/new.db").close()
+    assert page_size(tmp_path / "new.db") == 16384
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # a store made before: 4 KiB pages
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    assert page_size(tmp_path / "old.db") == 4096
+    store = MonitorStore(f"sqlite:///{tmp_path}/old.db")
+    store.write(
+        predictions=[("p-1-0", 1.0, "m", "", "default", "w", "a", 0.9, 0.1, "x", "h", "rate")]
+    )
+    store.close()
+    assert page_size(tmp_path / "old.db") == 4096
+
+
 def test_store_tables_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         MonitorStore("sqlite:///x.db", table_prefix="bad;drop")
