@@ -239,12 +239,23 @@ cdef class RingCore:
 
 
 cdef class IssueCore:
-    """:meth:`issue_one` of :class:`~leanml.groundtruth.path.GroundTruth`; the subclass sets
-    :attr:`issuer`, :attr:`ring` and :attr:`lock` (the lock every other ring access holds)."""
+    """:meth:`issue` and :meth:`issue_one` of :class:`~leanml.groundtruth.path.GroundTruth`;
+    the subclass sets :attr:`issuer`, :attr:`ring` and :attr:`lock` (the lock every other ring
+    access holds)."""
 
     cdef public IssuerCore issuer
     cdef public RingCore ring
     cdef public object lock
+
+    def issue(self, Py_ssize_t n, int code=0, pred=0, conf=math.nan):
+        """Ids of ``n`` new predictions (class indices ``pred``, confidences ``conf``: arrays
+        of ``n`` or one value) by monitor ``code``."""
+        self.lock.acquire()
+        try:
+            start = self.ring.put(n, code, pred, conf)
+        finally:
+            self.lock.release()
+        return self.issuer.take(start, n)
 
     def issue_one(self, int code, int pred, double conf):
         """The id of one new prediction (class index ``pred``, confidence ``conf``) by

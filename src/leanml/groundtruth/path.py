@@ -12,13 +12,13 @@ prefix: the caller forwards it through the :class:`~leanml.groundtruth.log.Feedb
 
 Durability is the caller's: store the joined labels in the log, then give them to the monitor
 (:meth:`give_back` returns them to the ring when the write fails). Thread-safe: one lock around
-the ring (about 0.1 us uncontended), none around minting the ids.
+the ring (about 0.1 us uncontended), none around minting the ids. Issuing is C
+(:class:`leanml._native.IssueCore`, which this class extends): the hot path of every prediction.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -73,15 +73,7 @@ class GroundTruth(IssueCore):
     def prefix(self) -> str:
         return self.issuer.prefix
 
-    # ------------------------------------------------------------------ predictions
-    def issue(self, n: int, code: int = 0, pred: Any = 0, conf: Any = math.nan) -> list[str]:
-        """Ids of ``n`` new predictions (class indices ``pred``, confidences ``conf``: arrays
-        of ``n`` or one value) by monitor ``code``."""
-        with self.lock:
-            start = self.ring.put(n, code, pred, conf)
-        if n == 1:
-            return [self.issuer.make(start)]
-        return self.issuer.take(start, n)
+    # issue(n, code, pred, conf) and issue_one(code, pred, conf): leanml._native.IssueCore
 
     # ------------------------------------------------------------------ labels
     def lookup(self, prediction_id: Any) -> tuple[str, int, int]:
