@@ -17,6 +17,7 @@ from leanml._native import (
     Recorder,
     digit_regions,
     mark_spans,
+    sub_marks,
 )
 from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
@@ -251,3 +252,23 @@ def test_digit_regions_are_the_pattern_s_stretches_with_their_digit_counts() -> 
             for m in re.finditer(r"\d[\d\s().+-]{4,}", text)
         ]  # fmt: skip
         assert digit_regions(text) == want, text
+
+
+def test_sub_marks_masks_what_the_e_mail_and_url_patterns_match() -> None:
+    """The C matchers against the patterns themselves, on texts dense in what decides a match:
+    word characters of several scripts, scheme characters, quotes and angle brackets, the
+    characters a URL may not end with, Unicode spaces inside a stretch."""
+    import random
+
+    from leanml.monitor._redact import _EMAIL, _URL
+
+    rng = random.Random(7)
+    alpha = ["a", "Z", "é", "ß", "日", "_", "1", "٣", "w", "ww", "www.", "W", "http", "h2", "+",
+             ".", "-", "@", "@@", ":", "/", "://", "<", ">", "'", '"', ",", ";", "!", "?", ")",
+             "(", "\u00a0", "\u2003", " ", "\t", "\n", "x.y", "co", "\U0001f600",
+             "s3+x"]  # fmt: skip
+    texts = ["".join(rng.choice(alpha) for _ in range(rng.randint(0, 25))) for _ in range(20000)]
+    for text in texts:
+        assert sub_marks(text, False) == _EMAIL.sub("<email>", text), text
+        assert sub_marks(text, True) == _URL.sub("<url>", text), text
+    assert sum(sub_marks(t, True) != t for t in texts) > 1000  # URLs were there to mask

@@ -46,6 +46,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     int PyUnicode_KIND(object o)
     bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
+    bint Py_UNICODE_ISALNUM(Py_UCS4 ch)
     bint Py_UNICODE_ISDECIMAL(Py_UCS4 ch)
 
 cdef long long _PENDING = 1
@@ -537,6 +538,137 @@ cdef list _mark_spans1(const Py_UCS1* t, Py_ssize_t n, bint urls):
             a = _find(t, i, n, b"://", 3) if urls else _find(t, i, n, b"@", 1)
         if b < i:
             b = _find(t, i, n, b"www.", 4)
+
+
+cdef inline bint _word(Py_UCS4 c) noexcept:
+    """The patterns' ``\\w``: a letter or digit of any script, or ``_``."""
+    if c < 128:
+        return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 95
+    return Py_UNICODE_ISALNUM(c)
+
+
+cdef inline bint _local(Py_UCS4 c) noexcept:  # [\\w.+-]
+    return _word(c) or c == 46 or c == 43 or c == 45
+
+
+cdef inline bint _label(Py_UCS4 c) noexcept:  # [\\w-]
+    return _word(c) or c == 45
+
+
+cdef inline bint _scheme(Py_UCS4 c) noexcept:  # [a-zA-Z0-9+.-]
+    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 43 or c == 46 or c == 45
+
+
+cdef inline bint _url_char(Py_UCS4 c) noexcept:  # [^\\s<>"']
+    return not (Py_UNICODE_ISSPACE(c) or c == 60 or c == 62 or c == 34 or c == 39)
+
+
+cdef inline bint _url_end(Py_UCS4 c) noexcept:  # [^\\s<>"'.,;:!?)]
+    return _url_char(c) and not (
+        c == 46 or c == 44 or c == 59 or c == 58 or c == 33 or c == 63 or c == 41
+    )
+
+
+cdef void _emails(const _char* t, Py_ssize_t p, Py_ssize_t hi, list out):
+    """The matches of ``[\\w.+-]+@[\\w-]+(?:\\.[\\w-]+)+`` in ``t[p:hi]``, left to right as
+    ``finditer`` finds them. No part of the pattern can backtrack into another (``@`` and
+    ``.`` end the runs before them), so each start either matches the longest such text or,
+    with every start of the same ``[\\w.+-]`` run, fails."""
+    cdef Py_ssize_t e, d, end, labels
+    while p < hi:
+        if not _local(t[p]):
+            p += 1
+            continue
+        e = p
+        while e < hi and _local(t[e]):
+            e += 1
+        if e < hi and t[e] == 64:  # "@"
+            d = end = e + 1
+            while end < hi and _label(t[end]):
+                end += 1
+            labels = 0
+            if end > d:
+                while end + 1 < hi and t[end] == 46 and _label(t[end + 1]):
+                    end += 1
+                    while end < hi and _label(t[end]):
+                        end += 1
+                    labels += 1
+            if labels:
+                out.append((p, end))
+                p = end
+                continue
+        p = e
+
+
+cdef Py_ssize_t _url_tail(const _char* t, Py_ssize_t q, Py_ssize_t hi) noexcept:
+    """End of ``[^\\s<>"']*[^\\s<>"'.,;:!?)]`` from ``q`` (the run, backed off to its last
+    character that may end a URL), or -1."""
+    cdef Py_ssize_t r = q
+    while r < hi and _url_char(t[r]):
+        r += 1
+    while r > q and not _url_end(t[r - 1]):
+        r -= 1
+    return r if r > q else -1
+
+
+cdef void _urls(const _char* t, Py_ssize_t lo, Py_ssize_t hi, list out):
+    """The matches of the URL pattern (``leanml.monitor._redact._URL``) in ``t[lo:hi]``, as
+    ``finditer`` finds them in that substring: at each start, ``scheme://`` then ``www.``,
+    each with the longest tail that ends on a character a URL may end with."""
+    cdef Py_ssize_t p = lo, q, m
+    cdef Py_UCS4 c
+    while p < hi:
+        c = t[p]
+        m = -1
+        if _word(c) and (p == lo or not _word(t[p - 1])):  # \\b before a word character
+            if 65 <= c <= 90 or 97 <= c <= 122:
+                q = p + 1
+                while q < hi and _scheme(t[q]):
+                    q += 1
+                if q + 2 < hi and t[q] == 58 and t[q + 1] == 47 and t[q + 2] == 47:
+                    m = _url_tail(t, q + 3, hi)
+            if m < 0 and c == 119 and p + 3 < hi and t[p + 1] == 119 and t[p + 2] == 119 \
+                    and t[p + 3] == 46:
+                m = _url_tail(t, p + 4, hi)
+        if m >= 0:
+            out.append((p, m))
+            p = m
+        else:
+            p += 1
+
+
+cdef inline void _matches(const _char* t, Py_ssize_t lo, Py_ssize_t hi, bint urls, list out):
+    if urls:
+        _urls(t, lo, hi, out)
+    else:
+        _emails(t, lo, hi, out)
+
+
+def sub_marks(str text, bint urls):
+    """``_EMAIL.sub("<email>", text)`` (``urls`` false) or ``_URL.sub("<url>", text)`` of
+    :mod:`leanml.monitor._redact`, the pattern matched in C over the stretches of
+    :func:`mark_spans` only (a match holds a mark and no ASCII whitespace)."""
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* t = PyUnicode_DATA(text)
+    cdef list found = []
+    cdef Py_ssize_t lo, hi, at = 0
+    for lo, hi in mark_spans(text, urls):
+        if kind == 1:
+            _matches(<const Py_UCS1*>t, lo, hi, urls, found)
+        elif kind == 2:
+            _matches(<const Py_UCS2*>t, lo, hi, urls, found)
+        else:
+            _matches(<const Py_UCS4*>t, lo, hi, urls, found)
+    if not found:
+        return text
+    cdef str mask = "<url>" if urls else "<email>"
+    cdef list pieces = []
+    for lo, hi in found:
+        pieces.append(text[at:lo])
+        pieces.append(mask)
+        at = hi
+    pieces.append(text[at:])
+    return "".join(pieces)
 
 
 cdef inline int _digit_class(Py_UCS4 c) noexcept:

@@ -11,20 +11,20 @@ Replaced, in this order, each by a placeholder that keeps the text readable for 
 What is stored is therefore the text with those spans masked; the input hash stored beside it
 is of the original text, so duplicates still match without keeping the text.
 
-Cost: the patterns never scan the whole text. The e-mail and URL patterns run only over the
-whitespace-delimited stretches around an ``@`` / ``://`` / ``www.``; the phone and digit patterns
-only over the stretches that can hold a match (a digit followed by digits, whitespace and
-``().+-``). Both kinds of stretch are found in one pass over the text, in C
-(:func:`leanml._native.mark_spans`, :func:`leanml._native.digit_regions`). The output is the same as
-the four patterns' ``sub`` over the whole text, in order (tests/monitor compare them on random
-texts).
+Cost: nothing scans the whole text more than once. The e-mail and URL patterns are matched
+in C (:func:`leanml._native.sub_marks`), only over the whitespace-delimited stretches around an
+``@`` / ``://`` / ``www.``; the phone and digit patterns run (``re``) only over the stretches
+that can hold a match (a digit followed by digits, whitespace and ``().+-``,
+:func:`leanml._native.digit_regions`). ``_EMAIL`` and ``_URL`` stay as the definition the C
+matchers follow. The output is the same as the four patterns' ``sub`` over the whole text, in
+order (tests/monitor and tests/test_native.py compare them on random texts).
 """
 
 from __future__ import annotations
 
 import re
 
-from leanml._native import digit_regions, mark_spans
+from leanml._native import digit_regions, sub_marks
 
 __all__ = ["redact"]
 
@@ -41,26 +41,10 @@ def redact(text: str) -> str:
     """``text`` with e-mail addresses, URLs, phone-like numbers and long digit runs masked
     (see the module docstring for how little of the text the patterns see)."""
     if "@" in text:
-        text = _around(text, False, _EMAIL, "<email>")
+        text = sub_marks(text, False)  # _EMAIL, matched in C
     if "://" in text or "www." in text:
-        text = _around(text, True, _URL, "<url>")
+        text = sub_marks(text, True)  # _URL, matched in C
     return _mask_digits(text)
-
-
-def _around(text: str, urls: bool, pattern: re.Pattern[str], repl: str) -> str:
-    """``pattern.sub(repl, text)`` for a pattern whose matches hold a mark (``@``; ``urls``:
-    ``://`` or ``www.``) and no ASCII whitespace: the substitution runs over the stretches
-    between whitespace that hold a mark (a stretch starts after whitespace, as the pattern's
-    ``\\b`` expects)."""
-    spans = mark_spans(text, urls)
-    out: list[str] = []
-    at = 0
-    for lo, hi in spans:
-        out.append(text[at:lo])
-        out.append(pattern.sub(repl, text[lo:hi]))
-        at = hi
-    out.append(text[at:])
-    return "".join(out)
 
 
 def _mask_digits(text: str) -> str:
