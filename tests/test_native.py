@@ -15,8 +15,8 @@ from leanml._native import (
     PROBA,
     OneCall,
     Recorder,
-    digit_regions,
     mark_spans,
+    mask_digits,
     sub_marks,
 )
 from leanml._predict import scores_to_proba
@@ -242,16 +242,35 @@ def test_mark_spans_are_the_stretches_between_whitespace_that_hold_a_mark() -> N
             assert mark_spans(text, urls) == want, (text, urls)
 
 
-def test_digit_regions_are_the_pattern_s_stretches_with_their_digit_counts() -> None:
-    import re
+def test_mask_digits_masks_what_the_phone_then_digit_patterns_match() -> None:
+    from leanml.monitor._redact import _DIGITS, _PHONE
 
-    for text in _texts(6, 5000):
-        want = [
-            (m.start(), m.end(), len(re.findall(r"\d", m.group())) >= 7,
-             re.search(r"\d{5}", m.group()) is not None)
-            for m in re.finditer(r"\d[\d\s().+-]{4,}", text)
-        ]  # fmt: skip
-        assert digit_regions(text) == want, text
+    texts = _texts(6, 20000) + [
+        "+1 (555) 010-9999",
+        "1234567a",
+        "a1234567",
+        "12 34 5 6789",
+        "(12) 345-67 x",
+        "+44 20 7946 0958\u00a0ok",
+        "٣٤٥٦٧٨٩ and 12345",
+    ]
+    for text in texts:
+        assert mask_digits(text) == _DIGITS.sub("<number>", _PHONE.sub("<phone>", text)), text
+    assert sum("<phone>" in mask_digits(t) for t in texts) > 1000
+
+
+def test_redact_gives_the_patterns_text_on_every_spamassassin_e_mail(data_dir) -> None:
+    import gzip
+    import json
+
+    from leanml.monitor._redact import _DIGITS, _EMAIL, _PHONE, _URL, redact
+
+    with gzip.open(data_dir / "spamassassin" / "emails.jsonl.gz", "rt", encoding="utf-8") as f:
+        texts = [f"{r['subject']}\n{r['body']}" for r in map(json.loads, f)]
+    assert len(texts) > 5000
+    for text in texts:
+        want = _URL.sub("<url>", _EMAIL.sub("<email>", text))
+        assert redact(text) == _DIGITS.sub("<number>", _PHONE.sub("<phone>", want))
 
 
 def test_sub_marks_masks_what_the_e_mail_and_url_patterns_match() -> None:

@@ -36,6 +36,35 @@ from libc.string cimport memcpy
 
 cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
+
+
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* The first i >= from with t[i] an ASCII digit, '+' or '(' (n when none): 16 bytes at a
+       time with SSE2 (no Latin-1 character above 127 is a decimal digit). */
+    static Py_ssize_t leanml_next_digit_start(const unsigned char* t, Py_ssize_t i, Py_ssize_t n) {
+    #if defined(__SSE2__)
+        const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+        const __m128i plus = _mm_set1_epi8('+'), paren = _mm_set1_epi8('(');
+        for (; i + 16 <= n; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i*)(t + i));
+            __m128i hit = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
+            hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, plus), _mm_cmpeq_epi8(v, paren)));
+            int mask = _mm_movemask_epi8(hit);
+            if (mask) return i + __builtin_ctz(mask);
+        }
+    #endif
+        for (; i < n; i++) {
+            unsigned char c = t[i];
+            if ((c >= '0' && c <= '9') || c == '+' || c == '(') return i;
+        }
+        return n;
+    }
+    """
+    Py_ssize_t leanml_next_digit_start(const unsigned char* t, Py_ssize_t i, Py_ssize_t n) nogil
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 cdef extern from "Python.h":
@@ -671,57 +700,91 @@ def sub_marks(str text, bint urls):
     return "".join(pieces)
 
 
-cdef inline int _digit_class(Py_UCS4 c) noexcept:
-    """2 for a decimal digit (the patterns' ``\\d``), 1 for what else a phone-like number may
-    hold (their ``\\s``, and ``().+-``), 0 for the rest."""
-    if c < 256:
-        return _CLASS1[c]
-    if Py_UNICODE_ISDECIMAL(c):
-        return 2
-    return 1 if Py_UNICODE_ISSPACE(c) else 0
+cdef inline bint _digit(Py_UCS4 c) noexcept:  # \\d: a decimal digit of any script
+    return 48 <= c <= 57 if c < 128 else Py_UNICODE_ISDECIMAL(c)
 
 
-cdef unsigned char _CLASS1[256]
-for _c in range(256):
-    _CLASS1[_c] = 2 if chr(_c).isdecimal() else 1 if chr(_c).isspace() or chr(_c) in "().+-" else 0
+cdef inline bint _separator(Py_UCS4 c) noexcept:  # [\\s().-]
+    return c == 40 or c == 41 or c == 46 or c == 45 or Py_UNICODE_ISSPACE(c)
 
 
-def digit_regions(str text):
-    """The stretches ``[d, e)`` of 5 or more characters that start at a digit and run over
-    digits, whitespace and ``().+-`` as far as they go (``\\d[\\d\\s().+-]{4,}`` found
-    in order), each with whether it holds 7 digits (a phone-like number may be there) and 5
-    in a row (a digit run may)."""
+cdef Py_ssize_t _phone_end(const _char* t, Py_ssize_t p, Py_ssize_t n) noexcept:
+    """End of the match of ``(?<![\\w])\\+?\\(?\\d(?:[\\s().-]{0,2}\\d){6,}(?![\\w])``
+    at ``p``, or -1. Each digit after the first is reached from the one before over at most
+    two separators in one way only, so the digits form one chain; the match ends after its
+    last digit, at the 7th or later, that is not followed by a word character (the longest
+    the pattern's backtracking finds)."""
+    cdef Py_ssize_t q = p, d, e, s, digits = 1, end = -1
+    if p > 0 and _word(t[p - 1]):
+        return -1
+    if q < n and t[q] == 43:  # "+"
+        q += 1
+    if q < n and t[q] == 40:  # "("
+        q += 1
+    if q >= n or not _digit(t[q]):
+        return -1
+    d = q
+    while True:
+        if digits >= 7 and (d + 1 >= n or not _word(t[d + 1])):
+            end = d + 1
+        e, s = d + 1, 0
+        while s < 2 and e < n and _separator(t[e]):
+            e += 1
+            s += 1
+        if e < n and _digit(t[e]):
+            d = e
+            digits += 1
+        else:
+            return end
+
+
+cdef void _digit_masks(const _char* t, Py_ssize_t n, list out):
+    """``(start, end, is_phone)`` of the phone matches and then, between them, the runs of 5
+    or more digits (``\\d{5,}``), in order."""
+    cdef Py_ssize_t p = 0, end, r
+    cdef Py_UCS4 c
+    while p < n:
+        if _char is Py_UCS1:  # skip to the next candidate 16 bytes at a time
+            p = leanml_next_digit_start(t, p, n)
+            if p >= n:
+                return
+        c = t[p]
+        if c == 43 or c == 40 or _digit(c):
+            end = _phone_end(t, p, n)
+            if end >= 0:
+                out.append((p, end, True))
+                p = end
+                continue
+            if _digit(c):  # the digit run from here: no phone starts inside it (a digit is a
+                r = p + 1  # word character before any later start)
+                while r < n and _digit(t[r]):
+                    r += 1
+                if r - p >= 5:
+                    out.append((p, r, False))
+                p = r
+                continue
+        p += 1
+
+
+def mask_digits(str text):
+    """``_DIGITS.sub("<number>", _PHONE.sub("<phone>", text))`` of
+    :mod:`leanml.monitor._redact`, matched in C in one pass."""
     cdef int kind = PyUnicode_KIND(text)
     cdef void* t = PyUnicode_DATA(text)
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), at = 0, lo, hi
+    cdef list found = []
     if kind == 1:
-        return _digit_regions(<const Py_UCS1*>t, n)
-    if kind == 2:
-        return _digit_regions(<const Py_UCS2*>t, n)
-    return _digit_regions(<const Py_UCS4*>t, n)
-
-
-cdef list _digit_regions(const _char* t, Py_ssize_t n):
-    cdef Py_ssize_t i = 0, d, digits, row, longest
-    cdef int k
-    cdef list out = []
-    while i < n:
-        if _digit_class(t[i]) != 2:
-            i += 1
-            continue
-        d, digits, row, longest = i, 0, 0, 0
-        while i < n:
-            k = _digit_class(t[i])
-            if k == 0:
-                break
-            if k == 2:
-                digits += 1
-                row += 1
-                if row > longest:
-                    longest = row
-            else:
-                row = 0
-            i += 1
-        if i - d >= 5:
-            out.append((d, i, digits >= 7, longest >= 5))
-    return out
+        _digit_masks(<const Py_UCS1*>t, n, found)
+    elif kind == 2:
+        _digit_masks(<const Py_UCS2*>t, n, found)
+    else:
+        _digit_masks(<const Py_UCS4*>t, n, found)
+    if not found:
+        return text
+    cdef list pieces = []
+    for lo, hi, phone in found:
+        pieces.append(text[at:lo])
+        pieces.append("<phone>" if phone else "<number>")
+        at = hi
+    pieces.append(text[at:])
+    return "".join(pieces)
