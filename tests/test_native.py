@@ -51,6 +51,21 @@ def test_a_prefix_the_c_buffer_cannot_hold_is_refused(prefix: str) -> None:
     assert issuer.prefix == "ok"
 
 
+def test_c_cores_refuse_what_would_make_them_read_or_write_out_of_bounds() -> None:
+    import array
+
+    issuer = IdIssuer("p")
+    issuer.mac = hashlib.blake2b(key=b"k", digest_size=32)  # 4 tags, not 8
+    with pytest.raises(ValueError, match="64 bytes"):
+        issuer.make(5)
+    ring = PendingRing(4)
+    with pytest.raises(ValueError, match="capacity=4"):
+        ring.bind(*(array.array(code, bytes(3 * array.array(code).itemsize)) for code in "dbhid"))
+    with pytest.raises(ValueError, match="n >= 0"):
+        ring.put(-1, 0)
+    assert ring.issued == 0
+
+
 def test_a_counter_beyond_the_c_range_does_not_verify() -> None:
     issuer = IdIssuer("p")
     assert issuer.verify(f"p-{2**63:x}-{'0' * 16}") == -1

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The per-prediction hot path in C (Cython): id minting, the pending ring's slot, the record.
+"""The per-prediction hot path in C (Cython), built by ``pip install`` (``setup.py``).
 
 A monitored prediction costs, on the caller's thread, one id (``<prefix>-<counter>-<tag>``,
 :mod:`leanml.groundtruth.ids`), one slot of the pending-join ring
@@ -7,17 +7,22 @@ A monitored prediction costs, on the caller's thread, one id (``<prefix>-<counte
 (:meth:`leanml.monitor.ModelMonitor.record`). In Python those took ~1.5 us per prediction in
 a tight loop and 3-6 us right after a large model's predict (its memory traffic evicts what
 the interpreter touches: every function, attribute and frame). Here each is a few C
-statements over a handful of fields.
+statements over a handful of fields. Then, per sampled prediction on the flusher's thread, the
+redaction of its text (:mod:`leanml.monitor._redact`).
 
-The Python classes keep everything else (validation, batch puts over numpy views, joins,
-verification) and subclass these cores, so there is one implementation of each rule:
+The Python classes keep everything else (validation, joins, verification) and subclass or call
+these, so there is one implementation of each rule:
 
 * :class:`IssuerCore`: the keyed BLAKE2b digest of a block of 8 counters (the last one cached),
   :meth:`~IssuerCore.make` one id, :meth:`~IssuerCore.take` ``n`` consecutive ids.
-* :class:`RingCore`: the counter and :meth:`~RingCore.put_one` (one slot, counting the
-  unlabeled prediction it evicts).
-* :class:`IssueCore`: :meth:`~IssueCore.issue_one`, the two above under the ring's lock.
+* :class:`RingCore`: the counter, :meth:`~RingCore.put` and :meth:`~RingCore.put_one` (the
+  slots, counting the unlabeled predictions they evict).
+* :class:`IssueCore`: :meth:`~IssueCore.issue` and :meth:`~IssueCore.issue_one`, the two above
+  under the ring's lock.
 * :class:`Recorder`: :meth:`~Recorder.record`, one tuple appended to a bounded deque.
+* :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
+* :func:`top_softmax`: a compact linear head's top class and its softmax probability.
+* :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches.
 
 Every method runs with the GIL held and calls no Python code of its own between reading and
 writing a field (only C functions: ``time.time``, ``hashlib``, the deque's ``append``), so the
@@ -32,6 +37,7 @@ import numpy as np
 
 from libc.math cimport exp, isnan
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
 cdef extern from "string.h" nogil:
@@ -65,7 +71,8 @@ cdef extern from *:
     }
     """
     Py_ssize_t leanml_next_digit_start(const unsigned char* t, Py_ssize_t i, Py_ssize_t n) nogil
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
 
 cdef extern from "Python.h":
     ctypedef unsigned char Py_UCS1
@@ -143,6 +150,8 @@ cdef class IssuerCore:
         cdef Py_ssize_t n = len(prefix), k, start
         cdef unsigned long long c = <unsigned long long>counter
         cdef const unsigned char* tag = <const unsigned char*>(<const char*>digest)
+        if len(digest) != 8 * _TAG_BYTES:  # the tag is read from the counter's 8-byte slot
+            raise ValueError(f"an id digest has 64 bytes, got {len(digest)}")
         memcpy(buf, <const char*>prefix, n)
         buf[n] = 45  # "-"
         n += 1
@@ -193,7 +202,7 @@ cdef class IssuerCore:
 
 
 cdef class RingCore:
-    """The counter and the one-slot put of :class:`~leanml.groundtruth.ring.PendingRing`; the
+    """The counter and the puts of :class:`~leanml.groundtruth.ring.PendingRing`; the
     subclass binds the columns (:meth:`bind`) and does the rest."""
 
     cdef public long long issued
@@ -208,15 +217,21 @@ cdef class RingCore:
     cdef short[::1] _code
     cdef int[::1] _pred
     cdef double[::1] _conf
+    cdef Py_ssize_t _slots  # 0 until bound
 
     def bind(self, ts, state, code, pred, conf):
         """The ring's columns (``array.array`` of 'd', 'b', 'h', 'i', 'd', all ``capacity``
         long: the memory the numpy views of the subclass read too)."""
+        if self.capacity < 1 or any(len(a) != self.capacity for a in (ts, state, code, pred, conf)):
+            raise ValueError(f"the ring's columns must each hold capacity={self.capacity} slots")
         self._ts, self._state, self._code, self._pred, self._conf = ts, state, code, pred, conf
+        self._slots = self.capacity
 
     cpdef long long put_one(self, int code, int pred, double conf) except -1:
         """Reserve one counter for a prediction of class index ``pred`` with confidence
         ``conf`` by monitor ``code``; the counter."""
+        if not self._slots:
+            raise RuntimeError("RingCore.put_one before bind")
         cdef double now = self.clock()
         cdef long long start = self.issued
         self.issued = start + 1
@@ -227,6 +242,8 @@ cdef class RingCore:
         """Reserve ``n`` counters for predictions of class indices ``pred`` with confidences
         ``conf`` (sequences of ``n``, or one value for all) by monitor ``code``; the first
         counter."""
+        if n < 0 or not self._slots:
+            raise ValueError(f"a put needs n >= 0 and bound columns, got n={n}")
         if n == 1:
             return self.put_one(
                 code,
@@ -255,7 +272,7 @@ cdef class RingCore:
     cdef inline void _put(self, long long counter, double now, int code, int pred, double conf):
         """Write one slot, counting the unlabeled prediction it held (``evicted_age`` when it
         was older than ``max_age_s``, else ``evicted_capacity``)."""
-        cdef Py_ssize_t i = counter % self.capacity
+        cdef Py_ssize_t i = counter % self._slots
         if self._state[i] == _PENDING:
             if self._ts[i] < now - self.max_age_s:
                 self.evicted_age += 1

@@ -38,7 +38,6 @@ __all__ = ["TAG_HEX", "IdIssuer", "parse_id"]
 TAG_HEX = 16
 #: ids per keyed hash (a 64-byte digest holds 8 tags of 64 bits)
 _BLOCK = 8
-_SHIFT, _MASK = 3, 7
 #: counters are C ``long long``: 0 .. 2**63 - 1
 _COUNTERS = 1 << 63
 #: longest id the parser looks at (prefix <= 32, counter <= 16, tag 16, two dashes)

@@ -49,7 +49,7 @@ class PendingRing(RingCore):
         self.max_age_s = float(max_age_s)
         self.clock = clock
         self.issued = 0
-        # each column is an array.array, written item by item by the one-prediction put (C),
+        # each column is an array.array that the puts (RingCore.put and put_one, C) write,
         # with a numpy view of the same memory (slices, counts)
         cap = self.capacity
         self._ts_a, self._ts = _column("d", np.float64, cap)
@@ -57,7 +57,6 @@ class PendingRing(RingCore):
         self._code_a, self._code = _column("h", np.int16, cap)
         self._pred_a, self._pred = _column("i", np.int32, cap)  # index into the code's classes
         self._conf_a, self._conf = _column("d", np.float64, cap)
-        # the puts (RingCore.put and put_one, C) write the same memory
         self.bind(self._ts_a, self._state_a, self._code_a, self._pred_a, self._conf_a)
 
     @property

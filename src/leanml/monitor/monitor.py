@@ -4,7 +4,8 @@ Hot path contract:
 
 * :meth:`ModelMonitor.record` does one bounded-length check, one clock read and one
   ``deque.append`` of a tuple (atomic under the GIL: no lock, no I/O, no allocation besides the
-  tuple). When the buffer holds ``buffer_size`` records the record is dropped and counted
+  tuple), in C (:class:`leanml._native.Recorder`: ~0.16 us on the build machine). When the
+  buffer holds ``buffer_size`` records the record is dropped and counted
   (``drops.record_buffer``); dropped predictions still count in the totals.
 * :meth:`ModelMonitor.record_batch` appends one tuple of arrays (the arrays are kept by
   reference: do not mutate them afterwards).

@@ -296,8 +296,6 @@ _OWN = frozenset(
         "_proba_fn",
         "_decision_fn",
         "_issue",
-        "predict",
-        "predict_with_ids",
         "_record",
         "_record_batch",
         "_calls",
