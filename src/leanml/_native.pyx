@@ -530,7 +530,7 @@ cdef list _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls):
     """:func:`mark_spans` of a two- or four-byte text: each mark found by a scan, then its
     stretch's ends."""
     cdef list out = []
-    cdef Py_ssize_t i = 0, lo, hi, m
+    cdef Py_ssize_t i = 0, m
     while True:
         m = i
         if urls:
@@ -545,14 +545,20 @@ cdef list _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls):
                 m += 1
         if m >= n:
             return out
-        lo = m
-        while lo > i and not _space(t[lo - 1]):
-            lo -= 1
-        hi = m
-        while hi < n and not _space(t[hi]):
-            hi += 1
-        out.append((lo, hi))
-        i = hi
+        i = _stretch(t, i, m, n, out)
+
+
+cdef inline Py_ssize_t _stretch(const _char* t, Py_ssize_t i, Py_ssize_t m, Py_ssize_t n,
+                                list out):
+    """Add the stretch between ASCII whitespace around the mark at ``m`` (not before ``i``)
+    to ``out``; its end."""
+    cdef Py_ssize_t lo = m, hi = m
+    while lo > i and not _space(t[lo - 1]):
+        lo -= 1
+    while hi < n and not _space(t[hi]):
+        hi += 1
+    out.append((lo, hi))
+    return hi
 
 
 cdef Py_ssize_t _find(const Py_UCS1* t, Py_ssize_t i, Py_ssize_t n, const char* what,
@@ -565,21 +571,14 @@ cdef Py_ssize_t _find(const Py_UCS1* t, Py_ssize_t i, Py_ssize_t n, const char* 
 cdef list _mark_spans1(const Py_UCS1* t, Py_ssize_t n, bint urls):
     """:func:`mark_spans` of a one-byte text: each mark found, then its stretch's ends."""
     cdef list out = []
-    cdef Py_ssize_t i = 0, lo, hi, m, a, b
+    cdef Py_ssize_t i = 0, m, a, b
     a = _find(t, 0, n, b"://", 3) if urls else _find(t, 0, n, b"@", 1)
     b = _find(t, 0, n, b"www.", 4) if urls else n
     while True:
         m = a if a < b else b
         if m >= n:
             return out
-        lo = m
-        while lo > i and not _space(t[lo - 1]):
-            lo -= 1
-        hi = m
-        while hi < n and not _space(t[hi]):
-            hi += 1
-        out.append((lo, hi))
-        i = hi
+        i = _stretch(t, i, m, n, out)
         if a < i:
             a = _find(t, i, n, b"://", 3) if urls else _find(t, i, n, b"@", 1)
         if b < i:
