@@ -206,13 +206,17 @@ def test_one_call_hands_other_inputs_and_answers_to_the_fallback() -> None:
     assert one.predict(("a",)) == "fallback"  # not a list
     fused, *_ = calls.one_call(FUSED, lambda text: (0, 0.9, 1, 1))
     assert fused.predict([b"bytes"]) == "fallback"  # the fused path takes one str only
-    assert len(calls.fallback) == 4 and not buf and gt.ring.issued == 0
+    assert len(calls.fallback) == 4 and not buf and gt.ring.issued == 0  # nothing issued
 
     def refuses(X):
         raise AttributeError("predict_proba is not available")
 
     one, *_ = calls.one_call(PROBA, refuses)  # the name exists but the model refuses
     assert one.predict(["a"]) == "fallback" and calls.errors == []
+    one, *_ = calls.one_call(FUSED, lambda text: (3, 0.9, 1, 1))  # not one of the 3 classes
+    assert one.predict(["a"]) == "fallback"
+    one, *_ = calls.one_call(PROBA, lambda X: np.array([[0.1, 0.1, 0.1, 0.7]]))  # 4 columns
+    assert one.predict(["a"]) == "fallback"
 
 
 def test_one_call_counts_a_failing_model_and_times_one_call_in_sample_every() -> None:

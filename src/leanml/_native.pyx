@@ -417,7 +417,7 @@ cdef class OneCall:
 
     cdef object _one(self, list X):
         """The label array of ``X`` (one input), its id in ``local.ids``; None when the
-        model's answer is not one row (the caller falls back)."""
+        model's answer is not one row of its classes (the caller falls back)."""
         cdef long long t0 = _now_ns(), t1
         cdef object tokens = -1, known = 0
         cdef Py_ssize_t k
@@ -438,6 +438,8 @@ cdef class OneCall:
         except BaseException:
             self._error(1)
             raise
+        if not 0 <= k < len(self._names):  # not one of the classes: the Python path says so
+            return None
         cdef double dt = (_now_ns() - t0) * 1e-9
         self._calls += 1
         cdef bint timed = (self._calls & self._mask) == 0
