@@ -94,21 +94,31 @@ cdef long long _MASK = 7
 cdef const char* _HEX = b"0123456789abcdef"
 
 
+cdef Py_ssize_t _argmax(const double[:] row) noexcept:
+    """``argmax`` as numpy's: the first of equal maxima, the first NaN (``row`` not empty)."""
+    cdef Py_ssize_t k, top = 0
+    cdef double best = row[0]
+    for k in range(row.shape[0]):
+        if isnan(row[k]):
+            return k
+        if row[k] > best:
+            best, top = row[k], k
+    return top
+
+
 def top_softmax(const double[::1] scores):
     """(index of the largest score, its softmax probability ``1 / sum(exp(s - s[top]))``)
     of one row of scores in one pass: ``argmax`` as numpy's (the first of equal maxima, the
     first NaN), the sum in order."""
-    cdef Py_ssize_t n = scores.shape[0], k, top = 0
+    cdef Py_ssize_t k, top
     cdef double best, total = 0.0
-    if n == 0:
+    if scores.shape[0] == 0:
         raise ValueError("no scores")
-    best = scores[0]
-    for k in range(n):
-        if isnan(scores[k]):
-            return k, float("nan")
-        if scores[k] > best:
-            best, top = scores[k], k
-    for k in range(n):
+    top = _argmax(scores)
+    best = scores[top]
+    if isnan(best):
+        return top, best
+    for k in range(scores.shape[0]):
         total += exp(scores[k] - best)
     return top, 1.0 / total
 
@@ -492,14 +502,8 @@ cdef object _top_of(out, bint scores):
     if scores:
         return top_softmax(np.ascontiguousarray(out[0], dtype=np.float64))
     rows = out if out.dtype == np.float64 else out.astype(np.float64)
-    cdef Py_ssize_t k, n = rows.shape[1], top = 0
-    cdef double best = rows[0, 0]
-    for k in range(n):
-        if isnan(rows[0, k]):
-            return k, rows[0, k]
-        if rows[0, k] > best:
-            best, top = rows[0, k], k
-    return top, best
+    cdef Py_ssize_t top = _argmax(rows[0])
+    return top, rows[0, top]
 
 
 # -- redaction (leanml.monitor._redact): where the patterns must look, in one pass -------------
