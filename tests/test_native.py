@@ -9,14 +9,17 @@ import threading
 import numpy as np
 import pytest
 
+from leanml._ids import input_hash, sample_hash, sample_hashes
 from leanml._native import (
     DECISION,
     FUSED,
     PROBA,
     OneCall,
     Recorder,
+    input_hashes,
     mark_spans,
     mask_digits,
+    sample_hashes_of_str,
     sub_marks,
 )
 from leanml._predict import scores_to_proba
@@ -310,3 +313,31 @@ def test_sub_marks_masks_what_the_e_mail_and_url_patterns_match() -> None:
         assert sub_marks(text, False) == _EMAIL.sub("<email>", text), text
         assert sub_marks(text, True) == _URL.sub("<url>", text), text
     assert sum(sub_marks(t, True) != t for t in texts) > 1000  # URLs were there to mask
+
+
+def _random_texts(rng: np.random.Generator, n: int) -> list[str]:
+    """Texts of every length class (0 to 3 SHA-256 blocks and a long one), in several
+    scripts: ASCII, Latin-1, CJK and astral characters."""
+    alphabet = "ab c.-9é€你😀\n"
+    lengths = [*range(0, 130), 1000, 5000, *rng.integers(0, 300, n).tolist()]
+    return ["".join(rng.choice(list(alphabet), size=k)) for k in lengths]
+
+
+def test_input_hashes_are_sha256_of_utf8() -> None:
+    rng = np.random.default_rng(5)
+    texts: list = _random_texts(rng, 300)
+    texts += [None, "lone \udc80 surrogate"]
+    got = input_hashes(texts)
+    assert got == [None if t is None else input_hash(t) for t in texts]
+    assert got[3] == hashlib.sha256(texts[3].encode()).hexdigest()
+
+
+def test_sample_hashes_of_str_are_zlib_crc32_then_fmix32() -> None:
+    rng = np.random.default_rng(6)
+    ids = _random_texts(rng, 300) + GroundTruth().issue(500)
+    got = sample_hashes_of_str(ids)
+    assert got is not None and got.dtype == np.uint64
+    assert got.tolist() == [sample_hash(i) for i in ids]  # the per-id Python reference
+    assert [sample_hash(i) for i in ids[:3]] == [int(x) for x in sample_hashes(list(ids[:3]))]
+    assert sample_hashes_of_str(["a", 3]) is None  # not every id a str: the Python path
+    assert sample_hashes(["a", 3]).tolist() == [sample_hash("a"), sample_hash(3)]

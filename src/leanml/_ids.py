@@ -20,6 +20,8 @@ from typing import cast
 
 import numpy as np
 
+from leanml._native import sample_hashes_of_str
+
 __all__ = ["input_hash", "is_sampled", "sample_hash", "sample_hashes"]
 
 _M = 0xFFFFFFFF
@@ -48,6 +50,10 @@ def _raw(pid: Hashable) -> int:
 
 def sample_hashes(ids: Sequence[Hashable]) -> np.ndarray:
     """32-bit sampling hashes of many ids (uint64 array with values < 2**32)."""
+    if type(ids) is list:
+        fast = sample_hashes_of_str(ids)  # C: every id a str (else None)
+        if fast is not None:
+            return fast
     if ids and all(type(i) is str for i in ids[:1]):
         try:
             strs = cast(Sequence[str], ids)

@@ -23,6 +23,8 @@ these, so there is one implementation of each rule:
 * :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
 * :func:`top_softmax`: a compact linear head's top class and its softmax probability.
 * :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches.
+* :func:`sample_hashes_of_str`, :func:`input_hashes`: the flusher's per-id sampling hash
+  (CRC-32, as zlib's) and per-text SHA-256, without a Python call per item.
 
 Every method runs with the GIL held and calls no Python code of its own between reading and
 writing a field (only C functions: ``time.time``, ``hashlib``, the deque's ``append``), so the
@@ -810,3 +812,162 @@ def mask_digits(str text):
         at = hi
     pieces.append(text[at:])
     return "".join(pieces)
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* CRC-32 as zlib's crc32() (reflected polynomial 0xEDB88320), slicing by 8. */
+    static uint32_t leanml_crc_tab[8][256];
+    static void leanml_crc_init(void) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            leanml_crc_tab[0][i] = c;
+        }
+        for (uint32_t i = 0; i < 256; i++)
+            for (int t = 1; t < 8; t++)
+                leanml_crc_tab[t][i] = (leanml_crc_tab[t - 1][i] >> 8)
+                                       ^ leanml_crc_tab[0][leanml_crc_tab[t - 1][i] & 0xFF];
+    }
+    static uint32_t leanml_crc32(const unsigned char* p, size_t n) {
+        uint32_t c = 0xFFFFFFFFu;
+        while (n >= 8) {
+            uint32_t a, b;
+            memcpy(&a, p, 4);
+            memcpy(&b, p + 4, 4);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            a = __builtin_bswap32(a);
+            b = __builtin_bswap32(b);
+    #endif
+            a ^= c;
+            c = leanml_crc_tab[7][a & 0xFF] ^ leanml_crc_tab[6][(a >> 8) & 0xFF]
+                ^ leanml_crc_tab[5][(a >> 16) & 0xFF] ^ leanml_crc_tab[4][a >> 24]
+                ^ leanml_crc_tab[3][b & 0xFF] ^ leanml_crc_tab[2][(b >> 8) & 0xFF]
+                ^ leanml_crc_tab[1][(b >> 16) & 0xFF] ^ leanml_crc_tab[0][b >> 24];
+            p += 8;
+            n -= 8;
+        }
+        while (n--) c = leanml_crc_tab[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+        return c ^ 0xFFFFFFFFu;
+    }
+
+    /* murmur3's 32-bit finalizer */
+    static uint32_t leanml_fmix32(uint32_t h) {
+        h ^= h >> 16;
+        h *= 0x85EBCA6Bu;
+        h ^= h >> 13;
+        h *= 0xC2B2AE35u;
+        return h ^ (h >> 16);
+    }
+
+    /* SHA-256 (FIPS 180-4) of n bytes, written as 64 lowercase hex digits into out. */
+    static const uint32_t leanml_sha_k[64] = {
+        0x428a2f98,0x71374491,0xb5c0fbcf,0xe9b5dba5,0x3956c25b,0x59f111f1,0x923f82a4,0xab1c5ed5,
+        0xd807aa98,0x12835b01,0x243185be,0x550c7dc3,0x72be5d74,0x80deb1fe,0x9bdc06a7,0xc19bf174,
+        0xe49b69c1,0xefbe4786,0x0fc19dc6,0x240ca1cc,0x2de92c6f,0x4a7484aa,0x5cb0a9dc,0x76f988da,
+        0x983e5152,0xa831c66d,0xb00327c8,0xbf597fc7,0xc6e00bf3,0xd5a79147,0x06ca6351,0x14292967,
+        0x27b70a85,0x2e1b2138,0x4d2c6dfc,0x53380d13,0x650a7354,0x766a0abb,0x81c2c92e,0x92722c85,
+        0xa2bfe8a1,0xa81a664b,0xc24b8b70,0xc76c51a3,0xd192e819,0xd6990624,0xf40e3585,0x106aa070,
+        0x19a4c116,0x1e376c08,0x2748774c,0x34b0bcb5,0x391c0cb3,0x4ed8aa4a,0x5b9cca4f,0x682e6ff3,
+        0x748f82ee,0x78a5636f,0x84c87814,0x8cc70208,0x90befffa,0xa4506ceb,0xbef9a3f7,0xc67178f2};
+    #define LEANML_ROR(x, r) (((x) >> (r)) | ((x) << (32 - (r))))
+    static void leanml_sha_block(uint32_t h[8], const unsigned char* b) {
+        uint32_t w[64];
+        for (int i = 0; i < 16; i++)
+            w[i] = ((uint32_t)b[4*i] << 24) | ((uint32_t)b[4*i+1] << 16)
+                   | ((uint32_t)b[4*i+2] << 8) | (uint32_t)b[4*i+3];
+        for (int i = 16; i < 64; i++) {
+            uint32_t s0 = LEANML_ROR(w[i-15], 7) ^ LEANML_ROR(w[i-15], 18) ^ (w[i-15] >> 3);
+            uint32_t s1 = LEANML_ROR(w[i-2], 17) ^ LEANML_ROR(w[i-2], 19) ^ (w[i-2] >> 10);
+            w[i] = w[i-16] + s0 + w[i-7] + s1;
+        }
+        uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+        for (int i = 0; i < 64; i++) {
+            uint32_t t1 = hh + (LEANML_ROR(e, 6) ^ LEANML_ROR(e, 11) ^ LEANML_ROR(e, 25))
+                          + ((e & f) ^ (~e & g)) + leanml_sha_k[i] + w[i];
+            uint32_t t2 = (LEANML_ROR(a, 2) ^ LEANML_ROR(a, 13) ^ LEANML_ROR(a, 22))
+                          + ((a & bb) ^ (a & c) ^ (bb & c));
+            hh = g; g = f; f = e; e = d + t1; d = c; c = bb; bb = a; a = t1 + t2;
+        }
+        h[0] += a; h[1] += bb; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    }
+    static void leanml_sha256_hex(const unsigned char* p, size_t n, char out[64]) {
+        uint32_t h[8] = {0x6a09e667,0xbb67ae85,0x3c6ef372,0xa54ff53a,
+                         0x510e527f,0x9b05688c,0x1f83d9ab,0x5be0cd19};
+        unsigned char tail[128];
+        size_t full = n & ~(size_t)63, rest = n - full, len;
+        for (size_t i = 0; i < full; i += 64) leanml_sha_block(h, p + i);
+        memset(tail, 0, sizeof tail);
+        memcpy(tail, p + full, rest);
+        tail[rest] = 0x80;
+        len = rest + 1 + 8 <= 64 ? 64 : 128;
+        uint64_t bits = (uint64_t)n * 8;
+        for (int i = 0; i < 8; i++) tail[len - 1 - i] = (unsigned char)(bits >> (8 * i));
+        leanml_sha_block(h, tail);
+        if (len == 128) leanml_sha_block(h, tail + 64);
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 8; i++)
+            for (int k = 0; k < 8; k++) out[8*i + k] = hex[(h[i] >> (28 - 4*k)) & 15];
+    }
+    """
+    void leanml_crc_init()
+    unsigned int leanml_crc32(const unsigned char* p, size_t n) nogil
+    unsigned int leanml_fmix32(unsigned int h) nogil
+    void leanml_sha256_hex(const unsigned char* p, size_t n, char* out) nogil
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
+
+
+leanml_crc_init()
+
+
+def sample_hashes_of_str(list ids):
+    """The sampling hashes (:func:`leanml._ids.sample_hashes`: murmur3's finalizer of the CRC-32
+    of the UTF-8 form) of a list of ``str`` ids, as a uint64 array; None when an item is not
+    a ``str`` (the caller's Python path hashes those)."""
+    cdef Py_ssize_t i, n = len(ids), size
+    cdef const char* data
+    out = np.empty(n, dtype=np.uint64)
+    cdef unsigned long long[::1] o = out
+    for i in range(n):
+        x = ids[i]
+        if type(x) is not str:
+            return None
+        data = PyUnicode_AsUTF8AndSize(x, &size)
+        o[i] = leanml_fmix32(leanml_crc32(<const unsigned char*>data, size))
+    return out
+
+
+def input_hashes(list texts):
+    """SHA-256 (64 hex digits) of each text's UTF-8 form as :func:`leanml._ids.input_hash`
+    (None for None); a text that is not a ``str``, or has lone surrogates, goes through
+    ``input_hash`` (Python)."""
+    from leanml._ids import input_hash
+
+    cdef Py_ssize_t i, n = len(texts), size
+    cdef const char* data
+    cdef char buf[64]
+    cdef list out = [None] * n
+    for i in range(n):
+        x = texts[i]
+        if x is None:
+            continue
+        if type(x) is not str:
+            out[i] = input_hash(x)
+            continue
+        try:
+            data = PyUnicode_AsUTF8AndSize(x, &size)
+        except UnicodeEncodeError:  # lone surrogates: hashed as "surrogatepass" encodes them
+            out[i] = input_hash(x)
+            continue
+        # the GIL stays held, a long text too (see _ids._HASH_PIECE: releasing it on the
+        # flusher's thread handed it to the event loop and back per text)
+        leanml_sha256_hex(<const unsigned char*>data, size, buf)
+        s = PyUnicode_New(64, 127)
+        memcpy(PyUnicode_DATA(s), buf, 64)
+        out[i] = s
+    return out

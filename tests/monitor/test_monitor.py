@@ -463,11 +463,11 @@ def test_after_a_failed_write_the_detail_queue_waits_for_the_interval(clock, tmp
     store = MonitorStore(f"sqlite:///{tmp_path}/s.db")
     cfg = MonitorConfig(sampling_rate=1.0, detail_buffer_size=100, store_interval_s=60.0)
     m = ModelMonitor("email", config=cfg, store=store, clock=clock, start=False, sinks=[])
-    store.predictions.drop(store.engine)  # writes fail until it is back
+    store.detail_blocks.drop(store.engine)  # writes fail until it is back
     _batch(m, 0, 60)
     m._step(force=False)
     assert m.counters["store_errors"] == 1 and m.drops["store_rows"] >= 60
-    store.predictions.create(store.engine)
+    store.detail_blocks.create(store.engine)
     _batch(m, 1, 60)
     m._step(force=False)  # half full, but the last write failed: no retry before the interval
     assert m.counters["store_errors"] == 1 and store.count_rows("predictions") == 0

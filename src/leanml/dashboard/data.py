@@ -16,6 +16,7 @@ suggestions and the HTML are computed from it, so each of them can be tested on 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -515,19 +516,11 @@ def _fill_labels(md: ModelData, store: MonitorStore, since: float, until: float,
 
 
 def _fill_samples(md: ModelData, store: MonitorStore, since: float, until: float, cap: int) -> None:
-    t = store.predictions
-    q = (
-        sa.select(t.c.input_hash, t.c.input_text, t.c.reason)
-        .where(t.c.model == md.name, t.c.ts >= since, t.c.ts < until)
-        .order_by(t.c.id.desc())
-        .limit(cap)
-    )
-    with store.engine.connect() as conn:
-        rows = conn.execute(q).all()
-    keys = [h or x for h, x, _ in rows if (h or x)]
+    rows = list(itertools.islice(store.read_details(md.name, since, until, newest_first=True), cap))
+    keys = [r["input_hash"] or r["input_text"] for r in rows if r["input_hash"] or r["input_text"]]
     md.sampled = len(keys)
     md.sampled_unique_inputs = len(set(keys))
-    md.low_confidence_sampled = sum(1 for *_, r in rows if r == "low_confidence")
+    md.low_confidence_sampled = sum(1 for r in rows if r["reason"] == "low_confidence")
 
 
 def _fill_alerts(md: ModelData, store: MonitorStore, until: float) -> None:

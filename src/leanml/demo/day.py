@@ -356,7 +356,7 @@ def _day_config(config: MonitorConfig | None, rules: Sequence[AlertRule]) -> Mon
 
 def _forget_previous_day(store: MonitorStore) -> None:
     """Delete every row an earlier run wrote as this process (the demo's own, nothing else)."""
-    tables = (store.snapshots, store.predictions, store.labels, store.alerts, store.resources)
+    tables = (store.snapshots, store.detail_blocks, store.labels, store.alerts, store.resources)
     with store.engine.begin() as conn:
         for t in tables:
             conn.execute(t.delete().where(t.c.process == store.process_id))

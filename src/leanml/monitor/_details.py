@@ -1,22 +1,22 @@
 """Flusher, details: the rows of sampled predictions kept for the store (and their input hash).
 
-A sampled prediction becomes one row in :data:`~leanml.monitor.store.PREDICTION_COLUMNS` order:
-its id, time, identity, label, confidence and latency, the input text as ``store_inputs`` says
-(``"text"``: as sent; ``"redacted"``: with e-mail addresses, URLs, phone-like numbers and long
-digit runs masked, see :mod:`~leanml.monitor._redact`; ``"hash"`` and ``"none"``: no text), the
-SHA-256 of the original text (every mode but ``"none"``), and why it was sampled (``rate`` or
-``low_confidence``). The queue is bounded by ``detail_buffer_size`` (``drops.detail_buffer``).
-Runs under the state's lock.
+The sampled predictions of a flusher step become one chunk of columns
+(:class:`~leanml.monitor._blocks.Columns`, stored as a block): each one's id, time, identity,
+label, confidence and latency, the input text as ``store_inputs`` says (``"text"``: as sent;
+``"redacted"``: with e-mail addresses, URLs, phone-like numbers and long digit runs masked, see
+:mod:`~leanml.monitor._redact`; ``"hash"`` and ``"none"``: no text), the SHA-256 of the original
+text (every mode but ``"none"``), and why it was sampled (``rate`` or ``low_confidence``). The
+queue is bounded by ``detail_buffer_size`` (``drops.detail_buffer``). Runs under the state's lock.
 """
 
 from __future__ import annotations
 
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from leanml._ids import input_hash
+from leanml._native import input_hashes
+from leanml.monitor._blocks import Columns
 from leanml.monitor._redact import redact
 from leanml.monitor._state import MonitorState
 
@@ -47,38 +47,31 @@ def keep_details(
     names = [str(x) for x in st.labels]
     mode = cfg.store_inputs
     at = picked.tolist()
-    # one column at a time, the rows zipped at C speed (no per-row Python tuple building)
+    n = len(at)
     pids = [x if type(x) is str else str(x) for x in map(ids.__getitem__, at)]
-    labs = list(map(names.__getitem__, lab[picked].tolist()))
-    texts = [None] * len(at) if inputs is None else list(map(inputs.__getitem__, at))
-    stored: Any
-    hashes: Any
+    texts: list[Any] = [None] * n if inputs is None else list(map(inputs.__getitem__, at))
+    stored: list[Any]
+    hashes: list[Any]
     if mode == "none":
-        stored = hashes = repeat(None)
+        stored = hashes = [None] * n
     else:
-        hashes = [None if t is None else input_hash(t) for t in texts]
-        stored = repeat(None) if mode == "hash" else [_stored_text(t, mode) for t in texts]
+        hashes = input_hashes(texts)
+        stored = [None] * n if mode == "hash" else [_stored_text(t, mode) for t in texts]
     if reason_low is None:
-        reasons: Any = repeat("rate")
+        reasons = ["rate"] * n
     else:
-        low = reason_low[picked].tolist()
-        reasons = ["low_confidence" if x else "rate" for x in low]
-    details.extend(
-        zip(  # the order of store.PREDICTION_COLUMNS
-            pids,
-            ts[picked].tolist(),
-            repeat(st.name),
-            repeat(st.version),
-            repeat(st.variant),
-            repeat(st.process_id),
-            labs,
-            conf[picked].tolist(),
-            lat[picked].tolist(),
-            stored,
-            hashes,
-            reasons,
-        )
-    )
+        reasons = ["low_confidence" if x else "rate" for x in reason_low[picked].tolist()]
+    body = [  # the order of _blocks.BODY_COLUMNS
+        pids,
+        ts[picked].tolist(),
+        list(map(names.__getitem__, lab[picked].tolist())),
+        conf[picked].tolist(),
+        lat[picked].tolist(),
+        stored,
+        hashes,
+        reasons,
+    ]
+    details.append(Columns((st.name, st.version, st.variant, st.process_id), body))
 
 
 def _stored_text(text: Any, mode: str) -> str | None:

@@ -19,6 +19,10 @@ Steps:
     ``pred_ts``), backfilled from the ``labels`` rows of the same prediction ids where the
     monitor had written them; ``serving_idspaces`` becomes ``idspaces``; ``gt_inbox`` (labels
     forwarded between monitors, claimable for 60 s by a process of the old release) is dropped.
+
+2 -> 3 (sampled predictions in blocks, :mod:`leanml.monitor._blocks`)
+    the rows of ``predictions`` move into ``detail_blocks`` (in their order, up to 5,000 rows
+    per block of one model, version, variant and process); ``predictions`` is dropped.
 """
 
 from __future__ import annotations
@@ -28,9 +32,13 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from leanml.monitor._blocks import PREDICTION_COLUMNS, blocks_of, define_block_table
+
 __all__ = ["SCHEMA_VERSION", "migrate", "schema_version", "version_table"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: detail rows per block when 2 -> 3 moves the rows of ``predictions``
+_MOVE_BLOCK_ROWS = 5_000
 
 _NEW_FEEDBACK_COLUMNS = (
     ("variant", "VARCHAR(100)"),
@@ -138,4 +146,20 @@ def _backfill_predictions(conn: sa.Connection, p: str) -> None:
     )
 
 
-_STEPS: dict[int, Callable[[sa.Connection, str], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: sa.Connection, p: str) -> None:
+    names = set(sa.inspect(conn).get_table_names())
+    if f"{p}predictions" not in names:
+        return
+    blocks = define_block_table(sa.MetaData(), p)
+    blocks.create(conn, checkfirst=True)
+    old = sa.Table(f"{p}predictions", sa.MetaData(), autoload_with=conn)
+    have = set(old.c.keys())
+    cols = [old.c[c] if c in have else sa.null().label(c) for c in PREDICTION_COLUMNS]
+    result = conn.execute(sa.select(*cols).order_by(old.c.id))
+    while chunk := result.fetchmany(_MOVE_BLOCK_ROWS):
+        rows = [tuple(r) for r in chunk]
+        conn.execute(blocks.insert(), [b._asdict() for b in blocks_of(rows)])
+    old.drop(conn)
+
+
+_STEPS: dict[int, Callable[[sa.Connection, str], None]] = {1: _v1_to_v2, 2: _v2_to_v3}

@@ -7,15 +7,16 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 
 from leanml.groundtruth.log import define_log_tables
+from leanml.monitor._blocks import define_block_table
 from leanml.monitor._migrate import version_table
 
 __all__ = ["define_tables"]
 
 
 def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
-    """snapshots, predictions, labels, resources, alerts and erasures, and the ground-truth
-    log's feedback and idspaces (:func:`leanml.groundtruth.log.define_log_tables`), named
-    with prefix ``p``."""
+    """snapshots, detail blocks (sampled predictions), labels, resources, alerts and erasures, and
+    the ground-truth log's feedback and idspaces
+    (:func:`leanml.groundtruth.log.define_log_tables`), named with prefix ``p``."""
     t = SimpleNamespace()
     t.snapshots = sa.Table(
         f"{p}snapshots",
@@ -40,25 +41,7 @@ def define_tables(md: sa.MetaData, p: str) -> SimpleNamespace:
         sa.UniqueConstraint("model", "variant", "process", "window_start"),
         sa.Index(f"{p}snapshots_mw", "model", "window_start"),
     )
-    t.predictions = sa.Table(
-        f"{p}predictions",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("prediction_id", sa.String(200), nullable=False),
-        sa.Column("ts", sa.Float, nullable=False),
-        sa.Column("model", sa.String(200), nullable=False),
-        sa.Column("version", sa.String(100), nullable=False),
-        sa.Column("variant", sa.String(100), nullable=False),
-        sa.Column("process", sa.String(200), nullable=False),
-        sa.Column("label", sa.String(200), nullable=True),
-        sa.Column("confidence", sa.Float, nullable=True),
-        sa.Column("latency_s", sa.Float, nullable=True),
-        sa.Column("input_text", sa.Text, nullable=True),
-        sa.Column("input_hash", sa.String(64), nullable=True),
-        sa.Column("reason", sa.String(20), nullable=False),
-        sa.Index(f"{p}predictions_ts", "ts"),
-        sa.Index(f"{p}predictions_pid", "prediction_id"),
-    )
+    t.detail_blocks = define_block_table(md, p)  # sampled predictions, many per row
     t.labels = sa.Table(
         f"{p}labels",
         md,

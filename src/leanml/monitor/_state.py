@@ -28,6 +28,7 @@ import numpy as np
 
 from leanml.config import MonitorConfig
 from leanml.groundtruth import GroundTruth
+from leanml.monitor._blocks import DetailQueue
 from leanml.monitor.alerts import AlertManager
 from leanml.monitor.budget import OverheadBudget
 from leanml.monitor.drift import DriftDetector
@@ -174,7 +175,7 @@ class MonitorState:
     def _init_outbox(self) -> None:
         """Rows waiting for the store, resources and the idle collector."""
         cfg = self.config
-        self.details: deque[tuple] = deque()  # rows in store.PREDICTION_COLUMNS order
+        self.details = DetailQueue()  # sampled predictions waiting for the store
         self.label_rows: deque[dict[str, Any]] = deque()
         self.alert_rows: list[dict[str, Any]] = []
         self.resource_rows: list[dict[str, Any]] = []

@@ -86,7 +86,7 @@ def collect_rows(st: MonitorState, now: float) -> dict[str, list[Any]]:
         if w.dirty:
             snaps.append(w.row(st.name, st.version, st.variant, st.labels, now))
             w.dirty = False
-    details = [st.details.popleft() for _ in range(len(st.details))]
+    details = st.details.take()
     labels = [st.label_rows.popleft() for _ in range(len(st.label_rows))]
     res = [
         {
@@ -116,7 +116,8 @@ def write_rows(st: MonitorState, store: MonitorStore, rows: dict[str, list[Any]]
         st.counters["store_writes"] += 1
     except Exception:
         st.counters["store_errors"] += 1
-        lost = sum(len(v) for k, v in rows.items() if k != "snapshots")
+        lost = sum(len(v) for k, v in rows.items() if k not in ("snapshots", "predictions"))
+        lost += sum(c.rows for c in rows["predictions"])
         st.drops["store_rows"] += lost
         with st.lock:  # windows are upserted: mark them for the next attempt
             for r in rows["snapshots"]:

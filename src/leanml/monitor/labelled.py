@@ -3,27 +3,33 @@
 Every label the ground-truth path joined is a ``feedback`` row with status ``joined`` that holds
 what its prediction was (predicted class, confidence, prediction time, variant, version; see
 :mod:`leanml.groundtruth.log`). Its input text is not there: the text of a prediction is kept
-only in the ``predictions`` detail row of a *sampled* prediction (``sampling_rate``, plus those
+only in the detail row of a *sampled* prediction (``sampling_rate``, plus those
 below ``sample_below_confidence``), and only as ``store_inputs`` says (``text`` as sent,
 ``redacted`` with personal data masked; ``hash`` and ``none`` keep no text). So
 :func:`labelled_predictions` joins each label with that row by prediction id, and a label whose
 prediction was not sampled, or whose text was not kept, comes back with ``text`` None.
 
 Labels of a prediction id that the log holds twice (a label sent again is ``duplicate``, not
-``joined``) cannot occur; a prediction id with two detail rows yields one row. The rows are
-streamed in batches (a large log is never held in memory).
+``joined``) cannot occur; a prediction id with two detail rows yields one row (the first text
+written). The rows are streamed in batches (a large log is never held in memory); the texts of
+each batch are read from the detail blocks written around its predictions' times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from leanml.monitor._blocks import decode
 from leanml.monitor.store import MonitorStore
 
 __all__ = ["LABELLED_COLUMNS", "labelled_predictions", "store_models"]
+
+#: a detail row is the text of a label's prediction when its time is within this many seconds
+#: of the label's prediction time (both are taken as the prediction is made, by one process)
+_SLACK_S = 300.0
 
 #: the keys of each row :func:`labelled_predictions` returns, in the order a file shows them
 LABELLED_COLUMNS = (
@@ -48,11 +54,9 @@ def labelled_predictions(
 
     Streamed: the rows are fetched ``batch_rows`` at a time while the caller consumes them, so
     memory does not grow with the log (a connection stays open until the iterator ends)."""
-    f, p = store.feedback, store.predictions
-    detail = (p.c.prediction_id == f.c.prediction_id) & (p.c.model == f.c.model)
+    f = store.feedback
     q = (
         sa.select(
-            f.c.id,
             f.c.prediction_id,
             f.c.label,
             f.c.ts,
@@ -61,38 +65,67 @@ def labelled_predictions(
             f.c.pred_ts,
             f.c.variant,
             f.c.version,
-            p.c.input_text,
         )
-        .select_from(f.outerjoin(p, detail))
         .where((f.c.model == model) & (f.c.status == "joined"))
         .order_by(f.c.ts, f.c.id)
     )
     if since is not None:
         q = q.where(f.c.ts >= since)
-    row: dict[str, Any] | None = None
-    row_id = None
     with store.engine.connect() as conn:
+        texts = _Texts(store, conn, model)
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(q)
-        for r in result:
-            if row is not None and r.id == row_id:  # a second detail row of one prediction id
-                row["text"] = row["text"] or r.input_text
-                continue
-            if row is not None:
-                yield row
-            row_id = r.id
-            row = {
-                "text": r.input_text,
-                "label": r.label,
-                "predicted": r.predicted,
-                "confidence": r.confidence,
-                "predicted_at": r.pred_ts,
-                "labelled_at": r.ts,
-                "variant": r.variant,
-                "version": r.version,
-                "id": r.prediction_id,
-            }
-    if row is not None:
-        yield row
+        for part in result.partitions(batch_rows):
+            found = texts.of(part)
+            for r in part:
+                yield {
+                    "text": found.get(r.prediction_id),
+                    "label": r.label,
+                    "predicted": r.predicted,
+                    "confidence": r.confidence,
+                    "predicted_at": r.pred_ts,
+                    "labelled_at": r.ts,
+                    "variant": r.variant,
+                    "version": r.version,
+                    "id": r.prediction_id,
+                }
+
+
+class _Texts:
+    """The stored texts of one model's sampled predictions, looked up for a batch of labels in
+    the detail blocks around their prediction times (within :data:`_SLACK_S`), the blocks of the
+    previous batch kept decoded."""
+
+    def __init__(self, store: MonitorStore, conn: sa.Connection, model: str) -> None:
+        self.t, self.conn, self.model = store.detail_blocks, conn, model
+        self.decoded: dict[int, dict[str, str]] = {}
+
+    def of(self, part: Sequence[Any]) -> dict[str, str]:
+        """prediction id -> stored text, for the labels ``part`` (an id without one: absent)."""
+        t = self.t
+        times = [r.pred_ts for r in part]
+        q = sa.select(t.c.id).where((t.c.model == self.model) & (t.c.held > 0))
+        if None not in times:  # a label without its prediction time: every block
+            q = q.where(
+                (t.c.ts_max >= min(times) - _SLACK_S) & (t.c.ts_min <= max(times) + _SLACK_S)
+            )
+        ids = self.conn.execute(q.order_by(t.c.id)).scalars().all()
+        new = [i for i in ids if i not in self.decoded]
+        for i in range(0, len(new), 100):
+            chosen = sa.select(t.c.id, t.c.body).where(t.c.id.in_(new[i : i + 100]))
+            for bid, body in self.conn.execute(chosen):
+                cols = decode(body)
+                self.decoded[bid] = {
+                    p: x
+                    for p, x in zip(cols["prediction_id"], cols["input_text"], strict=True)
+                    if x is not None
+                }
+        self.decoded = {i: self.decoded[i] for i in ids}
+        wanted = {r.prediction_id for r in part}
+        found: dict[str, str] = {}
+        for block in self.decoded.values():  # in the order written: the first text of an id
+            for pid in wanted.intersection(block):
+                found.setdefault(pid, block[pid])
+        return found
 
 
 def store_models(store: MonitorStore) -> set[str]:

@@ -433,7 +433,9 @@ class ModelMonitor:
     def sampled_records(self) -> list[dict[str, Any]]:
         """Sampled detail records not yet written (all of them when there is no store)."""
         with self.state.lock:
-            return [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self.state.details]
+            return [
+                dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self.state.details.records()
+            ]
 
 
 def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:

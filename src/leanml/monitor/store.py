@@ -6,8 +6,10 @@ Tables (all names prefixed by ``table_prefix`` so several stores can share one d
   errors, joined/correct label counts, confidence sums, drift scores and the serialized latency
   :class:`~leanml.monitor.sketch.LogSketch`. A process only ever writes its own rows (upsert on
   each store flush), so processes never contend for a row.
-* ``predictions``: sampled predictions in detail (id, time, model, version, variant, label,
-  confidence, latency, input text or its hash, why it was sampled).
+* ``detail_blocks``: sampled predictions in detail (id, time, model, version, variant, label,
+  confidence, latency, input text or its hash, why it was sampled), many per row in the block
+  format of :mod:`~leanml.monitor._blocks`; read them with :meth:`MonitorStore.read_details`
+  (or ``read_table("predictions")``).
 * ``labels``: joined ground truth (id, true and predicted label, confidence, both times).
 * ``resources`` and ``alerts``: time series of process resources and alert transitions.
 * ``erasures``: erase requests (a prediction id, or a cut-off time), recorded by
@@ -25,21 +27,22 @@ Readers merge across processes and hosts: :meth:`MonitorStore.merged` sums the c
 the sketches of every process's rows, so the p99 of 4 worker processes is the p99 of all their
 predictions, within the sketch's relative-error contract.
 
-Erasure across processes: :meth:`~MonitorStore.erase_details` records its request and
-clears the rows already stored in one transaction; :meth:`~MonitorStore.write` blanks the
-text and hash of the rows it inserts that match an erasure it knows of, then, after the
-insert and in the same transaction, reads the erasures recorded since it last looked and
-clears the rows they match. On SQLite one writer at a time holds the database: an erasure
-committed before the write is read after its insert, one committed after it finds the rows
-stored. On PostgreSQL (read committed) the write takes ``erasures`` in SHARE mode and an
-erasure takes it in SHARE ROW EXCLUSIVE mode, which gives the same two orders. A process
-reads the erasures requested from a minute before it opened the store, then only new ones
-(by id; erasures are serialized, so ids commit in order).
+Erasure across processes: :meth:`~MonitorStore.erase_details` records its request and clears the
+rows already stored in one transaction (it rewrites the blocks holding them);
+:meth:`~MonitorStore.write` blanks the text and hash of the rows it inserts that match an
+erasure it knows of, then, after the insert and in the same transaction, reads the erasures
+recorded since it last looked and clears the rows they match. On SQLite one writer at a time
+holds the database: an erasure committed before the write is read after its insert, one
+committed after it finds the rows stored. On PostgreSQL (read committed) the write takes
+``erasures`` in SHARE mode and an erasure takes it in SHARE ROW EXCLUSIVE mode, which gives the
+same two orders. A process reads the erasures requested from a minute before it opened the
+store, then only new ones (by id; erasures are serialized, so ids commit in order).
 
-Retention (:meth:`MonitorStore.apply_retention`) deletes rows older than ``max_age_s`` and detail
-rows beyond the newest ``max_rows``, then reclaims space (SQLite: WAL checkpoint + ``VACUUM``;
-PostgreSQL: ``VACUUM FULL`` of the touched tables, which locks each table briefly, or plain
-``VACUUM`` which makes space reusable without returning it) and reports the bytes freed.
+Retention (:meth:`MonitorStore.apply_retention`) deletes rows older than ``max_age_s`` and
+detail rows beyond the newest ``max_rows`` (a block partly past the cut is rewritten with the
+rest), then reclaims space (SQLite: WAL checkpoint + ``VACUUM``; PostgreSQL: ``VACUUM FULL`` of
+the touched tables, which locks each table briefly, or plain ``VACUUM`` which makes space
+reusable without returning it) and reports the bytes freed.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -65,6 +68,8 @@ from leanml._intervals import wilson
 from leanml._validation import check_choice
 from leanml.errors import ConfigError, MonitorError
 from leanml.groundtruth.log import log_counts
+from leanml.monitor import _blocks
+from leanml.monitor._blocks import PREDICTION_COLUMNS
 from leanml.monitor._migrate import migrate
 from leanml.monitor._schema import define_tables
 from leanml.monitor.sketch import LogSketch
@@ -79,21 +84,6 @@ __all__ = [
 ]
 
 _QUANTILES = (0.5, 0.95, 0.99, 0.999)
-#: column order of the tuples :meth:`MonitorStore.write` accepts for sampled predictions
-PREDICTION_COLUMNS = (
-    "prediction_id",
-    "ts",
-    "model",
-    "version",
-    "variant",
-    "process",
-    "label",
-    "confidence",
-    "latency_s",
-    "input_text",
-    "input_hash",
-    "reason",
-)
 #: snapshot rows of windows that started this long before the newest window are final: the
 #: lifetime view folds them once (the open window and the last few are read on every call)
 FROZEN_AFTER_S = 300.0
@@ -101,9 +91,9 @@ FROZEN_AFTER_S = 300.0
 LATE_CHECK_S = 60.0
 #: feedback rows received this long ago (s, wall clock) are summed once by the lifetime view
 LOG_SETTLE_S = 60.0
-#: sampled predictions per INSERT statement on SQLite (12 x 80 = 960 parameters, under the
-#: 999 that old SQLite builds allow)
-_ROWS_PER_INSERT = 80
+#: the logical table of detail rows: read_table / count_rows / retention's "deleted" name it
+#: so (its rows live in detail_blocks)
+_DETAILS = "predictions"
 
 
 def default_process_id() -> str:
@@ -136,7 +126,7 @@ class MonitorStore:
         self._md = sa.MetaData()
         t = define_tables(self._md, table_prefix)
         self.snapshots: sa.Table = t.snapshots
-        self.predictions: sa.Table = t.predictions
+        self.detail_blocks: sa.Table = t.detail_blocks
         self.labels: sa.Table = t.labels
         self.resources: sa.Table = t.resources
         self.alerts: sa.Table = t.alerts
@@ -153,12 +143,6 @@ class MonitorStore:
         self._fold_lock = threading.RLock()  # _folded starts over by calling itself
         self._merged_cache: dict[tuple[str | None, str | None], tuple[Any, dict[str, Any]]] = {}
         self._log_folds: dict[tuple[str | None, str | None], _LogFold] = {}
-        ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        values = f"({', '.join([ph] * len(PREDICTION_COLUMNS))})"
-        self._pred_sql = (
-            f"INSERT INTO {self.predictions.name} ({', '.join(PREDICTION_COLUMNS)}) VALUES {values}"
-        )
-        self._pred_many_sql = self._pred_sql + f", {values}" * (_ROWS_PER_INSERT - 1)
         if create:
             self.create()
         ref = weakref.ref(self)
@@ -197,35 +181,32 @@ class MonitorStore:
     ) -> None:
         """Write one flush's worth of rows in a single transaction.
 
-        ``predictions`` may be tuples in :data:`PREDICTION_COLUMNS` order (their ``process`` is
-        written as given): those go through the driver's executemany, several times faster than
-        dict rows for the thousands of sampled records a busy process writes per flush.
+        ``predictions`` (sampled detail rows) are tuples in :data:`PREDICTION_COLUMNS` order
+        (their ``process`` is written as given), mappings with those keys (written as this
+        process) or :class:`~leanml.monitor._blocks.Columns` chunks (the monitor's queue);
+        they are stored as one block per (model, version, variant, process).
         """
         proc = self.process_id
-        tuples = [r for r in predictions if type(r) is tuple]
-        if len(tuples) == len(predictions):
-            dicts: list[Any] = []
-        else:
-            tuples = [r for r in predictions if isinstance(r, tuple)]
-            dicts = [r for r in predictions if not isinstance(r, tuple)]
+        rows = [
+            r if type(r) in (tuple, _blocks.Columns) else _as_tuple(r, proc)  # type: ignore[arg-type]
+            for r in predictions
+        ]
         try:
             with self.engine.begin() as conn:
-                if predictions:
+                if rows:
                     self._lock_erasures(conn, "SHARE")
-                    tuples, dicts = self._blank(tuples, dicts)
+                    blocks = _blocks.blocks_of(self._blank(rows))
+                    conn.execute(self.detail_blocks.insert(), [b._asdict() for b in blocks])
                 for row in snapshots:
                     self._upsert_snapshot(conn, {**row, "process": proc})
-                if tuples:
-                    self._insert_tuples(conn, tuples)
-                for table, rows in (
-                    (self.predictions, dicts),
+                for table, dicts in (
                     (self.labels, labels),
                     (self.resources, resources),
                     (self.alerts, alerts),
                 ):
-                    if rows:
-                        conn.execute(table.insert(), [{**r, "process": proc} for r in rows])
-                if predictions:  # erasures recorded since this process last looked
+                    if dicts:
+                        conn.execute(table.insert(), [{**r, "process": proc} for r in dicts])
+                if rows:  # erasures recorded since this process last looked
                     new = self._read_erasures(conn)
                     if new:
                         self._clear(conn, [i for i, _ in new if i], [b for _, b in new if b])
@@ -259,64 +240,72 @@ class MonitorStore:
             out.append((pid, before))
         return out
 
-    def _blank(
-        self, tuples: list[tuple], dicts: list[Mapping[str, Any]]
-    ) -> tuple[list[tuple], list[Mapping[str, Any]]]:
-        """The rows with the text and hash blanked where a known erasure matches them."""
+    def _blank(self, rows: list[Any]) -> list[Any]:
+        """The rows (tuples or column chunks) with the text and hash blanked where a known
+        erasure matches them."""
         ids, before = self._erased_ids, self._erased_before
         if not ids and before == -math.inf:
-            return tuples, dicts
-        t_out = [
-            r[:9] + (None, None) + r[11:] if (r[0] in ids or r[1] < before) else r for r in tuples
-        ]
-        d_out = [
-            {**r, "input_text": None, "input_hash": None}
-            if (str(r.get("prediction_id")) in ids or float(r.get("ts", math.inf)) < before)
-            else r
-            for r in dicts
-        ]
-        return t_out, d_out
+            return rows
+        out: list[Any] = []
+        for r in rows:
+            if type(r) is tuple:
+                out.append(r[:9] + (None, None) + r[11:] if (r[0] in ids or r[1] < before) else r)
+                continue
+            pid, ts, *rest = r.body
+            hit = [
+                i for i, (p, t) in enumerate(zip(pid, ts, strict=True)) if p in ids or t < before
+            ]
+            if hit:
+                text, digest = list(rest[3]), list(rest[4])
+                for i in hit:
+                    text[i] = digest[i] = None
+                r = r._replace(body=[pid, ts, *rest[:3], text, digest, rest[5]])
+            out.append(r)
+        return out
 
     def _clear(self, conn: sa.Connection, ids: Sequence[str], befores: Sequence[float]) -> int:
-        """Set the text and hash of the matching detail rows to NULL: how many held one."""
-        t = self.predictions
-        held = sa.or_(t.c.input_text.is_not(None), t.c.input_hash.is_not(None))
-        wanted = list(dict.fromkeys(str(i) for i in ids))
-        conds: list[sa.ColumnElement[bool]] = [
-            t.c.prediction_id.in_(wanted[i : i + 500]) for i in range(0, len(wanted), 500)
-        ]
-        if befores:
-            conds.append(t.c.ts < max(befores))
-        return sum(
-            conn.execute(
-                t.update().where(c, held).values(input_text=None, input_hash=None)
-            ).rowcount
-            for c in conds
-        )
+        """Set the text and hash of the matching detail rows to None, rewriting the blocks that
+        hold them: how many rows held one. By id every block still holding a text or hash is
+        read (an erasure is rare; the store keeps no index of prediction ids)."""
+        t = self.detail_blocks
+        wanted = {str(i) for i in ids}
+        before = max(befores) if befores else -math.inf
+        q = sa.select(t.c.id, t.c.body).where(t.c.held > 0)
+        if not wanted:
+            q = q.where(t.c.ts_min < before)
+        erased = 0
+        changed = []
+        for bid, body in conn.execute(q.order_by(t.c.id)).all():
+            cols = _blocks.decode(body)
+            texts, hashes = cols["input_text"], cols["input_hash"]
+            hit = 0
+            for i, (pid, ts) in enumerate(zip(cols["prediction_id"], cols["ts"], strict=True)):
+                if (pid in wanted or ts < before) and (
+                    texts[i] is not None or hashes[i] is not None
+                ):
+                    texts[i] = hashes[i] = None
+                    hit += 1
+            if hit:
+                erased += hit
+                changed.append((bid, cols))
+        for bid, cols in changed:
+            self._rewrite(conn, bid, cols)
+        return erased
 
-    def _insert_tuples(self, conn: sa.Connection, rows: list[tuple]) -> None:
-        raw = conn.connection.dbapi_connection
-        if self.dialect == "postgresql" and raw is not None and hasattr(raw, "cursor"):
-            cur = raw.cursor()
-            copy = getattr(cur, "copy", None)
-            if copy is not None:  # psycopg 3: COPY is ~5x faster than executemany
-                cols = ", ".join(PREDICTION_COLUMNS)
-                with copy(f"COPY {self.predictions.name} ({cols}) FROM STDIN") as cp:
-                    for r in rows:
-                        cp.write_row(r)
-                return
-        # Python's sqlite3 releases the GIL around every statement step and takes it back, so
-        # executemany of one-row inserts handed the GIL to the event loop and back once per
-        # sampled prediction; one step per _ROWS_PER_INSERT rows makes that once per chunk
-        n = _ROWS_PER_INSERT
-        full = len(rows) - len(rows) % n
-        if full:
-            chunks = [
-                tuple(itertools.chain.from_iterable(rows[i : i + n])) for i in range(0, full, n)
-            ]
-            conn.exec_driver_sql(self._pred_many_sql, chunks)
-        if full < len(rows):
-            conn.exec_driver_sql(self._pred_sql, rows[full:])
+    def _rewrite(self, conn: sa.Connection, block_id: int, cols: dict[str, list[Any]]) -> None:
+        """Store ``cols`` as block ``block_id`` (deleted when no row is left)."""
+        t = self.detail_blocks
+        if not cols["ts"]:
+            conn.execute(t.delete().where(t.c.id == block_id))
+            return
+        ts_min, ts_max, n, held, body = _blocks.encode_columns(
+            [cols[c] for c in _blocks.BODY_COLUMNS]
+        )
+        conn.execute(
+            t.update()
+            .where(t.c.id == block_id)
+            .values(ts_min=ts_min, ts_max=ts_max, rows=n, held=held, body=body)
+        )
 
     def _upsert_snapshot(self, conn: sa.Connection, row: dict[str, Any]) -> None:
         t = self.snapshots
@@ -602,12 +591,16 @@ class MonitorStore:
         return f"SELECT {cols} FROM {t.name} WHERE {where}", tuple(params)
 
     def read_table(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The rows of a table in the order written (``predictions``: the detail rows, read
+        from their blocks)."""
         check_choice(
             name,
             "name",
             "MonitorStore.read_table",
-            ("snapshots", "predictions", "labels", "resources", "alerts"),
+            ("snapshots", _DETAILS, "labels", "resources", "alerts"),
         )
+        if name == _DETAILS:
+            return list(itertools.islice(self.read_details(), limit))
         t: sa.Table = getattr(self, name)
         q = sa.select(t).order_by(t.c.id)
         if limit is not None:
@@ -616,9 +609,46 @@ class MonitorStore:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def count_rows(self, name: str) -> int:
-        t: sa.Table = getattr(self, name)
+        """Rows in a table (``predictions``: the detail rows in every block)."""
+        if name == _DETAILS:
+            t = self.detail_blocks
+            q = sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0))
+        else:
+            table: sa.Table = getattr(self, name)
+            q = sa.select(sa.func.count()).select_from(table)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            return int(conn.execute(q).scalar_one())
+
+    def read_details(
+        self,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """The sampled detail rows (dicts with the keys of :data:`PREDICTION_COLUMNS`) of
+        ``model`` (every model: None) made in ``[since, until)``, in the order written (or
+        the reverse). Streamed a block at a time."""
+        t = self.detail_blocks
+        q = sa.select(t)
+        if model is not None:
+            q = q.where(t.c.model == model)
+        if since is not None:
+            q = q.where(t.c.ts_max >= since)
+        if until is not None:
+            q = q.where(t.c.ts_min < until)
+        q = q.order_by(t.c.id.desc() if newest_first else t.c.id)
+        lo = -math.inf if since is None else since
+        hi = math.inf if until is None else until
+        with self.engine.connect() as conn:
+            for block in conn.execution_options(stream_results=True, yield_per=16).execute(q):
+                rows = _blocks.rows_of(block._mapping)
+                if newest_first:
+                    rows = reversed(list(rows))
+                for r in rows:
+                    if lo <= r["ts"] < hi:
+                        yield r
 
     # -- erasure -------------------------------------------------------------------------------
     def erase_details(self, *, ids: Iterable[str] = (), before: float | None = None) -> int:
@@ -681,8 +711,8 @@ class MonitorStore:
         with self.engine.begin() as conn:
             if max_age_s is not None:
                 cutoff = now - max_age_s
+                deleted[self.prefix + _DETAILS] = self._cut_details_before(conn, cutoff)
                 for t in (
-                    self.predictions,
                     self.labels,
                     self.resources,
                     self.alerts,
@@ -694,7 +724,10 @@ class MonitorStore:
                     s.delete().where(s.c.window_start + s.c.window_s < cutoff)
                 ).rowcount
             if max_rows is not None:
-                for t in (self.predictions, self.labels, self.resources, self.alerts):
+                n = self._keep_newest_details(conn, max_rows)
+                key = self.prefix + _DETAILS
+                deleted[key] = deleted.get(key, 0) + n
+                for t in (self.labels, self.resources, self.alerts):
                     edge = conn.execute(
                         sa.select(t.c.id).order_by(t.c.id.desc()).offset(max_rows).limit(1)
                     ).scalar()
@@ -715,6 +748,52 @@ class MonitorStore:
             "bytes_after": after,
             "bytes_freed": freed,
         }
+
+    def _cut_details_before(self, conn: sa.Connection, cutoff: float) -> int:
+        """Delete the detail rows made before ``cutoff`` (blocks wholly before it are deleted,
+        a block across it is rewritten with its newer rows): how many."""
+        t = self.detail_blocks
+        old = t.c.ts_max < cutoff
+        n = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0)).where(old)
+            ).scalar_one()
+        )
+        conn.execute(t.delete().where(old))
+        across = conn.execute(sa.select(t.c.id, t.c.body).where(t.c.ts_min < cutoff)).all()
+        for bid, body in across:
+            cols = _blocks.decode(body)
+            ts = cols["ts"]
+            kept = _blocks.keep_at(cols, [i for i, x in enumerate(ts) if x >= cutoff])
+            n += len(ts) - len(kept["ts"])
+            self._rewrite(conn, bid, kept)
+        return n
+
+    def _keep_newest_details(self, conn: sa.Connection, max_rows: int) -> int:
+        """Delete the detail rows beyond the newest ``max_rows`` (in the order written): how
+        many."""
+        t = self.detail_blocks
+        kept = 0
+        edge: tuple[int, int] | None = None  # the block across the cut, and its rows to keep
+        for bid, rows in conn.execute(sa.select(t.c.id, t.c.rows).order_by(t.c.id.desc())):
+            if kept + rows > max_rows:
+                edge = (bid, max_rows - kept)
+                break
+            kept += rows
+        if edge is None:
+            return 0
+        bid, keep = edge
+        older = t.c.id < bid
+        n = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0)).where(older)
+            ).scalar_one()
+        )
+        conn.execute(t.delete().where(older))
+        cols = _blocks.decode(conn.execute(sa.select(t.c.body).where(t.c.id == bid)).scalar_one())
+        size = len(cols["ts"])
+        self._rewrite(conn, bid, _blocks.keep_at(cols, list(range(size - keep, size))))
+        return n + size - keep
 
     def _reclaim(self, mode: str) -> None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -885,3 +964,8 @@ def _make_engine(url: str) -> sa.engine.Engine:
         cur.close()
 
     return engine
+
+
+def _as_tuple(row: Mapping[str, Any], process: str) -> tuple:
+    """A detail row given as a mapping, as a PREDICTION_COLUMNS tuple written as ``process``."""
+    return tuple(process if c == "process" else row.get(c) for c in PREDICTION_COLUMNS)
