@@ -66,6 +66,18 @@ def test_store_upgrades_in_place_and_keeps_its_counts(old: Path) -> None:
     merged = store.merged("intent")
     assert (merged["joined"], merged["correct"], merged["count"]) == (20, 10, 30)
     assert merged["ground_truth_source"] == "log"
+    # the 0.1.0 detail rows moved into blocks, in order, every column kept (schema 2 -> 3)
+    assert "leanml_predictions" not in names and "leanml_detail_blocks" in names
+    engine = sa.create_engine(f"sqlite:///{FIXTURES / 'monitor.db'}")
+    with engine.connect() as conn:
+        before = [
+            dict(r._mapping)
+            for r in conn.execute(sa.text("SELECT * FROM leanml_predictions ORDER BY id"))
+        ]
+    engine.dispose()
+    after = store.read_table("predictions")
+    assert len(after) == len(before) == 6
+    assert [{k: r[k] for k in after[0]} for r in before] == after
     store.close()
     again = MonitorStore(url)  # opening an upgraded store is a no-op
     assert again.migrated_from == SCHEMA_VERSION

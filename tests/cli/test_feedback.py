@@ -25,7 +25,11 @@ def store(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     labels = [label(f"p-{i}", "ab"[i % 2], NOW - 3600 * i) for i in range(6)]
-    details = [detail(f"p-{i}", f"text {i}, with a comma") for i in range(6) if i != 1]
+    details = [
+        detail(f"p-{i}", f"text {i}, with a comma", ts=NOW - 3600 * i - 5)
+        for i in range(6)
+        if i != 1
+    ]
     make_store(tmp_path, labels, details).close()
     return f"sqlite:///{tmp_path / 'store.db'}"
 

@@ -27,9 +27,11 @@ def label(pid: str, lab: str, ts: float, *, model: str = "m", status: str = "joi
     return row
 
 
-def detail(pid: str, text: str | None, *, model: str = "m") -> dict:
+def detail(pid: str, text: str | None, *, model: str = "m", ts: float = T0) -> dict:
+    """A detail row made at ``ts`` (a label's ``pred_ts`` is its prediction's time: the detail
+    row of that prediction is looked up around it)."""
     return {
-        "prediction_id": pid, "ts": T0, "model": model, "version": "2", "variant": "compact",
+        "prediction_id": pid, "ts": ts, "model": model, "version": "2", "variant": "compact",
         "label": "a", "confidence": 0.75, "latency_s": 0.001, "input_text": text,
         "input_hash": None, "reason": "rate",
     }  # fmt: skip
@@ -98,3 +100,20 @@ def test_a_prediction_with_two_detail_rows_gives_one_row_with_its_text(tmp_path)
         tmp_path, [label("p-1", "a", T0)], [detail("p-1", None), detail("p-1", "the text")]
     )
     assert [(r["id"], r["text"]) for r in list_of(st, "m")] == [("p-1", "the text")]
+
+
+def test_the_text_is_found_in_the_blocks_around_the_prediction_time(tmp_path) -> None:
+    """Texts are looked up in the detail blocks written within an hour of each label's
+    prediction time (pred_ts = label time - 5 s here): one written a day away is not the
+    text of that prediction (a store keeps no index of prediction ids)."""
+    labels = [label(f"p-{i}", "a", T0 + 86_400 * i) for i in range(4)]
+    st = make_store(
+        tmp_path,
+        labels,
+        [detail(f"p-{i}", f"text {i}", ts=T0 + 86_400 * i - 4) for i in range(3)]
+        + [detail("p-3", "a day early", ts=T0 + 86_400 * 2)],
+    )
+    st.write(predictions=[detail("p-1", "second row, later", ts=T0 + 86_400 - 3)])
+    got = [(r["id"], r["text"]) for r in list_of(st, "m")]
+    assert got == [("p-0", "text 0"), ("p-1", "text 1"), ("p-2", "text 2"), ("p-3", None)]
+    st.close()

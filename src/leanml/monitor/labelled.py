@@ -28,8 +28,9 @@ from leanml.monitor.store import MonitorStore
 __all__ = ["LABELLED_COLUMNS", "labelled_predictions", "store_models"]
 
 #: a detail row is the text of a label's prediction when its time is within this many seconds
-#: of the label's prediction time (both are taken as the prediction is made, by one process)
-_SLACK_S = 300.0
+#: of the label's prediction time (both are taken as the prediction is made, by one process on
+#: one clock: the slack only absorbs the time between issuing the id and recording it)
+_SLACK_S = 3600.0
 
 #: the keys of each row :func:`labelled_predictions` returns, in the order a file shows them
 LABELLED_COLUMNS = (
@@ -97,7 +98,7 @@ class _Texts:
 
     def __init__(self, store: MonitorStore, conn: sa.Connection, model: str) -> None:
         self.t, self.conn, self.model = store.detail_blocks, conn, model
-        self.decoded: dict[int, dict[str, str]] = {}
+        self.decoded: dict[int, dict[str, tuple[float, str]]] = {}
 
     def of(self, part: Sequence[Any]) -> dict[str, str]:
         """prediction id -> stored text, for the labels ``part`` (an id without one: absent)."""
@@ -115,16 +116,21 @@ class _Texts:
             for bid, body in self.conn.execute(chosen):
                 cols = decode(body)
                 self.decoded[bid] = {
-                    p: x
-                    for p, x in zip(cols["prediction_id"], cols["input_text"], strict=True)
+                    p: (ts, x)
+                    for p, ts, x in zip(
+                        cols["prediction_id"], cols["ts"], cols["input_text"], strict=True
+                    )
                     if x is not None
                 }
         self.decoded = {i: self.decoded[i] for i in ids}
-        wanted = {r.prediction_id for r in part}
+        made = {r.prediction_id: r.pred_ts for r in part}
         found: dict[str, str] = {}
         for block in self.decoded.values():  # in the order written: the first text of an id
-            for pid in wanted.intersection(block):
-                found.setdefault(pid, block[pid])
+            for pid in made.keys() & block.keys():
+                ts, text = block[pid]
+                at = made[pid]
+                if pid not in found and (at is None or abs(ts - at) <= _SLACK_S):
+                    found[pid] = text
         return found
 
 
