@@ -19,6 +19,7 @@ from leanml._native import (
     input_hashes,
     mark_spans,
     mask_digits,
+    redact_many,
     sample_hashes_of_str,
     sub_marks,
 )
@@ -341,3 +342,19 @@ def test_sample_hashes_of_str_are_zlib_crc32_then_fmix32() -> None:
     assert [sample_hash(i) for i in ids[:3]] == [int(x) for x in sample_hashes(list(ids[:3]))]
     assert sample_hashes_of_str(["a", 3]) is None  # not every id a str: the Python path
     assert sample_hashes(["a", 3]).tolist() == [sample_hash("a"), sample_hash(3)]
+
+
+def test_redact_many_is_redact_of_each_text() -> None:
+    from leanml.monitor._redact import redact
+
+    rng = np.random.default_rng(7)
+    texts: list = _random_texts(rng, 200)
+    texts += [
+        None,
+        12345678,
+        "mail bob@example.com or see https://x.org/a?b=1, call +1 (555) 123-4567, id 998877",
+        "www.example.org and 4111 1111 1111 1111",
+    ]
+    got = redact_many(texts)
+    assert got == [None if t is None else redact(str(t)) for t in texts]
+    assert got[-2] == "mail <email> or see <url>, call <phone>, id <number>"

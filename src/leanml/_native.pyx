@@ -22,7 +22,8 @@ these, so there is one implementation of each rule:
 * :class:`Recorder`: :meth:`~Recorder.record`, one tuple appended to a bounded deque.
 * :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
 * :func:`top_softmax`: a compact linear head's top class and its softmax probability.
-* :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches.
+* :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches;
+  :func:`redact_many` the whole redaction of a list of texts.
 * :func:`sample_hashes_of_str`, :func:`input_hashes`: the flusher's per-id sampling hash
   (CRC-32, as zlib's) and per-text SHA-256, without a Python call per item.
 
@@ -970,4 +971,23 @@ def input_hashes(list texts):
         s = PyUnicode_New(64, 127)
         memcpy(PyUnicode_DATA(s), buf, 64)
         out[i] = s
+    return out
+
+
+def redact_many(list texts):
+    """:func:`leanml.monitor._redact.redact` of each text (None stays None; anything else is
+    redacted as its ``str``), in one call: the flusher's sampled texts."""
+    cdef Py_ssize_t i, n = len(texts)
+    cdef list out = [None] * n
+    cdef str t
+    for i in range(n):
+        x = texts[i]
+        if x is None:
+            continue
+        t = x if type(x) is str else str(x)
+        if "@" in t:
+            t = sub_marks(t, False)
+        if "://" in t or "www." in t:
+            t = sub_marks(t, True)
+        out[i] = mask_digits(t)
     return out

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from leanml._native import input_hashes
+from leanml._native import input_hashes, redact_many
 from leanml.monitor._blocks import Columns
-from leanml.monitor._redact import redact
 from leanml.monitor._state import MonitorState
 
 __all__ = ["keep_details"]
@@ -56,7 +55,10 @@ def keep_details(
         stored = hashes = [None] * n
     else:
         hashes = input_hashes(texts)
-        stored = [None] * n if mode == "hash" else [_stored_text(t, mode) for t in texts]
+        if mode == "hash":
+            stored = [None] * n
+        else:
+            stored = redact_many(texts) if mode == "redacted" else texts
     if reason_low is None:
         reasons = ["rate"] * n
     else:
@@ -72,10 +74,3 @@ def keep_details(
         reasons,
     ]
     details.append(Columns((st.name, st.version, st.variant, st.process_id), body))
-
-
-def _stored_text(text: Any, mode: str) -> str | None:
-    """What the row keeps of the input text under ``store_inputs=mode``."""
-    if text is None or mode in ("hash", "none"):
-        return None
-    return redact(str(text)) if mode == "redacted" else text

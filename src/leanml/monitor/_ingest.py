@@ -95,6 +95,8 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         lats.extend(batch_lats)
         if model_seconds is not None:
             model_s += model_seconds
+        elif type(lat) is float:  # one latency for the batch
+            model_s += lat if lat == lat else 0.0
         else:
             finite = [x for x in batch_lats if x == x]
             model_s += max(finite) if finite else 0.0
