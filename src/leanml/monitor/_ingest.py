@@ -80,14 +80,14 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
     # of: one latency per single prediction; per batch, the model seconds its caller timed,
     # else its longest latency (the batch ran once for all of them)
     model_s = math.fsum([x for x in lats if x == x])
+    counted: list[tuple[int, Any]] = []  # (position, counts) of the batches with token counts
+    batch_ts: list[tuple[float, int]] = []  # one time per batch
     for i, lab, c, lat, inp, ts, counts, model_seconds in batches:
         n = len(i)
-        if counts is None:
-            n_tok.extend([-1] * n)
-            n_known.extend([0] * n)
-        else:
-            n_tok.extend(counts[0].tolist() if isinstance(counts[0], np.ndarray) else counts[0])
-            n_known.extend(counts[1].tolist() if isinstance(counts[1], np.ndarray) else counts[1])
+        if counts is not None:
+            if len(counts[0]) != n or len(counts[1]) != n:
+                raise ValueError(f"token counts of {len(counts[0])} inputs for a batch of {n}")
+            counted.append((len(ids), counts))
         ids.extend(i)
         labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
         confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
@@ -100,7 +100,7 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         else:
             finite = [x for x in batch_lats if x == x]
             model_s += max(finite) if finite else 0.0
-        tss.extend([ts] * n)
+        batch_ts.append((ts, n))
         if inp is None:
             inputs.extend([None] * n)
         else:
@@ -108,6 +108,10 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
             has_inputs = True
     if not ids:
         return
+    ts_all = np.asarray(tss, dtype=np.float64)
+    if batch_ts:
+        times, sizes = zip(*batch_ts, strict=True)
+        ts_all = np.concatenate([ts_all, np.repeat(np.asarray(times, dtype=np.float64), sizes)])
     _ingest(
         st,
         ids,
@@ -115,20 +119,33 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         np.asarray(confs, dtype=np.float64),
         np.asarray(lats, dtype=np.float64),
         inputs if has_inputs else None,
-        np.asarray(tss, dtype=np.float64),
+        ts_all,
         model_s,
-        _counted_oov(n_tok, n_known),
+        _counted_oov(n_tok, n_known, counted, len(ids)),
     )
 
 
-def _counted_oov(n_tok: list[int], n_known: list[int]) -> np.ndarray | None:
+def _counted_oov(
+    n_tok: list[int], n_known: list[int], counted: list[tuple[int, Any]], n: int
+) -> np.ndarray | None:
     """Out-of-vocabulary rate from the model's token counts: NaN for an input without
-    tokens, -1 where the model did not count (None when it counted none)."""
-    tok = np.asarray(n_tok, dtype=np.float64)
+    tokens, -1 where the model did not count (None when it counted none). ``n_tok`` and
+    ``n_known`` are the single records' counts (-1: not counted); ``counted`` the
+    ``(position, (tokens, known))`` of the batches that came with counts."""
+    if not counted and (not n_tok or max(n_tok) < 0):
+        return None
+    tok = np.full(n, -1.0)
+    known = np.zeros(n)
+    if n_tok:
+        tok[: len(n_tok)] = n_tok
+        known[: len(n_known)] = n_known
+    for at, (t, k) in counted:
+        tok[at : at + len(t)] = t
+        known[at : at + len(k)] = k
     if not tok.size or tok.max() < 0:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
-        oov = (tok - np.asarray(n_known, dtype=np.float64)) / tok
+        oov = (tok - known) / tok
     oov[tok == 0] = math.nan
     oov[tok < 0] = -1.0
     return oov
