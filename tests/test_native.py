@@ -22,6 +22,7 @@ from leanml._native import (
     redact_many,
     sample_hashes_of_str,
     sub_marks,
+    take_singles,
 )
 from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
@@ -358,3 +359,43 @@ def test_redact_many_is_redact_of_each_text() -> None:
     got = redact_many(texts)
     assert got == [None if t is None else redact(str(t)) for t in texts]
     assert got[-2] == "mail <email> or see <url>, call <phone>, id <number>"
+
+
+def test_take_singles_transposes_the_records_it_pops() -> None:
+    rng = np.random.default_rng(8)
+    index = {"ham": 0, "spam": 1}
+    records = collections.deque()
+    for i in range(300):
+        lat = float("nan") if i % 17 == 0 else float(rng.uniform(1e-4, 1e-2))
+        records.append(
+            (
+                f"id-{i}",
+                ["ham", "spam", "new", np.str_("ham")][i % 4],
+                np.float64(rng.uniform()) if i % 2 else float(rng.uniform()),
+                lat,
+                None if i % 3 else f"text {i}",
+                1_700_000_000.0 + i,
+                -1 if i % 5 else i % 7,
+                0 if i % 5 else i % 3,
+            )
+        )
+    want = list(records)
+    ids, labels, codes, conf, lat, inputs, ts, tok, known, model_s, counted = take_singles(
+        records, 250, index
+    )
+    assert len(records) == 50 and list(records) == want[250:]  # popped from the left
+    got = want[:250]
+    assert ids == [r[0] for r in got] and labels == [r[1] for r in got]
+    assert codes.dtype == np.int32
+    assert codes.tolist() == [index.get(r[1], -1) for r in got]
+    for col, k in ((conf, 2), (ts, 5), (tok, 6), (known, 7)):
+        assert col.tolist() == [float(r[k]) for r in got]
+    np.testing.assert_array_equal(lat, [r[3] for r in got])
+    assert inputs == [r[4] for r in got]
+    assert model_s == pytest.approx(sum(r[3] for r in got if r[3] == r[3]), rel=1e-12)
+    assert counted
+    assert take_singles(collections.deque([want[1]]), 10, index)[5] is None  # no input at all
+    assert not take_singles(collections.deque([want[1]]), 10, index)[10]  # no count
+    bad = collections.deque([(*want[0][:2], None, *want[0][3:])])
+    with pytest.raises(TypeError):
+        take_singles(bad, 10, index)

@@ -90,3 +90,18 @@ class OneCall:
 
 def sample_hashes_of_str(ids: list[Any]) -> np.ndarray | None: ...
 def input_hashes(texts: list[Any]) -> list[str | None]: ...
+def take_singles(
+    buf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
+) -> tuple[
+    list[Any],
+    list[Any],
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    list[Any] | None,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    float,
+    bool,
+]: ...

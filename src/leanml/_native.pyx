@@ -997,3 +997,54 @@ def redact_many(list texts):
             t = sub_marks(t, True)
         out[i] = mask_digits(t)
     return out
+
+
+def take_singles(buf, Py_ssize_t limit, dict label_index):
+    """Pop up to ``limit`` single records (the tuples :class:`Recorder` appends) from the
+    deque ``buf`` and transpose them into the flusher's columns:
+
+    ``(ids, labels, codes, confidences, latencies, inputs, times, tokens, known, model_s,
+    counted)``: ``ids``, ``labels`` and ``inputs`` lists (``inputs`` None when every input is
+    None), ``codes`` int32 (each label's index in ``label_index``, -1 for a label not in it),
+    float64 arrays of the rest, ``model_s`` the sum of the finite latencies and ``counted``
+    whether any record came with a token count. A record with a confidence, latency or count
+    that is not a number raises TypeError (the chunk is dropped as invalid, as in Python)."""
+    cdef Py_ssize_t i, k = min(len(buf), limit)
+    cdef list ids = [None] * k, labels = [None] * k, inputs = [None] * k
+    codes_a = np.empty(k, dtype=np.int32)
+    conf_a = np.empty(k, dtype=np.float64)
+    lat_a = np.empty(k, dtype=np.float64)
+    ts_a = np.empty(k, dtype=np.float64)
+    tok_a = np.empty(k, dtype=np.float64)
+    known_a = np.empty(k, dtype=np.float64)
+    cdef int[::1] codes = codes_a
+    cdef double[::1] conf = conf_a, lat = lat_a, ts = ts_a, tok = tok_a, known = known_a
+    cdef double model_s = 0.0, x
+    cdef bint any_input = False, counted = False
+    cdef tuple r
+    pop = buf.popleft
+    for i in range(k):
+        r = pop()
+        ids[i] = r[0]
+        lab = r[1]
+        labels[i] = lab
+        code = label_index.get(lab)
+        codes[i] = -1 if code is None else <int>code
+        conf[i] = float(r[2])
+        x = float(r[3])
+        lat[i] = x
+        if x == x:
+            model_s += x
+        if r[4] is not None:
+            inputs[i] = r[4]
+            any_input = True
+        ts[i] = float(r[5])
+        x = float(r[6])
+        tok[i] = x
+        if x >= 0:
+            counted = True
+        known[i] = float(r[7])
+    return (
+        ids, labels, codes_a, conf_a, lat_a, inputs if any_input else None, ts_a, tok_a,
+        known_a, model_s, counted,
+    )

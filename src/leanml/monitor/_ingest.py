@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from leanml._ids import sample_hashes
+from leanml._native import take_singles
 from leanml.monitor._details import keep_details
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import oov_rates
@@ -26,26 +27,33 @@ _TWO32 = 4294967296.0
 
 
 def drain_records(st: MonitorState) -> bool:
-    """Ingest up to ``flush_batch_size`` buffered predictions; whether there were any."""
+    """Ingest up to ``flush_batch_size`` buffered predictions; whether there were any. The
+    single records and the batches are ingested as two chunks (an invalid record drops its
+    chunk, counted in ``invalid_batches``)."""
     buf, bbuf = st.buf, st.bbuf
     if not (buf or bbuf):
         return False
     limit = st.config.flush_batch_size
-    pop = buf.popleft
-    singles = [pop() for _ in range(min(len(buf), limit))]
+    taken = min(len(buf), limit)
+    if taken:
+        _guarded(st, _ingest_singles, st, taken)
     bpop = bbuf.popleft
     batches = []
-    taken = len(singles)
     while bbuf and taken < limit:
         b = bpop()
         batches.append(b)
         taken += len(b[0])
+    if batches:
+        _guarded(st, _ingest_batches, st, batches)
+    return True
+
+
+def _guarded(st: MonitorState, ingest: Any, *args: Any) -> None:
     try:
-        _ingest_records(st, singles, batches)
+        ingest(*args)
     except (TypeError, ValueError) as exc:
         st.counters["invalid_batches"] += 1
         logger.error("monitor %s: dropped an invalid record chunk: %s", st.name, exc)
-    return True
 
 
 def drain_errors(st: MonitorState) -> None:
@@ -57,29 +65,32 @@ def drain_errors(st: MonitorState) -> None:
         st.window(ts).errors += n
 
 
-def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]) -> None:
+def _ingest_singles(st: MonitorState, n: int) -> None:
+    """The first ``n`` single records (:meth:`~leanml.monitor.ModelMonitor.record`), taken
+    and transposed into columns in C (:func:`leanml._native.take_singles`)."""
+    ids, labels, codes, conf, lat, inputs, ts, tok, known, model_s, counted = take_singles(
+        st.buf, n, st.label_index
+    )
+    for pos in np.flatnonzero(codes < 0).tolist():  # labels seen for the first time
+        codes[pos] = st._new_label(labels[pos])
+    oov = _oov_of_counts(tok, known) if counted else None
+    _ingest(st, ids, codes, conf, lat, inputs, ts, model_s, oov)
+
+
+def _ingest_batches(st: MonitorState, batches: list[tuple]) -> None:
     # Flat Python lists first, one array conversion per column at the end: per-batch numpy
     # calls (asarray, broadcast_to, full) cost ~7 us per batch, more than the rest of the
     # ingest of a typical serving micro-batch of ~12 predictions.
-    ids: list[Any]
-    labels: list[Any]
-    confs: list[float]
-    lats: list[float]
-    inputs: list[Any]
-    tss: list[float]
-    n_tok: list[int]
-    n_known: list[int]
-    if singles:  # the records' columns, transposed at C speed
-        ids, labels, confs, lats, inputs, tss, n_tok, n_known = map(
-            list, zip(*singles, strict=True)
-        )
-    else:
-        ids, labels, confs, lats, inputs, tss, n_tok, n_known = [], [], [], [], [], [], [], []
-    has_inputs = bool(singles) and inputs.count(None) != len(inputs)
+    ids: list[Any] = []
+    labels: list[Any] = []
+    confs: list[float] = []
+    lats: list[float] = []
+    inputs: list[Any] = []
+    has_inputs = False
     # the model's time, what the optional work's CPU budget and the overhead ratio are shares
-    # of: one latency per single prediction; per batch, the model seconds its caller timed,
-    # else its longest latency (the batch ran once for all of them)
-    model_s = math.fsum([x for x in lats if x == x])
+    # of: per batch, the model seconds its caller timed, else its longest latency (the batch
+    # ran once for all of them)
+    model_s = 0.0
     counted: list[tuple[int, Any]] = []  # (position, counts) of the batches with token counts
     batch_ts: list[tuple[float, int]] = []  # one time per batch
     for i, lab, c, lat, inp, ts, counts, model_seconds in batches:
@@ -108,10 +119,15 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
             has_inputs = True
     if not ids:
         return
-    ts_all = np.asarray(tss, dtype=np.float64)
-    if batch_ts:
-        times, sizes = zip(*batch_ts, strict=True)
-        ts_all = np.concatenate([ts_all, np.repeat(np.asarray(times, dtype=np.float64), sizes)])
+    times, sizes = zip(*batch_ts, strict=True)
+    oov = None
+    if counted:
+        tok = np.full(len(ids), -1.0)
+        known = np.zeros(len(ids))
+        for at, (t, k) in counted:
+            tok[at : at + len(t)] = t
+            known[at : at + len(k)] = k
+        oov = _oov_of_counts(tok, known)
     _ingest(
         st,
         ids,
@@ -119,31 +135,15 @@ def _ingest_records(st: MonitorState, singles: list[tuple], batches: list[tuple]
         np.asarray(confs, dtype=np.float64),
         np.asarray(lats, dtype=np.float64),
         inputs if has_inputs else None,
-        ts_all,
+        np.repeat(np.asarray(times, dtype=np.float64), sizes),
         model_s,
-        _counted_oov(n_tok, n_known, counted, len(ids)),
+        oov,
     )
 
 
-def _counted_oov(
-    n_tok: list[int], n_known: list[int], counted: list[tuple[int, Any]], n: int
-) -> np.ndarray | None:
+def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Out-of-vocabulary rate from the model's token counts: NaN for an input without
-    tokens, -1 where the model did not count (None when it counted none). ``n_tok`` and
-    ``n_known`` are the single records' counts (-1: not counted); ``counted`` the
-    ``(position, (tokens, known))`` of the batches that came with counts."""
-    if not counted and (not n_tok or max(n_tok) < 0):
-        return None
-    tok = np.full(n, -1.0)
-    known = np.zeros(n)
-    if n_tok:
-        tok[: len(n_tok)] = n_tok
-        known[: len(n_known)] = n_known
-    for at, (t, k) in counted:
-        tok[at : at + len(t)] = t
-        known[at : at + len(k)] = k
-    if not tok.size or tok.max() < 0:
-        return None
+    tokens, -1 where the model did not count (``tok`` -1)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         oov = (tok - known) / tok
     oov[tok == 0] = math.nan
