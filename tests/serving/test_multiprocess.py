@@ -237,20 +237,20 @@ def test_each_worker_serves_its_own_metrics_port(tmp_path, models_dir, intent_te
             workers.add(worker)
 
         def scraped():  # type: ignore[no-untyped-def]
-            # a worker still starting (loading its models) has not opened its port yet, or
-            # answers late on a loaded machine: try again (seen failing under the full suite)
-            try:
-                texts = [
-                    httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=10)
-                    for p in (first, first + 1)
-                ]
-            except httpx.TransportError:
-                return None
-            return (
-                texts
-                if sum(_counter(t.text, "leanml_predictions_total") for t in texts) == 40
-                else None
-            )
+            # A worker still starting (loading its models) has not opened its port yet, or
+            # answers late on a loaded machine: try again. A worker takes the first free port
+            # from `first`: one taken meanwhile by another socket shifts the second worker up
+            # (seen failing under the full suite), so the ports after `first` are all tried.
+            texts = []
+            for p in range(first, first + 8):
+                try:
+                    t = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=10)
+                except httpx.TransportError:
+                    continue
+                if "leanml_predictions_total" in t.text:
+                    texts.append(t)
+            got = sum(_counter(t.text, "leanml_predictions_total") for t in texts)
+            return texts if len(texts) == 2 and got == 40 else None
 
         texts = wait_for(scraped, timeout=60)
         assert texts is not None and all(t.status_code == 200 for t in texts)
