@@ -117,3 +117,23 @@ def test_erasure_rewrites_only_the_rows_it_matches(store: MonitorStore) -> None:
     assert blank == {"id-1", "id-2", "id-3", "id-4", "id-10", "id-20"}
     assert rows["id-11"]["input_text"] == "text 11 é 😀"
     assert rows["id-3"]["label"] == "ham" and rows["id-3"]["confidence"] == 0.503
+
+
+@pytest.mark.postgres
+def test_postgresql_compresses_the_blocks_with_lz4(pg_url: str, table_prefix: str) -> None:
+    st = MonitorStore(pg_url, table_prefix=table_prefix)
+    try:
+        with st.engine.connect() as conn:
+            method = conn.exec_driver_sql(
+                "SELECT attcompression FROM pg_attribute WHERE attname = 'body' "
+                f"AND attrelid = '{table_prefix}detail_blocks'::regclass"
+            ).scalar()
+        assert method == "l"
+        st.write(predictions=[_row(i) for i in range(500)])
+        assert st.count_rows("predictions") == 500
+        again = MonitorStore(pg_url, table_prefix=table_prefix)  # finds it set: no ALTER
+        assert [r["prediction_id"] for r in again.read_details()][:2] == ["id-0", "id-1"]
+        again.close()
+    finally:
+        st.drop_all()
+        st.close()
