@@ -176,7 +176,8 @@ class MonitorStore:
             return
         table = self.detail_blocks.name
         with self.engine.begin() as conn:
-            if conn.dialect.server_version_info < (14,):
+            version = conn.dialect.server_version_info
+            if version is None or version < (14,):
                 return
             now = conn.exec_driver_sql(
                 "SELECT attcompression FROM pg_attribute "
