@@ -56,20 +56,11 @@ PREDICTION_COLUMNS = (
     "input_hash",
     "reason",
 )
-#: the columns a block's body holds (the other four are the block's own columns)
-BODY_COLUMNS = (
-    "prediction_id",
-    "ts",
-    "label",
-    "confidence",
-    "latency_s",
-    "input_text",
-    "input_hash",
-    "reason",
-)
 #: positions in a PREDICTION_COLUMNS tuple: the block's key, and the body's columns
 KEY_AT = (2, 3, 4, 5)
-_BODY_AT = (0, 1, 6, 7, 8, 9, 10, 11)
+_BODY_AT = tuple(i for i in range(len(PREDICTION_COLUMNS)) if i not in KEY_AT)
+#: the columns a block's body holds (the other four are the block's own columns)
+BODY_COLUMNS = tuple(PREDICTION_COLUMNS[i] for i in _BODY_AT)
 _key = itemgetter(*KEY_AT)
 
 

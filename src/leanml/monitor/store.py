@@ -782,13 +782,7 @@ class MonitorStore:
         """Delete the detail rows made before ``cutoff`` (blocks wholly before it are deleted,
         a block across it is rewritten with its newer rows): how many."""
         t = self.detail_blocks
-        old = t.c.ts_max < cutoff
-        n = int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0)).where(old)
-            ).scalar_one()
-        )
-        conn.execute(t.delete().where(old))
+        n = self._delete_blocks(conn, t.c.ts_max < cutoff)
         across = conn.execute(sa.select(t.c.id, t.c.body).where(t.c.ts_min < cutoff)).all()
         for bid, body in across:
             cols = _blocks.decode(body)
@@ -796,6 +790,14 @@ class MonitorStore:
             kept = _blocks.keep_at(cols, [i for i, x in enumerate(ts) if x >= cutoff])
             n += len(ts) - len(kept["ts"])
             self._rewrite(conn, bid, kept)
+        return n
+
+    def _delete_blocks(self, conn: sa.Connection, where: sa.ColumnElement[bool]) -> int:
+        """Delete the blocks ``where`` holds for: how many detail rows they held."""
+        t = self.detail_blocks
+        rows = sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0)).where(where)
+        n = int(conn.execute(rows).scalar_one())
+        conn.execute(t.delete().where(where))
         return n
 
     def _keep_newest_details(self, conn: sa.Connection, max_rows: int) -> int:
@@ -812,13 +814,7 @@ class MonitorStore:
         if edge is None:
             return 0
         bid, keep = edge
-        older = t.c.id < bid
-        n = int(
-            conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(t.c.rows), 0)).where(older)
-            ).scalar_one()
-        )
-        conn.execute(t.delete().where(older))
+        n = self._delete_blocks(conn, t.c.id < bid)
         cols = _blocks.decode(conn.execute(sa.select(t.c.body).where(t.c.id == bid)).scalar_one())
         size = len(cols["ts"])
         self._rewrite(conn, bid, _blocks.keep_at(cols, list(range(size - keep, size))))
