@@ -71,8 +71,9 @@ def _ingest_singles(st: MonitorState, n: int) -> None:
     ids, labels, codes, conf, lat, inputs, ts, tok, known, model_s, counted = take_singles(
         st.buf, n, st.label_index
     )
-    for pos in np.flatnonzero(codes < 0).tolist():  # labels seen for the first time
-        codes[pos] = st._new_label(labels[pos])
+    new = np.flatnonzero(codes < 0)  # labels not seen before
+    if new.size:
+        codes[new] = st.label_indices([labels[i] for i in new.tolist()])
     oov = _oov_of_counts(tok, known) if counted else None
     _ingest(st, ids, codes, conf, lat, inputs, ts, model_s, oov)
 
