@@ -22,6 +22,7 @@ from leanml._native import (
     redact_many,
     sample_hashes_of_str,
     sub_marks,
+    take_batches,
     take_singles,
 )
 from leanml._predict import scores_to_proba
@@ -380,8 +381,8 @@ def test_take_singles_transposes_the_records_it_pops() -> None:
             )
         )
     want = list(records)
-    ids, labels, codes, conf, lat, inputs, ts, tok, known, model_s, counted = take_singles(
-        records, 250, index
+    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = (
+        take_singles(records, 250, index)
     )
     assert len(records) == 50 and list(records) == want[250:]  # popped from the left
     got = want[:250]
@@ -392,10 +393,92 @@ def test_take_singles_transposes_the_records_it_pops() -> None:
         assert col.tolist() == [float(r[k]) for r in got]
     np.testing.assert_array_equal(lat, [r[3] for r in got])
     assert inputs == [r[4] for r in got]
+    np.testing.assert_array_equal(lengths, [np.nan if r[4] is None else len(r[4]) for r in got])
     assert model_s == pytest.approx(sum(r[3] for r in got if r[3] == r[3]), rel=1e-12)
     assert counted
-    assert take_singles(collections.deque([want[1]]), 10, index)[5] is None  # no input at all
-    assert not take_singles(collections.deque([want[1]]), 10, index)[10]  # no count
+    alone = take_singles(collections.deque([want[1]]), 10, index)
+    assert alone[5] is None and alone[7] is None  # no input at all: no inputs, no lengths
+    assert not take_singles(collections.deque([want[1]]), 10, index)[11]  # no count
     bad = collections.deque([(*want[0][:2], None, *want[0][3:])])
     with pytest.raises(TypeError):
         take_singles(bad, 10, index)
+
+
+def _batches_by_hand(batches: list[tuple]) -> dict[str, list]:
+    """take_batches' columns, computed plainly from the batch tuples."""
+    out: dict[str, list] = {k: [] for k in ("ids", "labels", "conf", "lat", "inp", "ts", "tok")}
+    out["known"], out["model_s"] = [], 0.0
+    for ids, labels, conf, lat, inputs, ts, counts, seconds in batches:
+        n = len(ids)
+        lats = [float(lat)] * n if np.ndim(lat) == 0 else [float(x) for x in lat]
+        out["ids"] += list(ids)
+        out["labels"] += list(np.asarray(labels).tolist())
+        out["conf"] += [float(x) for x in conf]
+        out["lat"] += lats
+        out["inp"] += [None] * n if inputs is None else list(inputs)
+        out["ts"] += [ts] * n
+        out["tok"] += [-1.0] * n if counts is None else [float(x) for x in counts[0]]
+        out["known"] += [0.0] * n if counts is None else [float(x) for x in counts[1]]
+        finite = [x for x in lats if x == x]
+        out["model_s"] += seconds if seconds is not None else max(finite, default=0.0)
+    return out
+
+
+def test_take_batches_transposes_the_batches_it_pops() -> None:
+    rng = np.random.default_rng(9)
+    index = {"ham": 0, "spam": 1}
+    queue = collections.deque()
+    for b in range(40):
+        n = int(rng.integers(1, 30))
+        conf = rng.uniform(size=2 * n)
+        labels = [["ham", "spam", "new"][i % 3] for i in range(n)]
+        lat = rng.uniform(1e-4, 1e-2, n)
+        lat[::7] = np.nan
+        queue.append(
+            (
+                [f"b{b}-{i}" for i in range(n)],
+                [np.asarray(labels), labels, tuple(labels)][b % 3],
+                [conf[:n], conf[::2].astype(np.float32), conf[:n].tolist(), conf[n:]][b % 4],
+                [float(lat[0]), np.float32(0.002), np.asarray(0.003), lat, lat.tolist()][b % 5],
+                None if b % 4 == 1 else [None if i % 5 == 0 else "x" * i for i in range(n)],
+                1_700_000_000.0 + b,
+                None if b % 3 else (np.arange(n), np.arange(n, dtype=np.int32) // 2),
+                0.01 * b if b % 2 else None,
+            )
+        )
+    want = list(queue)
+    total = sum(len(b[0]) for b in want[:25])
+    cols = take_batches(queue, total - 3, index)  # stops at the batch that reaches the limit
+    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = cols
+    assert list(queue) == want[25:]
+    ref = _batches_by_hand(want[:25])
+    assert ids == ref["ids"] and labels == ref["labels"] and inputs == ref["inp"]
+    assert codes.dtype == np.int32 and codes.tolist() == [index.get(x, -1) for x in labels]
+    np.testing.assert_array_equal(conf, np.asarray(ref["conf"]))
+    np.testing.assert_array_equal(lat, np.asarray(ref["lat"]))
+    assert ts.tolist() == ref["ts"] and tok.tolist() == ref["tok"]
+    assert known.tolist() == ref["known"] and counted
+    np.testing.assert_array_equal(lengths, [np.nan if x is None else len(x) for x in inputs])
+    assert model_s == pytest.approx(ref["model_s"], rel=1e-12)
+    # without inputs or counts: None for inputs and lengths, not counted
+    one = take_batches(collections.deque([(["a"], ["ham"], [0.5], 0.1, None, 1.0, None, None)]), 1, index)
+    assert one[5] is None and one[7] is None and not one[11] and one[10] == 0.1
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        (["a", "b"], ["x", "y"], [0.5, "high"], 0.1, None, 1.0, None, None),  # not a number
+        (["a", "b"], ["x", "y"], [0.5, 0.6], [0.1], None, 1.0, None, None),  # 1 latency of 2
+        (["a", "b"], ["x", "y"], np.ones(3), 0.1, None, 1.0, None, None),  # 3 confidences
+        (["a", "b"], ["x", "y"], [0.5, 0.6], 0.1, None, 1.0, ([3], [1]), None),  # 1 count of 2
+        (["a", "b"], ["x", "y"], [0.5, 0.6], 0.1, ["t"], 1.0, None, None),  # 1 input of 2
+        (["a", "b"], ["x", "y"], [0.5, 0.6], 0.1, [7, "t"], 1.0, None, None),  # no len()
+    ],
+)
+def test_take_batches_refuses_a_malformed_batch(batch: tuple) -> None:
+    good = (["c"], ["x"], [0.5], 0.1, None, 1.0, None, None)
+    queue = collections.deque([good, batch, good])
+    with pytest.raises((TypeError, ValueError)):
+        take_batches(queue, 100, {})
+    assert list(queue) == []  # the whole chunk was taken (and is dropped by the caller)

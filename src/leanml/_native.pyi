@@ -90,9 +90,8 @@ class OneCall:
 
 def sample_hashes_of_str(ids: list[Any]) -> np.ndarray | None: ...
 def input_hashes(texts: list[Any]) -> list[str | None]: ...
-def take_singles(
-    buf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
-) -> tuple[
+#: what take_singles and take_batches return (see their docstrings)
+Taken = tuple[
     list[Any],
     list[Any],
     np.ndarray,
@@ -100,8 +99,14 @@ def take_singles(
     np.ndarray,
     list[Any] | None,
     np.ndarray,
+    np.ndarray | None,
     np.ndarray,
     np.ndarray,
     float,
     bool,
-]: ...
+]
+
+def take_singles(buf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]) -> Taken: ...
+def take_batches(
+    bbuf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
+) -> Taken: ...

@@ -1003,11 +1003,12 @@ def take_singles(buf, Py_ssize_t limit, dict label_index):
     """Pop up to ``limit`` single records (the tuples :class:`Recorder` appends) from the
     deque ``buf`` and transpose them into the flusher's columns:
 
-    ``(ids, labels, codes, confidences, latencies, inputs, times, tokens, known, model_s,
-    counted)``: ``ids``, ``labels`` and ``inputs`` lists (``inputs`` None when every input is
-    None), ``codes`` int32 (each label's index in ``label_index``, -1 for a label not in it),
-    float64 arrays of the rest, ``model_s`` the sum of the finite latencies and ``counted``
-    whether any record came with a token count. A record with a confidence, latency or count
+    ``(ids, labels, codes, confidences, latencies, inputs, times, lengths, tokens, known,
+    model_s, counted)``: ``ids``, ``labels`` and ``inputs`` lists (``inputs`` and ``lengths``
+    None when every input is None), ``codes`` int32 (each label's index in ``label_index``, -1
+    for a label not in it), float64 arrays of the rest (``lengths``: each input's ``len``, NaN
+    for None), ``model_s`` the sum of the finite latencies and ``counted`` whether any record
+    came with a token count. A record with a confidence, latency or count
     that is not a number raises TypeError (the chunk is dropped as invalid, as in Python)."""
     cdef Py_ssize_t i, k = min(len(buf), limit)
     cdef list ids = [None] * k, labels = [None] * k, inputs = [None] * k
@@ -1015,10 +1016,12 @@ def take_singles(buf, Py_ssize_t limit, dict label_index):
     conf_a = np.empty(k, dtype=np.float64)
     lat_a = np.empty(k, dtype=np.float64)
     ts_a = np.empty(k, dtype=np.float64)
+    len_a = np.empty(k, dtype=np.float64)
     tok_a = np.empty(k, dtype=np.float64)
     known_a = np.empty(k, dtype=np.float64)
     cdef int[::1] codes = codes_a
     cdef double[::1] conf = conf_a, lat = lat_a, ts = ts_a, tok = tok_a, known = known_a
+    cdef double[::1] lens = len_a
     cdef double model_s = 0.0, x
     cdef bint any_input = False, counted = False
     cdef tuple r
@@ -1035,8 +1038,12 @@ def take_singles(buf, Py_ssize_t limit, dict label_index):
         lat[i] = x
         if x == x:
             model_s += x
-        if r[4] is not None:
-            inputs[i] = r[4]
+        item = r[4]
+        if item is None:
+            lens[i] = math.nan
+        else:
+            inputs[i] = item
+            lens[i] = <double>len(item)
             any_input = True
         ts[i] = float(r[5])
         x = float(r[6])
@@ -1045,6 +1052,162 @@ def take_singles(buf, Py_ssize_t limit, dict label_index):
             counted = True
         known[i] = float(r[7])
     return (
-        ids, labels, codes_a, conf_a, lat_a, inputs if any_input else None, ts_a, tok_a,
-        known_a, model_s, counted,
+        ids, labels, codes_a, conf_a, lat_a, inputs if any_input else None, ts_a,
+        len_a if any_input else None, tok_a, known_a, model_s, counted,
+    )
+
+
+from cpython.buffer cimport (
+    PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
+)
+
+
+cdef int _copy_numbers(obj, double* out, Py_ssize_t n, str what) except -1:
+    """Write the ``n`` numbers of ``obj`` (an array of float64, float32, int64 or int32 read
+    through the buffer protocol, or any sequence of numbers) to ``out``; ValueError when it
+    holds another count, TypeError when an item is not a number."""
+    cdef Py_buffer view
+    cdef Py_ssize_t i, step
+    cdef const char* p
+    cdef bytes fmt
+    cdef char kind
+    if PyObject_CheckBuffer(obj):
+        PyObject_GetBuffer(obj, &view, PyBUF_STRIDES | PyBUF_FORMAT)
+        try:
+            if view.ndim != 1 or view.shape[0] != n:
+                raise ValueError(f"{what}: {n} numbers expected, got shape {obj.shape!r}"
+                                 if hasattr(obj, "shape") else f"{what}: {n} numbers expected")
+            fmt = view.format if view.format != NULL else b"B"
+            if len(fmt) == 2 and fmt[0] in b"@=<":
+                fmt = fmt[1:]
+            kind = fmt[0] if len(fmt) == 1 else 0
+            p, step = <const char*>view.buf, view.strides[0]
+            if kind == b"d" and view.itemsize == 8:
+                for i in range(n):
+                    out[i] = (<const double*>(p + i * step))[0]
+                return 0
+            if kind == b"f" and view.itemsize == 4:
+                for i in range(n):
+                    out[i] = (<const float*>(p + i * step))[0]
+                return 0
+            if kind in b"lq" and view.itemsize == 8:
+                for i in range(n):
+                    out[i] = <double>(<const long long*>(p + i * step))[0]
+                return 0
+            if kind == b"i" and view.itemsize == 4:
+                for i in range(n):
+                    out[i] = <double>(<const int*>(p + i * step))[0]
+                return 0
+        finally:
+            PyBuffer_Release(&view)
+        obj = obj.tolist() if hasattr(obj, "tolist") else list(obj)  # as Python numbers
+    if not isinstance(obj, (list, tuple)):
+        obj = list(obj)
+    if len(obj) != n:
+        raise ValueError(f"{what}: {n} numbers expected, got {len(obj)}")
+    for i in range(n):
+        out[i] = float(obj[i])
+    return 0
+
+
+def take_batches(bbuf, Py_ssize_t limit, dict label_index):
+    """Pop batches (the tuples :meth:`~leanml.monitor.ModelMonitor.record_batch` appends:
+    ``(ids, labels, confidences, latencies, inputs, time, tokens, model_seconds)``) from the
+    deque ``bbuf`` until they hold ``limit`` predictions or it is empty (at least one batch),
+    and transpose them into the flusher's columns, as :func:`take_singles` does:
+
+    ``(ids, labels, codes, confidences, latencies, inputs, times, lengths, tokens, known,
+    model_s, counted)``; ``lengths`` the length of each input (NaN for None; None when no
+    batch has inputs), ``tokens`` -1 where a batch came without token counts. ``model_s`` sums,
+    per batch, its ``model_seconds``, else its one latency, else its longest finite latency
+    (the batch ran once for all of them). Every popped batch is read before any column is
+    returned: a malformed one (a count that does not match its ids, an item that is not a
+    number) raises ValueError or TypeError and the chunk is dropped as invalid."""
+    cdef list batches = []
+    cdef Py_ssize_t total = 0, n, i, at
+    pop = bbuf.popleft
+    while bbuf and (total < limit or not batches):
+        b = pop()
+        batches.append(b)
+        total += len(b[0])
+    cdef list ids = [], labels = [], inputs = None
+    codes_a = np.empty(total, dtype=np.int32)
+    conf_a = np.empty(total, dtype=np.float64)
+    lat_a = np.empty(total, dtype=np.float64)
+    ts_a = np.empty(total, dtype=np.float64)
+    len_a = np.empty(total, dtype=np.float64)
+    tok_a = np.empty(total, dtype=np.float64)
+    known_a = np.empty(total, dtype=np.float64)
+    cdef int[::1] codes = codes_a
+    cdef double[::1] conf = conf_a, lat = lat_a, ts = ts_a, lens = len_a, tok = tok_a
+    cdef double[::1] known = known_a
+    cdef double model_s = 0.0, x, top, when
+    cdef bint counted = False, one_lat
+    cdef tuple b_
+    at = 0
+    for b_ in batches:
+        bid, lab, c, lt, inp, when_o, counts, seconds = b_
+        n = len(bid)
+        ids.extend(bid)
+        labs = lab.tolist() if isinstance(lab, np.ndarray) else lab
+        if not isinstance(labs, (list, tuple)):
+            labs = list(labs)
+        if len(labs) != n:
+            raise ValueError(f"{len(labs)} labels for a batch of {n} predictions")
+        labels.extend(labs)
+        for i in range(n):
+            code = label_index.get(labs[i])
+            codes[at + i] = -1 if code is None else <int>code
+        _copy_numbers(c, &conf[at], n, "confidences")
+        one_lat = (  # one latency for the whole batch: a number, numpy's too, or a 0-d array
+            isinstance(lt, float) or not hasattr(lt, "__len__")
+            or (isinstance(lt, np.ndarray) and lt.ndim == 0)
+        )
+        if one_lat:
+            x = float(lt)
+            for i in range(n):
+                lat[at + i] = x
+        else:
+            _copy_numbers(lt, &lat[at], n, "latencies")
+        if seconds is not None:
+            model_s += float(seconds)
+        elif one_lat:
+            model_s += x if x == x else 0.0
+        else:
+            top = 0.0
+            for i in range(n):
+                if lat[at + i] > top:  # NaN compares false
+                    top = lat[at + i]
+            model_s += top
+        when = float(when_o)
+        for i in range(n):
+            ts[at + i] = when
+        if inp is None:
+            for i in range(n):
+                lens[at + i] = math.nan
+            if inputs is not None:
+                inputs.extend([None] * n)
+        else:
+            if not isinstance(inp, (list, tuple)):
+                inp = list(inp)
+            if len(inp) != n:
+                raise ValueError(f"{len(inp)} inputs for a batch of {n} predictions")
+            if inputs is None:
+                inputs = [None] * at
+            inputs.extend(inp)
+            for i in range(n):
+                item = inp[i]
+                lens[at + i] = math.nan if item is None else <double>len(item)
+        if counts is None:
+            for i in range(n):
+                tok[at + i] = -1.0
+                known[at + i] = 0.0
+        else:
+            _copy_numbers(counts[0], &tok[at], n, "token counts")
+            _copy_numbers(counts[1], &known[at], n, "known-token counts")
+            counted = True
+        at += n
+    return (
+        ids, labels, codes_a, conf_a, lat_a, inputs, ts_a, len_a if inputs is not None else None,
+        tok_a, known_a, model_s, counted,
     )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from leanml._ids import sample_hashes
-from leanml._native import take_singles
+from leanml._native import take_batches, take_singles
 from leanml.monitor._details import keep_details
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import oov_rates
@@ -36,21 +36,19 @@ def drain_records(st: MonitorState) -> bool:
     limit = st.config.flush_batch_size
     taken = min(len(buf), limit)
     if taken:
-        _guarded(st, _ingest_singles, st, taken)
-    bpop = bbuf.popleft
-    batches = []
-    while bbuf and taken < limit:
-        b = bpop()
-        batches.append(b)
-        taken += len(b[0])
-    if batches:
-        _guarded(st, _ingest_batches, st, batches)
+        _guarded(st, take_singles, st.buf, taken)
+    if bbuf and taken < limit:
+        _guarded(st, take_batches, st.bbuf, limit - taken)
     return True
 
 
-def _guarded(st: MonitorState, ingest: Any, *args: Any) -> None:
+def _guarded(st: MonitorState, take: Any, buf: Any, limit: int) -> None:
+    """Take a chunk of records (:func:`leanml._native.take_singles` or
+    :func:`~leanml._native.take_batches`: popped and transposed into columns in C) and ingest
+    it; a malformed record drops the chunk."""
     try:
-        ingest(*args)
+        cols = take(buf, limit, st.label_index)
+        _ingest_columns(st, *cols)
     except (TypeError, ValueError) as exc:
         st.counters["invalid_batches"] += 1
         logger.error("monitor %s: dropped an invalid record chunk: %s", st.name, exc)
@@ -65,81 +63,29 @@ def drain_errors(st: MonitorState) -> None:
         st.window(ts).errors += n
 
 
-def _ingest_singles(st: MonitorState, n: int) -> None:
-    """The first ``n`` single records (:meth:`~leanml.monitor.ModelMonitor.record`), taken
-    and transposed into columns in C (:func:`leanml._native.take_singles`)."""
-    ids, labels, codes, conf, lat, inputs, ts, tok, known, model_s, counted = take_singles(
-        st.buf, n, st.label_index
-    )
+def _ingest_columns(
+    st: MonitorState,
+    ids: list[Any],
+    labels: list[Any],
+    codes: np.ndarray,
+    conf: np.ndarray,
+    lat: np.ndarray,
+    inputs: list[Any] | None,
+    ts: np.ndarray,
+    lengths: np.ndarray | None,
+    tok: np.ndarray,
+    known: np.ndarray,
+    model_s: float,
+    counted: bool,
+) -> None:
+    """A taken chunk: labels not seen before get their index, token counts become OOV rates."""
+    if not ids:
+        return
     new = np.flatnonzero(codes < 0)  # labels not seen before
     if new.size:
         codes[new] = st.label_indices([labels[i] for i in new.tolist()])
     oov = _oov_of_counts(tok, known) if counted else None
-    _ingest(st, ids, codes, conf, lat, inputs, ts, model_s, oov)
-
-
-def _ingest_batches(st: MonitorState, batches: list[tuple]) -> None:
-    # Flat Python lists first, one array conversion per column at the end: per-batch numpy
-    # calls (asarray, broadcast_to, full) cost ~7 us per batch, more than the rest of the
-    # ingest of a typical serving micro-batch of ~12 predictions.
-    ids: list[Any] = []
-    labels: list[Any] = []
-    confs: list[float] = []
-    lats: list[float] = []
-    inputs: list[Any] = []
-    has_inputs = False
-    # the model's time, what the optional work's CPU budget and the overhead ratio are shares
-    # of: per batch, the model seconds its caller timed, else its longest latency (the batch
-    # ran once for all of them)
-    model_s = 0.0
-    counted: list[tuple[int, Any]] = []  # (position, counts) of the batches with token counts
-    batch_ts: list[tuple[float, int]] = []  # one time per batch
-    for i, lab, c, lat, inp, ts, counts, model_seconds in batches:
-        n = len(i)
-        if counts is not None:
-            if len(counts[0]) != n or len(counts[1]) != n:
-                raise ValueError(f"token counts of {len(counts[0])} inputs for a batch of {n}")
-            counted.append((len(ids), counts))
-        ids.extend(i)
-        labels.extend(lab.tolist() if isinstance(lab, np.ndarray) else lab)
-        confs.extend(c.tolist() if isinstance(c, np.ndarray) else c)
-        batch_lats = _latencies(lat, n)
-        lats.extend(batch_lats)
-        if model_seconds is not None:
-            model_s += model_seconds
-        elif type(lat) is float:  # one latency for the batch
-            model_s += lat if lat == lat else 0.0
-        else:
-            finite = [x for x in batch_lats if x == x]
-            model_s += max(finite) if finite else 0.0
-        batch_ts.append((ts, n))
-        if inp is None:
-            inputs.extend([None] * n)
-        else:
-            inputs.extend(inp)
-            has_inputs = True
-    if not ids:
-        return
-    times, sizes = zip(*batch_ts, strict=True)
-    oov = None
-    if counted:
-        tok = np.full(len(ids), -1.0)
-        known = np.zeros(len(ids))
-        for at, (t, k) in counted:
-            tok[at : at + len(t)] = t
-            known[at : at + len(k)] = k
-        oov = _oov_of_counts(tok, known)
-    _ingest(
-        st,
-        ids,
-        st.label_indices(labels),
-        np.asarray(confs, dtype=np.float64),
-        np.asarray(lats, dtype=np.float64),
-        inputs if has_inputs else None,
-        np.repeat(np.asarray(times, dtype=np.float64), sizes),
-        model_s,
-        oov,
-    )
+    _ingest(st, ids, codes, conf, lat, inputs, ts, lengths, model_s, oov)
 
 
 def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -152,17 +98,6 @@ def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
     return oov
 
 
-def _latencies(lat: Any, n: int) -> list[float]:
-    """The ``n`` latencies of a batch from one value or a sequence of ``n``."""
-    if isinstance(lat, np.ndarray):
-        lat = lat.tolist()  # a 0-d array gives one float
-    if isinstance(lat, (float, int)) or not hasattr(lat, "__len__"):
-        return [lat] * n  # one latency for the whole batch
-    if len(lat) != n:
-        raise ValueError(f"{len(lat)} latencies for a batch of {n} predictions")
-    return list(lat)
-
-
 def _ingest(
     st: MonitorState,
     ids: list[Any],
@@ -171,11 +106,11 @@ def _ingest(
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
+    lengths: np.ndarray | None,
     model_s: float,
     counted: np.ndarray | None = None,
 ) -> None:
     _count_labels(st, lab)
-    lengths = _input_lengths(inputs, len(ids))
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
     st.budget.credit(model_s)
@@ -202,16 +137,6 @@ def _count_labels(st: MonitorState, lab: np.ndarray) -> None:
         grown[: st.label_totals.size] = st.label_totals
         st.label_totals = grown
     st.label_totals[: counts.size] += counts
-
-
-def _input_lengths(inputs: list[Any] | None, n: int) -> np.ndarray | None:
-    """Length in characters per input (NaN where the input is None)."""
-    if inputs is None:
-        return None
-    try:  # every input present (the usual case): len() at C speed
-        return np.fromiter(map(len, inputs), np.float64, n)
-    except TypeError:  # some are None
-        return np.fromiter((math.nan if x is None else len(x) for x in inputs), np.float64, n)
 
 
 def _sample(
