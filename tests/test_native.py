@@ -381,8 +381,8 @@ def test_take_singles_transposes_the_records_it_pops() -> None:
             )
         )
     want = list(records)
-    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = (
-        take_singles(records, 250, index)
+    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = take_singles(
+        records, 250, index
     )
     assert len(records) == 50 and list(records) == want[250:]  # popped from the left
     got = want[:250]
@@ -461,7 +461,8 @@ def test_take_batches_transposes_the_batches_it_pops() -> None:
     np.testing.assert_array_equal(lengths, [np.nan if x is None else len(x) for x in inputs])
     assert model_s == pytest.approx(ref["model_s"], rel=1e-12)
     # without inputs or counts: None for inputs and lengths, not counted
-    one = take_batches(collections.deque([(["a"], ["ham"], [0.5], 0.1, None, 1.0, None, None)]), 1, index)
+    plain = (["a"], ["ham"], [0.5], 0.1, None, 1.0, None, None)
+    one = take_batches(collections.deque([plain]), 1, index)
     assert one[5] is None and one[7] is None and not one[11] and one[10] == 0.1
 
 

@@ -90,6 +90,7 @@ class OneCall:
 
 def sample_hashes_of_str(ids: list[Any]) -> np.ndarray | None: ...
 def input_hashes(texts: list[Any]) -> list[str | None]: ...
+
 #: what take_singles and take_batches return (see their docstrings)
 Taken = tuple[
     list[Any],
