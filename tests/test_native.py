@@ -15,12 +15,14 @@ from leanml._native import (
     FUSED,
     PROBA,
     OneCall,
+    SHA_NI,
     Recorder,
     input_hashes,
     mark_spans,
     mask_digits,
     redact_many,
     sample_hashes_of_str,
+    sha256_hex,
     sub_marks,
     take_batches,
     take_singles,
@@ -333,6 +335,22 @@ def test_input_hashes_are_sha256_of_utf8() -> None:
     got = input_hashes(texts)
     assert got == [None if t is None else input_hash(t) for t in texts]
     assert got[3] == hashlib.sha256(texts[3].encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "ni",
+    [
+        False,
+        pytest.param(True, marks=pytest.mark.skipif(not SHA_NI, reason="no SHA instructions")),
+    ],
+)
+def test_sha256_in_c_is_hashlibs_at_every_padding_length(ni: bool) -> None:
+    """Every tail length around the 55/56 and 64-byte padding edges, and multi-block inputs,
+    with the SHA instructions and in plain C."""
+    rng = np.random.default_rng(11)
+    for n in [*range(0, 200), 1000, 1479, 4096, 65_537]:
+        data = rng.bytes(n)
+        assert sha256_hex(data, ni) == hashlib.sha256(data).hexdigest(), n
 
 
 def test_sample_hashes_of_str_are_zlib_crc32_then_fmix32() -> None:
