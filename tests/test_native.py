@@ -15,6 +15,7 @@ from leanml._native import (
     FUSED,
     PROBA,
     SHA_NI,
+    IssuerCore,
     OneCall,
     Recorder,
     input_hashes,
@@ -36,6 +37,14 @@ def _reference_id(prefix: str, key: bytes, counter: int) -> str:
     mac = hashlib.blake2b(f"{prefix}-{counter >> 3:x}".encode(), key=key, digest_size=64)
     slot = counter & 7
     return f"{prefix}-{counter:x}-{mac.hexdigest()[16 * slot : 16 * slot + 16]}"
+
+
+@pytest.mark.parametrize("key", [b"", b"k", bytes(range(32)), bytes(range(64))])
+def test_the_c_blake2b_is_hashlibs(key: bytes) -> None:
+    issuer = IdIssuer("pre", key)
+    for block in [0, 1, 9, 255, 2**40 + 1, 2**60 - 1]:
+        want = hashlib.blake2b(f"pre-{block:x}".encode(), key=key, digest_size=64).digest()
+        assert issuer.digest(block) == want, block
 
 
 @pytest.mark.parametrize("prefix", ["a", "3f9c01d2", "x" * 32])
@@ -62,10 +71,10 @@ def test_a_prefix_the_c_buffer_cannot_hold_is_refused(prefix: str) -> None:
 def test_c_cores_refuse_what_would_make_them_read_or_write_out_of_bounds() -> None:
     import array
 
-    issuer = IdIssuer("p")
-    issuer.mac = hashlib.blake2b(key=b"k", digest_size=32)  # 4 tags, not 8
-    with pytest.raises(ValueError, match="64 bytes"):
-        issuer.make(5)
+    with pytest.raises(ValueError, match="at most 64 bytes"):  # as hashlib's BLAKE2b
+        IdIssuer("p", bytes(65))
+    with pytest.raises(RuntimeError, match="set_key"):  # no key: no id
+        IssuerCore().make(5)
     ring = PendingRing(4)
     with pytest.raises(ValueError, match="capacity=4"):
         ring.bind(*(array.array(code, bytes(3 * array.array(code).itemsize)) for code in "dbhid"))

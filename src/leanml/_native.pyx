@@ -13,7 +13,8 @@ redaction of its text (:mod:`leanml.monitor._redact`).
 The Python classes keep everything else (validation, joins, verification) and subclass or call
 these, so there is one implementation of each rule:
 
-* :class:`IssuerCore`: the keyed BLAKE2b digest of a block of 8 counters (the last one cached),
+* :class:`IssuerCore`: the keyed BLAKE2b digest (in C) of a block of 8 counters (the last one
+  cached),
   :meth:`~IssuerCore.make` one id, :meth:`~IssuerCore.take` ``n`` consecutive ids.
 * :class:`RingCore`: the counter, :meth:`~RingCore.put` and :meth:`~RingCore.put_one` (the
   slots, counting the unlabeled predictions they evict).
@@ -129,19 +130,131 @@ def top_softmax(const double[::1] scores):
     return top, 1.0 / total
 
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* BLAKE2b (RFC 7693), 64-byte digest, as hashlib.blake2b(key=..., digest_size=64): the
+       state after the key block is kept, then one message of at most 128 bytes is hashed. */
+    static const uint64_t leanml_b2_iv[8] = {
+        0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+        0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+        0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+    static const uint8_t leanml_b2_sigma[12][16] = {
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+        {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+        {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+        {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+        {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+        {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+        {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+        {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+        {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+        {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+        {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3}};
+    #define LEANML_ROTR64(x, r) (((x) >> (r)) | ((x) << (64 - (r))))
+    #define LEANML_B2G(a, b, c, d, x, y)                                          \
+        do {                                                                  \
+            a = a + b + (x); d = LEANML_ROTR64(d ^ a, 32);                     \
+            c = c + d;       b = LEANML_ROTR64(b ^ c, 24);                     \
+            a = a + b + (y); d = LEANML_ROTR64(d ^ a, 16);                     \
+            c = c + d;       b = LEANML_ROTR64(b ^ c, 63);                     \
+        } while (0)
+    static void leanml_b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t t,
+                                   int last) {
+        uint64_t m[16], v[16];
+        for (int i = 0; i < 16; i++) {
+            uint64_t x = 0;
+            for (int k = 7; k >= 0; k--) x = (x << 8) | block[8 * i + k];  /* little-endian */
+            m[i] = x;
+        }
+        for (int i = 0; i < 8; i++) { v[i] = h[i]; v[i + 8] = leanml_b2_iv[i]; }
+        v[12] ^= t;
+        if (last) v[14] = ~v[14];
+        /* the rounds written out, so that every message index is a constant */
+    #define LEANML_B2R(r)                                                                  \
+        do {                                                                           \
+            const uint8_t* s = leanml_b2_sigma[r];                                     \
+            LEANML_B2G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);                      \
+            LEANML_B2G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);                      \
+            LEANML_B2G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);                     \
+            LEANML_B2G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);                     \
+            LEANML_B2G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);                     \
+            LEANML_B2G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);                   \
+            LEANML_B2G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);                    \
+            LEANML_B2G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);                    \
+        } while (0)
+        LEANML_B2R(0); LEANML_B2R(1); LEANML_B2R(2); LEANML_B2R(3); LEANML_B2R(4);
+        LEANML_B2R(5); LEANML_B2R(6); LEANML_B2R(7); LEANML_B2R(8); LEANML_B2R(9);
+        LEANML_B2R(10); LEANML_B2R(11);
+        for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+    }
+    /* The state after the key (at most 64 bytes; none: unkeyed) and the bytes it covers. */
+    static void leanml_b2_keyed(uint64_t h[8], uint64_t* t, const unsigned char* key, size_t kk) {
+        unsigned char block[128];
+        for (int i = 0; i < 8; i++) h[i] = leanml_b2_iv[i];
+        h[0] ^= 0x01010000ULL ^ ((uint64_t)kk << 8) ^ 64;  /* fanout 1, depth 1, 64 bytes */
+        *t = 0;
+        if (kk) {
+            memset(block, 0, sizeof block);
+            memcpy(block, key, kk);
+            leanml_b2_compress(h, block, 128, 0);
+            *t = 128;
+        }
+    }
+    /* The digest of one message of n <= 128 bytes after the state (h0, t0). */
+    static void leanml_b2_final(const uint64_t h0[8], uint64_t t0, const unsigned char* msg,
+                                size_t n, unsigned char out[64]) {
+        uint64_t h[8];
+        unsigned char block[128];
+        memcpy(h, h0, sizeof h);
+        memset(block, 0, sizeof block);
+        memcpy(block, msg, n);
+        leanml_b2_compress(h, block, t0 + n, 1);
+        for (int i = 0; i < 8; i++)
+            for (int k = 0; k < 8; k++) out[8 * i + k] = (unsigned char)(h[i] >> (8 * k));
+    }
+    """
+    void leanml_b2_keyed(unsigned long long* h, unsigned long long* t, const unsigned char* key,
+                         size_t kk) nogil
+    void leanml_b2_final(const unsigned long long* h0, unsigned long long t0,
+                         const unsigned char* msg, size_t n, unsigned char* out) nogil
+
+
+cdef inline Py_ssize_t _put_hex(char* buf, Py_ssize_t n, unsigned long long c) noexcept:
+    """Write ``c`` in lowercase hex (no leading zeros) at ``buf[n]``; the position after it."""
+    cdef Py_ssize_t start = n, k
+    while True:  # the digits, lowest first, then reversed in place
+        buf[n] = _HEX[c & 15]
+        n += 1
+        c >>= 4
+        if c == 0:
+            break
+    k = n - 1
+    while start < k:
+        buf[start], buf[k] = buf[k], buf[start]
+        start += 1
+        k -= 1
+    return n
+
+
 cdef class IssuerCore:
     """Mints the ids of one prefix; the subclass sets :attr:`prefix` (ASCII, at most 32
-    characters) and :attr:`mac` (a keyed BLAKE2b with a 64-byte digest, already fed
-    ``prefix-``)."""
+    characters) and the secret (:meth:`set_key`: the key of the BLAKE2b, computed here in C,
+    ~4x faster than a copy of a keyed ``hashlib.blake2b`` per digest)."""
 
-    cdef public object mac
     cdef bytes _prefix
     cdef long long _block
-    cdef bytes _digest
+    cdef unsigned char _digest[64]
+    cdef unsigned long long _h0[8]
+    cdef unsigned long long _t0
+    cdef bint _keyed
 
     def __cinit__(self):
         self._prefix = b""
         self._block = -1
+        self._keyed = False
 
     @property
     def prefix(self):
@@ -152,40 +265,45 @@ cdef class IssuerCore:
         if not value.isascii() or len(value) > 32:  # the id is built in an 80-byte buffer
             raise ValueError(f"an id prefix is at most 32 ASCII characters, got {value!r}")
         self._prefix = value.encode("ascii")
+        self._block = -1
 
-    cpdef bytes digest(self, long long block):
+    def set_key(self, const unsigned char[:] key):
+        """The secret: BLAKE2b's key, at most 64 bytes."""
+        if key.shape[0] > 64:
+            raise ValueError(f"a BLAKE2b key is at most 64 bytes, got {key.shape[0]}")
+        leanml_b2_keyed(self._h0, &self._t0, &key[0] if key.shape[0] else NULL, key.shape[0])
+        self._keyed = True
+        self._block = -1
+
+    cdef void _digest_into(self, long long block, unsigned char* out) except *:
+        """BLAKE2b(key, ``prefix-<block in hex>``), 64 bytes, into ``out``."""
+        cdef char msg[64]
+        cdef bytes prefix = self._prefix
+        cdef Py_ssize_t n = len(prefix)
+        if not self._keyed:
+            raise RuntimeError("IssuerCore: set_key before minting ids")
+        memcpy(msg, <const char*>prefix, n)
+        msg[n] = 45  # "-"
+        n = _put_hex(msg, n + 1, <unsigned long long>block)
+        leanml_b2_final(self._h0, self._t0, <const unsigned char*>msg, n, out)
+
+    def digest(self, long long block):
         """The 64 bytes holding the tags of counters ``8 * block .. 8 * block + 7``."""
-        h = self.mac.copy()
-        h.update(b"%x" % block)
-        return h.digest()
+        cdef unsigned char out[64]
+        self._digest_into(block, out)
+        return bytes(out[:64])
 
-    cdef str _id(self, long long counter, bytes digest):
+    cdef str _id(self, long long counter, const unsigned char* digest):
         """``<prefix>-<counter in hex>-<16 hex digits of its slot in digest>``."""
         cdef char buf[80]
         cdef bytes prefix = self._prefix
-        cdef Py_ssize_t n = len(prefix), k, start
-        cdef unsigned long long c = <unsigned long long>counter
-        cdef const unsigned char* tag = <const unsigned char*>(<const char*>digest)
-        if len(digest) != 8 * _TAG_BYTES:  # the tag is read from the counter's 8-byte slot
-            raise ValueError(f"an id digest has 64 bytes, got {len(digest)}")
+        cdef Py_ssize_t n = len(prefix), k
+        cdef const unsigned char* tag = digest + (counter & _MASK) * _TAG_BYTES
         memcpy(buf, <const char*>prefix, n)
         buf[n] = 45  # "-"
-        n += 1
-        start = n
-        while True:  # the counter's hex digits, lowest first, then reversed in place
-            buf[n] = _HEX[c & 15]
-            n += 1
-            c >>= 4
-            if c == 0:
-                break
-        k = n - 1
-        while start < k:
-            buf[start], buf[k] = buf[k], buf[start]
-            start += 1
-            k -= 1
+        n = _put_hex(buf, n + 1, <unsigned long long>counter)
         buf[n] = 45
         n += 1
-        tag += (counter & _MASK) * _TAG_BYTES
         for k in range(_TAG_BYTES):
             buf[n] = _HEX[tag[k] >> 4]
             buf[n + 1] = _HEX[tag[k] & 15]
@@ -199,14 +317,16 @@ cdef class IssuerCore:
         block."""
         cdef long long block = counter >> _SHIFT
         if block != self._block:
-            self._digest = self.digest(block)
+            self._digest_into(block, self._digest)
             self._block = block
         return self._id(counter, self._digest)
 
     cpdef str expected(self, long long counter):
         """The id of ``counter``, the cache left alone (to verify an id: joins read old
         blocks)."""
-        return self._id(counter, self.digest(counter >> _SHIFT))
+        cdef unsigned char digest[64]
+        self._digest_into(counter >> _SHIFT, digest)
+        return self._id(counter, digest)
 
     def take(self, long long start, Py_ssize_t n):
         """The ids of counters ``start .. start + n - 1`` (one digest per block they touch)."""

@@ -18,7 +18,8 @@ is read or written. The secret never leaves the process (not in the store, not i
 feedback for another worker's id is forwarded to that worker through the durable log, and only
 the owner checks the tag (:mod:`leanml.groundtruth.log`).
 
-Cost: one keyed hash per 8 ids. Minting is C (:class:`leanml._native.IssuerCore`): the last
+Cost: one keyed hash per 8 ids. Minting is C (:class:`leanml._native.IssuerCore`, BLAKE2b
+included, checked against ``hashlib.blake2b`` in the tests): the last
 block's digest is cached, so consecutive ids (:meth:`~leanml._native.IssuerCore.make`, and
 :meth:`~leanml._native.IssuerCore.take` for a batch) share it (``benchmarks/id_cost.py``;
 figures in the CHANGELOG).
@@ -26,7 +27,6 @@ figures in the CHANGELOG).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -36,8 +36,6 @@ __all__ = ["TAG_HEX", "IdIssuer", "parse_id"]
 
 #: hex digits of the tag (64 bits)
 TAG_HEX = 16
-#: ids per keyed hash (a 64-byte digest holds 8 tags of 64 bits)
-_BLOCK = 8
 #: counters are C ``long long``: 0 .. 2**63 - 1
 _COUNTERS = 1 << 63
 #: longest id the parser looks at (prefix <= 32, counter <= 16, tag 16, two dashes)
@@ -83,8 +81,7 @@ class IdIssuer(IssuerCore):
             )
         self.prefix = prefix
         key = secret if secret is not None else secrets.token_bytes(32)
-        self.mac = hashlib.blake2b(key=key, digest_size=_BLOCK * TAG_HEX // 2)
-        self.mac.update(self.prefix.encode() + b"-")
+        self.set_key(key)
 
     def verify(self, prediction_id: object) -> int:
         """The counter of an id this issuer made, else -1 (malformed, other prefix, bad tag).
