@@ -18,6 +18,7 @@ from leanml._native import (
     IssuerCore,
     OneCall,
     Recorder,
+    SingleBuffer,
     input_hashes,
     mark_spans,
     mask_digits,
@@ -26,7 +27,6 @@ from leanml._native import (
     sha256_hex,
     sub_marks,
     take_batches,
-    take_singles,
 )
 from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
@@ -133,9 +133,9 @@ def test_issue_one_and_issue_from_many_threads_never_share_a_counter() -> None:
 
 
 def test_the_recorder_appends_until_its_cap_then_drops() -> None:
-    buf: collections.deque[tuple] = collections.deque()
+    buf = SingleBuffer()
     dropped: list[tuple[str, int]] = []
-    rec = Recorder(buf, 2, lambda: 12.5, lambda which, n: dropped.append((which, n)))
+    rec = Recorder(buf, 2, lambda: 12.5, lambda w, n: dropped.append((w, n)), print)
     rec.record("a", "ham", 0.9, 0.001)
     rec.record("b", "spam", 0.6, 0.002, input="hi", tokens=1, known=1)
     rec.record("c", "ham", 0.7, 0.003)
@@ -149,6 +149,18 @@ def test_the_recorder_appends_until_its_cap_then_drops() -> None:
     assert len(buf) == 3 and dropped == [("record_buffer", 1)]
 
 
+def test_the_recorder_reads_time_time_in_c() -> None:
+    """With ``time.time`` as its clock the recorder reads the same clock without calling it."""
+    import time
+
+    buf = SingleBuffer()
+    rec = Recorder(buf, 10, time.time, lambda w, n: None, print)
+    before = time.time()
+    rec.record("a", "ham", 0.9, 0.001)
+    after = time.time()
+    assert before - 1e-6 <= buf[0][5] <= after + 1e-6
+
+
 class _Calls:
     """What a OneCall hands back: fallback calls, errors, noted costs."""
 
@@ -159,8 +171,8 @@ class _Calls:
 
     def one_call(self, kind: int, model, every: int = 64, inputs: bool = True):
         gt = GroundTruth()
-        buf: collections.deque[tuple] = collections.deque()
-        rec = Recorder(buf, 100, lambda: 7.0, lambda which, n: None)
+        buf = SingleBuffer()
+        rec = Recorder(buf, 100, lambda: 7.0, lambda which, n: None, print)
         local = threading.local()
         one = OneCall(
             kind,
@@ -184,7 +196,7 @@ def test_one_call_answers_and_records_the_top_probability() -> None:
     one, gt, buf, local = calls.one_call(PROBA, lambda X: np.array([[0.2, 0.5, 0.3]]))
     labels = one.predict(["hello"])
     assert labels.tolist() == ["spam"]
-    pid, label, conf, latency, text, ts, tokens, known = buf.popleft()
+    pid, label, conf, latency, text, ts, tokens, known = buf[0]
     assert (label, conf, text, ts, tokens, known) == ("spam", 0.5, "hello", 7.0, -1, 0)
     assert latency >= 0 and local.ids == [pid] and gt.issuer.verify(pid) == 0
     assert gt.ring.take(0)[1:3] == (1, 0.5)  # the ring holds the class index and confidence
@@ -389,46 +401,53 @@ def test_redact_many_is_redact_of_each_text() -> None:
     assert got[-2] == "mail <email> or see <url>, call <phone>, id <number>"
 
 
-def test_take_singles_transposes_the_records_it_pops() -> None:
+def test_the_single_buffer_takes_what_was_recorded_as_columns() -> None:
     rng = np.random.default_rng(8)
     index = {"ham": 0, "spam": 1}
-    records = collections.deque()
+    buf = SingleBuffer()
+    invalid: list[str] = []
+    rec = Recorder(buf, 1_000, lambda: 0.0, lambda which, n: None, invalid.append)
+    want = []
     for i in range(300):
         lat = float("nan") if i % 17 == 0 else float(rng.uniform(1e-4, 1e-2))
-        records.append(
-            (
-                f"id-{i}",
-                ["ham", "spam", "new", np.str_("ham")][i % 4],
-                np.float64(rng.uniform()) if i % 2 else float(rng.uniform()),
-                lat,
-                None if i % 3 else f"text {i}",
-                1_700_000_000.0 + i,
-                -1 if i % 5 else i % 7,
-                0 if i % 5 else i % 3,
-            )
+        row = (
+            f"id-{i}",
+            ["ham", "spam", "new", np.str_("ham")][i % 4],
+            np.float64(rng.uniform()) if i % 2 else float(rng.uniform()),
+            lat,
+            None if i % 3 else f"text {i}",
+            -1 if i % 5 else i % 7,
+            0 if i % 5 else i % 3,
         )
-    want = list(records)
-    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = take_singles(
-        records, 250, index
-    )
-    assert len(records) == 50 and list(records) == want[250:]  # popped from the left
+        rec.record(*row)
+        want.append(row)
+    assert invalid == [] and len(buf) == 300
+    cols = buf.take(250, index)
+    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = cols
+    assert len(buf) == 50 and buf[0][0] == "id-250"  # the oldest taken, the rest kept in order
     got = want[:250]
     assert ids == [r[0] for r in got] and labels == [r[1] for r in got]
     assert codes.dtype == np.int32
     assert codes.tolist() == [index.get(r[1], -1) for r in got]
-    for col, k in ((conf, 2), (ts, 5), (tok, 6), (known, 7)):
+    for col, k in ((conf, 2), (tok, 5), (known, 6)):
         assert col.tolist() == [float(r[k]) for r in got]
     np.testing.assert_array_equal(lat, [r[3] for r in got])
+    assert ts.tolist() == [0.0] * 250
     assert inputs == [r[4] for r in got]
     np.testing.assert_array_equal(lengths, [np.nan if r[4] is None else len(r[4]) for r in got])
     assert model_s == pytest.approx(sum(r[3] for r in got if r[3] == r[3]), rel=1e-12)
     assert counted
-    alone = take_singles(collections.deque([want[1]]), 10, index)
+    rest = buf.take(100, index)
+    assert rest[0] == [r[0] for r in want[250:]] and len(buf) == 0
+    assert rest[3].tolist() == [float(r[2]) for r in want[250:]]
+    rec.record(*want[1])
+    alone = buf.take(10, index)
     assert alone[5] is None and alone[7] is None  # no input at all: no inputs, no lengths
-    assert not take_singles(collections.deque([want[1]]), 10, index)[11]  # no count
-    bad = collections.deque([(*want[0][:2], None, *want[0][3:])])
-    with pytest.raises(TypeError):
-        take_singles(bad, 10, index)
+    assert not alone[11]  # no count
+    assert buf.take(10, index)[0] == []  # empty
+    rec.record(*want[1][:2], None, *want[1][3:])  # a confidence that is not a number
+    rec.record(*want[1][:3], "slow", *want[1][4:])
+    assert len(buf) == 0 and len(invalid) == 2 and "id-1" in invalid[0]
 
 
 def _batches_by_hand(batches: list[tuple]) -> dict[str, list]:

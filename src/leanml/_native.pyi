@@ -38,21 +38,44 @@ class IssueCore:
     def issue(self, n: int, code: int = ..., pred: Any = ..., conf: Any = ...) -> list[str]: ...
     def issue_one(self, code: int, pred: int, conf: float) -> str: ...
 
+#: what SingleBuffer.take and take_batches return (see their docstrings)
+Taken = tuple[
+    list[Any],
+    list[Any],
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    list[Any] | None,
+    np.ndarray,
+    np.ndarray | None,
+    np.ndarray,
+    np.ndarray,
+    float,
+    bool,
+]
+
+class SingleBuffer:
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> tuple[Any, ...]: ...
+    def take(self, limit: int, label_index: dict[Any, int]) -> Taken: ...
+
 class Recorder:
     cap: int
     def __init__(
         self,
-        buf: deque[tuple[Any, ...]],
+        buf: SingleBuffer,
         cap: int,
         clock: Callable[[], float],
         drop: Callable[[str, int], None],
+        invalid: Callable[[str], None],
     ) -> None: ...
     def bind(
         self,
-        buf: deque[tuple[Any, ...]],
+        buf: SingleBuffer,
         cap: int,
         clock: Callable[[], float],
         drop: Callable[[str, int], None],
+        invalid: Callable[[str], None],
     ) -> None: ...
     def record(
         self,
@@ -94,24 +117,6 @@ SHA_NI: bool
 
 def sha256_hex(data: bytes, ni: bool) -> str: ...
 def input_hashes(texts: list[Any]) -> list[str | None]: ...
-
-#: what take_singles and take_batches return (see their docstrings)
-Taken = tuple[
-    list[Any],
-    list[Any],
-    np.ndarray,
-    np.ndarray,
-    np.ndarray,
-    list[Any] | None,
-    np.ndarray,
-    np.ndarray | None,
-    np.ndarray,
-    np.ndarray,
-    float,
-    bool,
-]
-
-def take_singles(buf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]) -> Taken: ...
 def take_batches(
     bbuf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
 ) -> Taken: ...

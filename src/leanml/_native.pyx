@@ -20,7 +20,8 @@ these, so there is one implementation of each rule:
   slots, counting the unlabeled predictions they evict).
 * :class:`IssueCore`: :meth:`~IssueCore.issue` and :meth:`~IssueCore.issue_one`, the two above
   under the ring's lock.
-* :class:`Recorder`: :meth:`~Recorder.record`, one tuple appended to a bounded deque.
+* :class:`Recorder`: :meth:`~Recorder.record`, one record put in a bounded
+  :class:`SingleBuffer` (columns, no tuple).
 * :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
 * :func:`top_softmax`: a compact linear head's top class and its softmax probability.
 * :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches;
@@ -28,23 +29,23 @@ these, so there is one implementation of each rule:
 * :func:`sample_hashes_of_str`, :func:`input_hashes`: the flusher's per-id sampling hash
   (CRC-32, as zlib's) and per-text SHA-256 (with the x86 SHA instructions where the CPU has
   them), without a Python call per item.
-* :func:`take_singles`, :func:`take_batches`: the flusher's intake, popped and transposed into
-  columns.
+* :meth:`SingleBuffer.take`, :func:`take_batches`: the flusher's intake, taken as columns.
 
 Every method runs with the GIL held and calls no Python code of its own between reading and
-writing a field (only C functions: ``time.time``, ``hashlib``, the deque's ``append``), so the
+writing a field (only C functions: ``time.time``, list appends), so the
 cached digest and the counter change as one step for any other thread. A clock written in
 Python could let another thread run inside :meth:`RingCore.put_one`: the ring's lock covers
 that.
 """
 
 import math
+import time
 
 import numpy as np
 
 from libc.math cimport exp, isnan
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 
 cdef extern from "string.h" nogil:
@@ -455,25 +456,141 @@ cdef class IssueCore:
         return self.issuer.make(counter)
 
 
-cdef class Recorder:
-    """:meth:`~leanml.monitor.ModelMonitor.record`: append one record to the intake deque
-    while it holds fewer than :attr:`cap`, else call ``drop("record_buffer", 1)``."""
+from libc.stdlib cimport free, realloc
+from libc.string cimport memmove
 
-    cdef object _append
-    cdef object _buf
+
+cdef inline double _now_unix() noexcept:
+    """``time.time()`` (CLOCK_REALTIME, as CPython reads it on Linux), without a Python call."""
+    cdef timespec t
+    clock_gettime(CLOCK_REALTIME, &t)
+    return t.tv_sec + t.tv_nsec * 1e-9
+
+
+cdef class SingleBuffer:
+    """The intake of single records (:meth:`~leanml.monitor.ModelMonitor.record`) as columns:
+    the ids, labels and inputs in lists, the numbers (confidence, latency, time, token count,
+    known-token count) in C arrays. A record costs the caller a few appends and stores, no
+    tuple; the flusher takes a chunk already in columns (:meth:`take`). ``len`` is the number
+    of records held; ``buf[i]`` the i-th as a tuple ``(id, label, confidence, latency, input,
+    time, tokens, known)``. Every method runs under the GIL without calling Python code while
+    it changes the columns, so a record and a take never interleave."""
+
+    cdef list ids, labels, inputs
+    cdef double* nums  # 5 doubles per record: confidence, latency, time, tokens, known
+    cdef Py_ssize_t n, size
+
+    def __cinit__(self):
+        self.ids, self.labels, self.inputs = [], [], []
+        self.nums = NULL
+        self.n = self.size = 0
+
+    def __dealloc__(self):
+        free(self.nums)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, Py_ssize_t i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        cdef double* r = self.nums + 5 * i
+        return (self.ids[i], self.labels[i], r[0], r[1], self.inputs[i], r[2], r[3], r[4])
+
+    cdef int put(self, pid, label, double conf, double lat, inp, double ts, double tok,
+                 double known) except -1:
+        cdef Py_ssize_t size
+        cdef double* grown
+        if self.n == self.size:
+            size = max(64, 2 * self.size)
+            grown = <double*>realloc(self.nums, size * 5 * sizeof(double))
+            if grown == NULL:
+                raise MemoryError()
+            self.nums, self.size = grown, size
+        cdef double* r = self.nums + 5 * self.n
+        r[0], r[1], r[2], r[3], r[4] = conf, lat, ts, tok, known
+        self.ids.append(pid)
+        self.labels.append(label)
+        self.inputs.append(inp)
+        self.n += 1
+        return 0
+
+    def take(self, Py_ssize_t limit, dict label_index):
+        """Remove the oldest ``min(len, limit)`` records and return them as the flusher's
+        columns: ``(ids, labels, codes, confidences, latencies, inputs, times, lengths,
+        tokens, known, model_s, counted)``: ``ids``, ``labels`` and ``inputs`` lists
+        (``inputs`` and ``lengths`` None when every input is None), ``codes`` int32 (each
+        label's index in ``label_index``, -1 for a label not in it), float64 arrays of the
+        rest (``lengths``: each input's ``len``, NaN for None; ``tokens`` -1 where not
+        counted), ``model_s`` the sum of the finite latencies and ``counted`` whether any
+        record came with a token count. An input without ``len`` raises TypeError."""
+        cdef Py_ssize_t i, k = min(self.n, limit)
+        cdef list ids, labels, inputs
+        if k == self.n:  # the usual case: everything, by swapping the lists
+            ids, labels, inputs = self.ids, self.labels, self.inputs
+            self.ids, self.labels, self.inputs = [], [], []
+        else:
+            ids, labels, inputs = self.ids[:k], self.labels[:k], self.inputs[:k]
+            del self.ids[:k], self.labels[:k], self.inputs[:k]
+        cols = np.empty((5, k), dtype=np.float64)
+        cdef double[:, ::1] c = cols
+        cdef const double* r
+        cdef double model_s = 0.0, x
+        cdef bint counted = False
+        for i in range(k):
+            r = self.nums + 5 * i
+            c[0, i], c[1, i], c[2, i], c[3, i], c[4, i] = r[0], r[1], r[2], r[3], r[4]
+            if r[1] == r[1]:
+                model_s += r[1]
+            if r[3] >= 0:
+                counted = True
+        if k < self.n:
+            memmove(self.nums, self.nums + 5 * k, (self.n - k) * 5 * sizeof(double))
+        self.n -= k
+        codes_a = np.empty(k, dtype=np.int32)
+        cdef int[::1] codes = codes_a
+        for i in range(k):
+            code = label_index.get(labels[i])
+            codes[i] = -1 if code is None else <int>code
+        len_a = np.empty(k, dtype=np.float64)
+        cdef double[::1] lens = len_a
+        cdef bint any_input = False
+        for i in range(k):
+            item = inputs[i]
+            if item is None:
+                lens[i] = math.nan
+            else:
+                lens[i] = <double>len(item)
+                any_input = True
+        return (
+            ids, labels, codes_a, cols[0], cols[1], inputs if any_input else None, cols[2],
+            len_a if any_input else None, cols[3], cols[4], model_s, counted,
+        )
+
+
+cdef class Recorder:
+    """:meth:`~leanml.monitor.ModelMonitor.record`: put one record in the intake
+    (:class:`SingleBuffer`) while it holds fewer than :attr:`cap`, else call
+    ``drop("record_buffer", 1)``. A confidence, latency or count that is not a number is not
+    recorded: ``invalid(message)`` is called instead."""
+
+    cdef SingleBuffer _buf
     cdef public Py_ssize_t cap
     cdef object _clock
     cdef object _drop
+    cdef object _invalid
+    cdef bint _unix_clock
 
-    def __init__(self, buf, Py_ssize_t cap, clock, drop):
-        self.bind(buf, cap, clock, drop)
+    def __init__(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid):
+        self.bind(buf, cap, clock, drop, invalid)
 
-    def bind(self, buf, Py_ssize_t cap, clock, drop):
-        """Point the recorder at another deque (a forked child's fresh state): the bound
+    def bind(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid):
+        """Point the recorder at another buffer (a forked child's fresh state): the bound
         ``record`` methods handed out before stay valid."""
-        self._buf, self._append, self.cap, self._clock, self._drop = (
-            buf, buf.append, cap, clock, drop
+        self._buf, self.cap, self._clock, self._drop, self._invalid = (
+            buf, cap, clock, drop, invalid
         )
+        self._unix_clock = clock is time.time  # read in C, without the call
 
     def record(
         self, prediction_id, label, confidence, latency_s, input=None, tokens=-1, known=0
@@ -484,10 +601,18 @@ cdef class Recorder:
     cdef void _record(
         self, prediction_id, label, confidence, latency_s, input, tokens, known
     ) except *:
-        if len(self._buf) < self.cap:
-            self._append(
-                (prediction_id, label, confidence, latency_s, input, self._clock(), tokens, known)
-            )
+        cdef double c, lat, ts, tok, kn
+        try:  # everything that may run Python code, before the buffer is touched
+            c = float(confidence)
+            lat = float(latency_s)
+            tok = float(tokens)
+            kn = float(known)
+        except (TypeError, ValueError) as exc:
+            self._invalid(f"record {prediction_id!r}: {exc}")
+            return
+        ts = _now_unix() if self._unix_clock else self._clock()
+        if self._buf.n < self.cap:
+            self._buf.put(prediction_id, label, c, lat, input, ts, tok, kn)
         else:
             self._drop("record_buffer", 1)
 
@@ -1209,64 +1334,6 @@ def redact_many(list texts):
     return out
 
 
-def take_singles(buf, Py_ssize_t limit, dict label_index):
-    """Pop up to ``limit`` single records (the tuples :class:`Recorder` appends) from the
-    deque ``buf`` and transpose them into the flusher's columns:
-
-    ``(ids, labels, codes, confidences, latencies, inputs, times, lengths, tokens, known,
-    model_s, counted)``: ``ids``, ``labels`` and ``inputs`` lists (``inputs`` and ``lengths``
-    None when every input is None), ``codes`` int32 (each label's index in ``label_index``, -1
-    for a label not in it), float64 arrays of the rest (``lengths``: each input's ``len``, NaN
-    for None), ``model_s`` the sum of the finite latencies and ``counted`` whether any record
-    came with a token count. A record with a confidence, latency or count
-    that is not a number raises TypeError (the chunk is dropped as invalid, as in Python)."""
-    cdef Py_ssize_t i, k = min(len(buf), limit)
-    cdef list ids = [None] * k, labels = [None] * k, inputs = [None] * k
-    codes_a = np.empty(k, dtype=np.int32)
-    conf_a = np.empty(k, dtype=np.float64)
-    lat_a = np.empty(k, dtype=np.float64)
-    ts_a = np.empty(k, dtype=np.float64)
-    len_a = np.empty(k, dtype=np.float64)
-    tok_a = np.empty(k, dtype=np.float64)
-    known_a = np.empty(k, dtype=np.float64)
-    cdef int[::1] codes = codes_a
-    cdef double[::1] conf = conf_a, lat = lat_a, ts = ts_a, tok = tok_a, known = known_a
-    cdef double[::1] lens = len_a
-    cdef double model_s = 0.0, x
-    cdef bint any_input = False, counted = False
-    cdef tuple r
-    pop = buf.popleft
-    for i in range(k):
-        r = pop()
-        ids[i] = r[0]
-        lab = r[1]
-        labels[i] = lab
-        code = label_index.get(lab)
-        codes[i] = -1 if code is None else <int>code
-        conf[i] = float(r[2])
-        x = float(r[3])
-        lat[i] = x
-        if x == x:
-            model_s += x
-        item = r[4]
-        if item is None:
-            lens[i] = math.nan
-        else:
-            inputs[i] = item
-            lens[i] = <double>len(item)
-            any_input = True
-        ts[i] = float(r[5])
-        x = float(r[6])
-        tok[i] = x
-        if x >= 0:
-            counted = True
-        known[i] = float(r[7])
-    return (
-        ids, labels, codes_a, conf_a, lat_a, inputs if any_input else None, ts_a,
-        len_a if any_input else None, tok_a, known_a, model_s, counted,
-    )
-
-
 from cpython.buffer cimport (
     PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
 )
@@ -1324,7 +1391,7 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index):
     """Pop batches (the tuples :meth:`~leanml.monitor.ModelMonitor.record_batch` appends:
     ``(ids, labels, confidences, latencies, inputs, time, tokens, model_seconds)``) from the
     deque ``bbuf`` until they hold ``limit`` predictions or it is empty (at least one batch),
-    and transpose them into the flusher's columns, as :func:`take_singles` does:
+    and transpose them into the flusher's columns, as :meth:`SingleBuffer.take` does:
 
     ``(ids, labels, codes, confidences, latencies, inputs, times, lengths, tokens, known,
     model_s, counted)``; ``lengths`` the length of each input (NaN for None; None when no

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from leanml._ids import sample_hashes
-from leanml._native import take_batches, take_singles
+from leanml._native import take_batches
 from leanml.monitor._details import keep_details
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import oov_rates
@@ -36,18 +37,18 @@ def drain_records(st: MonitorState) -> bool:
     limit = st.config.flush_batch_size
     taken = min(len(buf), limit)
     if taken:
-        _guarded(st, take_singles, st.buf, taken)
+        _guarded(st, buf.take, taken)
     if bbuf and taken < limit:
-        _guarded(st, take_batches, st.bbuf, limit - taken)
+        _guarded(st, partial(take_batches, bbuf), limit - taken)
     return True
 
 
-def _guarded(st: MonitorState, take: Any, buf: Any, limit: int) -> None:
-    """Take a chunk of records (:func:`leanml._native.take_singles` or
-    :func:`~leanml._native.take_batches`: popped and transposed into columns in C) and ingest
-    it; a malformed record drops the chunk."""
+def _guarded(st: MonitorState, take: Any, limit: int) -> None:
+    """Take a chunk of records as columns, in C (:meth:`leanml._native.SingleBuffer.take` or
+    :func:`~leanml._native.take_batches`), and ingest it; a malformed record drops the
+    chunk."""
     try:
-        cols = take(buf, limit, st.label_index)
+        cols = take(limit, st.label_index)
         _ingest_columns(st, *cols)
     except (TypeError, ValueError) as exc:
         st.counters["invalid_batches"] += 1

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._native import SingleBuffer
 from leanml.config import MonitorConfig
 from leanml.groundtruth import GroundTruth
 from leanml.monitor._blocks import DetailQueue
@@ -124,7 +125,7 @@ class MonitorState:
     # ------------------------------------------------------------------ construction steps
     def _init_intake(self) -> None:
         """The buffers the record calls append to, and what they drop."""
-        self.buf: deque[tuple] = deque()
+        self.buf = SingleBuffer()  # record(): columns, in C
         self.bbuf: deque[tuple] = deque()
         self.gt: deque[tuple] = deque()
         self.err: deque[tuple[float, int]] = deque()

@@ -162,7 +162,9 @@ class ModelMonitor:
             self.state.budget.meter = cpu_meter
         # the C recorder's bound method shadows the method ``record`` below (same arguments,
         # no Python frame per call)
-        self.recorder = Recorder(self.state.buf, cfg.buffer_size, clock, self._drop)
+        self.recorder = Recorder(
+            self.state.buf, cfg.buffer_size, clock, self._drop, self._invalid_record
+        )
         self.record = self.recorder.record  # type: ignore[method-assign]
         self._bind_intake(cfg)
         self._closed = False
@@ -179,7 +181,7 @@ class ModelMonitor:
         self._buf = st.buf
         # a forked child's fresh buffer goes to the same recorder: the ``record`` methods
         # callers took before the fork keep working
-        self.recorder.bind(st.buf, cfg.buffer_size, self._clock, self._drop)
+        self.recorder.bind(st.buf, cfg.buffer_size, self._clock, self._drop, self._invalid_record)
         self._bbuf = st.bbuf
         self._bappend = st.bbuf.append
         self._gt = st.gt
@@ -323,6 +325,13 @@ class ModelMonitor:
         st.caller_sampled_ns += ns
         st.caller_samples += 1
         st.caller_calls += calls
+
+    def _invalid_record(self, message: str) -> None:
+        """A record whose confidence, latency or counts are not numbers: counted, logged."""
+        st = self.state
+        with st.drop_lock:
+            st.counters["invalid_batches"] += 1
+        _log.error("monitor %s: dropped an invalid record: %s", self.name, message)
 
     def _drop(self, which: str, n: int) -> None:
         if self._closed:
