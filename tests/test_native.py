@@ -15,10 +15,15 @@ from leanml._native import (
     FUSED,
     PROBA,
     SHA_NI,
+    STORE_HASH,
+    STORE_NONE,
+    STORE_REDACTED,
+    STORE_TEXT,
     IssuerCore,
     OneCall,
     Recorder,
     SingleBuffer,
+    detail_fields,
     input_hashes,
     mark_spans,
     mask_digits,
@@ -529,3 +534,25 @@ def test_take_batches_refuses_a_malformed_batch(batch: tuple) -> None:
     with pytest.raises((TypeError, ValueError)):
         take_batches(queue, 100, {})
     assert list(queue) == []  # the whole chunk was taken (and is dropped by the caller)
+
+
+def test_detail_fields_are_ids_stored_texts_and_hashes_in_one_pass() -> None:
+    from leanml.monitor._redact import redact
+
+    rng = np.random.default_rng(12)
+    texts: list = _random_texts(rng, 50)
+    texts[3] = None
+    texts[4] = "mail me: jo@example.com or +1 (555) 010-9999"
+    ids: list = [f"p-{i}" for i in range(len(texts))]
+    ids[5] = 12345  # an id that is not a str is stored as its str
+    at = sorted(rng.choice(len(texts), 60, replace=False).tolist()) + [3, 4, 5]
+    want_ids = [str(ids[i]) for i in at]
+    want_hash = [None if texts[i] is None else input_hash(texts[i]) for i in at]
+    for mode, stored in (
+        (STORE_TEXT, [texts[i] for i in at]),
+        (STORE_REDACTED, [None if texts[i] is None else redact(texts[i]) for i in at]),
+        (STORE_HASH, [None] * len(at)),
+    ):
+        assert detail_fields(ids, texts, at, mode) == (want_ids, stored, want_hash)
+    assert detail_fields(ids, texts, at, STORE_NONE) == (want_ids, [None] * 63, [None] * 63)
+    assert detail_fields(ids, None, at, STORE_TEXT) == (want_ids, [None] * 63, [None] * 63)

@@ -117,6 +117,15 @@ SHA_NI: bool
 
 def sha256_hex(data: bytes, ni: bool) -> str: ...
 def input_hashes(texts: list[Any]) -> list[str | None]: ...
+
+STORE_TEXT: int
+STORE_REDACTED: int
+STORE_HASH: int
+STORE_NONE: int
+
+def detail_fields(
+    ids: list[Any], inputs: list[Any] | None, at: list[int], mode: int
+) -> tuple[list[str], list[Any], list[str | None]]: ...
 def take_batches(
     bbuf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
 ) -> Taken: ...

@@ -1283,55 +1283,87 @@ def sha256_hex(bytes data, bint ni):
     return buf[:64].decode("ascii")
 
 
-def input_hashes(list texts):
-    """SHA-256 (64 hex digits) of each text's UTF-8 form as :func:`leanml._ids.input_hash`
-    (None for None): short texts here, in C; a long one, a text that is not a ``str``, or one
-    with lone surrogates through ``input_hash`` (hashlib)."""
-    from leanml._ids import input_hash
+cdef object _hashlib_hash(x):
+    from leanml._ids import input_hash  # here: leanml._ids imports this module
 
-    cdef Py_ssize_t i, n = len(texts), size
+    return input_hash(x)
+
+
+cdef object _hash_one(x):
+    """SHA-256 hex of one text's UTF-8 form (None for None), as :func:`input_hashes`."""
+    cdef Py_ssize_t size
     cdef const char* data
     cdef char buf[64]
-    cdef list out = [None] * n
-    for i in range(n):
-        x = texts[i]
-        if x is None:
-            continue
-        if type(x) is not str:
-            out[i] = input_hash(x)
-            continue
-        try:
-            data = PyUnicode_AsUTF8AndSize(x, &size)
-        except UnicodeEncodeError:  # lone surrogates: hashed as "surrogatepass" encodes them
-            out[i] = input_hash(x)
-            continue
-        if size >= _HASHLIB_FROM:
-            out[i] = input_hash(x)
-            continue
-        leanml_sha256_hex(<const unsigned char*>data, size, buf, _ni)
-        s = PyUnicode_New(64, 127)
-        memcpy(PyUnicode_DATA(s), buf, 64)
-        out[i] = s
-    return out
+    if x is None:
+        return None
+    if type(x) is not str:
+        return _hashlib_hash(x)
+    try:
+        data = PyUnicode_AsUTF8AndSize(x, &size)
+    except UnicodeEncodeError:  # lone surrogates: hashed as "surrogatepass" encodes them
+        return _hashlib_hash(x)
+    if size >= _HASHLIB_FROM:
+        return _hashlib_hash(x)
+    leanml_sha256_hex(<const unsigned char*>data, size, buf, _ni)
+    s = PyUnicode_New(64, 127)
+    memcpy(PyUnicode_DATA(s), buf, 64)
+    return s
+
+
+cdef object _redact_one(x):
+    """:func:`leanml.monitor._redact.redact` of one text (None stays None; anything else is
+    redacted as its ``str``)."""
+    if x is None:
+        return None
+    cdef str t = x if type(x) is str else str(x)
+    if "@" in t:
+        t = sub_marks(t, False)
+    if "://" in t or "www." in t:
+        t = sub_marks(t, True)
+    return mask_digits(t)
+
+
+def input_hashes(list texts):
+    """SHA-256 (64 hex digits) of each text's UTF-8 form as :func:`leanml._ids.input_hash`
+    (None for None): here, in C (with the SHA instructions where the CPU has them; without
+    them a long text goes through hashlib); a text that is not a ``str``, or one with lone
+    surrogates, through ``input_hash``."""
+    return [_hash_one(x) for x in texts]
 
 
 def redact_many(list texts):
     """:func:`leanml.monitor._redact.redact` of each text (None stays None; anything else is
     redacted as its ``str``), in one call: the flusher's sampled texts."""
-    cdef Py_ssize_t i, n = len(texts)
-    cdef list out = [None] * n
-    cdef str t
-    for i in range(n):
+    return [_redact_one(x) for x in texts]
+
+
+#: what a detail row keeps of its input (MonitorConfig.store_inputs), for detail_fields
+STORE_TEXT, STORE_REDACTED, STORE_HASH, STORE_NONE = 0, 1, 2, 3
+
+
+def detail_fields(list ids, inputs, list at, int mode):
+    """For the sampled positions ``at``: each one's id as ``str``, its input as stored
+    (``mode``: :data:`STORE_TEXT` as sent, :data:`STORE_REDACTED`, :data:`STORE_HASH` or
+    :data:`STORE_NONE`: None) and its input's SHA-256 (None with STORE_NONE or no input):
+    one pass, each id and text read once."""
+    cdef Py_ssize_t k, n = len(at), i
+    cdef list pids = [None] * n, stored = [None] * n, hashes = [None] * n
+    cdef list texts = inputs if inputs is not None and mode != STORE_NONE else None
+    for k in range(n):
+        i = at[k]
+        pid = ids[i]
+        pids[k] = pid if type(pid) is str else str(pid)
+        if texts is None:
+            continue
         x = texts[i]
         if x is None:
             continue
-        t = x if type(x) is str else str(x)
-        if "@" in t:
-            t = sub_marks(t, False)
-        if "://" in t or "www." in t:
-            t = sub_marks(t, True)
-        out[i] = mask_digits(t)
-    return out
+        hashes[k] = _hash_one(x)
+        if mode == STORE_TEXT:
+            stored[k] = x
+        elif mode == STORE_REDACTED:
+            stored[k] = _redact_one(x)
+    return pids, stored, hashes
 
 
 from cpython.buffer cimport (

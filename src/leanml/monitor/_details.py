@@ -15,11 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from leanml._native import input_hashes, redact_many
+from leanml._native import (
+    STORE_HASH,
+    STORE_NONE,
+    STORE_REDACTED,
+    STORE_TEXT,
+    detail_fields,
+)
 from leanml.monitor._blocks import Columns
 from leanml.monitor._state import MonitorState
 
 __all__ = ["keep_details"]
+
+_MODES = {"text": STORE_TEXT, "redacted": STORE_REDACTED, "hash": STORE_HASH, "none": STORE_NONE}
 
 
 def keep_details(
@@ -44,21 +52,9 @@ def keep_details(
     if not picked.size:
         return
     names = [str(x) for x in st.labels]
-    mode = cfg.store_inputs
     at = picked.tolist()
     n = len(at)
-    pids = [x if type(x) is str else str(x) for x in map(ids.__getitem__, at)]
-    texts: list[Any] = [None] * n if inputs is None else list(map(inputs.__getitem__, at))
-    stored: list[Any]
-    hashes: list[Any]
-    if mode == "none":
-        stored = hashes = [None] * n
-    else:
-        hashes = input_hashes(texts)
-        if mode == "hash":
-            stored = [None] * n
-        else:
-            stored = redact_many(texts) if mode == "redacted" else texts
+    pids, stored, hashes = detail_fields(ids, inputs, at, _MODES[cfg.store_inputs])
     if reason_low is None:
         reasons = ["rate"] * n
     else:
