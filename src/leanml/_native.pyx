@@ -338,6 +338,21 @@ cdef class IssuerCore:
         return out
 
 
+cdef inline double _now_unix() noexcept:
+    """``time.time()`` (CLOCK_REALTIME, as CPython reads it on Linux), without a Python call."""
+    cdef timespec t
+    clock_gettime(CLOCK_REALTIME, &t)
+    return t.tv_sec + t.tv_nsec * 1e-9
+
+
+cdef object _time_time = time.time
+
+
+cdef inline double _read_clock(clock) except? -1.0:
+    """``clock()``; read in C when it is ``time.time``."""
+    return _now_unix() if clock is _time_time else clock()
+
+
 cdef class RingCore:
     """The counter and the puts of :class:`~leanml.groundtruth.ring.PendingRing`; the
     subclass binds the columns (:meth:`bind`) and does the rest."""
@@ -369,7 +384,7 @@ cdef class RingCore:
         ``conf`` by monitor ``code``; the counter."""
         if not self._slots:
             raise RuntimeError("RingCore.put_one before bind")
-        cdef double now = self.clock()
+        cdef double now = _read_clock(self.clock)
         cdef long long start = self.issued
         self.issued = start + 1
         self._put(start, now, code, pred, conf)
@@ -398,7 +413,7 @@ cdef class RingCore:
             raise ValueError(f"pred and conf must hold one value or {n}")
         cdef int one_p = 0 if many_p else pred
         cdef double one_c = 0.0 if many_c else conf
-        cdef double now = self.clock()
+        cdef double now = _read_clock(self.clock)
         cdef long long start = self.issued
         cdef Py_ssize_t k
         self.issued = start + n
@@ -429,16 +444,24 @@ cdef class IssueCore:
 
     cdef public IssuerCore issuer
     cdef public RingCore ring
-    cdef public object lock
+    cdef object _lock, _acquire, _release
+
+    @property
+    def lock(self):
+        return self._lock
+
+    @lock.setter
+    def lock(self, value):
+        self._lock, self._acquire, self._release = value, value.acquire, value.release
 
     def issue(self, Py_ssize_t n, int code=0, pred=0, conf=math.nan):
         """Ids of ``n`` new predictions (class indices ``pred``, confidences ``conf``: arrays
         of ``n`` or one value) by monitor ``code``."""
-        self.lock.acquire()
+        self._acquire()
         try:
             start = self.ring.put(n, code, pred, conf)
         finally:
-            self.lock.release()
+            self._release()
         return self.issuer.take(start, n)
 
     def issue_one(self, int code, int pred, double conf):
@@ -448,23 +471,16 @@ cdef class IssueCore:
 
     cdef str _issue_one(self, int code, int pred, double conf):
         cdef long long counter
-        self.lock.acquire()
+        self._acquire()
         try:
             counter = self.ring.put_one(code, pred, conf)
         finally:
-            self.lock.release()
+            self._release()
         return self.issuer.make(counter)
 
 
 from libc.stdlib cimport free, realloc
 from libc.string cimport memmove
-
-
-cdef inline double _now_unix() noexcept:
-    """``time.time()`` (CLOCK_REALTIME, as CPython reads it on Linux), without a Python call."""
-    cdef timespec t
-    clock_gettime(CLOCK_REALTIME, &t)
-    return t.tv_sec + t.tv_nsec * 1e-9
 
 
 cdef class SingleBuffer:
@@ -579,7 +595,6 @@ cdef class Recorder:
     cdef object _clock
     cdef object _drop
     cdef object _invalid
-    cdef bint _unix_clock
 
     def __init__(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid):
         self.bind(buf, cap, clock, drop, invalid)
@@ -590,7 +605,6 @@ cdef class Recorder:
         self._buf, self.cap, self._clock, self._drop, self._invalid = (
             buf, cap, clock, drop, invalid
         )
-        self._unix_clock = clock is time.time  # read in C, without the call
 
     def record(
         self, prediction_id, label, confidence, latency_s, input=None, tokens=-1, known=0
@@ -610,7 +624,7 @@ cdef class Recorder:
         except (TypeError, ValueError) as exc:
             self._invalid(f"record {prediction_id!r}: {exc}")
             return
-        ts = _now_unix() if self._unix_clock else self._clock()
+        ts = _read_clock(self._clock)
         if self._buf.n < self.cap:
             self._buf.put(prediction_id, label, c, lat, input, ts, tok, kn)
         else:
