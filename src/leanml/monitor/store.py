@@ -154,6 +154,7 @@ class MonitorStore:
             f'INSERT INTO "{self.detail_blocks.name}" ({cols}) '
             f"VALUES ({', '.join([self._ph] * len(_blocks.Block._fields))})"
         )
+        self._insert_sql: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._erasures_since_sql = (
             f'SELECT id, prediction_id, cutoff FROM "{self.erasures.name}" '
             f"WHERE id > {self._ph} ORDER BY id"
@@ -247,13 +248,31 @@ class MonitorStore:
                     (self.alerts, alerts),
                 ):
                     if dicts:
-                        conn.execute(table.insert(), [{**r, "process": proc} for r in dicts])
+                        self._insert(conn, table, dicts)
                 if rows:  # erasures recorded since this process last looked
                     new = self._read_erasures(conn)
                     if new:
                         self._clear(conn, [i for i, _ in new if i], [b for _, b in new if b])
         except SQLAlchemyError as exc:
             raise MonitorError(f"monitor store write failed: {exc}") from exc
+
+    def _insert(
+        self, conn: sa.Connection, table: sa.Table, dicts: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert rows (mappings with the table's columns but ``id``; ``process`` is this
+        process) as driver SQL, built once per table."""
+        sql, cols = self._insert_sql.get(table.name) or self._build_insert(table)
+        proc = self.process_id
+        conn.exec_driver_sql(
+            sql, [tuple(proc if c == "process" else r.get(c) for c in cols) for r in dicts]
+        )
+
+    def _build_insert(self, table: sa.Table) -> tuple[str, tuple[str, ...]]:
+        cols = tuple(c.name for c in table.columns if c.name != "id")
+        names = ", ".join(f'"{c}"' for c in cols)
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join([self._ph] * len(cols))})'
+        self._insert_sql[table.name] = (sql, cols)
+        return sql, cols
 
     # -- erasure at write time -----------------------------------------------------------------
     def _lock_erasures(self, conn: sa.Connection, mode: str) -> None:
