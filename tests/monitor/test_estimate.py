@@ -6,8 +6,20 @@ import pytest
 from leanml.monitor.estimate import (
     CalibrationWindow,
     ConfidenceWindow,
+    _Ring,
     expected_calibration_error,
 )
+
+
+@pytest.mark.parametrize("size", [1, 5, 17])
+def test_the_ring_holds_the_newest_values_oldest_first(size: int) -> None:
+    rng = np.random.default_rng(size)
+    ring, pushed = _Ring(size, np.float64), []
+    for _ in range(200):  # pushes shorter and longer than the ring, wrapping at every offset
+        v = rng.normal(size=int(rng.integers(0, 3 * size + 2)))
+        ring.push(v)
+        pushed += v.tolist()
+        assert ring.values().tolist() == pushed[-size:]
 
 
 def test_estimated_accuracy_is_mean_confidence_of_last_n() -> None:

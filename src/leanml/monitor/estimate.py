@@ -46,15 +46,17 @@ class _Ring:
             self.head = 0
             self.filled = self.size
             return
-        pos = (self.head + np.arange(v.size)) % self.size
-        self.buf[pos] = v
-        self.head = int((self.head + v.size) % self.size)
+        head, first = self.head, min(v.size, self.size - self.head)
+        self.buf[head : head + first] = v[:first]  # up to the end, then from the start
+        self.buf[: v.size - first] = v[first:]
+        self.head = (head + v.size) % self.size
         self.filled = min(self.size, self.filled + v.size)
 
     def values(self) -> np.ndarray:
+        """The values held, oldest first."""
         if self.filled < self.size:
             return self.buf[: self.filled].copy()
-        return np.roll(self.buf, -self.head)
+        return np.concatenate((self.buf[self.head :], self.buf[: self.head]))
 
 
 class ConfidenceWindow:
