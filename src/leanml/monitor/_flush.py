@@ -86,7 +86,7 @@ def _due_work(st: MonitorState, now: float, force: bool) -> dict[str, list] | No
     if force or now >= due["alerts"]:
         evaluate_alerts(st, now)
         due["alerts"] = now + cfg.alert_interval_s
-    if force or now >= due["resources"]:
+    if now >= due["resources"]:  # on its interval only: a flush needs no fresh sample
         _sample_resources(st, now)
         due["resources"] = now + cfg.resource_interval_s
     early = _details_half_full(st) and now >= due.get("early_store", -math.inf)
