@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from leanml._native import take_at
 from leanml.groundtruth import GroundTruth
 from leanml.monitor import LogSketch, ModelMonitor, monitored
 from leanml.monitor.sketch import ReqSketch
@@ -283,13 +284,13 @@ def _ids_and_record(m: ModelMonitor, gt: GroundTruth, texts: list[str], batch: i
         for t in texts:
             rec(issue_one(0, 3, 0.93), "ham", 0.93, 0.00042, t)
         return len(texts)
-    labels = np.array(["ham", "spam", "ham", "hard_ham"] * (batch // 4 + 1))[:batch]
-    pred = np.zeros(batch, dtype=np.int64)
+    classes = ["ham", "hard_ham", "spam"]  # the model's classes, as the wrapper holds them
+    pred = np.array([0, 2, 0, 1] * (batch // 4 + 1), dtype=np.int64)[:batch]
     conf = np.random.default_rng(0).uniform(0.5, 1.0, batch)
     n = 0
     for s in range(0, len(texts) - batch + 1, batch):
         ids = issue(batch, 0, pred, conf)
-        rb(ids, labels, conf, 0.00042, texts[s : s + batch])
+        rb(ids, take_at(classes, pred), conf, 0.00042, texts[s : s + batch])
         n += batch
     return n
 

@@ -31,6 +31,7 @@ from leanml._native import (
     sample_hashes_of_str,
     sha256_hex,
     sub_marks,
+    take_at,
     take_batches,
 )
 from leanml._predict import scores_to_proba
@@ -556,3 +557,14 @@ def test_detail_fields_are_ids_stored_texts_and_hashes_in_one_pass() -> None:
         assert detail_fields(ids, texts, at, mode) == (want_ids, stored, want_hash)
     assert detail_fields(ids, texts, at, STORE_NONE) == (want_ids, [None] * 63, [None] * 63)
     assert detail_fields(ids, None, at, STORE_TEXT) == (want_ids, [None] * 63, [None] * 63)
+
+
+def test_take_at_picks_the_labels_of_class_indices() -> None:
+    classes = ["ham", "spam", 7]
+    at = np.array([2, 0, 0, 1], dtype=np.int64)
+    got = take_at(classes, at)
+    assert got == [7, "ham", "ham", "spam"] and got[1] is classes[0]  # the same objects
+    assert take_at(classes, np.array([], dtype=np.int64)) == []
+    for bad in (3, -1):
+        with pytest.raises(IndexError):
+            take_at(classes, np.array([0, bad], dtype=np.int64))

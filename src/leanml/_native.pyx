@@ -1433,6 +1433,21 @@ cdef int _copy_numbers(obj, double* out, Py_ssize_t n, str what) except -1:
     return 0
 
 
+def take_at(list items, const long long[::1] at):
+    """``[items[i] for i in at]`` (``at`` an int64 array; IndexError outside ``items``): a
+    batch's labels from the model's class list and its class indices, as shared objects
+    (their hashes cached: the flusher's label lookups are cheap)."""
+    cdef Py_ssize_t k, n = at.shape[0], size = len(items)
+    cdef long long i
+    cdef list out = [None] * n
+    for k in range(n):
+        i = at[k]
+        if not 0 <= i < size:
+            raise IndexError(f"class index {i} outside the {size} classes")
+        out[k] = items[i]
+    return out
+
+
 def take_batches(bbuf, Py_ssize_t limit, dict label_index):
     """Pop batches (the tuples :meth:`~leanml.monitor.ModelMonitor.record_batch` appends:
     ``(ids, labels, confidences, latencies, inputs, time, tokens, model_seconds)``) from the

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from leanml._native import DECISION, FUSED, PROBA, OneCall
+from leanml._native import DECISION, FUSED, PROBA, OneCall, take_at
 from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
@@ -74,6 +74,9 @@ class MonitoredEstimator:
         """Resolve once what every call needs: the model's one-pass methods (compact text
         models), else its scoring method, the class array, the hot-path callables."""
         self._labels = None if _classes_of(est) is None else np.asarray(_classes_of(est))
+        # the same classes as Python objects: a batch's labels for the monitor are taken from
+        # here (shared objects, their hashes cached), not made from the array one by one
+        self._label_list = None if self._labels is None else self._labels.tolist()
         fused_one = getattr(est, "predict_fused_one", None)
         fused = getattr(est, "predict_fused", None)
         ok = self._labels is not None and callable(fused_one) and callable(fused)
@@ -158,9 +161,12 @@ class MonitoredEstimator:
             )
         else:
             ids = self._issue(n, 0, pred, conf)
+            names = self._label_list
             self._record_batch(
                 ids,
-                labels,
+                labels
+                if top is None or names is None
+                else take_at(names, top.astype(np.int64, copy=False)),
                 conf,
                 dt / n if n else 0.0,
                 list(inputs) if inputs is not None else None,
