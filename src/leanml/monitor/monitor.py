@@ -2,11 +2,13 @@
 
 Hot path contract:
 
-* :meth:`ModelMonitor.record` does one bounded-length check, one clock read and one
-  ``deque.append`` of a tuple (atomic under the GIL: no lock, no I/O, no allocation besides the
-  tuple), in C (:class:`leanml._native.Recorder`: ~0.16 us on the build machine). When the
-  buffer holds ``buffer_size`` records the record is dropped and counted
-  (``drops.record_buffer``); dropped predictions still count in the totals.
+* :meth:`ModelMonitor.record` converts the numbers, reads the clock, does one bounded-length
+  check and puts the record in a :class:`leanml._native.SingleBuffer` (columns in C: three
+  list appends and five stores, atomic under the GIL: no lock, no I/O, no tuple), all in C
+  (:class:`leanml._native.Recorder`). A confidence, latency or count that is not a number is
+  refused there (counted in ``invalid_batches``). When the buffer holds ``buffer_size`` records
+  the record is dropped and counted (``drops.record_buffer``); dropped predictions still count
+  in the totals.
 * :meth:`ModelMonitor.record_batch` appends one tuple of arrays (the arrays are kept by
   reference: do not mutate them afterwards).
 * :meth:`ModelMonitor.record_joined` (labels already matched to their predictions, by the
