@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -157,8 +158,6 @@ def test_the_recorder_appends_until_its_cap_then_drops() -> None:
 
 def test_the_recorder_reads_time_time_in_c() -> None:
     """With ``time.time`` as its clock the recorder reads the same clock without calling it."""
-    import time
-
     buf = SingleBuffer()
     rec = Recorder(buf, 10, time.time, lambda w, n: None, print)
     before = time.time()
@@ -568,3 +567,29 @@ def test_take_at_picks_the_labels_of_class_indices() -> None:
     for bad in (3, -1):
         with pytest.raises(IndexError):
             take_at(classes, np.array([0, bad], dtype=np.int64))
+
+
+def test_records_and_takes_from_many_threads_stay_aligned() -> None:
+    """Four threads record while the main thread takes: every record is taken once, and each
+    id comes with its own numbers and input (the columns never shift against each other)."""
+    buf = SingleBuffer()
+    rec = Recorder(buf, 10**9, time.time, lambda w, n: None, print)
+    per_thread = 20_000
+
+    def work(t: int) -> None:
+        for i in range(per_thread):
+            rec.record(f"{t}-{i}", "ham", t + i / per_thread, float(i), f"text {t}-{i}", i, t)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    taken: list[tuple] = []
+    while any(th.is_alive() for th in threads) or len(buf):
+        ids, _, _, conf, lat, inputs, _, _, tok, known, _, _ = buf.take(997, {})
+        numbers = (conf.tolist(), lat.tolist(), inputs or [], tok.tolist(), known.tolist())
+        taken.extend(zip(ids, *numbers, strict=True))
+    assert len(taken) == 4 * per_thread
+    assert len({pid for pid, *_ in taken}) == 4 * per_thread
+    for pid, conf, lat, text, tok, known in taken:
+        t, i = map(int, pid.split("-"))
+        assert (conf, lat, text, tok, known) == (t + i / per_thread, i, f"text {pid}", i, t)

@@ -43,8 +43,12 @@ import time
 
 import numpy as np
 
+from cpython.buffer cimport (
+    PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
+)
 from libc.math cimport exp, isnan
-from libc.string cimport memcpy
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 
@@ -479,10 +483,6 @@ cdef class IssueCore:
         return self.issuer.make(counter)
 
 
-from libc.stdlib cimport free, realloc
-from libc.string cimport memmove
-
-
 cdef class SingleBuffer:
     """The intake of single records (:meth:`~leanml.monitor.ModelMonitor.record`) as columns:
     the ids, labels and inputs in lists, the numbers (confidence, latency, time, token count,
@@ -540,16 +540,15 @@ cdef class SingleBuffer:
         rest (``lengths``: each input's ``len``, NaN for None; ``tokens`` -1 where not
         counted), ``model_s`` the sum of the finite latencies and ``counted`` whether any
         record came with a token count. An input without ``len`` raises TypeError."""
+        # Allocating can run the garbage collector, hence other threads' record() calls: those
+        # only ever append after the first k records, so the first k are taken by position
+        # (slices, not a swap of the lists) and the numbers moved last, with no allocation
+        # between reading and updating the count.
         cdef Py_ssize_t i, k = min(self.n, limit)
-        cdef list ids, labels, inputs
-        if k == self.n:  # the usual case: everything, by swapping the lists
-            ids, labels, inputs = self.ids, self.labels, self.inputs
-            self.ids, self.labels, self.inputs = [], [], []
-        else:
-            ids, labels, inputs = self.ids[:k], self.labels[:k], self.inputs[:k]
-            del self.ids[:k], self.labels[:k], self.inputs[:k]
         cols = np.empty((5, k), dtype=np.float64)
         cdef double[:, ::1] c = cols
+        cdef list ids = self.ids[:k], labels = self.labels[:k], inputs = self.inputs[:k]
+        del self.ids[:k], self.labels[:k], self.inputs[:k]
         cdef const double* r
         cdef double model_s = 0.0, x
         cdef bint counted = False
@@ -1378,11 +1377,6 @@ def detail_fields(list ids, inputs, list at, int mode):
         elif mode == STORE_REDACTED:
             stored[k] = _redact_one(x)
     return pids, stored, hashes
-
-
-from cpython.buffer cimport (
-    PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
-)
 
 
 cdef int _copy_numbers(obj, double* out, Py_ssize_t n, str what) except -1:
