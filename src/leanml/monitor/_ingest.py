@@ -64,31 +64,6 @@ def drain_errors(st: MonitorState) -> None:
         st.window(ts).errors += n
 
 
-def _ingest_columns(
-    st: MonitorState,
-    ids: list[Any],
-    labels: list[Any],
-    codes: np.ndarray,
-    conf: np.ndarray,
-    lat: np.ndarray,
-    inputs: list[Any] | None,
-    ts: np.ndarray,
-    lengths: np.ndarray | None,
-    tok: np.ndarray,
-    known: np.ndarray,
-    model_s: float,
-    counted: bool,
-) -> None:
-    """A taken chunk: labels not seen before get their index, token counts become OOV rates."""
-    if not ids:
-        return
-    new = np.flatnonzero(codes < 0)  # labels not seen before
-    if new.size:
-        codes[new] = st.label_indices([labels[i] for i in new.tolist()])
-    oov = _oov_of_counts(tok, known) if counted else None
-    _ingest(st, ids, codes, conf, lat, inputs, ts, lengths, model_s, oov)
-
-
 def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Out-of-vocabulary rate from the model's token counts: NaN for an input without
     tokens, -1 where the model did not count (``tok`` -1)."""
@@ -99,23 +74,35 @@ def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
     return oov
 
 
-def _ingest(
+def _ingest_columns(
     st: MonitorState,
     ids: list[Any],
+    labels: list[Any],
     lab: np.ndarray,
     conf: np.ndarray,
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
     lengths: np.ndarray | None,
+    tok: np.ndarray,
+    known: np.ndarray,
     model_s: float,
-    counted: np.ndarray | None = None,
+    counted: bool,
 ) -> None:
+    """A taken chunk (the columns :meth:`~leanml._native.SingleBuffer.take` and
+    :func:`~leanml._native.take_batches` return; ``lab`` the label codes) into the windows,
+    sketches, drift inputs and detail rows."""
+    if not ids:
+        return
+    new = np.flatnonzero(lab < 0)  # labels not seen before
+    if new.size:
+        lab[new] = st.label_indices([labels[i] for i in new.tolist()])
+    oov_counted = _oov_of_counts(tok, known) if counted else None
     _count_labels(st, lab)
     sampled, reason_low = _sample(st, ids, conf)
     picked = np.flatnonzero(sampled)
     st.budget.credit(model_s)
-    oov = _oov(st, inputs, picked, counted)
+    oov = _oov(st, inputs, picked, oov_counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     st.lifetime.add_many(lat)
     st.model_s += model_s
