@@ -25,10 +25,8 @@ from leanml._native import (
     Recorder,
     SingleBuffer,
     detail_fields,
-    input_hashes,
     mark_spans,
     mask_digits,
-    redact_many,
     sample_hashes_of_str,
     sha256_hex,
     sub_marks,
@@ -354,11 +352,16 @@ def _random_texts(rng: np.random.Generator, n: int) -> list[str]:
     return ["".join(rng.choice(list(alphabet), size=k)) for k in lengths]
 
 
-def test_input_hashes_are_sha256_of_utf8() -> None:
+def _every(texts: list, mode: int) -> tuple[list, list]:
+    """detail_fields' stored texts and hashes of every text."""
+    return detail_fields(list(range(len(texts))), texts, list(range(len(texts))), mode)[1:]
+
+
+def test_the_input_hashes_are_sha256_of_utf8() -> None:
     rng = np.random.default_rng(5)
     texts: list = _random_texts(rng, 300)
     texts += [None, "lone \udc80 surrogate"]
-    got = input_hashes(texts)
+    got = _every(texts, STORE_HASH)[1]
     assert got == [None if t is None else input_hash(t) for t in texts]
     assert got[3] == hashlib.sha256(texts[3].encode()).hexdigest()
 
@@ -390,7 +393,7 @@ def test_sample_hashes_of_str_are_zlib_crc32_then_fmix32() -> None:
     assert sample_hashes(["a", 3]).tolist() == [sample_hash("a"), sample_hash(3)]
 
 
-def test_redact_many_is_redact_of_each_text() -> None:
+def test_the_redaction_in_c_is_redact_of_each_text() -> None:
     from leanml.monitor._redact import redact
 
     rng = np.random.default_rng(7)
@@ -401,8 +404,9 @@ def test_redact_many_is_redact_of_each_text() -> None:
         "mail bob@example.com or see https://x.org/a?b=1, call +1 (555) 123-4567, id 998877",
         "www.example.org and 4111 1111 1111 1111",
     ]
-    got = redact_many(texts)
+    got = _every(texts, STORE_REDACTED)[0]
     assert got == [None if t is None else redact(str(t)) for t in texts]
+    assert _every([12345678], STORE_HASH)[1] == [input_hash("12345678")]  # as its str, too
     assert got[-2] == "mail <email> or see <url>, call <phone>, id <number>"
 
 

@@ -24,11 +24,10 @@ these, so there is one implementation of each rule:
   :class:`SingleBuffer` (columns, no tuple).
 * :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
 * :func:`top_softmax`: a compact linear head's top class and its softmax probability.
-* :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches;
-  :func:`redact_many` the whole redaction of a list of texts.
-* :func:`sample_hashes_of_str`, :func:`input_hashes`: the flusher's per-id sampling hash
-  (CRC-32, as zlib's) and per-text SHA-256 (with the x86 SHA instructions where the CPU has
-  them), without a Python call per item.
+* :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches.
+* :func:`sample_hashes_of_str`: the flusher's per-id sampling hash (CRC-32, as zlib's).
+* :func:`detail_fields`: a sampled row's id, stored text (the whole redaction) and SHA-256
+  (with the x86 SHA instructions where the CPU has them), without a Python call per item.
 * :meth:`SingleBuffer.take`, :func:`take_batches`: the flusher's intake, taken as columns.
 
 Every method runs with the GIL held and calls no Python code of its own between reading and
@@ -1287,7 +1286,7 @@ cdef Py_ssize_t _HASHLIB_FROM = (1 << 62) if SHA_NI else 128
 
 
 def sha256_hex(bytes data, bint ni):
-    """The SHA-256 of ``data`` in hex as :func:`input_hashes` computes it, with the SHA
+    """The SHA-256 of ``data`` in hex as :func:`detail_fields` computes it, with the SHA
     instructions (``ni``; only where :data:`SHA_NI`) or in plain C: for tests."""
     cdef char buf[64]
     if ni and not SHA_NI:
@@ -1303,14 +1302,17 @@ cdef object _hashlib_hash(x):
 
 
 cdef object _hash_one(x):
-    """SHA-256 hex of one text's UTF-8 form (None for None), as :func:`input_hashes`."""
+    """SHA-256 (64 hex digits) of one text's UTF-8 form as :func:`leanml._ids.input_hash`
+    (None for None; anything else as its ``str``): here, in C (with the SHA instructions where
+    the CPU has them; without them a long text goes through hashlib); a text with lone
+    surrogates through ``input_hash``."""
     cdef Py_ssize_t size
     cdef const char* data
     cdef char buf[64]
     if x is None:
         return None
-    if type(x) is not str:
-        return _hashlib_hash(x)
+    if type(x) is not str:  # hashed as its str, as it is redacted
+        return _hashlib_hash(str(x))
     try:
         data = PyUnicode_AsUTF8AndSize(x, &size)
     except UnicodeEncodeError:  # lone surrogates: hashed as "surrogatepass" encodes them
@@ -1334,20 +1336,6 @@ cdef object _redact_one(x):
     if "://" in t or "www." in t:
         t = sub_marks(t, True)
     return mask_digits(t)
-
-
-def input_hashes(list texts):
-    """SHA-256 (64 hex digits) of each text's UTF-8 form as :func:`leanml._ids.input_hash`
-    (None for None): here, in C (with the SHA instructions where the CPU has them; without
-    them a long text goes through hashlib); a text that is not a ``str``, or one with lone
-    surrogates, through ``input_hash``."""
-    return [_hash_one(x) for x in texts]
-
-
-def redact_many(list texts):
-    """:func:`leanml.monitor._redact.redact` of each text (None stays None; anything else is
-    redacted as its ``str``), in one call: the flusher's sampled texts."""
-    return [_redact_one(x) for x in texts]
 
 
 #: what a detail row keeps of its input (MonitorConfig.store_inputs), for detail_fields

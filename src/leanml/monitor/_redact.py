@@ -37,8 +37,8 @@ _DIGITS = re.compile(r"\d{5,}")
 def redact(text: str) -> str:
     """``text`` with e-mail addresses, URLs, phone-like numbers and long digit runs masked
     (see the module docstring for how little of the text the patterns see). The flusher
-    redacts its sampled texts with :func:`leanml._native.redact_many`, these same steps in one
-    C call for the list."""
+    redacts its sampled texts with :func:`leanml._native.detail_fields`, these same steps in
+    C, in one call for the list."""
     if "@" in text:
         text = sub_marks(text, False)  # _EMAIL, matched in C
     if "://" in text or "www." in text:
