@@ -12,6 +12,7 @@ import pytest
 
 from leanml._ids import input_hash, sample_hash, sample_hashes
 from leanml._native import (
+    AES_NI,
     DECISION,
     FUSED,
     PROBA,
@@ -36,31 +37,73 @@ from leanml._native import (
 from leanml._predict import scores_to_proba
 from leanml.groundtruth import GroundTruth, IdIssuer, PendingRing
 
+_needs_aes = pytest.mark.skipif(not AES_NI, reason="no AES instructions")
 
-def _reference_id(prefix: str, key: bytes, counter: int) -> str:
+
+def _reference_digest(prefix: str, key: bytes, block: int, aes: bool) -> bytes:
+    """The 64 bytes of a block's tags as IssuerCore's docstring defines them, with hashlib and
+    the cryptography package's AES."""
+    if not aes:
+        return hashlib.blake2b(f"{prefix}-{block:x}".encode(), key=key, digest_size=64).digest()
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    aes_key = hashlib.blake2b(b"leanml-aes-128:" + prefix.encode(), key=key, digest_size=64)
+    enc = Cipher(algorithms.AES(aes_key.digest()[:16]), modes.ECB()).encryptor()
+    plain = b"".join(block.to_bytes(8, "little") + j.to_bytes(8, "little") for j in range(4))
+    return enc.update(plain) + enc.finalize()
+
+
+def _reference_id(prefix: str, key: bytes, counter: int, aes: bool) -> str:
     """The id as the module docstring of leanml.groundtruth.ids defines it, in Python."""
-    mac = hashlib.blake2b(f"{prefix}-{counter >> 3:x}".encode(), key=key, digest_size=64)
+    tag = _reference_digest(prefix, key, counter >> 3, aes).hex()
     slot = counter & 7
-    return f"{prefix}-{counter:x}-{mac.hexdigest()[16 * slot : 16 * slot + 16]}"
+    return f"{prefix}-{counter:x}-{tag[16 * slot : 16 * slot + 16]}"
 
 
+#: the tag functions this CPU can run (BLAKE2b everywhere, AES-128 with the AES instructions)
+TAG_FUNCTIONS = [False, pytest.param(True, marks=_needs_aes)]
+
+
+@pytest.mark.parametrize("aes", TAG_FUNCTIONS)
 @pytest.mark.parametrize("key", [b"", b"k", bytes(range(32)), bytes(range(64))])
-def test_the_c_blake2b_is_hashlibs(key: bytes) -> None:
+def test_the_c_tags_are_hashlibs_blake2b_or_aes(key: bytes, aes: bool) -> None:
     issuer = IdIssuer("pre", key)
+    issuer.set_key(key, aes=aes)
+    assert issuer.tag_function == ("aes-128" if aes else "blake2b")
     for block in [0, 1, 9, 255, 2**40 + 1, 2**60 - 1]:
-        want = hashlib.blake2b(f"pre-{block:x}".encode(), key=key, digest_size=64).digest()
-        assert issuer.digest(block) == want, block
+        assert issuer.digest(block) == _reference_digest("pre", key, block, aes), block
 
 
+def test_the_tags_are_aes_where_the_cpu_has_it() -> None:
+    assert IdIssuer("p").tag_function == ("aes-128" if AES_NI else "blake2b")
+    if not AES_NI:
+        with pytest.raises(ValueError, match="AES"):
+            IdIssuer("p").set_key(b"k", aes=True)
+
+
+@pytest.mark.parametrize("aes", TAG_FUNCTIONS)
 @pytest.mark.parametrize("prefix", ["a", "3f9c01d2", "x" * 32])
-def test_minted_ids_are_the_keyed_blake2b_tags(prefix: str) -> None:
+def test_minted_ids_are_the_keyed_tags(prefix: str, aes: bool) -> None:
     key = bytes(range(32))
     issuer = IdIssuer(prefix, key)
+    issuer.set_key(key, aes=aes)
     counters = [0, 1, 7, 8, 9, 15, 16, 255, 4096, 2**40 + 3, 2**63 - 1]
     for c in counters:  # make uses its block cache, expected never does: both agree
-        assert issuer.make(c) == issuer.expected(c) == _reference_id(prefix, key, c)
-    assert issuer.take(5, 20) == [_reference_id(prefix, key, c) for c in range(5, 25)]
+        assert issuer.make(c) == issuer.expected(c) == _reference_id(prefix, key, c, aes)
+    assert issuer.take(5, 20) == [_reference_id(prefix, key, c, aes) for c in range(5, 25)]
     assert issuer.take(3, 0) == []
+
+
+@pytest.mark.parametrize("aes", TAG_FUNCTIONS)
+def test_a_new_prefix_gets_its_own_tags(aes: bool) -> None:
+    """The AES key is derived from the prefix: changing the prefix changes every tag."""
+    key = bytes(range(32))
+    issuer = IdIssuer("one", key)
+    issuer.set_key(key, aes=aes)
+    first = issuer.make(3)
+    issuer.prefix = "two"
+    assert issuer.make(3) == _reference_id("two", key, 3, aes)
+    assert issuer.make(3).split("-")[2] != first.split("-")[2]
 
 
 @pytest.mark.parametrize("prefix", ["é", "x" * 33])

@@ -219,7 +219,71 @@ cdef extern from *:
         for (int i = 0; i < 8; i++)
             for (int k = 0; k < 8; k++) out[8 * i + k] = (unsigned char)(h[i] >> (8 * k));
     }
+
+    /* AES-128 with the x86 AES instructions (Intel's white paper "Advanced Encryption
+       Standard (AES) New Instructions Set", key expansion as its AES_128_Key_Expansion): the
+       tags of one block of ids as 4 AES blocks of (block counter, j) for j = 0..3, 16 times
+       cheaper than a BLAKE2b digest. Used only where CPUID reports them. */
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #include <cpuid.h>
+    #include <immintrin.h>
+    __attribute__((target("aes,sse2")))
+    static inline __m128i leanml_aes_next(__m128i k, __m128i t) {
+        t = _mm_shuffle_epi32(t, 0xff);
+        k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+        k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+        k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
+        return _mm_xor_si128(k, t);
+    }
+    #define LEANML_AES_KEY(i, rcon)                                                        \
+        do {                                                                           \
+            k = leanml_aes_next(k, _mm_aeskeygenassist_si128(k, rcon));                 \
+            _mm_storeu_si128((__m128i*)(rk + 16 * (i)), k);                              \
+        } while (0)
+    __attribute__((target("aes,sse2")))
+    static void leanml_aes128_expand(const unsigned char key[16], unsigned char rk[176]) {
+        __m128i k = _mm_loadu_si128((const __m128i*)key);
+        _mm_storeu_si128((__m128i*)rk, k);
+        LEANML_AES_KEY(1, 0x01); LEANML_AES_KEY(2, 0x02); LEANML_AES_KEY(3, 0x04);
+        LEANML_AES_KEY(4, 0x08); LEANML_AES_KEY(5, 0x10); LEANML_AES_KEY(6, 0x20);
+        LEANML_AES_KEY(7, 0x40); LEANML_AES_KEY(8, 0x80); LEANML_AES_KEY(9, 0x1b);
+        LEANML_AES_KEY(10, 0x36);
+    }
+    /* out = AES(rk, block || 0) .. AES(rk, block || 3), each half 8 bytes little-endian. */
+    __attribute__((target("aes,sse2")))
+    static void leanml_aes128_tags(const unsigned char rk[176], uint64_t block,
+                                   unsigned char out[64]) {
+        __m128i k = _mm_loadu_si128((const __m128i*)rk);
+        __m128i b0 = _mm_xor_si128(_mm_set_epi64x(0, (long long)block), k);
+        __m128i b1 = _mm_xor_si128(_mm_set_epi64x(1, (long long)block), k);
+        __m128i b2 = _mm_xor_si128(_mm_set_epi64x(2, (long long)block), k);
+        __m128i b3 = _mm_xor_si128(_mm_set_epi64x(3, (long long)block), k);
+        for (int r = 1; r < 10; r++) {
+            k = _mm_loadu_si128((const __m128i*)(rk + 16 * r));
+            b0 = _mm_aesenc_si128(b0, k); b1 = _mm_aesenc_si128(b1, k);
+            b2 = _mm_aesenc_si128(b2, k); b3 = _mm_aesenc_si128(b3, k);
+        }
+        k = _mm_loadu_si128((const __m128i*)(rk + 160));
+        _mm_storeu_si128((__m128i*)out, _mm_aesenclast_si128(b0, k));
+        _mm_storeu_si128((__m128i*)(out + 16), _mm_aesenclast_si128(b1, k));
+        _mm_storeu_si128((__m128i*)(out + 32), _mm_aesenclast_si128(b2, k));
+        _mm_storeu_si128((__m128i*)(out + 48), _mm_aesenclast_si128(b3, k));
+    }
+    static int leanml_aes_ni_supported(void) {
+        unsigned int a, b, c, d;
+        return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 25)) && (d & (1u << 26));
+    }  /* AES and SSE2 */
+    #else
+    static void leanml_aes128_expand(const unsigned char key[16], unsigned char rk[176]) {}
+    static void leanml_aes128_tags(const unsigned char rk[176], uint64_t block,
+                                   unsigned char out[64]) {}
+    static int leanml_aes_ni_supported(void) { return 0; }
+    #endif
     """
+    void leanml_aes128_expand(const unsigned char* key, unsigned char* rk) nogil
+    void leanml_aes128_tags(const unsigned char* rk, unsigned long long block,
+                            unsigned char* out) nogil
+    int leanml_aes_ni_supported()
     void leanml_b2_keyed(unsigned long long* h, unsigned long long* t, const unsigned char* key,
                          size_t kk) nogil
     void leanml_b2_final(const unsigned long long* h0, unsigned long long t0,
@@ -243,10 +307,23 @@ cdef inline Py_ssize_t _put_hex(char* buf, Py_ssize_t n, unsigned long long c) n
     return n
 
 
+#: whether this CPU has the x86 AES instructions (then the tags of ids are AES-128, see
+#: :class:`IssuerCore`)
+AES_NI = bool(leanml_aes_ni_supported())
+#: the BLAKE2b message from which an issuer's AES key is derived: this, then its prefix
+_AES_KEY_OF = b"leanml-aes-128:"
+
+
 cdef class IssuerCore:
     """Mints the ids of one prefix; the subclass sets :attr:`prefix` (ASCII, at most 32
-    characters) and the secret (:meth:`set_key`: the key of the BLAKE2b, computed here in C,
-    ~4x faster than a copy of a keyed ``hashlib.blake2b`` per digest)."""
+    characters) and the secret (:meth:`set_key`).
+
+    The 64 bytes holding the tags of a block of 8 counters (:meth:`digest`) are, with the x86
+    AES instructions (:data:`AES_NI`), AES-128 of the 4 blocks ``(block, j)`` (two 8-byte
+    little-endian integers, ``j`` = 0..3) under the key ``BLAKE2b(secret, "leanml-aes-128:" +
+    prefix)[:16]``, ~20 ns; else the keyed BLAKE2b of ``prefix-<block in hex>``, ~300 ns (both
+    computed here in C). Either is a pseudo-random function of the block under the secret,
+    and only the issuing process ever checks a tag, so the choice is per process."""
 
     cdef bytes _prefix
     cdef long long _block
@@ -254,11 +331,14 @@ cdef class IssuerCore:
     cdef unsigned long long _h0[8]
     cdef unsigned long long _t0
     cdef bint _keyed
+    cdef bint _aes
+    cdef unsigned char _rk[176]  # AES-128 round keys (with _aes)
 
     def __cinit__(self):
         self._prefix = b""
         self._block = -1
         self._keyed = False
+        self._aes = False
 
     @property
     def prefix(self):
@@ -270,22 +350,45 @@ cdef class IssuerCore:
             raise ValueError(f"an id prefix is at most 32 ASCII characters, got {value!r}")
         self._prefix = value.encode("ascii")
         self._block = -1
+        if self._aes:
+            self._derive_aes_key()
 
-    def set_key(self, const unsigned char[:] key):
-        """The secret: BLAKE2b's key, at most 64 bytes."""
+    @property
+    def tag_function(self):
+        """``"aes-128"`` or ``"blake2b"``: what computes the tags."""
+        return "aes-128" if self._aes else "blake2b"
+
+    def set_key(self, const unsigned char[:] key, aes=None):
+        """The secret (at most 64 bytes: BLAKE2b's key). ``aes``: whether the tags are AES-128
+        (None: where the CPU has the AES instructions; True elsewhere is a ValueError)."""
         if key.shape[0] > 64:
             raise ValueError(f"a BLAKE2b key is at most 64 bytes, got {key.shape[0]}")
+        if aes and not AES_NI:
+            raise ValueError("this CPU has no AES instructions")
         leanml_b2_keyed(self._h0, &self._t0, &key[0] if key.shape[0] else NULL, key.shape[0])
         self._keyed = True
         self._block = -1
+        self._aes = AES_NI if aes is None else bool(aes)
+        if self._aes:
+            self._derive_aes_key()
+
+    cdef void _derive_aes_key(self):
+        cdef unsigned char out[64]
+        cdef bytes msg = _AES_KEY_OF + self._prefix
+        leanml_b2_final(self._h0, self._t0, <const unsigned char*>(<const char*>msg), len(msg),
+                        out)
+        leanml_aes128_expand(out, self._rk)
 
     cdef void _digest_into(self, long long block, unsigned char* out) except *:
-        """BLAKE2b(key, ``prefix-<block in hex>``), 64 bytes, into ``out``."""
+        """The tags of counters ``8 * block .. 8 * block + 7``, 64 bytes, into ``out``."""
         cdef char msg[64]
         cdef bytes prefix = self._prefix
         cdef Py_ssize_t n = len(prefix)
         if not self._keyed:
             raise RuntimeError("IssuerCore: set_key before minting ids")
+        if self._aes:
+            leanml_aes128_tags(self._rk, <unsigned long long>block, out)
+            return
         memcpy(msg, <const char*>prefix, n)
         msg[n] = 45  # "-"
         n = _put_hex(msg, n + 1, <unsigned long long>block)
@@ -316,14 +419,17 @@ cdef class IssuerCore:
         memcpy(PyUnicode_DATA(out), buf, n)
         return out
 
-    cpdef str make(self, long long counter):
-        """The id of ``counter``; consecutive counters share the cached digest of their
-        block."""
+    cdef inline str _make(self, long long counter):
         cdef long long block = counter >> _SHIFT
         if block != self._block:
             self._digest_into(block, self._digest)
             self._block = block
         return self._id(counter, self._digest)
+
+    def make(self, long long counter):
+        """The id of ``counter``; consecutive counters share the cached digest of their
+        block."""
+        return self._make(counter)
 
     cpdef str expected(self, long long counter):
         """The id of ``counter``, the cache left alone (to verify an id: joins read old
@@ -334,10 +440,13 @@ cdef class IssuerCore:
 
     def take(self, long long start, Py_ssize_t n):
         """The ids of counters ``start .. start + n - 1`` (one digest per block they touch)."""
-        cdef list out = []
-        cdef long long c
-        for c in range(start, start + n):
-            out.append(self.make(c))
+        return self._take(start, n)
+
+    cdef list _take(self, long long start, Py_ssize_t n):
+        cdef list out = [None] * max(n, 0)
+        cdef Py_ssize_t k
+        for k in range(n):
+            out[k] = self._make(start + k)
         return out
 
 
@@ -465,7 +574,7 @@ cdef class IssueCore:
             start = self.ring.put(n, code, pred, conf)
         finally:
             self._release()
-        return self.issuer.take(start, n)
+        return self.issuer._take(start, n)
 
     def issue_one(self, int code, int pred, double conf):
         """The id of one new prediction (class index ``pred``, confidence ``conf``) by
@@ -479,7 +588,7 @@ cdef class IssueCore:
             counter = self.ring.put_one(code, pred, conf)
         finally:
             self._release()
-        return self.issuer.make(counter)
+        return self.issuer._make(counter)
 
 
 cdef class SingleBuffer:
