@@ -447,10 +447,18 @@ def test_the_redaction_in_c_is_redact_of_each_text() -> None:
         "mail bob@example.com or see https://x.org/a?b=1, call +1 (555) 123-4567, id 998877",
         "www.example.org and 4111 1111 1111 1111",
     ]
+    # the one-pass check that a text holds nothing to redact, at its edges: marks at the very
+    # start or end, cut short, and digits of other scripts (Arabic-Indic, fullwidth)
+    edges = ["@", "a@b.co", "x://", "://y", "see s://z.org", "ww.a", "www", "wwww.x.org"]
+    edges += ["٣٤٥٦٧", "０１２３４５", "tel ١٢٣٤٥٦٧٨", "no marks at all", "ha:/ w.w 9"]
+    texts += edges + [e + " 😀" for e in edges] + ["é " + e for e in edges]
     got = _every(texts, STORE_REDACTED)[0]
     assert got == [None if t is None else redact(str(t)) for t in texts]
+    plain = _every(["no marks at all"], STORE_REDACTED)[0][0]
+    assert plain == "no marks at all" and redact("tel ١٢٣٤٥٦٧٨") == "tel <phone>"
     assert _every([12345678], STORE_HASH)[1] == [input_hash("12345678")]  # as its str, too
-    assert got[-2] == "mail <email> or see <url>, call <phone>, id <number>"
+    at = next(i for i, t in enumerate(texts) if str(t).startswith("mail bob"))
+    assert got[at] == "mail <email> or see <url>, call <phone>, id <number>"
 
 
 def test_the_single_buffer_takes_what_was_recorded_as_columns() -> None:
@@ -603,6 +611,11 @@ def test_detail_fields_are_ids_stored_texts_and_hashes_in_one_pass() -> None:
         assert detail_fields(ids, texts, at, mode) == (want_ids, stored, want_hash)
     assert detail_fields(ids, texts, at, STORE_NONE) == (want_ids, [None] * 63, [None] * 63)
     assert detail_fields(ids, None, at, STORE_TEXT) == (want_ids, [None] * 63, [None] * 63)
+    for bad in ([len(texts)], [-1]):  # a position outside the ids or inputs
+        with pytest.raises(IndexError):
+            detail_fields(ids, texts, bad, STORE_TEXT)
+    with pytest.raises(IndexError):
+        detail_fields(ids, texts[:10], [10], STORE_HASH)
 
 
 def test_take_at_picks_the_labels_of_class_indices() -> None:

@@ -1071,6 +1071,10 @@ def sub_marks(str text, bint urls):
     """``_EMAIL.sub("<email>", text)`` (``urls`` false) or ``_URL.sub("<url>", text)`` of
     :mod:`leanml.monitor._redact`, the pattern matched in C over the stretches of
     :func:`mark_spans` only (a match holds a mark and no ASCII whitespace)."""
+    return _sub_marks(text, urls)
+
+
+cdef str _sub_marks(str text, bint urls):
     cdef int kind = PyUnicode_KIND(text)
     cdef void* t = PyUnicode_DATA(text)
     cdef list found = []
@@ -1163,6 +1167,10 @@ cdef void _digit_masks(const _char* t, Py_ssize_t n, list out):
 def mask_digits(str text):
     """``_DIGITS.sub("<number>", _PHONE.sub("<phone>", text))`` of
     :mod:`leanml.monitor._redact`, matched in C in one pass."""
+    return _mask_digits(text)
+
+
+cdef str _mask_digits(str text):
     cdef int kind = PyUnicode_KIND(text)
     cdef void* t = PyUnicode_DATA(text)
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), at = 0, lo, hi
@@ -1440,11 +1448,54 @@ cdef object _redact_one(x):
     if x is None:
         return None
     cdef str t = x if type(x) is str else str(x)
+    cdef int kind = PyUnicode_KIND(t)
+    cdef void* d = PyUnicode_DATA(t)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(t)
+    if kind == 1:
+        if not _latin1_may_hold_marks(<const Py_UCS1*>d, n):
+            return t
+    elif kind == 2:
+        if not _may_hold_marks(<const Py_UCS2*>d, n):
+            return t
+    elif not _may_hold_marks(<const Py_UCS4*>d, n):
+        return t
     if "@" in t:
-        t = sub_marks(t, False)
+        t = _sub_marks(t, False)
     if "://" in t or "www." in t:
-        t = sub_marks(t, True)
-    return mask_digits(t)
+        t = _sub_marks(t, True)
+    return _mask_digits(t)
+
+
+cdef unsigned char _MARK_START[256]  # the characters a mark or digit run starts with
+for _c in "@:w0123456789":
+    _MARK_START[ord(_c)] = 1
+
+
+cdef bint _latin1_may_hold_marks(const Py_UCS1* t, Py_ssize_t n) noexcept:
+    """:func:`_may_hold_marks` of a Latin-1 text: one table read per character (no Latin-1
+    character beyond ASCII is a decimal digit)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _MARK_START[t[i]] and _may_hold_marks(t + i, n - i):
+            return True
+    return False
+
+
+cdef bint _may_hold_marks(const _char* t, Py_ssize_t n) noexcept:
+    """Whether a text could hold something to redact: an ``@``, ``://``, ``www.`` or a
+    decimal digit (every pattern of :mod:`leanml.monitor._redact` needs one). Most short
+    texts hold none and are kept as they are after this one pass."""
+    cdef Py_ssize_t i
+    cdef Py_UCS4 c
+    for i in range(n):
+        c = t[i]
+        if c == 64 or _digit(c):  # "@"
+            return True
+        if c == 58 and i + 2 < n and t[i + 1] == 47 and t[i + 2] == 47:  # "://"
+            return True
+        if c == 119 and i + 3 < n and t[i + 1] == 119 and t[i + 2] == 119 and t[i + 3] == 46:
+            return True  # "www."
+    return False
 
 
 #: what a detail row keeps of its input (MonitorConfig.store_inputs), for detail_fields
@@ -1455,12 +1506,16 @@ def detail_fields(list ids, inputs, list at, int mode):
     """For the sampled positions ``at``: each one's id as ``str``, its input as stored
     (``mode``: :data:`STORE_TEXT` as sent, :data:`STORE_REDACTED`, :data:`STORE_HASH` or
     :data:`STORE_NONE`: None) and its input's SHA-256 (None with STORE_NONE or no input):
-    one pass, each id and text read once."""
+    one pass, each id and text read once. A position outside ``ids`` or ``inputs`` is an
+    IndexError."""
     cdef Py_ssize_t k, n = len(at), i
     cdef list pids = [None] * n, stored = [None] * n, hashes = [None] * n
     cdef list texts = inputs if inputs is not None and mode != STORE_NONE else None
+    cdef Py_ssize_t size = len(ids) if texts is None else min(len(ids), len(texts))
     for k in range(n):
         i = at[k]
+        if not 0 <= i < size:
+            raise IndexError(f"position {i} outside the {size} ids and inputs")
         pid = ids[i]
         pids[k] = pid if type(pid) is str else str(pid)
         if texts is None:
