@@ -6,6 +6,7 @@ import collections
 import hashlib
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from leanml._native import (
     IssuerCore,
     OneCall,
     Recorder,
+    Sampler,
     SingleBuffer,
     detail_fields,
     mark_spans,
@@ -461,6 +463,32 @@ def test_the_redaction_in_c_is_redact_of_each_text() -> None:
     assert got[at] == "mail <email> or see <url>, call <phone>, id <number>"
 
 
+def _kept_by_hand(ids: list, conf: list, rate: float, below: float | None) -> list[int]:
+    """The positions a Sampler keeps, computed plainly: the id's sampling hash below
+    ``rate * 2**32``, or a confidence below ``below``."""
+    return [
+        i
+        for i, (pid, c) in enumerate(zip(ids, conf, strict=True))
+        if sample_hash(pid) < rate * 2**32 or (below is not None and c < below)
+    ]
+
+
+def _check_kept(cols: tuple, ids: list, conf: list, inputs: list, rate: float, below: Any) -> None:
+    kept, low_only, kept_ids, kept_inputs = cols[11:]
+    want = _kept_by_hand(ids, conf, rate, below)
+    assert kept.dtype == np.int64 and kept.tolist() == want
+    assert kept_ids == [ids[i] for i in want]
+    if any(x is not None for x in inputs):
+        assert kept_inputs == [inputs[i] for i in want]
+    else:
+        assert kept_inputs is None
+    if below is None:
+        assert low_only is None
+    else:
+        by_rate = [sample_hash(ids[i]) < rate * 2**32 for i in want]
+        assert low_only.tolist() == [not r for r in by_rate]
+
+
 def test_the_single_buffer_takes_what_was_recorded_as_columns() -> None:
     rng = np.random.default_rng(8)
     index = {"ham": 0, "spam": 1}
@@ -471,8 +499,8 @@ def test_the_single_buffer_takes_what_was_recorded_as_columns() -> None:
     for i in range(300):
         lat = float("nan") if i % 17 == 0 else float(rng.uniform(1e-4, 1e-2))
         row = (
-            f"id-{i}",
-            ["ham", "spam", "new", np.str_("ham")][i % 4],
+            [f"id-{i}", i][i % 29 == 0],  # an int id now and then: hashed in Python
+            ["ham", "spam", "new", np.str_("ham"), "new" + str(i % 2)][i % 5],
             np.float64(rng.uniform()) if i % 2 else float(rng.uniform()),
             lat,
             None if i % 3 else f"text {i}",
@@ -482,29 +510,33 @@ def test_the_single_buffer_takes_what_was_recorded_as_columns() -> None:
         rec.record(*row)
         want.append(row)
     assert invalid == [] and len(buf) == 300
-    cols = buf.take(250, index)
-    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = cols
+    sampler = Sampler(0.3, 0.2, sample_hash)
+    cols = buf.take(250, index, sampler)
+    codes, conf, lat, ts, lengths, tok, known, model_s, counted, unknown_at, unknown = cols[:11]
     assert len(buf) == 50 and buf[0][0] == "id-250"  # the oldest taken, the rest kept in order
     got = want[:250]
-    assert ids == [r[0] for r in got] and labels == [r[1] for r in got]
     assert codes.dtype == np.int32
     assert codes.tolist() == [index.get(r[1], -1) for r in got]
+    assert unknown_at == [i for i, r in enumerate(got) if r[1] not in index]
+    assert unknown == [got[i][1] for i in unknown_at]
     for col, k in ((conf, 2), (tok, 5), (known, 6)):
         assert col.tolist() == [float(r[k]) for r in got]
     np.testing.assert_array_equal(lat, [r[3] for r in got])
     assert ts.tolist() == [0.0] * 250
-    assert inputs == [r[4] for r in got]
     np.testing.assert_array_equal(lengths, [np.nan if r[4] is None else len(r[4]) for r in got])
     assert model_s == pytest.approx(sum(r[3] for r in got if r[3] == r[3]), rel=1e-12)
     assert counted
-    rest = buf.take(100, index)
-    assert rest[0] == [r[0] for r in want[250:]] and len(buf) == 0
-    assert rest[3].tolist() == [float(r[2]) for r in want[250:]]
+    ids, confs, inputs = [r[0] for r in got], [float(r[2]) for r in got], [r[4] for r in got]
+    _check_kept(cols, ids, confs, inputs, 0.3, 0.2)
+    assert 0 < len(cols[11]) < 250
+    rest = buf.take(100, index, Sampler(1.0, None, sample_hash))  # every one kept
+    assert rest[13] == [r[0] for r in want[250:]] and len(buf) == 0
+    assert rest[1].tolist() == [float(r[2]) for r in want[250:]]
     rec.record(*want[1])
-    alone = buf.take(10, index)
-    assert alone[5] is None and alone[7] is None  # no input at all: no inputs, no lengths
-    assert not alone[11]  # no count
-    assert buf.take(10, index)[0] == []  # empty
+    alone = buf.take(10, index, Sampler(0.0, None, sample_hash))  # none kept
+    assert alone[4] is None and alone[14] is None  # no input at all: no lengths, no inputs
+    assert not alone[8] and alone[11].size == 0 and alone[13] == []  # no count; none kept
+    assert buf.take(10, index, sampler)[0].size == 0  # empty
     rec.record(*want[1][:2], None, *want[1][3:])  # a confidence that is not a number
     rec.record(*want[1][:3], "slow", *want[1][4:])
     assert len(buf) == 0 and len(invalid) == 2 and "id-1" in invalid[0]
@@ -537,12 +569,12 @@ def test_take_batches_transposes_the_batches_it_pops() -> None:
     for b in range(40):
         n = int(rng.integers(1, 30))
         conf = rng.uniform(size=2 * n)
-        labels = [["ham", "spam", "new"][i % 3] for i in range(n)]
+        labels = [["ham", "spam", "new", f"new{b % 2}"][i % 4] for i in range(n)]
         lat = rng.uniform(1e-4, 1e-2, n)
         lat[::7] = np.nan
         queue.append(
             (
-                [f"b{b}-{i}" for i in range(n)],
+                [[f"b{b}-{i}" for i in range(n)], np.arange(n) + 1000 * b][int(b % 9 == 0)],
                 [np.asarray(labels), labels, tuple(labels)][b % 3],
                 [conf[:n], conf[::2].astype(np.float32), conf[:n].tolist(), conf[n:]][b % 4],
                 [float(lat[0]), np.float32(0.002), np.asarray(0.003), lat, lat.tolist()][b % 5],
@@ -554,22 +586,26 @@ def test_take_batches_transposes_the_batches_it_pops() -> None:
         )
     want = list(queue)
     total = sum(len(b[0]) for b in want[:25])
-    cols = take_batches(queue, total - 3, index)  # stops at the batch that reaches the limit
-    ids, labels, codes, conf, lat, inputs, ts, lengths, tok, known, model_s, counted = cols
-    assert list(queue) == want[25:]
+    cols = take_batches(queue, total - 3, index, Sampler(0.25, 0.3, sample_hash))
+    codes, conf, lat, ts, lengths, tok, known, model_s, counted, unknown_at, unknown = cols[:11]
+    assert list(queue) == want[25:]  # stops at the batch that reaches the limit
     ref = _batches_by_hand(want[:25])
-    assert ids == ref["ids"] and labels == ref["labels"] and inputs == ref["inp"]
+    labels = ref["labels"]
     assert codes.dtype == np.int32 and codes.tolist() == [index.get(x, -1) for x in labels]
+    assert unknown_at == [i for i, x in enumerate(labels) if x not in index]
+    assert unknown == [labels[i] for i in unknown_at]
     np.testing.assert_array_equal(conf, np.asarray(ref["conf"]))
     np.testing.assert_array_equal(lat, np.asarray(ref["lat"]))
     assert ts.tolist() == ref["ts"] and tok.tolist() == ref["tok"]
     assert known.tolist() == ref["known"] and counted
-    np.testing.assert_array_equal(lengths, [np.nan if x is None else len(x) for x in inputs])
+    np.testing.assert_array_equal(lengths, [np.nan if x is None else len(x) for x in ref["inp"]])
     assert model_s == pytest.approx(ref["model_s"], rel=1e-12)
-    # without inputs or counts: None for inputs and lengths, not counted
+    _check_kept(cols, ref["ids"], ref["conf"], ref["inp"], 0.25, 0.3)
+    # without inputs or counts: None for lengths and inputs, not counted
     plain = (["a"], ["ham"], [0.5], 0.1, None, 1.0, None, None)
-    one = take_batches(collections.deque([plain]), 1, index)
-    assert one[5] is None and one[7] is None and not one[11] and one[10] == 0.1
+    one = take_batches(collections.deque([plain]), 1, index, Sampler(1.0, None, sample_hash))
+    assert one[4] is None and one[14] is None and not one[8] and one[7] == 0.1
+    assert one[13] == ["a"] and one[12] is None
 
 
 @pytest.mark.parametrize(
@@ -587,7 +623,7 @@ def test_take_batches_refuses_a_malformed_batch(batch: tuple) -> None:
     good = (["c"], ["x"], [0.5], 0.1, None, 1.0, None, None)
     queue = collections.deque([good, batch, good])
     with pytest.raises((TypeError, ValueError)):
-        take_batches(queue, 100, {})
+        take_batches(queue, 100, {}, Sampler(1.0, None, sample_hash))
     assert list(queue) == []  # the whole chunk was taken (and is dropped by the caller)
 
 
@@ -645,7 +681,8 @@ def test_records_and_takes_from_many_threads_stay_aligned() -> None:
         th.start()
     taken: list[tuple] = []
     while any(th.is_alive() for th in threads) or len(buf):
-        ids, _, _, conf, lat, inputs, _, _, tok, known, _, _ = buf.take(997, {})
+        cols = buf.take(997, {}, Sampler(1.0, None, sample_hash))  # every one kept
+        conf, lat, tok, known, ids, inputs = cols[1], cols[2], cols[5], cols[6], *cols[13:]
         numbers = (conf.tolist(), lat.tolist(), inputs or [], tok.tolist(), known.tolist())
         taken.extend(zip(ids, *numbers, strict=True))
     assert len(taken) == 4 * per_thread

@@ -41,26 +41,37 @@ class IssueCore:
     def issue(self, n: int, code: int = ..., pred: Any = ..., conf: Any = ...) -> list[str]: ...
     def issue_one(self, code: int, pred: int, conf: float) -> str: ...
 
-#: what SingleBuffer.take and take_batches return (see their docstrings)
+#: what SingleBuffer.take and take_batches return, in the order of TAKEN_COLUMNS
 Taken = tuple[
-    list[Any],
-    list[Any],
     np.ndarray,
     np.ndarray,
     np.ndarray,
-    list[Any] | None,
     np.ndarray,
     np.ndarray | None,
     np.ndarray,
     np.ndarray,
     float,
     bool,
+    list[int],
+    list[Any],
+    np.ndarray,
+    np.ndarray | None,
+    list[Any],
+    list[Any] | None,
 ]
+TAKEN_COLUMNS: tuple[str, ...]
+
+class Sampler:
+    def __init__(
+        self, rate: float, below: float | None, hash_of: Callable[[Any], int]
+    ) -> None: ...
+    @property
+    def low_on(self) -> bool: ...
 
 class SingleBuffer:
     def __len__(self) -> int: ...
     def __getitem__(self, i: int) -> tuple[Any, ...]: ...
-    def take(self, limit: int, label_index: dict[Any, int]) -> Taken: ...
+    def take(self, limit: int, label_index: dict[Any, int], sampler: Sampler) -> Taken: ...
 
 class Recorder:
     cap: int
@@ -130,5 +141,5 @@ def detail_fields(
 ) -> tuple[list[str], list[Any], list[str | None]]: ...
 def take_at(items: list[Any], at: np.ndarray) -> list[Any]: ...
 def take_batches(
-    bbuf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int]
+    bbuf: deque[tuple[Any, ...]], limit: int, label_index: dict[Any, int], sampler: Sampler
 ) -> Taken: ...

@@ -45,6 +45,7 @@ import numpy as np
 from cpython.buffer cimport (
     PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
 )
+from cpython.object cimport PyObject
 from libc.math cimport exp, isnan
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove
@@ -639,15 +640,9 @@ cdef class SingleBuffer:
         self.n += 1
         return 0
 
-    def take(self, Py_ssize_t limit, dict label_index):
+    def take(self, Py_ssize_t limit, dict label_index, Sampler sampler):
         """Remove the oldest ``min(len, limit)`` records and return them as the flusher's
-        columns: ``(ids, labels, codes, confidences, latencies, inputs, times, lengths,
-        tokens, known, model_s, counted)``: ``ids``, ``labels`` and ``inputs`` lists
-        (``inputs`` and ``lengths`` None when every input is None), ``codes`` int32 (each
-        label's index in ``label_index``, -1 for a label not in it), float64 arrays of the
-        rest (``lengths``: each input's ``len``, NaN for None; ``tokens`` -1 where not
-        counted), ``model_s`` the sum of the finite latencies and ``counted`` whether any
-        record came with a token count. An input without ``len`` raises TypeError."""
+        columns (:data:`Taken`)."""
         # Allocating can run the garbage collector, hence other threads' record() calls: those
         # only ever append after the first k records, so the first k are taken by position
         # (slices, not a swap of the lists) and the numbers moved last, with no allocation
@@ -672,23 +667,32 @@ cdef class SingleBuffer:
         self.n -= k
         codes_a = np.empty(k, dtype=np.int32)
         cdef int[::1] codes = codes_a
+        cdef _Codes coder = _Codes(label_index)
         for i in range(k):
-            code = label_index.get(labels[i])
-            codes[i] = -1 if code is None else <int>code
+            codes[i] = coder.code(i, labels[i])
         len_a = np.empty(k, dtype=np.float64)
         cdef double[::1] lens = len_a
         cdef bint any_input = False
+        cdef _Picker picker = _Picker(sampler, k)
         for i in range(k):
             item = inputs[i]
             if item is None:
                 lens[i] = math.nan
             else:
-                lens[i] = <double>len(item)
+                lens[i] = _length(item)
                 any_input = True
+            picker.offer(i, ids[i], c[0, i], item)
         return (
-            ids, labels, codes_a, cols[0], cols[1], inputs if any_input else None, cols[2],
-            len_a if any_input else None, cols[3], cols[4], model_s, counted,
+            codes_a, cols[0], cols[1], cols[2], len_a if any_input else None, cols[3], cols[4],
+            model_s, counted, coder.unknown_at, coder.unknown, *picker.result(any_input),
         )
+
+
+cdef inline double _length(item) except -1:
+    """``len(item)`` (a TypeError when it has none), a ``str``'s read directly."""
+    if type(item) is str:
+        return <double>PyUnicode_GET_LENGTH(item)
+    return <double>len(item)
 
 
 cdef class Recorder:
@@ -1394,6 +1398,123 @@ def sample_hashes_of_str(list ids):
     return out
 
 
+cdef class Sampler:
+    """Which predictions the flusher keeps in detail (``MonitorConfig.sampling_rate`` and
+    ``sample_below_confidence``): those whose id's sampling hash
+    (:func:`leanml._ids.sample_hash`; CRC-32 here for a ``str``, ``hash_of(id)`` for any other
+    id) is below ``rate * 2**32``, deterministic in the id, and those less confident than
+    ``below`` (None: off)."""
+
+    cdef int mode  # 0: none, 1: every prediction, 2: by the hash
+    cdef double cut
+    cdef bint low_on
+    cdef double below
+    cdef object hash_of
+
+    def __init__(self, double rate, below, hash_of):
+        self.mode = 1 if rate >= 1.0 else 0 if rate <= 0.0 else 2
+        self.cut = rate * 4294967296.0
+        self.low_on = below is not None
+        self.below = float(below) if below is not None else 0.0
+        self.hash_of = hash_of
+
+    @property
+    def low_on(self):
+        return self.low_on
+
+    cdef inline int keep(self, pid, double conf) except -1:
+        """0: not kept; 1: kept for its id; 2: kept for its low confidence only."""
+        cdef bint by_id
+        cdef Py_ssize_t size
+        cdef const char* data
+        if self.mode == 2:
+            if type(pid) is str:
+                data = PyUnicode_AsUTF8AndSize(pid, &size)
+                by_id = <double>leanml_fmix32(leanml_crc32(<const unsigned char*>data, size)) < self.cut
+            else:
+                by_id = <double>int(self.hash_of(pid)) < self.cut
+        else:
+            by_id = self.mode == 1
+        if by_id:
+            return 1
+        return 2 if self.low_on and conf < self.below else 0
+
+
+cdef class _Picker:
+    """The kept predictions of one chunk, gathered while it is taken: their positions, whether
+    each was kept for its low confidence only, their ids and inputs (the rest of the chunk's
+    ids and inputs are never copied)."""
+
+    cdef Sampler s
+    cdef object at_a, low_a
+    cdef long long[::1] at
+    cdef unsigned char[::1] low
+    cdef Py_ssize_t m
+    cdef list ids, inputs
+
+    def __cinit__(self, Sampler s, Py_ssize_t capacity):
+        self.s = s
+        self.at_a = np.empty(capacity, dtype=np.int64)
+        self.low_a = np.zeros(capacity, dtype=np.uint8)
+        self.at, self.low = self.at_a, self.low_a
+        self.m = 0
+        self.ids, self.inputs = [], []
+
+    cdef inline int offer(self, Py_ssize_t pos, pid, double conf, inp) except -1:
+        cdef int why = self.s.keep(pid, conf)
+        if why:
+            self.at[self.m] = pos
+            self.low[self.m] = why == 2
+            self.m += 1
+            self.ids.append(pid)
+            self.inputs.append(inp)
+        return 0
+
+    cdef tuple result(self, bint any_input):
+        """(positions, low-confidence-only flags or None, ids, inputs or None)."""
+        low = self.low_a[: self.m].view(np.bool_) if self.s.low_on else None
+        return self.at_a[: self.m], low, self.ids, self.inputs if any_input else None
+
+
+cdef class _Codes:
+    """The label codes of one chunk (``label_index``; -1 for a label not in it, gathered with
+    its position), a 4-entry cache of the last labels seen by identity in front of the dict:
+    a batch's labels are the model's class objects."""
+
+    cdef dict index
+    cdef PyObject* seen[4]
+    cdef int seen_code[4]
+    cdef int next_slot
+    cdef list unknown_at, unknown
+
+    def __cinit__(self, dict index):
+        self.index = index
+        self.next_slot = 0
+        for k in range(4):
+            self.seen[k] = NULL
+        self.unknown_at, self.unknown = [], []
+
+    cdef inline int code(self, Py_ssize_t pos, label) except -2:
+        """The code of ``label`` (held alive by the caller for the whole take)."""
+        cdef int k
+        cdef PyObject* p = <PyObject*>label
+        for k in range(4):
+            if self.seen[k] == p:
+                if self.seen_code[k] < 0:
+                    self.unknown_at.append(pos)
+                    self.unknown.append(label)
+                return self.seen_code[k]
+        got = self.index.get(label)
+        k = self.next_slot
+        self.next_slot = (k + 1) & 3
+        self.seen[k] = p
+        self.seen_code[k] = -1 if got is None else <int>got
+        if got is None:
+            self.unknown_at.append(pos)
+            self.unknown.append(label)
+        return self.seen_code[k]
+
+
 #: whether this CPU has the x86 SHA extensions (then every text is hashed here, with them)
 SHA_NI = bool(leanml_sha_ni_supported())
 cdef int _ni = SHA_NI
@@ -1594,19 +1715,31 @@ def take_at(list items, const long long[::1] at):
     return out
 
 
-def take_batches(bbuf, Py_ssize_t limit, dict label_index):
+#: The columns :meth:`SingleBuffer.take` and :func:`take_batches` return, in this order: label
+#: ``codes`` (int32, -1 for a label not in ``label_index``), ``confidences``, ``latencies``,
+#: ``times``, ``lengths`` (each input's ``len``, NaN for None; None when no input at all),
+#: ``tokens`` (-1 where not counted), ``known`` (float64 arrays), ``model_s``, ``counted``
+#: (whether any prediction came with token counts), ``unknown_at`` and ``unknown`` (the
+#: positions and objects of the labels not in ``label_index``), and the kept predictions
+#: (:class:`Sampler`): ``kept`` (their positions, int64), ``low_only`` (bool: kept for their low
+#: confidence only; None when that is off), ``kept_ids`` and ``kept_inputs`` (None when no
+#: input at all). The ids and inputs of the predictions not kept are never copied.
+TAKEN_COLUMNS = (
+    "codes", "confidences", "latencies", "times", "lengths", "tokens", "known", "model_s",
+    "counted", "unknown_at", "unknown", "kept", "low_only", "kept_ids", "kept_inputs",
+)
+
+
+def take_batches(bbuf, Py_ssize_t limit, dict label_index, Sampler sampler):
     """Pop batches (the tuples :meth:`~leanml.monitor.ModelMonitor.record_batch` appends:
     ``(ids, labels, confidences, latencies, inputs, time, tokens, model_seconds)``) from the
     deque ``bbuf`` until they hold ``limit`` predictions or it is empty (at least one batch),
-    and transpose them into the flusher's columns, as :meth:`SingleBuffer.take` does:
-
-    ``(ids, labels, codes, confidences, latencies, inputs, times, lengths, tokens, known,
-    model_s, counted)``; ``lengths`` the length of each input (NaN for None; None when no
-    batch has inputs), ``tokens`` -1 where a batch came without token counts. ``model_s`` sums,
-    per batch, its ``model_seconds``, else its one latency, else its longest finite latency
-    (the batch ran once for all of them). Every popped batch is read before any column is
-    returned: a malformed one (a count that does not match its ids, an item that is not a
-    number) raises ValueError or TypeError and the chunk is dropped as invalid."""
+    and transpose them into the flusher's columns (:data:`TAKEN_COLUMNS`), as
+    :meth:`SingleBuffer.take` does. ``model_s`` sums, per batch, its ``model_seconds``, else
+    its one latency, else its longest finite latency (the batch ran once for all of them).
+    Every popped batch is read before any column is returned: a malformed one (a count that
+    does not match its ids, an item that is not a number) raises ValueError or TypeError and
+    the chunk is dropped as invalid."""
     cdef list batches = []
     cdef Py_ssize_t total = 0, n, i, at
     pop = bbuf.popleft
@@ -1614,7 +1747,6 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index):
         b = pop()
         batches.append(b)
         total += len(b[0])
-    cdef list ids = [], labels = [], inputs = None
     codes_a = np.empty(total, dtype=np.int32)
     conf_a = np.empty(total, dtype=np.float64)
     lat_a = np.empty(total, dtype=np.float64)
@@ -1626,22 +1758,23 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index):
     cdef double[::1] conf = conf_a, lat = lat_a, ts = ts_a, lens = len_a, tok = tok_a
     cdef double[::1] known = known_a
     cdef double model_s = 0.0, x, top, when
-    cdef bint counted = False, one_lat
+    cdef bint counted = False, one_lat, any_input = False
     cdef tuple b_
+    cdef _Codes coder = _Codes(label_index)
+    cdef _Picker picker = _Picker(sampler, total)
     at = 0
     for b_ in batches:
         bid, lab, c, lt, inp, when_o, counts, seconds = b_
+        if not isinstance(bid, (list, tuple)):
+            bid = list(bid)
         n = len(bid)
-        ids.extend(bid)
         labs = lab.tolist() if isinstance(lab, np.ndarray) else lab
         if not isinstance(labs, (list, tuple)):
             labs = list(labs)
         if len(labs) != n:
             raise ValueError(f"{len(labs)} labels for a batch of {n} predictions")
-        labels.extend(labs)
         for i in range(n):
-            code = label_index.get(labs[i])
-            codes[at + i] = -1 if code is None else <int>code
+            codes[at + i] = coder.code(at + i, labs[i])
         _copy_numbers(c, &conf[at], n, "confidences")
         one_lat = (  # one latency for the whole batch: a number, numpy's too, or a 0-d array
             isinstance(lt, float) or not hasattr(lt, "__len__")
@@ -1669,19 +1802,20 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index):
         if inp is None:
             for i in range(n):
                 lens[at + i] = math.nan
-            if inputs is not None:
-                inputs.extend([None] * n)
+                picker.offer(at + i, bid[i], conf[at + i], None)
         else:
             if not isinstance(inp, (list, tuple)):
                 inp = list(inp)
             if len(inp) != n:
                 raise ValueError(f"{len(inp)} inputs for a batch of {n} predictions")
-            if inputs is None:
-                inputs = [None] * at
-            inputs.extend(inp)
             for i in range(n):
                 item = inp[i]
-                lens[at + i] = math.nan if item is None else <double>len(item)
+                if item is None:
+                    lens[at + i] = math.nan
+                else:
+                    lens[at + i] = _length(item)
+                    any_input = True
+                picker.offer(at + i, bid[i], conf[at + i], item)
         if counts is None:
             for i in range(n):
                 tok[at + i] = -1.0
@@ -1692,6 +1826,6 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index):
             counted = True
         at += n
     return (
-        ids, labels, codes_a, conf_a, lat_a, inputs, ts_a, len_a if inputs is not None else None,
-        tok_a, known_a, model_s, counted,
+        codes_a, conf_a, lat_a, ts_a, len_a if any_input else None, tok_a, known_a, model_s,
+        counted, coder.unknown_at, coder.unknown, *picker.result(any_input),
     )

@@ -38,33 +38,34 @@ def keep_details(
     lat: np.ndarray,
     inputs: list[Any] | None,
     ts: np.ndarray,
-    picked: np.ndarray,
-    reason_low: np.ndarray | None,
+    kept: np.ndarray,
+    low_only: np.ndarray | None,
 ) -> None:
-    """Queue the detail rows of the ``picked`` positions (as many as the queue has room for)."""
+    """Queue the detail rows of the sampled predictions: ``kept`` their positions in the
+    chunk's columns (``lab``, ``conf``, ``lat``, ``ts``), ``ids``, ``inputs`` and ``low_only``
+    (kept for their low confidence only) aligned with it; as many as the queue has room for."""
     cfg = st.config
     details = st.details
     room = cfg.detail_buffer_size - len(details)
-    st.sampled += int(picked.size)
-    if picked.size > room:
-        st.drops["detail_buffer"] += int(picked.size - max(room, 0))
-        picked = picked[: max(room, 0)]
-    if not picked.size:
+    st.sampled += int(kept.size)
+    if kept.size > room:
+        st.drops["detail_buffer"] += int(kept.size - max(room, 0))
+        kept = kept[: max(room, 0)]
+    n = int(kept.size)
+    if not n:
         return
     names = [str(x) for x in st.labels]
-    at = picked.tolist()
-    n = len(at)
-    pids, stored, hashes = detail_fields(ids, inputs, at, _MODES[cfg.store_inputs])
-    if reason_low is None:
+    pids, stored, hashes = detail_fields(ids, inputs, list(range(n)), _MODES[cfg.store_inputs])
+    if low_only is None:
         reasons = ["rate"] * n
     else:
-        reasons = ["low_confidence" if x else "rate" for x in reason_low[picked].tolist()]
+        reasons = ["low_confidence" if x else "rate" for x in low_only[:n].tolist()]
     body = [  # the order of _blocks.BODY_COLUMNS
         pids,
-        ts[picked].tolist(),
-        list(map(names.__getitem__, lab[picked].tolist())),
-        conf[picked].tolist(),
-        lat[picked].tolist(),
+        ts[kept].tolist(),
+        list(map(names.__getitem__, lab[kept].tolist())),
+        conf[kept].tolist(),
+        lat[kept].tolist(),
         stored,
         hashes,
         reasons,

@@ -1,8 +1,8 @@
 """Flusher, ingest: buffered prediction records into totals, windows, sketches and drift inputs.
 
-Takes a chunk of the intake buffers (at most ``flush_batch_size`` predictions), decides which
-predictions are sampled (deterministic in the id, plus low-confidence ones), adds them to their
-time windows (counts, latency sketch, confidence/length/OOV samples), to the recent windows,
+Takes a chunk of the intake buffers (at most ``flush_batch_size`` predictions) as columns, the
+sampled predictions (deterministic in the id, plus low-confidence ones) picked while it is taken
+(:class:`leanml._native.Sampler`), adds them to their time windows (counts, latency sketch, confidence/length/OOV samples), to the recent windows,
 and hands the sampled ones to :mod:`~leanml.monitor._details`. Runs under the state's lock.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from leanml._ids import sample_hashes
-from leanml._native import take_batches
+from leanml._ids import sample_hash
+from leanml._native import Sampler, take_batches
 from leanml.monitor._details import keep_details
 from leanml.monitor._state import MonitorState
 from leanml.monitor.drift import oov_rates
@@ -24,7 +24,6 @@ from leanml.monitor.drift import oov_rates
 __all__ = ["drain_errors", "drain_records"]
 
 logger = logging.getLogger("leanml.monitor")
-_TWO32 = 4294967296.0
 
 
 def drain_records(st: MonitorState) -> bool:
@@ -34,22 +33,23 @@ def drain_records(st: MonitorState) -> bool:
     buf, bbuf = st.buf, st.bbuf
     if not (buf or bbuf):
         return False
-    limit = st.config.flush_batch_size
+    cfg = st.config
+    limit = cfg.flush_batch_size
+    sampler = Sampler(cfg.sampling_rate, cfg.sample_below_confidence, sample_hash)
     taken = min(len(buf), limit)
     if taken:
-        _guarded(st, buf.take, taken)
+        _guarded(st, partial(buf.take, taken, st.label_index, sampler))
     if bbuf and taken < limit:
-        _guarded(st, partial(take_batches, bbuf), limit - taken)
+        _guarded(st, partial(take_batches, bbuf, limit - taken, st.label_index, sampler))
     return True
 
 
-def _guarded(st: MonitorState, take: Any, limit: int) -> None:
+def _guarded(st: MonitorState, take: Any) -> None:
     """Take a chunk of records as columns, in C (:meth:`leanml._native.SingleBuffer.take` or
-    :func:`~leanml._native.take_batches`), and ingest it; a malformed record drops the
-    chunk."""
+    :func:`~leanml._native.take_batches`, which also pick the sampled ones), and ingest it; a
+    malformed record drops the chunk."""
     try:
-        cols = take(limit, st.label_index)
-        _ingest_columns(st, *cols)
+        _ingest_columns(st, *take())
     except (TypeError, ValueError) as exc:
         st.counters["invalid_batches"] += 1
         logger.error("monitor %s: dropped an invalid record chunk: %s", st.name, exc)
@@ -76,33 +76,32 @@ def _oov_of_counts(tok: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def _ingest_columns(
     st: MonitorState,
-    ids: list[Any],
-    labels: list[Any],
     lab: np.ndarray,
     conf: np.ndarray,
     lat: np.ndarray,
-    inputs: list[Any] | None,
     ts: np.ndarray,
     lengths: np.ndarray | None,
     tok: np.ndarray,
     known: np.ndarray,
     model_s: float,
     counted: bool,
+    unknown_at: list[int],
+    unknown: list[Any],
+    kept: np.ndarray,
+    low_only: np.ndarray | None,
+    kept_ids: list[Any],
+    kept_inputs: list[Any] | None,
 ) -> None:
-    """A taken chunk (the columns :meth:`~leanml._native.SingleBuffer.take` and
-    :func:`~leanml._native.take_batches` return; ``lab`` the label codes) into the windows,
-    sketches, drift inputs and detail rows."""
-    if not ids:
+    """A taken chunk (the columns :data:`leanml._native.TAKEN_COLUMNS` names; ``lab`` the label
+    codes) into the windows, sketches, drift inputs and detail rows."""
+    if not lab.size:
         return
-    new = np.flatnonzero(lab < 0)  # labels not seen before
-    if new.size:
-        lab[new] = st.label_indices([labels[i] for i in new.tolist()])
+    if unknown_at:  # labels not seen before
+        lab[unknown_at] = st.label_indices(unknown)
     oov_counted = _oov_of_counts(tok, known) if counted else None
     _count_labels(st, lab)
-    sampled, reason_low = _sample(st, ids, conf)
-    picked = np.flatnonzero(sampled)
     st.budget.credit(model_s)
-    oov = _oov(st, inputs, picked, oov_counted)
+    oov = _oov(st, len(lab), kept, kept_inputs, oov_counted)
     _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
     st.lifetime.add_many(lat)
     st.model_s += model_s
@@ -113,8 +112,8 @@ def _ingest_columns(
         st.recent_lengths.push(lengths[~np.isnan(lengths)])
     if oov is not None:
         st.recent_oov.push(oov[~np.isnan(oov)])
-    if picked.size:
-        keep_details(st, ids, lab, conf, lat, inputs, ts, picked, reason_low)
+    if kept.size:
+        keep_details(st, kept_ids, lab, conf, lat, kept_inputs, ts, kept, low_only)
 
 
 def _count_labels(st: MonitorState, lab: np.ndarray) -> None:
@@ -127,53 +126,38 @@ def _count_labels(st: MonitorState, lab: np.ndarray) -> None:
     st.label_totals[: counts.size] += counts
 
 
-def _sample(
-    st: MonitorState, ids: list[Any], conf: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Which predictions are sampled (deterministic in the id), and which of them only for
-    their low confidence (None when ``sample_below_confidence`` is off)."""
-    cfg = st.config
-    rate = cfg.sampling_rate
-    n = len(ids)
-    if rate >= 1.0:
-        sampled = np.ones(n, dtype=bool)
-    elif rate <= 0.0:
-        sampled = np.zeros(n, dtype=bool)
-    else:
-        sampled = sample_hashes(ids) < rate * _TWO32
-    if cfg.sample_below_confidence is None:
-        return sampled, None
-    low = conf < cfg.sample_below_confidence
-    reason_low = low & ~sampled
-    return sampled | low, reason_low
-
-
 def _oov(
-    st: MonitorState, inputs: list[Any] | None, picked: np.ndarray, counted: np.ndarray | None
+    st: MonitorState,
+    n: int,
+    kept: np.ndarray,
+    kept_inputs: list[Any] | None,
+    counted: np.ndarray | None,
 ) -> np.ndarray | None:
-    """OOV rate per prediction: from the model's token counts where it counted them (every
-    prediction, no tokenization); else, with an analyzer, of the sampled inputs (at most
-    ``max_oov_per_flush``, and as many as the CPU budget of optional work allows); NaN
-    elsewhere. The sampling itself never changes."""
+    """OOV rate per prediction (``n`` of them): from the model's token counts where it counted
+    them (every prediction, no tokenization); else, with an analyzer, of the sampled inputs
+    (``kept_inputs``, at the positions ``kept``; at most ``max_oov_per_flush``, and as many as
+    the CPU budget of optional work allows); NaN elsewhere. The sampling itself never
+    changes."""
+    analyzer, vocabulary = st.analyzer, st.vocabulary
     if counted is not None:
         oov = counted
         rest = oov < 0
         if not rest.any():
             return oov
         oov[rest] = math.nan
-        picked = picked[rest[picked]]
-    elif inputs is None or st.analyzer is None or st.vocabulary is None:
+        which: Any = np.flatnonzero(rest[kept]).tolist()  # kept predictions without counts
+    elif kept_inputs is None or analyzer is None or vocabulary is None:
         return None
     else:
-        oov = np.full(len(inputs), math.nan)
-    if inputs is None or st.analyzer is None or st.vocabulary is None:
+        oov = np.full(n, math.nan)
+        which = range(len(kept))
+    if kept_inputs is None or analyzer is None or vocabulary is None:
         return oov
-    cand = [i for i in picked if inputs[i] is not None][: st.config.max_oov_per_flush]
+    cand = [j for j in which if kept_inputs[j] is not None][: st.config.max_oov_per_flush]
     cand = cand[: st.budget.allowed(len(cand))]
     if cand:
-        analyzer, vocabulary = st.analyzer, st.vocabulary
-        texts = [inputs[i] for i in cand]
-        oov[cand] = st.budget.run(lambda: oov_rates(texts, analyzer, vocabulary), len(cand))
+        texts = [kept_inputs[j] for j in cand]
+        oov[kept[cand]] = st.budget.run(lambda: oov_rates(texts, analyzer, vocabulary), len(cand))
     return oov
 
 
