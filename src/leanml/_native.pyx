@@ -93,6 +93,7 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     int PyUnicode_KIND(object o)
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
     bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
     bint Py_UNICODE_ISALNUM(Py_UCS4 ch)
     bint Py_UNICODE_ISDECIMAL(Py_UCS4 ch)
@@ -104,6 +105,9 @@ cdef int _TAG_BYTES = 8
 cdef int _SHIFT = 3
 cdef long long _MASK = 7
 cdef const char* _HEX = b"0123456789abcdef"
+#: the two hex digits of each byte value, in order ("000102...ff")
+_HEX_PAIRS_BYTES = "".join(f"{i:02x}" for i in range(256)).encode("ascii")
+cdef const char* _HEX_PAIRS = _HEX_PAIRS_BYTES
 
 
 cdef Py_ssize_t _argmax(const double[:] row) noexcept:
@@ -413,8 +417,7 @@ cdef class IssuerCore:
         buf[n] = 45
         n += 1
         for k in range(_TAG_BYTES):
-            buf[n] = _HEX[tag[k] >> 4]
-            buf[n + 1] = _HEX[tag[k] & 15]
+            memcpy(buf + n, _HEX_PAIRS + 2 * tag[k], 2)
             n += 2
         out = PyUnicode_New(n, 127)
         memcpy(PyUnicode_DATA(out), buf, n)
@@ -1381,6 +1384,14 @@ cdef extern from "Python.h":
 leanml_crc_init()
 
 
+cdef inline const char* _utf8(str s, Py_ssize_t* size) except NULL:
+    """The UTF-8 bytes of ``s`` (an ASCII string's own characters, read directly)."""
+    if PyUnicode_IS_COMPACT_ASCII(s):
+        size[0] = PyUnicode_GET_LENGTH(s)
+        return <const char*>PyUnicode_DATA(s)
+    return PyUnicode_AsUTF8AndSize(s, size)
+
+
 def sample_hashes_of_str(list ids):
     """The sampling hashes (:func:`leanml._ids.sample_hashes`: murmur3's finalizer of the CRC-32
     of the UTF-8 form) of a list of ``str`` ids, as a uint64 array; None when an item is not
@@ -1429,7 +1440,7 @@ cdef class Sampler:
         cdef const char* data
         if self.mode == 2:
             if type(pid) is str:
-                data = PyUnicode_AsUTF8AndSize(pid, &size)
+                data = _utf8(pid, &size)
                 by_id = <double>leanml_fmix32(leanml_crc32(<const unsigned char*>data, size)) < self.cut
             else:
                 by_id = <double>int(self.hash_of(pid)) < self.cut
@@ -1552,7 +1563,7 @@ cdef object _hash_one(x):
     if type(x) is not str:  # hashed as its str, as it is redacted
         return _hashlib_hash(str(x))
     try:
-        data = PyUnicode_AsUTF8AndSize(x, &size)
+        data = _utf8(x, &size)
     except UnicodeEncodeError:  # lone surrogates: hashed as "surrogatepass" encodes them
         return _hashlib_hash(x)
     if size >= _HASHLIB_FROM:
@@ -1760,17 +1771,15 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index, Sampler sampler):
     cdef double model_s = 0.0, x, top, when
     cdef bint counted = False, one_lat, any_input = False
     cdef tuple b_
+    cdef list bids, labs, inps
     cdef _Codes coder = _Codes(label_index)
     cdef _Picker picker = _Picker(sampler, total)
     at = 0
     for b_ in batches:
         bid, lab, c, lt, inp, when_o, counts, seconds = b_
-        if not isinstance(bid, (list, tuple)):
-            bid = list(bid)
-        n = len(bid)
-        labs = lab.tolist() if isinstance(lab, np.ndarray) else lab
-        if not isinstance(labs, (list, tuple)):
-            labs = list(labs)
+        bids = bid if type(bid) is list else list(bid)
+        n = len(bids)
+        labs = lab if type(lab) is list else lab.tolist() if isinstance(lab, np.ndarray) else list(lab)
         if len(labs) != n:
             raise ValueError(f"{len(labs)} labels for a batch of {n} predictions")
         for i in range(n):
@@ -1802,20 +1811,19 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index, Sampler sampler):
         if inp is None:
             for i in range(n):
                 lens[at + i] = math.nan
-                picker.offer(at + i, bid[i], conf[at + i], None)
+                picker.offer(at + i, bids[i], conf[at + i], None)
         else:
-            if not isinstance(inp, (list, tuple)):
-                inp = list(inp)
-            if len(inp) != n:
-                raise ValueError(f"{len(inp)} inputs for a batch of {n} predictions")
+            inps = inp if type(inp) is list else list(inp)
+            if len(inps) != n:
+                raise ValueError(f"{len(inps)} inputs for a batch of {n} predictions")
             for i in range(n):
-                item = inp[i]
+                item = inps[i]
                 if item is None:
                     lens[at + i] = math.nan
                 else:
                     lens[at + i] = _length(item)
                     any_input = True
-                picker.offer(at + i, bid[i], conf[at + i], item)
+                picker.offer(at + i, bids[i], conf[at + i], item)
         if counts is None:
             for i in range(n):
                 tok[at + i] = -1.0

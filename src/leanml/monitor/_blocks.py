@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 import sqlalchemy as sa
 
@@ -89,7 +90,8 @@ class Columns(NamedTuple):
     queues for the store (no per-row tuple is ever built)."""
 
     key: tuple[str, str, str, str]  # model, version, variant, process
-    body: list[list[Any]]  # the BODY_COLUMNS columns, of equal length
+    # the BODY_COLUMNS columns, of equal length: lists, or float64 arrays for the numbers
+    body: list[Any]
 
     @property
     def rows(self) -> int:
@@ -97,7 +99,7 @@ class Columns(NamedTuple):
 
     def records(self) -> Iterator[tuple]:
         """The rows as PREDICTION_COLUMNS tuples."""
-        pid, ts, label, conf, lat, text, digest, reason = self.body
+        pid, ts, label, conf, lat, text, digest, reason = map(_as_list, self.body)
         for r in zip(pid, ts, label, conf, lat, text, digest, reason, strict=True):
             yield (*r[:2], *self.key, *r[2:])
 
@@ -156,27 +158,38 @@ def group_rows(rows: Sequence[tuple]) -> list[tuple[tuple, list[tuple]]]:
 def blocks_of(rows: Sequence[tuple | Columns]) -> list[Block]:
     """The blocks of detail rows given as PREDICTION_COLUMNS tuples or :class:`Columns`
     chunks: one block per (model, version, variant, process)."""
-    merged: dict[tuple, list[list[Any]]] = {}
+    parts: dict[tuple, list[Sequence[Sequence[Any]]]] = {}
     tuples = [r for r in rows if type(r) is tuple]
     if tuples:
         for key, group in group_rows(tuples):
             cols = list(zip(*group, strict=True))
-            _extend(merged.setdefault(key, [[] for _ in _BODY_AT]), [cols[i] for i in _BODY_AT])
+            parts.setdefault(key, []).append([cols[i] for i in _BODY_AT])
     for c in rows:
         if type(c) is Columns:
-            _extend(merged.setdefault(c.key, [[] for _ in _BODY_AT]), c.body)
+            parts.setdefault(c.key, []).append(c.body)
     out = []
-    for (model, version, variant, process), body in merged.items():
-        if body[1]:
+    for (model, version, variant, process), chunks in parts.items():
+        body = chunks[0] if len(chunks) == 1 else [_concat(col) for col in zip(*chunks)]
+        if len(body[1]):
             out.append(
                 Block(str(model), str(version), str(variant), str(process), *encode_columns(body))
             )
     return out
 
 
-def _extend(into: list[list[Any]], cols: Sequence[Sequence[Any]]) -> None:
-    for a, b in zip(into, cols, strict=True):
-        a.extend(b)
+def _as_list(col: Sequence[Any]) -> Sequence[Any]:
+    """A column as Python values (the monitor queues its number columns as numpy arrays)."""
+    return col.tolist() if isinstance(col, np.ndarray) else col
+
+
+def _concat(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
+    """One column of several chunks: an array when every part is one, else a list."""
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    out: list[Any] = []
+    for p in parts:
+        out.extend(_as_list(p))
+    return out
 
 
 def encode_columns(body: Sequence[Sequence[Any]]) -> tuple[float, float, int, int, bytes]:
@@ -187,7 +200,13 @@ def encode_columns(body: Sequence[Sequence[Any]]) -> tuple[float, float, int, in
         held = n
     else:
         held = sum(1 for t, h in zip(texts, hashes, strict=True) if t is not None or h is not None)
-    data = orjson.dumps(dict(zip(BODY_COLUMNS, body, strict=True)), default=_plain)
+    data = orjson.dumps(
+        dict(zip(BODY_COLUMNS, body, strict=True)),
+        option=orjson.OPT_SERIALIZE_NUMPY,  # the number columns as queued, written as floats
+        default=_plain,
+    )
+    if isinstance(ts, np.ndarray):
+        return float(ts.min()), float(ts.max()), n, held, data
     return float(min(ts)), float(max(ts)), n, held, data
 
 

@@ -60,12 +60,12 @@ def keep_details(
         reasons = ["rate"] * n
     else:
         reasons = ["low_confidence" if x else "rate" for x in low_only[:n].tolist()]
-    body = [  # the order of _blocks.BODY_COLUMNS
+    body = [  # the order of _blocks.BODY_COLUMNS; the numbers stay arrays (no float objects)
         pids,
-        ts[kept].tolist(),
+        ts[kept],
         list(map(names.__getitem__, lab[kept].tolist())),
-        conf[kept].tolist(),
-        lat[kept].tolist(),
+        conf[kept],
+        lat[kept],
         stored,
         hashes,
         reasons,
