@@ -62,9 +62,7 @@ Taken = tuple[
 TAKEN_COLUMNS: tuple[str, ...]
 
 class Sampler:
-    def __init__(
-        self, rate: float, below: float | None, hash_of: Callable[[Any], int]
-    ) -> None: ...
+    def __init__(self, rate: float, below: float | None, hash_of: Callable[[Any], int]) -> None: ...
     @property
     def low_on(self) -> bool: ...
 

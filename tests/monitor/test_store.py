@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leanml.errors import ConfigError
+from leanml.errors import ConfigError, MonitorError
 from leanml.monitor import ModelMonitor, MonitorConfig, MonitorStore
 from leanml.monitor.store import PREDICTION_COLUMNS
 
@@ -190,6 +190,9 @@ def test_store_tables_and_errors(tmp_path: Path) -> None:
     )
     assert mem.read_table("alerts")[0]["process"] == mem.process_id
     mem.drop_all()
+    # the statements run on the driver's cursor: its errors are MonitorErrors too
+    with pytest.raises(MonitorError, match="store write failed"):
+        mem.write(alerts=[{"ts": 2.0}])
     mem.close()
 
 

@@ -169,7 +169,9 @@ def blocks_of(rows: Sequence[tuple | Columns]) -> list[Block]:
             parts.setdefault(c.key, []).append(c.body)
     out = []
     for (model, version, variant, process), chunks in parts.items():
-        body = chunks[0] if len(chunks) == 1 else [_concat(col) for col in zip(*chunks)]
+        body = (
+            chunks[0] if len(chunks) == 1 else [_concat(col) for col in zip(*chunks, strict=True)]
+        )
         if len(body[1]):
             out.append(
                 Block(str(model), str(version), str(variant), str(process), *encode_columns(body))
@@ -182,7 +184,7 @@ def _as_list(col: Sequence[Any]) -> Sequence[Any]:
     return col.tolist() if isinstance(col, np.ndarray) else col
 
 
-def _concat(parts: Sequence[Sequence[Any]]) -> Sequence[Any]:
+def _concat(parts: Sequence[Sequence[Any]]) -> Any:
     """One column of several chunks: an array when every part is one, else a list."""
     if all(isinstance(p, np.ndarray) for p in parts):
         return np.concatenate(parts)

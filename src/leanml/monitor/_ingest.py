@@ -2,8 +2,9 @@
 
 Takes a chunk of the intake buffers (at most ``flush_batch_size`` predictions) as columns, the
 sampled predictions (deterministic in the id, plus low-confidence ones) picked while it is taken
-(:class:`leanml._native.Sampler`), adds them to their time windows (counts, latency sketch, confidence/length/OOV samples), to the recent windows,
-and hands the sampled ones to :mod:`~leanml.monitor._details`. Runs under the state's lock.
+(:class:`leanml._native.Sampler`), adds them to their time windows (counts, latency sketch,
+confidence/length/OOV samples) and to the recent windows, and hands the sampled ones to
+:mod:`~leanml.monitor._details`. Runs under the state's lock.
 """
 
 from __future__ import annotations

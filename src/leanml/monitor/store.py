@@ -155,6 +155,10 @@ class MonitorStore:
             f"VALUES ({', '.join([self._ph] * len(_blocks.Block._fields))})"
         )
         self._insert_sql: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._write_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            *_driver_errors(self.engine),
+        )
         self._erasures_since_sql = (
             f'SELECT id, prediction_id, cutoff FROM "{self.erasures.name}" '
             f"WHERE id > {self._ph} ORDER BY id"
@@ -260,7 +264,7 @@ class MonitorStore:
                             self._clear(conn, [i for i, _ in new if i], [b for _, b in new if b])
                 finally:
                     cur.close()
-        except (SQLAlchemyError, *_driver_errors(self.engine)) as exc:
+        except self._write_errors as exc:
             raise MonitorError(f"monitor store write failed: {exc}") from exc
 
     def _insert(self, cur: Any, table: sa.Table, dicts: Sequence[Mapping[str, Any]]) -> None:
