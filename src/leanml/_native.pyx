@@ -13,8 +13,8 @@ redaction of its text (:mod:`leanml.monitor._redact`).
 The Python classes keep everything else (validation, joins, verification) and subclass or call
 these, so there is one implementation of each rule:
 
-* :class:`IssuerCore`: the keyed BLAKE2b digest (in C) of a block of 8 counters (the last one
-  cached),
+* :class:`IssuerCore`: the tags of a block of 8 counters (AES-128 with the x86 AES
+  instructions, else the keyed BLAKE2b; both in C; the last block's cached),
   :meth:`~IssuerCore.make` one id, :meth:`~IssuerCore.take` ``n`` consecutive ids.
 * :class:`RingCore`: the counter, :meth:`~RingCore.put` and :meth:`~RingCore.put_one` (the
   slots, counting the unlabeled predictions they evict).
@@ -25,10 +25,12 @@ these, so there is one implementation of each rule:
 * :class:`OneCall`: the monitored wrapper's one-input ``predict``, from the call to the answer.
 * :func:`top_softmax`: a compact linear head's top class and its softmax probability.
 * :func:`mark_spans`, :func:`sub_marks`, :func:`mask_digits`: the redaction patterns' matches.
-* :func:`sample_hashes_of_str`: the flusher's per-id sampling hash (CRC-32, as zlib's).
+* :func:`sample_hashes_of_str`: the per-id sampling hash of ``str`` ids (CRC-32, as zlib's);
+  :class:`Sampler`: the flusher's sampling decision, the same hash.
 * :func:`detail_fields`: a sampled row's id, stored text (the whole redaction) and SHA-256
   (with the x86 SHA instructions where the CPU has them), without a Python call per item.
-* :meth:`SingleBuffer.take`, :func:`take_batches`: the flusher's intake, taken as columns.
+* :meth:`SingleBuffer.take`, :func:`take_batches`: the flusher's intake, taken as columns
+  (:data:`TAKEN_COLUMNS`), the sampled predictions picked on the way.
 
 Every method runs with the GIL held and calls no Python code of its own between reading and
 writing a field (only C functions: ``time.time``, list appends), so the
