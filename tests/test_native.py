@@ -154,8 +154,12 @@ def test_put_writes_every_slot_from_arrays_lists_or_one_value() -> None:
         (1, 8, 0.5),
         (0, 9, 0.75),
     ]
-    with pytest.raises(ValueError, match="one value or 4"):
+    with pytest.raises(ValueError, match="pred: 4 numbers expected"):
         ring.put(4, 0, [1, 2, 3], 0.5)
+    with pytest.raises(ValueError, match="conf: 4 numbers expected"):
+        ring.put(4, 0, np.arange(4), np.ones(5))
+    with pytest.raises((TypeError, ValueError)):  # not a number
+        ring.put(4, 0, [1, 2, "x", 3], 0.5)
     assert ring.issued == 6  # nothing reserved by a refused put
 
 
