@@ -160,6 +160,7 @@ def test_put_writes_every_slot_from_arrays_lists_or_one_value() -> None:
         ring.put(4, 0, np.arange(4), np.ones(5))
     with pytest.raises((TypeError, ValueError)):  # not a number
         ring.put(4, 0, [1, 2, "x", 3], 0.5)
+    assert ring.put(0, 0, np.array([], dtype=np.int64), np.array([])) == 6  # nothing to put
     assert ring.issued == 6  # nothing reserved by a refused put
 
 

@@ -524,7 +524,9 @@ cdef class RingCore:
         # (a numpy array is not copied first): typed memoryviews and np.ascontiguousarray cost
         # ~40 us a call on the cold caches a server's request path runs on
         cdef bint many_p = isinstance(pred, _MANY), many_c = isinstance(conf, _MANY)
-        cdef double* vals = <double*>malloc(2 * n * sizeof(double)) if many_p or many_c else NULL
+        cdef double* vals = (
+            <double*>malloc((2 * n + 1) * sizeof(double)) if many_p or many_c else NULL
+        )
         if (many_p or many_c) and vals == NULL:
             raise MemoryError()
         cdef int one_p
@@ -664,7 +666,8 @@ cdef class SingleBuffer:
 
     def take(self, Py_ssize_t limit, dict label_index, Sampler sampler):
         """Remove the oldest ``min(len, limit)`` records and return them as the flusher's
-        columns (:data:`Taken`)."""
+        columns (:data:`TAKEN_COLUMNS`; ``model_s`` the sum of the finite latencies), the
+        records ``sampler`` keeps picked. An input without ``len`` raises TypeError."""
         # Allocating can run the garbage collector, hence other threads' record() calls: those
         # only ever append after the first k records, so the first k are taken by position
         # (slices, not a swap of the lists) and the numbers moved last, with no allocation
