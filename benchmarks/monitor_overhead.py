@@ -321,8 +321,8 @@ def bench_total(
     end of a synchronous flush that writes the store; the caller's share is its thread CPU.
     The repetitions run back to back, as traffic does, the garbage collector running as it
     does in production. ``collect_each_rep``: a full ``gc.collect()`` before each one (the
-    protocol before 2026-12-07): the repetition after it then runs on cold caches and freshly
-    mapped memory, ~1 ms more CPU that no production process pays per write.
+    earlier protocol): the repetition after it then runs on cold caches and freshly mapped
+    memory, ~1 ms more CPU that no production process pays per write.
     """
     from leanml.config import MonitorConfig
 

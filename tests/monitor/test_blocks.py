@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from leanml.monitor import MonitorStore
@@ -66,6 +67,36 @@ def test_column_chunks_of_one_stream_merge_into_one_block() -> None:
     blocks = blocks_of(q.take())
     assert len(q) == 0 and len(blocks) == 1 and blocks[0].rows == 30
     assert decode(blocks[0].body)["prediction_id"] == [r[0] for r in rows]
+
+
+def test_number_columns_queued_as_arrays_are_written_as_the_same_floats() -> None:
+    """The monitor queues ts, confidence and latency as float64 arrays: alone, merged with
+    another array chunk, or with a chunk of lists, they read back as the lists would."""
+    rows = [(*_row(i)[:7], [0.1 * i, math.nan][i == 3], *_row(i)[8:]) for i in range(30)]
+    at = (0, 1, 6, 7, 8, 9, 10, 11)
+
+    def chunk(part: list[tuple], arrays: bool) -> Columns:
+        cols = [list(c) for c in zip(*part, strict=True)]
+        body = [cols[i] for i in at]
+        if arrays:
+            for k in (1, 3, 4):  # ts, confidence, latency
+                body[k] = np.asarray(body[k], dtype=np.float64)
+        return Columns(("m", "1", "compact", "p"), body)
+
+    want = decode(blocks_of(rows)[0].body)
+    assert want["confidence"][3] is None
+    for kinds in ((True,), (True, True), (True, False), (False, True)):
+        cut = [0, 10, 30] if len(kinds) == 2 else [0, 30]
+        q = DetailQueue()
+        for k, arrays in enumerate(kinds):
+            q.append(chunk(rows[cut[k] : cut[k + 1]], arrays))
+        got = list(q.records())  # Python floats again, NaN included
+        assert [r[:7] + r[8:] for r in got] == [r[:7] + r[8:] for r in rows]
+        assert all(type(r[7]) is float for r in got) and math.isnan(got[3][7])
+        assert [r[7] for r in got if r is not got[3]] == [r[7] for r in rows if r is not rows[3]]
+        (block,) = blocks_of(q.take())
+        assert decode(block.body) == want and block.rows == 30, kinds
+        assert (block.ts_min, block.ts_max) == (min(r[1] for r in rows), max(r[1] for r in rows))
 
 
 @pytest.fixture
