@@ -1414,20 +1414,25 @@ cdef inline const char* _utf8(str s, Py_ssize_t* size) except NULL:
     return PyUnicode_AsUTF8AndSize(s, size)
 
 
+cdef inline double _str_sample_hash(str s) except -1:
+    """The sampling hash of a ``str`` id (:func:`leanml._ids.sample_hash`): murmur3's
+    finalizer of the CRC-32 of its UTF-8 form."""
+    cdef Py_ssize_t size
+    cdef const char* data = _utf8(s, &size)
+    return <double>leanml_fmix32(leanml_crc32(<const unsigned char*>data, size))
+
+
 def sample_hashes_of_str(list ids):
-    """The sampling hashes (:func:`leanml._ids.sample_hashes`: murmur3's finalizer of the CRC-32
-    of the UTF-8 form) of a list of ``str`` ids, as a uint64 array; None when an item is not
-    a ``str`` (the caller's Python path hashes those)."""
-    cdef Py_ssize_t i, n = len(ids), size
-    cdef const char* data
+    """The sampling hashes (:func:`leanml._ids.sample_hashes`) of a list of ``str`` ids, as a
+    uint64 array; None when an item is not a ``str`` (the caller's Python path hashes those)."""
+    cdef Py_ssize_t i, n = len(ids)
     out = np.empty(n, dtype=np.uint64)
     cdef unsigned long long[::1] o = out
     for i in range(n):
         x = ids[i]
         if type(x) is not str:
             return None
-        data = PyUnicode_AsUTF8AndSize(x, &size)
-        o[i] = leanml_fmix32(leanml_crc32(<const unsigned char*>data, size))
+        o[i] = <unsigned long long>_str_sample_hash(x)
     return out
 
 
@@ -1458,12 +1463,9 @@ cdef class Sampler:
     cdef inline int keep(self, pid, double conf) except -1:
         """0: not kept; 1: kept for its id; 2: kept for its low confidence only."""
         cdef bint by_id
-        cdef Py_ssize_t size
-        cdef const char* data
         if self.mode == 2:
             if type(pid) is str:
-                data = _utf8(pid, &size)
-                by_id = <double>leanml_fmix32(leanml_crc32(<const unsigned char*>data, size)) < self.cut
+                by_id = _str_sample_hash(pid) < self.cut
             else:
                 by_id = <double>int(self.hash_of(pid)) < self.cut
         else:
