@@ -26,6 +26,7 @@ def test_freeze_after_load() -> None:
     try:
         n = freeze_after_load()
         assert n > 0 and gc.get_freeze_count() == n
+        assert ResourceSampler().sample(0.0)["gc_frozen"] == n  # counted once, at the freeze
     finally:
         gc.unfreeze()
 
