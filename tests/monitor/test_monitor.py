@@ -312,6 +312,10 @@ def test_windows_drift_and_alerts_end_to_end(clock) -> None:
     metrics = m.metrics()
     assert metrics["realized_accuracy"][1] == 900 or metrics["realized_accuracy"][1] == 1000
     assert metrics["drift_class_psi"][0] > 0.25
+    # the alert round scores drift without bootstrap intervals: the same scores stats() reads
+    assert s["drift"]["intervals"]["class_psi"]
+    for key in ("class_psi", "confidence_ks"):
+        assert metrics[f"drift_{key}"][0] == s["drift"][key]
 
 
 def test_configure_at_run_time_and_validation(clock) -> None:

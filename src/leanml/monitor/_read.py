@@ -14,7 +14,7 @@ import numpy as np
 from leanml._calibration import ConfidenceMap
 from leanml.groundtruth import STATUSES
 from leanml.monitor._state import MonitorState
-from leanml.monitor.drift import DRIFT_SCORES, DriftScores
+from leanml.monitor.drift import BOOTSTRAP_REPLICATES, DRIFT_SCORES, DriftScores
 from leanml.monitor.sketch import LogSketch
 from leanml.monitor.stats import (
     AccuracyStats,
@@ -48,19 +48,26 @@ def drift_of(
     conf: np.ndarray,
     lengths: np.ndarray,
     oov: np.ndarray,
+    intervals: bool = True,
 ) -> DriftScores | None:
-    """Drift scores of these live values (None without a reference)."""
+    """Drift scores of these live values (None without a reference), with their bootstrap
+    intervals unless ``intervals`` is false."""
     if st.drift_detector is None:
         return None
     names = st.labels
     counts = {names[i]: int(c) for i, c in enumerate(label_counts) if c}
     return st.drift_detector.score(
-        counts, conf, lengths if lengths.size else None, oov if oov.size else None
+        counts,
+        conf,
+        lengths if lengths.size else None,
+        oov if oov.size else None,
+        bootstrap=BOOTSTRAP_REPLICATES if intervals else 0,
     )
 
 
-def rolling_drift(st: MonitorState) -> DriftScores | None:
-    """Drift of the recent predictions (the ``recent_window_n`` newest)."""
+def rolling_drift(st: MonitorState, intervals: bool = True) -> DriftScores | None:
+    """Drift of the recent predictions (the ``recent_window_n`` newest); ``intervals`` false
+    leaves out the bootstrap intervals (most of the cost: ~10 ms with full recent windows)."""
     lab = st.recent_labels.values()
     return drift_of(
         st,
@@ -68,6 +75,7 @@ def rolling_drift(st: MonitorState) -> DriftScores | None:
         st.confidence.values(),
         st.recent_lengths.values(),
         st.recent_oov.values(),
+        intervals,
     )
 
 

@@ -155,7 +155,7 @@ class MonitorState:
         self.caller_calls = 0
         self.model_s = 0.0
         self.seconds: dict[int, int] = {}  # predictions per whole second (throughput)
-        self.drift_cache: dict[str, Any] = {}  # the rolling drift of the last alert round
+        self.drift_cache: dict[str, Any] = {}  # the rolling drift scores of the last alert round
 
     def _init_quality(self) -> None:
         """Ground-truth counts and the accuracy, calibration and recent-input windows."""

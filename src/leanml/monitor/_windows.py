@@ -56,8 +56,9 @@ def evict_windows(st: MonitorState) -> None:
 
 
 def evaluate_alerts(st: MonitorState, now: float) -> None:
-    """Refresh the rolling drift, evaluate the rules, queue their events for the store."""
-    st.drift_cache = dict(rolling_drift(st) or {})
+    """Refresh the rolling drift (its scores: no rule reads an interval), evaluate the rules,
+    queue their events for the store."""
+    st.drift_cache = dict(rolling_drift(st, intervals=False) or {})
     events = st.alerts.evaluate(metric_table(st, now), now)
     for e in events if st.store is not None else ():
         st.alert_rows.append(
