@@ -50,6 +50,10 @@ def test_compact_batches_predict_in_one_pass_and_score_oov_of_every_prediction(
         [[a["probabilities"][c] for c in pipe.classes_] for a in out], proba, atol=1e-6
     )
     assert [a["label"] for a in out] == pipe.predict(texts).tolist()
+    # the labels are the served class objects themselves (the monitor's lookups find them by
+    # identity), not new strings per prediction
+    classes = handle.state.classes  # type: ignore[union-attr]
+    assert all(any(a["label"] is c for c in classes) for a in out)
     mon = handle.state.monitor  # type: ignore[union-attr]
     mon.flush()
     oov = np.sort(mon.state.recent_oov.values())

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from leanml._native import take_at
 from leanml._predict import predict_top, predict_with_confidence
 from leanml.config import ServingConfig
 from leanml.errors import ServingError
@@ -52,11 +53,9 @@ class ServedState:
     classes: list[Any]
     generation: int
     class_index: dict[Any, int] = dataclasses.field(init=False)
-    classes_array: np.ndarray = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.class_index = {c: i for i, c in enumerate(self.classes)}
-        self.classes_array = np.asarray(self.loaded.model.classes_)
 
     @property
     def version(self) -> int:
@@ -220,7 +219,10 @@ class ModelHandle:
         else:
             top, confidences_a, proba = predict_top(model, texts)
         model_s = time.perf_counter() - t_model
-        labels, confs = state.classes_array[top].tolist(), confidences_a.tolist()
+        # the class objects themselves (hot, their hashes cached), not new strings: the response
+        # and the monitor's label lookups share them
+        labels = take_at(state.classes, top.astype(np.int64, copy=False))
+        confs = confidences_a.tolist()
         ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
         if shadow is not None and shadow.serving_compact and state.variant == "compact":
             shadow.offer(texts, ids, labels, confidences_a, model_s)
