@@ -659,3 +659,47 @@ def test_redact_of_digit_regions_equals_the_patterns_over_the_text() -> None:
     assert [r.redact(t) for t in texts] == [_whole_redaction(t) for t in texts]
     changed = sum(r.redact(t) != t for t in texts)
     assert changed > 5000  # the texts do hold what the patterns mask
+
+
+@pytest.mark.parametrize("pause", [True, False])
+def test_a_pause_in_recording_is_not_a_throughput_drop(clock, pause: bool) -> None:
+    """Three windows without records: paused (set_paused), the throughput rule has no value
+    and then leaves those windows out; not paused, the same silence is a drop and alerts."""
+    m = _mon(clock, window_s=60)
+    n = 0
+
+    def minute(k: int) -> None:
+        nonlocal n
+        for _ in range(k):
+            m.record(f"p{n}", "ham", 0.9, 0.001)
+            n += 1
+            clock.advance(60 / k)
+        m.flush()
+
+    for _ in range(12):
+        minute(100)
+    assert m.stats()["throughput"]["drop"] == pytest.approx(0.0)
+    m.set_paused(pause)
+    assert m.paused is pause and m.stats()["paused"] is pause
+    for _ in range(3):
+        clock.advance(60)
+        m.flush()
+    drop = m.stats()["throughput"]["drop"]
+    assert (drop is None) if pause else drop == 1.0
+    level = m.stats()["alerts"]["levels"]["throughput_drop"]
+    assert level == ("ok" if pause else "critical")
+    m.set_paused(False)
+    assert not m.stats()["paused"]
+    for _ in range(2):
+        minute(100)
+    tp = m.stats()["throughput"]
+    assert tp["drop"] == pytest.approx(0.0)
+    # the paused windows left out: the clock starts mid-window, so the 3 paused minutes touch 4
+    assert tp["baseline_windows"] == (6 if pause else 10)
+    minute(10)  # a real drop after the pause still alerts
+    minute(10)
+    assert m.stats()["throughput"]["drop"] > 0.8  # the critical level
+    for _ in range(2):  # the rule fires after two rounds above it
+        clock.advance(1)
+        m.flush()
+    assert m.stats()["alerts"]["levels"]["throughput_drop"] == "critical"

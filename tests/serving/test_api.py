@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ADMIN_TOKEN, Server, admin_headers, wait_for
+from .conftest import ADMIN_TOKEN, Server, admin_headers, running, wait_for
 
 
 def predict(c, texts, **kw):  # type: ignore[no-untyped-def]
@@ -349,3 +350,51 @@ def test_admin_erase_by_id_and_age(server: Server) -> None:
             assert store.merged(model="intent")["count"] >= count  # counts stay
     finally:
         store.close()
+
+
+def test_the_admin_api_pauses_and_resumes_monitoring_in_the_process(
+    models_dir: Path, tmp_path: Path, intent_texts: list[str]
+) -> None:
+    """Paused, predictions are served with ids (feedback still joins) but not recorded: they
+    count as unmonitored in the model info, stats and /metrics; resumed, recording goes on."""
+    with running(models_dir, f"sqlite:///{tmp_path / 'm.db'}", tmp_path) as s, s.client() as c:
+        url = "/v1/models/intent/monitoring"
+        assert c.put(url, json={"monitoring": "off"}).status_code == 401
+        r = c.put(url, json={"monitoring": "paused"}, headers=admin_headers())
+        assert r.status_code == 422 and "monitoring" in r.text
+
+        def local() -> dict:
+            return dict(c.get("/v1/models/intent/stats").json()["local"])
+
+        predict(c, intent_texts[:5])
+        assert wait_for(lambda: local()["counts"]["predictions"] == 5)
+        r = c.put(url, json={"monitoring": "off"}, headers=admin_headers())
+        assert r.status_code == 200, r.text
+        assert r.json()["monitoring"] == {"state": "paused", "unmonitored": 0}
+        paused = predict(c, [f"{t} paused" for t in intent_texts[5:12]])["predictions"]
+        item = {"id": paused[0]["id"], "label": paused[0]["label"]}
+        assert c.post("/v1/models/intent/feedback", json=item).json()["status"] == "joined"
+        stats = c.get("/v1/models/intent/stats").json()
+        assert stats["monitoring"] == {"state": "paused", "unmonitored": 7}
+        assert stats["local"]["paused"]
+        m = metrics(c)
+        assert total(m, "leanml_monitoring_paused", model="intent") == 1
+        assert total(m, "leanml_unmonitored_predictions_total", model="intent") == 7
+        r = c.put(url, json={"monitoring": "on"}, headers=admin_headers())
+        assert r.status_code == 200 and r.json()["monitoring"]["state"] == "on"
+        predict(c, [f"{t} resumed" for t in intent_texts[12:15]])
+        assert wait_for(lambda: local()["counts"]["predictions"] == 8)  # 5 + 3: none paused
+        assert not local()["paused"]
+        assert total(metrics(c), "leanml_monitoring_paused", model="intent") == 0
+
+
+def test_pausing_monitoring_a_server_runs_without_is_a_409(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    with running(models_dir, store, tmp_path, extra=["--no-monitoring"]) as s, s.client() as c:
+        r = c.put(
+            "/v1/models/intent/monitoring", json={"monitoring": "off"}, headers=admin_headers()
+        )
+        assert r.status_code == 409 and r.json()["field"] == "monitoring", r.text
+        assert c.get("/v1/models/intent").json()["monitoring"]["state"] == "off"

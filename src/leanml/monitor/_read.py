@@ -141,10 +141,13 @@ def _throughput(st: MonitorState, now: float) -> ThroughputStats:
         start = cur - i * width
         if start < math.floor(st.started / width) * width:
             break
+        if st.paused_during(start, start + width):  # not recorded: not the traffic
+            continue
         w = st.windows.get(start)
         base.append(w.count if w else 0)
     drop = None
-    if base and sum(base) > 0 and st.started <= cur - width:
+    paused = st.paused_during(cur - width, now)  # a pause is not a drop
+    if base and sum(base) > 0 and st.started <= cur - width and not paused:
         drop = max(0.0, 1.0 - prev / (sum(base) / len(base)))
     return {
         "per_s": last_s,
@@ -218,6 +221,7 @@ def stats(st: MonitorState, now: float) -> MonitorStats:
         "optional_work": st.budget.stats(),
         "store": st.store.url if st.store is not None else None,
         "overhead": overhead(st),
+        "paused": st.paused_at is not None,
     }
 
 

@@ -155,6 +155,10 @@ class MonitorState:
         self.caller_calls = 0
         self.model_s = 0.0
         self.seconds: dict[int, int] = {}  # predictions per whole second (throughput)
+        #: recording paused by the caller since (None: not paused), and the last pauses
+        #: (start, end): the throughput rule leaves their windows out
+        self.paused_at: float | None = None
+        self.pauses: deque[tuple[float, float]] = deque(maxlen=16)
         self.drift_cache: dict[str, Any] = {}  # the rolling drift scores of the last alert round
 
     def _init_quality(self) -> None:
@@ -253,6 +257,12 @@ class MonitorState:
             other = self.label_index[OTHER] = len(self.labels)
             self.labels.append(OTHER)
         return other
+
+    def paused_during(self, start: float, end: float) -> bool:
+        """Whether recording was paused at any time in ``[start, end)``."""
+        if self.paused_at is not None and self.paused_at < end:
+            return True
+        return any(a < end and b > start for a, b in self.pauses)
 
     def stats_windows(self, now: float) -> list[Window]:
         """The windows overlapping the stats window that ends at ``now``."""

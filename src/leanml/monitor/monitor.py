@@ -328,6 +328,25 @@ class ModelMonitor:
         st.caller_samples += 1
         st.caller_calls += calls
 
+    def set_paused(self, paused: bool) -> None:
+        """The caller stopped (``True``) or resumed recording this model's predictions (the
+        serving layer's ``PUT /v1/models/NAME/monitoring``). Nothing else changes: labels still
+        join, the flusher still writes. The throughput rule has no value while paused, and
+        windows that overlap a pause are left out of its last window and its baseline: a
+        pause is not a traffic drop. ``stats()["paused"]`` says whether it is paused."""
+        st = self.state
+        with st.lock:
+            now = self._clock()
+            if paused and st.paused_at is None:
+                st.paused_at = now
+            elif not paused and st.paused_at is not None:
+                st.pauses.append((st.paused_at, now))
+                st.paused_at = None
+
+    @property
+    def paused(self) -> bool:
+        return self.state.paused_at is not None
+
     def _invalid_record(self, message: str) -> None:
         """A record whose confidence, latency or counts are not numbers: counted, logged."""
         st = self.state

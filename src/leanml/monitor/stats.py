@@ -113,3 +113,4 @@ class MonitorStats(TypedDict):
     optional_work: dict[str, Any]  # OverheadBudget.stats(): budget, effective share, CPU spent
     store: str | None
     overhead: dict[str, Any]  # the monitor's own CPU vs the model's time (_read.overhead)
+    paused: bool  # recording paused by the caller (ModelMonitor.set_paused)

@@ -38,6 +38,7 @@ from leanml.serving.schemas import (
     BadRequest,
     ErrorBody,
     FeedbackResponse,
+    MonitoringRequest,
     PredictResponse,
     ShadowRequest,
     VariantRequest,
@@ -51,6 +52,7 @@ ADMIN_ROUTES = frozenset(
     {
         ("PUT", "/v1/models/{name}/variant"),
         ("PUT", "/v1/models/{name}/shadow"),
+        ("PUT", "/v1/models/{name}/monitoring"),
         ("POST", "/v1/models/{name}/reload"),
         ("PATCH", "/v1/monitoring/config"),
         ("POST", "/v1/monitoring/erase"),
@@ -77,6 +79,7 @@ _ERRORS = {
     ("post", "/v1/models/{name}/feedback"): "feedback",
     **{(m.lower(), p): "admin" for m, p in ADMIN_ROUTES},
     ("put", "/v1/models/{name}/shadow"): "admin_state",
+    ("put", "/v1/models/{name}/monitoring"): "admin_state",
     ("get", "/v2/health/ready"): "health",
     ("get", "/v2/models/{name}"): "model",
     ("get", "/v2/models/{name}/versions/{version}"): "model",
@@ -300,6 +303,22 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
                 "shadow",
                 "the shadow check is off in this server's configuration "
                 '([serving] shadow = "off")',
+            )
+        return _json(info)
+
+    @api.put("/v1/models/{name}/monitoring", **guarded)
+    async def set_monitoring(name: str, body: MonitoringRequest) -> Response:
+        """Pause (``off``) or resume (``on``) the monitoring of the model in this process:
+        paused, its predictions are not recorded (counted as ``unmonitored``) and the
+        throughput rule leaves the paused time out; ids are still issued and labels still
+        join."""
+        info = service.set_monitoring(name, body.monitoring == "on")
+        if info is None:
+            raise BadRequest(
+                409,
+                "monitoring",
+                "monitoring is off in this server's configuration "
+                "(--no-monitoring or [serving] monitoring = false)",
             )
         return _json(info)
 

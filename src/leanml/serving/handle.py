@@ -106,6 +106,10 @@ class ModelHandle:
         self.state: ServedState | None = None
         self.cached_predictions = 0
         self._monitored_batches = 0
+        #: monitoring paused by the admin API (PUT /v1/models/NAME/monitoring) in this process,
+        #: and the predictions served unrecorded meanwhile
+        self.monitoring_paused = False
+        self.unmonitored = 0
         self.predictions = 0
         self.errors = 0
         self.loaded_at = 0.0
@@ -175,6 +179,8 @@ class ModelHandle:
             self.code_served.append((str(loaded.version), loaded.variant))
             if monitor is not None:
                 monitor.ground_truth, monitor.ground_truth_code = self.ground_truth, code
+        if monitor is not None:
+            monitor.set_paused(self.monitoring_paused)
         self.cache.invalidate()
         self.state = ServedState(
             loaded, monitor, code, self.code_classes[code], self.cache.generation
@@ -226,7 +232,7 @@ class ModelHandle:
         ids = self.ground_truth.issue(len(texts), state.code, top, confidences_a)
         if shadow is not None and shadow.serving_compact and state.variant == "compact":
             shadow.offer(texts, ids, labels, confidences_a, model_s)
-        mon = state.monitor
+        mon = self._recording(state, len(texts))
         if mon is not None:
             latency = time.perf_counter() - starts if starts is not None else 0.0
             batches = self._monitored_batches = self._monitored_batches + 1
@@ -237,6 +243,34 @@ class ModelHandle:
                 mon.record_batch(ids, labels, confs, latency, texts, counts, model_s)
                 mon.note_caller_cost(time.perf_counter_ns() - t1, _TIME_EVERY)
         return state, labels, confs, proba, ids
+
+    def _recording(self, state: ServedState, n: int) -> ModelMonitor | None:
+        """The monitor that records these ``n`` predictions; None when monitoring is off, or
+        paused (then they count in ``unmonitored``)."""
+        if self.monitoring_paused:
+            self.unmonitored += n
+            return None
+        return state.monitor
+
+    def pause_monitoring(self, paused: bool) -> bool:
+        """Pause or resume the recording of this model's predictions in this process (ids
+        are still issued and labels still join); False when this server runs without
+        monitoring."""
+        if not self.config.monitoring:
+            return False
+        self.monitoring_paused = paused
+        for m in self.monitor_list():
+            m.set_paused(paused)
+        return True
+
+    def monitoring_info(self) -> dict[str, Any]:
+        """``state``: on, paused or off (this server's configuration), and ``unmonitored``: the
+        predictions served while it was paused."""
+        state = "paused" if self.monitoring_paused else "on"
+        return {
+            "state": state if self.config.monitoring else "off",
+            "unmonitored": self.unmonitored,
+        }
 
     def cache_keys(self, texts: Sequence[str]) -> list[bytes] | None:
         """The prediction-cache keys of ``texts`` (None when the cache is off)."""
@@ -304,8 +338,9 @@ class ModelHandle:
                 result, a, b, _wait = await self.batcher.submit(miss_texts, t0)
             except Exception:
                 self.errors += len(miss_idx)
-                if state.monitor is not None:
-                    state.monitor.record_error(len(miss_idx))
+                mon = self._recording(state, 0)
+                if mon is not None:
+                    mon.record_error(len(miss_idx))
                 raise
             state, labels, confs, proba, ids = result  # issued and monitored per batch
             labels, confs, ids = labels[a:b], confs[a:b], ids[a:b]
@@ -343,7 +378,7 @@ class ModelHandle:
             len(hit_idx), state.code, [index[e[0]] for e in entries], [e[1] for e in entries]
         )
         latency = time.perf_counter() - t0
-        mon = state.monitor
+        mon = self._recording(state, len(hit_idx))
         classes = state.classes
         for j, i in enumerate(hit_idx):
             label, conf, row, _, _ = entries[j]
@@ -427,6 +462,7 @@ class ModelHandle:
             "load_seconds": round(st.loaded.load_seconds, 4) if st else None,
             "task": st.loaded.manifest.task if st else None,
             "shadow": self.shadow_stats(),
+            "monitoring": self.monitoring_info(),
         }
 
     def shadow_stats(self) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@ Families added to :func:`leanml.monitor.render_prometheus`'s (all labelled ``mod
   ``leanml_cache_bytes``;
 * ``leanml_batch_size`` and ``leanml_batch_queue_wait_seconds`` histograms;
 * ``leanml_cached_predictions_total``;
+* ``leanml_monitoring_paused`` (1 while paused by ``PUT /v1/models/NAME/monitoring``) and
+  ``leanml_unmonitored_predictions_total`` (served meanwhile, not recorded);
 * ``leanml_http_responses_total{route,status}`` (this process);
 * ``leanml_merged_predictions_total``, ``leanml_merged_ground_truth_joined_total``,
   ``leanml_merged_processes`` and the ``leanml_merged_latency_seconds`` summary: the store's
@@ -55,6 +57,7 @@ def render_service(service: Service, merged: bool = True) -> str:
     write_monitors(out, [m for h in handles for m in h.monitor_list()])
     _cache(out, handles)
     _batching(out, handles)
+    _paused(out, handles)
     _shadow(out, handles)
     name = "leanml_http_responses_total"
     out.family(name, "counter", "HTTP responses of this process.")
@@ -83,6 +86,17 @@ def _cache(out: Exposition, handles: Sequence[ModelHandle]) -> None:
     out.family(name, "counter", "Predictions answered from the cache.")
     for h in handles:
         out.sample(name, {"model": h.name}, h.cached_predictions)
+
+
+def _paused(out: Exposition, handles: Sequence[ModelHandle]) -> None:
+    name = "leanml_monitoring_paused"
+    out.family(name, "gauge", "1 while the model's monitoring is paused in this process.")
+    for h in handles:
+        out.sample(name, {"model": h.name}, int(h.monitoring_paused))
+    name = "leanml_unmonitored_predictions_total"
+    out.family(name, "counter", "Predictions served while monitoring was paused.")
+    for h in handles:
+        out.sample(name, {"model": h.name}, h.unmonitored)
 
 
 def _shadow(out: Exposition, handles: Sequence[ModelHandle]) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "FeedbackStatus",
     "Prediction",
     "PredictResponse",
+    "MonitoringRequest",
     "ShadowRequest",
     "VariantRequest",
     "check_feedback",
@@ -98,6 +99,10 @@ class VariantRequest(BaseModel):
 
 class ShadowRequest(BaseModel):
     shadow: Literal["on", "off"]
+
+
+class MonitoringRequest(BaseModel):
+    monitoring: Literal["on", "off"]
 
 
 def check_predict(data: Any, max_inputs: int, max_chars: int) -> tuple[list[str], bool]:

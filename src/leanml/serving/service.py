@@ -242,6 +242,12 @@ class Service:
             h.shadow.pause()
         return h.info()
 
+    def set_monitoring(self, name: str, on: bool) -> dict[str, Any] | None:
+        """Resume or pause the monitoring of ``name`` in this process: the model's info; None
+        when this server runs without monitoring."""
+        h = self.handle(name)
+        return h.info() if h.pause_monitoring(not on) else None
+
     def _shadow_switcher(self, name: str) -> Any:
         """The callback a model's shadow check calls (from its thread) to change variant."""
 
@@ -533,4 +539,5 @@ class Service:
             out["drift"] = local["drift"]
             out["alerts"] = local["alerts"]["active"]
         out["shadow"] = h.shadow_stats()
+        out["monitoring"] = h.monitoring_info()
         return out
