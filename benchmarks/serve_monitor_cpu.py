@@ -54,6 +54,17 @@ which a server started with ``shadow = "off"`` does not: that share is left out 
 
     flock /tmp/bench.lock python benchmarks/serve_monitor_cpu.py --what shadow --crossover \
         --concurrency 16 --reps 48 --blocks 6
+
+``--what monitoring --crossover`` does the same for monitoring: in each repetition one server
+records its predictions and the other has its monitoring paused (``PUT
+/v1/models/email/monitoring``: ids still issued, nothing recorded). Each repetition's CPU per
+prediction is its process CPU from just before its load to 6 s after it (past the store
+interval, so the store writes of what a run recorded count in that run, not in the next one,
+where the roles have swapped), over the predictions it served; the stats calls that read the
+counts are made outside that interval.
+
+    flock /tmp/bench.lock python benchmarks/serve_monitor_cpu.py --what monitoring --crossover \
+        --concurrency 16 --reps 24 --blocks 4
 """
 
 from __future__ import annotations
@@ -156,6 +167,39 @@ def set_shadow(srv: LeanServer, on: bool, texts: Path) -> None:
     raise RuntimeError(f"the shadow check did not turn {'on' if on else 'off'} in 60 s")
 
 
+def set_monitoring(srv: LeanServer, on: bool, texts: Path) -> None:
+    """Resume or pause the monitoring of the e-mail model in ``srv`` (at once: the next
+    prediction is recorded or not)."""
+    r = httpx.put(
+        f"{srv.url}/v1/models/email/monitoring",
+        json={"monitoring": "on" if on else "off"},
+        headers=ADMIN,
+        timeout=30,
+    )
+    r.raise_for_status()
+
+
+#: seconds a repetition waits after its load: past the store interval (5 s) and a flusher
+#: step, so the store write of what the run recorded counts in the run, not in the next one
+#: (where the roles have swapped)
+SETTLE_S = 6.0
+
+
+def _monitor_reading(srv: LeanServer, after: bool) -> tuple[float, float, int]:
+    """(process CPU s, the monitor's own CPU s, predictions served) now. The stats call
+    (which flushes the monitor and reads the store) is made outside the measured interval:
+    before reading the CPU at its start, after it at its end."""
+
+    def stats() -> dict[str, Any]:
+        return dict(httpx.get(f"{srv.url}/v1/models/email/stats", timeout=30).json())
+
+    s = None if after else stats()
+    cpu = psutil.Process(srv.pid).cpu_times()
+    s = stats() if s is None else s
+    own = s["local"]["overhead"]["monitor_cpu_s"]
+    return cpu.user + cpu.system, own, s["serving"]["predictions"]
+
+
 def _split(srv: LeanServer) -> tuple[float, float, float, int]:
     """(process CPU s, its main thread's, the shadow check's, predictions served) now: the
     event loop runs on the main thread; the check's re-scoring runs there too and counts as
@@ -183,7 +227,9 @@ def _per_prediction(
 
 
 def crossover(args: argparse.Namespace) -> int:
-    """``--what shadow --crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
+    """``--crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
+    if args.what == "monitoring":
+        return crossover_monitoring(args)
     reps = args.reps or 16
     duration = args.duration or 5.0
     work = CACHE / "serving"
@@ -299,6 +345,102 @@ def crossover(args: argparse.Namespace) -> int:
     return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
 
 
+def crossover_monitoring(args: argparse.Namespace) -> int:
+    """``--what monitoring --crossover``: both servers at the defaults; in each repetition one
+    records its predictions and the other has its monitoring paused (``PUT
+    /v1/models/email/monitoring``), both loaded at once; the roles swap at the next repetition.
+    A repetition's CPU per prediction is the server's process CPU from before its load to
+    :data:`SETTLE_S` after it, over the predictions it served."""
+    reps = args.reps or 16
+    duration = args.duration or 5.0
+    work = CACHE / "serving"
+    work.mkdir(parents=True, exist_ok=True)
+    models, _, model_info = prepare_models(work)
+    texts = texts_file(work)
+    os.environ["LEANML_ADMIN_TOKEN"] = ADMIN["Authorization"].split()[1]
+    load_before = os.getloadavg()[0]
+    t0 = time.monotonic()
+    n_blocks = max(1, min(args.blocks, reps // 2))
+    ratios: list[list[float]] = []  # per block: cpu_on / cpu_off - 1 of each repetition
+    own: list[float] = []  # the recording server's monitor CPU over its process CPU
+    own_us: list[float] = []  # the same per prediction
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    for block in range(n_blocks):
+        names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
+        ratios.append([])
+        with contextlib.ExitStack() as stack:
+            servers = {
+                k: stack.enter_context(
+                    leanml_server(work, models, f"cross-{k}-{block}", ["--no-cache"])
+                )
+                for k in names
+            }
+            for k in servers:  # a first load, not counted
+                safe(f"{k} warm-up", servers[k].run, texts, duration=2.0, concurrency=16)
+            for rep in range(reps // n_blocks):
+                on, off = ("a", "b") if rep % 2 == 0 else ("b", "a")
+                set_monitoring(servers[off], False, texts)
+                set_monitoring(servers[on], True, texts)
+                before = {k: _monitor_reading(servers[k], False) for k in servers}
+                with ThreadPoolExecutor(2) as pool:
+                    for f in [
+                        pool.submit(
+                            measured_run,
+                            servers[k],
+                            f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
+                            texts,
+                            duration,
+                            args.concurrency,
+                        )
+                        for k in servers
+                    ]:
+                        f.result()
+                time.sleep(SETTLE_S)
+                after = {k: _monitor_reading(servers[k], True) for k in servers}
+                per = {}
+                for k in servers:
+                    n = after[k][2] - before[k][2]
+                    per[k] = (after[k][0] - before[k][0]) * 1e6 / n if n > 0 else None
+                if per[on] and per[off]:
+                    ratios[-1].append(per[on] / per[off] - 1)
+                    cpu["on"].append(per[on])
+                    cpu["off"].append(per[off])
+                d_cpu = after[on][0] - before[on][0]
+                n_on = after[on][2] - before[on][2]
+                if d_cpu > 0 and n_on > 0:
+                    own.append((after[on][1] - before[on][1]) / d_cpu)
+                    own_us.append((after[on][1] - before[on][1]) * 1e6 / n_on)
+    swaps = [
+        [math.sqrt((1 + b[i]) * (1 + b[i + 1])) - 1 for i in range(0, len(b) - 1, 2)]
+        for b in ratios
+    ]
+    flat = [x for b in swaps for x in b]
+    cost = statistics.median(flat) if flat else None
+    out: dict[str, Any] = {
+        "metric": "server process CPU per prediction, monitoring recording vs paused in the "
+        "same processes (crossover: the roles swap every repetition; median over swaps)",
+        "what": "monitoring",
+        "crossover": True,
+        "cost_cpu": None if cost is None else round(cost, 4),
+        "swap_costs": [round(x, 4) for x in flat],
+        "swap_costs_spread": quartiles(flat) if flat else None,
+        "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
+        "median_ci95_by_blocks": bootstrap_median(swaps),
+        "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
+        "server_cpu_us_per_prediction": {
+            k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
+        },
+        "self_measured": {
+            "monitor_cpu_share": quartiles(own) if own else None,
+            "monitor_us_per_prediction": quartiles(own_us) if own_us else None,
+            "what": "the recording server's monitor CPU (flusher thread and the timed caller "
+            "share, stats()['overhead']) over its process CPU, and per prediction, same run",
+        },
+        "pass": {"monitoring_cpu_le_3pct": None if cost is None else cost <= 0.03},
+    }
+    return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
+
+
 def report(
     out: dict[str, Any],
     args: argparse.Namespace,
@@ -357,15 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--crossover",
         action="store_true",
-        help="--what shadow: two servers at the defaults, the check paused in one and running in "
-        "the other (PUT /v1/models/email/shadow), the roles swapped every repetition: each "
-        "process is measured on and off, so its own offset cancels",
+        help="--what monitoring or shadow: two servers at the defaults, what is measured paused "
+        "in one and running in the other (PUT /v1/models/email/monitoring or .../shadow), the "
+        "roles swapped every repetition: each process is measured on and off, so its own "
+        "offset cancels",
     )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.crossover:
-        if args.what != "shadow":
-            ap.error("--crossover measures the shadow check: use it with --what shadow")
+        if args.what not in ("shadow", "monitoring"):
+            ap.error("--crossover pauses what it measures: --what monitoring or shadow")
         return crossover(args)
     reps = args.reps or (10 if args.quick else 20)
     duration = args.duration or (3.0 if args.quick else 5.0)
