@@ -193,11 +193,22 @@ def _add_to_windows(
 
 
 def _count_seconds(st: MonitorState, ts: np.ndarray) -> None:
-    """Predictions per whole second (the newest 120 to 180 seconds are kept)."""
-    u, c = np.unique(ts.astype(np.int64), return_counts=True)
+    """Predictions per whole second (the newest 120 to 180 seconds are kept). A chunk spans a
+    second or two: counted from its first second (no sort), unless its times are far apart."""
+    whole = ts.astype(np.int64)
+    lo, hi = int(whole.min()), int(whole.max())
     sec = st.seconds
-    for s_, c_ in zip(u.tolist(), c.tolist(), strict=True):
-        sec[s_] = sec.get(s_, 0) + c_
+    if lo == hi:
+        sec[lo] = sec.get(lo, 0) + int(whole.size)
+    else:
+        if hi - lo <= 4096:
+            c = np.bincount(whole - lo)
+            u = np.flatnonzero(c)
+            secs, counts = (u + lo).tolist(), c[u].tolist()
+        else:
+            secs, counts = (a.tolist() for a in np.unique(whole, return_counts=True))
+        for s_, c_ in zip(secs, counts, strict=True):
+            sec[s_] = sec.get(s_, 0) + c_
     if len(sec) > 180:
         for old in sorted(sec)[:-120]:
             del sec[old]
