@@ -365,6 +365,7 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
     own: list[float] = []  # the recording server's monitor CPU over its process CPU
     own_us: list[float] = []  # the same per prediction
     cpu: dict[str, list[float]] = {"on": [], "off": []}
+    p99: dict[str, list[float]] = {"on": [], "off": []}  # each run's p99 latency (ms)
     for block in range(n_blocks):
         names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
         ratios.append([])
@@ -383,8 +384,8 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
                 set_monitoring(servers[on], True, texts)
                 before = {k: _monitor_reading(servers[k], False) for k in servers}
                 with ThreadPoolExecutor(2) as pool:
-                    for f in [
-                        pool.submit(
+                    futures = {
+                        k: pool.submit(
                             measured_run,
                             servers[k],
                             f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
@@ -393,8 +394,11 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
                             args.concurrency,
                         )
                         for k in servers
-                    ]:
-                        f.result()
+                    }
+                    for k, f in futures.items():
+                        lat = f.result().get("latency_ms") or {}
+                        if lat.get("p99") is not None:
+                            p99["on" if k == on else "off"].append(lat["p99"])
                 time.sleep(SETTLE_S)
                 after = {k: _monitor_reading(servers[k], True) for k in servers}
                 per = {}
@@ -430,6 +434,7 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
         "server_cpu_us_per_prediction": {
             k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
         },
+        "p99_ms_median": {k: round(statistics.median(v), 3) if v else None for k, v in p99.items()},
         "self_measured": {
             "monitor_cpu_share": quartiles(own) if own else None,
             "monitor_us_per_prediction": quartiles(own_us) if own_us else None,
