@@ -48,7 +48,7 @@ from cpython.buffer cimport (
     PyBUF_FORMAT, PyBUF_STRIDES, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer,
 )
 from cpython.object cimport PyObject
-from libc.math cimport exp, isnan
+from libc.math cimport ceil, exp, isnan, log
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
@@ -1859,3 +1859,61 @@ def take_batches(bbuf, Py_ssize_t limit, dict label_index, Sampler sampler):
         codes_a, conf_a, lat_a, ts_a, len_a if any_input else None, tok_a, known_a, model_s,
         counted, coder.unknown_at, coder.unknown, *picker.result(any_input),
     )
+
+
+# -- latency sketches (leanml.monitor.sketch.LogSketch) ------------------------------------------
+
+def sketch_add_many(sk, values):
+    """:meth:`leanml.monitor.sketch.LogSketch.add_many` of ``values`` (any float64 array) in
+    one pass: count, sum, min and max, the values at or below ``min_value`` in
+    ``zero_count``, each other value in bucket ``ceil(log(v) / log(gamma))`` (those above
+    ``max_value`` in the last bucket), the counts grown by ``sk._ensure``. A NaN is no
+    latency: it is left out (it has no bucket)."""
+    cdef const double[::1] v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t n = v.shape[0], i, m = 0
+    if n == 0:
+        return
+    cdef double inv = sk._inv_log_gamma, low = sk.min_value, high = sk.max_value
+    cdef long long last = sk._max_index, k, imin = 0, imax = 0, off, zeros = 0
+    cdef double x, total = 0.0, lo = math.inf, hi = -math.inf
+    cdef long long* idx = <long long*>malloc(n * sizeof(long long))
+    cdef long long[::1] counts
+    if idx == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            x = v[i]
+            if x != x:
+                continue
+            total += x
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+            if x <= low:
+                zeros += 1
+                continue
+            k = last if x > high else <long long>ceil(log(x) * inv)
+            if m == 0 or k < imin:
+                imin = k
+            if m == 0 or k > imax:
+                imax = k
+            idx[m] = k
+            m += 1
+        if m + zeros == 0:
+            return
+        sk.count += m + zeros
+        sk.sum += total
+        if lo < sk.min:
+            sk.min = lo
+        if hi > sk.max:
+            sk.max = hi
+        sk.zero_count += zeros
+        if m:
+            sk._ensure(imin, imax)
+            counts = sk._counts
+            off = sk._offset
+            for i in range(m):
+                counts[idx[i] - off] += 1
+    finally:
+        free(idx)

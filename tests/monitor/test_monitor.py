@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 
 import numpy as np
@@ -703,3 +704,18 @@ def test_a_pause_in_recording_is_not_a_throughput_drop(clock, pause: bool) -> No
         clock.advance(1)
         m.flush()
     assert m.stats()["alerts"]["levels"]["throughput_drop"] == "critical"
+
+
+def test_a_nan_latency_is_left_out_of_the_sketches_not_the_chunk(clock) -> None:
+    """It used to make the sketch ingest raise, after the chunk was partly counted, and the
+    flusher dropped the whole chunk as invalid."""
+    m = _mon(clock)
+    m.record_batch(
+        ["a", "b", "c"], ["ham", "spam", "ham"], [0.9, 0.8, 0.7], [0.001, math.nan, 0.002]
+    )
+    m.record("d", "ham", 0.9, math.nan)
+    m.flush()
+    s = m.stats()
+    assert s["counters"]["invalid_batches"] == 0
+    assert s["counts"]["by_label"] == {"ham": 3, "spam": 1}
+    assert s["latency"]["count"] == 2 and s["latency"]["max"] == pytest.approx(0.002, rel=0.02)
