@@ -72,6 +72,8 @@ def _service(monitor: ModelMonitor) -> SimpleNamespace:
         name=NAME,
         cache=_Cache(hits=1, misses=2, evictions=0, expired=0, invalidations=0, bytes=64),
         cached_predictions=1,
+        monitoring_paused=False,
+        unmonitored=0,
         batcher=SimpleNamespace(
             size_counts=[1] + [0] * len(SIZE_BUCKETS),
             items=1,
