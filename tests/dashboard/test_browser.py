@@ -59,6 +59,10 @@ def test_dashboard_in_headless_chromium(tmp_path):
                 assert badge.text_content() == health
                 assert f"badge {health}" in (badge.get_attribute("class") or "")
                 assert name in want
+            # the markup-named model's monitoring is paused: its card says so, intent's not
+            paused = page.locator(".card.model .paused").all_text_contents()
+            assert paused == ["monitoring paused: predictions are served but not recorded"]
+            assert data["models"][1]["paused"] and not data["models"][0]["paused"]
             # the drift phase of the history left the intent model with active alerts
             assert page.locator("#alerts tr").count() >= 1
             # admin switch through the page, with the token

@@ -373,3 +373,9 @@ def test_data_json_with_serve_shaped_active_alerts_and_merged_processes():
          "reason": "2% > 1%"}
     ]  # fmt: skip
     assert (d["models"][0]["predictions"], d["models"][0]["processes"]) == (4500, 6)
+
+
+def test_model_entry_says_whether_monitoring_is_paused():
+    assert model_entry("email", {"paused": True})["paused"] is True
+    assert model_entry("email", {"paused": False})["paused"] is False
+    assert model_entry("email", {})["paused"] is False  # stats from before the pause existed

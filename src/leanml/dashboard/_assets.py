@@ -143,6 +143,8 @@ JS = r"""
     c.appendChild(el("div", {class: "muted"},
       `version ${m.version || "-"} · variant ${m.variant || "-"}` +
       (m.variants && m.variants.length ? ` (available: ${m.variants.join(", ")})` : "")));
+    if (m.paused) c.appendChild(el("div", {class: "muted paused"},
+      "monitoring paused: predictions are served but not recorded"));
     const t = el("table");
     const rows = [
       ["predictions", m.predictions === null ? "-" : Number(m.predictions).toLocaleString("en")],

@@ -246,6 +246,7 @@ def model_entry(name: str, stats: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": str(name),
         "health": str(st.get("health") or "unknown"),
+        "paused": bool(st.get("paused")),  # recording paused (PUT /v1/models/NAME/monitoring)
         "reasons": [f"{a.get('rule')}: {a.get('level')} - {a.get('reason')}" for a in alerts],
         "version": str(st.get("version") or ""),
         "variant": str(served if served not in (None, "", "default") else active or ""),
