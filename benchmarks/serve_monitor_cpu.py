@@ -230,8 +230,8 @@ def crossover(args: argparse.Namespace) -> int:
     """``--crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
     if args.what == "monitoring":
         return crossover_monitoring(args)
-    reps = args.reps or 16
-    duration = args.duration or 5.0
+    reps = args.reps or (8 if args.quick else 16)
+    duration = args.duration or (3.0 if args.quick else 5.0)
     work = CACHE / "serving"
     work.mkdir(parents=True, exist_ok=True)
     models, _, model_info = prepare_models(work)
@@ -351,8 +351,8 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
     /v1/models/email/monitoring``), both loaded at once; the roles swap at the next repetition.
     A repetition's CPU per prediction is the server's process CPU from before its load to
     :data:`SETTLE_S` after it, over the predictions it served."""
-    reps = args.reps or 16
-    duration = args.duration or 5.0
+    reps = args.reps or (8 if args.quick else 16)
+    duration = args.duration or (3.0 if args.quick else 5.0)
     work = CACHE / "serving"
     work.mkdir(parents=True, exist_ok=True)
     models, _, model_info = prepare_models(work)
@@ -478,7 +478,9 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="10 pairs of 3 s runs")
+    ap.add_argument(
+        "--quick", action="store_true", help="10 pairs of 3 s runs (--crossover: 8 repetitions)"
+    )
     ap.add_argument("--reps", type=int, default=None, help="pairs (default 10 quick, 20)")
     ap.add_argument("--duration", type=float, default=None, help="seconds per run")
     ap.add_argument("--concurrency", type=int, default=32)
