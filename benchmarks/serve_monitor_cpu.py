@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -78,6 +79,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -167,7 +169,7 @@ def set_shadow(srv: LeanServer, on: bool, texts: Path) -> None:
     raise RuntimeError(f"the shadow check did not turn {'on' if on else 'off'} in 60 s")
 
 
-def set_monitoring(srv: LeanServer, on: bool, texts: Path) -> None:
+def set_monitoring(srv: LeanServer, on: bool) -> None:
     """Resume or pause the monitoring of the e-mail model in ``srv`` (at once: the next
     prediction is recorded or not)."""
     r = httpx.put(
@@ -226,56 +228,130 @@ def _per_prediction(
     return {"loop": loop, "shadow": shadow, "rest": proc - loop - shadow}
 
 
+@dataclasses.dataclass
+class _Crossover:
+    """What both crossover modes share: settings, models, texts, the clock and the load."""
+
+    args: argparse.Namespace
+    reps: int
+    duration: float
+    blocks: int
+    work: Path
+    models: Path
+    model_info: dict[str, Any]
+    texts: Path
+    load_before: float
+    t0: float
+
+    @classmethod
+    def start(cls, args: argparse.Namespace) -> _Crossover:
+        reps = args.reps or (8 if args.quick else 16)
+        work = CACHE / "serving"
+        work.mkdir(parents=True, exist_ok=True)
+        models, _, model_info = prepare_models(work)
+        os.environ["LEANML_ADMIN_TOKEN"] = ADMIN["Authorization"].split()[1]
+        return cls(
+            args,
+            reps,
+            args.duration or (3.0 if args.quick else 5.0),
+            max(1, min(args.blocks, reps // 2)),
+            work,
+            models,
+            model_info,
+            texts_file(work),
+            os.getloadavg()[0],
+            time.monotonic(),
+        )
+
+    @contextlib.contextmanager
+    def servers(self, block: int) -> Iterator[dict[str, LeanServer]]:
+        """Two fresh servers at the defaults (started in alternating order), each loaded once."""
+        names = ["a", "b"] if block % 2 == 0 else ["b", "a"]
+        with contextlib.ExitStack() as stack:
+            servers = {
+                k: stack.enter_context(
+                    leanml_server(self.work, self.models, f"cross-{k}-{block}", ["--no-cache"])
+                )
+                for k in names
+            }
+            for k in servers:  # a first load, not counted
+                safe(f"{k} warm-up", servers[k].run, self.texts, duration=2.0, concurrency=16)
+            yield servers
+
+    def load(self, servers: dict[str, LeanServer], on: str, tag: str) -> dict[str, dict[str, Any]]:
+        """One measured run of both servers at once (``on`` runs what is measured)."""
+        with ThreadPoolExecutor(2) as pool:
+            futures = {
+                k: pool.submit(
+                    measured_run,
+                    servers[k],
+                    f"{k} ({'on' if k == on else 'off'}) #{tag}",
+                    self.texts,
+                    self.duration,
+                    self.args.concurrency,
+                )
+                for k in servers
+            }
+            return {k: f.result() for k, f in futures.items()}
+
+    def report(self, out: dict[str, Any]) -> int:
+        return report(
+            out,
+            self.args,
+            self.reps,
+            self.blocks,
+            self.duration,
+            self.model_info,
+            self.load_before,
+            self.t0,
+        )
+
+
+def _swap_summary(ratios: list[list[float]]) -> dict[str, Any]:
+    """The cost over swaps of per-block repetition ratios ``on / off - 1``: a process's offset
+    enters one repetition as 1 + o and the next as 1 / (1 + o), so the geometric mean of
+    consecutive repetitions (a swap) cancels it."""
+    swaps = [
+        [math.sqrt((1 + b[i]) * (1 + b[i + 1])) - 1 for i in range(0, len(b) - 1, 2)]
+        for b in ratios
+    ]
+    flat = [x for b in swaps for x in b]
+    cost = statistics.median(flat) if flat else None
+    return {
+        "cost_cpu": None if cost is None else round(cost, 4),
+        "swap_costs": [round(x, 4) for x in flat],
+        "swap_costs_spread": quartiles(flat) if flat else None,
+        "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
+        "median_ci95_by_blocks": bootstrap_median(swaps),
+        "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
+    }
+
+
+def _medians(values: dict[str, list[float]], digits: int) -> dict[str, float | None]:
+    return {k: round(statistics.median(v), digits) if v else None for k, v in values.items()}
+
+
 def crossover(args: argparse.Namespace) -> int:
     """``--crossover``: see :func:`main`'s ``--crossover`` and the docstring."""
     if args.what == "monitoring":
         return crossover_monitoring(args)
-    reps = args.reps or (8 if args.quick else 16)
-    duration = args.duration or (3.0 if args.quick else 5.0)
-    work = CACHE / "serving"
-    work.mkdir(parents=True, exist_ok=True)
-    models, _, model_info = prepare_models(work)
-    texts = texts_file(work)
-    os.environ["LEANML_ADMIN_TOKEN"] = ADMIN["Authorization"].split()[1]
-    load_before = os.getloadavg()[0]
-    t0 = time.monotonic()
-    n_blocks = max(1, min(args.blocks, reps // 2))
+    c = _Crossover.start(args)
+    texts = c.texts
     ratios: list[list[float]] = []  # per block: cpu_on / cpu_off - 1 of each repetition
     thread: list[float] = []  # the running check's thread CPU over its process CPU
     paused_thread: list[float] = []  # the same, in the paused process (it still reads the store)
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     split: list[list[dict[str, float]]] = []  # per block: the threads' ratios, each repetition
-    for block in range(n_blocks):
+    for block in range(c.blocks):
         split.append([])
-        names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
         ratios.append([])
-        with contextlib.ExitStack() as stack:
-            servers = {
-                k: stack.enter_context(
-                    leanml_server(work, models, f"cross-{k}-{block}", ["--no-cache"])
-                )
-                for k in names
-            }
-            for k in servers:  # a first load, not counted
-                safe(f"{k} warm-up", servers[k].run, texts, duration=2.0, concurrency=16)
-            for rep in range(reps // n_blocks):
+        with c.servers(block) as servers:
+            for rep in range(c.reps // c.blocks):
                 on, off = ("a", "b") if rep % 2 == 0 else ("b", "a")
                 set_shadow(servers[off], False, texts)
                 set_shadow(servers[on], True, texts)
                 before = {k: _split(servers[k]) for k in servers}
-                with ThreadPoolExecutor(2) as pool:
-                    futures = {
-                        k: pool.submit(
-                            measured_run,
-                            servers[k],
-                            f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
-                            texts,
-                            duration,
-                            args.concurrency,
-                        )
-                        for k in servers
-                    }
-                    got = {k: f.result() for k, f in futures.items()}
+                got = c.load(servers, on, f"{block}.{rep}")
                 after = {k: _split(servers[k]) for k in servers}
                 p_on = _per_prediction(before[on], after[on])
                 p_off = _per_prediction(before[off], after[off])
@@ -292,14 +368,7 @@ def crossover(args: argparse.Namespace) -> int:
                     d_cpu = after[k][0] - before[k][0]
                     if d_cpu > 0:
                         share.append((after[k][2] - before[k][2]) / d_cpu)
-    # a process's offset enters one repetition as 1 + o and the next as 1 / (1 + o): the
-    # geometric mean of consecutive repetitions (a swap) cancels it
-    swaps = [
-        [math.sqrt((1 + b[i]) * (1 + b[i + 1])) - 1 for i in range(0, len(b) - 1, 2)]
-        for b in ratios
-    ]
-    flat = [x for b in swaps for x in b]
-    cost = statistics.median(flat) if flat else None
+    summary = _swap_summary(ratios)
     by_thread: dict[str, Any] = {}
     for part in ("loop", "rest"):
         sw = [
@@ -312,17 +381,13 @@ def crossover(args: argparse.Namespace) -> int:
     by_thread["shadow_thread_us_per_prediction"] = (
         round(statistics.median(shadow_us), 3) if shadow_us else None
     )
+    cost = summary["cost_cpu"]
     out: dict[str, Any] = {
         "metric": "server process CPU per request, shadow check running vs paused in the same "
         "processes (crossover: the roles swap every repetition; median over swaps)",
         "what": "shadow",
         "crossover": True,
-        "cost_cpu": None if cost is None else round(cost, 4),
-        "swap_costs": [round(x, 4) for x in flat],
-        "swap_costs_spread": quartiles(flat) if flat else None,
-        "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
-        "median_ci95_by_blocks": bootstrap_median(swaps),
-        "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
+        **summary,
         "by_thread": {
             **by_thread,
             "what": "CPU per prediction served, running vs paused, swaps as above: the event "
@@ -330,9 +395,7 @@ def crossover(args: argparse.Namespace) -> int:
             "other thread but the shadow check's (the monitor's flusher, the store), and the "
             "check's own CPU per prediction (its thread, its re-scoring on the loop)",
         },
-        "server_cpu_us_per_request": {
-            k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
-        },
+        "server_cpu_us_per_request": _medians(cpu, 1),
         "self_measured": {
             "thread_cpu_share": quartiles(thread) if thread else None,
             "paused_thread_cpu_share": quartiles(paused_thread) if paused_thread else None,
@@ -342,7 +405,7 @@ def crossover(args: argparse.Namespace) -> int:
         },
         "pass": {"shadow_cpu_le_1pct": None if cost is None else cost <= 0.01},
     }
-    return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
+    return c.report(out)
 
 
 def crossover_monitoring(args: argparse.Namespace) -> int:
@@ -351,90 +414,50 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
     /v1/models/email/monitoring``), both loaded at once; the roles swap at the next repetition.
     A repetition's CPU per prediction is the server's process CPU from before its load to
     :data:`SETTLE_S` after it, over the predictions it served."""
-    reps = args.reps or (8 if args.quick else 16)
-    duration = args.duration or (3.0 if args.quick else 5.0)
-    work = CACHE / "serving"
-    work.mkdir(parents=True, exist_ok=True)
-    models, _, model_info = prepare_models(work)
-    texts = texts_file(work)
-    os.environ["LEANML_ADMIN_TOKEN"] = ADMIN["Authorization"].split()[1]
-    load_before = os.getloadavg()[0]
-    t0 = time.monotonic()
-    n_blocks = max(1, min(args.blocks, reps // 2))
+    c = _Crossover.start(args)
     ratios: list[list[float]] = []  # per block: cpu_on / cpu_off - 1 of each repetition
     own: list[float] = []  # the recording server's monitor CPU over its process CPU
     own_us: list[float] = []  # the same per prediction
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     p99: dict[str, list[float]] = {"on": [], "off": []}  # each run's p99 latency (ms)
-    for block in range(n_blocks):
-        names = ["a", "b"] if block % 2 == 0 else ["b", "a"]  # start order alternates
+    for block in range(c.blocks):
         ratios.append([])
-        with contextlib.ExitStack() as stack:
-            servers = {
-                k: stack.enter_context(
-                    leanml_server(work, models, f"cross-{k}-{block}", ["--no-cache"])
-                )
-                for k in names
-            }
-            for k in servers:  # a first load, not counted
-                safe(f"{k} warm-up", servers[k].run, texts, duration=2.0, concurrency=16)
-            for rep in range(reps // n_blocks):
+        with c.servers(block) as servers:
+            for rep in range(c.reps // c.blocks):
                 on, off = ("a", "b") if rep % 2 == 0 else ("b", "a")
-                set_monitoring(servers[off], False, texts)
-                set_monitoring(servers[on], True, texts)
+                set_monitoring(servers[off], False)
+                set_monitoring(servers[on], True)
                 before = {k: _monitor_reading(servers[k], False) for k in servers}
-                with ThreadPoolExecutor(2) as pool:
-                    futures = {
-                        k: pool.submit(
-                            measured_run,
-                            servers[k],
-                            f"{k} ({'on' if k == on else 'off'}) #{block}.{rep}",
-                            texts,
-                            duration,
-                            args.concurrency,
-                        )
-                        for k in servers
-                    }
-                    for k, f in futures.items():
-                        lat = f.result().get("latency_ms") or {}
-                        if lat.get("p99") is not None:
-                            p99["on" if k == on else "off"].append(lat["p99"])
+                got = c.load(servers, on, f"{block}.{rep}")
+                for k, r in got.items():
+                    lat = r.get("latency_ms") or {}
+                    if lat.get("p99") is not None:
+                        p99["on" if k == on else "off"].append(lat["p99"])
                 time.sleep(SETTLE_S)
                 after = {k: _monitor_reading(servers[k], True) for k in servers}
-                per = {}
-                for k in servers:
-                    n = after[k][2] - before[k][2]
-                    per[k] = (after[k][0] - before[k][0]) * 1e6 / n if n > 0 else None
-                if per[on] and per[off]:
-                    ratios[-1].append(per[on] / per[off] - 1)
-                    cpu["on"].append(per[on])
-                    cpu["off"].append(per[off])
+                served = {k: after[k][2] - before[k][2] for k in servers}
+                if served[on] > 0 and served[off] > 0:
+                    c_on, c_off = (
+                        (after[k][0] - before[k][0]) * 1e6 / served[k] for k in (on, off)
+                    )
+                    ratios[-1].append(c_on / c_off - 1)
+                    cpu["on"].append(c_on)
+                    cpu["off"].append(c_off)
                 d_cpu = after[on][0] - before[on][0]
                 n_on = after[on][2] - before[on][2]
                 if d_cpu > 0 and n_on > 0:
                     own.append((after[on][1] - before[on][1]) / d_cpu)
                     own_us.append((after[on][1] - before[on][1]) * 1e6 / n_on)
-    swaps = [
-        [math.sqrt((1 + b[i]) * (1 + b[i + 1])) - 1 for i in range(0, len(b) - 1, 2)]
-        for b in ratios
-    ]
-    flat = [x for b in swaps for x in b]
-    cost = statistics.median(flat) if flat else None
+    summary = _swap_summary(ratios)
+    cost = summary["cost_cpu"]
     out: dict[str, Any] = {
         "metric": "server process CPU per prediction, monitoring recording vs paused in the "
         "same processes (crossover: the roles swap every repetition; median over swaps)",
         "what": "monitoring",
         "crossover": True,
-        "cost_cpu": None if cost is None else round(cost, 4),
-        "swap_costs": [round(x, 4) for x in flat],
-        "swap_costs_spread": quartiles(flat) if flat else None,
-        "swap_costs_median_ci95": bootstrap_median([[x] for x in flat]),
-        "median_ci95_by_blocks": bootstrap_median(swaps),
-        "repetition_ratios": [[round(x, 4) for x in b] for b in ratios],
-        "server_cpu_us_per_prediction": {
-            k: round(statistics.median(v), 1) if v else None for k, v in cpu.items()
-        },
-        "p99_ms_median": {k: round(statistics.median(v), 3) if v else None for k, v in p99.items()},
+        **summary,
+        "server_cpu_us_per_prediction": _medians(cpu, 1),
+        "p99_ms_median": _medians(p99, 3),
         "self_measured": {
             "monitor_cpu_share": quartiles(own) if own else None,
             "monitor_us_per_prediction": quartiles(own_us) if own_us else None,
@@ -443,7 +466,7 @@ def crossover_monitoring(args: argparse.Namespace) -> int:
         },
         "pass": {"monitoring_cpu_le_3pct": None if cost is None else cost <= 0.03},
     }
-    return report(out, args, reps, n_blocks, duration, model_info, load_before, t0)
+    return c.report(out)
 
 
 def report(

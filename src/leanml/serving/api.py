@@ -270,6 +270,14 @@ def _add_predict_routes(api: FastAPI, service: Service) -> None:
         return _json(payload, status)
 
 
+def _switched(info: dict[str, Any] | None, field: str, off: str) -> Response:
+    """The model's info after pausing or resuming something in it; None: this server runs
+    without it (409 naming ``field``, ``off`` saying why)."""
+    if info is None:
+        raise BadRequest(409, field, off)
+    return _json(info)
+
+
 def _add_admin_routes(api: FastAPI, service: Service) -> None:
     """Variant switch, reload and monitoring config, behind ``Authorization: Bearer``."""
     bearer = HTTPBearer(auto_error=False, description="LEANML_ADMIN_TOKEN")
@@ -297,14 +305,8 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
         nothing is sampled or re-scored and the original is released; a fallback decided by
         another process is still followed."""
         info = service.set_shadow(name, body.shadow == "on")
-        if info is None:
-            raise BadRequest(
-                409,
-                "shadow",
-                "the shadow check is off in this server's configuration "
-                '([serving] shadow = "off")',
-            )
-        return _json(info)
+        off = 'the shadow check is off in this server\'s configuration ([serving] shadow = "off")'
+        return _switched(info, "shadow", off)
 
     @api.put("/v1/models/{name}/monitoring", **guarded)
     async def set_monitoring(name: str, body: MonitoringRequest) -> Response:
@@ -313,14 +315,11 @@ def _add_admin_routes(api: FastAPI, service: Service) -> None:
         throughput rule leaves the paused time out; ids are still issued and labels still
         join."""
         info = service.set_monitoring(name, body.monitoring == "on")
-        if info is None:
-            raise BadRequest(
-                409,
-                "monitoring",
-                "monitoring is off in this server's configuration "
-                "(--no-monitoring or [serving] monitoring = false)",
-            )
-        return _json(info)
+        off = (
+            "monitoring is off in this server's configuration "
+            "(--no-monitoring or [serving] monitoring = false)"
+        )
+        return _switched(info, "monitoring", off)
 
     @api.post("/v1/models/{name}/reload", **guarded)
     async def reload(name: str) -> Response:
