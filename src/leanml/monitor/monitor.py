@@ -331,9 +331,10 @@ class ModelMonitor:
     def set_paused(self, paused: bool) -> None:
         """The caller stopped (``True``) or resumed recording this model's predictions (the
         serving layer's ``PUT /v1/models/NAME/monitoring``). Nothing else changes: labels still
-        join, the flusher still writes. The throughput rule has no value while paused, and
-        windows that overlap a pause are left out of its last window and its baseline: a
-        pause is not a traffic drop. ``stats()["paused"]`` says whether it is paused."""
+        join, the flusher still writes. The throughput rule has no value while its last
+        window overlaps a pause (or it is paused), and windows that overlap one are left out
+        of its baseline: a pause is not a traffic drop. ``stats()["paused"]`` says whether it
+        is paused."""
         st = self.state
         with st.lock:
             now = self._clock()
