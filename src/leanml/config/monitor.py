@@ -156,6 +156,11 @@ class MonitorConfig:
         "URLs, phone-like and long digit runs masked), hash (its sha256 only) or none.",
     )
     flush_interval_s: float = setting(0.2, "How often the background flusher wakes (s).")
+    flush_hold_s: float | None = setting(
+        0.0005,
+        "Longest stretch a flusher step holds the GIL before a short pause that lets the "
+        "threads serving predictions run (s); none: no pauses.",
+    )
     flush_batch_size: int = setting(16_384, "Most records the flusher moves per round.")
     buffer_size: int = setting(65_536, "Bound of the single-record buffer (drops counted).")
     batch_buffer_size: int = setting(4_096, "Bound of the record_batch buffer, in calls.")
@@ -218,6 +223,8 @@ class MonitorConfig:
         check_number(
             self.relative_accuracy, "relative_accuracy", owner, low=0, high=0.5, low_open=True
         )
+        if self.flush_hold_s is not None:
+            check_number(self.flush_hold_s, "flush_hold_s", owner, low=0, low_open=True)
         if self.retention_max_age_s is not None:
             check_number(
                 self.retention_max_age_s, "retention_max_age_s", owner, low=0, low_open=True

@@ -43,12 +43,15 @@ def step(st: MonitorState, force: bool) -> bool:
 def _step(st: MonitorState, force: bool) -> bool:
     with st.io_lock:
         with st.lock:
+            st.pace.start()
             now = st.clock()
             busy = _drain(st, force)
+            st.pace()
             rows = _due_work(st, now, force)
             evict_windows(st)
             st.counters["flushes"] += 1
         if rows is not None and st.store is not None:
+            st.pace()
             errors = st.counters["store_errors"]
             write_rows(st, st.store, rows)
             if st.counters["store_errors"] != errors:  # a failing store: no early writes
@@ -86,6 +89,7 @@ def _due_work(st: MonitorState, now: float, force: bool) -> dict[str, list] | No
     if force or now >= due["alerts"]:
         evaluate_alerts(st, now)
         due["alerts"] = now + cfg.alert_interval_s
+        st.pace()
     if now >= due["resources"]:  # on its interval only: a flush needs no fresh sample
         _sample_resources(st, now)
         due["resources"] = now + cfg.resource_interval_s

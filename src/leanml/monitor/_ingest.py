@@ -50,7 +50,9 @@ def _guarded(st: MonitorState, take: Any) -> None:
     :func:`~leanml._native.take_batches`, which also pick the sampled ones), and ingest it; a
     malformed record drops the chunk."""
     try:
-        _ingest_columns(st, *take())
+        columns = take()
+        st.pace()
+        _ingest_columns(st, *columns)
     except (TypeError, ValueError) as exc:
         st.counters["invalid_batches"] += 1
         logger.error("monitor %s: dropped an invalid record chunk: %s", st.name, exc)

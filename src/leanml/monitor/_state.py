@@ -30,6 +30,7 @@ from leanml._native import SingleBuffer
 from leanml.config import MonitorConfig
 from leanml.groundtruth import GroundTruth
 from leanml.monitor._blocks import DetailQueue
+from leanml.monitor._pace import Pacer
 from leanml.monitor.alerts import AlertManager
 from leanml.monitor.budget import OverheadBudget
 from leanml.monitor.drift import DriftDetector
@@ -197,6 +198,7 @@ class MonitorState:
         cfg = self.config
         now = self.clock()
         self.started = now
+        self.pace = Pacer(cfg.flush_hold_s)  # the flusher's pauses that let the GIL go
         self.due = {
             "alerts": now,
             "store": now + cfg.store_interval_s,
@@ -215,6 +217,7 @@ class MonitorState:
             self._init_recent(cfg)
         self.calibration.tolerance = cfg.calibration_tolerance
         self.budget.budget = cfg.overhead_budget
+        self.pace.every_s = cfg.flush_hold_s
         self.alerts.set_rules(cfg.alert_rules)
         self.alerts.max_events = cfg.max_events
         self.resources.samples = deque(self.resources.samples, maxlen=cfg.resource_history)

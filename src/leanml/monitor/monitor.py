@@ -19,12 +19,14 @@ Hot path contract:
 A background flusher thread (every ``flush_interval_s``) moves buffered records into per-window
 counters and latency sketches, accuracy/calibration windows and the sampled-detail queue;
 evaluates alerts; samples resources; writes the store every ``store_interval_s``; and applies
-retention. :meth:`flush` does all of that synchronously;
+retention. A step pauses briefly every ``flush_hold_s`` it has held the GIL, so that the
+threads serving predictions are not kept waiting by a long step (:mod:`~leanml.monitor._pace`).
+:meth:`flush` does all of that synchronously;
 :meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread.
 
 Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
 :class:`~leanml.monitor._state.MonitorState` they take as a parameter. The flusher's step is
-``_flush`` (order and schedule), ``_ingest`` (records into windows and sketches), ``_details``
+``_flush`` (order and schedule), ``_pace`` (its pauses), ``_ingest`` (records into windows and sketches), ``_details``
 (sampled detail rows), ``_truth`` (ground-truth join and scoring) and ``_windows`` (closing and
 evicting windows, alerts, store rows); the readers are ``_read``.
 """

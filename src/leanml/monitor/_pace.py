@@ -1,0 +1,54 @@
+"""Flusher, pace: short pauses that hand the GIL to the threads serving predictions.
+
+A flusher step runs with the GIL, like any Python thread. A thread that wants the GIL while
+the step holds it (a server's event loop with a request to answer) waits until the step lets
+it go: at a blocking call, or when CPython's switch interval (5 ms) has run out and it asks
+the step to drop it. Releasing the GIL and taking it straight back is not enough: the waiting
+thread has to wake first, and the releasing one wins that race. So between its phases (and
+between slices of its long C calls) the step checks how long it has held the GIL and, past
+``every_s``, sleeps ``pause_s``: the waiting thread takes the GIL meanwhile, and the step
+resumes after it. A step longer than ``every_s`` thus never holds the GIL for much longer at a
+time, and the flusher can run less often (fewer, larger steps cost less CPU per prediction)
+without lengthening what a request may wait for.
+
+Cost: a pause is one ``clock_nanosleep`` (a few microseconds of CPU); the wait belongs to the
+flusher, which has nothing else to do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["Pacer"]
+
+
+class Pacer:
+    """Pause (``sleep(pause_s)``) when ``every_s`` or more have passed since the last pause
+    or :meth:`start`; ``every_s`` None: never."""
+
+    def __init__(
+        self,
+        every_s: float | None,
+        pause_s: float = 0.0001,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.every_s = every_s
+        self.pause_s = pause_s
+        self.clock = clock
+        self.sleep = sleep
+        self.since = clock()
+        self.pauses = 0
+
+    def start(self) -> None:
+        """A step begins: the time it holds the GIL counts from now."""
+        self.since = self.clock()
+
+    def __call__(self) -> None:
+        """Pause if the step has held the GIL for ``every_s`` since the last pause."""
+        if self.every_s is None or self.clock() - self.since < self.every_s:
+            return
+        self.sleep(self.pause_s)
+        self.pauses += 1
+        self.since = self.clock()
