@@ -63,11 +63,13 @@ class FeedbackOutcome:
 
 
 #: The server's own monitor defaults: alerts (and the drift tests they read) every 5 s instead
-#: of 1 s; the flusher every 0.1 s (its fixed cost per step is ~0.15 ms, and shorter steps hold
-#: the GIL for shorter stretches: at 4,500 predictions/s a 0.5 s step held it ~5 ms at a time;
-#: two served A/B runs of 8 pairs measured 1-2% more throughput at 0.1 s than at 0.5 s, within
-#: the machine's run-to-run spread). Anything the user sets in [monitor] wins.
-SERVING_PROFILE = {"monitor.alert_interval_s": 5.0, "monitor.flush_interval_s": 0.1}
+#: of 1 s; the flusher every 0.5 s. A step has a fixed cost (~0.4 ms of numpy calls and cold
+#: caches at 4,500 predictions/s), so fewer, larger steps cost less: the monitor's own CPU per
+#: served prediction was 4.4-4.6 us at 0.5 s against 5.3-5.4 us at 0.1 s, alternated
+#: (benchmarks/serve_flusher_phases.py). A long step no longer delays requests more: it pauses
+#: every ``flush_hold_s`` to hand the event loop the GIL (leanml.monitor._pace). Anything the
+#: user sets in [monitor] wins.
+SERVING_PROFILE = {"monitor.alert_interval_s": 5.0, "monitor.flush_interval_s": 0.5}
 
 
 def serving_profile(settings: Settings) -> Settings:
