@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import sys
 import threading
 import time
 from typing import Any
@@ -466,6 +467,26 @@ def test_the_redaction_in_c_is_redact_of_each_text() -> None:
     assert _every([12345678], STORE_HASH)[1] == [input_hash("12345678")]  # as its str, too
     at = next(i for i, t in enumerate(texts) if str(t).startswith("mail bob"))
     assert got[at] == "mail <email> or see <url>, call <phone>, id <number>"
+
+
+def test_the_redaction_steps_chained_in_c_are_the_patterns_subs_in_turn() -> None:
+    """detail_fields runs the three steps over C buffers (no str between them): the same as
+    the patterns' ``sub`` one after the other, on texts of every kind; and a result is a
+    canonical ``str`` (of the narrowest kind) when the masks took every wide character."""
+    from leanml.monitor._redact import _DIGITS, _EMAIL, _PHONE, _URL
+
+    texts = _texts(8, 6000) + ["жук@почта.рф", "😀 ж@b.co", "é@b.co 12345", "see 你@x.cn"]
+    want = [
+        _DIGITS.sub("<number>", _PHONE.sub("<phone>", _URL.sub("<url>", _EMAIL.sub("<email>", t))))
+        for t in texts
+    ]
+    got = _every(texts, STORE_REDACTED)[0]
+    assert got == want
+    narrowed = _every(["ж@b.co", "é@b.co 12345"], STORE_REDACTED)[0]
+    assert narrowed == ["<email>", "<email> <number>"]
+    assert all(
+        t.isascii() and sys.getsizeof(t) == sys.getsizeof(t.encode().decode()) for t in narrowed
+    )
 
 
 def _kept_by_hand(ids: list, conf: list, rate: float, below: float | None) -> list[int]:

@@ -115,6 +115,7 @@ cdef extern from "Python.h":
     ctypedef unsigned char Py_UCS1
     ctypedef unsigned short Py_UCS2
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
     void* PyUnicode_DATA(object o)
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     int PyUnicode_KIND(object o)
@@ -943,23 +944,63 @@ ctypedef fused _char:
     Py_UCS4
 
 
+cdef struct _Spans:
+    # spans [lo, hi) found in a text, in order, each with a tag (which mask replaces it)
+    Py_ssize_t* v  # (lo, hi, tag) triples
+    Py_ssize_t n  # spans held
+    Py_ssize_t cap  # room, in spans
+
+
+cdef inline void _spans_init(_Spans* s) noexcept:
+    s.v, s.n, s.cap = NULL, 0, 0
+
+
+cdef int _spans_add(_Spans* s, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t tag) except -1:
+    cdef Py_ssize_t cap
+    cdef Py_ssize_t* grown
+    if s.n == s.cap:
+        cap = 16 if s.cap == 0 else 2 * s.cap
+        grown = <Py_ssize_t*>realloc(s.v, 3 * cap * sizeof(Py_ssize_t))
+        if grown == NULL:
+            raise MemoryError()
+        s.v, s.cap = grown, cap
+    s.v[3 * s.n], s.v[3 * s.n + 1], s.v[3 * s.n + 2] = lo, hi, tag
+    s.n += 1
+    return 0
+
+
+cdef list _spans_list(_Spans* s, bint tags):
+    """The spans as ``(lo, hi)`` tuples (``tags``: ``(lo, hi, tag)``)."""
+    cdef Py_ssize_t k
+    if tags:
+        return [(s.v[3 * k], s.v[3 * k + 1], s.v[3 * k + 2]) for k in range(s.n)]
+    return [(s.v[3 * k], s.v[3 * k + 1]) for k in range(s.n)]
+
+
 def mark_spans(str text, bint urls):
     """The stretches ``[lo, hi)`` between ASCII whitespace that hold an ``@`` (``urls``
     false) or a ``://`` / ``www.`` (``urls`` true), in order."""
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* t = PyUnicode_DATA(text)
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef _Spans s
+    _spans_init(&s)
+    try:
+        _stretches(PyUnicode_DATA(text), PyUnicode_KIND(text), PyUnicode_GET_LENGTH(text),
+                   urls, &s)
+        return _spans_list(&s, False)
+    finally:
+        free(s.v)
+
+
+cdef int _stretches(const void* t, int kind, Py_ssize_t n, bint urls, _Spans* out) except -1:
     if kind == 1:  # Latin-1: find the marks at memchr speed
-        return _mark_spans1(<const Py_UCS1*>t, n, urls)
+        return _mark_spans1(<const Py_UCS1*>t, n, urls, out)
     if kind == 2:
-        return _mark_spans_wide(<const Py_UCS2*>t, n, urls)
-    return _mark_spans_wide(<const Py_UCS4*>t, n, urls)
+        return _mark_spans_wide(<const Py_UCS2*>t, n, urls, out)
+    return _mark_spans_wide(<const Py_UCS4*>t, n, urls, out)
 
 
-cdef list _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls):
+cdef int _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls, _Spans* out) except -1:
     """:func:`mark_spans` of a two- or four-byte text: each mark found by a scan, then its
     stretch's ends."""
-    cdef list out = []
     cdef Py_ssize_t i = 0, m
     while True:
         m = i
@@ -974,12 +1015,12 @@ cdef list _mark_spans_wide(const _char* t, Py_ssize_t n, bint urls):
             while m < n and t[m] != 64:
                 m += 1
         if m >= n:
-            return out
+            return 0
         i = _stretch(t, i, m, n, out)
 
 
 cdef inline Py_ssize_t _stretch(const _char* t, Py_ssize_t i, Py_ssize_t m, Py_ssize_t n,
-                                list out):
+                                _Spans* out) except -1:
     """Add the stretch between ASCII whitespace around the mark at ``m`` (not before ``i``)
     to ``out``; its end."""
     cdef Py_ssize_t lo = m, hi = m
@@ -987,7 +1028,7 @@ cdef inline Py_ssize_t _stretch(const _char* t, Py_ssize_t i, Py_ssize_t m, Py_s
         lo -= 1
     while hi < n and not _space(t[hi]):
         hi += 1
-    out.append((lo, hi))
+    _spans_add(out, lo, hi, 0)
     return hi
 
 
@@ -1001,16 +1042,15 @@ cdef Py_ssize_t _find(const Py_UCS1* t, Py_ssize_t i, Py_ssize_t n, const char* 
     return n if p == NULL else <const Py_UCS1*>p - t
 
 
-cdef list _mark_spans1(const Py_UCS1* t, Py_ssize_t n, bint urls):
+cdef int _mark_spans1(const Py_UCS1* t, Py_ssize_t n, bint urls, _Spans* out) except -1:
     """:func:`mark_spans` of a one-byte text: each mark found, then its stretch's ends."""
-    cdef list out = []
     cdef Py_ssize_t i = 0, m, a, b
     a = _find(t, 0, n, b"://", 3) if urls else _find(t, 0, n, b"@", 1)
     b = _find(t, 0, n, b"www.", 4) if urls else n
     while True:
         m = a if a < b else b
         if m >= n:
-            return out
+            return 0
         i = _stretch(t, i, m, n, out)
         if a < i:
             a = _find(t, i, n, b"://", 3) if urls else _find(t, i, n, b"@", 1)
@@ -1047,7 +1087,7 @@ cdef inline bint _url_end(Py_UCS4 c) noexcept:  # [^\\s<>"'.,;:!?)]
     )
 
 
-cdef void _emails(const _char* t, Py_ssize_t p, Py_ssize_t hi, list out):
+cdef int _emails(const _char* t, Py_ssize_t p, Py_ssize_t hi, _Spans* out) except -1:
     """The matches of ``[\\w.+-]+@[\\w-]+(?:\\.[\\w-]+)+`` in ``t[p:hi]``, left to right as
     ``finditer`` finds them. No part of the pattern can backtrack into another (``@`` and
     ``.`` end the runs before them), so each start either matches the longest such text or,
@@ -1072,10 +1112,11 @@ cdef void _emails(const _char* t, Py_ssize_t p, Py_ssize_t hi, list out):
                         end += 1
                     labels += 1
             if labels:
-                out.append((p, end))
+                _spans_add(out, p, end, _MASK_EMAIL)
                 p = end
                 continue
         p = e
+    return 0
 
 
 cdef Py_ssize_t _url_tail(const _char* t, Py_ssize_t q, Py_ssize_t hi) noexcept:
@@ -1089,7 +1130,7 @@ cdef Py_ssize_t _url_tail(const _char* t, Py_ssize_t q, Py_ssize_t hi) noexcept:
     return r if r > q else -1
 
 
-cdef void _urls(const _char* t, Py_ssize_t lo, Py_ssize_t hi, list out):
+cdef int _urls(const _char* t, Py_ssize_t lo, Py_ssize_t hi, _Spans* out) except -1:
     """The matches of the URL pattern (``leanml.monitor._redact._URL``) in ``t[lo:hi]``, as
     ``finditer`` finds them in that substring: at each start, ``scheme://`` then ``www.``,
     each with the longest tail that ends on a character a URL may end with."""
@@ -1109,48 +1150,18 @@ cdef void _urls(const _char* t, Py_ssize_t lo, Py_ssize_t hi, list out):
                     and t[p + 3] == 46:
                 m = _url_tail(t, p + 4, hi)
         if m >= 0:
-            out.append((p, m))
+            _spans_add(out, p, m, _MASK_URL)
             p = m
         else:
             p += 1
-
-
-cdef inline void _matches(const _char* t, Py_ssize_t lo, Py_ssize_t hi, bint urls, list out):
-    if urls:
-        _urls(t, lo, hi, out)
-    else:
-        _emails(t, lo, hi, out)
+    return 0
 
 
 def sub_marks(str text, bint urls):
     """``_EMAIL.sub("<email>", text)`` (``urls`` false) or ``_URL.sub("<url>", text)`` of
     :mod:`leanml.monitor._redact`, the pattern matched in C over the stretches of
     :func:`mark_spans` only (a match holds a mark and no ASCII whitespace)."""
-    return _sub_marks(text, urls)
-
-
-cdef str _sub_marks(str text, bint urls):
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* t = PyUnicode_DATA(text)
-    cdef list found = []
-    cdef Py_ssize_t lo, hi, at = 0
-    for lo, hi in mark_spans(text, urls):
-        if kind == 1:
-            _matches(<const Py_UCS1*>t, lo, hi, urls, found)
-        elif kind == 2:
-            _matches(<const Py_UCS2*>t, lo, hi, urls, found)
-        else:
-            _matches(<const Py_UCS4*>t, lo, hi, urls, found)
-    if not found:
-        return text
-    cdef str mask = "<url>" if urls else "<email>"
-    cdef list pieces = []
-    for lo, hi in found:
-        pieces.append(text[at:lo])
-        pieces.append(mask)
-        at = hi
-    pieces.append(text[at:])
-    return "".join(pieces)
+    return _redact_steps(text, _STEP_URLS if urls else _STEP_EMAILS, 1)
 
 
 cdef inline bint _digit(Py_UCS4 c) noexcept:  # \\d: a decimal digit of any script
@@ -1191,7 +1202,7 @@ cdef Py_ssize_t _phone_end(const _char* t, Py_ssize_t p, Py_ssize_t n) noexcept:
             return end
 
 
-cdef void _digit_masks(const _char* t, Py_ssize_t n, list out):
+cdef int _digit_masks(const _char* t, Py_ssize_t n, _Spans* out) except -1:
     """``(start, end, is_phone)`` of the phone matches and then, between them, the runs of 5
     or more digits (``\\d{5,}``), in order."""
     cdef Py_ssize_t p = 0, end, r
@@ -1200,12 +1211,12 @@ cdef void _digit_masks(const _char* t, Py_ssize_t n, list out):
         if _char is Py_UCS1:  # skip to the next candidate 16 bytes at a time
             p = leanml_next_digit_start(t, p, n)
             if p >= n:
-                return
+                return 0
         c = t[p]
         if c == 43 or c == 40 or _digit(c):
             end = _phone_end(t, p, n)
             if end >= 0:
-                out.append((p, end, True))
+                _spans_add(out, p, end, _MASK_PHONE)
                 p = end
                 continue
             if _digit(c):  # the digit run from here: no phone starts inside it (a digit is a
@@ -1213,38 +1224,142 @@ cdef void _digit_masks(const _char* t, Py_ssize_t n, list out):
                 while r < n and _digit(t[r]):
                     r += 1
                 if r - p >= 5:
-                    out.append((p, r, False))
+                    _spans_add(out, p, r, _MASK_NUMBER)
                 p = r
                 continue
         p += 1
+    return 0
 
 
 def mask_digits(str text):
     """``_DIGITS.sub("<number>", _PHONE.sub("<phone>", text))`` of
     :mod:`leanml.monitor._redact`, matched in C in one pass."""
-    return _mask_digits(text)
+    return _redact_steps(text, _STEP_DIGITS, 1)
 
 
-cdef str _mask_digits(str text):
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* t = PyUnicode_DATA(text)
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), at = 0, lo, hi
-    cdef list found = []
+# -- redaction: the steps, each writing the text with its matches masked to a C buffer ---------
+
+cdef extern from *:
+    """
+    static const char* const leanml_masks[4] = {"<email>", "<url>", "<phone>", "<number>"};
+    static const Py_ssize_t leanml_mask_len[4] = {7, 5, 7, 8};
+    """
+    const char* leanml_masks[4]
+    const Py_ssize_t leanml_mask_len[4]
+
+
+# a span's tag: the mask that replaces it (leanml_masks)
+cdef enum:
+    _MASK_EMAIL = 0
+    _MASK_URL = 1
+    _MASK_PHONE = 2
+    _MASK_NUMBER = 3
+
+# the redaction's steps, in the order it applies them
+cdef enum:
+    _STEP_EMAILS = 0
+    _STEP_URLS = 1
+    _STEP_DIGITS = 2
+
+
+cdef object _redact_steps(str text, int first, int count):
+    """``text`` after ``count`` redaction steps from ``first`` (:data:`_STEP_EMAILS`, then
+    URLs, then digits), each over the previous step's output as ``re.sub`` would run them
+    in turn: the text itself when no step finds anything. The steps write to two C buffers
+    in turn (no string per step, no tuple per match); the result becomes one ``str`` at the
+    end (of the narrowest kind that holds it, as every ``str`` must be)."""
+    cdef int kind = PyUnicode_KIND(text), step, w = 0
+    cdef const void* cur = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef bint changed = False
+    cdef void* bufs[2]
+    cdef _Spans found
+    bufs[0] = bufs[1] = NULL
+    _spans_init(&found)
+    try:
+        for step in range(first, first + count):
+            found.n = 0
+            _step_spans(cur, kind, n, step, &found)
+            if found.n:
+                bufs[w] = _masked(cur, kind, n, &found, bufs[w], &n)
+                cur = bufs[w]
+                w ^= 1
+                changed = True
+        if not changed:
+            return text
+        return PyUnicode_FromKindAndData(kind, cur, n)
+    finally:
+        free(found.v)
+        free(bufs[0])
+        free(bufs[1])
+
+
+cdef int _step_spans(const void* t, int kind, Py_ssize_t n, int step, _Spans* out) except -1:
     if kind == 1:
-        _digit_masks(<const Py_UCS1*>t, n, found)
+        return _step_spans_k(<const Py_UCS1*>t, n, step, out)
+    if kind == 2:
+        return _step_spans_k(<const Py_UCS2*>t, n, step, out)
+    return _step_spans_k(<const Py_UCS4*>t, n, step, out)
+
+
+cdef int _step_spans_k(const _char* t, Py_ssize_t n, int step, _Spans* out) except -1:
+    """The matches of one step in ``t[:n]``: e-mails and URLs over the stretches around
+    their marks, phone numbers and digit runs over the whole text."""
+    cdef _Spans st
+    cdef Py_ssize_t k
+    cdef bint urls = step == _STEP_URLS
+    if step == _STEP_DIGITS:
+        return _digit_masks(t, n, out)
+    _spans_init(&st)
+    try:
+        if _char is Py_UCS1:
+            _mark_spans1(t, n, urls, &st)
+        else:
+            _mark_spans_wide(t, n, urls, &st)
+        for k in range(st.n):
+            if urls:
+                _urls(t, st.v[3 * k], st.v[3 * k + 1], out)
+            else:
+                _emails(t, st.v[3 * k], st.v[3 * k + 1], out)
+    finally:
+        free(st.v)
+    return 0
+
+
+cdef void* _masked(const void* t, int kind, Py_ssize_t n, _Spans* spans, void* buf,
+                   Py_ssize_t* size) except NULL:
+    """``t[:n]`` with each span replaced by its mask, written to ``buf`` (grown with
+    realloc): the buffer, its length in ``size``."""
+    cdef Py_ssize_t k, m = n
+    for k in range(spans.n):
+        m += leanml_mask_len[spans.v[3 * k + 2]] - (spans.v[3 * k + 1] - spans.v[3 * k])
+    cdef void* out = realloc(buf, (m if m > 0 else 1) * kind)
+    if out == NULL:
+        raise MemoryError()
+    if kind == 1:
+        _write_masked(<const Py_UCS1*>t, n, spans, <Py_UCS1*>out)
     elif kind == 2:
-        _digit_masks(<const Py_UCS2*>t, n, found)
+        _write_masked(<const Py_UCS2*>t, n, spans, <Py_UCS2*>out)
     else:
-        _digit_masks(<const Py_UCS4*>t, n, found)
-    if not found:
-        return text
-    cdef list pieces = []
-    for lo, hi, phone in found:
-        pieces.append(text[at:lo])
-        pieces.append("<phone>" if phone else "<number>")
-        at = hi
-    pieces.append(text[at:])
-    return "".join(pieces)
+        _write_masked(<const Py_UCS4*>t, n, spans, <Py_UCS4*>out)
+    size[0] = m
+    return out
+
+
+cdef void _write_masked(const _char* t, Py_ssize_t n, _Spans* spans, _char* out) noexcept:
+    cdef Py_ssize_t k, j, lo, at = 0, o = 0, m
+    cdef const char* mask
+    for k in range(spans.n):
+        lo = spans.v[3 * k]
+        memcpy(out + o, t + at, (lo - at) * sizeof(_char))
+        o += lo - at
+        mask = leanml_masks[spans.v[3 * k + 2]]
+        m = leanml_mask_len[spans.v[3 * k + 2]]
+        for j in range(m):
+            out[o + j] = <unsigned char>mask[j]
+        o += m
+        at = spans.v[3 * k + 1]
+    memcpy(out + o, t + at, (n - at) * sizeof(_char))
 
 
 cdef extern from *:
@@ -1643,7 +1758,7 @@ cdef object _redact_one(x):
         return t
     # each step finds its own marks (memchr / SSE2 in a one-byte text) and returns the text
     # itself when it has none: no separate "in" test first (one more pass over the text)
-    return _mask_digits(_sub_marks(_sub_marks(t, False), True))
+    return _redact_steps(t, _STEP_EMAILS, 3)
 
 
 cdef unsigned char _MARK_START[256]  # the characters a mark or digit run starts with

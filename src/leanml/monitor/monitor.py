@@ -26,9 +26,9 @@ threads serving predictions are not kept waiting by a long step (:mod:`~leanml.m
 
 Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
 :class:`~leanml.monitor._state.MonitorState` they take as a parameter. The flusher's step is
-``_flush`` (order and schedule), ``_pace`` (its pauses), ``_ingest`` (records into windows and sketches), ``_details``
-(sampled detail rows), ``_truth`` (ground-truth join and scoring) and ``_windows`` (closing and
-evicting windows, alerts, store rows); the readers are ``_read``.
+``_flush`` (order and schedule), ``_pace`` (its pauses), ``_ingest`` (records into windows and
+sketches), ``_details`` (sampled detail rows), ``_truth`` (ground-truth join and scoring) and
+``_windows`` (closing and evicting windows, alerts, store rows); the readers are ``_read``.
 """
 
 from __future__ import annotations
