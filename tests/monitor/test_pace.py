@@ -8,6 +8,7 @@ import pytest
 from leanml.config import MonitorConfig
 from leanml.errors import ParameterError
 from leanml.monitor import ModelMonitor
+from leanml.monitor._flush import step
 from leanml.monitor._pace import Pacer
 
 from .conftest import FakeClock
@@ -61,7 +62,7 @@ def _sampled_rows(hold: float | None) -> tuple[list[list], int]:
         0.001,
         inputs=texts,
     )
-    m.flush()
+    step(m.state, False)  # a step of the flusher thread (a forced flush does not pause)
     chunks = m.state.details.take()
     pauses = m.state.pace.pauses
     m.close()
@@ -81,9 +82,27 @@ def test_a_step_pauses_between_slices_and_keeps_every_row() -> None:
     assert len(paced[0]) == 300 and paced[5][0] == ("mail 0 from <email> see <url> call <phone>")
 
 
+def test_a_forced_flush_does_not_pause() -> None:
+    clock, slept = FakeClock(0.0), []
+    pace = Pacer(0.001, clock=clock, sleep=slept.append)
+    pace.start(pausing=False)
+    clock.advance(1.0)
+    pace()
+    assert slept == []
+    m = ModelMonitor("email", config=MonitorConfig(flush_hold_s=1e-9), start=False, sinks=[])
+    m.record_batch(
+        [f"p{i}" for i in range(300)], ["a"] * 300, [0.9] * 300, 0.001, inputs=["x"] * 300
+    )
+    m.flush()
+    assert m.state.pace.pauses == 0 and m.state.total == 300
+    m.close()
+
+
 def test_the_hold_changes_at_run_time_and_is_checked() -> None:
     m = ModelMonitor("email", start=False, sinks=[])
-    assert m.state.pace.every_s == MonitorConfig().flush_hold_s
+    assert m.state.pace.every_s is None  # off outside leanml serve
+    m.configure(flush_hold_s=0.002)
+    assert m.state.pace.every_s == 0.002
     m.configure(flush_hold_s=None)
     assert m.state.pace.every_s is None
     with pytest.raises(ParameterError, match="flush_hold_s"):

@@ -157,9 +157,9 @@ class MonitorConfig:
     )
     flush_interval_s: float = setting(0.2, "How often the background flusher wakes (s).")
     flush_hold_s: float | None = setting(
-        0.0005,
-        "Longest stretch a flusher step holds the GIL before a short pause that lets the "
-        "threads serving predictions run (s); none: no pauses.",
+        None,
+        "Longest stretch a flusher step holds the GIL before a 0.1 ms pause that lets the "
+        "threads serving predictions run (s); none: no pauses (leanml serve: 0.0005).",
     )
     flush_batch_size: int = setting(16_384, "Most records the flusher moves per round.")
     buffer_size: int = setting(65_536, "Bound of the single-record buffer (drops counted).")

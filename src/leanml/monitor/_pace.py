@@ -12,7 +12,12 @@ time, and the flusher can run less often (fewer, larger steps cost less CPU per 
 without lengthening what a request may wait for.
 
 Cost: a pause is one ``clock_nanosleep`` (a few microseconds of CPU); the wait belongs to the
-flusher, which has nothing else to do.
+flusher, which has nothing else to do. When (``MonitorConfig.flush_hold_s``): ``leanml serve``
+pauses every 0.5 ms, where the event loop lets the GIL go at every turn, so the step gets it
+back quickly. Elsewhere pauses are off: a caller thread that never lets the GIL go (a
+CPU-bound loop of predictions) would keep it for the whole 5 ms switch interval after each
+pause, and the flusher would fall behind. A forced flush (``flush()``) never pauses: the
+thread running it is the one waiting for it.
 """
 
 from __future__ import annotations
@@ -39,15 +44,20 @@ class Pacer:
         self.clock = clock
         self.sleep = sleep
         self.since = clock()
+        self.pausing = True
         self.pauses = 0
 
-    def start(self) -> None:
-        """A step begins: the time it holds the GIL counts from now."""
+    def start(self, pausing: bool = True) -> None:
+        """A step begins: the time it holds the GIL counts from now. ``pausing`` false: this
+        step does not pause (a forced flush: its caller waits for it, and the flusher thread
+        waits for the step's lock)."""
+        self.pausing = pausing
         self.since = self.clock()
 
     def __call__(self) -> None:
         """Pause if the step has held the GIL for ``every_s`` since the last pause."""
-        if self.every_s is None or self.clock() - self.since < self.every_s:
+        every = self.every_s  # read once: a run-time change may set it to None mid-step
+        if not self.pausing or every is None or self.clock() - self.since < every:
             return
         self.sleep(self.pause_s)
         self.pauses += 1

@@ -19,8 +19,9 @@ Hot path contract:
 A background flusher thread (every ``flush_interval_s``) moves buffered records into per-window
 counters and latency sketches, accuracy/calibration windows and the sampled-detail queue;
 evaluates alerts; samples resources; writes the store every ``store_interval_s``; and applies
-retention. A step pauses briefly every ``flush_hold_s`` it has held the GIL, so that the
-threads serving predictions are not kept waiting by a long step (:mod:`~leanml.monitor._pace`).
+retention. With ``flush_hold_s`` set (``leanml serve`` sets it) a step pauses briefly every
+``flush_hold_s`` it has held the GIL, so that the threads serving predictions are not kept
+waiting by a long step (:mod:`~leanml.monitor._pace`).
 :meth:`flush` does all of that synchronously;
 :meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread.
 
