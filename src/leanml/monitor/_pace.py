@@ -7,9 +7,10 @@ the step to drop it. Releasing the GIL and taking it straight back is not enough
 thread has to wake first, and the releasing one wins that race. So between its phases (and
 between slices of its long C calls) the step checks how long it has held the GIL and, past
 ``every_s``, sleeps ``pause_s``: the waiting thread takes the GIL meanwhile, and the step
-resumes after it. A step longer than ``every_s`` thus never holds the GIL for much longer at a
-time, and the flusher can run less often (fewer, larger steps cost less CPU per prediction)
-without lengthening what a request may wait for.
+resumes after it. A step longer than ``every_s`` thus holds the GIL little longer than that at
+a time (but for one long call: the store write's block encoding, ~3-4 ms every 5 s in a
+loaded server), and the flusher can run less often (fewer, larger steps cost less CPU per
+prediction) without lengthening what a request may wait for.
 
 Cost: a pause is one ``clock_nanosleep`` (a few microseconds of CPU); the wait belongs to the
 flusher, which has nothing else to do. When (``MonitorConfig.flush_hold_s``): ``leanml serve``

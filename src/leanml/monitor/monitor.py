@@ -19,11 +19,11 @@ Hot path contract:
 A background flusher thread (every ``flush_interval_s``) moves buffered records into per-window
 counters and latency sketches, accuracy/calibration windows and the sampled-detail queue;
 evaluates alerts; samples resources; writes the store every ``store_interval_s``; and applies
-retention. With ``flush_hold_s`` set (``leanml serve`` sets it) a step pauses briefly every
+retention. :meth:`flush` does all of that synchronously;
+:meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread. With
+``flush_hold_s`` set (``leanml serve`` sets it) a step of the thread pauses briefly every
 ``flush_hold_s`` it has held the GIL, so that the threads serving predictions are not kept
 waiting by a long step (:mod:`~leanml.monitor._pace`).
-:meth:`flush` does all of that synchronously;
-:meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread.
 
 Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
 :class:`~leanml.monitor._state.MonitorState` they take as a parameter. The flusher's step is
