@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -35,6 +36,7 @@ def test_monitoring_demo_counts_every_label() -> None:
         pending_max_age_s=1800,
         overhead_texts=20,
         overhead_rounds=1,
+        overhead_seconds=0.0,
     )
     gt = out["ground_truth"]
     assert gt["joined"] + gt["duplicate"] + gt["late"] + gt["unknown"] == out["labels_sent"]
@@ -44,3 +46,23 @@ def test_monitoring_demo_counts_every_label() -> None:
     assert abs(out["joined_accuracy"] - out["true_accuracy"]) < 0.08
     assert 0 < out["estimated_accuracy"] <= 1
     assert out["overhead"]["predict_us"] > 0
+    assert out["overhead"]["monitor_cpu_per_prediction_us"] > 0
+
+
+def test_settled_overhead_is_the_monitor_cpu_of_what_was_recorded_since() -> None:
+    from leanml.demo.monitoring import settled_overhead
+    from leanml.monitor import ModelMonitor
+
+    m = ModelMonitor("x", sinks=[])  # its flusher running
+    m.record("warm", "a", 0.9, 0.001, input="some text")
+    m.flush()
+    before = m.stats()
+    for i in range(500):
+        m.record(f"p{i}", "a", 0.9, 0.001, input=f"text {i}")
+    own = settled_overhead(m, before)
+    assert m.stats()["counts"]["buffered"] == 0  # the flusher took them (waited for)
+    assert own["monitor_cpu_per_prediction_us"] > 0
+    # one snapshot for both: the CPU over the 500 predictions and over their 0.5 s of model time
+    per_model_s = own["monitor_cpu_per_prediction_us"] * 500 / 1e6 / 0.5
+    assert own["self_measured_overhead_pct"] == pytest.approx(100 * per_model_s)
+    m.close()

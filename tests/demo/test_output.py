@@ -130,3 +130,5 @@ def test_the_overhead_cell_adds_the_self_measured_share() -> None:
     m = {"predict_us": 40.0, "monitored_predict_us": 42.0, "overhead_pct": 5.0}
     assert _overhead(m) == "+2.0 µs (+5%)"
     assert _overhead({**m, "self_measured_overhead_pct": 3.24}) == "+2.0 µs (+5%), self 3.2%"
+    both = {**m, "self_measured_overhead_pct": 3.24, "monitor_cpu_per_prediction_us": 1.26}
+    assert _overhead(both) == "+2.0 µs (+5%), self 3.2% (1.3 µs)"

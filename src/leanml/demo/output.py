@@ -89,10 +89,14 @@ def _variants_table(results: dict[str, Any]) -> Table:
 
 
 def _overhead(m: dict[str, Any]) -> str:
-    """Added time per single-text predict (paired), and the monitor's self-measured CPU share."""
+    """Added time per single-text predict (paired), and the monitor's self-measured CPU share
+    (with its CPU per prediction when known)."""
     out = f"{m['monitored_predict_us'] - m['predict_us']:+.1f} µs ({m['overhead_pct']:+.0f}%)"
     own = m.get("self_measured_overhead_pct")
-    return out if own is None else f"{out}, self {own:.1f}%"
+    if own is None:
+        return out
+    per = m.get("monitor_cpu_per_prediction_us")
+    return f"{out}, self {own:.1f}%" + ("" if per is None else f" ({per:.1f} µs)")
 
 
 def _monitoring_table(results: dict[str, Any]) -> Table:

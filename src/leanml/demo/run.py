@@ -325,6 +325,7 @@ def _monitor(
         "monitored_predict_us": round(overhead["monitored_predict_us"], 1),
         # the monitor's own CPU (flusher + sampled caller cost) over the model's time
         "self_measured_overhead_pct": round(overhead["self_measured_overhead_pct"], 2),
+        "monitor_cpu_per_prediction_us": round(overhead["monitor_cpu_per_prediction_us"], 2),
         "true_accuracy": simulation["true_accuracy"],
         "joined_accuracy": simulation["joined_accuracy"],
         "joined_interval": simulation["joined_interval"],
