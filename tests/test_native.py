@@ -24,6 +24,7 @@ from leanml._native import (
     STORE_REDACTED,
     STORE_TEXT,
     IssuerCore,
+    LastIds,
     OneCall,
     Recorder,
     Sampler,
@@ -227,7 +228,7 @@ class _Calls:
         gt = GroundTruth()
         buf = SingleBuffer()
         rec = Recorder(buf, 100, lambda: 7.0, lambda which, n: None, print)
-        local = threading.local()
+        last = LastIds()
         one = OneCall(
             kind,
             model,
@@ -235,24 +236,24 @@ class _Calls:
             gt,
             rec,
             inputs,
-            local,
+            last,
             self.noted.append,
             self.errors.append,
             every,
             lambda X: self.fallback.append(X) or "fallback",
             lambda X: (self.fallback.append(X) or "fallback", []),
         )
-        return one, gt, buf, local
+        return one, gt, buf, last
 
 
 def test_one_call_answers_and_records_the_top_probability() -> None:
     calls = _Calls()
-    one, gt, buf, local = calls.one_call(PROBA, lambda X: np.array([[0.2, 0.5, 0.3]]))
+    one, gt, buf, last = calls.one_call(PROBA, lambda X: np.array([[0.2, 0.5, 0.3]]))
     labels = one.predict(["hello"])
     assert labels.tolist() == ["spam"]
     pid, label, conf, latency, text, ts, tokens, known = buf[0]
     assert (label, conf, text, ts, tokens, known) == ("spam", 0.5, "hello", 7.0, -1, 0)
-    assert latency >= 0 and local.ids == [pid] and gt.issuer.verify(pid) == 0
+    assert latency >= 0 and last.get() == [pid] and gt.issuer.verify(pid) == 0
     assert gt.ring.take(0)[1:3] == (1, 0.5)  # the ring holds the class index and confidence
     # equal maxima: the first, as numpy's argmax; a float32 answer is read as float64
     one, _, buf, _ = calls.one_call(PROBA, lambda X: np.array([[0.4, 0.4, 0.2]], np.float32))

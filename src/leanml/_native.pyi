@@ -104,6 +104,10 @@ FUSED: int
 PROBA: int
 DECISION: int
 
+class LastIds:
+    def set(self, ids: list[str]) -> None: ...
+    def get(self) -> list[str]: ...
+
 class OneCall:
     def __init__(
         self,
@@ -113,7 +117,7 @@ class OneCall:
         gt: IssueCore,
         rec: Recorder,
         inputs: bool,
-        local: Any,
+        last: LastIds,
         note: Callable[[int], None],
         error: Callable[[int], None],
         sample_every: int,

@@ -40,6 +40,7 @@ that.
 """
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -123,6 +124,10 @@ cdef extern from "Python.h":
     bint Py_UNICODE_ISSPACE(Py_UCS4 ch)
     bint Py_UNICODE_ISALNUM(Py_UCS4 ch)
     bint Py_UNICODE_ISDECIMAL(Py_UCS4 ch)
+    ctypedef struct PyThreadState:
+        pass
+    PyThreadState* PyThreadState_Get()
+    unsigned long long PyThreadState_GetID(PyThreadState* tstate)
 
 cdef long long _PENDING = 1
 _MANY = (list, tuple, np.ndarray)
@@ -805,6 +810,53 @@ cdef enum _Kind:
 FUSED, PROBA, DECISION = _FUSED, _PROBA, _DECISION
 
 
+cdef inline unsigned long long _thread_id() noexcept:
+    """The running thread's state id: unique in the process, never reused (unlike the OS's
+    thread ids), from a C call."""
+    return PyThreadState_GetID(PyThreadState_Get())
+
+
+cdef class LastIds:
+    """The ids of each thread's last prediction
+    (:attr:`~leanml.monitor.MonitoredEstimator.last_prediction_ids`). The first thread that
+    sets them (the owner: most programs predict from one thread) keeps them in a field of
+    this object, one id without the list it is read as (:meth:`get` makes it); every other
+    thread in a ``threading.local``. A ``threading.local`` write is a dictionary lookup of
+    the thread's storage and a store in it, several hundred nanoseconds of a single-text
+    prediction on the cold caches a model leaves; the field is a pointer store. A thread
+    that never set them reads ``[]``."""
+
+    cdef unsigned long long _owner  # the owner's thread-state id; 0 until the first set
+    cdef object _ids  # the owner's: a list of ids, or one id (a str)
+    cdef object _local
+
+    def __cinit__(self):
+        self._owner = 0
+        self._ids = []
+        self._local = threading.local()
+
+    cdef int _set(self, ids) except -1:
+        cdef unsigned long long me = _thread_id()
+        if self._owner == 0:
+            self._owner = me
+        if me == self._owner:
+            self._ids = ids
+        else:
+            self._local.ids = [ids] if type(ids) is str else ids
+        return 0
+
+    def set(self, list ids):
+        """This thread's last prediction ids are ``ids``."""
+        self._set(ids)
+
+    def get(self):
+        """This thread's last prediction ids (``[]`` before its first prediction)."""
+        if _thread_id() == self._owner:
+            ids = self._ids
+            return [ids] if type(ids) is str else ids
+        return getattr(self._local, "ids", [])
+
+
 cdef class OneCall:
     """The monitored wrapper's path for one input (:class:`leanml.monitor.MonitoredEstimator`):
     ``predict([x])`` and ``predict_with_ids([x])`` time the model, take the class and its
@@ -825,7 +877,8 @@ cdef class OneCall:
     (a power of two) times the ids and record and hands the nanoseconds to ``note``. A
     failing model calls ``error(1)`` and raises."""
 
-    cdef object _model, _fallback, _fallback_ids, _labels, _local, _note, _error
+    cdef object _model, _fallback, _fallback_ids, _labels, _note, _error
+    cdef LastIds _last
     cdef int _kind
     cdef list _names
     cdef IssueCore _gt
@@ -834,14 +887,15 @@ cdef class OneCall:
     cdef unsigned long long _calls, _mask
 
     def __init__(
-        self, int kind, model, labels, IssueCore gt, Recorder rec, bint inputs, local, note,
+        self, int kind, model, labels, IssueCore gt, Recorder rec, bint inputs, LastIds last,
+        note,
         error, unsigned long long sample_every, fallback, fallback_ids,
     ):
         self._kind, self._model, self._labels, self._gt, self._rec, self._inputs = (
             kind, model, labels, gt, rec, inputs
         )
         self._names = labels.tolist()  # the class as a Python object, as record_batch's
-        self._local, self._note, self._error = local, note, error
+        self._last, self._note, self._error = last, note, error
         self._calls, self._mask = 0, sample_every - 1
         self._fallback, self._fallback_ids = fallback, fallback_ids
 
@@ -851,7 +905,7 @@ cdef class OneCall:
         return self._kind != _FUSED or type((<list>X)[0]) is str
 
     cdef object _one(self, list X):
-        """The label array of ``X`` (one input), its id in ``local.ids``; None when the
+        """The label array of ``X`` (one input), its id in ``last``; None when the
         model's answer is not one row of its classes (the caller falls back)."""
         cdef long long t0 = _now_ns(), t1
         cdef object tokens = -1, known = 0
@@ -891,7 +945,7 @@ cdef class OneCall:
             tokens,
             known,
         )
-        self._local.ids = [pid]
+        self._last._set(pid)
         if timed:
             self._note(_now_ns() - t1)
         return self._labels[k : k + 1]
@@ -907,7 +961,7 @@ cdef class OneCall:
         if self._fits(X):
             labels = self._one(X)
             if labels is not None:
-                return labels, self._local.ids
+                return labels, self._last.get()
         return self._fallback_ids(X)
 
 

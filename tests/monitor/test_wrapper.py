@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -46,6 +48,36 @@ def test_predict_is_transparent_and_recorded(model, clock) -> None:
     texts = {r["input_text"] for r in m.monitor.sampled_records()}
     assert {"free money", "lunch"} <= texts
     m.close()
+
+
+def test_last_prediction_ids_are_each_threads_own(model, clock) -> None:
+    """The first predicting thread's ids are kept apart from the others' (LastIds); each
+    thread reads its own last call's, by the one-input (C) and the batch path, and a thread
+    that never predicted reads none."""
+    with monitored(model, name="m", clock=clock, start=False, sinks=[]) as m:
+        assert m.last_prediction_ids == []
+        _, first = m.predict_with_ids(["free money"])  # this thread owns the field
+        seen: dict[str, list[str]] = {}
+
+        def other() -> None:
+            seen["before"] = m.last_prediction_ids
+            _, one = m.predict_with_ids(["lunch"])
+            seen["one"], seen["after_one"] = one, m.last_prediction_ids
+            m.predict(["status meeting", "cheap offer"])
+            seen["after_batch"] = m.last_prediction_ids
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert seen["before"] == []
+        assert seen["after_one"] == seen["one"] and len(seen["one"]) == 1
+        assert len(seen["after_batch"]) == 2 and seen["one"][0] not in seen["after_batch"]
+        assert m.last_prediction_ids == first  # the other thread left this one's alone
+        labels, batch = m.predict_with_ids(["a", "b", "c"])
+        assert m.last_prediction_ids == batch and len(batch) == 3
+        m.predict(["one more"])
+        (last,) = m.last_prediction_ids
+        assert last not in batch and last not in first + seen["one"] + seen["after_batch"]
 
 
 @pytest.mark.parametrize("kind", ["predict_proba", "decision_function"])

@@ -20,14 +20,13 @@ monitor's accuracy windows are restored from that log (:meth:`ModelMonitor.resto
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from time import perf_counter, perf_counter_ns
 from typing import Any
 
 import numpy as np
 
-from leanml._native import DECISION, FUSED, PROBA, OneCall, take_at
+from leanml._native import DECISION, FUSED, PROBA, LastIds, OneCall, take_at
 from leanml._predict import scores_to_proba
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
@@ -56,7 +55,7 @@ class MonitoredEstimator:
         )
         monitor.ground_truth, monitor.ground_truth_code = self.ground_truth, 0
         self.record_inputs = record_inputs
-        self._local = threading.local()
+        self._last = LastIds()  # each thread's last prediction ids
         classes = getattr(estimator, "classes_", None)
         self._classes: list[Any] = [] if classes is None else list(np.asarray(classes).tolist())
         self._index = {c: i for i, c in enumerate(self._classes)}
@@ -96,7 +95,7 @@ class MonitoredEstimator:
                 self.ground_truth,
                 self.monitor.recorder,
                 self.record_inputs,
-                self._local,
+                self._last,
                 self._note,
                 self.monitor.record_error,
                 _SAMPLE_MASK + 1,
@@ -114,7 +113,7 @@ class MonitoredEstimator:
 
     @property
     def last_prediction_ids(self) -> list[str]:
-        return getattr(self._local, "ids", [])
+        return self._last.get()
 
     def _note(self, ns: int) -> None:
         """One sampled call's own cost (ids, record) for the monitor's overhead figure."""
@@ -173,7 +172,7 @@ class MonitoredEstimator:
                 counts,
                 dt,  # the model's time for the batch
             )
-        self._local.ids = ids
+        self._last.set(ids)
         if timed:
             self._note(perf_counter_ns() - t1)
         return labels, proba, ids
@@ -292,7 +291,7 @@ _OWN = frozenset(
         "estimator",
         "monitor",
         "ground_truth",
-        "_local",
+        "_last",
         "record_inputs",
         "_classes",
         "_index",
