@@ -33,6 +33,34 @@ def test_pauses_only_after_holding_for_every_s() -> None:
     assert pace.pauses == 1
 
 
+def test_pauses_stop_once_the_step_has_run_its_budget() -> None:
+    clock, slept = FakeClock(0.0), []
+    pace = Pacer(0.001, pause_s=0.0002, clock=clock, sleep=slept.append)
+    pace.start(budget_s=0.01)
+    for _ in range(4):  # 4 ms held in 1.1 ms stretches: a pause after each
+        clock.advance(0.0011)
+        pace()
+    assert pace.pauses == 4
+    clock.advance(0.006)  # 10.4 ms into the step: over its budget, no more pauses
+    pace()
+    clock.advance(0.002)
+    pace()
+    assert pace.pauses == 4 and len(slept) == 4
+    pace.start(budget_s=0.01)  # the next step has its own budget
+    clock.advance(0.0011)
+    pace()
+    assert pace.pauses == 5
+
+
+def test_a_flusher_step_has_a_quarter_of_the_flush_interval() -> None:
+    m = ModelMonitor(
+        "m", config=MonitorConfig(flush_interval_s=0.4, flush_hold_s=0.0005), start=False, sinks=[]
+    )
+    step(m.state, False)
+    assert m.state.pace.until - m.state.pace.since == pytest.approx(0.1)
+    m.close()
+
+
 def test_none_never_pauses() -> None:
     clock, slept = FakeClock(0.0), []
     pace = Pacer(None, clock=clock, sleep=slept.append)

@@ -43,7 +43,7 @@ def step(st: MonitorState, force: bool) -> bool:
 def _step(st: MonitorState, force: bool) -> bool:
     with st.io_lock:
         with st.lock:
-            st.pace.start(pausing=not force)
+            st.pace.start(pausing=not force, budget_s=st.config.flush_interval_s / 4)
             now = st.clock()
             busy = _drain(st, force)
             st.pace()

@@ -13,16 +13,20 @@ loaded server), and the flusher can run less often (fewer, larger steps cost les
 prediction) without lengthening what a request may wait for.
 
 Cost: a pause is one ``clock_nanosleep`` (a few microseconds of CPU); the wait belongs to the
-flusher, which has nothing else to do. When (``MonitorConfig.flush_hold_s``): ``leanml serve``
-pauses every 0.5 ms, where the event loop lets the GIL go at every turn, so the step gets it
-back quickly. Elsewhere pauses are off: a caller thread that never lets the GIL go (a
-CPU-bound loop of predictions) would keep it for the whole 5 ms switch interval after each
-pause, and the flusher would fall behind. A forced flush (``flush()``) never pauses: the
-thread running it is the one waiting for it.
+flusher, which has nothing else to do. A caller thread that never lets the GIL go (a CPU-bound
+loop of predictions) keeps it for the whole 5 ms switch interval after each pause, so a step
+can take ten times its CPU in wall time: the pauses stop once the step has run for a quarter
+of ``flush_interval_s`` (its budget), and a step that must catch up holds the GIL as it did
+without pauses. When (``MonitorConfig.flush_hold_s``): ``leanml serve`` pauses every 0.5 ms,
+where the event loop lets the GIL go at every turn, so the step gets it back quickly.
+Elsewhere pauses are off by default: in a CPU-bound loop each pause lets the caller run a whole
+switch interval, evicting the step's data from the caches, and the step's CPU grows. A forced
+flush (``flush()``) never pauses: the thread running it is the one waiting for it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -31,7 +35,7 @@ __all__ = ["Pacer"]
 
 class Pacer:
     """Pause (``sleep(pause_s)``) when ``every_s`` or more have passed since the last pause
-    or :meth:`start`; ``every_s`` None: never."""
+    or :meth:`start`, until the step has run for its budget; ``every_s`` None: never."""
 
     def __init__(
         self,
@@ -44,21 +48,29 @@ class Pacer:
         self.pause_s = pause_s
         self.clock = clock
         self.sleep = sleep
-        self.since = clock()
+        self.since = self.until = clock()
         self.pausing = True
         self.pauses = 0
 
-    def start(self, pausing: bool = True) -> None:
-        """A step begins: the time it holds the GIL counts from now. ``pausing`` false: this
-        step does not pause (a forced flush: its caller waits for it, and the flusher thread
-        waits for the step's lock)."""
+    def start(self, pausing: bool = True, budget_s: float = math.inf) -> None:
+        """A step begins: the time it holds the GIL counts from now, and it pauses for
+        ``budget_s`` at most (then it runs to its end). ``pausing`` false: this step does not
+        pause (a forced flush: its caller waits for it, and the flusher thread waits for the
+        step's lock)."""
         self.pausing = pausing
         self.since = self.clock()
+        self.until = self.since + budget_s
 
     def __call__(self) -> None:
         """Pause if the step has held the GIL for ``every_s`` since the last pause."""
         every = self.every_s  # read once: a run-time change may set it to None mid-step
-        if not self.pausing or every is None or self.clock() - self.since < every:
+        if not self.pausing or every is None:
+            return
+        now = self.clock()
+        if now - self.since < every:
+            return
+        if now >= self.until:  # over budget: the step runs to its end
+            self.pausing = False
             return
         self.sleep(self.pause_s)
         self.pauses += 1

@@ -63,17 +63,13 @@ class FeedbackOutcome:
 
 
 #: The server's own monitor defaults: alerts (and the drift tests they read) every 5 s instead
-#: of 1 s; the flusher every 0.5 s, pausing every 0.5 ms it holds the GIL. A step has a fixed
-#: cost (~0.4 ms of numpy calls and cold caches at 4,500 predictions/s), so fewer, larger steps
-#: cost less: the monitor's own CPU per served prediction was 4.4-4.6 us at 0.5 s against
-#: 5.3-5.4 us at 0.1 s, alternated (benchmarks/serve_flusher_phases.py). The pauses hand the
-#: event loop the GIL (leanml.monitor._pace): a longer step does not make a request wait
-#: longer. They stay off elsewhere: a caller that never lets the GIL go (a CPU-bound loop
-#: calling a monitored model) would take it for up to CPython's 5 ms switch interval after
-#: each pause, and the flusher would fall behind. Anything the user sets in [monitor] wins.
+#: of 1 s; the flusher (every 0.5 s, the library default) pausing every 0.5 ms it holds the
+#: GIL. The pauses hand the event loop the GIL (leanml.monitor._pace): a step of half a
+#: second's records does not make a request wait longer. They stay off elsewhere: in a
+#: CPU-bound loop calling a monitored model the caller takes the GIL for up to CPython's 5 ms
+#: switch interval after each pause. Anything the user sets in [monitor] wins.
 SERVING_PROFILE = {
     "monitor.alert_interval_s": 5.0,
-    "monitor.flush_interval_s": 0.5,
     "monitor.flush_hold_s": 0.0005,
 }
 
