@@ -120,3 +120,83 @@ def test_issue_one_is_issue_of_one(clock) -> None:
     for col in ("_ts", "_state", "_code", "_pred", "_conf"):
         np.testing.assert_array_equal(getattr(a.ring, col), getattr(b.ring, col))
     assert a.join([(ids_a[-1], "y")])[1][0].pred == b.join([(ids_b[-1], "y")])[1][0].pred == 4
+
+
+def test_issue_one_with_time_time_skips_the_lock_and_matches_issue() -> None:
+    """With ``time.time`` as the clock, ``issue_one`` puts without taking the lock (no thread
+    holds it): the same ids and ring entries as ``issue(1, ...)`` under the lock."""
+    a = GroundTruth(3, 50.0, prefix="p", secret=b"k" * 32)
+    b = GroundTruth(3, 50.0, prefix="p", secret=b"k" * 32)
+    ids_a = [a.issue(1, i % 2, i % 5, i / 20)[0] for i in range(10)]
+    ids_b = [b.issue_one(i % 2, i % 5, i / 20) for i in range(10)]
+    assert ids_a == ids_b and not b.lock.held
+    assert a.ring.counters == b.ring.counters and b.ring.counters["evicted_capacity"] == 7
+    for col in ("_state", "_code", "_pred", "_conf"):
+        np.testing.assert_array_equal(getattr(a.ring, col), getattr(b.ring, col))
+    assert a.join([(ids_a[-1], "x")])[1][0].pred == b.join([(ids_b[-1], "x")])[1][0].pred == 4
+
+
+@pytest.mark.parametrize("clocked", ["time.time", "fake"])
+def test_issue_one_waits_while_another_thread_holds_the_lock(clocked: str, clock) -> None:
+    gt = GroundTruth(100) if clocked == "time.time" else GroundTruth(100, clock=clock)
+    got: list[str] = []
+    with gt.lock:  # as join does: the ring is being read
+        assert gt.lock.held and gt.lock.locked()
+        t = threading.Thread(target=lambda: got.append(gt.issue_one(0, 1, 0.5)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and got == [] and gt.ring.issued == 0
+    t.join()
+    assert len(got) == 1 and gt.lookup(got[0])[0] == "pending" and not gt.lock.held
+
+
+def test_the_ring_lock_is_a_lock() -> None:
+    gt = GroundTruth(10)
+    lock = gt.lock
+    with pytest.raises(RuntimeError, match="unlocked"):
+        lock.release()
+    assert lock.acquire() is True
+    order: list[str] = []
+    t = threading.Thread(target=lambda: (lock.acquire(), order.append("other"), lock.release()))
+    t.start()
+    t.join(0.2)
+    order.append("owner")
+    lock.release()
+    t.join()
+    assert order == ["owner", "other"] and not lock.held
+
+
+def test_issue_one_and_joins_from_many_threads_keep_every_id() -> None:
+    """Single ids issued without the lock while other threads join under it: every id is
+    unique and joins once."""
+    gt = GroundTruth(1_000_000)
+    issued: list[list[str]] = [[] for _ in range(3)]
+    joined: list[int] = []
+    done = threading.Event()
+
+    def issue(k: int) -> None:
+        for i in range(3000):
+            issued[k].append(gt.issue_one(0, i % 7, 0.5))
+
+    def join() -> None:
+        pos = [0, 0, 0]  # how many of each thread's ids were joined
+        while not done.is_set() or any(len(x) > p for x, p in zip(issued, pos, strict=True)):
+            batch = []
+            for k, x in enumerate(issued):
+                new = x[pos[k] : pos[k] + 50]
+                pos[k] += len(new)
+                batch += [(i, "y") for i in new]
+            joined.extend(1 for s in gt.join(batch)[0] if s == "joined")
+
+    workers = [threading.Thread(target=issue, args=(k,)) for k in range(3)]
+    joiner = threading.Thread(target=join)
+    for t in (*workers, joiner):
+        t.start()
+    for t in workers:
+        t.join()
+    done.set()
+    joiner.join()
+    ids = [i for x in issued for i in x]
+    assert len(ids) == len(set(ids)) == 9000 == gt.ring.issued
+    assert len(joined) == 9000
+    assert gt.join([(i, "z") for i in ids[:10]])[0] == ["duplicate"] * 10

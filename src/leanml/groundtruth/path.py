@@ -19,7 +19,6 @@ the ring (about 0.1 us uncontended), none around minting the ids. Issuing is C
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,9 +63,9 @@ class GroundTruth(IssueCore):
     ) -> None:
         self.issuer = IdIssuer(prefix, secret)
         self.ring = PendingRing(capacity, max_age_s, clock)
-        # one lock around the ring: issue, join, give_back, and issue_one (the id of one
-        # prediction, :meth:`leanml._native.IssueCore.issue_one`, C)
-        self.lock = threading.Lock()
+        # self.lock (leanml._native.RingLock, made by IssueCore) is held around every access
+        # to the ring: issue, join, give_back, reading; issue_one skips it while no thread
+        # holds it (see leanml._native.IssueCore._issue_one)
         self.counters = dict.fromkeys((*STATUSES, "refused"), 0)
 
     @property
