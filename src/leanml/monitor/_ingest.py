@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -105,18 +105,49 @@ def _ingest_columns(
     _count_labels(st, lab)
     st.budget.credit(model_s)
     oov = _oov(st, len(lab), kept, kept_inputs, oov_counted)
-    _add_to_windows(st, lab, conf, lat, ts, lengths, oov)
+    # the chunk's time span, read once: most chunks fall in one window and one or two
+    # seconds, and then neither needs a per-record array (each numpy pass over a few thousand
+    # values lets the GIL go, and the thread calling the model takes it for up to 5 ms)
+    span = float(ts.min()), float(ts.max())
+    # the values the drift inputs keep, filtered once for the windows and the recent rings
+    clean = _Clean(_finite(conf), _not_nan(lengths), _not_nan(oov))
+    _add_to_windows(st, lab, conf, lat, ts, lengths, oov, span, clean)
     st.lifetime.add_many(lat)
     st.model_s += model_s
-    _count_seconds(st, ts)
-    st.confidence.update(conf[np.isfinite(conf)])
+    _count_seconds(st, ts, span)
+    st.confidence.update(clean.conf)
     st.recent_labels.push(lab)
-    if lengths is not None:
-        st.recent_lengths.push(lengths[~np.isnan(lengths)])
-    if oov is not None:
-        st.recent_oov.push(oov[~np.isnan(oov)])
+    if clean.lengths is not None:
+        st.recent_lengths.push(clean.lengths)
+    if clean.oov is not None:
+        st.recent_oov.push(clean.oov)
     if kept.size:
         keep_details(st, kept_ids, lab, conf, lat, kept_inputs, ts, kept, low_only)
+
+
+class _Clean(NamedTuple):
+    """A chunk's confidences that are finite (a model without scores records NaN), and its
+    lengths and OOV rates that are not NaN (no input, no tokens), or None."""
+
+    conf: np.ndarray
+    lengths: np.ndarray | None
+    oov: np.ndarray | None
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(a)
+    return a if ok.all() else a[ok]
+
+
+@overload
+def _not_nan(a: np.ndarray) -> np.ndarray: ...
+@overload
+def _not_nan(a: None) -> None: ...
+def _not_nan(a: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    bad = np.isnan(a)
+    return a[~bad] if bad.any() else a
 
 
 def _count_labels(st: MonitorState, lab: np.ndarray) -> None:
@@ -172,18 +203,27 @@ def _add_to_windows(
     ts: np.ndarray,
     lengths: np.ndarray | None,
     oov: np.ndarray | None,
+    span: tuple[float, float],
+    clean: _Clean,
 ) -> None:
-    """Per-window counters, latency sketches and drift inputs."""
+    """Per-window counters, latency sketches and drift inputs (``span``: the first and last
+    time in ``ts``; ``clean``: the chunk's filtered drift inputs, used when it falls in one
+    window)."""
     width = st.config.window_s
     k = len(st.labels)
-    starts = np.floor(ts / width) * width
-    lo, hi = float(starts.min()), float(starts.max())
-    groups: list[tuple[float, Any]] = (
-        [(lo, slice(None))] if lo == hi else [(float(s), starts == s) for s in np.unique(starts)]
-    )
+    lo, hi = (math.floor(t / width) * width for t in span)  # floor is monotone: the ends
     det = st.drift_detector
     cmap = None if det is None else det.reference.calibration
-    for start, sel in groups:
+    if lo == hi:  # one window: the filtered inputs as they are
+        w = st.window(lo)
+        w.add(lab, conf, lat, k, cmap, finite=clean.conf)
+        if clean.lengths is not None:
+            w.lengths.push(clean.lengths)
+        if clean.oov is not None:
+            w.oov.push(clean.oov)
+        return
+    starts = np.floor(ts / width) * width
+    for start, sel in ((float(s), starts == s) for s in np.unique(starts)):
         w = st.window(start)
         w.add(lab[sel], conf[sel], lat[sel], k, cmap)
         if lengths is not None:
@@ -194,15 +234,20 @@ def _add_to_windows(
             w.oov.push(o[~np.isnan(o)])
 
 
-def _count_seconds(st: MonitorState, ts: np.ndarray) -> None:
-    """Predictions per whole second (the newest 120 to 180 seconds are kept). A chunk spans a
-    second or two: counted from its first second (no sort), unless its times are far apart."""
-    whole = ts.astype(np.int64)
-    lo, hi = int(whole.min()), int(whole.max())
+def _count_seconds(st: MonitorState, ts: np.ndarray, span: tuple[float, float]) -> None:
+    """Predictions per whole second (the newest 120 to 180 seconds are kept; ``span``: the
+    first and last time in ``ts``). A chunk spans a second or two: counted from its first
+    second (no sort), unless its times are far apart."""
+    lo, hi = int(span[0]), int(span[1])  # truncation is monotone, as astype's
     sec = st.seconds
     if lo == hi:
-        sec[lo] = sec.get(lo, 0) + int(whole.size)
+        sec[lo] = sec.get(lo, 0) + int(ts.size)
+    elif hi == lo + 1 and lo >= 0:  # two seconds (half the chunks at 0.5 s a flush): one pass
+        later = int(np.count_nonzero(ts >= hi))  # int(t) >= hi, for t >= 0
+        sec[lo] = sec.get(lo, 0) + int(ts.size) - later
+        sec[hi] = sec.get(hi, 0) + later
     else:
+        whole = ts.astype(np.int64)
         if hi - lo <= 4096:
             c = np.bincount(whole - lo)
             u = np.flatnonzero(c)

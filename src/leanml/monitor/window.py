@@ -69,9 +69,11 @@ class Window:
         lat: np.ndarray,
         k: int,
         cmap: ConfidenceMap | None = None,
+        finite: np.ndarray | None = None,
     ) -> None:
         """Count a batch; ``cmap`` maps its confidences to the P(correct) summed for the
-        estimate (the raw confidences feed the drift ring)."""
+        estimate (the raw confidences feed the drift ring); ``finite``: the finite ones
+        among ``conf``, when the caller has them."""
         self.count += int(labels.size)
         counts = np.bincount(labels, minlength=k)
         if counts.size > self.label_counts.size:
@@ -79,7 +81,8 @@ class Window:
             grown[: self.label_counts.size] = self.label_counts
             self.label_counts = grown
         self.label_counts[: counts.size] += counts
-        finite = conf[np.isfinite(conf)]  # models without scores record NaN confidences
+        if finite is None:  # models without scores record NaN confidences
+            finite = conf[np.isfinite(conf)]
         self.confidence_sum += float((finite if cmap is None else cmap.apply(finite)).sum())
         self.confidence_n += int(finite.size)
         self.sketch.add_many(lat)
