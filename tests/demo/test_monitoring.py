@@ -65,4 +65,9 @@ def test_settled_overhead_is_the_monitor_cpu_of_what_was_recorded_since() -> Non
     # one snapshot for both: the CPU over the 500 predictions and over their 0.5 s of model time
     per_model_s = own["monitor_cpu_per_prediction_us"] * 500 / 1e6 / 0.5
     assert own["self_measured_overhead_pct"] == pytest.approx(100 * per_model_s)
+    assert own["flusher_cpu_per_prediction_us"] > 0  # its step took them
+    assert own["caller_cpu_per_prediction_us"] >= 0  # record() alone times no caller samples
+    assert own["caller_cpu_per_prediction_us"] + own["flusher_cpu_per_prediction_us"] == (
+        pytest.approx(own["monitor_cpu_per_prediction_us"])
+    )
     m.close()

@@ -107,7 +107,9 @@ def settled_overhead(
     ``before``, a ``stats()`` snapshot, once the background flusher has taken every record
     buffered since (waited for, not forced: a forced flush evaluates alerts out of turn):
     over the model's time in between (``self_measured_overhead_pct``) and per prediction
-    recorded in between (``monitor_cpu_per_prediction_us``). Time-driven work (alert rounds,
+    recorded in between (``monitor_cpu_per_prediction_us``, of which
+    ``caller_cpu_per_prediction_us`` on the predicting thread and
+    ``flusher_cpu_per_prediction_us`` on the flusher's). Time-driven work (alert rounds,
     flusher steps) counts at the rate the loop ran."""
     deadline = time.perf_counter() + timeout_s
     while monitor.stats()["counts"]["buffered"] and time.perf_counter() < deadline:
@@ -117,9 +119,15 @@ def settled_overhead(
     cpu = b["monitor_cpu_s"] - a["monitor_cpu_s"]
     model = b["model_s"] - a["model_s"]
     n = after["counts"]["recorded"] - before["counts"]["recorded"]
+
+    def per_prediction_us(seconds: float) -> float:
+        return seconds / n * 1e6 if n else float("nan")
+
     return {
         "self_measured_overhead_pct": 100.0 * cpu / model if model > 0 else float("nan"),
-        "monitor_cpu_per_prediction_us": cpu / n * 1e6 if n else float("nan"),
+        "monitor_cpu_per_prediction_us": per_prediction_us(cpu),
+        "caller_cpu_per_prediction_us": per_prediction_us(b["caller_s"] - a["caller_s"]),
+        "flusher_cpu_per_prediction_us": per_prediction_us(b["flusher_cpu_s"] - a["flusher_cpu_s"]),
     }
 
 
