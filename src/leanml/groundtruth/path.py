@@ -12,8 +12,9 @@ prefix: the caller forwards it through the :class:`~leanml.groundtruth.log.Feedb
 
 Durability is the caller's: store the joined labels in the log, then give them to the monitor
 (:meth:`give_back` returns them to the ring when the write fails). Thread-safe: one lock around
-the ring (about 0.1 us uncontended), none around minting the ids. Issuing is C
-(:class:`leanml._native.IssueCore`, which this class extends): the hot path of every prediction.
+the ring (:class:`leanml._native.RingLock`, a C lock), none around minting the ids; a single id
+skips the lock while no thread holds it. Issuing is C (:class:`leanml._native.IssueCore`, which
+this class extends): the hot path of every prediction.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ of ``flush_interval_s`` (its budget), and a step that must catch up holds the GI
 without pauses. When (``MonitorConfig.flush_hold_s``): ``leanml serve`` pauses every 0.5 ms,
 where the event loop lets the GIL go at every turn, so the step gets it back quickly.
 Elsewhere pauses are off by default: in a CPU-bound loop each pause lets the caller run a whole
-switch interval, evicting the step's data from the caches, and the step's CPU grows. A forced
+switch interval, which evicts the step's data from the caches (in a predict loop with pauses
+the flusher's CPU did not differ beyond the noise, so the default was left off). A forced
 flush (``flush()``) never pauses: the thread running it is the one waiting for it.
 """
 
