@@ -214,24 +214,27 @@ def _add_to_windows(
     lo, hi = (math.floor(t / width) * width for t in span)  # floor is monotone: the ends
     det = st.drift_detector
     cmap = None if det is None else det.reference.calibration
-    if lo == hi:  # one window: the filtered inputs as they are
-        w = st.window(lo)
-        w.add(lab, conf, lat, k, cmap, finite=clean.conf)
-        if clean.lengths is not None:
-            w.lengths.push(clean.lengths)
-        if clean.oov is not None:
-            w.oov.push(clean.oov)
-        return
-    starts = np.floor(ts / width) * width
-    for start, sel in ((float(s), starts == s) for s in np.unique(starts)):
+    parts: list[tuple[float, Any, _Clean]]  # (window start, selection, its drift inputs)
+    if lo == hi:  # one window: the chunk's filtered inputs as they are
+        parts = [(lo, slice(None), clean)]
+    else:
+        starts = np.floor(ts / width) * width
+        parts = []
+        for s in np.unique(starts):
+            sel = starts == s
+            part = _Clean(
+                _finite(conf[sel]),
+                None if lengths is None else _not_nan(lengths[sel]),
+                None if oov is None else _not_nan(oov[sel]),
+            )
+            parts.append((float(s), sel, part))
+    for start, sel, part in parts:
         w = st.window(start)
-        w.add(lab[sel], conf[sel], lat[sel], k, cmap)
-        if lengths is not None:
-            ln = lengths[sel]
-            w.lengths.push(ln[~np.isnan(ln)])
-        if oov is not None:
-            o = oov[sel]
-            w.oov.push(o[~np.isnan(o)])
+        w.add(lab[sel], conf[sel], lat[sel], k, cmap, finite=part.conf)
+        if part.lengths is not None:
+            w.lengths.push(part.lengths)
+        if part.oov is not None:
+            w.oov.push(part.oov)
 
 
 def _count_seconds(st: MonitorState, ts: np.ndarray, span: tuple[float, float]) -> None:
