@@ -15,6 +15,7 @@ monitored) as the old model's.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import math
@@ -104,6 +105,10 @@ class ModelHandle:
         self.code_classes: list[list[Any]] = []  # the classes each monitor code predicts
         self.code_served: list[tuple[str, str]] = []  # (version, variant) of each monitor code
         self.state: ServedState | None = None
+        #: held (on the loop) by whatever changes what is served (an admin switch, a reload, the
+        #: shadow check's decision, the registry watcher) from reading what to serve to
+        #: installing it: a slow load begun on an older choice never installs over a newer one
+        self.switching = asyncio.Lock()
         self.cached_predictions = 0
         self._monitored_batches = 0
         #: monitoring paused by the admin API (PUT /v1/models/NAME/monitoring) in this process,

@@ -224,14 +224,14 @@ class Service:
     # ------------------------------------------------------------------ admin
     async def switch_variant(self, name: str, variant: str) -> dict[str, Any]:
         h = self.handle(name)
-        await asyncio.to_thread(self.registry.set_active_variant, name, variant)
-        st = h.state
-        if variant == "compact" and st is not None and h.shadow is not None:
-            # switching back after a shadow fallback: every process, through the store
-            await asyncio.to_thread(clear_fallback, self.store, name, st.version)
-            h.shadow.fallen_back, h.shadow.reason = False, None
-        loaded = await asyncio.to_thread(h.load, variant)
-        h.install(loaded)
+        async with h.switching:
+            await asyncio.to_thread(self.registry.set_active_variant, name, variant)
+            st = h.state
+            if variant == "compact" and st is not None and h.shadow is not None:
+                # switching back after a shadow fallback: every process, through the store
+                await asyncio.to_thread(clear_fallback, self.store, name, st.version)
+                h.shadow.fallen_back, h.shadow.reason = False, None
+            h.install(await asyncio.to_thread(h.load, variant))
         return h.info()
 
     def set_shadow(self, name: str, on: bool) -> dict[str, Any] | None:
@@ -264,8 +264,8 @@ class Service:
                 hh = self.handles.get(name)
                 if hh is None:
                     return
-                loaded = await asyncio.to_thread(hh.load_for_shadow, variant, reason)
-                hh.install(loaded)
+                async with hh.switching:
+                    hh.install(await asyncio.to_thread(hh.load_for_shadow, variant, reason))
                 _log.warning(
                     "%s: shadow check: now serving the %s%s",
                     name,
@@ -279,8 +279,8 @@ class Service:
 
     async def reload(self, name: str) -> dict[str, Any]:
         h = self.handle(name)
-        loaded = await asyncio.to_thread(h.load, h.default_variant())
-        h.install(loaded)
+        async with h.switching:
+            h.install(await asyncio.to_thread(h.load, h.default_variant()))
         return h.info()
 
     async def erase_details(self, ids: list[str], older_than_s: float | None) -> dict[str, Any]:
@@ -327,17 +327,23 @@ class Service:
         while True:
             await asyncio.sleep(self.config.registry_watch_s)
             for name, h in list(self.handles.items()):
-                st = h.state
-                if st is None:
-                    continue
                 try:
-                    want_variant = await asyncio.to_thread(h.default_variant)
-                    latest = await asyncio.to_thread(self.registry.serving_version, name)
-                    if (latest, want_variant) != (st.version, st.loaded.requested_variant):
-                        _log.info("%s: registry changed, reloading", name)
-                        h.install(await asyncio.to_thread(h.load, want_variant))
+                    await self.follow_registry(name, h)
                 except Exception:
                     _log.exception("registry watch of %s failed", name)
+
+    async def follow_registry(self, name: str, h: ModelHandle) -> None:
+        """Serve the registry's choice of version and variant when it is not what ``h``
+        serves (one round of the registry watcher for one model)."""
+        async with h.switching:  # what is served and the registry's choice, read together
+            st = h.state
+            if st is None:
+                return
+            want_variant = await asyncio.to_thread(h.default_variant)
+            latest = await asyncio.to_thread(self.registry.serving_version, name)
+            if (latest, want_variant) != (st.version, st.loaded.requested_variant):
+                _log.info("%s: registry changed, reloading", name)
+                h.install(await asyncio.to_thread(h.load, want_variant))
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, name: str, items: list[tuple[str, str]]) -> list[FeedbackOutcome]:
