@@ -31,6 +31,7 @@ from sklearn.svm import LinearSVC
 
 from leanml._calibration import MAX_SHIFT_CLASSES, confusion_counts, fit_confidence_map
 from leanml._predict import predict_with_confidence
+from leanml._text import oov_analyzer
 from leanml._validation import check_number
 from leanml.config import Settings
 from leanml.datasets import Dataset, load_dataset
@@ -110,15 +111,16 @@ def _vectorizer(model: Any) -> TfidfVectorizer | None:
 
 
 def oov_rate(model: Any, texts: Sequence[str]) -> float | None:
-    """Mean fraction of a text's word tokens that are not in the vectorizer's vocabulary."""
+    """Mean fraction of a text's word tokens that are not in the vectorizer's vocabulary
+    (the tokens :func:`leanml._text.oov_analyzer` makes, as the monitor counts them live)."""
     vec = _vectorizer(model)
     if vec is None:
         return None
-    preprocess, tokenize = vec.build_preprocessor(), vec.build_tokenizer()
+    analyze = oov_analyzer(vec)
     vocabulary = vec.vocabulary_
     rates = []
     for text in texts:
-        tokens = tokenize(preprocess(text))
+        tokens = analyze(text)
         if tokens:
             rates.append(sum(t not in vocabulary for t in tokens) / len(tokens))
     return float(np.mean(rates)) if rates else 0.0

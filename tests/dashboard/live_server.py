@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
+from leanml._text import oov_analyzer
 from leanml.dashboard.web import MonitorProvider, dashboard_app
 from leanml.monitor import MonitorConfig, MonitorStore, monitored
 from leanml.registry import ModelRegistry
@@ -146,7 +147,7 @@ def main() -> None:
             reference=ref,
             version="1",
             variant=registry.active_variant(name),
-            analyzer=vec.build_analyzer(),
+            analyzer=oov_analyzer(vec),
             vocabulary=vec.vocabulary_,
         )
         monitors[name] = est.monitor

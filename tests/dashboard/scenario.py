@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leanml._text import oov_analyzer
 from leanml.compress import compress
 from leanml.datasets import load_dataset, load_email_intents
 from leanml.monitor import AlertRule, ModelMonitor, MonitorConfig, MonitorStore, monitored
@@ -145,7 +146,7 @@ def run(
                 config=cfg,
                 store=store,
                 reference=trained.reference,
-                analyzer=vec.build_analyzer(),
+                analyzer=oov_analyzer(vec),
                 vocabulary=vec.vocabulary_,
                 clock=clock,
                 start=False,

@@ -218,3 +218,33 @@ def test_the_monitor_publishes_its_own_overhead(model, clock) -> None:
         life = m.monitor.latency_sketch()
         assert life.count == merged.count == 3 * CALLER_SAMPLE_EVERY
         np.testing.assert_allclose(life.quantiles([0.5, 0.99]), merged.quantiles([0.5, 0.99]))
+
+
+def test_an_original_and_its_compact_variant_report_the_rate_of_the_reference(clock) -> None:
+    """With word pairs among its terms, an original pipeline's live out-of-vocabulary rate is
+    counted on the words the reference and the compact variant count: the three agree on the
+    same texts (counting the pairs too gave the original several times its reference)."""
+    from leanml.compress import to_compact
+    from leanml.datasets import load_intent
+    from leanml.training import oov_rate
+
+    ds = load_intent()
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2), LogisticRegression())
+    pipe.fit(list(ds.X_train)[:3000], list(ds.y_train)[:3000])
+    texts = [str(t) for t in list(ds.X_test)[:300]]
+    reference = oov_rate(pipe, texts)
+    assert reference is not None and 0.01 < reference < 0.5
+    # every text scored: all sampled, a budget that never runs out
+    cfg = MonitorConfig(sampling_rate=1.0, overhead_budget=1e6, max_oov_per_flush=1000)
+    rates = {}
+    for kind, model in (("original", pipe), ("compact", to_compact(pipe)[0])):
+        with monitored(model, name=kind, config=cfg, clock=clock, start=False, sinks=[]) as m:
+            m.predict(texts[:1])  # the budget's first item measures the cost
+            m.monitor.flush()
+            m.predict(texts)
+            m.monitor.flush()
+            live = m.monitor.state.recent_oov.values()
+            assert live.size == 1 + len(texts)  # the intent texts all have words
+            rates[kind] = float(live[1:].mean())
+    assert rates["original"] == pytest.approx(reference, rel=1e-9)
+    assert rates["compact"] == pytest.approx(reference, rel=1e-9)

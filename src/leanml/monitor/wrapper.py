@@ -28,6 +28,7 @@ import numpy as np
 
 from leanml._native import DECISION, FUSED, PROBA, LastIds, OneCall, take_at
 from leanml._predict import scores_to_proba
+from leanml._text import oov_analyzer
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
 from leanml.monitor._read import CALLER_SAMPLE_EVERY
@@ -350,14 +351,14 @@ def _is_texts(X: Any) -> bool:
 
 
 def _text_vocabulary(estimator: Any) -> dict[str, Any]:
-    """analyzer + vocabulary of a fitted text vectorizer at the head of a Pipeline (for OOV)."""
+    """The tokens to count (:func:`leanml._text.oov_analyzer`) and the vocabulary of a fitted
+    text vectorizer at the head of a Pipeline, for the out-of-vocabulary rate."""
     steps = getattr(estimator, "steps", None)
     head = steps[0][1] if steps else estimator
     vocab = getattr(head, "vocabulary_", None)
-    build = getattr(head, "build_analyzer", None)
-    if vocab is None or build is None:
+    if vocab is None or not hasattr(head, "build_analyzer"):
         return {}
-    return {"analyzer": build(), "vocabulary": vocab}
+    return {"analyzer": oov_analyzer(head), "vocabulary": vocab}
 
 
 def monitored(
