@@ -201,7 +201,7 @@ class MonitorConfig:
     relative_accuracy: float = setting(0.005, "Relative error bound of the latency sketch.")
     max_oov_per_flush: int = setting(256, "Most texts per flush scored for out-of-vocabulary.")
     overhead_budget: float = setting(
-        0.05, "CPU of optional analysis (text statistics) as a share of the model's time."
+        0.005, "CPU of optional analysis (text statistics) as a share of the model's time."
     )
     max_labels: int = setting(1_000, "Most distinct labels counted per model.")
 
