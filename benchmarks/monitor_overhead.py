@@ -22,7 +22,8 @@ Prints (and writes) JSON. The pass flags use TOTAL costs:
   ``..._monitor_ns`` and ``..._self_pct``: the monitor's own CPU (flusher thread + timed caller
   share) in that same loop, per prediction and over the model's time, once its flusher has
   taken the loop's records; ``..._monitor_caller_ns`` and ``..._monitor_flusher_ns`` split
-  it. Higher than ``total_single_ns``: with a model between two records the monitor's data is
+  it. ``..._prometheus_pair_ns``: the prometheus_client pair timed in that same loop, after
+  the plain predict (its clock read taken off), the like-for-like baseline. Higher than ``total_single_ns``: with a model between two records the monitor's data is
   out of the CPU caches, the flusher hands the GIL to the model's thread and back, and the work
   that runs on a clock (an alert round a second, a flusher step every 0.5 s) is spread over
   the loop's few thousand predictions a second (half of them monitored) instead of a tight
