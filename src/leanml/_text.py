@@ -17,7 +17,7 @@ from typing import Any
 
 from sklearn.base import clone
 
-__all__ = ["oov_analyzer"]
+__all__ = ["oov_analyzer", "oov_inputs"]
 
 
 def oov_analyzer(vectorizer: Any) -> Callable[[str], Sequence[str]]:
@@ -29,3 +29,16 @@ def oov_analyzer(vectorizer: Any) -> Callable[[str], Sequence[str]]:
     if getattr(vectorizer, "analyzer", None) == "word" and ngrams[0] == 1:
         return clone(vectorizer).set_params(ngram_range=(1, 1)).build_analyzer()
     return vectorizer.build_analyzer()
+
+
+def oov_inputs(estimator: Any) -> dict[str, Any]:
+    """``analyzer`` (:func:`oov_analyzer`) and ``vocabulary`` of the fitted text vectorizer at
+    the head of ``estimator`` (a Pipeline, or the vectorizer itself), the
+    :class:`~leanml.monitor.ModelMonitor` arguments that score the out-of-vocabulary rate of
+    sampled inputs; ``{}`` when there is none."""
+    steps = getattr(estimator, "steps", None)
+    head = steps[0][1] if steps else estimator
+    vocab = getattr(head, "vocabulary_", None)
+    if vocab is None or not hasattr(head, "build_analyzer"):
+        return {}
+    return {"analyzer": oov_analyzer(head), "vocabulary": vocab}

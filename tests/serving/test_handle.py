@@ -94,3 +94,38 @@ def test_the_served_monitor_counts_its_caller_side_cost(tmp_path: Path) -> None:
     assert ov["caller_samples"] == 2 and ov["caller_s"] > 0
     assert ov["monitor_cpu_s"] == pytest.approx(ov["flusher_cpu_s"] + ov["caller_s"])
     mon.close()
+
+
+def test_a_served_original_scores_the_oov_rate_of_its_sampled_inputs(tmp_path: Path) -> None:
+    """An original pipeline counts no tokens: its monitor tokenizes sampled inputs again (the
+    words, as the reference and a compact variant count them), within the budget."""
+    ds = load_dataset("email")
+    train = [t[:500] for t in ds.X_train[:300]]
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression())
+    pipe.fit(train, ds.y_train[:300])
+    reg = ModelRegistry(tmp_path / "models")
+    reg.register("email", pipe, task="email")
+    mc = MonitorConfig(flush_interval_s=3600.0, sampling_rate=1.0, overhead_budget=1e6)
+    handle = ModelHandle(reg, "email", config=ServingConfig(), monitor_config=mc)
+    handle.install(handle.load("original"))
+    mon = handle.state.monitor  # type: ignore[union-attr]
+    texts = [t[:500] for t in ds.X_test[:40]]
+
+    async def serve(batch: list[str]) -> None:
+        await asyncio.gather(*(handle.predict([t], False, time.perf_counter()) for t in batch))
+
+    asyncio.run(serve(texts[:1]))  # the budget's first item measures the cost
+    mon.flush()
+    asyncio.run(serve(texts[1:]))
+    mon.flush()
+    live = mon.state.recent_oov.values()
+    vec = pipe[0]
+    analyze = TfidfVectorizer(**{**vec.get_params(), "ngram_range": (1, 1)}).build_analyzer()
+    want = [
+        sum(1 for w in words if w not in vec.vocabulary_) / len(words)
+        for words in map(analyze, texts)
+        if words
+    ]
+    assert live.size == len(want) > 30
+    np.testing.assert_allclose(np.sort(live), np.sort(want), atol=1e-12)
+    mon.close()

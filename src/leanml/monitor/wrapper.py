@@ -28,7 +28,7 @@ import numpy as np
 
 from leanml._native import DECISION, FUSED, PROBA, LastIds, OneCall, take_at
 from leanml._predict import scores_to_proba
-from leanml._text import oov_analyzer
+from leanml._text import oov_inputs
 from leanml.errors import MonitorError
 from leanml.groundtruth import FeedbackLog, GroundTruth
 from leanml.monitor._read import CALLER_SAMPLE_EVERY
@@ -350,17 +350,6 @@ def _is_texts(X: Any) -> bool:
     )
 
 
-def _text_vocabulary(estimator: Any) -> dict[str, Any]:
-    """The tokens to count (:func:`leanml._text.oov_analyzer`) and the vocabulary of a fitted
-    text vectorizer at the head of a Pipeline, for the out-of-vocabulary rate."""
-    steps = getattr(estimator, "steps", None)
-    head = steps[0][1] if steps else estimator
-    vocab = getattr(head, "vocabulary_", None)
-    if vocab is None or not hasattr(head, "build_analyzer"):
-        return {}
-    return {"analyzer": oov_analyzer(head), "vocabulary": vocab}
-
-
 def monitored(
     estimator: Any,
     name: str,
@@ -374,10 +363,11 @@ def monitored(
 
     ``monitor`` is used as given, else a :class:`ModelMonitor` is built from ``name`` and
     ``monitor_kwargs`` (config, store, reference, clock, ...); when the estimator is a Pipeline
-    starting with a fitted text vectorizer, its analyzer and vocabulary feed the OOV drift score.
+    starting with a fitted text vectorizer, the out-of-vocabulary rate of sampled inputs is scored
+    on its words (:func:`leanml._text.oov_inputs`; a compact text model counts them itself).
     """
     if monitor is None:
         if "analyzer" not in monitor_kwargs and "vocabulary" not in monitor_kwargs:
-            monitor_kwargs.update(_text_vocabulary(estimator))
+            monitor_kwargs.update(oov_inputs(estimator))
         monitor = ModelMonitor(name, **monitor_kwargs)
     return MonitoredEstimator(estimator, monitor, ground_truth, record_inputs)

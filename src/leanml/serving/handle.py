@@ -27,6 +27,7 @@ import numpy as np
 
 from leanml._native import take_at
 from leanml._predict import predict_top, predict_with_confidence
+from leanml._text import oov_inputs
 from leanml.config import ServingConfig
 from leanml.errors import ServingError
 from leanml.groundtruth import GroundTruth, Joined
@@ -199,6 +200,10 @@ class ModelHandle:
         if not self.config.monitoring:
             return None
         reference = loaded.manifest.extra.get("reference")
+        model = loaded.model
+        # a compact text model counts its tokens in its one pass; another pipeline's sampled
+        # inputs are tokenized again, within monitor.overhead_budget
+        text = {} if hasattr(model, "predict_fused") else oov_inputs(model)
         return ModelMonitor(
             self.name,
             version=str(loaded.version),
@@ -206,6 +211,7 @@ class ModelHandle:
             config=self.monitor_config,  # labels come joined, by self.ground_truth
             store=self.store,
             reference=reference,
+            **text,
         )
 
     # ------------------------------------------------------------------ predicting
