@@ -182,7 +182,7 @@ class MonitorConfig:
         doc="Alert rules ([[monitor.alert_rules]] tables; default: the generic rules).",
         factory=default_rules,
     )
-    alert_interval_s: float = setting(1.0, "How often alert rules are evaluated (s).")
+    alert_interval_s: float = setting(5.0, "How often alert rules are evaluated (s).")
     max_events: int = setting(1_000, "Alert events kept in memory.")
     retention_max_age_s: float | None = setting(
         30 * 86_400.0, "Stored rows older than this are deleted (s); none keeps them."

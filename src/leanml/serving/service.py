@@ -62,14 +62,13 @@ class FeedbackOutcome:
         return out
 
 
-#: The server's own monitor defaults: alerts (and the drift tests they read) every 5 s instead
-#: of 1 s; the flusher (every 0.5 s, the library default) pausing every 0.5 ms it holds the
-#: GIL. The pauses hand the event loop the GIL (leanml.monitor._pace): a step of half a
-#: second's records does not make a request wait longer. They stay off elsewhere: in a
+#: The server's own monitor default: the flusher (every 0.5 s, the library default) pausing
+#: every 0.5 ms it holds the GIL. The pauses hand the event loop the GIL
+#: (leanml.monitor._pace): a step of half a second's records does not make a request wait
+#: longer. They stay off elsewhere: in a
 #: CPU-bound loop calling a monitored model the caller takes the GIL for up to CPython's 5 ms
 #: switch interval after each pause. Anything the user sets in [monitor] wins.
 SERVING_PROFILE = {
-    "monitor.alert_interval_s": 5.0,
     "monitor.flush_hold_s": 0.0005,
 }
 
