@@ -26,7 +26,7 @@ Prints (and writes) JSON. The pass flags use TOTAL costs:
   the plain predict (its clock read taken off), the like-for-like baseline. Higher than
   ``total_single_ns``: with a model between two records the monitor's data is out of the CPU
   caches, the flusher hands the GIL to the model's thread and back, and the work that runs
-  on a clock (an alert round every 5 s, a flusher step every 0.5 s) is spread over
+  on a clock (an alert round every 5 s, a flusher step every second) is spread over
   the loop's few thousand predictions a second (half of them monitored) instead of a tight
   loop's hundreds of thousands.
 * ``reference_ns``: 93,738, the reference system's figure from the reference document (a

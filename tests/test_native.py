@@ -206,6 +206,16 @@ def test_the_recorder_appends_until_its_cap_then_drops() -> None:
     assert len(buf) == 3 and dropped == [("record_buffer", 1)]
 
 
+def test_the_recorder_wakes_the_flusher_once_when_half_full() -> None:
+    buf = SingleBuffer()
+    woken: list[int] = []
+    rec = Recorder(buf, 8, lambda: 1.0, lambda w, n: None, print, lambda: woken.append(len(buf)))
+    for i in range(10):  # 8 kept, 2 dropped
+        rec.record(str(i), "ham", 0.9, 0.001)
+    assert woken == [4] and len(buf) == 8
+    Recorder(SingleBuffer(), 2, lambda: 1.0, lambda w, n: None, print).record("a", "b", 0.5, 0.1)
+
+
 def test_the_recorder_reads_time_time_in_c() -> None:
     """With ``time.time`` as its clock the recorder reads the same clock without calling it."""
     buf = SingleBuffer()

@@ -90,6 +90,7 @@ class Recorder:
         clock: Callable[[], float],
         drop: Callable[[str, int], None],
         invalid: Callable[[str], None],
+        wake: Callable[[], object] | None = None,
     ) -> None: ...
     def bind(
         self,
@@ -98,6 +99,7 @@ class Recorder:
         clock: Callable[[], float],
         drop: Callable[[str, int], None],
         invalid: Callable[[str], None],
+        wake: Callable[[], object] | None = None,
     ) -> None: ...
     def record(
         self,

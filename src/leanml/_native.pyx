@@ -824,22 +824,25 @@ cdef class Recorder:
     """:meth:`~leanml.monitor.ModelMonitor.record`: put one record in the intake
     (:class:`SingleBuffer`) while it holds fewer than :attr:`cap`, else call
     ``drop("record_buffer", 1)``. A confidence, latency or count that is not a number is not
-    recorded: ``invalid(message)`` is called instead."""
+    recorded: ``invalid(message)`` is called instead. The record that fills the buffer to
+    half its bound calls ``wake()`` (None: nobody), so the flusher takes the buffer before
+    its interval ends rather than letting it fill."""
 
     cdef SingleBuffer _buf
     cdef public Py_ssize_t cap
     cdef object _clock
     cdef object _drop
     cdef object _invalid
+    cdef object _wake
 
-    def __init__(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid):
-        self.bind(buf, cap, clock, drop, invalid)
+    def __init__(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None):
+        self.bind(buf, cap, clock, drop, invalid, wake)
 
-    def bind(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid):
+    def bind(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None):
         """Point the recorder at another buffer (a forked child's fresh state): the bound
         ``record`` methods handed out before stay valid."""
-        self._buf, self.cap, self._clock, self._drop, self._invalid = (
-            buf, cap, clock, drop, invalid
+        self._buf, self.cap, self._clock, self._drop, self._invalid, self._wake = (
+            buf, cap, clock, drop, invalid, wake
         )
 
     def record(
@@ -863,6 +866,8 @@ cdef class Recorder:
         ts = _read_clock(self._clock)
         if self._buf.n < self.cap:
             self._buf.put(prediction_id, label, c, lat, input, ts, tok, kn)
+            if self._buf.n == self.cap >> 1 and self._wake is not None:
+                self._wake()
         else:
             self._drop("record_buffer", 1)
 

@@ -12,10 +12,10 @@ from leanml.monitor import ModelMonitor
 from leanml.serving.service import Service, serving_profile
 
 
-def test_the_server_flushes_every_half_second_and_pauses_unless_the_user_says_otherwise() -> None:
+def test_the_server_flushes_every_second_and_pauses_unless_the_user_says_otherwise() -> None:
     served = serving_profile(Settings.load(env={})).monitor
     assert (served.flush_interval_s, served.flush_hold_s, served.alert_interval_s) == (
-        0.5,
+        1.0,
         0.0005,
         5.0,
     )
@@ -23,7 +23,7 @@ def test_the_server_flushes_every_half_second_and_pauses_unless_the_user_says_ot
     assert m.state.pace.every_s == 0.0005  # the monitors the server builds pause
     m.close()
     off = serving_profile(Settings.load(env={"LEANML_MONITOR_FLUSH_HOLD_S": "none"})).monitor
-    assert off.flush_hold_s is None and off.flush_interval_s == 0.5
+    assert off.flush_hold_s is None and off.flush_interval_s == 1.0
     assert Settings.load(env={}).monitor.flush_hold_s is None  # outside the server: no pauses
 
 

@@ -245,7 +245,7 @@ def _count_seconds(st: MonitorState, ts: np.ndarray, span: tuple[float, float]) 
     sec = st.seconds
     if lo == hi:
         sec[lo] = sec.get(lo, 0) + int(ts.size)
-    elif hi == lo + 1 and lo >= 0:  # two seconds (half the chunks at 0.5 s a flush): one pass
+    elif hi == lo + 1 and lo >= 0:  # two seconds (most chunks at 1 s a flush): one pass
         later = int(np.count_nonzero(ts >= hi))  # int(t) >= hi, for t >= 0
         sec[lo] = sec.get(lo, 0) + int(ts.size) - later
         sec[hi] = sec.get(hi, 0) + later

@@ -167,13 +167,14 @@ class ModelMonitor:
             self.state.budget.meter = cpu_meter
         # the C recorder's bound method shadows the method ``record`` below (same arguments,
         # no Python frame per call)
+        # the flusher waits on _wake: its interval, or until a buffer is half full (or close)
+        self._stop, self._wake = threading.Event(), threading.Event()
         self.recorder = Recorder(
             self.state.buf, cfg.buffer_size, clock, self._drop, self._invalid_record
         )
         self.record = self.recorder.record  # type: ignore[method-assign]
         self._bind_intake(cfg)
         self._closed = False
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
@@ -186,7 +187,9 @@ class ModelMonitor:
         self._buf = st.buf
         # a forked child's fresh buffer goes to the same recorder: the ``record`` methods
         # callers took before the fork keep working
-        self.recorder.bind(st.buf, cfg.buffer_size, self._clock, self._drop, self._invalid_record)
+        self.recorder.bind(
+            st.buf, cfg.buffer_size, self._clock, self._drop, self._invalid_record, self._wake.set
+        )
         self._bbuf = st.bbuf
         self._bappend = st.bbuf.append
         self._gt = st.gt
@@ -253,10 +256,13 @@ class ModelMonitor:
                 f"one float or a sequence of the same length as ids ({n})",
                 len(latencies),
             )
-        if len(self._bbuf) < self._bcap:
+        held = len(self._bbuf)
+        if held < self._bcap:
             self._bappend(
                 (ids, labels, confidences, latencies, inputs, self._clock(), tokens, model_seconds)
             )
+            if held + 1 == self._bcap >> 1:  # half full: the flusher takes it now
+                self._wake.set()
         else:
             self._drop("batch_buffer", n)
 
@@ -298,10 +304,13 @@ class ModelMonitor:
             raise param_error(
                 "pred_ts", "ModelMonitor.record_joined", f"{n} timestamps", len(pred_ts)
             )
-        if len(self._gt) < self._gtcap:
+        held = len(self._gt)
+        if held < self._gtcap:
             now = self._clock() if ts is None else ts
             matched = (predicted_labels, confidences, pred_ts)
             self._gtappend((ids, true_labels, now, matched, restored))
+            if held + 1 == self._gtcap >> 1:  # half full: the flusher takes it now
+                self._wake.set()
         else:
             self._drop("ground_truth_buffer", n)
 
@@ -375,9 +384,15 @@ class ModelMonitor:
 
     def _run(self) -> None:
         more = False
-        while not (self._stop.is_set() if more else self._stop.wait(self.config.flush_interval_s)):
+        stop, wake = self._stop, self._wake
+        while True:
+            if not more:  # a backlog beyond flush_batch_size goes on at once
+                wake.wait(self.config.flush_interval_s)
+                wake.clear()
+            if stop.is_set():
+                return
             try:
-                more = self._step(force=False)  # a backlog beyond flush_batch_size: go on
+                more = self._step(force=False)
             except Exception:  # keep monitoring alive; count and log
                 more = False
                 self.counters["flusher_errors"] += 1
@@ -394,6 +409,7 @@ class ModelMonitor:
         # stop intake first: records racing with close are counted as dropped, later ones raise
         self._cap = self._bcap = self._gtcap = self.recorder.cap = 0
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
         self.flush()
@@ -481,8 +497,8 @@ def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
     running = m._thread is not None
     store = m.state.store
     m.state = m.state.fresh(store.process_id if store is not None else default_process_id())
+    m._stop, m._wake = threading.Event(), threading.Event()
     m._bind_intake(m.config)
-    m._stop = threading.Event()
     m._thread = None
     if running:
         m.start()

@@ -241,7 +241,7 @@ class MonitorStore:
             with self.engine.begin() as conn:
                 # the statements of a write go to the driver's cursor, inside SQLAlchemy's
                 # transaction: its execution layer cost ~10-20 us per statement, twice that
-                # with cold caches (a flush runs every 0.5 s, after other work)
+                # with cold caches (a flush runs every second, after other work)
                 cur = conn.connection.cursor()
                 try:
                     if rows:

@@ -62,9 +62,9 @@ class FeedbackOutcome:
         return out
 
 
-#: The server's own monitor default: the flusher (every 0.5 s, the library default) pausing
+#: The server's own monitor default: the flusher (every second, the library default) pausing
 #: every 0.5 ms it holds the GIL. The pauses hand the event loop the GIL
-#: (leanml.monitor._pace): a step of half a second's records does not make a request wait
+#: (leanml.monitor._pace): a step of a second's records does not make a request wait
 #: longer. They stay off elsewhere: in a
 #: CPU-bound loop calling a monitored model the caller takes the GIL for up to CPython's 5 ms
 #: switch interval after each pause. Anything the user sets in [monitor] wins.
