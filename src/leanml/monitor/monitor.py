@@ -165,10 +165,10 @@ class ModelMonitor:
         )
         if cpu_meter is not None:  # what the optional work's CPU budget reads (thread CPU time)
             self.state.budget.meter = cpu_meter
-        # the C recorder's bound method shadows the method ``record`` below (same arguments,
-        # no Python frame per call)
         # the flusher waits on _wake: its interval, or until a buffer is half full (or close)
         self._stop, self._wake = threading.Event(), threading.Event()
+        # the C recorder's bound method shadows the method ``record`` below (same arguments,
+        # no Python frame per call)
         self.recorder = Recorder(
             self.state.buf, cfg.buffer_size, clock, self._drop, self._invalid_record
         )
