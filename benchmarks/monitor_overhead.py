@@ -420,7 +420,7 @@ def _paired(model: Any, wrapped: Any, texts: list[list[str]], rounds: int) -> di
                 t2 = pc()
                 a, b = t1 - t0, t2 - t3
                 pair_ns += t3 - t1
-                clock_ns += pc() - t2  # the clock read alone, after a predict
+                clock_ns += pc() - t2  # a clock read alone, timed back to back
             else:
                 t0 = pc()
                 wrapped.predict(t)
@@ -432,7 +432,7 @@ def _paired(model: Any, wrapped: Any, texts: list[list[str]], rounds: int) -> di
                 t3 = pc()
                 b, a = t1 - t0, t2 - t1
                 pair_ns += t3 - t2
-                clock_ns += pc() - t3  # idem (the next loop starts with a predict)
+                clock_ns += pc() - t3  # idem
             diffs.append(b - a)
             singles.append(a)
     own = settled_overhead(wrapped.monitor, before)
