@@ -75,7 +75,10 @@ def _shadow_run(
             lambda: (read_decision(store, "spam", version) or {}).get("joined") == len(texts),
             "the store to hold the merged counts",
         )
-        return guard.stats()
+        # the guard takes the merged counts with the decision made on them, after the store
+        return _wait(
+            lambda: (s := guard.stats())["joined"] == len(texts) and s, "the guard's decision"
+        )
     finally:
         guard.close()
 

@@ -430,6 +430,44 @@ def _offer_agreeing(
     guard.offer(part, ids, labels, [0.5] * len(part), model_s)
 
 
+def test_readers_see_the_counts_that_fired_the_test_only_with_the_fallback(
+    tmp_path: Path, intent_models: tuple[Any, Any]
+) -> None:
+    """The guard takes the merged counts and the decision made on them at once: stats() read
+    while the test decides never shows those counts without the fallback they cause."""
+    from leanml.config import ServingConfig
+    from leanml.serving.shadow import ShadowGuard
+
+    texts = [str(t) for t in load_email_intents().X_test[:64]]
+    store = MonitorStore(f"sqlite:///{tmp_path / 'store.db'}")
+    cfg = ServingConfig(shadow_rate=1.0, shadow_budget=100.0, shadow_interval_s=0.05)
+    registry = ModelRegistry(_good_registry(tmp_path / "reg", intent_models))
+    guard = ShadowGuard(registry, "intent", cfg, store, seed=0)
+    seen: list[tuple[int, bool, dict[str, Any]]] = []
+    try:
+        guard.follow(1, "compact", "compact")
+        assert guard.wait_loaded(60) and guard.test is not None
+        update = guard.test.update
+
+        def deciding(k: int, n: int) -> bool:
+            fired = bool(update(k, n))
+            seen.append((n, fired, guard.stats()))  # what a reader sees meanwhile
+            return fired
+
+        guard.test.update = deciding  # type: ignore[method-assign]
+        pipe = intent_models[0].pipeline
+        wrong = np.roll(pipe.classes_, 1)[np.searchsorted(pipe.classes_, pipe.predict(texts))]
+        guard.offer(texts, [f"p{i}" for i in range(len(texts))], list(wrong), [0.5] * 64, 0.01)
+        assert wait_for(lambda: guard.stats()["fallen_back"], timeout=60)
+    finally:
+        guard.close()
+        store.close()
+    n, fired, during = next(s for s in seen if s[1])
+    assert n > 0 and not (during["shadowed"] == n and not during["alarm"])
+    after = guard.stats()
+    assert after["shadowed"] >= n and after["alarm"] and after["reason"].startswith("live agree")
+
+
 def test_a_paused_guard_samples_nothing_releases_the_original_and_resumes(
     tmp_path: Path, intent_models: tuple[Any, Any]
 ) -> None:

@@ -465,8 +465,12 @@ class ShadowGuard:
             return
         if self.store is None:
             with self._lock:
-                self.merged = dict(self.local)
-            self._decide_local()
+                mine = dict(self.local)
+            if not self.fallen_back and self._alarm(mine):
+                self._follow(True, self._reason(mine), mine)
+            else:
+                with self._lock:
+                    self.merged = mine
             return
         counts, state = shadow_tables(self.store)
         model, version = self.name, str(self.version)
@@ -514,10 +518,8 @@ class ShadowGuard:
                 )
                 self._published = mark
             total = merged_counts(conn, counts, model, version, epoch)
-        with self._lock:
-            self.merged = total
-        if not fallen and self._alarm():
-            reason = self._reason()
+        if not fallen and self._alarm(total):
+            reason = self._reason(total)
             with self.store.engine.begin() as conn:
                 res = conn.execute(
                     state.update()
@@ -540,15 +542,15 @@ class ShadowGuard:
                             "rule": "shadow_agreement",
                             "previous": "ok",
                             "level": "critical",
-                            "value": self.agreement(),
-                            "n": int(self.merged["n"]),
+                            "value": _agreement(total),
+                            "n": int(total["n"]),
                             "reason": reason
                             + ("; fell back to the original" if self._auto() else ""),
                         }
                     ]
                 )
             fallen = True
-        self._follow(fallen, reason)
+        self._follow(fallen, reason, total)
 
     def _follow_store(self) -> None:
         """Paused: nothing to publish; read the decision row and follow it (a fallback decided
@@ -568,17 +570,20 @@ class ShadowGuard:
     def _auto(self) -> bool:
         return self.config.fallback == "auto"
 
-    def _alarm(self) -> bool:
+    def _alarm(self, merged: dict[str, float]) -> bool:
         assert self.test is not None
-        return self.test.update(int(self.merged["agree"]), int(self.merged["n"]))
+        return self.test.update(int(merged["agree"]), int(merged["n"]))
 
-    def _decide_local(self) -> None:
-        if not self.fallen_back and self._alarm():
-            self._follow(True, self._reason())
-
-    def _follow(self, fallen: bool, reason: str | None) -> None:
-        was = self.fallen_back
-        self.fallen_back, self.reason = fallen, reason if fallen else None
+    def _follow(
+        self, fallen: bool, reason: str | None, merged: dict[str, float] | None = None
+    ) -> None:
+        """Take the decision (and the merged counts it was made on: a reader never sees counts
+        that fired the test without the fallback they caused), then switch if it says so."""
+        with self._lock:
+            was = self.fallen_back
+            self.fallen_back, self.reason = fallen, reason if fallen else None
+            if merged is not None:
+                self.merged = merged
         if not self._auto() or self.switch is None:
             return
         if fallen and (not was or self.serving_compact):
@@ -588,26 +593,25 @@ class ShadowGuard:
 
     # ------------------------------------------------------------------ reading
     def agreement(self) -> float | None:
-        n = self.merged["n"]
-        return self.merged["agree"] / n if n else None
+        return _agreement(self.merged)
 
-    def _reason(self) -> str:
-        n = int(self.merged["n"])
-        lo, hi = wilson(self.merged["agree"], n)
-        return fallback_reason(
-            self.agreement() or 0.0, lo or 0.0, hi or 0.0, self.threshold or 0, n
-        )
+    def _reason(self, merged: dict[str, float]) -> str:
+        n = int(merged["n"])
+        lo, hi = wilson(merged["agree"], n)
+        agreement = _agreement(merged) or 0.0
+        return fallback_reason(agreement, lo or 0.0, hi or 0.0, self.threshold or 0, n)
 
     def stats(self) -> dict[str, Any]:
         """Live figures with 95% Wilson intervals (merged across processes, and this one's)."""
         with self._lock:
             m, local = dict(self.merged), dict(self.local)
+            fallen_back, reason = self.fallen_back, self.reason
         n, k = int(m["n"]), int(m["agree"])
         test = self.test.stats(k, n) if self.test is not None else None
         return {
             "enabled": True,
             "paused": self.paused,
-            "active": self.serving_compact or self.fallen_back,
+            "active": self.serving_compact or fallen_back,
             "epoch": self.epoch,
             "rate": self.config.shadow_rate,
             "floor_rate": FLOOR_RATE,
@@ -626,8 +630,13 @@ class ShadowGuard:
             "loop_cpu_s": self.loop_cpu_s,
             "test": test,
             # the test fired (the store's decision); with fallback = "off" the compact serves on
-            "alarm": self.fallen_back,
-            "fallen_back": self.fallen_back and self._auto(),
+            "alarm": fallen_back,
+            "fallen_back": fallen_back and self._auto(),
             "fallback": self.config.fallback,
-            "reason": self.reason,
+            "reason": reason,
         }
+
+
+def _agreement(merged: dict[str, float]) -> float | None:
+    n = merged["n"]
+    return merged["agree"] / n if n else None
