@@ -1,0 +1,163 @@
+"""What the monitor's background thread pays to get the GIL back beside a model's predict loop.
+
+Usage (the machine is shared: serialize benchmark runs with the lock)::
+
+    flock /tmp/bench.lock python benchmarks/flusher_gil.py [--seconds 10] [--rounds 2] [--json F]
+
+A thread that waits (the flusher between steps, a store write, a file read) must take the GIL
+back from the thread calling the model. CPython's waiter asks the holder to drop the GIL only
+after a switch interval (5 ms) with no release; a scikit-learn pipeline lets the GIL go and
+takes it back many times per prediction (NumPy, SciPy and BLAS calls), and each of those
+releases wakes the waiter, which finds the GIL taken again and sleeps: it can wait 100 ms and
+burn milliseconds of CPU in those wake-ups. A compact model (one C call holding the GIL) does
+not do that. Measured on the CLINC150 intent model (TF-IDF words and pairs, logistic
+regression) and its compact variant, single-text predict, plain and monitored in turn, texts
+recorded, every monitor setting at its default:
+
+* ``{variant}_wake_cpu_us`` / ``_wake_late_ms``: a bare thread's CPU to wake from a 0.2 s
+  wait, and how late it resumes, beside the loop (median over the run);
+* ``{variant}_{where}_monitor_ns`` / ``_monitor_pct``: the monitor's own CPU (flusher +
+  timed caller share) per monitored prediction and over the model's time, ``where`` =
+  ``thread``: the flusher thread steps, as shipped; ``caller``: no flusher thread, the same
+  non-forced step run on the predicting thread every ``flush_interval_s`` (what the steps
+  cost without the GIL handoff);
+* ``{variant}_{where}_step_us``: the flusher CPU per step.
+
+Rounds alternate the two placements, so the machine's drift hits both. Figures of one run
+only compare with each other. Needs ``LEANML_DATA_DIR`` for CLINC150 (else the bundled
+sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from leanml import monitored
+from leanml.compress import to_compact
+from leanml.datasets import load_intent
+
+
+def _fit() -> tuple[Any, list[list[str]]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    d = load_intent()
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        LogisticRegression(max_iter=1000),
+    ).fit(list(d.X_train), list(d.y_train))
+    return model, [[str(t)] for t in list(d.X_test)[:200]]
+
+
+def _wake_cost(model: Any, texts: list[list[str]], seconds: float) -> dict[str, float]:
+    """A thread waking from 0.2 s waits beside the predict loop: its CPU and lateness."""
+    stop, tick = threading.Event(), threading.Event()
+    cpu: list[int] = []
+    late: list[float] = []
+
+    def waker() -> None:
+        while not stop.is_set():
+            c0, w0 = time.thread_time_ns(), time.perf_counter()
+            tick.wait(0.2)
+            cpu.append(time.thread_time_ns() - c0)
+            late.append(time.perf_counter() - w0 - 0.2)
+
+    t = threading.Thread(target=waker)
+    t.start()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for x in texts:
+            model.predict(x)
+    stop.set()
+    t.join()
+    return {
+        "wake_cpu_us": statistics.median(cpu) / 1e3,
+        "wake_late_ms": statistics.median(late) * 1e3,
+    }
+
+
+def _monitor_cost(
+    model: Any, texts: list[list[str]], seconds: float, on_caller: bool
+) -> dict[str, float]:
+    """The monitor's CPU in the plain/monitored predict loop, its steps on the flusher thread
+    or on the predicting thread."""
+    wrapped = monitored(model, name="gil", sinks=[], start=not on_caller)
+    mon = wrapped.monitor
+    try:
+        for x in texts[:20]:
+            model.predict(x)
+            wrapped.predict(x)
+        mon.flush()
+        before = mon.stats()["overhead"]
+        steps0 = mon.stats()["counters"]["flushes"]
+        interval = mon.config.flush_interval_s
+        due = time.monotonic() + interval
+        n = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for x in texts:
+                model.predict(x)
+                wrapped.predict(x)
+                n += 1
+                if on_caller and time.monotonic() >= due:
+                    mon._step(force=False)  # the flusher's own step, on this thread
+                    due += interval
+        time.sleep(2 * interval)  # the flusher takes the last records
+        if on_caller:
+            mon._step(force=False)
+        after = mon.stats()
+    finally:
+        wrapped.close()
+    ov = after["overhead"]
+    cpu = ov["monitor_cpu_s"] - before["monitor_cpu_s"]
+    model_s = ov["model_s"] - before["model_s"]
+    steps = after["counters"]["flushes"] - steps0
+    flusher = ov["flusher_cpu_s"] - before["flusher_cpu_s"]
+    return {
+        "monitor_ns": cpu / n * 1e9,
+        "monitor_pct": 100.0 * cpu / model_s,
+        "step_us": flusher / max(steps, 1) * 1e6,
+        "predictions": n,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    original, texts = _fit()
+    models = {"original": original, "compact": to_compact(original)[0]}
+    runs: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        for variant, model in models.items():
+            for k, v in _wake_cost(model, texts, args.seconds / 2).items():
+                runs.setdefault(f"{variant}_{k}", []).append(v)
+            order = ("thread", "caller") if r % 2 == 0 else ("caller", "thread")
+            for where in order:
+                got = _monitor_cost(model, texts, args.seconds, where == "caller")
+                for k, v in got.items():
+                    runs.setdefault(f"{variant}_{where}_{k}", []).append(v)
+    out: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
+    out["runs"] = runs
+    for variant in models:
+        out[f"{variant}_thread_over_caller"] = (
+            out[f"{variant}_thread_monitor_ns"] / out[f"{variant}_caller_monitor_ns"]
+        )
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
