@@ -1,4 +1,4 @@
-"""What the monitor's background thread pays to get the GIL back beside a model's predict loop.
+"""Where the monitor's flusher steps: on the recording thread or on its own, beside a predict loop.
 
 Usage (the machine is shared: serialize benchmark runs with the lock)::
 
@@ -18,10 +18,12 @@ recorded, every monitor setting at its default:
   wait, and how late it resumes, beside the loop (median over the run);
 * ``{variant}_{where}_monitor_ns`` / ``_monitor_pct``: the monitor's own CPU (flusher +
   timed caller share) per monitored prediction and over the model's time, ``where`` =
-  ``thread``: the flusher thread steps, as shipped; ``caller``: no flusher thread, the same
-  non-forced step run on the predicting thread every ``flush_interval_s`` (what the steps
-  cost without the GIL handoff);
-* ``{variant}_{where}_step_us``: the flusher CPU per step.
+  ``record``: ``monitor.flush_on_record`` on (the default: the due step runs on the
+  predicting thread); ``thread``: off (the flusher thread steps, as ``leanml serve`` does);
+* ``{variant}_{where}_step_us``: the flusher CPU per step;
+* ``{variant}_{where}_p50_us`` / ``_p99_us`` / ``_p999_us``: the monitored predict call's
+  wall time (the call that runs a step waits for it; one that needs the GIL while the flusher
+  thread holds it waits too).
 
 Rounds alternate the two placements, so the machine's drift hits both. Figures of one run
 only compare with each other. Needs ``LEANML_DATA_DIR`` for CLINC150 (else the bundled
@@ -38,8 +40,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from leanml import monitored
 from leanml.compress import to_compact
+from leanml.config import MonitorConfig
 from leanml.datasets import load_intent
 
 
@@ -84,34 +89,35 @@ def _wake_cost(model: Any, texts: list[list[str]], seconds: float) -> dict[str, 
 
 
 def _monitor_cost(
-    model: Any, texts: list[list[str]], seconds: float, on_caller: bool
+    model: Any, texts: list[list[str]], seconds: float, on_record: bool
 ) -> dict[str, float]:
-    """The monitor's CPU in the plain/monitored predict loop, its steps on the flusher thread
-    or on the predicting thread."""
-    wrapped = monitored(model, name="gil", sinks=[], start=not on_caller)
+    """The monitor's CPU in the plain/monitored predict loop, its steps on the predicting
+    thread (``flush_on_record``) or on the flusher thread; the monitored calls' wall time."""
+    cfg = MonitorConfig(flush_on_record=on_record)
+    wrapped = monitored(model, name="gil", sinks=[], config=cfg)
     mon = wrapped.monitor
+    pc = time.perf_counter_ns
+    lat: list[int] = []
     try:
         for x in texts[:20]:
             model.predict(x)
             wrapped.predict(x)
         mon.flush()
         before = mon.stats()["overhead"]
+        before_n = mon.stats()["counts"]["predictions"]
         steps0 = mon.stats()["counters"]["flushes"]
-        interval = mon.config.flush_interval_s
-        due = time.monotonic() + interval
         n = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for x in texts:
                 model.predict(x)
+                t0 = pc()
                 wrapped.predict(x)
+                lat.append(pc() - t0)
                 n += 1
-                if on_caller and time.monotonic() >= due:
-                    mon._step(force=False)  # the flusher's own step, on this thread
-                    due += interval
-        time.sleep(2 * interval)  # the flusher takes the last records
-        if on_caller:
-            mon._step(force=False)
+        # the flusher thread takes the last records (within store_interval_s when records ran
+        # the steps)
+        time.sleep(mon.config.store_interval_s + 2 * mon.config.flush_interval_s)
         after = mon.stats()
     finally:
         wrapped.close()
@@ -120,11 +126,16 @@ def _monitor_cost(
     model_s = ov["model_s"] - before["model_s"]
     steps = after["counters"]["flushes"] - steps0
     flusher = ov["flusher_cpu_s"] - before["flusher_cpu_s"]
+    q = np.quantile(np.asarray(lat, dtype=np.float64), [0.5, 0.99, 0.999]) / 1e3
     return {
         "monitor_ns": cpu / n * 1e9,
         "monitor_pct": 100.0 * cpu / model_s,
         "step_us": flusher / max(steps, 1) * 1e6,
         "predictions": n,
+        "taken": after["counts"]["predictions"] - before_n,
+        "p50_us": float(q[0]),
+        "p99_us": float(q[1]),
+        "p999_us": float(q[2]),
     }
 
 
@@ -141,16 +152,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for variant, model in models.items():
             for k, v in _wake_cost(model, texts, args.seconds / 2).items():
                 runs.setdefault(f"{variant}_{k}", []).append(v)
-            order = ("thread", "caller") if r % 2 == 0 else ("caller", "thread")
+            order = ("thread", "record") if r % 2 == 0 else ("record", "thread")
             for where in order:
-                got = _monitor_cost(model, texts, args.seconds, where == "caller")
+                got = _monitor_cost(model, texts, args.seconds, where == "record")
                 for k, v in got.items():
                     runs.setdefault(f"{variant}_{where}_{k}", []).append(v)
     out: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
     out["runs"] = runs
     for variant in models:
-        out[f"{variant}_thread_over_caller"] = (
-            out[f"{variant}_thread_monitor_ns"] / out[f"{variant}_caller_monitor_ns"]
+        out[f"{variant}_thread_over_record"] = (
+            out[f"{variant}_thread_monitor_ns"] / out[f"{variant}_record_monitor_ns"]
         )
     text = json.dumps(out, indent=2)
     print(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 import sys
 import threading
 import time
@@ -216,6 +217,28 @@ def test_the_recorder_wakes_the_flusher_once_when_half_full() -> None:
     Recorder(SingleBuffer(), 2, lambda: 1.0, lambda w, n: None, print).record("a", "b", 0.5, 0.1)
 
 
+def test_the_first_record_at_its_due_time_runs_on_due_once_it_is_buffered() -> None:
+    buf = SingleBuffer()
+    now = [1.0]
+    ran: list[int] = []
+    rec = Recorder(
+        buf, 8, lambda: now[0], lambda w, n: None, print, None, lambda: ran.append(len(buf))
+    )
+    rec.record("a", "ham", 0.9, 0.001)  # due is +inf until the owner sets it
+    rec.due = 2.0
+    rec.record("b", "ham", 0.9, 0.001)
+    now[0] = 2.0
+    rec.record("c", "ham", 0.9, 0.001)
+    assert ran == [3]  # after "c" was put in the buffer
+    assert rec.due == math.inf  # until on_due sets the next
+    rec.record("d", "ham", 0.9, 0.001)
+    assert ran == [3]
+    rec.due = 0.0
+    rec.cap = 4
+    rec.record("e", "ham", 0.9, 0.001)  # dropped: the buffer is full, nothing is due for it
+    assert ran == [3] and len(buf) == 4
+
+
 def test_the_recorder_reads_time_time_in_c() -> None:
     """With ``time.time`` as its clock the recorder reads the same clock without calling it."""
     buf = SingleBuffer()
@@ -271,6 +294,39 @@ def test_one_call_answers_and_records_the_top_probability() -> None:
     assert labels.tolist() == ["ham"] and len(ids) == 1
     assert buf[0][1:3] == ("ham", pytest.approx(0.4)) and buf[0][4] is None
     assert calls.fallback == [] and calls.errors == []
+
+
+def test_one_call_runs_a_due_step_after_the_timed_record() -> None:
+    """The step the record makes due runs once the call's own cost is noted: a caller's
+    timed share never holds it."""
+    order: list[str] = []
+    rec = Recorder(
+        SingleBuffer(),
+        100,
+        lambda: 7.0,
+        lambda w, n: None,
+        print,
+        None,
+        lambda: order.append("step"),
+    )
+    one = OneCall(
+        PROBA,
+        lambda X: np.array([[0.2, 0.5, 0.3]]),
+        np.array(["ham", "spam", "eggs"]),
+        GroundTruth(),
+        rec,
+        True,
+        LastIds(),
+        lambda ns: order.append("note"),
+        print,
+        1,  # every call timed
+        print,
+        print,
+    )
+    one.predict(["a"])
+    rec.due = 7.0
+    assert one.predict(["b"]).tolist() == ["spam"]
+    assert order == ["note", "note", "step"]
 
 
 @pytest.mark.parametrize(

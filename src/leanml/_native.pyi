@@ -83,6 +83,7 @@ class SingleBuffer:
 
 class Recorder:
     cap: int
+    due: float
     def __init__(
         self,
         buf: SingleBuffer,
@@ -91,6 +92,7 @@ class Recorder:
         drop: Callable[[str, int], None],
         invalid: Callable[[str], None],
         wake: Callable[[], object] | None = None,
+        on_due: Callable[[], object] | None = None,
     ) -> None: ...
     def bind(
         self,
@@ -100,6 +102,7 @@ class Recorder:
         drop: Callable[[str, int], None],
         invalid: Callable[[str], None],
         wake: Callable[[], object] | None = None,
+        on_due: Callable[[], object] | None = None,
     ) -> None: ...
     def record(
         self,

@@ -58,7 +58,7 @@ from cpython.pythread cimport (
     PyThread_release_lock,
     PyThread_type_lock,
 )
-from libc.math cimport ceil, exp, isnan, log
+from libc.math cimport HUGE_VAL, ceil, exp, isnan, log
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
@@ -826,30 +826,55 @@ cdef class Recorder:
     ``drop("record_buffer", 1)``. A confidence, latency or count that is not a number is not
     recorded: ``invalid(message)`` is called instead. The record that fills the buffer to
     half its bound calls ``wake()`` (None: nobody), so the flusher takes the buffer before
-    its interval ends rather than letting it fill."""
+    its interval ends rather than letting it fill. The first record at or after :attr:`due`
+    (the clock's time; +inf: never) calls ``on_due()`` once it is recorded: the monitor runs
+    its flusher step there, on the recording thread (see :meth:`after`)."""
 
     cdef SingleBuffer _buf
     cdef public Py_ssize_t cap
+    cdef public double due
+    cdef bint _hit
     cdef object _clock
     cdef object _drop
     cdef object _invalid
     cdef object _wake
+    cdef object _on_due
 
-    def __init__(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None):
-        self.bind(buf, cap, clock, drop, invalid, wake)
+    def __init__(
+        self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None, on_due=None
+    ):
+        self.due = HUGE_VAL
+        self.bind(buf, cap, clock, drop, invalid, wake, on_due)
 
-    def bind(self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None):
+    def bind(
+        self, SingleBuffer buf, Py_ssize_t cap, clock, drop, invalid, wake=None, on_due=None
+    ):
         """Point the recorder at another buffer (a forked child's fresh state): the bound
         ``record`` methods handed out before stay valid."""
         self._buf, self.cap, self._clock, self._drop, self._invalid, self._wake = (
             buf, cap, clock, drop, invalid, wake
         )
+        self._on_due, self._hit = on_due, False
 
     def record(
         self, prediction_id, label, confidence, latency_s, input=None, tokens=-1, known=0
     ):
-        """Record one prediction; returns at once (no lock, no I/O)."""
+        """Record one prediction; returns at once (no lock, no I/O), unless it is the first
+        at or after :attr:`due` (then ``on_due()`` runs before it returns)."""
         self._record(prediction_id, label, confidence, latency_s, input, tokens, known)
+        if self._hit:
+            self._after()
+
+    cdef inline void _after(self) except *:
+        """``on_due()``, if a record since the last call reached :attr:`due`. A caller that
+        times its record calls this after its timing (:class:`OneCall`), so the step is not
+        counted as the record's cost; :attr:`due` is +inf meanwhile (``on_due`` sets the
+        next one)."""
+        if self._hit:
+            self._hit = False
+            self.due = HUGE_VAL
+            if self._on_due is not None:
+                self._on_due()
 
     cdef void _record(
         self, prediction_id, label, confidence, latency_s, input, tokens, known
@@ -868,6 +893,8 @@ cdef class Recorder:
             self._buf.put(prediction_id, label, c, lat, input, ts, tok, kn)
             if self._buf.n == self.cap >> 1 and self._wake is not None:
                 self._wake()
+            if ts >= self.due:
+                self._hit = True
         else:
             self._drop("record_buffer", 1)
 
@@ -1023,6 +1050,7 @@ cdef class OneCall:
         self._last._set(pid)
         if timed:
             self._note(_now_ns() - t1)
+        self._rec._after()  # a due flusher step, outside the timed record
         return self._labels[k : k + 1]
 
     def predict(self, X):

@@ -268,6 +268,172 @@ def test_background_flusher_and_threads() -> None:
     assert s["counters"]["flusher_errors"] == 0
 
 
+def _record_one(m: ModelMonitor, intake: str, pid: str) -> None:
+    if intake == "record":
+        m.record(pid, "a", 0.9, 0.001)
+    else:
+        m.record_batch([pid], ["a"], [0.9], 0.001)
+
+
+@pytest.mark.parametrize("intake", ["record", "record_batch"])
+def test_a_due_step_runs_on_the_thread_that_records(clock, intake: str) -> None:
+    """flush_on_record (the default): the first record at or after the step's due time runs
+    the step before it returns; the flusher thread (its interval an hour away) does not."""
+    m = ModelMonitor("t", config=MonitorConfig(flush_interval_s=3600.0), clock=clock, sinks=[])
+    st = m.state
+    try:
+        _record_one(m, intake, "a")
+        assert len(st.buf) + len(st.bbuf) == 1 and st.total == 0  # not due yet: buffered
+        clock.advance(3600.0)
+        _record_one(m, intake, "b")
+        assert len(st.buf) + len(st.bbuf) == 0 and st.total == 2
+        assert m.counters["flushes"] == 1 and st.flusher_cpu_ns > 0  # its CPU counted
+        _record_one(m, intake, "c")  # the next step is due an interval later
+        assert len(st.buf) + len(st.bbuf) == 1 and m.counters["flushes"] == 1
+        # a reader takes what was recorded before it asked
+        assert m.stats()["counts"]["predictions"] == 3 and m.counters["flushes"] == 2
+    finally:
+        m.close()
+    assert m.stats()["counts"]["predictions"] == 3
+
+
+@pytest.mark.parametrize(
+    ("cfg", "start"), [({"flush_on_record": False}, True), ({}, False)], ids=["off", "no-thread"]
+)
+def test_records_run_no_step_when_off_or_when_the_monitor_is_not_started(
+    clock, cfg: dict, start: bool
+) -> None:
+    """Off (leanml serve), the flusher thread steps; a monitor not started (flushed by hand)
+    is stepped by nobody else."""
+    m = ModelMonitor(
+        "t",
+        config=MonitorConfig(flush_interval_s=3600.0, **cfg),
+        clock=clock,
+        sinks=[],
+        start=start,
+    )
+    try:
+        m.record("a", "a", 0.9, 0.001)
+        clock.advance(7200.0)
+        m.record("b", "a", 0.9, 0.001)
+        m.record_batch(["c"], ["a"], [0.9], 0.001)
+        assert m.stats()["counters"]["flushes"] == 0
+        m.flush()
+        assert m.stats()["counts"]["predictions"] == 3
+    finally:
+        m.close()
+
+
+def test_turning_flush_on_record_on_at_run_time_arms_the_next_step(clock) -> None:
+    m = ModelMonitor(
+        "t",
+        config=MonitorConfig(flush_interval_s=3600.0, flush_on_record=False),
+        clock=clock,
+        sinks=[],
+    )
+    try:
+        m.configure(flush_on_record=True)
+        m.record("a", "a", 0.9, 0.001)
+        clock.advance(3600.0)
+        m.record("b", "a", 0.9, 0.001)
+        assert m.stats()["counts"]["predictions"] == 2
+    finally:
+        m.close()
+
+
+def test_a_step_on_the_recording_thread_leaves_the_store_to_the_flusher_thread(
+    clock, tmp_path
+) -> None:
+    """No store I/O on a thread that predicts: the rows a step there collects are written by
+    the flusher thread, which it wakes."""
+    store = MonitorStore(f"sqlite:///{tmp_path / 'm.db'}")
+    cfg = MonitorConfig(flush_interval_s=3600.0, store_interval_s=3600.0, sampling_rate=1.0)
+    m = ModelMonitor("t", config=cfg, clock=clock, store=store, sinks=[])
+    writer: list[str] = []
+    write = store.write
+
+    def record_writer(**rows):
+        writer.append(threading.current_thread().name)
+        return write(**rows)
+
+    store.write = record_writer  # type: ignore[method-assign]
+    try:
+        for i in range(10):
+            m.record(str(i), "a", 0.9, 0.001)
+        clock.advance(3600.0)
+        m.record("x", "a", 0.9, 0.001)  # runs the step; a store write is due
+        assert m.counters["flushes"] == 1
+        deadline = time.monotonic() + 30
+        while not writer and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer == ["leanml-monitor-t"]
+        assert store.merged("t")["count"] == 11
+    finally:
+        m.close()
+        store.close()
+
+
+def test_a_failing_step_on_the_recording_thread_is_counted_not_raised(clock, monkeypatch) -> None:
+    from leanml.monitor import monitor as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    m = ModelMonitor("t", config=MonitorConfig(flush_interval_s=3600.0), clock=clock, sinks=[])
+    try:
+        monkeypatch.setattr(module, "step", broken)
+        clock.advance(3600.0)
+        m.record("a", "a", 0.9, 0.001)  # the prediction's caller never sees the failure
+        assert m.counters["flusher_errors"] == 1
+        monkeypatch.undo()
+        clock.advance(3600.0)
+        m.record("b", "a", 0.9, 0.001)  # the next due step runs
+        assert m.stats()["counts"]["predictions"] == 2
+    finally:
+        m.close()
+
+
+def test_the_flusher_thread_takes_the_last_records_once_records_stop() -> None:
+    """While records run the steps the flusher thread looks in every store_interval_s; the
+    records left after the last step are taken then, with no further record."""
+    m = ModelMonitor(
+        "t", config=MonitorConfig(flush_interval_s=0.05, store_interval_s=0.5), sinks=[]
+    )
+    try:
+        end = time.monotonic() + 0.5
+        n = 0
+        while time.monotonic() < end:
+            m.record(str(n), "a", 0.9, 0.001)
+            n += 1
+            time.sleep(0.001)
+        assert m._stepping_here(m.config)  # the records ran the steps
+        deadline = time.monotonic() + 30
+        while m.stats()["counts"]["predictions"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert m.stats()["counts"]["predictions"] == n
+    finally:
+        m.close()
+
+
+def test_a_step_run_inside_a_timed_call_is_not_the_call_s_cost(clock) -> None:
+    m = ModelMonitor("t", config=MonitorConfig(flush_interval_s=3600.0), clock=clock, sinks=[])
+    try:
+        for i in range(2000):  # a step with something to take
+            m.record(str(i), "a", 0.9, 0.001)
+        clock.advance(3600.0)
+        t0 = time.perf_counter_ns()
+        m.record("x", "a", 0.9, 0.001)  # runs the step
+        ns = time.perf_counter_ns() - t0
+        step_ns = m._here_ns
+        assert 0 < step_ns <= ns
+        m.note_caller_cost(ns, 64)
+        assert m.state.caller_sampled_ns == ns - step_ns
+        m.note_caller_cost(500, 64)  # a later timed call without a step: all its own
+        assert m.state.caller_sampled_ns == ns - step_ns + 500
+    finally:
+        m.close()
+
+
 @pytest.mark.parametrize("intake", ["record", "record_batch", "record_joined"])
 def test_a_half_full_buffer_wakes_the_flusher_before_its_interval(intake: str) -> None:
     """The flusher wakes every flush_interval_s, or as soon as a buffer is half full: records

@@ -188,6 +188,20 @@ def test_compact_models_feed_oov_from_their_one_pass(model, clock) -> None:
         assert m.record_ground_truth(ids[0], "spam") == "joined"
 
 
+@pytest.mark.parametrize("texts", [1, 2], ids=["one-input path", "batch path"])
+def test_a_due_step_runs_in_the_predict_call_that_reaches_it(model, clock, texts: int) -> None:
+    """flush_on_record: the predict call after the step's due time runs it (the one-input
+    path in C, the batch path through record_batch); the flusher thread sleeps an hour."""
+    cfg = MonitorConfig(flush_interval_s=3600.0)
+    with monitored(model, name="m", config=cfg, clock=clock, sinks=[]) as m:
+        st = m.monitor.state
+        m.predict(TEXTS[:texts])
+        assert st.total == 0 and m.monitor.counters["flushes"] == 0
+        clock.advance(3600.0)
+        m.predict(TEXTS[:texts])
+        assert st.total == 2 * texts and m.monitor.counters["flushes"] == 1
+
+
 def test_the_monitor_publishes_its_own_overhead(model, clock) -> None:
     from leanml.monitor._read import CALLER_SAMPLE_EVERY
     from leanml.monitor.sketch import LogSketch

@@ -19,6 +19,8 @@ def test_the_server_flushes_every_second_and_pauses_unless_the_user_says_otherwi
         0.0005,
         5.0,
     )
+    # the flusher thread steps, not the event loop that records
+    assert not served.flush_on_record and Settings.load(env={}).monitor.flush_on_record
     m = ModelMonitor("email", config=served, start=False, sinks=[])
     assert m.state.pace.every_s == 0.0005  # the monitors the server builds pause
     m.close()

@@ -156,7 +156,13 @@ class MonitorConfig:
         "URLs, phone-like and long digit runs masked), hash (its sha256 only) or none.",
     )
     flush_interval_s: float = setting(
-        1.0, "How often the background flusher wakes (s; sooner when a buffer is half full)."
+        1.0, "How often a flusher step runs (s; sooner when a buffer is half full)."
+    )
+    flush_on_record: bool = setting(
+        True,
+        "Run a due flusher step on the thread that records (no GIL handoff to the flusher "
+        "thread, which then steps only when records stop); false: the flusher thread steps "
+        "(leanml serve).",
     )
     flush_hold_s: float | None = setting(
         None,
@@ -203,7 +209,7 @@ class MonitorConfig:
     relative_accuracy: float = setting(0.005, "Relative error bound of the latency sketch.")
     max_oov_per_flush: int = setting(256, "Most texts per flush scored for out-of-vocabulary.")
     overhead_budget: float = setting(
-        0.005, "CPU of optional analysis (text statistics) as a share of the model's time."
+        0.0025, "CPU of optional analysis (text statistics) as a share of the model's time."
     )
     max_labels: int = setting(1_000, "Most distinct labels counted per model.")
 
@@ -233,8 +239,9 @@ class MonitorConfig:
             )
         if self.retention_max_rows is not None:
             check_number(self.retention_max_rows, "retention_max_rows", owner, low=0, integer=True)
-        if not isinstance(self.gc_idle_collect, bool):
-            raise param_error("gc_idle_collect", owner, "a bool", self.gc_idle_collect)
+        for name in ("gc_idle_collect", "flush_on_record"):
+            if not isinstance(getattr(self, name), bool):
+                raise param_error(name, owner, "a bool", getattr(self, name))
         rules = tuple(self.alert_rules)
         if not all(isinstance(r, AlertRule) for r in rules):
             raise param_error("alert_rules", owner, "a sequence of AlertRule", self.alert_rules)

@@ -5,7 +5,8 @@ One :func:`step` drains the intake buffers (:mod:`~leanml.monitor._ingest`,
 scoring closed windows and evaluating alerts (:mod:`~leanml.monitor._windows`),
 sampling resources, collecting rows for the store (every ``store_interval_s``, or sooner when
 the sampled-detail queue is half full); then, outside the state's lock, writes the
-store, applies retention and lets the idle collector run.
+store, applies retention and lets the idle collector run. A step run by a recording thread
+(``flush_on_record``) leaves those three to the flusher thread.
 """
 
 from __future__ import annotations
@@ -30,39 +31,63 @@ __all__ = ["step"]
 logger = logging.getLogger("leanml.monitor")
 
 
-def step(st: MonitorState, force: bool) -> bool:
-    """One flusher step; returns whether buffered records remain (backlog). Its CPU time (this
-    thread's) counts in ``st.flusher_cpu_ns``: the monitor's background cost."""
+def step(st: MonitorState, force: bool, here: bool = False) -> bool | None:
+    """One flusher step; returns whether buffered records remain (backlog). Its CPU time (the
+    running thread's) counts in ``st.flusher_cpu_ns``: the monitor's own cost.
+
+    ``here``: a thread that records (or reads) runs it (``flush_on_record``): it skips the step
+    (None) while another thread steps, never pauses (the pauses are for such threads) and
+    does no store I/O: the rows it collects wait in ``st.unwritten`` for the flusher thread
+    (a store that is down would otherwise hold a prediction), which also applies retention
+    and runs the idle collector."""
+    if not st.io_lock.acquire(not here):
+        return None
     t0 = thread_time_ns()
     try:
-        return _step(st, force)
+        return _step(st, force, here)
     finally:
         st.flusher_cpu_ns += thread_time_ns() - t0
+        st.io_lock.release()
 
 
-def _step(st: MonitorState, force: bool) -> bool:
-    with st.io_lock:
-        with st.lock:
-            st.pace.start(pausing=not force, budget_s=st.config.flush_interval_s / 4)
-            now = st.clock()
-            busy = _drain(st, force)
-            st.pace()
-            rows = _due_work(st, now, force)
-            evict_windows(st)
-            st.counters["flushes"] += 1
-        if rows is not None and st.store is not None:
-            st.pace()
-            errors = st.counters["store_errors"]
-            write_rows(st, st.store, rows)
-            if st.counters["store_errors"] != errors:  # a failing store: no early writes
-                st.due["early_store"] = now + st.config.store_interval_s
-        _retention(st, now)
-        if st.gc is not None:
-            if busy:
-                st.gc.activity(now)
-            else:
-                st.gc.maybe_collect(now)
+def _step(st: MonitorState, force: bool, here: bool) -> bool:
+    if not here and st.unwritten is not None:  # collected by a step on a recording thread
+        unwritten, st.unwritten = st.unwritten, None
+        _write(st, unwritten, st.clock())
+    with st.lock:
+        st.pace.start(pausing=not (here or force), budget_s=st.config.flush_interval_s / 4)
+        now = st.clock()
+        busy = _drain(st, force)
+        st.pace()
+        rows = _due_work(st, now, force, collect=st.unwritten is None)
+        evict_windows(st)
+        st.counters["flushes"] += 1
+    if rows is not None and st.store is not None:
+        if here:
+            st.unwritten = rows
+        else:
+            _write(st, rows, now)
+    if here:
+        if busy and st.gc is not None:
+            st.gc.activity(now)
+        return bool(st.buf or st.bbuf or st.gt)
+    _retention(st, now)
+    if st.gc is not None:
+        if busy:
+            st.gc.activity(now)
+        else:
+            st.gc.maybe_collect(now)
     return bool(st.buf or st.bbuf or st.gt)
+
+
+def _write(st: MonitorState, rows: dict[str, list], now: float) -> None:
+    if st.store is None:
+        return
+    st.pace()
+    errors = st.counters["store_errors"]
+    write_rows(st, st.store, rows)
+    if st.counters["store_errors"] != errors:  # a failing store: no early writes
+        st.due["early_store"] = now + st.config.store_interval_s
 
 
 def _drain(st: MonitorState, force: bool) -> bool:
@@ -79,8 +104,11 @@ def _drain(st: MonitorState, force: bool) -> bool:
     return busy
 
 
-def _due_work(st: MonitorState, now: float, force: bool) -> dict[str, list] | None:
-    """Expiry, drift of closed windows, alerts, resources; the store rows when a write is due."""
+def _due_work(
+    st: MonitorState, now: float, force: bool, collect: bool = True
+) -> dict[str, list] | None:
+    """Expiry, drift of closed windows, alerts, resources; the store rows when a write is due
+    (and ``collect``: none wait unwritten)."""
     cfg, due = st.config, st.due
     if force or now >= due.get("expire", 0.0):
         st.time_window.expire(now)
@@ -94,7 +122,7 @@ def _due_work(st: MonitorState, now: float, force: bool) -> dict[str, list] | No
         _sample_resources(st, now)
         due["resources"] = now + cfg.resource_interval_s
     early = _details_half_full(st) and now >= due.get("early_store", -math.inf)
-    if st.store is not None and (force or early or now >= due["store"]):
+    if collect and st.store is not None and (force or early or now >= due["store"]):
         due["store"] = now + cfg.store_interval_s
         return collect_rows(st, now)
     return None

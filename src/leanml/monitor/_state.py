@@ -185,6 +185,9 @@ class MonitorState:
         self.label_rows: deque[dict[str, Any]] = deque()
         self.alert_rows: list[dict[str, Any]] = []
         self.resource_rows: list[dict[str, Any]] = []
+        # rows a step on a recording thread collected, for the flusher thread to write (no
+        # store I/O on a thread that predicts: a store that is down would hold it)
+        self.unwritten: dict[str, list[Any]] | None = None
         self.resources = ResourceSampler(
             cfg.resource_history, disk_usage=self.store.disk_usage if self.store else None
         )

@@ -38,7 +38,7 @@ class OverheadBudget:
 
     def __init__(
         self,
-        budget: float = 0.005,
+        budget: float = 0.0025,
         *,
         meter: Callable[[], float] = time.thread_time,
         burst_s: float = 0.05,

@@ -16,14 +16,28 @@ Hot path contract:
   appends too. The monitor keeps no prediction id: the :class:`~leanml.groundtruth.GroundTruth`
   that issued them holds the pending predictions (``monitor.ground_truth``, for the stats).
 
-A background flusher thread (every ``flush_interval_s``) moves buffered records into per-window
-counters and latency sketches, accuracy/calibration windows and the sampled-detail queue;
-evaluates alerts; samples resources; writes the store every ``store_interval_s``; and applies
-retention. :meth:`flush` does all of that synchronously;
-:meth:`close` (or leaving the ``with`` block) flushes everything and stops the thread. With
-``flush_hold_s`` set (``leanml serve`` sets it) a step of the thread pauses briefly every
-``flush_hold_s`` it has held the GIL, so that the threads serving predictions are not kept
-waiting by a long step (:mod:`~leanml.monitor._pace`).
+A flusher step (every ``flush_interval_s``) moves buffered records into per-window counters and
+latency sketches, accuracy/calibration windows and the sampled-detail queue; evaluates alerts;
+samples resources; writes the store every ``store_interval_s``; and applies retention.
+:meth:`flush` does all of that synchronously; :meth:`close` (or leaving the ``with`` block)
+flushes everything and stops the flusher thread.
+
+Where a step runs: with ``flush_on_record`` (the default) the first record at or after the
+step's due time runs it on the recording thread, once that record is in the buffer (the call
+that does so waits for it: about a millisecond for a thousand records); a reader
+(:meth:`stats`, :meth:`metrics`...) runs one first when records wait, so it sees every
+prediction recorded before it asked. Such a step does no store I/O (a store that is down would
+hold the prediction): the flusher thread writes the rows it collected, applies retention, looks
+in every ``store_interval_s`` and steps when records have stopped, when a buffer is half full,
+and for :meth:`close`. The reason is CPU: a thread that waits must take the GIL back from the
+thread calling the model, and a scikit-learn pipeline lets the GIL go and takes it back many
+times a prediction; each release wakes the waiting thread, which finds the GIL taken again, so
+CPython's switch-interval request never fires: a wake of the flusher thread beside such a
+model cost about 1.7 ms of CPU, and its steps four times what they cost on the recording thread
+(``benchmarks/flusher_gil.py``). With ``flush_on_record`` off (``leanml serve``: its event loop
+must not run steps) the flusher thread steps; with ``flush_hold_s`` set (``leanml serve`` sets
+it) it pauses briefly every ``flush_hold_s`` it has held the GIL, so that the threads serving
+predictions are not kept waiting by a long step (:mod:`~leanml.monitor._pace`).
 
 Layout: ``ModelMonitor`` is the public face; the state the flusher and the readers share is one
 :class:`~leanml.monitor._state.MonitorState` they take as a parameter. The flusher's step is
@@ -34,6 +48,7 @@ sketches), ``_details`` (sampled detail rows), ``_truth`` (ground-truth join and
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -173,9 +188,13 @@ class ModelMonitor:
             self.state.buf, cfg.buffer_size, clock, self._drop, self._invalid_record
         )
         self.record = self.recorder.record  # type: ignore[method-assign]
-        self._bind_intake(cfg)
         self._closed = False
         self._thread: threading.Thread | None = None
+        # the last step a recording thread ran (monotonic s), how long it took and when it
+        # ended (perf_counter ns: a timed call it ran in does not count it as its own cost)
+        self._stepped_at = -math.inf
+        self._here_ns = self._here_end_ns = 0
+        self._bind_intake(cfg)
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
         if start:
@@ -188,8 +207,15 @@ class ModelMonitor:
         # a forked child's fresh buffer goes to the same recorder: the ``record`` methods
         # callers took before the fork keep working
         self.recorder.bind(
-            st.buf, cfg.buffer_size, self._clock, self._drop, self._invalid_record, self._wake.set
+            st.buf,
+            cfg.buffer_size,
+            self._clock,
+            self._drop,
+            self._invalid_record,
+            self._wake.set,
+            self._step_here,
         )
+        self._arm(cfg)
         self._bbuf = st.bbuf
         self._bappend = st.bbuf.append
         self._gt = st.gt
@@ -258,11 +284,13 @@ class ModelMonitor:
             )
         held = len(self._bbuf)
         if held < self._bcap:
-            self._bappend(
-                (ids, labels, confidences, latencies, inputs, self._clock(), tokens, model_seconds)
-            )
+            now = self._clock()
+            self._bappend((ids, labels, confidences, latencies, inputs, now, tokens, model_seconds))
             if held + 1 == self._bcap >> 1:  # half full: the flusher takes it now
                 self._wake.set()
+            if now >= self.recorder.due:  # a step is due: this thread runs it
+                self.recorder.due = math.inf
+                self._step_here()
         else:
             self._drop("batch_buffer", n)
 
@@ -336,6 +364,9 @@ class ModelMonitor:
         ``calls`` calls (the caller times one call in that many): the caller-side share of
         the ``overhead`` figure of :meth:`stats`."""
         st = self.state
+        if self._here_ns and self._here_end_ns > time.perf_counter_ns() - ns:
+            ns = max(0, ns - self._here_ns)  # a step ran in the timed call: not its cost
+            self._here_ns = 0
         st.caller_sampled_ns += ns
         st.caller_samples += 1
         st.caller_calls += calls
@@ -381,14 +412,60 @@ class ModelMonitor:
                 target=self._run, daemon=True, name=f"leanml-monitor-{self.name}"
             )
             self._thread.start()
+            self._arm(self.config)
+
+    def _arm(self, cfg: MonitorConfig) -> None:
+        """When the next record runs a step (``flush_on_record``, the flusher running)."""
+        here = cfg.flush_on_record and self._thread is not None and not self._closed
+        self.recorder.due = self._clock() + cfg.flush_interval_s if here else math.inf
+
+    def _stepping_here(self, cfg: MonitorConfig) -> bool:
+        """Whether recording threads run the steps: one did within two intervals."""
+        recent = time.monotonic() - self._stepped_at < 2 * cfg.flush_interval_s
+        return cfg.flush_on_record and recent
+
+    def _step_here(self) -> None:
+        """The step due when a record arrived, on the thread that recorded it (``on_due`` of
+        the :class:`~leanml._native.Recorder`, and :meth:`record_batch`); skipped while the
+        flusher thread steps. Never raises into the caller: a failing step is counted and
+        logged, as on the flusher thread."""
+        cfg = self.config
+        if not cfg.flush_on_record or self._closed or self._stop.is_set() or self._thread is None:
+            return
+        t0 = time.perf_counter_ns()
+        try:
+            more = step(self.state, force=False, here=True)
+        except Exception:
+            more = False
+            self.counters["flusher_errors"] += 1
+            _log.exception("monitor %s: flusher step failed", self.name)
+        self._here_end_ns = time.perf_counter_ns()
+        self._here_ns = self._here_end_ns - t0
+        if more is not None:
+            self._stepped_at = time.monotonic()
+        if self.state.unwritten is not None:  # rows for the store: the flusher thread writes
+            self._wake.set()
+        # a backlog beyond flush_batch_size: the next record goes on with it
+        self.recorder.due = self._clock() + (0.0 if more else cfg.flush_interval_s)
 
     def _run(self) -> None:
         more = False
         stop, wake = self._stop, self._wake
         while True:
+            woke = True
             if not more:  # a backlog beyond flush_batch_size goes on at once
-                wake.wait(self.config.flush_interval_s)
+                cfg = self.config
+                # while records run the steps, look in rarely: each wake beside a model that
+                # lets the GIL go costs milliseconds of CPU (module docstring)
+                here = self._stepping_here(cfg)
+                woke = wake.wait(
+                    max(cfg.flush_interval_s, cfg.store_interval_s)
+                    if here
+                    else cfg.flush_interval_s
+                )
                 wake.clear()
+                if not woke and self._stepping_here(cfg):
+                    continue
             if stop.is_set():
                 return
             try:
@@ -437,6 +514,9 @@ class ModelMonitor:
                     f"accuracy do not merge), got {cfg.relative_accuracy!r}"
                 )
             self.state.reconfigure(cfg)
+            if cfg.flush_on_record != old.flush_on_record:
+                self._arm(cfg)
+                self._wake.set()  # the flusher thread's wait follows
             self._cap, self._bcap, self._gtcap = (
                 cfg.buffer_size,
                 cfg.batch_buffer_size,
@@ -451,7 +531,7 @@ class ModelMonitor:
 
     # ------------------------------------------------------------------ flusher
     def _step(self, force: bool) -> bool:
-        return step(self.state, force)
+        return bool(step(self.state, force))
 
     # ------------------------------------------------------------------ reading
     def label_of(self, index: int) -> Any:
@@ -459,16 +539,27 @@ class ModelMonitor:
 
     def latency_sketch(self, since: float | None = None) -> LogSketch:
         """A merged copy of the in-memory window sketches (all of them plus retired if no since)."""
+        self._catch_up()
         with self.state.lock:
             return self.state.latency_sketch(since)
 
+    def _catch_up(self) -> None:
+        """Before a read, with ``flush_on_record``: take the records buffered since the last
+        step (the flusher thread looks in rarely while records run the steps), so a reader
+        sees every prediction recorded before it asked."""
+        st = self.state
+        if self.config.flush_on_record and (st.buf or st.bbuf or st.gt or st.err):
+            self._step_here()
+
     def metrics(self) -> dict[str, tuple[float | None, int]]:
         """Flat metric table (name -> (value, sample size)) that alert rules read."""
+        self._catch_up()
         with self.state.lock:
             return metric_table(self.state, self._clock())
 
     def stats(self) -> MonitorStats:
         """Everything a dashboard or the serving layer reads, as a plain (typed) dict."""
+        self._catch_up()
         with self.state.lock:
             return read_stats(self.state, self._clock())
 
@@ -482,6 +573,7 @@ class ModelMonitor:
 
     def sampled_records(self) -> list[dict[str, Any]]:
         """Sampled detail records not yet written (all of them when there is no store)."""
+        self._catch_up()
         with self.state.lock:
             return [
                 dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in self.state.details.records()
@@ -498,7 +590,8 @@ def _after_fork(ref: weakref.ReferenceType[ModelMonitor]) -> None:
     store = m.state.store
     m.state = m.state.fresh(store.process_id if store is not None else default_process_id())
     m._stop, m._wake = threading.Event(), threading.Event()
-    m._bind_intake(m.config)
     m._thread = None
+    m._stepped_at = -math.inf
+    m._bind_intake(m.config)
     if running:
         m.start()

@@ -53,6 +53,7 @@ CHANGEABLE_MONITORING = (
     "sample_below_confidence",
     "store_inputs",
     "flush_interval_s",
+    "flush_on_record",
     "flush_hold_s",
     "flush_batch_size",
     "buffer_size",
@@ -148,6 +149,7 @@ def _monitoring_patch(monitor: MonitorConfig) -> dict[str, Any]:
         "retention_max_rows": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
         "retention_reclaim": {"enum": ["full", "plain", "none"]},
         "gc_idle_collect": {"type": "boolean"},
+        "flush_on_record": {"type": "boolean"},
         "thresholds": {
             "type": "object",
             "minProperties": 1,

@@ -62,13 +62,15 @@ class FeedbackOutcome:
         return out
 
 
-#: The server's own monitor default: the flusher (every second, the library default) pausing
-#: every 0.5 ms it holds the GIL. The pauses hand the event loop the GIL
-#: (leanml.monitor._pace): a step of a second's records does not make a request wait longer.
-#: They stay off elsewhere: in a CPU-bound loop calling a monitored model the caller takes the
-#: GIL for up to CPython's 5 ms switch interval after each pause. Anything the user sets in
-#: [monitor] wins.
+#: The server's own monitor default: the flusher thread steps (every second, the library
+#: default), not the event loop that records (``flush_on_record`` off: a step there would
+#: hold every request in flight), pausing every 0.5 ms it holds the GIL. The pauses hand the
+#: event loop the GIL (leanml.monitor._pace): a step of a second's records does not make a
+#: request wait longer. They stay off elsewhere: in a CPU-bound loop calling a monitored model
+#: the caller takes the GIL for up to CPython's 5 ms switch interval after each pause.
+#: Anything the user sets in [monitor] wins.
 SERVING_PROFILE = {
+    "monitor.flush_on_record": False,
     "monitor.flush_hold_s": 0.0005,
 }
 
