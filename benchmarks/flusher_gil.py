@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -45,20 +46,10 @@ import numpy as np
 from leanml import monitored
 from leanml.compress import to_compact
 from leanml.config import MonitorConfig
-from leanml.datasets import load_intent
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def _fit() -> tuple[Any, list[list[str]]]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    d = load_intent()
-    model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-        LogisticRegression(max_iter=1000),
-    ).fit(list(d.X_train), list(d.y_train))
-    return model, [[str(t)] for t in list(d.X_test)[:200]]
+from monitor_overhead import _fit, _load_intents  # the same intent model and texts
 
 
 def _wake_cost(model: Any, texts: list[list[str]], seconds: float) -> dict[str, float]:
@@ -145,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    original, texts = _fit()
+    X, y, test = _load_intents(200)
+    original = _fit(X, y)
+    texts = [[t] for t in test]
     models = {"original": original, "compact": to_compact(original)[0]}
     runs: dict[str, list[float]] = {}
     for r in range(args.rounds):
