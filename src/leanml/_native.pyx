@@ -828,7 +828,7 @@ cdef class Recorder:
     half its bound calls ``wake()`` (None: nobody), so the flusher takes the buffer before
     its interval ends rather than letting it fill. The first record at or after :attr:`due`
     (the clock's time; +inf: never) calls ``on_due()`` once it is recorded: the monitor runs
-    its flusher step there, on the recording thread (see :meth:`after`)."""
+    its flusher step there, on the recording thread (see ``_after``)."""
 
     cdef SingleBuffer _buf
     cdef public Py_ssize_t cap
