@@ -67,15 +67,12 @@ def _step(st: MonitorState, force: bool, here: bool) -> bool:
             st.unwritten = rows
         else:
             _write(st, rows, now)
-    if here:
-        if busy and st.gc is not None:
-            st.gc.activity(now)
-        return bool(st.buf or st.bbuf or st.gt)
-    _retention(st, now)
+    if not here:
+        _retention(st, now)
     if st.gc is not None:
         if busy:
             st.gc.activity(now)
-        else:
+        elif not here:
             st.gc.maybe_collect(now)
     return bool(st.buf or st.bbuf or st.gt)
 
